@@ -1,0 +1,87 @@
+"""Domain errors: every refusal says what is wrong and where.
+
+Each error carries a machine-readable ``code`` (used by the CLI and, later, the
+HTTP error shape) and ``details`` (JSON-safe), besides its message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class AlreadyExists(DomainError):
+    code = "already_exists"
+
+
+class ActionRefused(DomainError):
+    """An action that the case's state (or the policy) does not allow."""
+
+    code = "action_refused"
+
+
+class ConflictError(DomainError):
+    """Someone else changed the case since it was read (optimistic concurrency)."""
+
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where it is and what is wrong."""
+
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+class InvalidInput(DomainError):
+    """Bad input; lists every problem found, not just the first."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, problems: list[Problem] | None = None, **details: Any) -> None:
+        self.problems = list(problems or [])
+        super().__init__(message, problems=[{"where": p.where, "what": p.what} for p in self.problems], **details)
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        lines = [self.message] + [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass
+class ProblemList:
+    """Collects problems; raise once at the end with every one of them."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, where: str, what: str) -> None:
+        self.problems.append(Problem(where, what))
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def raise_if_any(self, message: str, **details: Any) -> None:
+        if self.problems:
+            raise InvalidInput(message, self.problems, **details)

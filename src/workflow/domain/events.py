@@ -1,0 +1,104 @@
+"""Events: past-tense facts about a case, hash-chained per case.
+
+An event's hash covers its case, sequence number, type, actor, time, payload and the
+previous event's hash, so altering, removing or reordering any stored event breaks
+the chain from that point on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Mapping
+
+GENESIS_HASH = "0" * 64
+
+
+def _check_json_value(value: Any, where: str) -> None:
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        raise TypeError(f"{where}: floats are not allowed in event payloads; use a Decimal string")
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_json_value(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be strings, got {k!r}")
+            _check_json_value(v, f"{where}.{k}")
+        return
+    raise TypeError(f"{where}: {type(value).__name__} is not JSON-safe; convert it (Decimal and date to str)")
+
+
+def to_payload_value(value: Any) -> Any:
+    """Convert domain values to their payload form: Decimal → str, date → ISO str."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError(f"event time must be timezone-aware, got {moment.isoformat()}")
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def chain_hash(case_id: int, seq: int, type_: str, actor: str, occurred_at: datetime,
+               payload_json: str, prev_hash: str) -> str:
+    material = "\x1f".join((str(case_id), str(seq), type_, actor, utc_iso(occurred_at), payload_json, prev_hash))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    case_id: int
+    seq: int
+    type: str
+    actor: str
+    occurred_at: datetime
+    payload: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+    position: int | None = None  # global order in the store, once stored
+
+    @property
+    def payload_json(self) -> str:
+        return canonical_json(self.payload)
+
+    def expected_hash(self) -> str:
+        return chain_hash(self.case_id, self.seq, self.type, self.actor, self.occurred_at,
+                          self.payload_json, self.prev_hash)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "case_id": self.case_id,
+            "seq": self.seq,
+            "type": self.type,
+            "actor": self.actor,
+            "occurred_at": utc_iso(self.occurred_at),
+            "payload": dict(self.payload),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+def new_event(case_id: int, seq: int, type_: str, actor: str, occurred_at: datetime,
+              payload: Mapping[str, Any], prev_hash: str) -> Event:
+    clean = {k: to_payload_value(v) for k, v in payload.items()}
+    _check_json_value(clean, f"{type_}.payload")
+    body = canonical_json(clean)
+    return Event(case_id, seq, type_, actor, occurred_at, clean, prev_hash,
+                 chain_hash(case_id, seq, type_, actor, occurred_at, body, prev_hash))

@@ -1,0 +1,165 @@
+"""The case lifecycle, declared as data and held by a ``transitions`` machine.
+
+One machine is built per policy (the graph differs by province policy, never by
+code) and cached. The machine is used as the graph: "which transitions leave this
+state on this trigger" (``get_transitions``) and "what may happen next"
+(``get_triggers``). Guards are named in the table and evaluated by the domain, so
+a refused action becomes a clear :class:`ActionRefused` instead of a silent False,
+and no model has to be added to (and removed from) a long-lived machine per call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from transitions import Machine
+
+from .policy import Policy
+
+STATES: tuple[str, ...] = (
+    "registered",
+    "self_assessed",
+    "submitted",
+    "verified",
+    "rectification",
+    "recheck",
+    "certified",
+    "not_certified",
+    "withdrawn",
+    "filed",
+)
+TERMINAL_STATES = frozenset({"not_certified", "withdrawn", "filed"})
+OPEN_STATES = tuple(s for s in STATES if s not in TERMINAL_STATES)
+
+# Who may ask for an action. ``admin`` may do anything but ``system`` actions.
+UNIT, COORDINATOR, SYSTEM = "unit", "coordinator", "system"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One action (trigger): who may take it, what it needs, which event records it."""
+
+    name: str
+    event: str
+    by: frozenset[str]
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    description: str = ""
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec("self_assess", "SelfAssessmentRecorded", frozenset({UNIT}), optional=("total", "note"),
+                   description="record (or correct) the unit's self-assessment"),
+        ActionSpec("submit", "SelfAssessmentSubmitted", frozenset({UNIT}), optional=("note",),
+                   description="submit the self-assessment report, score sheet and evidence"),
+        ActionSpec("return", "CaseReturned", frozenset({COORDINATOR}), required=("reason",),
+                   description="return a submitted case to the unit for correction"),
+        ActionSpec("verify", "CaseVerified", frozenset({COORDINATOR}), required=("total",), optional=("note",),
+                   description="record the evaluation team's verified score"),
+        ActionSpec("certify", "CaseCertified", frozenset({COORDINATOR}), optional=("note",),
+                   description="certify a case whose verified score passes"),
+        ActionSpec("order_rectification", "RectificationOrdered", frozenset({COORDINATOR}), optional=("note",),
+                   description="order rectification of a case whose verified score fails"),
+        ActionSpec("fail", "CaseFailed", frozenset({COORDINATOR}), optional=("note",),
+                   description="close a failed case; the unit is re-evaluated next round"),
+        ActionSpec("extend_rectification", "RectificationExtended", frozenset({COORDINATOR}),
+                   required=("reason",), optional=("days", "until"),
+                   description="move the rectification deadline (by days, or to a date)"),
+        ActionSpec("request_recheck", "RecheckRequested", frozenset({UNIT}), optional=("note",),
+                   description="report rectification done and ask for the recheck"),
+        ActionSpec("recheck", "CaseRechecked", frozenset({COORDINATOR}), required=("total",), optional=("note",),
+                   description="record the recheck score; it certifies or not"),
+        ActionSpec("expire_rectification", "RectificationExpired", frozenset({SYSTEM}),
+                   description="the rectification deadline passed without a recheck request"),
+        ActionSpec("close", "CaseClosed", frozenset({COORDINATOR, SYSTEM}), required=("reason",),
+                   description="the round ended without certification"),
+        ActionSpec("withdraw", "CaseWithdrawn", frozenset({COORDINATOR}), required=("reason",),
+                   description="withdraw the case from the round"),
+        ActionSpec("file", "CaseFiled", frozenset({COORDINATOR}), optional=("batch",),
+                   description="file the certified case with the national bureau"),
+    )
+}
+
+_WITHDRAWABLE = ["registered", "self_assessed", "submitted", "verified", "rectification", "recheck", "certified"]
+
+# The graph. ``policy`` limits a transition to rounds whose policy.on_fail matches.
+# Guards named in ``conditions`` are evaluated by ``case.GUARDS``; a guard whose name
+# starts with ``outcome_`` depends on the action's input (e.g. the recheck score)
+# and chooses between destinations rather than allowing or refusing the action.
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "self_assess", "source": ["registered", "self_assessed"], "dest": "self_assessed"},
+    {"trigger": "submit", "source": "self_assessed", "dest": "submitted"},
+    {"trigger": "return", "source": "submitted", "dest": "self_assessed"},
+    {"trigger": "verify", "source": "submitted", "dest": "verified"},
+    {"trigger": "certify", "source": "verified", "dest": "certified", "conditions": ["passed"]},
+    {"trigger": "order_rectification", "source": "verified", "dest": "rectification",
+     "conditions": ["failed"], "policy": "rectification"},
+    {"trigger": "fail", "source": "verified", "dest": "not_certified",
+     "conditions": ["failed"], "policy": "not_certified"},
+    {"trigger": "extend_rectification", "source": "rectification", "dest": "rectification", "policy": "rectification"},
+    {"trigger": "request_recheck", "source": "rectification", "dest": "recheck",
+     "conditions": ["rectification_open"], "policy": "rectification"},
+    {"trigger": "recheck", "source": "recheck", "dest": "certified", "conditions": ["outcome_passed"],
+     "policy": "rectification"},
+    {"trigger": "recheck", "source": "recheck", "dest": "not_certified", "conditions": ["outcome_failed"],
+     "policy": "rectification"},
+    {"trigger": "expire_rectification", "source": "rectification", "dest": "not_certified",
+     "conditions": ["rectification_expired"], "policy": "rectification"},
+    {"trigger": "close", "source": ["registered", "self_assessed", "submitted", "verified"], "dest": "not_certified"},
+    {"trigger": "withdraw", "source": _WITHDRAWABLE, "dest": "withdrawn"},
+    {"trigger": "file", "source": "certified", "dest": "filed"},
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    trigger: str
+    source: str
+    dest: str
+    conditions: tuple[str, ...]
+
+
+class Lifecycle:
+    """The machine of one policy, with (trigger, source) look-ups precomputed."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        selected = []
+        for t in TRANSITIONS:
+            if t.get("policy") not in (None, policy.on_fail):
+                continue
+            selected.append({k: v for k, v in t.items() if k != "policy"})
+        # The machine validates the declaration (unknown states raise) and is the graph.
+        self.machine = Machine(model=None, states=list(STATES), transitions=selected, initial=None,
+                               auto_transitions=False, send_event=True)
+        self._edges: dict[tuple[str, str], tuple[Edge, ...]] = {}
+        self._triggers: dict[str, tuple[str, ...]] = {}
+        for state in STATES:
+            triggers = tuple(self.machine.get_triggers(state))
+            self._triggers[state] = triggers
+            for trigger in triggers:
+                self._edges[(trigger, state)] = tuple(
+                    Edge(trigger, state, tr.dest, tuple(c.func for c in tr.conditions))
+                    for tr in self.machine.get_transitions(trigger=trigger, source=state)
+                )
+
+    def edges(self, trigger: str, source: str) -> tuple[Edge, ...]:
+        return self._edges.get((trigger, source), ())
+
+    def triggers(self, state: str) -> tuple[str, ...]:
+        return self._triggers.get(state, ())
+
+    def actions(self) -> tuple[str, ...]:
+        """Every action this policy knows, in declaration order."""
+        return tuple(dict.fromkeys(t for s in STATES for t in self._triggers[s]))
+
+    def sources(self, trigger: str) -> tuple[str, ...]:
+        return tuple(s for s in STATES if (trigger, s) in self._edges)
+
+
+@lru_cache(maxsize=None)
+def lifecycle_for(policy: Policy) -> Lifecycle:
+    return Lifecycle(policy)

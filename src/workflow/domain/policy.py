@@ -1,0 +1,53 @@
+"""Province policy: what happens to a unit that fails verification.
+
+Loaded from the round's calendar file (``policy:`` block); a new province is a
+data file, never an ``if province == ...``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from .errors import ProblemList
+
+OnFail = Literal["rectification", "not_certified"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """``on_fail``: ``rectification`` (Shanxi: rectify within N days, then a recheck) or
+    ``not_certified`` (Hunan: the unit is re-evaluated in the next year's round).
+    ``carry_over``: a unit whose case ends not_certified is carried into the next round
+    and its new case records where it came from."""
+
+    on_fail: OnFail
+    rectification_days: int | None
+    carry_over: bool
+
+    @property
+    def has_rectification(self) -> bool:
+        return self.on_fail == "rectification"
+
+
+def policy_from_dict(data: Any, where: str) -> Policy:
+    problems = ProblemList()
+    if not isinstance(data, Mapping):
+        problems.add(where, f"must be a mapping with on_fail, rectification_days, carry_over; got {type(data).__name__}")
+        problems.raise_if_any(f"invalid policy in {where}")
+    known = {"on_fail", "rectification_days", "carry_over"}
+    for key in sorted(set(data) - known):
+        problems.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
+    on_fail = data.get("on_fail")
+    if on_fail not in ("rectification", "not_certified"):
+        problems.add(f"{where}.on_fail", f"must be 'rectification' or 'not_certified', got {on_fail!r}")
+    days = data.get("rectification_days")
+    if on_fail == "rectification":
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
+            problems.add(f"{where}.rectification_days", f"must be a whole number of days from 1 to 366, got {days!r}")
+    elif days is not None:
+        problems.add(f"{where}.rectification_days", "only allowed when on_fail is 'rectification'")
+    carry = data.get("carry_over")
+    if not isinstance(carry, bool):
+        problems.add(f"{where}.carry_over", f"must be true or false, got {carry!r}")
+    problems.raise_if_any(f"invalid policy in {where}")
+    return Policy(on_fail=on_fail, rectification_days=days, carry_over=carry)

@@ -1,0 +1,139 @@
+"""Units (创建单位), their jurisdictions and contact people (附件2), validated."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ProblemList
+
+JURISDICTION_LEVELS = ("province", "city", "county")
+# A unit's level follows the level of the jurisdiction it belongs to.
+UNIT_LEVEL_OF = {"province": "provincial", "city": "city", "county": "county"}
+UNIT_LEVELS = tuple(UNIT_LEVEL_OF.values())
+CATEGORIES = ("党的机关", "人大机关", "行政机关", "政协机关", "监察机关", "审判机关", "检察机关", "人民团体", "参公事业单位")
+LEVEL_ALIASES = {"省级": "provincial", "市级": "city", "县级": "county", "省": "provincial", "市": "city", "县": "county",
+                 "区": "county", "县级/区": "county"}
+JURISDICTION_LEVEL_ALIASES = {"省": "province", "市": "city", "县": "county", "区": "county", "市州": "city"}
+
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^[0-9+()\- ]{5,30}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One row of 附件2: 单位 / 姓名 / 职务 / 联系方式 (phone), plus an email for reminders."""
+
+    name: str
+    position: str = ""
+    phone: str = ""
+    email: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "position": self.position, "phone": self.phone, "email": self.email}
+
+
+@dataclass(frozen=True, slots=True)
+class UnitDraft:
+    name: str
+    jurisdiction_id: str
+    level: str
+    category: str
+    contacts: tuple[Contact, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class JurisdictionDraft:
+    id: str
+    name: str
+    level: str
+    parent_id: str | None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList) -> Contact | None:
+    name, position = _text(data.get("name")), _text(data.get("position"))
+    phone, email = _text(data.get("phone")), _text(data.get("email"))
+    if not (name or position or phone or email):
+        return None
+    if not name:
+        problems.add(f"{where}.name", "a contact needs a name")
+    if len(name) > 50:
+        problems.add(f"{where}.name", f"at most 50 characters, got {len(name)}")
+    if phone and not _PHONE.match(phone):
+        problems.add(f"{where}.phone", f"not a phone number: {phone!r}")
+    if email and not _EMAIL.match(email):
+        problems.add(f"{where}.email", f"not an email address: {email!r}")
+    if not phone and not email:
+        problems.add(f"{where}", "a contact needs a phone or an email")
+    return Contact(name, position, phone, email)
+
+
+def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping[str, str],
+               problems: ProblemList) -> UnitDraft | None:
+    """Validate one unit; ``jurisdiction_levels`` maps known jurisdiction ids to their level."""
+    before = len(problems.problems)
+    name = _text(data.get("name"))
+    if not name:
+        problems.add(f"{where}.name", "required")
+    elif len(name) > 200:
+        problems.add(f"{where}.name", f"at most 200 characters, got {len(name)}")
+    jid = _text(data.get("jurisdiction"))
+    jlevel = jurisdiction_levels.get(jid)
+    if not jid:
+        problems.add(f"{where}.jurisdiction", "required")
+    elif jlevel is None:
+        problems.add(f"{where}.jurisdiction", f"unknown jurisdiction {jid!r}")
+    category = _text(data.get("category"))
+    if category not in CATEGORIES:
+        problems.add(f"{where}.category", f"must be one of {'、'.join(CATEGORIES)}; got {category!r}")
+    level = _text(data.get("level"))
+    level = LEVEL_ALIASES.get(level, level)
+    expected = UNIT_LEVEL_OF.get(jlevel or "")
+    if level and level not in UNIT_LEVELS:
+        problems.add(f"{where}.level", f"must be one of {', '.join(UNIT_LEVELS)}; got {level!r}")
+    elif level and expected and level != expected:
+        problems.add(f"{where}.level", f"{level} does not match jurisdiction {jid} ({jlevel}: {expected})")
+    contacts = []
+    for i, c in enumerate(data.get("contacts") or []):
+        contact = check_contact(c, f"{where}.contacts[{i}]", problems)
+        if contact is not None:
+            contacts.append(contact)
+    if len(problems.problems) > before:
+        return None
+    return UnitDraft(name=name, jurisdiction_id=jid, level=expected or level, category=category,
+                     contacts=tuple(contacts))
+
+
+def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mapping[str, str],
+                       problems: ProblemList) -> JurisdictionDraft | None:
+    """Validate one jurisdiction; a child is one level below its parent (province → city → county)."""
+    before = len(problems.problems)
+    jid, name = _text(data.get("id")), _text(data.get("name"))
+    level = _text(data.get("level"))
+    level = JURISDICTION_LEVEL_ALIASES.get(level, level)
+    parent = _text(data.get("parent")) or None
+    if not _CODE.match(jid):
+        problems.add(f"{where}.id", f"must be 1–64 of a-z, 0-9, '-', '_' (starting with a letter or digit); got {jid!r}")
+    if not name:
+        problems.add(f"{where}.name", "required")
+    if level not in JURISDICTION_LEVELS:
+        problems.add(f"{where}.level", f"must be one of {', '.join(JURISDICTION_LEVELS)}; got {level!r}")
+    elif level == "province" and parent:
+        problems.add(f"{where}.parent", "a province has no parent")
+    elif level != "province":
+        if not parent:
+            problems.add(f"{where}.parent", f"a {level} needs a parent")
+        elif parent not in known_levels:
+            problems.add(f"{where}.parent", f"unknown jurisdiction {parent!r}")
+        else:
+            want = JURISDICTION_LEVELS[JURISDICTION_LEVELS.index(level) - 1]
+            if known_levels[parent] != want:
+                problems.add(f"{where}.parent", f"a {level}'s parent must be a {want}; {parent} is a {known_levels[parent]}")
+    if len(problems.problems) > before:
+        return None
+    return JurisdictionDraft(jid, name, level, parent)
