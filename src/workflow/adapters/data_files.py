@@ -1,0 +1,81 @@
+"""Loading versioned data files (YAML) with errors that name the file and line."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
+
+import yaml
+
+from ..domain.errors import InvalidInput, NotFound, Problem
+
+T = TypeVar("T")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (plain YAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML data file; a missing file, bad encoding, syntax error or duplicate key
+    is an ``InvalidInput`` naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text", [Problem(str(path), f"not UTF-8 at byte {exc.start}")]) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}", [Problem(str(path), exc.strerror or str(exc))]) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = getattr(exc, "problem", None) or str(exc)
+        raise InvalidInput(f"{where}: YAML syntax error: {what}", [Problem(where, f"YAML syntax error: {what}")]) from None
+
+
+class Catalog(Generic[T]):
+    """The data files of one kind in a folder, by id (the file's ``id`` field)."""
+
+    kind = "file"
+
+    def __init__(self, directory: Path, parse: Callable[[Any, str], T]) -> None:
+        self.directory = Path(directory)
+        self._parse = parse
+        self._cache: dict[str, T] | None = None
+
+    def _load(self) -> dict[str, T]:
+        if self._cache is None:
+            found: dict[str, T] = {}
+            for path in sorted(self.directory.glob("*.yaml")):
+                item = self._parse(read_yaml(path), str(path))
+                ident = getattr(item, "id")
+                if ident in found:
+                    raise InvalidInput(f"{path}: {self.kind} id {ident!r} is used by another file too", [])
+                found[ident] = item
+            self._cache = found
+        return self._cache
+
+    def get(self, ident: str) -> T:
+        items = self._load()
+        if ident not in items:
+            raise NotFound(f"no {self.kind} {ident!r} in {self.directory} (known: {', '.join(sorted(items)) or 'none'})")
+        return items[ident]
+
+    def all(self) -> list[T]:
+        return list(self._load().values())

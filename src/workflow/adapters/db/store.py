@@ -1,0 +1,276 @@
+"""The write side: cases and their events in plain SQL on the pooled DB-API connection.
+
+Every transition is: load the case row, decide, UPDATE the row guarded by its version,
+INSERT the hash-chained event, commit. Building SQLAlchemy statements per call costs
+more than the fsync (see docs/benchmarks.md), so this path uses fixed SQL text on the
+driver's cursor; the same contract tests run it on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterator
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from ...domain.case import CaseState, RoundContext, apply, registration_event
+from ...domain.errors import AlreadyExists, ConflictError, NotFound
+from ...domain.events import GENESIS_HASH, Event
+from ...domain.policy import policy_from_dict
+from .engine import SQLITE_BEGIN_OPTION
+
+_CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
+                 "verified_total, recheck_total, passed, rectification_due, registered_at, updated_at")
+_EVENT_COLUMNS = "position, case_id, seq, type, actor, occurred_at, payload, prev_hash, hash"
+
+_SQL = {
+    "get_case": f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = :id",
+    "find_case": f"SELECT {_CASE_COLUMNS} FROM cases WHERE round_id = :round_id AND unit_id = :unit_id",
+    "insert_case": (
+        "INSERT INTO cases (round_id, unit_id, state, version, last_hash, carried_over_from, passed, "
+        "registered_at, updated_at) VALUES (:round_id, :unit_id, 'registered', 0, :last_hash, "
+        ":carried_over_from, NULL, :now, :now) RETURNING id"
+    ),
+    "update_case": (
+        "UPDATE cases SET state = :state, version = :version, last_hash = :last_hash, "
+        "self_total = :self_total, verified_total = :verified_total, recheck_total = :recheck_total, "
+        "passed = :passed, rectification_due = :rectification_due, updated_at = :updated_at "
+        "WHERE id = :id AND version = :expected"
+    ),
+    "insert_event": (
+        "INSERT INTO events (case_id, seq, type, actor, occurred_at, payload, prev_hash, hash) "
+        "VALUES (:case_id, :seq, :type, :actor, :occurred_at, :payload, :prev_hash, :hash)"
+    ),
+    "case_events": f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = :case_id ORDER BY seq",
+    "round": "SELECT id, policy, pass_mark, max_total FROM rounds WHERE id = :id",
+    "unit_exists": "SELECT 1 FROM units WHERE id = :id",
+}
+_PARAM = re.compile(r"(?<!:):(\w+)")
+
+
+def _pg(sql: str) -> str:
+    return _PARAM.sub(r"%(\1)s", sql)
+
+
+class Codec:
+    """Python values ↔ driver values, per dialect (what SQLAlchemy's types do on the ORM side)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def dt_out(self, value: datetime) -> Any:
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if self.sqlite else value
+
+    def dt_in(self, value: Any) -> datetime:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    def date_out(self, value: date | None) -> Any:
+        return None if value is None else (value.isoformat() if self.sqlite else value)
+
+    @staticmethod
+    def date_in(value: Any) -> date | None:
+        if value is None or isinstance(value, date):
+            return value
+        return date.fromisoformat(value)
+
+    @staticmethod
+    def dec_out(value: Decimal | None) -> str | None:
+        return None if value is None else format(value, "f")
+
+    @staticmethod
+    def dec_in(value: Any) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+    @staticmethod
+    def json_in(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+    def case_from_row(self, row: Any) -> CaseState:
+        return CaseState(
+            id=row[0], round_id=row[1], unit_id=row[2], state=row[3], version=row[4], last_hash=row[5],
+            carried_over_from=row[6], self_total=self.dec_in(row[7]), verified_total=self.dec_in(row[8]),
+            recheck_total=self.dec_in(row[9]), passed=None if row[10] is None else bool(row[10]),
+            rectification_due=self.date_in(row[11]), registered_at=self.dt_in(row[12]),
+            updated_at=self.dt_in(row[13]),
+        )
+
+    def event_from_row(self, row: Any) -> Event:
+        return Event(case_id=row[1], seq=row[2], type=row[3], actor=row[4], occurred_at=self.dt_in(row[5]),
+                     payload=json.loads(row[6]), prev_hash=row[7], hash=row[8], position=row[0])
+
+
+class SqlCaseStore:
+    """A unit of work over one pooled connection and one transaction."""
+
+    def __init__(self, database: "Database") -> None:
+        self._db = database
+        self._codec = database.codec
+        self._sql = database.sql
+        self._conn = database.engine.connect()
+        if database.is_sqlite:
+            # Take the write lock up front: a later upgrade from a read lock can fail
+            # with SQLITE_BUSY instead of waiting.
+            self._conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+        self._tx = self._conn.begin()
+        self._cur = self._conn.connection.dbapi_connection.cursor()
+        self._done = False
+
+    @property
+    def connection(self):
+        """The SQLAlchemy connection of this unit of work (same transaction), for set-based work."""
+        return self._conn
+
+    # -- reads
+    def round_context(self, round_id: str) -> RoundContext:
+        cached = self._db.round_cache.get(round_id)
+        if cached is not None:
+            return cached
+        self._cur.execute(self._sql["round"], {"id": round_id})
+        row = self._cur.fetchone()
+        if row is None:
+            raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+        policy = policy_from_dict(self._codec.json_in(row[1]), f"round {round_id} policy")
+        ctx = RoundContext(row[0], policy, Decimal(row[2]), Decimal(row[3]))
+        self._db.round_cache[round_id] = ctx
+        return ctx
+
+    def _case(self, row: Any) -> CaseState:
+        return self._codec.case_from_row(row)
+
+    def get(self, case_id: int) -> CaseState:
+        self._cur.execute(self._sql["get_case"], {"id": case_id})
+        row = self._cur.fetchone()
+        if row is None:
+            raise NotFound(f"case {case_id} does not exist", case_id=case_id)
+        return self._case(row)
+
+    def find(self, round_id: str, unit_id: int) -> CaseState | None:
+        self._cur.execute(self._sql["find_case"], {"round_id": round_id, "unit_id": unit_id})
+        row = self._cur.fetchone()
+        return None if row is None else self._case(row)
+
+    def events(self, case_id: int) -> list[Event]:
+        self._cur.execute(self._sql["case_events"], {"case_id": case_id})
+        return [self._codec.event_from_row(r) for r in self._cur.fetchall()]
+
+    # -- writes
+    def create(self, round_id: str, unit_id: int, actor: str, now: datetime,
+               carried_over_from: int | None = None) -> tuple[CaseState, Event]:
+        self.round_context(round_id)
+        self._cur.execute(self._sql["unit_exists"], {"id": unit_id})
+        if self._cur.fetchone() is None:
+            raise NotFound(f"unit {unit_id} does not exist", unit_id=unit_id)
+        if self.find(round_id, unit_id) is not None:
+            raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
+                                round_id=round_id, unit_id=unit_id)
+        c = self._codec
+        self._cur.execute(self._sql["insert_case"], {
+            "round_id": round_id, "unit_id": unit_id, "last_hash": GENESIS_HASH,
+            "carried_over_from": carried_over_from, "now": c.dt_out(now)})
+        case_id = self._cur.fetchone()[0]
+        event = registration_event(case_id, round_id, unit_id, actor, now, carried_over_from)
+        after = apply(None, event)
+        before = CaseState(case_id, round_id, unit_id, "registered", 0, GENESIS_HASH, carried_over_from,
+                           registered_at=now, updated_at=now)
+        self.append(before, event, after)
+        return after, event
+
+    def append(self, before: CaseState, event: Event, after: CaseState) -> None:
+        c = self._codec
+        self._cur.execute(self._sql["update_case"], {
+            "state": after.state, "version": after.version, "last_hash": after.last_hash,
+            "self_total": c.dec_out(after.self_total), "verified_total": c.dec_out(after.verified_total),
+            "recheck_total": c.dec_out(after.recheck_total), "passed": after.passed,
+            "rectification_due": c.date_out(after.rectification_due), "updated_at": c.dt_out(after.updated_at),
+            "id": before.id, "expected": before.version,
+        })
+        if self._cur.rowcount != 1:
+            raise ConflictError(
+                f"case {before.id} changed since it was read (expected version {before.version}); reload and retry",
+                case_id=before.id, expected_version=before.version)
+        try:
+            self._cur.execute(self._sql["insert_event"], {
+                "case_id": event.case_id, "seq": event.seq, "type": event.type, "actor": event.actor,
+                "occurred_at": c.dt_out(event.occurred_at), "payload": event.payload_json,
+                "prev_hash": event.prev_hash, "hash": event.hash,
+            })
+        except self._db.integrity_errors as exc:
+            raise ConflictError(f"case {before.id}: event #{event.seq} already exists", case_id=before.id) from exc
+
+    def commit(self) -> None:
+        self._cur.close()
+        self._tx.commit()
+        self._done = True
+
+    def rollback(self) -> None:
+        if not self._done:
+            self._cur.close()
+            self._tx.rollback()
+            self._done = True
+
+    def close(self) -> None:
+        self.rollback()
+        self._conn.close()
+
+
+class _UnitOfWork:
+    def __init__(self, database: "Database") -> None:
+        self._db = database
+        self._store: SqlCaseStore | None = None
+
+    def __enter__(self) -> SqlCaseStore:
+        self._store = SqlCaseStore(self._db)
+        return self._store
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._store is not None
+        self._store.close()  # rolls back unless committed
+
+
+class Database:
+    """The SQL adapter: unit-of-work factory and raw reads over one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.is_sqlite = self.dialect == "sqlite"
+        self.codec = Codec(self.dialect)
+        self.sql = dict(_SQL) if self.is_sqlite else {k: _pg(v) for k, v in _SQL.items()}
+        self.round_cache: dict[str, RoundContext] = {}
+        dbapi = engine.dialect.dbapi
+        self.integrity_errors: tuple[type[BaseException], ...] = (dbapi.IntegrityError, SAIntegrityError)
+
+    def unit_of_work(self) -> _UnitOfWork:
+        return _UnitOfWork(self)
+
+    def stream(self, sql: str, params: dict[str, Any] | None = None, batch: int = 5000) -> Iterator[tuple]:
+        """Rows of a read query, fetched in batches (server-side cursor on PostgreSQL)."""
+        sql = sql if self.is_sqlite else _pg(sql)
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor(name="wf_stream") if not self.is_sqlite else raw.cursor()
+            cur.execute(sql, params or {})
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                yield from rows
+            cur.close()
+            if not self.is_sqlite:
+                raw.rollback()
+        finally:
+            raw.close()
+
+    def all_cases(self) -> Iterator[CaseState]:
+        for row in self.stream(f"SELECT {_CASE_COLUMNS} FROM cases ORDER BY id"):
+            yield self.codec.case_from_row(row)
+
+    def all_events(self) -> Iterator[Event]:
+        for row in self.stream(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq"):
+            yield self.codec.event_from_row(row)

@@ -1,0 +1,104 @@
+"""Database tables (SQLModel). ``table=True`` models are storage only: inputs are
+validated by the domain and the schemas before they get here."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from .types import DecimalText, UTCDateTime
+
+
+class Jurisdiction(SQLModel, table=True):
+    __tablename__ = "jurisdictions"
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    level: str = Field(sa_column=Column(String(16), nullable=False))  # province / city / county
+    parent_id: Optional[str] = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=True))
+    # Materialised path "/shanxi/taiyuan/": a subtree is one prefix match.
+    path: str = Field(sa_column=Column(String(700), nullable=False, index=True, unique=True))
+
+
+class Unit(SQLModel, table=True):
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "name", name="uq_unit_jurisdiction_name"),)
+
+    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False, index=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    level: str = Field(sa_column=Column(String(16), nullable=False))  # provincial / city / county
+    category: str = Field(sa_column=Column(String(32), nullable=False))
+    contacts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Round(SQLModel, table=True):
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("province_id", "year", name="uq_round_province_year"),)
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    province_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False))
+    year: int = Field(sa_column=Column(Integer, nullable=False))
+    rubric_id: str = Field(sa_column=Column(String(64), nullable=False))
+    calendar_id: str = Field(sa_column=Column(String(64), nullable=False))
+    target_share: Decimal = Field(sa_column=Column(DecimalText, nullable=False))
+    # Copied from the rubric and calendar when the round opens: a round's rules do not
+    # change under it when a data file is edited later.
+    pass_mark: Decimal = Field(sa_column=Column(DecimalText, nullable=False))
+    max_total: Decimal = Field(sa_column=Column(DecimalText, nullable=False))
+    policy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    opened_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    opened_by: str = Field(sa_column=Column(String(200), nullable=False))
+
+
+class Case(SQLModel, table=True):
+    """The projection of a case's events (see ``domain.case.CaseState``)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("round_id", "unit_id", name="uq_case_round_unit"),
+        Index("ix_case_round_state", "round_id", "state"),
+    )
+
+    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False))
+    unit_id: int = Field(sa_column=Column(Integer, ForeignKey("units.id"), nullable=False, index=True))
+    state: str = Field(sa_column=Column(String(32), nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    last_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    carried_over_from: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"), nullable=True))
+    self_total: Optional[Decimal] = Field(default=None, sa_column=Column(DecimalText, nullable=True))
+    verified_total: Optional[Decimal] = Field(default=None, sa_column=Column(DecimalText, nullable=True))
+    recheck_total: Optional[Decimal] = Field(default=None, sa_column=Column(DecimalText, nullable=True))
+    passed: Optional[bool] = Field(default=None, nullable=True)
+    rectification_due: Optional[date] = Field(default=None, sa_column=Column(Date, nullable=True))
+    registered_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Event(SQLModel, table=True):
+    """The append-only log. Database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_event_case_seq"),)
+
+    position: Optional[int] = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    case_id: int = Field(sa_column=Column(Integer, ForeignKey("cases.id"), nullable=False))
+    seq: int = Field(sa_column=Column(Integer, nullable=False))
+    type: str = Field(sa_column=Column(String(64), nullable=False))
+    actor: str = Field(sa_column=Column(String(200), nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, as hashed
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+metadata = SQLModel.metadata

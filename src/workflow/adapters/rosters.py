@@ -1,0 +1,106 @@
+"""Reading rosters (.csv as Excel writes it: UTF-8 with or without BOM, or GBK).
+
+Headers may be English or the Chinese of the printed forms. Every row keeps its line
+number so that errors can name it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..domain.errors import InvalidInput, Problem
+
+UNIT_COLUMNS = {
+    "name": ("name", "单位名称", "单位"),
+    "jurisdiction": ("jurisdiction", "所属地区", "地区", "行政区划"),
+    "level": ("level", "层级", "级别"),
+    "category": ("category", "类别", "单位类别", "单位性质"),
+    "contact_name": ("contact_name", "联系人", "姓名"),
+    "contact_position": ("contact_position", "职务"),
+    "contact_phone": ("contact_phone", "联系方式", "联系电话", "电话"),
+    "contact_email": ("contact_email", "电子邮箱", "邮箱", "email"),
+    "_ignored": ("no", "序号"),
+}
+JURISDICTION_COLUMNS = {
+    "id": ("id", "code", "代码", "编码"),
+    "name": ("name", "名称"),
+    "level": ("level", "层级", "级别"),
+    "parent": ("parent", "上级"),
+    "_ignored": ("no", "序号"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    line: int
+    values: dict[str, str]
+
+
+def decode(data: bytes, source: str) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InvalidInput(f"{source}: neither UTF-8 nor GBK text", [Problem(source, "neither UTF-8 nor GBK text")])
+
+
+def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> list[Row]:
+    text = decode(data, source)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidInput(f"{source}: empty file", [Problem(f"{source}:1", "empty file: a header row is needed")]) from None
+    except csv.Error as exc:
+        raise InvalidInput(f"{source}: unreadable CSV", [Problem(f"{source}:1", str(exc))]) from None
+    alias = {a.lower(): key for key, names in columns.items() for a in names}
+    problems: list[Problem] = []
+    keys: list[str] = []
+    for i, name in enumerate(header):
+        label = name.strip().lower()
+        key = alias.get(label)
+        if key is None and label:
+            problems.append(Problem(f"{source}:1", f"unknown column {name.strip()!r} (column {i + 1})"))
+        if key is not None and key != "_ignored" and key in keys:
+            problems.append(Problem(f"{source}:1", f"column {name.strip()!r} given twice"))
+        keys.append(key or "_ignored")
+    for key in required:
+        if key not in keys:
+            problems.append(Problem(f"{source}:1", f"missing column {key!r} ({' / '.join(columns[key])})"))
+    if problems:
+        raise InvalidInput(f"{source}: bad header", problems)
+    rows: list[Row] = []
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(record) > len(keys) and any(c.strip() for c in record[len(keys):]):
+                problems.append(Problem(f"{source}:{line}", f"{len(record)} cells, the header has {len(keys)}"))
+                continue
+            values = {k: record[i].strip() if i < len(record) else "" for i, k in enumerate(keys) if k != "_ignored"}
+            rows.append(Row(line, values))
+    except csv.Error as exc:
+        problems.append(Problem(f"{source}:{reader.line_num}", f"unreadable CSV: {exc}"))
+    if problems:
+        raise InvalidInput(f"{source}: bad rows; nothing imported", problems)
+    return rows
+
+
+def read_units_csv(path: Path) -> list[Row]:
+    return read_csv(Path(path).read_bytes(), str(path), UNIT_COLUMNS, ("name", "jurisdiction", "category"))
+
+
+def read_jurisdictions_csv(path: Path) -> list[Row]:
+    return read_csv(Path(path).read_bytes(), str(path), JURISDICTION_COLUMNS, ("id", "name", "level"))
+
+
+def unit_row_as_dict(row: Row) -> dict[str, Any]:
+    v = row.values
+    contact = {k: v.get(f"contact_{k}", "") for k in ("name", "position", "phone", "email")}
+    return {"name": v.get("name"), "jurisdiction": v.get("jurisdiction"), "level": v.get("level"),
+            "category": v.get("category"), "contacts": [contact] if any(contact.values()) else []}

@@ -1,0 +1,52 @@
+"""Case commands: one function per command, one unit of work each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from ..clock import require_aware
+from ..domain.case import Actor, CaseState, allowed_actions, apply, decide
+from ..domain.errors import ConflictError
+from ..domain.events import Event
+from .ports import CaseStoreFactory
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    case: CaseState
+    event: Event
+    allowed: list[str]
+
+
+def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Mapping[str, Any] | None,
+                   actor: Actor, now: datetime, expected_version: int | None = None) -> ActionResult:
+    """Take ``action`` on a case: decide, then commit the new projection and its event together.
+
+    ``expected_version`` is the version the caller saw; if the case has moved on since,
+    nothing is written and :class:`ConflictError` says so.
+    """
+    require_aware(now, "now")
+    with store.unit_of_work() as uow:
+        case = uow.get(case_id)
+        if expected_version is not None and case.version != expected_version:
+            raise ConflictError(
+                f"case {case_id} is at version {case.version}, not {expected_version}: "
+                "it changed since you read it; reload and retry",
+                case_id=case_id, expected_version=expected_version, version=case.version)
+        ctx = uow.round_context(case.round_id)
+        event = decide(case, action, data, actor, now, ctx)
+        after = apply(case, event)
+        uow.append(case, event, after)
+        uow.commit()
+    return ActionResult(after, event, allowed_actions(after, ctx, now))
+
+
+def register_case(store: CaseStoreFactory, round_id: str, unit_id: int, actor: Actor, now: datetime,
+                  carried_over_from: int | None = None) -> tuple[CaseState, Event]:
+    """Register one unit's case in a round (a unit has at most one case per round)."""
+    require_aware(now, "now")
+    with store.unit_of_work() as uow:
+        case, event = uow.create(round_id, unit_id, str(actor), now, carried_over_from)
+        uow.commit()
+    return case, event

@@ -1,0 +1,96 @@
+"""The read side: lists and details for coordinators and auditors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from sqlalchemy import and_, select
+
+from ..adapters.db.store import Database
+from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
+from ..domain.case import allowed_actions
+from ..domain.errors import NotFound
+from ..domain.events import Event
+from ..domain.lifecycle import STATES
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    id: int
+    round_id: str
+    unit_id: int
+    unit_name: str
+    jurisdiction_id: str
+    category: str
+    state: str
+    version: int
+    self_total: Any
+    verified_total: Any
+    recheck_total: Any
+    rectification_due: Any
+    updated_at: datetime
+
+
+def list_cases(db: Database, *, round_id: str | None = None, state: str | None = None,
+               jurisdiction_id: str | None = None, after_id: int = 0, limit: int = 100) -> list[CaseRow]:
+    if state is not None and state not in STATES:
+        raise NotFound(f"unknown state {state!r}; states: {', '.join(STATES)}")
+    q = (select(Case.id, Case.round_id, Case.unit_id, Unit.name, Unit.jurisdiction_id, Unit.category, Case.state,
+                Case.version, Case.self_total, Case.verified_total, Case.recheck_total, Case.rectification_due,
+                Case.updated_at)
+         .join(Unit, Case.unit_id == Unit.id).where(Case.id > after_id).order_by(Case.id).limit(limit))
+    if round_id:
+        q = q.where(Case.round_id == round_id)
+    if state:
+        q = q.where(Case.state == state)
+    if jurisdiction_id:
+        with db.engine.connect() as conn:
+            path = conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).scalar()
+        if path is None:
+            raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
+        q = q.join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id).where(Jurisdiction.path.startswith(path))
+    with db.engine.connect() as conn:
+        return [CaseRow(*row) for row in conn.execute(q).all()]
+
+
+@dataclass(frozen=True)
+class CaseDetail:
+    case: Any
+    unit: Mapping[str, Any]
+    round: Mapping[str, Any]
+    events: list[Event]
+    allowed: list[str]
+
+
+def show_case(db: Database, case_id: int, now: datetime) -> CaseDetail:
+    with db.unit_of_work() as uow:
+        state = uow.get(case_id)
+        ctx = uow.round_context(state.round_id)
+        events = uow.events(case_id)
+        conn = uow.connection
+        unit = conn.execute(select(Unit.__table__).where(Unit.id == state.unit_id)).mappings().one()
+        rnd = conn.execute(select(Round.__table__).where(Round.id == state.round_id)).mappings().one()
+    return CaseDetail(state, unit, rnd, events, allowed_actions(state, ctx, now))
+
+
+def list_rounds(db: Database) -> list[Any]:
+    with db.engine.connect() as conn:
+        return conn.execute(select(Round).order_by(Round.province_id, Round.year)).all()
+
+
+def list_units(db: Database, jurisdiction_id: str | None = None) -> list[Any]:
+    q = select(Unit.id, Unit.name, Unit.jurisdiction_id, Unit.level, Unit.category, Unit.contacts).order_by(Unit.id)
+    with db.engine.connect() as conn:
+        if jurisdiction_id:
+            path = conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).scalar()
+            if path is None:
+                raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
+            q = q.join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id).where(
+                and_(Jurisdiction.path.startswith(path)))
+        return conn.execute(q).all()
+
+
+def list_jurisdictions(db: Database) -> list[Any]:
+    with db.engine.connect() as conn:
+        return conn.execute(select(Jurisdiction).order_by(Jurisdiction.path)).all()

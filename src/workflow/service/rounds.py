@@ -1,0 +1,111 @@
+"""Opening a round: the round row and a case for every in-scope unit, in one transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from sqlalchemy import and_, insert, select
+
+from ..adapters.db.store import Database
+from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
+from ..clock import require_aware
+from ..domain.calendar import Calendar
+from ..domain.case import Actor
+from ..domain.errors import AlreadyExists, ProblemList
+
+# A unit certified (or filed) in an earlier round has met the standard: later rounds
+# are for the units not yet certified (创建对象: 未建成节约型机关的...).
+DONE_STATES = ("certified", "filed")
+
+
+class RubricLike(Protocol):
+    id: str
+    total: Decimal
+    pass_mark: Decimal
+
+
+class Catalog(Protocol):
+    def get(self, ident: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedRound:
+    round_id: str
+    registered: int
+    carried_over: int
+    already_certified: int
+
+
+def _share(value: Any, problems: ProblemList) -> Decimal | None:
+    try:
+        share = Decimal(str(value))
+    except InvalidOperation:
+        share = None
+    if isinstance(value, float) or share is None or not share.is_finite() or not Decimal(0) < share <= Decimal(1):
+        problems.add("target_share", f"must be a decimal share in (0, 1], e.g. 0.5; got {value!r}")
+        return None
+    return share
+
+
+def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_id: str, year: int,
+               rubric_id: str, calendar_id: str, target_share: Any, actor: Actor, now: datetime) -> OpenedRound:
+    require_aware(now, "now")
+    problems = ProblemList()
+    share = _share(target_share, problems)
+    if not 2000 <= year <= 2100:
+        problems.add("year", f"must be from 2000 to 2100, got {year}")
+    rubric = calendar = None
+    try:
+        rubric = rubrics.get(rubric_id)
+    except Exception as exc:  # NotFound or a bad file: reported with the rest
+        problems.add("rubric", str(exc))
+    try:
+        calendar = calendars.get(calendar_id)
+    except Exception as exc:
+        problems.add("calendar", str(exc))
+    round_id = f"{province_id}-{year}"
+    with db.unit_of_work() as uow:
+        conn = uow.connection
+        province = conn.execute(select(Jurisdiction).where(Jurisdiction.id == province_id)).first()
+        if province is None:
+            problems.add("province", f"unknown jurisdiction {province_id!r}")
+        elif province.level != "province":
+            problems.add("province", f"{province_id} is a {province.level}, not a province")
+        if isinstance(calendar, Calendar):
+            if calendar.province != province_id:
+                problems.add("calendar", f"{calendar.id} is the calendar of {calendar.province}, not {province_id}")
+            if not calendar.serves(year):
+                problems.add("calendar", f"{calendar.id} serves {calendar.year}, not {year}")
+        if rubric is not None and getattr(rubric, "province", province_id) != province_id:
+            problems.add("rubric", f"{rubric.id} is the rubric of {rubric.province}, not {province_id}")
+        problems.raise_if_any(f"cannot open round {round_id}")
+        assert rubric is not None and isinstance(calendar, Calendar) and share is not None and province is not None
+        if conn.execute(select(Round.id).where(Round.id == round_id)).first() is not None:
+            raise AlreadyExists(f"round {round_id} is already open", round_id=round_id)
+        policy = calendar.policy
+        conn.execute(insert(Round).values(
+            id=round_id, province_id=province_id, year=year, rubric_id=rubric.id, calendar_id=calendar.id,
+            target_share=share, pass_mark=rubric.pass_mark, max_total=rubric.total,
+            policy={"on_fail": policy.on_fail, "rectification_days": policy.rectification_days,
+                    "carry_over": policy.carry_over},
+            opened_at=now, opened_by=str(actor)))
+        earlier = select(Round.id).where(and_(Round.province_id == province_id, Round.year < year))
+        done = set(conn.execute(select(Case.unit_id).where(
+            and_(Case.round_id.in_(earlier), Case.state.in_(DONE_STATES)))).scalars())
+        carried: dict[int, int] = {}
+        if policy.carry_over:
+            previous = f"{province_id}-{year - 1}"
+            carried = {u: c for u, c in conn.execute(select(Case.unit_id, Case.id).where(
+                and_(Case.round_id == previous, Case.state == "not_certified"))).all()}
+        units = conn.execute(select(Unit.id).join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id)
+                             .where(Jurisdiction.path.startswith(province.path)).order_by(Unit.id)).scalars().all()
+        registered = 0
+        for unit_id in units:
+            if unit_id in done:
+                continue
+            uow.create(round_id, unit_id, str(actor), now, carried.get(unit_id))
+            registered += 1
+        uow.commit()
+    return OpenedRound(round_id, registered, sum(1 for u in units if u in carried), len(done & set(units)))

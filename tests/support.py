@@ -1,0 +1,53 @@
+"""Test helpers: a small world of jurisdictions, units and a round, built through the services."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.adapters.db.store import Database
+from workflow.adapters.rubric_files import RubricCatalog
+from workflow.config import REPO_ROOT
+from workflow.domain.case import Actor
+from workflow.service.directory import import_jurisdictions, import_units
+from workflow.service.rounds import OpenedRound, open_round
+
+EXAMPLES = REPO_ROOT / "examples"
+RUBRICS = RubricCatalog(REPO_ROOT / "rubrics")
+CALENDARS = CalendarCatalog(REPO_ROOT / "calendars")
+ADMIN = Actor("admin", "test")
+COORDINATOR = Actor("coordinator", "wang")
+SYSTEM = Actor("system", "sweep")
+
+
+def unit_actor(unit_id: int) -> Actor:
+    return Actor("unit", str(unit_id))
+
+
+def write_units_csv(path: Path, rows: list[tuple[str, str, str]], encoding: str = "utf-8") -> Path:
+    """rows: (name, jurisdiction, category)."""
+    lines = ["name,jurisdiction,category"] + [",".join(r) for r in rows]
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+def seed_jurisdictions(db: Database) -> None:
+    import_jurisdictions(db, EXAMPLES / "jurisdictions.csv")
+
+
+def open_shanxi(db: Database, now: datetime) -> OpenedRound:
+    """Jurisdictions, the 35 Shanxi provincial units and the shanxi-2021 round."""
+    seed_jurisdictions(db)
+    import_units(db, EXAMPLES / "shanxi-2021-units.csv", now)
+    return open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
+                      calendar_id="shanxi-2021", target_share="0.5", actor=ADMIN, now=now)
+
+
+def open_hunan(db: Database, now: datetime, tmp_path: Path, units: int = 3, year: int = 2021) -> OpenedRound:
+    seed_jurisdictions(db)
+    csv = write_units_csv(tmp_path / "hunan-units.csv",
+                          [(f"湖南测试单位{i}", "hunan-changsha" if i % 2 else "hunan", "行政机关")
+                           for i in range(1, units + 1)])
+    import_units(db, csv, now)
+    return open_round(db, RUBRICS, CALENDARS, province_id="hunan", year=year, rubric_id="hunan-2020",
+                      calendar_id="hunan", target_share="0.5", actor=ADMIN, now=now)
