@@ -23,6 +23,12 @@ class DomainError(Exception):
         return self.message
 
 
+class ConfigError(DomainError):
+    """A setting that cannot work (e.g. a database URL that is not usable)."""
+
+    code = "config"
+
+
 class NotFound(DomainError):
     code = "not_found"
 

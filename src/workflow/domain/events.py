@@ -72,16 +72,18 @@ class Event:
     prev_hash: str
     hash: str
     position: int | None = None  # global order in the store, once stored
+    payload_text: str | None = None  # the payload exactly as stored and hashed, when known
 
     @property
     def payload_json(self) -> str:
-        return canonical_json(self.payload)
+        return self.payload_text if self.payload_text is not None else canonical_json(self.payload)
 
     def expected_hash(self) -> str:
         return chain_hash(self.case_id, self.seq, self.type, self.actor, self.occurred_at,
                           self.payload_json, self.prev_hash)
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-safe data (what auditors export)."""
         return {
             "position": self.position,
             "case_id": self.case_id,
@@ -101,4 +103,4 @@ def new_event(case_id: int, seq: int, type_: str, actor: str, occurred_at: datet
     _check_json_value(clean, f"{type_}.payload")
     body = canonical_json(clean)
     return Event(case_id, seq, type_, actor, occurred_at, clean, prev_hash,
-                 chain_hash(case_id, seq, type_, actor, occurred_at, body, prev_hash))
+                 chain_hash(case_id, seq, type_, actor, occurred_at, body, prev_hash), payload_text=body)

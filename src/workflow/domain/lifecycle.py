@@ -145,6 +145,7 @@ class Lifecycle:
                     Edge(trigger, state, tr.dest, tuple(c.func for c in tr.conditions))
                     for tr in self.machine.get_transitions(trigger=trigger, source=state)
                 )
+        self._actions = tuple(dict.fromkeys(t for s in STATES for t in self._triggers[s]))
 
     def edges(self, trigger: str, source: str) -> tuple[Edge, ...]:
         return self._edges.get((trigger, source), ())
@@ -153,8 +154,8 @@ class Lifecycle:
         return self._triggers.get(state, ())
 
     def actions(self) -> tuple[str, ...]:
-        """Every action this policy knows, in declaration order."""
-        return tuple(dict.fromkeys(t for s in STATES for t in self._triggers[s]))
+        """Every action this policy knows."""
+        return self._actions
 
     def sources(self, trigger: str) -> tuple[str, ...]:
         return tuple(s for s in STATES if (trigger, s) in self._edges)

@@ -66,7 +66,7 @@ def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_i
     except Exception as exc:
         problems.add("calendar", str(exc))
     round_id = f"{province_id}-{year}"
-    with db.unit_of_work() as uow:
+    with db.unit_of_work(core=True) as uow:
         conn = uow.connection
         province = conn.execute(select(Jurisdiction).where(Jurisdiction.id == province_id)).first()
         if province is None:

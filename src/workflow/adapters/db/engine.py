@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from ...domain.errors import ConfigError
+
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 
 
@@ -21,8 +23,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False, 
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise ConfigError(f"SQLite needs a database file (sqlite:///path/to/file.db), got {url!r}: "
+                             "an in-memory database is not shared between connections")
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, echo=echo, **kwargs)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
@@ -30,17 +34,24 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False, 
     return create_engine(parsed, echo=echo, **kwargs)
 
 
+def prepare_sqlite_connection(dbapi_connection: Any, busy_timeout_ms: int) -> None:
+    """The settings every SQLite connection of ours has, pooled or not."""
+    # Let us issue BEGIN ourselves (the driver's implicit BEGIN is DEFERRED).
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = FULL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    engine.sqlite_busy_timeout_ms = busy_timeout_ms  # type: ignore[attr-defined]  # read by Database
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let us issue BEGIN ourselves (the driver's implicit BEGIN is DEFERRED).
-        dbapi_connection.isolation_level = None
-        cur = dbapi_connection.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = FULL")
-        cur.execute("PRAGMA foreign_keys = ON")
-        cur.close()
+        prepare_sqlite_connection(dbapi_connection, busy_timeout_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import threading
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator
@@ -20,7 +22,7 @@ from ...domain.case import CaseState, RoundContext, apply, registration_event
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
 from ...domain.events import GENESIS_HASH, Event
 from ...domain.policy import policy_from_dict
-from .engine import SQLITE_BEGIN_OPTION
+from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
 
 _CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
                  "verified_total, recheck_total, passed, rectification_due, registered_at, updated_at")
@@ -102,28 +104,47 @@ class Codec:
 
     def event_from_row(self, row: Any) -> Event:
         return Event(case_id=row[1], seq=row[2], type=row[3], actor=row[4], occurred_at=self.dt_in(row[5]),
-                     payload=json.loads(row[6]), prev_hash=row[7], hash=row[8], position=row[0])
+                     payload=json.loads(row[6]), prev_hash=row[7], hash=row[8], position=row[0],
+                     payload_text=row[6])
 
 
 class SqlCaseStore:
-    """A unit of work over one pooled connection and one transaction."""
+    """A unit of work over one pooled connection and one transaction.
 
-    def __init__(self, database: "Database") -> None:
+    The hot path runs on the pooled DB-API connection itself (checking out a
+    SQLAlchemy ``Connection`` costs about as much as the rest of a transition);
+    ``core=True`` also opens a SQLAlchemy ``Connection`` on the same transaction for
+    set-based statements (opening a round, reports).
+    """
+
+    def __init__(self, database: "Database", core: bool = False) -> None:
         self._db = database
         self._codec = database.codec
         self._sql = database.sql
-        self._conn = database.engine.connect()
-        if database.is_sqlite:
-            # Take the write lock up front: a later upgrade from a read lock can fail
-            # with SQLITE_BUSY instead of waiting.
-            self._conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
-        self._tx = self._conn.begin()
-        self._cur = self._conn.connection.dbapi_connection.cursor()
         self._done = False
+        self._conn = None
+        if core:
+            self._conn = database.engine.connect()
+            if database.is_sqlite:
+                self._conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            self._tx = self._conn.begin()
+            self._raw = self._conn.connection.dbapi_connection
+            self._cur = self._raw.cursor()
+        elif database.is_sqlite:
+            self._raw = database.sqlite_connection()
+            self._cur = self._raw.cursor()
+            # Take the write lock up front: upgrading a read lock later can fail
+            # with SQLITE_BUSY instead of waiting for the busy timeout.
+            self._cur.execute("BEGIN IMMEDIATE")
+        else:
+            self._raw = database.engine.raw_connection()
+            self._cur = self._raw.cursor()
 
     @property
     def connection(self):
-        """The SQLAlchemy connection of this unit of work (same transaction), for set-based work."""
+        """The SQLAlchemy connection of this unit of work (same transaction); only with core=True."""
+        if self._conn is None:
+            raise RuntimeError("this unit of work was opened without core=True")
         return self._conn
 
     # -- reads
@@ -205,27 +226,39 @@ class SqlCaseStore:
 
     def commit(self) -> None:
         self._cur.close()
-        self._tx.commit()
+        if self._conn is not None:
+            self._tx.commit()
+        else:
+            self._raw.commit()
         self._done = True
 
     def rollback(self) -> None:
         if not self._done:
-            self._cur.close()
-            self._tx.rollback()
             self._done = True
+            self._cur.close()
+            if self._conn is not None:
+                self._tx.rollback()
+            else:
+                self._raw.rollback()
 
     def close(self) -> None:
-        self.rollback()
-        self._conn.close()
+        try:
+            self.rollback()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+            elif not self._db.is_sqlite:
+                self._raw.close()  # back to the pool; SQLite connections stay with their thread
 
 
 class _UnitOfWork:
-    def __init__(self, database: "Database") -> None:
+    def __init__(self, database: "Database", core: bool) -> None:
         self._db = database
+        self._core = core
         self._store: SqlCaseStore | None = None
 
     def __enter__(self) -> SqlCaseStore:
-        self._store = SqlCaseStore(self._db)
+        self._store = SqlCaseStore(self._db, self._core)
         return self._store
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -245,9 +278,25 @@ class Database:
         self.round_cache: dict[str, RoundContext] = {}
         dbapi = engine.dialect.dbapi
         self.integrity_errors: tuple[type[BaseException], ...] = (dbapi.IntegrityError, SAIntegrityError)
+        self._local = threading.local()
 
-    def unit_of_work(self) -> _UnitOfWork:
-        return _UnitOfWork(self)
+    def sqlite_connection(self) -> sqlite3.Connection:
+        """This thread's own connection for the SQLite write path.
+
+        Checking a connection out of the pool and back costs about as much as the rest
+        of a transition, so each thread keeps one (SQLite connections are cheap and a
+        file database has no server-side limit); reads and Core work still use the pool.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            path = self.engine.url.database
+            conn = sqlite3.connect(path, check_same_thread=True, cached_statements=64)
+            prepare_sqlite_connection(conn, getattr(self.engine, "sqlite_busy_timeout_ms", 10_000))
+            self._local.conn = conn
+        return conn
+
+    def unit_of_work(self, core: bool = False) -> _UnitOfWork:
+        return _UnitOfWork(self, core)
 
     def stream(self, sql: str, params: dict[str, Any] | None = None, batch: int = 5000) -> Iterator[tuple]:
         """Rows of a read query, fetched in batches (server-side cursor on PostgreSQL)."""

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .types import DecimalText, UTCDateTime
@@ -61,8 +61,9 @@ class Case(SQLModel, table=True):
 
     __tablename__ = "cases"
     __table_args__ = (
+        # No index on state: every transition changes it, and an index would be one more
+        # B-tree page written per durable commit; filters by state scan one round's rows.
         UniqueConstraint("round_id", "unit_id", name="uq_case_round_unit"),
-        Index("ix_case_round_state", "round_id", "state"),
     )
 
     id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))

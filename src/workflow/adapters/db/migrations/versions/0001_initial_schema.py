@@ -84,7 +84,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('round_id', 'unit_id', name='uq_case_round_unit')
     )
     with op.batch_alter_table('cases', schema=None) as batch_op:
-        batch_op.create_index('ix_case_round_state', ['round_id', 'state'], unique=False)
         batch_op.create_index(batch_op.f('ix_cases_unit_id'), ['unit_id'], unique=False)
 
     op.create_table('events',
@@ -128,7 +127,6 @@ def downgrade() -> None:
     op.drop_table('events')
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_cases_unit_id'))
-        batch_op.drop_index('ix_case_round_state')
 
     op.drop_table('cases')
     with op.batch_alter_table('units', schema=None) as batch_op:
