@@ -15,10 +15,13 @@ from rich.table import Table
 from .bootstrap import App, build
 from .clock import BUSINESS_TZ
 from .domain.case import Actor
-from .domain.errors import DomainError, InvalidInput
+from .domain.errors import DomainError
+from .domain.jsonnum import dumps_json
 
-console = Console()
-err = Console(stderr=True)
+# No markup (names and messages are data, never Rich markup) and no wrapping of lines
+# (an error stays one line in a pipe, a file or cron mail).
+console = Console(markup=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 app = typer.Typer(help="Case tracker for the yearly conservation-oriented agency (节约型机关) rounds.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -184,14 +187,14 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
     if as_json:
         out = {"id": c.id, "round_id": c.round_id, "unit": {"id": c.unit_id, "name": d.unit['name']},
                "state": c.state, "version": c.version, "allowed_actions": d.allowed,
-               "self_total": _json_num(c.self_total), "verified_total": _json_num(c.verified_total),
-               "recheck_total": _json_num(c.recheck_total), "passed": c.passed,
+               "self_total": c.self_total, "verified_total": c.verified_total,
+               "recheck_total": c.recheck_total, "pass_mark": d.round["pass_mark"], "passed": c.passed,
                "rectification_due": c.rectification_due.isoformat() if c.rectification_due else None,
                "carried_over_from": c.carried_over_from, "events": [e.to_dict() for e in d.events]}
-        sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(dumps_json(out, indent=2) + "\n")
         return
-    console.print(f"[bold]case {c.id}[/bold] · {d.unit['name']} · round {c.round_id}")
-    console.print(f"state: [bold]{c.state}[/bold] (version {c.version})"
+    console.print(f"case {c.id} · {d.unit['name']} · round {c.round_id}", style="bold")
+    console.print(f"state: {c.state} (version {c.version})"
                   + (f" · carried over from case {c.carried_over_from}" if c.carried_over_from else ""))
     console.print(f"self {_fmt(c.self_total)} · verified {_fmt(c.verified_total)} · recheck {_fmt(c.recheck_total)}"
                   + (f" · rectification due {c.rectification_due}" if c.rectification_due else ""))
@@ -201,10 +204,6 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
         table.add_row(str(e.seq), e.type, e.actor, e.occurred_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
                       json.dumps(dict(e.payload), ensure_ascii=False), e.hash[:12])
     console.print(table)
-
-
-def _json_num(value: Decimal | None) -> Any:
-    return None if value is None else (int(value) if value == value.to_integral_value() else format(value, "f"))
 
 
 @cases_app.command("act")
@@ -242,7 +241,7 @@ def audit_verify() -> None:
         console.print(f"audit ok: {report.cases} cases, {report.events} events; every chain intact, "
                       "every case equals its replay")
         return
-    err.print(f"[red]audit FAILED[/red]: {len(report.findings)} problem(s) in {report.cases} cases, "
+    err.print(f"audit FAILED: {len(report.findings)} problem(s) in {report.cases} cases, "
               f"{report.events} events; first: {report.findings[0]}")
     for f in report.findings[:50]:
         err.print(f"  - {f}")
@@ -288,13 +287,12 @@ def main() -> None:
     try:
         app()
     except DomainError as exc:
-        err.print(f"[red]error[/red] ({exc.code}): {exc}", highlight=False)
+        err.print(f"error ({exc.code}): {exc}")
         sys.exit(2)
     except Exception as exc:  # never a stack trace to a user
         if os.environ.get("WORKFLOW_DEBUG"):
             raise
-        err.print(f"[red]internal error[/red]: {type(exc).__name__}: {exc}\n"
-                  "(set WORKFLOW_DEBUG=1 to see the trace)", highlight=False)
+        err.print(f"internal error: {type(exc).__name__}: {exc} (set WORKFLOW_DEBUG=1 to see the trace)")
         sys.exit(70)
 
 

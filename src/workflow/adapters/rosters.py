@@ -48,54 +48,71 @@ def decode(data: bytes, source: str) -> str:
     raise InvalidInput(f"{source}: neither UTF-8 nor GBK text", [Problem(source, "neither UTF-8 nor GBK text")])
 
 
-def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> list[Row]:
+@dataclass(frozen=True, slots=True)
+class Sheet:
+    """The rows of a roster and the problems of rows that could not be read as rows."""
+
+    rows: list[Row]
+    problems: list[Problem]
+
+
+def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> Sheet:
+    """Read a roster. A bad header raises at once (no row can be read without it); a row
+    that cannot be read is returned as a problem so that the importer reports it with
+    every other problem of the file. Each row is numbered by the line it starts on."""
     text = decode(data, source)
     reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    header_line = 1
     try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidInput(f"{source}: empty file", [Problem(f"{source}:1", "empty file: a header row is needed")]) from None
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                header = record
+                break
+            header_line = reader.line_num + 1
     except csv.Error as exc:
-        raise InvalidInput(f"{source}: unreadable CSV", [Problem(f"{source}:1", str(exc))]) from None
+        raise InvalidInput(f"{source}: unreadable CSV", [Problem(f"{source}:{reader.line_num}", str(exc))]) from None
+    if header is None:
+        raise InvalidInput(f"{source}: empty file", [Problem(f"{source}:1", "empty file: a header row is needed")])
     alias = {a.lower(): key for key, names in columns.items() for a in names}
     problems: list[Problem] = []
     keys: list[str] = []
+    where = f"{source}:{header_line}"
     for i, name in enumerate(header):
         label = name.strip().lower()
         key = alias.get(label)
         if key is None and label:
-            problems.append(Problem(f"{source}:1", f"unknown column {name.strip()!r} (column {i + 1})"))
+            problems.append(Problem(where, f"unknown column {name.strip()!r} (column {i + 1})"))
         if key is not None and key != "_ignored" and key in keys:
-            problems.append(Problem(f"{source}:1", f"column {name.strip()!r} given twice"))
+            problems.append(Problem(where, f"column {name.strip()!r} given twice"))
         keys.append(key or "_ignored")
     for key in required:
         if key not in keys:
-            problems.append(Problem(f"{source}:1", f"missing column {key!r} ({' / '.join(columns[key])})"))
+            problems.append(Problem(where, f"missing column {key!r} ({' / '.join(columns[key])})"))
     if problems:
         raise InvalidInput(f"{source}: bad header", problems)
     rows: list[Row] = []
+    line = reader.line_num + 1
     try:
         for record in reader:
-            line = reader.line_num
+            start, line = line, reader.line_num + 1
             if not any(cell.strip() for cell in record):
                 continue
             if len(record) > len(keys) and any(c.strip() for c in record[len(keys):]):
-                problems.append(Problem(f"{source}:{line}", f"{len(record)} cells, the header has {len(keys)}"))
+                problems.append(Problem(f"{source}:{start}", f"{len(record)} cells, the header has {len(keys)}"))
                 continue
             values = {k: record[i].strip() if i < len(record) else "" for i, k in enumerate(keys) if k != "_ignored"}
-            rows.append(Row(line, values))
+            rows.append(Row(start, values))
     except csv.Error as exc:
-        problems.append(Problem(f"{source}:{reader.line_num}", f"unreadable CSV: {exc}"))
-    if problems:
-        raise InvalidInput(f"{source}: bad rows; nothing imported", problems)
-    return rows
+        problems.append(Problem(f"{source}:{line}", f"unreadable CSV: {exc}"))
+    return Sheet(rows, problems)
 
 
-def read_units_csv(path: Path) -> list[Row]:
+def read_units_csv(path: Path) -> Sheet:
     return read_csv(Path(path).read_bytes(), str(path), UNIT_COLUMNS, ("name", "jurisdiction", "category"))
 
 
-def read_jurisdictions_csv(path: Path) -> list[Row]:
+def read_jurisdictions_csv(path: Path) -> Sheet:
     return read_csv(Path(path).read_bytes(), str(path), JURISDICTION_COLUMNS, ("id", "name", "level"))
 
 

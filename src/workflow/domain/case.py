@@ -141,8 +141,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def parse_input(action: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check an action's input: every problem (unknown, missing, malformed field) at once."""
+def parse_input(action: str, data: Mapping[str, Any] | None, max_total: Decimal | None = None) -> dict[str, Any]:
+    """Check an action's input: every problem (unknown, missing, malformed, out of range) at once."""
     spec = ACTIONS[action]
     data = dict(data or {})
     problems = ProblemList()
@@ -160,6 +160,10 @@ def parse_input(action: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
             out[key] = PARSERS[key](data[key])
         except ValueError as exc:
             problems.add(key, str(exc))
+    if "total" in out and max_total is not None and not Decimal(0) <= out["total"] <= max_total:
+        problems.add("total", f"must be from 0 to {max_total}, got {out['total']}")
+    if action == "extend_rectification" and (data.get("days") is None) == (data.get("until") is None):
+        problems.add("days/until", "give exactly one of days (to add) or until (a new due date)")
     problems.raise_if_any(f"invalid input for action {action}", action=action)
     return out
 
@@ -214,6 +218,8 @@ def _case_guards_hold(edge: Edge, case: CaseState, ctx: RoundContext, now: datet
 def allowed_actions(case: CaseState, ctx: RoundContext, now: datetime, actor: Actor | None = None) -> list[str]:
     """What may happen next to this case (for this actor, if given)."""
     lc = ctx.lifecycle
+    if actor is not None and not _owns(actor, case):
+        return []
     out = []
     for trigger in lc.triggers(case.state):
         if actor is not None and not actor.may(trigger):
@@ -221,6 +227,11 @@ def allowed_actions(case: CaseState, ctx: RoundContext, now: datetime, actor: Ac
         if any(_case_guards_hold(e, case, ctx, now) for e in lc.edges(trigger, case.state)):
             out.append(trigger)
     return out
+
+
+def _owns(actor: Actor, case: CaseState) -> bool:
+    """A unit acts on its own cases only; other kinds are scoped elsewhere (jurisdictions)."""
+    return actor.kind != "unit" or actor.id == str(case.unit_id)
 
 
 def _refuse(case: CaseState, ctx: RoundContext, action: str, now: datetime, why: str) -> ActionRefused:
@@ -247,14 +258,13 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         raise _refuse(case, ctx, action, now, f"the policy of round {ctx.round_id} has no {action}")
     if not actor.may(action):
         raise _refuse(case, ctx, action, now, f"a {actor.kind} may not {action}")
+    if not _owns(actor, case):
+        raise _refuse(case, ctx, action, now, f"{actor} may act only on its own unit's cases; "
+                                               f"case {case.id} is unit {case.unit_id}'s")
     edges = lc.edges(action, case.state)
     if not edges:
         raise _refuse(case, ctx, action, now, f"not possible from {case.state}")
-    inp = parse_input(action, data)
-    if "total" in inp and not Decimal(0) <= inp["total"] <= ctx.max_total:
-        raise InvalidInput(f"invalid input for action {action}",
-                           [_problem("total", f"must be from 0 to {ctx.max_total}, got {inp['total']}")],
-                           action=action)
+    inp = parse_input(action, data, ctx.max_total)
     chosen = None
     failed_guard = None
     for edge in edges:
@@ -277,15 +287,12 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         days = ctx.policy.rectification_days or 0
         payload = {"days": days, "due_on": business_date(now) + timedelta(days=days)}
     elif action == "extend_rectification":
-        if ("days" in inp) == ("until" in inp):
-            raise InvalidInput("invalid input for action extend_rectification",
-                               [_problem("days/until", "give exactly one of days (to add) or until (a new due date)")],
-                               action=action)
         assert case.rectification_due is not None
         new_due = case.rectification_due + timedelta(days=inp["days"]) if "days" in inp else inp["until"]
         if new_due <= case.rectification_due:
             raise InvalidInput("invalid input for action extend_rectification",
-                               [_problem("until", f"must be after the current due date {case.rectification_due}, got {new_due}")],
+                               [Problem("until", f"must be after the current due date {case.rectification_due}, "
+                                                 f"got {new_due}")],
                                action=action)
         payload = {"reason": inp["reason"], "previous_due_on": case.rectification_due, "due_on": new_due}
     elif action == "expire_rectification":
@@ -298,10 +305,6 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         if key in inp and key not in payload:
             payload[key] = inp[key]
     return new_event(case.id, case.version + 1, spec.event, str(actor), now, payload, case.last_hash)
-
-
-def _problem(where: str, what: str) -> Problem:
-    return Problem(where, what)
 
 
 # ---------------------------------------------------------------- register / apply / replay

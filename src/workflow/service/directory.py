@@ -13,7 +13,8 @@ from ..adapters.db.tables import Jurisdiction, Unit
 from ..adapters.rosters import read_jurisdictions_csv, read_units_csv, unit_row_as_dict
 from ..clock import require_aware
 from ..domain.errors import ProblemList
-from ..domain.units import check_jurisdiction, check_unit
+from ..domain.units import (JURISDICTION_LEVEL_ALIASES, JURISDICTION_LEVELS, check_jurisdiction,
+                            check_unit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +25,16 @@ class ImportResult:
 
 
 def import_jurisdictions(db: Database, path: Path) -> ImportResult:
-    rows = read_jurisdictions_csv(path)
+    """Import jurisdictions; a parent may come later in the same file."""
+    sheet = read_jurisdictions_csv(path)
+    rows = sheet.rows
     with Session(db.engine) as session:
         existing = {j.id: j for j in session.exec(select(Jurisdiction)).scalars()}
         levels = {j.id: j.level for j in existing.values()}
-        problems = ProblemList()
+        for row in rows:  # parents named anywhere in the file are known
+            level = JURISDICTION_LEVEL_ALIASES.get(row.values.get("level", ""), row.values.get("level", ""))
+            levels.setdefault(row.values.get("id", ""), level)
+        problems = ProblemList(list(sheet.problems))
         drafts = []
         seen: dict[str, int] = {}
         for row in rows:
@@ -50,7 +56,7 @@ def import_jurisdictions(db: Database, path: Path) -> ImportResult:
         problems.raise_if_any(f"{path}: {len(problems.problems)} problem(s); nothing imported")
         paths = {j.id: j.path for j in existing.values()}
         created = updated = unchanged = 0
-        for d in drafts:
+        for d in sorted(drafts, key=lambda d: JURISDICTION_LEVELS.index(d.level)):  # parents first
             paths[d.id] = (paths[d.parent_id] if d.parent_id else "/") + d.id + "/"
             old = existing.get(d.id)
             if old is None:
@@ -72,11 +78,12 @@ def import_units(db: Database, path: Path, now: datetime, *, update: bool = Fals
     ``update`` is set, in which case its category and contacts are replaced.
     """
     require_aware(now, "now")
-    rows = read_units_csv(path)
+    sheet = read_units_csv(path)
+    rows = sheet.rows
     with Session(db.engine) as session:
         levels = {j.id: j.level for j in session.exec(select(Jurisdiction)).scalars()}
         existing = {(u.jurisdiction_id, u.name): u for u in session.exec(select(Unit)).scalars()}
-        problems = ProblemList()
+        problems = ProblemList(list(sheet.problems))
         seen: dict[tuple[str, str], int] = {}
         drafts = []
         for row in rows:
