@@ -15,7 +15,7 @@ from ..clock import business_date, end_of_business_day
 from .errors import ActionRefused, InvalidInput, ProblemList
 from .events import GENESIS_HASH, Event, new_event
 from .errors import Problem
-from .lifecycle import ACTIONS, SYSTEM, Edge, Lifecycle, lifecycle_for
+from .lifecycle import ACTIONS, SYSTEM, TRANSITIONS, Edge, Lifecycle, lifecycle_for
 from .policy import Policy
 
 ACTOR_KINDS = ("unit", "coordinator", "auditor", "admin", "system")
@@ -107,6 +107,8 @@ def _decimal(value: Any) -> Decimal:
         d = None
     if d is None or not d.is_finite():
         raise ValueError(f"must be a decimal number, got {value!r}")
+    if d.as_tuple().exponent < -2 or d.adjusted() > 5:  # type: ignore[operator]
+        raise ValueError(f"must have at most 2 decimal places and 6 digits before the point, got {value!r}")
     return d
 
 
@@ -294,6 +296,11 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
                                [Problem("until", f"must be after the current due date {case.rectification_due}, "
                                                  f"got {new_due}")],
                                action=action)
+        if new_due < business_date(now):
+            raise InvalidInput("invalid input for action extend_rectification",
+                               [Problem("days" if "days" in inp else "until",
+                                        f"the new due date {new_due} is already past (today is {business_date(now)})")],
+                               action=action)
         payload = {"reason": inp["reason"], "previous_due_on": case.rectification_due, "due_on": new_due}
     elif action == "expire_rectification":
         payload = {"due_on": case.rectification_due}
@@ -318,22 +325,21 @@ def registration_event(case_id: int, round_id: str, unit_id: int, actor: Actor |
     return new_event(case_id, 1, REGISTERED, str(actor), now, payload, GENESIS_HASH)
 
 
-_DEST: dict[str, str | None] = {
-    "SelfAssessmentRecorded": "self_assessed",
-    "SelfAssessmentSubmitted": "submitted",
-    "CaseReturned": "self_assessed",
-    "CaseVerified": "verified",
-    "CaseCertified": "certified",
-    "RectificationOrdered": "rectification",
-    "CaseFailed": "not_certified",
-    "RectificationExtended": "rectification",
-    "RecheckRequested": "recheck",
-    "CaseRechecked": None,  # certified or not_certified, as the recheck decided
-    "RectificationExpired": "not_certified",
-    "CaseClosed": "not_certified",
-    "CaseWithdrawn": "withdrawn",
-    "CaseFiled": "filed",
-}
+def _destinations() -> dict[str, dict[bool | None, str]]:
+    """Event type → where it leads, read from the transition table (the one source of truth).
+    An action with several destinations chooses by outcome (``passed`` in the payload)."""
+    out: dict[str, dict[bool | None, str]] = {}
+    for t in TRANSITIONS:
+        dests = out.setdefault(ACTIONS[t["trigger"]].event, {})
+        outcome = [c for c in t.get("conditions", ()) if c.startswith("outcome_")]
+        key = None if not outcome else outcome[0] == "outcome_passed"
+        if dests.get(key, t["dest"]) != t["dest"]:
+            raise ValueError(f"{t['trigger']} leads to both {dests[key]} and {t['dest']}")
+        dests[key] = t["dest"]
+    return out
+
+
+_DEST = _destinations()
 _EVENT_TO_ACTION = {spec.event: name for name, spec in ACTIONS.items()}
 # Every state an event may follow, over every policy (the log is read without the policy files).
 _SOURCES: dict[str, frozenset[str]] = {}
@@ -377,14 +383,14 @@ def apply(case: CaseState | None, event: Event) -> CaseState:
         raise CorruptHistory(f"case {case.id} event #{event.seq}: {event.type} cannot follow state {case.state}")
     p = event.payload
     changes: dict[str, Any] = {"version": event.seq, "last_hash": event.hash, "updated_at": event.occurred_at}
-    dest = _DEST[event.type]
+    dests = _DEST[event.type]
+    dest = dests[None] if None in dests else dests[bool(p["passed"])]
     if event.type == "SelfAssessmentRecorded" and "total" in p:
         changes["self_total"] = _dec(p["total"])
     elif event.type == "CaseVerified":
         changes.update(verified_total=_dec(p["total"]), passed=bool(p["passed"]))
     elif event.type == "CaseRechecked":
         changes.update(recheck_total=_dec(p["total"]), passed=bool(p["passed"]))
-        dest = "certified" if p["passed"] else "not_certified"
     elif event.type in ("RectificationOrdered", "RectificationExtended"):
         changes["rectification_due"] = date.fromisoformat(p["due_on"])
     changes["state"] = dest
