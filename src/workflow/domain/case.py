@@ -6,7 +6,7 @@ is exactly ``replay(events)``, which ``audit verify`` checks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
@@ -54,10 +54,10 @@ class RoundContext:
     policy: Policy
     pass_mark: Decimal
     max_total: Decimal
+    lifecycle: Lifecycle = field(init=False, compare=False, repr=False)
 
-    @property
-    def lifecycle(self) -> Lifecycle:
-        return lifecycle_for(self.policy)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lifecycle", lifecycle_for(self.policy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 def parse_input(action: str, data: Mapping[str, Any] | None, max_total: Decimal | None = None) -> dict[str, Any]:
     """Check an action's input: every problem (unknown, missing, malformed, out of range) at once."""
     spec = ACTIONS[action]
+    if not data and not spec.required:
+        return {}
     data = dict(data or {})
     problems = ProblemList()
     allowed = set(spec.required) | set(spec.optional)
@@ -256,7 +258,7 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
             f"unknown action {action!r} for case {case.id}; known actions: {', '.join(lc.actions())}",
             case_id=case.id, state=case.state, action=action, allowed=allowed_actions(case, ctx, now),
         )
-    if action not in lc.actions():
+    if action not in lc.action_set:
         raise _refuse(case, ctx, action, now, f"the policy of round {ctx.round_id} has no {action}")
     if not actor.may(action):
         raise _refuse(case, ctx, action, now, f"a {actor.kind} may not {action}")

@@ -50,14 +50,18 @@ def canonical_json(payload: Mapping[str, Any]) -> str:
 
 
 def utc_iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"event time must be timezone-aware, got {moment.isoformat()}")
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    if moment.tzinfo is not timezone.utc:
+        if moment.tzinfo is None:
+            raise ValueError(f"event time must be timezone-aware, got {moment.isoformat()}")
+        moment = moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="microseconds")
 
 
-def chain_hash(case_id: int, seq: int, type_: str, actor: str, occurred_at: datetime,
+def chain_hash(case_id: int, seq: int, type_: str, actor: str, occurred_at: datetime | str,
                payload_json: str, prev_hash: str) -> str:
-    material = "\x1f".join((str(case_id), str(seq), type_, actor, utc_iso(occurred_at), payload_json, prev_hash))
+    """``occurred_at`` as an aware datetime, or already as its UTC ISO text."""
+    at = occurred_at if isinstance(occurred_at, str) else utc_iso(occurred_at)
+    material = f"{case_id}\x1f{seq}\x1f{type_}\x1f{actor}\x1f{at}\x1f{payload_json}\x1f{prev_hash}"
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -73,12 +77,18 @@ class Event:
     hash: str
     position: int | None = None  # global order in the store, once stored
     payload_text: str | None = None  # the payload exactly as stored and hashed, when known
+    at_iso: str | None = None  # occurred_at as hashed (UTC ISO text), when known
+
+    @property
+    def occurred_iso(self) -> str:
+        return self.at_iso if self.at_iso is not None else utc_iso(self.occurred_at)
 
     @property
     def payload_json(self) -> str:
         return self.payload_text if self.payload_text is not None else canonical_json(self.payload)
 
     def expected_hash(self) -> str:
+        # Recomputed from the fields themselves (never from a cached text): this is the audit.
         return chain_hash(self.case_id, self.seq, self.type, self.actor, self.occurred_at,
                           self.payload_json, self.prev_hash)
 
@@ -97,10 +107,17 @@ class Event:
         }
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def new_event(case_id: int, seq: int, type_: str, actor: str, occurred_at: datetime,
               payload: Mapping[str, Any], prev_hash: str) -> Event:
-    clean = {k: to_payload_value(v) for k, v in payload.items()}
-    _check_json_value(clean, f"{type_}.payload")
+    clean = {k: v if type(v) in _PLAIN else to_payload_value(v) for k, v in payload.items()}
+    if any(type(v) not in _PLAIN for v in clean.values()):
+        _check_json_value(clean, f"{type_}.payload")
     body = canonical_json(clean)
+    at = utc_iso(occurred_at)
+    if occurred_at.tzinfo is not timezone.utc:
+        occurred_at = occurred_at.astimezone(timezone.utc)
     return Event(case_id, seq, type_, actor, occurred_at, clean, prev_hash,
-                 chain_hash(case_id, seq, type_, actor, occurred_at, body, prev_hash), payload_text=body)
+                 chain_hash(case_id, seq, type_, actor, at, body, prev_hash), payload_text=body, at_iso=at)

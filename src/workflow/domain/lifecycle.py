@@ -146,6 +146,7 @@ class Lifecycle:
                     for tr in self.machine.get_transitions(trigger=trigger, source=state)
                 )
         self._actions = tuple(dict.fromkeys(t for s in STATES for t in self._triggers[s]))
+        self.action_set = frozenset(self._actions)
 
     def edges(self, trigger: str, source: str) -> tuple[Edge, ...]:
         return self._edges.get((trigger, source), ())

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from ..clock import require_aware
-from ..domain.case import Actor, CaseState, allowed_actions, apply, decide
+from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply, decide
 from ..domain.errors import ConflictError
 from ..domain.events import Event
 from .ports import CaseStoreFactory
@@ -16,7 +16,13 @@ from .ports import CaseStoreFactory
 class ActionResult:
     case: CaseState
     event: Event
-    allowed: list[str]
+    ctx: RoundContext
+    now: datetime
+
+    @property
+    def allowed(self) -> list[str]:
+        """What may happen next to the case (computed when asked)."""
+        return allowed_actions(self.case, self.ctx, self.now)
 
 
 def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Mapping[str, Any] | None,
@@ -39,7 +45,7 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
         after = apply(case, event)
         uow.append(case, event, after)
         uow.commit()
-    return ActionResult(after, event, allowed_actions(after, ctx, now))
+    return ActionResult(after, event, ctx, now)
 
 
 def register_case(store: CaseStoreFactory, round_id: str, unit_id: int, actor: Actor, now: datetime,

@@ -64,7 +64,8 @@ class Codec:
         self.sqlite = dialect == "sqlite"
 
     def dt_out(self, value: datetime) -> Any:
-        value = value.astimezone(timezone.utc)
+        if value.tzinfo is not timezone.utc:
+            value = value.astimezone(timezone.utc)
         return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if self.sqlite else value
 
     def dt_in(self, value: Any) -> datetime:
@@ -204,11 +205,14 @@ class SqlCaseStore:
 
     def append(self, before: CaseState, event: Event, after: CaseState) -> None:
         c = self._codec
+        # SQLite keeps times as naive UTC text: the hashed UTC ISO text, reshaped.
+        when = f"{event.occurred_iso[:10]} {event.occurred_iso[11:26]}" if c.sqlite else event.occurred_at
         self._cur.execute(self._sql["update_case"], {
             "state": after.state, "version": after.version, "last_hash": after.last_hash,
             "self_total": c.dec_out(after.self_total), "verified_total": c.dec_out(after.verified_total),
             "recheck_total": c.dec_out(after.recheck_total), "passed": after.passed,
-            "rectification_due": c.date_out(after.rectification_due), "updated_at": c.dt_out(after.updated_at),
+            "rectification_due": c.date_out(after.rectification_due),
+            "updated_at": when if after.updated_at == event.occurred_at else c.dt_out(after.updated_at),
             "id": before.id, "expected": before.version,
         })
         if self._cur.rowcount != 1:
@@ -218,8 +222,7 @@ class SqlCaseStore:
         try:
             self._cur.execute(self._sql["insert_event"], {
                 "case_id": event.case_id, "seq": event.seq, "type": event.type, "actor": event.actor,
-                "occurred_at": c.dt_out(event.occurred_at), "payload": event.payload_json,
-                "prev_hash": event.prev_hash, "hash": event.hash,
+                "occurred_at": when, "payload": event.payload_json, "prev_hash": event.prev_hash, "hash": event.hash,
             })
         except self._db.integrity_errors as exc:
             raise ConflictError(f"case {before.id}: event #{event.seq} already exists", case_id=before.id) from exc
