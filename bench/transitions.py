@@ -1,7 +1,8 @@
 """Durable transitions per second, against the raw-sqlite3 floor measured in the same run.
 
-N cases go through 7 transitions each (self_assess, submit, verify (fail),
-order_rectification, request_recheck, recheck (pass), file), one durable commit per
+N cases go through 7 transitions each (self_assess with a full 42-criterion sheet,
+submit, verify with a failing sheet, order_rectification, request_recheck, recheck with
+a passing sheet, file; evidence is attached in the untimed setup), one durable commit per
 transition, in step order (transition 1 for every case, then transition 2, ...), so
 every transition loads its case. SQLite in WAL with synchronous=FULL.
 
@@ -26,6 +27,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
+from decimal import Decimal  # noqa: E402
 
 from sqlalchemy import insert, text  # noqa: E402
 
@@ -36,22 +38,62 @@ from workflow.adapters.db.store import Database  # noqa: E402
 from workflow.adapters.db.tables import Unit  # noqa: E402
 from workflow.adapters.rubric_files import RubricCatalog  # noqa: E402
 from workflow.config import REPO_ROOT  # noqa: E402
-from workflow.domain.case import Actor  # noqa: E402
+from workflow.domain.case import Actor, apply, decide  # noqa: E402
 from workflow.service.cases import perform_action  # noqa: E402
 from workflow.service.directory import import_jurisdictions  # noqa: E402
 from workflow.service.rounds import open_round  # noqa: E402
 
 T0 = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
 COORD = Actor("coordinator", "bench")
+RUBRIC = RubricCatalog(REPO_ROOT / "rubrics").get("shanxi-2020")
+
+
+def sheet(total: str) -> dict[str, str]:
+    """A complete Shanxi sheet scoring ``total``: per-occurrence criteria (as counts) first,
+    then ordinary criteria at their cap, in rubric order."""
+    left, out = Decimal(total), {}
+    for c in RUBRIC.criteria():
+        if c.per_occurrence:
+            count = min(c.cap, left) // c.points
+            out[c.code] = format(count, "f")
+            left -= count * c.points
+    for c in RUBRIC.criteria():
+        if not c.per_occurrence:
+            give = min(c.cap, left)
+            out[c.code] = format(give, "f")
+            left -= give
+    assert left == 0, total
+    return {c.code: out[c.code] for c in RUBRIC.criteria()}
+
+
+SELF, FAILING, PASSING = sheet("85"), sheet("79.5"), sheet("86")
 STEPS = [
-    ("self_assess", {"total": "85"}, "unit"),
+    ("self_assess", {"entries": SELF}, "unit"),
     ("submit", {}, "unit"),
-    ("verify", {"total": "79.5"}, "coordinator"),
+    ("verify", {"entries": FAILING}, "coordinator"),
     ("order_rectification", {}, "coordinator"),
     ("request_recheck", {}, "unit"),
-    ("recheck", {"total": "86"}, "coordinator"),
+    ("recheck", {"entries": PASSING}, "coordinator"),
     ("file", {"batch": "2022-03"}, "coordinator"),
 ]
+
+
+def attach_evidence(db: Database, cases: list[tuple[int, int]]) -> None:
+    """Setup, not timed: evidence on every criterion the unit will score above zero
+    (submission requires it), one transaction per case."""
+    scored = [code for code, value in SELF.items() if value != "0"]
+    for case_id, unit_id in cases:
+        with db.unit_of_work() as uow:
+            case = uow.get(case_id)
+            ctx = uow.round_context(case.round_id)
+            for code in scored:
+                event = decide(case, "attach_evidence", {"criterion": code, "sha256": "ab" * 32,
+                                                         "filename": f"{code}.pdf", "size": 1, "type": "pdf"},
+                               Actor("unit", str(unit_id)), T0, ctx)
+                after = apply(case, event)
+                uow.append(case, event, after)
+                case = after
+            uow.commit()
 
 
 def prepare(url: str, n: int) -> tuple[Database, list[tuple[int, int]]]:
@@ -68,6 +110,7 @@ def prepare(url: str, n: int) -> tuple[Database, list[tuple[int, int]]]:
                target_share="0.5", actor=Actor("admin", "bench"), now=T0)
     with engine.connect() as conn:
         cases = [(r[0], r[1]) for r in conn.execute(text("SELECT id, unit_id FROM cases ORDER BY id"))]
+    attach_evidence(db, cases)
     return db, cases
 
 

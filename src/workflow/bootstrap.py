@@ -12,7 +12,7 @@ from .adapters.db.migrate import current_revision, head_revision
 from .adapters.db.store import Database
 from .clock import Clock, SystemClock
 from .config import Settings
-from .domain.errors import DomainError
+from .domain.errors import ConfigError, DomainError
 
 
 class NotMigrated(DomainError):
@@ -35,6 +35,39 @@ class App:
 
             self._rubrics = RubricCatalog(self.settings.rubrics_dir)
         return self._rubrics
+
+    @property
+    def evidence(self) -> Any:
+        from .adapters.evidence_store import LocalEvidenceStore
+
+        from .adapters.evidence_store import ALLOWED_TYPES
+
+        allowed = frozenset(t.strip() for t in self.settings.evidence_types.split(",") if t.strip())
+        unknown = sorted(allowed - ALLOWED_TYPES.keys())
+        if unknown:
+            raise ConfigError(f"WORKFLOW_EVIDENCE_TYPES names unknown types {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(ALLOWED_TYPES))}")
+        return LocalEvidenceStore(self.settings.evidence_dir, max_bytes=self.settings.evidence_max_bytes,
+                                  allowed=allowed)
+
+    def transport(self) -> Any:
+        """SMTP when a server is configured, else a local maildir a newcomer can open."""
+        from notifications import MaildirTransport, SmtpTransport
+
+        st = self.settings
+        if st.smtp_host:
+            return SmtpTransport(st.smtp_host, st.smtp_port, username=st.smtp_username, password=st.smtp_password,
+                                 starttls=st.smtp_starttls, use_tls=st.smtp_tls, timeout=st.smtp_timeout)
+        return MaildirTransport(st.maildir)
+
+    def dispatch_settings(self) -> Any:
+        from notifications import Address
+
+        from .service.dispatch import DispatchSettings
+
+        st = self.settings
+        return DispatchSettings(sender=Address(st.mail_from, st.mail_from_name), message_domain=st.message_domain,
+                                max_attempts=st.dispatch_max_attempts)
 
     def require_schema(self) -> None:
         current, head = current_revision(self.engine), head_revision(self.engine)

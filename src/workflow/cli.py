@@ -31,8 +31,14 @@ units_app = typer.Typer(help="Units (创建单位).", no_args_is_help=True)
 rounds_app = typer.Typer(help="Yearly creation rounds.", no_args_is_help=True)
 cases_app = typer.Typer(help="Cases: one per unit and round.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit the event log.", no_args_is_help=True)
+rubrics_app = typer.Typer(help="Rubrics (评价标准) as loaded from the data files.", no_args_is_help=True)
+evidence_app = typer.Typer(help="Evidence files (佐证材料) on a case, per criterion.", no_args_is_help=True)
+coord_app = typer.Typer(help="Coordinators: bureau staff who run a jurisdiction and receive digests.",
+                        no_args_is_help=True)
+notif_app = typer.Typer(help="Notifications in the outbox and their delivery.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (jur_app, "jurisdictions"), (units_app, "units"), (rounds_app, "rounds"),
-                  (cases_app, "cases"), (audit_app, "audit")):
+                  (cases_app, "cases"), (audit_app, "audit"), (rubrics_app, "rubrics"),
+                  (evidence_app, "evidence"), (coord_app, "coordinators"), (notif_app, "notifications")):
     app.add_typer(sub, name=name)
 
 ActorOption = typer.Option(..., "--actor", envvar="WORKFLOW_ACTOR",
@@ -206,11 +212,82 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
     console.print(table)
 
 
+def _read_entries(pairs: list[str], sheet: Path | None) -> dict[str, str]:
+    """Sheet entries from --sheet (CSV code,value or a JSON object) and --entry CODE=VALUE."""
+    from .adapters.rosters import decode
+    from .domain.errors import InvalidInput, Problem
+
+    entries: dict[str, str] = {}
+    problems: list[Problem] = []
+    if sheet is not None:
+        text = decode(sheet.read_bytes(), str(sheet))
+        if sheet.suffix.lower() == ".json":
+            try:
+                data = json.loads(text, parse_float=str, parse_int=str)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{sheet}: not JSON", [Problem(f"{sheet}:{exc.lineno}", exc.msg)]) from None
+            if not isinstance(data, dict):
+                raise InvalidInput(f"{sheet}: a JSON object of criterion code to value is needed", [])
+            entries.update({str(k): str(v) for k, v in data.items()})
+        else:
+            import csv
+            import io
+
+            for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+                cells = [c.strip() for c in row]
+                if not any(cells) or (line == 1 and cells[0].lower() in ("code", "criterion", "序号", "编号")):
+                    continue
+                if len(cells) < 2 or not cells[0] or not cells[1]:
+                    problems.append(Problem(f"{sheet}:{line}", "expected two cells: criterion code, value"))
+                    continue
+                if cells[0] in entries:
+                    problems.append(Problem(f"{sheet}:{line}", f"criterion {cells[0]} given twice"))
+                entries[cells[0]] = cells[1]
+    for pair in pairs:
+        code, sep, value = pair.partition("=")
+        if not sep or not code.strip() or not value.strip():
+            problems.append(Problem(f"--entry {pair}", "expected CODE=VALUE, e.g. 2.1.1=1"))
+            continue
+        entries[code.strip()] = value.strip()
+    if problems:
+        raise InvalidInput("bad sheet entries; nothing was written", problems)
+    return entries
+
+
+@cases_app.command("sheet")
+def cases_sheet(case_id: int,
+                xlsx: Optional[Path] = typer.Option(None, "--xlsx", dir_okay=False,
+                                                    help="write the score sheet (自评表) as .xlsx in the province's "
+                                                         "printed layout")) -> None:
+    """The case's score sheets side by side: self-assessment, verification, recheck."""
+    from .service.sheets import case_sheets, export_case_sheet
+
+    application = _app()
+    if xlsx is not None:
+        sheets = export_case_sheet(application.db, case_id, xlsx)
+        console.print(f"{xlsx}: score sheet of case {case_id} ({sheets.unit_name})")
+        return
+    sheets = case_sheets(application.db, case_id)
+    table = Table("code", "criterion", "cap", "self", "verified", "recheck")
+    for c in sheets.rubric.criteria():
+        cells = [_fmt(s.criteria[c.code]) if s is not None and c.code not in s.missing else "—"
+                 for s in (sheets.self, sheets.verified, sheets.recheck)]
+        table.add_row(c.code, c.text[:40], _fmt(c.cap), *cells)
+    table.add_row("", "total", _fmt(sheets.rubric.total),
+                  *[_fmt(s.total) if s is not None else "—" for s in (sheets.self, sheets.verified, sheets.recheck)],
+                  style="bold")
+    console.print(f"case {case_id} · {sheets.unit_name} · rubric {sheets.rubric.id}", style="bold")
+    console.print(table)
+
+
 @cases_app.command("act")
 def cases_act(case_id: int, action: str,
               actor: str = ActorOption,
               reason: Optional[str] = typer.Option(None, help="why (return, withdraw, extend, close)"),
-              total: Optional[str] = typer.Option(None, help="score, e.g. 85.5 (self_assess, verify, recheck)"),
+              entry: list[str] = typer.Option([], "--entry", help="a sheet entry CODE=VALUE, e.g. 2.1.1=1 "
+                                              "(self_assess, verify, recheck); repeat for more"),
+              sheet: Optional[Path] = typer.Option(None, "--sheet", exists=True, dir_okay=False,
+                                                   help="a sheet file: CSV of code,value rows or a JSON object"),
               days: Optional[int] = typer.Option(None, help="extend_rectification by this many days"),
               until: Optional[str] = typer.Option(None, help="extend_rectification to this date (YYYY-MM-DD)"),
               note: Optional[str] = typer.Option(None),
@@ -221,8 +298,9 @@ def cases_act(case_id: int, action: str,
     """Take an action on a case (submit, verify, certify, order_rectification, ...)."""
     from .service.cases import perform_action
 
-    data = {k: v for k, v in {"reason": reason, "total": total, "days": days, "until": until, "note": note,
-                               "batch": batch}.items() if v is not None}
+    entries = _read_entries(entry, sheet)
+    data = {k: v for k, v in {"reason": reason, "entries": entries or None, "days": days, "until": until,
+                               "note": note, "batch": batch}.items() if v is not None}
     application = _app()
     r = perform_action(application.db, case_id, action, data, Actor.parse(actor), application.clock.now(),
                        expected_version)
@@ -246,6 +324,242 @@ def audit_verify() -> None:
     for f in report.findings[:50]:
         err.print(f"  - {f}")
     raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ evidence
+@evidence_app.command("attach")
+def evidence_attach(case_id: int, criterion: str,
+                    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+                    actor: str = ActorOption) -> None:
+    """Attach files to a criterion of a case (stored once by content; type checked by content)."""
+    from .service.evidence import attach
+
+    application = _app()
+    results = attach(application.db, application.evidence, case_id, criterion, files, Actor.parse(actor),
+                     application.clock.now(), max_bytes=application.settings.evidence_max_bytes)
+    for r in results:
+        p = r.event.payload
+        console.print(f"case {case_id} {criterion}: {p['filename']} attached ({p['type']}, {p['size']} bytes, "
+                      f"sha256 {p['sha256'][:12]}…)")
+
+
+@evidence_app.command("remove")
+def evidence_remove(case_id: int, criterion: str, sha256: str, actor: str = ActorOption) -> None:
+    """Take a file off a criterion (the history keeps that it was there)."""
+    from .service.cases import perform_action
+
+    application = _app()
+    perform_action(application.db, case_id, "remove_evidence", {"criterion": criterion, "sha256": sha256},
+                   Actor.parse(actor), application.clock.now())
+    console.print(f"case {case_id} {criterion}: {sha256[:12]}… removed")
+
+
+@evidence_app.command("list")
+def evidence_list(case_id: int) -> None:
+    """A case's evidence in rubric order."""
+    from .service.evidence import list_evidence
+
+    table = Table("criterion", "item", "file", "type", "bytes", "sha256", "attached")
+    for e in list_evidence(_app().db, case_id):
+        table.add_row(e.criterion, e.item_name, e.filename, e.type, str(e.size), e.sha256[:12],
+                      f"{e.attached_at.astimezone(BUSINESS_TZ):%Y-%m-%d %H:%M} {e.attached_by}")
+    console.print(table)
+
+
+@evidence_app.command("export")
+def evidence_export(case_id: int, out: Path = typer.Argument(..., dir_okay=False, help="the .zip to write")) -> None:
+    """All of a case's evidence as one ZIP, ordered by rubric item number (as the notice asks)."""
+    from .service.evidence import export_archive
+
+    application = _app()
+    n = export_archive(application.db, application.evidence, case_id, out)
+    console.print(f"{out}: {n} files")
+
+
+# ------------------------------------------------------------------ coordinators
+@coord_app.command("add")
+def coordinators_add(jurisdiction: str, name: str, email: str) -> None:
+    """Add a coordinator of a jurisdiction (receives its reminders and digests)."""
+    from .service.directory import add_coordinator
+
+    c = add_coordinator(_app().db, jurisdiction, name, email)
+    console.print(f"coordinator {c.id}: {c.name} <{c.email}> for {c.jurisdiction_id}")
+
+
+@coord_app.command("list")
+def coordinators_list() -> None:
+    """List coordinators."""
+    from .service.queries import list_coordinators
+
+    table = Table("id", "jurisdiction", "name", "email", "active")
+    for c in list_coordinators(_app().db):
+        table.add_row(str(c.id), c.jurisdiction_id, c.name, c.email, "yes" if c.active else "no")
+    console.print(table)
+
+
+# ------------------------------------------------------------------ deadlines and mail
+def _at(value: Optional[str]):
+    from datetime import datetime
+
+    from .domain.errors import InvalidInput, Problem
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput("bad --at", [Problem("--at", f"not an ISO time: {value!r}")]) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=BUSINESS_TZ)
+    return moment
+
+
+@app.command("sweep")
+def sweep_cmd(at: Optional[str] = typer.Option(None, "--at", help="sweep as of this time (ISO; default now; "
+                                                                 "a time without zone is Asia/Shanghai)")) -> None:
+    """Compare every deadline with now and do what is due (reminders, misses, expiries). Idempotent."""
+    from .service.deadlines import sweep
+
+    application = _app()
+    r = sweep(application.db, application.calendars, _at(at) or application.clock.now())
+    console.print(f"sweep at {r.now.astimezone(BUSINESS_TZ).isoformat(timespec='minutes')}: "
+                  f"{r.reminders} reminders, {r.coordinator_reminders} coordinator reminders, {r.missed} deadlines "
+                  f"missed, {r.expired} rectifications expired, {r.unit_notices} notices to units, "
+                  f"{r.digests} digests")
+    for line in r.skipped:
+        err.print(f"skipped: {line}")
+
+
+@app.command("dispatch")
+def dispatch_cmd(at: Optional[str] = typer.Option(None, "--at", help="as of this time (ISO; default now)"),
+                 max_batches: int = typer.Option(50, help="stop after this many batches")) -> None:
+    """Deliver the pending notifications (SMTP if configured, else the maildir)."""
+    import asyncio
+
+    from .service.dispatch import dispatch
+
+    application = _app()
+    now = _at(at) or application.clock.now()
+    transport, settings = application.transport(), application.dispatch_settings()
+    totals = {"sent": 0, "retrying": 0, "failed": 0, "cancelled": 0}
+    for _ in range(max_batches):
+        r = asyncio.run(dispatch(application.db, application.calendars, transport, now, settings))
+        for key in totals:
+            totals[key] += getattr(r, key)
+        if r.claimed == 0:
+            break
+    where = application.settings.smtp_host or application.settings.maildir
+    console.print(f"dispatch to {where}: " + ", ".join(f"{v} {k}" for k, v in totals.items()))
+
+
+@notif_app.command("list")
+def notifications_list(failed: bool = typer.Option(False, "--failed", help="only failed ones"),
+                       case_id: Optional[int] = typer.Option(None, "--case"),
+                       status: Optional[str] = typer.Option(None, help="pending, sending, sent, failed, cancelled"),
+                       limit: int = typer.Option(200, min=1, max=10_000)) -> None:
+    """Notifications with their delivery state."""
+    from .service.queries import list_notifications
+
+    rows = list_notifications(_app().db, status="failed" if failed else status, case_id=case_id, limit=limit)
+    table = Table("id", "kind", "case", "milestone", "tier", "due", "status", "tries", "sent", "error")
+    for n in rows:
+        table.add_row(str(n.id), n.kind, _fmt(n.case_id), n.milestone, _fmt(n.tier), _fmt(n.due_on), n.status,
+                      str(n.attempts), n.sent_at.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M") if n.sent_at
+                      else "—", (n.last_error or "")[:60])
+    console.print(table)
+
+
+@app.command("serve")
+def serve(name: Optional[str] = typer.Option(None, help="this process's name (shown as the scheduler holder)")
+          ) -> None:
+    """Run the scheduler: sweep hourly and at 09:00 Asia/Shanghai, dispatch every 30 s. Among
+    several processes one is elected (PostgreSQL advisory lock; a lock file on SQLite)."""
+    import asyncio
+    import signal
+    import socket
+
+    from .adapters.scheduler import LeaderLock, LeaderLoop, build_scheduler
+    from .logging import configure_logging
+    from .service.deadlines import sweep
+    from .service.dispatch import dispatch
+
+    application = _app()
+    configure_logging(application.settings.log_level)
+    st = application.settings
+    process = name or f"{socket.gethostname()}:{os.getpid()}"
+    transport, settings = application.transport(), application.dispatch_settings()
+
+    def run_sweep() -> None:
+        sweep(application.db, application.calendars, application.clock.now())
+
+    def run_dispatch() -> None:
+        asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(), settings))
+
+    loop = LeaderLoop(LeaderLock(application.engine, process),
+                      lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,
+                                              dispatch_seconds=st.dispatch_interval_seconds),
+                      on_lead=run_sweep)
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    signal.signal(signal.SIGINT, lambda *_: loop.stop())
+    console.print(f"workflow serving as {process} on {application.engine.url.render_as_string(hide_password=True)}; "
+                  f"mail to {st.smtp_host or st.maildir}")
+    loop.run()
+
+
+# ------------------------------------------------------------------ rubrics
+def _rubrics():
+    from .adapters.rubric_files import RubricCatalog
+    from .config import Settings
+
+    return RubricCatalog(Settings().rubrics_dir)
+
+
+@rubrics_app.command("list")
+def rubrics_list() -> None:
+    """List the rubrics in the rubrics folder."""
+    table = Table("id", "title", "province", "total", "pass mark", "criteria")
+    for r in _rubrics().all():
+        table.add_row(r.id, r.title, r.province, _fmt(r.total), _fmt(r.pass_mark), str(len(r.criteria())))
+    console.print(table)
+
+
+@rubrics_app.command("show")
+def rubrics_show(rubric_id: str, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Show a rubric: every section, item and criterion with its points and caps."""
+    rubric = _rubrics().get(rubric_id)
+    if as_json:
+        sys.stdout.write(dumps_json(rubric.to_json_dict(), indent=2) + "\n")
+        return
+    console.print(f"{rubric.title} ({rubric.id}) · total {_fmt(rubric.total)} · pass mark {_fmt(rubric.pass_mark)}",
+                  style="bold")
+    table = Table("code", "section / item / criterion", "points", "cap", "rule", show_lines=False)
+    for section in rubric.sections:
+        table.add_row(section.code, section.name, "", _fmt(section.max_points), "", style="bold")
+        for item in section.items:
+            table.add_row(item.code, "  " + item.name, "", _fmt(item.max_points), "")
+            for c in item.criteria:
+                rule = "per occurrence" if c.per_occurrence else ""
+                if c.must_pass:
+                    rule = (rule + ", must pass").lstrip(", ")
+                table.add_row(c.code, "    " + c.text, _fmt(c.points), _fmt(c.cap), rule)
+    console.print(table)
+
+
+@rubrics_app.command("diff")
+def rubrics_diff(a: str, b: str) -> None:
+    """Sections, items and criteria that differ in points or text between two rubrics."""
+    from .domain.rubric import diff_rubrics
+
+    catalog = _rubrics()
+    differences = diff_rubrics(catalog.get(a), catalog.get(b))
+    if not differences:
+        console.print(f"{a} and {b} are the same")
+        return
+    table = Table("code", "kind", "what", a, b)
+    for d in differences:
+        table.add_row(d.code, d.kind, d.what, _fmt(d.a), _fmt(d.b))
+    console.print(table)
+    console.print(f"{len(differences)} differences")
 
 
 # ------------------------------------------------------------------ demo
@@ -280,7 +594,8 @@ def demo(db: Optional[str] = typer.Option(None, help="database URL (default: the
     console.print(f"round shanxi-2021: {len(rows)} cases in "
                   f"{application.engine.url.render_as_string(hide_password=True)}")
     console.print("next: workflow cases list --round shanxi-2021 · workflow cases show 1 · "
-                  "workflow cases act 1 self_assess --total 86 --actor unit:1 · workflow audit verify")
+                  "workflow rubrics show shanxi-2020 · "
+                  "workflow cases act 1 self_assess --entry 1.1.1=9 --actor unit:1 · workflow audit verify")
 
 
 def main() -> None:

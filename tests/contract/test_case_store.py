@@ -21,10 +21,14 @@ from workflow.domain.policy import Policy
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action, register_case
 
-from ..support import ADMIN, COORDINATOR, RUBRICS, CALENDARS, seed_jurisdictions, unit_actor, write_units_csv
+from workflow.domain.rubric import rubric_to_data
+
+from ..support import (ADMIN, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, unit_actor,
+                       write_units_csv)
 
 NOW = datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc)
 SHANXI = Policy("rectification", 20, False)
+RUBRIC = RUBRICS.get("shanxi-2020")
 
 
 @dataclass
@@ -36,7 +40,7 @@ class World:
 
 def _memory_world(tmp_path, request) -> World:
     mem = MemoryDatabase()
-    mem.add_round(RoundContext("shanxi-2021", SHANXI, Decimal(80), Decimal(100)))
+    mem.add_round(RoundContext("shanxi-2021", SHANXI, Decimal(80), Decimal(100), RUBRIC))
     for i in range(1, 6):
         mem.add_unit(i)
     return World(mem, "shanxi-2021", [1, 2, 3, 4, 5])
@@ -57,7 +61,8 @@ def _sql_world(fixture: str) -> Callable[..., World]:
                 id="shanxi-2021", province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                 calendar_id="shanxi-2021", target_share=Decimal("0.5"), pass_mark=Decimal(80),
                 max_total=Decimal(100), policy={"on_fail": "rectification", "rectification_days": 20,
-                                                "carry_over": False}, opened_at=NOW, opened_by="admin:test"))
+                                                "carry_over": False}, rubric_data=rubric_to_data(RUBRIC),
+                opened_at=NOW, opened_by="admin:test"))
         return World(db, "shanxi-2021", [1, 2, 3, 4, 5])
     return build
 
@@ -114,8 +119,11 @@ def test_unknown_case_is_not_found(world: World) -> None:
 def test_actions_append_events_in_order_with_a_chain(world: World) -> None:
     case, _ = _register(world)
     unit = unit_actor(case.unit_id)
-    steps = [("self_assess", {"total": "86.5"}, unit), ("submit", {}, unit),
-             ("verify", {"total": "79.5"}, COORDINATOR), ("order_rectification", {}, COORDINATOR)]
+    ready_to_submit(world.store, case.id, case.unit_id, "86.5", NOW - timedelta(minutes=1))
+    with world.store.unit_of_work() as uow:
+        attached = uow.get(case.id).version
+    steps = [("submit", {}, unit), ("verify", {"entries": sheet_for(RUBRIC, "79.5")}, COORDINATOR),
+             ("order_rectification", {}, COORDINATOR)]
     for i, (action, data, actor) in enumerate(steps):
         result = perform_action(world.store, case.id, action, data, actor, NOW + timedelta(minutes=i))
     assert result.case.state == "rectification"
@@ -124,17 +132,18 @@ def test_actions_append_events_in_order_with_a_chain(world: World) -> None:
     with world.store.unit_of_work() as uow:
         events = uow.events(case.id)
         assert uow.get(case.id) == result.case
-    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert [e.seq for e in events] == list(range(1, attached + 4))
     assert all(e.prev_hash == p.hash for p, e in zip(events, events[1:]))
     assert all(e.expected_hash() == e.hash for e in events)
-    assert [e.occurred_at for e in events][1:] == [NOW + timedelta(minutes=i) for i in range(4)]
+    assert [e.occurred_at for e in events][-3:] == [NOW + timedelta(minutes=i) for i in range(3)]
+    assert events[-2].payload["entries"] == sheet_for(RUBRIC, "79.5")
     assert verify(world.store).ok
 
 
 def test_stale_version_is_a_conflict_and_nothing_is_written(world: World) -> None:
     case, _ = _register(world)
     unit = unit_actor(case.unit_id)
-    perform_action(world.store, case.id, "self_assess", {"total": "90"}, unit, NOW)
+    perform_action(world.store, case.id, "self_assess", {"entries": {"1.1.1": "9"}}, unit, NOW)
     with pytest.raises(ConflictError, match="version"):
         perform_action(world.store, case.id, "submit", {}, unit, NOW, expected_version=1)
     with world.store.unit_of_work() as uow:
@@ -146,9 +155,9 @@ def test_interleaved_writers_one_wins(world: World) -> None:
     """Two units of work read the same version; the second to write is refused."""
     case, _ = _register(world)
     unit = unit_actor(case.unit_id)
-    ctx = RoundContext(world.round_id, SHANXI, Decimal(80), Decimal(100))
-    first = decide(case, "self_assess", {"total": "81"}, unit, NOW, ctx)
-    second = decide(case, "self_assess", {"total": "82"}, unit, NOW, ctx)
+    ctx = RoundContext(world.round_id, SHANXI, Decimal(80), Decimal(100), RUBRIC)
+    first = decide(case, "self_assess", {"entries": {"1.1.1": "8"}}, unit, NOW, ctx)
+    second = decide(case, "self_assess", {"entries": {"1.1.1": "9"}}, unit, NOW, ctx)
     with world.store.unit_of_work() as uow:
         uow.append(case, first, apply(case, first))
         uow.commit()
@@ -157,15 +166,15 @@ def test_interleaved_writers_one_wins(world: World) -> None:
             uow.append(case, second, apply(case, second))
             uow.commit()
     with world.store.unit_of_work() as uow:
-        assert uow.get(case.id).self_total == Decimal("81")
+        assert uow.get(case.id).self_total == Decimal("8")
         assert [e.hash for e in uow.events(case.id)][-1] == first.hash
 
 
 def test_a_unit_of_work_left_without_commit_writes_nothing(world: World) -> None:
     case, _ = _register(world)
     unit = unit_actor(case.unit_id)
-    ctx = RoundContext(world.round_id, SHANXI, Decimal(80), Decimal(100))
-    event = decide(case, "self_assess", {}, unit, NOW, ctx)
+    ctx = RoundContext(world.round_id, SHANXI, Decimal(80), Decimal(100), RUBRIC)
+    event = decide(case, "self_assess", {"entries": {"1.1.1": "9"}}, unit, NOW, ctx)
     with pytest.raises(RuntimeError):
         with world.store.unit_of_work() as uow:
             uow.append(case, event, apply(case, event))

@@ -10,18 +10,21 @@ from workflow.adapters.db.store import Database
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 
-from ..support import COORDINATOR, open_shanxi, unit_actor
+from ..support import COORDINATOR, RUBRICS, fake_sha, open_shanxi, sheet_for, sheet_with, unit_actor
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+RUBRIC = RUBRICS.get("shanxi-2020")
 
 
 def _history(db: Database) -> None:
     open_shanxi(db, NOW)
     for case_id in (3, 4):
         unit = unit_actor(case_id)
-        perform_action(db, case_id, "self_assess", {"total": "86"}, unit, NOW)
+        perform_action(db, case_id, "self_assess", {"entries": sheet_with(RUBRIC, {"1.1.1": "9"})}, unit, NOW)
+        perform_action(db, case_id, "attach_evidence", {"criterion": "1.1.1", "sha256": fake_sha("x"),
+                                                        "filename": "指标.pdf", "size": 10, "type": "pdf"}, unit, NOW)
         perform_action(db, case_id, "submit", {}, unit, NOW)
-        perform_action(db, case_id, "verify", {"total": "79.5"}, COORDINATOR, NOW)
+        perform_action(db, case_id, "verify", {"entries": sheet_for(RUBRIC, "79.5")}, COORDINATOR, NOW)
 
 
 @pytest.fixture
@@ -51,11 +54,11 @@ def _sql(db: Database, statement: str) -> None:
 def test_untouched_history_verifies(db: Database) -> None:
     _history(db)
     report = verify(db)
-    assert report.ok and report.cases == 35 and report.events == 35 + 2 * 3
+    assert report.ok and report.cases == 35 and report.events == 35 + 2 * 4
 
 
 @pytest.mark.parametrize("statement", [
-    "UPDATE events SET payload = '{\"total\":\"95\",\"pass_mark\":\"80\",\"passed\":true}' WHERE case_id = 3 AND seq = 4",
+    "UPDATE events SET payload = '{\"total\":\"95\",\"pass_mark\":\"80\",\"passed\":true}' WHERE case_id = 3 AND seq = 5",
     "DELETE FROM events WHERE case_id = 3 AND seq = 2",
 ])
 def test_the_database_refuses_to_change_events(db: Database, statement: str) -> None:
@@ -69,10 +72,10 @@ def test_an_altered_event_is_named(db: Database, unguarded) -> None:
     _history(db)
     unguarded()
     _sql(db, "UPDATE events SET payload = '{\"pass_mark\":\"80\",\"passed\":true,\"total\":\"95\"}' "
-             "WHERE case_id = 3 AND seq = 4")
+             "WHERE case_id = 3 AND seq = 5")
     report = verify(db)
     assert not report.ok
-    assert (report.findings[0].case_id, report.findings[0].seq) == (3, 4)
+    assert (report.findings[0].case_id, report.findings[0].seq) == (3, 5)
     assert "altered" in report.findings[0].what
 
 
@@ -103,10 +106,10 @@ def test_a_deleted_event_is_named(db: Database, unguarded) -> None:
 def test_a_deleted_last_event_shows_in_the_case_row(db: Database, unguarded) -> None:
     _history(db)
     unguarded()
-    _sql(db, "DELETE FROM events WHERE case_id = 4 AND seq = 4")
+    _sql(db, "DELETE FROM events WHERE case_id = 4 AND seq = 5")
     report = verify(db)
     assert [(f.case_id, f.seq) for f in report.findings] == [(4, None)]
-    assert "version is 4, replay gives 3" in report.findings[0].what
+    assert "version is 5, replay gives 4" in report.findings[0].what
 
 
 def test_an_altered_case_row_is_named(db: Database) -> None:

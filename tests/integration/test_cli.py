@@ -2,7 +2,8 @@
 
 Each run costs about a second (interpreter start and imports), so the Shanxi demo
 database is built once per module and copied, and preparatory actions that are not
-themselves under test are taken in-process through the services.
+themselves under test (e.g. attaching evidence before a submission) are taken in-process
+through the services.
 """
 from __future__ import annotations
 
@@ -26,13 +27,16 @@ from workflow.adapters.db.engine import make_engine
 from workflow.adapters.db.store import Database
 from workflow.clock import BUSINESS_TZ
 from workflow.domain.case import Actor
+from workflow.domain.rubric import Rubric, diff_rubrics
 from workflow.service.cases import perform_action
 from workflow.service.directory import import_units
 
-from ..support import open_shanxi
+from ..support import RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
 
 WORKFLOW = Path(sys.executable).parent / "workflow"
 COORDINATOR = "coordinator:wang"
+SX = RUBRICS.get("shanxi-2020")
+HN = RUBRICS.get("hunan-2020")
 
 
 # ---------------------------------------------------------------- helpers
@@ -103,6 +107,58 @@ def unit_of(db_file: Path, case_id: int) -> str:
     return f"unit:{unit_id}"
 
 
+def plain(value: str) -> str:
+    """``"9.0"`` → ``"9"``: the text a person would type."""
+    d = Decimal(value)
+    return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
+
+
+def sheet(rubric: Rubric, total: str) -> dict[str, str]:
+    """A complete sheet scoring exactly ``total`` (``sheet_for``, values written plainly)."""
+    return {code: plain(value) for code, value in sheet_for(rubric, total).items()}
+
+
+def scored(entries: dict[str, str]) -> list[str]:
+    return [code for code, value in entries.items() if Decimal(value) > 0]
+
+
+def write_json_sheet(path: Path, entries: dict[str, str]) -> Path:
+    """A JSON object with the values as JSON numbers, written as they are (8.5 stays 8.5)."""
+    path.write_text("{" + ", ".join(f'"{code}": {value}' for code, value in entries.items()) + "}\n",
+                    encoding="utf-8")
+    return path
+
+
+def write_csv_sheet(path: Path, entries: dict[str, str], header: bool = True, encoding: str = "utf-8") -> Path:
+    lines = (["code,value"] if header else []) + [f"{code},{value}" for code, value in entries.items()]
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+def attach_in_process(db_file: Path, case_id: int, codes: list[str]) -> None:
+    """The unit attaches one (pretend) evidence file to each criterion (no ``evidence`` command used)."""
+    unit = unit_of(db_file, case_id)
+    act_in_process(db_file, case_id, *[
+        ("attach_evidence", {"criterion": code, "sha256": fake_sha(f"{case_id}-{code}"), "filename": f"{code}.pdf",
+                             "size": 1000, "type": "pdf"}, unit) for code in codes])
+
+
+def ready_in_process(db_file: Path, case_id: int, total: str) -> None:
+    """Self-assess a complete sheet of ``total`` and attach evidence to its scored lines (services)."""
+    (unit_id,), = sql(db_file, "SELECT unit_id FROM cases WHERE id = ?", case_id)
+    engine = make_engine(f"sqlite:///{db_file}")
+    try:
+        ready_to_submit(Database(engine), case_id, unit_id, total, datetime.now(timezone.utc), SX)
+    finally:
+        engine.dispose()
+    checkpoint(db_file)
+
+
+def version_of(db_file: Path, case_id: int) -> int:
+    (version,), = sql(db_file, "SELECT version FROM cases WHERE id = ?", case_id)
+    return version
+
+
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
@@ -130,7 +186,11 @@ def test_unmigrated_database_is_refused_with_a_hint(tmp_path: Path) -> None:
     assert_clean_refusal(p, "not_migrated", "schema none", "run `workflow db upgrade`")
     p = run(path, "db", "upgrade")
     assert p.returncode == 0, p.stderr
-    assert "0001" in p.stdout
+    upgraded = re.search(r"is at schema (\S+)$", p.stdout.strip())
+    assert upgraded, p.stdout
+    p = run(path, "db", "current")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"current: {upgraded[1]}; code needs: {upgraded[1]}"
     p = run(path, "audit", "verify")  # exit 0 on an empty, migrated database; exit 1 is kept for findings
     assert p.returncode == 0, p.stderr
     assert "auditok:0cases,0events" in flat(p.stdout)
@@ -173,47 +233,72 @@ def test_demo_run_twice_changes_nothing(shanxi: Path) -> None:
 
 
 # ---------------------------------------------------------------- a full Shanxi path
-def test_full_rectification_path_through_the_cli(shanxi: Path) -> None:
+def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
     case = 4
     unit = unit_of(shanxi, case)
-    steps = [
-        (["self_assess", "--total", "86", "--actor", unit], "self_assessed", 2),
-        (["submit", "--actor", unit], "submitted", 3),
-        (["verify", "--total", "79.5", "--actor", COORDINATOR, "--note", "评审组核查"], "verified", 4),
-        (["order_rectification", "--actor", COORDINATOR], "rectification", 5),
-        (["request_recheck", "--actor", unit], "recheck", 6),
-        (["recheck", "--total", "85", "--actor", COORDINATOR], "certified", 7),
-        (["file", "--actor", COORDINATOR, "--batch", "2021-1"], "filed", 8),
-    ]
-    for args, state, version in steps:
+    self_sheet = sheet(SX, "86")
+    verify_sheet = sheet(SX, "79.5")
+    recheck_sheet = sheet(SX, "85")
+    assert any("." in v for v in verify_sheet.values())   # fractions travel through the files exactly
+    self_json = write_json_sheet(tmp_path / "self.json", self_sheet)
+    verify_csv = write_csv_sheet(tmp_path / "verify.csv", verify_sheet)
+    # the recheck sheet: a GBK CSV without a header whose 1.1.1 line is corrected by --entry
+    recheck_csv = write_csv_sheet(tmp_path / "recheck.csv", {**recheck_sheet, "1.1.1": "0"}, header=False,
+                                  encoding="gbk")
+    evidence = scored(self_sheet)
+
+    def act(args: list[str], state: str, version: int) -> None:
         p = run(shanxi, "cases", "act", str(case), *args)
         assert p.returncode == 0, (args, p.stderr)
         assert "Traceback" not in p.stderr
         assert f"→{state}(version{version})" in flat(p.stdout), p.stdout
 
-    d = show(shanxi, case)
+    act(["self_assess", "--sheet", str(self_json), "--actor", unit], "self_assessed", 2)
+    p = run(shanxi, "cases", "act", str(case), "submit", "--actor", unit, columns=1000)
+    assert_clean_refusal(p, "incomplete", "cannot be submitted", *evidence[:3])
+    attach_in_process(shanxi, case, evidence)
+    n = len(evidence)
+    act(["submit", "--actor", unit], "submitted", 3 + n)
+    act(["verify", "--sheet", str(verify_csv), "--actor", COORDINATOR, "--note", "评审组核查"], "verified", 4 + n)
+    act(["order_rectification", "--actor", COORDINATOR], "rectification", 5 + n)
+    act(["request_recheck", "--actor", unit], "recheck", 6 + n)
+    act(["recheck", "--sheet", str(recheck_csv), "--entry", f"1.1.1={recheck_sheet['1.1.1']}",
+         "--actor", COORDINATOR], "certified", 7 + n)
+    act(["file", "--actor", COORDINATOR, "--batch", "2021-1"], "filed", 8 + n)
+
+    p = run(shanxi, "cases", "show", str(case), "--json")
+    assert p.returncode == 0, p.stderr
+    # scores are JSON numbers, exactly (read back as Decimals, never through float)
+    assert re.search(r'"verified_total": 79\.5,', p.stdout) and re.search(r'"pass_mark": 80,', p.stdout)
+    d = json.loads(p.stdout, parse_float=Decimal)
     assert d["state"] == "filed"
-    assert d["version"] == 8
+    assert d["version"] == 8 + n
     assert d["allowed_actions"] == []
     assert d["unit"]["name"] == "省委组织部"
-    assert Decimal(str(d["self_total"])) == Decimal("86")
-    assert Decimal(str(d["verified_total"])) == Decimal("79.5")
-    assert Decimal(str(d["recheck_total"])) == Decimal("85")
+    assert (d["self_total"], d["verified_total"], d["recheck_total"], d["pass_mark"]) == (
+        86, Decimal("79.5"), 85, 80)
     assert d["passed"] is True
     today = datetime.now(BUSINESS_TZ).date()
     assert d["rectification_due"] in {(today + timedelta(days=20)).isoformat(),
                                       (today + timedelta(days=19)).isoformat()}  # in case the day turned
     events = d["events"]
     assert [(e["seq"], e["type"]) for e in events] == [
-        (1, "CaseRegistered"), (2, "SelfAssessmentRecorded"), (3, "SelfAssessmentSubmitted"), (4, "CaseVerified"),
-        (5, "RectificationOrdered"), (6, "RecheckRequested"), (7, "CaseRechecked"), (8, "CaseFiled")]
-    assert [e["actor"] for e in events] == ["admin:demo", unit, unit, COORDINATOR, COORDINATOR, unit, COORDINATOR,
-                                            COORDINATOR]
-    assert events[1]["payload"] == {"total": "86"}
-    assert events[3]["payload"] == {"total": "79.5", "pass_mark": "80", "passed": False, "note": "评审组核查"}
-    assert events[4]["payload"] == {"days": 20, "due_on": d["rectification_due"]}
-    assert events[6]["payload"] == {"total": "85", "pass_mark": "80", "passed": True}
-    assert events[7]["payload"] == {"batch": "2021-1"}
+        (1, "CaseRegistered"), (2, "SelfAssessmentRecorded"), *[(3 + i, "EvidenceAttached") for i in range(n)],
+        (3 + n, "SelfAssessmentSubmitted"), (4 + n, "CaseVerified"), (5 + n, "RectificationOrdered"),
+        (6 + n, "RecheckRequested"), (7 + n, "CaseRechecked"), (8 + n, "CaseFiled")]
+    assert [e["actor"] for e in events] == ["admin:demo", unit, *[unit] * n, unit, COORDINATOR, COORDINATOR, unit,
+                                            COORDINATOR, COORDINATOR]
+    recorded, verified, ordered, rechecked, filed = (events[1], events[3 + n], events[4 + n], events[6 + n],
+                                                     events[7 + n])
+    assert recorded["payload"] == {"entries": self_sheet, "total": "86", "complete": True}
+    assert [e["payload"]["criterion"] for e in events[2:2 + n]] == evidence
+    assert verified["payload"] == {"entries": verify_sheet, "total": verified["payload"]["total"],
+                                   "pass_mark": "80", "passed": False, "must_pass_failed": [], "note": "评审组核查"}
+    assert Decimal(verified["payload"]["total"]) == Decimal("79.5")
+    assert ordered["payload"] == {"days": 20, "due_on": d["rectification_due"]}
+    assert rechecked["payload"] == {"entries": recheck_sheet, "total": "85", "pass_mark": "80", "passed": True,
+                                    "must_pass_failed": []}
+    assert filed["payload"] == {"batch": "2021-1"}
     for before, after in zip(events, events[1:]):
         assert after["prev_hash"] == before["hash"]
 
@@ -221,37 +306,59 @@ def test_full_rectification_path_through_the_cli(shanxi: Path) -> None:
 
     p = run(shanxi, "audit", "verify")
     assert p.returncode == 0, p.stderr
-    assert "auditok:35cases,42events" in flat(p.stdout)
+    assert f"auditok:35cases,{35 + 7 + n}events" in flat(p.stdout)
 
 
 # ---------------------------------------------------------------- refusals
-def test_refusals_change_nothing(shanxi: Path) -> None:
+def test_refusals_change_nothing(shanxi: Path, tmp_path: Path) -> None:
     case = 9
     unit = unit_of(shanxi, case)
-    act_in_process(shanxi, case, ("self_assess", {"total": "70"}, unit), ("submit", {}, unit),
-                   ("verify", {"total": "79.5"}, COORDINATOR))
-    assert sql(shanxi, "SELECT state, version FROM cases WHERE id = ?", case) == [("verified", 4)]
+    ready_in_process(shanxi, case, "70")
+    act_in_process(shanxi, case, ("submit", {}, unit), ("verify", {"entries": sheet(SX, "79.5")}, COORDINATOR))
+    version = version_of(shanxi, case)
+    assert sql(shanxi, "SELECT state FROM cases WHERE id = ?", case) == [("verified",)]
+    (events_before,), = sql(shanxi, "SELECT count(*) FROM events")
 
     # (arguments, error code, words the message must contain, lines printed)
     refusals = [
         (["certify", "--actor", COORDINATOR], "action_refused", ["certify refused", "below the pass mark"], 1),
         (["frobnicate", "--actor", COORDINATOR], "action_refused", ["unknown action 'frobnicate'"], 1),
-        (["verify", "--total", "90", "--actor", unit], "action_refused", ["a unit may not verify"], 1),
+        (["verify", "--entry", "1.1.1=9", "--actor", unit], "action_refused", ["a unit may not verify"], 1),
         (["certify", "--actor", "boss"], "invalid_input", ["actor 'boss'", "KIND:ID"], 1),
-        (["order_rectification", "--actor", COORDINATOR, "--expected-version", "3"], "conflict",
-         ["version 4, not 3"], 1),
+        (["order_rectification", "--actor", COORDINATOR, "--expected-version", str(version - 1)], "conflict",
+         [f"version {version}, not {version - 1}"], 1),
     ]
     for args, code, words, lines in refusals:
         p = run(shanxi, "cases", "act", str(case), *args, columns=1000)
         assert_clean_refusal(p, code, *words)
         assert p.stderr.count("\n") == lines, f"{args}: {p.stderr!r}"
 
-    # a bad score on a case where a score is asked for
+    # bad sheet entries on a case where a sheet is asked for: named, and nothing is written
     case2 = 10
     unit2 = unit_of(shanxi, case2)
-    for total, word in (("abc", "decimal number"), ("101", "from 0 to 100")):
-        p = run(shanxi, "cases", "act", str(case2), "self_assess", "--total", total, "--actor", unit2, columns=1000)
-        assert_clean_refusal(p, "invalid_input", "total", word)
+    unknown_csv = write_csv_sheet(tmp_path / "unknown.csv", {"1.1.1": "9", "9.9.9": "1", "2.1.1": "1"})
+    unknown_json = write_json_sheet(tmp_path / "unknown.json", {"1.1.1": "8.5", "8.8": "1"})
+    short_row = tmp_path / "short.csv"
+    short_row.write_text("code,value\n1.1.1,9\n2.1.1\n", encoding="utf-8")
+    not_json = tmp_path / "broken.json"
+    not_json.write_text('{"1.1.1": 9,', encoding="utf-8")
+    bad_entries = [
+        (["--entry", "abc"], ["--entry abc", "expected CODE=VALUE"]),
+        (["--entry", "1.1.1=9", "--entry", "2.1.1="], ["--entry 2.1.1=", "expected CODE=VALUE"]),
+        (["--entry", "1.1.1=abc"], ["1.1.1", "decimal number"]),
+        (["--entry", "1.1.1=10"], ["1.1.1", "above the cap 9"]),
+        (["--entry", "1.1.1=10", "--entry", "2.1.2=0.3", "--entry", "7.7=1"],
+         ["1.1.1", "above the cap 9", "2.1.2", "multiple of 0.5", "7.7", "unknown criterion"]),
+        (["--sheet", str(unknown_csv)], ["9.9.9", "unknown criterion"]),
+        (["--sheet", str(unknown_json)], ["8.8", "unknown criterion"]),
+        (["--sheet", str(short_row)], [f"{short_row}:3", "expected two cells"]),
+        (["--sheet", str(not_json)], [f"{not_json}", "not JSON"]),
+    ]
+    for args, words in bad_entries:
+        p = run(shanxi, "cases", "act", str(case2), "self_assess", *args, "--actor", unit2, columns=1000)
+        assert_clean_refusal(p, "invalid_input", *words)
+    p = run(shanxi, "cases", "act", str(case2), "self_assess", "--actor", unit2, columns=1000)
+    assert_clean_refusal(p, "invalid_input", "entries", "required for self_assess")
 
     # missing --actor is a usage error (Click's), still exit 2 and no traceback
     p = run(shanxi, "cases", "act", str(case), "certify")
@@ -260,10 +367,10 @@ def test_refusals_change_nothing(shanxi: Path) -> None:
     assert "Missingoption'--actor'" in flat(p.stderr)
 
     d = show(shanxi, case)
-    assert (d["state"], d["version"], len(d["events"])) == ("verified", 4, 4)
+    assert (d["state"], d["version"], len(d["events"])) == ("verified", version, version)
     assert d["allowed_actions"] == ["order_rectification", "close", "withdraw"]
     assert sql(shanxi, "SELECT state, version FROM cases WHERE id = ?", case2) == [("registered", 1)]
-    assert sql(shanxi, "SELECT count(*) FROM events") == [(35 + 3,)]
+    assert sql(shanxi, "SELECT count(*) FROM events") == [(events_before,)]
 
 
 def test_refusal_is_one_line_when_stderr_is_not_a_terminal(shanxi: Path) -> None:
@@ -317,15 +424,22 @@ def test_units_list_shows_a_name_with_brackets(shanxi: Path, tmp_path: Path) -> 
 def test_audit_finds_an_altered_event_payload(shanxi: Path) -> None:
     case = 3
     unit = unit_of(shanxi, case)
-    act_in_process(shanxi, case, ("self_assess", {"total": "86"}, unit), ("submit", {}, unit))
-    act_in_process(shanxi, 5, ("self_assess", {"total": "90"}, unit_of(shanxi, 5)))
+    ready_in_process(shanxi, case, "86")
+    act_in_process(shanxi, case, ("submit", {}, unit))
+    act_in_process(shanxi, 5, ("self_assess", {"entries": {"1.1.1": "9"}}, unit_of(shanxi, 5)))
+    (events,), = sql(shanxi, "SELECT count(*) FROM events")
+    assert events == 35 + version_of(shanxi, case) - 1 + 1
+    (payload,), = sql(shanxi, "SELECT payload FROM events WHERE case_id = ? AND seq = 2", case)
+    assert '"total":"86' in payload
     sql(shanxi, "DROP TRIGGER events_no_update")
-    sql(shanxi, "UPDATE events SET payload = ? WHERE case_id = ? AND seq = 2", '{"total":"96"}', case)
-    assert sql(shanxi, "SELECT payload FROM events WHERE case_id = ? AND seq = 2", case) == [('{"total":"96"}',)]
+    sql(shanxi, "UPDATE events SET payload = replace(payload, '\"total\":\"86', '\"total\":\"96') "
+                "WHERE case_id = ? AND seq = 2", case)
+    assert sql(shanxi, "SELECT payload FROM events WHERE case_id = ? AND seq = 2", case) == [
+        (payload.replace('"total":"86', '"total":"96'),)]
     p = run(shanxi, "audit", "verify", columns=1000)
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
-    assert "audit FAILED: 1 problem(s) in 35 cases, 38 events" in p.stderr
+    assert f"audit FAILED: 1 problem(s) in 35 cases, {events} events" in p.stderr
     assert f"case {case} event #2: SelfAssessmentRecorded: stored hash does not match its content" in p.stderr
     assert "case 5" not in p.stderr
 
@@ -343,9 +457,11 @@ def test_audit_finds_an_altered_case_row(shanxi: Path) -> None:
 def test_audit_finds_a_deleted_last_event(shanxi: Path) -> None:
     case = 7
     unit = unit_of(shanxi, case)
-    act_in_process(shanxi, case, ("self_assess", {"total": "86"}, unit), ("submit", {}, unit))
+    ready_in_process(shanxi, case, "86")
+    act_in_process(shanxi, case, ("submit", {}, unit))
+    last = version_of(shanxi, case)
     sql(shanxi, "DROP TRIGGER events_no_delete")
-    sql(shanxi, "DELETE FROM events WHERE case_id = ? AND seq = 3", case)
+    sql(shanxi, "DELETE FROM events WHERE case_id = ? AND seq = ?", case, last)
     p = run(shanxi, "audit", "verify", columns=1000)
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
@@ -353,7 +469,7 @@ def test_audit_finds_a_deleted_last_event(shanxi: Path) -> None:
     finding = [line for line in p.stderr.splitlines() if line.startswith("  - ")]
     assert len(finding) == 1
     assert finding[0].startswith(f"  - case {case}: case row differs from the replay")
-    assert "version is 3, replay gives 2" in finding[0]
+    assert f"version is {last}, replay gives {last - 1}" in finding[0]
 
 
 def test_events_are_append_only_in_sqlite(shanxi: Path) -> None:
@@ -378,3 +494,102 @@ def test_events_are_append_only_in_the_database(db: Database, clock) -> None:
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 35
         assert conn.execute(text("SELECT actor FROM events WHERE case_id = 1")).scalar() == "admin:test"
+
+
+# ---------------------------------------------------------------- rubrics
+RUBRIC_KEYS = ["id", "title", "total", "pass_mark", "sections"]
+SECTION_KEYS = ["code", "name", "max_points", "items"]
+ITEM_KEYS = ["code", "name", "max_points", "criteria"]
+CRITERION_KEYS = ["code", "text", "points", "cap", "per_occurrence", "must_pass"]
+
+
+def rubric_json(db_file: Path, rubric_id: str) -> tuple[str, dict[str, Any]]:
+    p = run(db_file, "rubrics", "show", rubric_id, "--json")
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    return p.stdout, json.loads(p.stdout, parse_float=Decimal)
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number as read with parse_float=Decimal (never a string, never a bool)."""
+    return isinstance(value, (int, Decimal)) and not isinstance(value, bool)
+
+
+def test_rubrics_list(tmp_path: Path) -> None:
+    p = run(tmp_path / "unused.db", "rubrics", "list", columns=300)
+    assert p.returncode == 0, p.stderr
+    rows = {m[0]: m for m in re.findall(r"^│ (\S+)\s+│ (\S+)\s+│ (\S+)\s+│ (\S+)\s+│ (\S+)\s+│ (\d+)\s+│$",
+                                         p.stdout, re.M)}
+    assert set(rows) == {"shanxi-2020", "hunan-2020"}
+    assert rows["shanxi-2020"][1:] == (SX.title, "shanxi", "100", "80", "42")
+    assert rows["hunan-2020"][1:] == (HN.title, "hunan", "100", "80", str(len(HN.criteria())))
+
+
+def test_rubrics_show_json_has_the_documented_shape_and_exact_numbers(tmp_path: Path) -> None:
+    text, data = rubric_json(tmp_path / "unused.db", "shanxi-2020")
+    assert list(data) == RUBRIC_KEYS
+    assert (data["id"], data["title"], data["total"], data["pass_mark"]) == ("shanxi-2020", SX.title, 100, 80)
+    numbers = [data["total"], data["pass_mark"]]
+    for section in data["sections"]:
+        assert list(section) == SECTION_KEYS
+        numbers.append(section["max_points"])
+        for item in section["items"]:
+            assert list(item) == ITEM_KEYS
+            numbers.append(item["max_points"])
+            for criterion in item["criteria"]:
+                assert list(criterion) == CRITERION_KEYS
+                assert isinstance(criterion["per_occurrence"], bool) and isinstance(criterion["must_pass"], bool)
+                assert isinstance(criterion["code"], str) and isinstance(criterion["text"], str)
+                numbers += [criterion["points"], criterion["cap"]]
+    assert all(is_number(n) for n in numbers), numbers
+    assert [(s["code"], s["max_points"]) for s in data["sections"]] == [
+        ("1", 9), ("2", 27), ("3", 25), ("4", 22), ("5", 17)]
+    criteria = {c["code"]: c for s in data["sections"] for i in s["items"] for c in i["criteria"]}
+    assert list(criteria) == [c.code for c in SX.criteria()]
+    assert {k: criteria["2.2.2"][k] for k in ("points", "cap", "per_occurrence", "must_pass")} == {
+        "points": 1, "cap": 5, "per_occurrence": True, "must_pass": False}
+    assert criteria["1.1.1"]["text"].startswith("完成上级主管部门下达的")
+    assert data == SX.to_json_dict()
+    assert '"total": 100,' in text and '"points": 1,' in text   # numbers, not strings
+
+
+def test_rubrics_show_json_writes_half_points_as_json_numbers(tmp_path: Path) -> None:
+    text, data = rubric_json(tmp_path / "unused.db", "hunan-2020")
+    criteria = {c["code"]: c for s in data["sections"] for i in s["items"] for c in i["criteria"]}
+    assert (criteria["3.1.3"]["points"], criteria["3.3.1"]["cap"], criteria["4.1.2"]["points"]) == (
+        Decimal("1.5"), Decimal("2.5"), Decimal("3.5"))
+    for value in ("1.5", "2.5", "3.5"):
+        assert f'"points": {value},' in text and f'"cap": {value},' in text
+        assert f'"{value}"' not in text
+    assert [s["max_points"] for s in data["sections"]] == [10, 28, 21, 24, 17]
+    assert data == HN.to_json_dict()
+
+
+def test_rubrics_show_as_a_table_and_an_unknown_rubric(tmp_path: Path) -> None:
+    p = run(tmp_path / "unused.db", "rubrics", "show", "hunan-2020", columns=400)
+    assert p.returncode == 0, p.stderr
+    assert f"{HN.title}(hunan-2020)·total100·passmark80" in flat(p.stdout)
+    assert re.search(r"^│ 2\.2\.5\s+│.*│ 1\s+│ 4\s+│ per occurrence\s+│$", p.stdout, re.M), p.stdout
+    assert re.search(r"^│ 3\.1\.3\s+│.*│ 1\.5\s+│ 1\.5\s+│\s+│$", p.stdout, re.M)
+    p = run(tmp_path / "unused.db", "rubrics", "show", "nowhere-2020")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith("error (") and "nowhere-2020" in p.stderr
+
+
+def test_rubrics_diff_names_what_differs(tmp_path: Path) -> None:
+    p = run(tmp_path / "unused.db", "rubrics", "diff", "shanxi-2020", "hunan-2020", columns=1000)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    rows = re.findall(r"^│ (\S+)\s+│ (\w+)\s+│ ([\w ]+?)\s+│ (.*?)\s+│ (.*?)\s+│$", p.stdout, re.M)
+    assert ("1", "section", "max_points", "9", "10") in rows
+    assert ("2", "section", "max_points", "27", "28") in rows
+    only_a = next(r for r in rows if r[0] == "2.2.5.1")   # Shanxi's 2.2.5 has sub-lines, Hunan's does not
+    assert (only_a[1], only_a[2], only_a[4]) == ("criterion", "only in A", "—")
+    assert only_a[3] == SX.criterion("2.2.5.1").text
+    expected = diff_rubrics(SX, HN)
+    assert len(rows) == len(expected)
+    assert f"{len(expected)}differences" in flat(p.stdout)
+
+    p = run(tmp_path / "unused.db", "rubrics", "diff", "shanxi-2020", "shanxi-2020")
+    assert p.returncode == 0, p.stderr
+    assert "shanxi-2020 and shanxi-2020 are the same" in p.stdout

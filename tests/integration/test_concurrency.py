@@ -14,12 +14,13 @@ from workflow.domain.errors import ConflictError, DomainError
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 
-from ..support import COORDINATOR, open_shanxi, unit_actor
+from ..support import COORDINATOR, RUBRICS, open_shanxi, ready_to_submit, sheet_for, unit_actor
 from .workers import fire_action
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+RUBRIC = RUBRICS.get("shanxi-2020")
 # Conflicting things people may do to a self-assessed case at the same moment.
-MOVES = [("submit", {}, "unit"), ("self_assess", {"total": "88"}, "unit"),
+MOVES = [("submit", {}, "unit"), ("self_assess", {"entries": {"1.1.1": "8"}}, "unit"),
          ("withdraw", {"reason": "merged into another unit"}, "coordinator"),
          ("close", {"reason": "round ended"}, "coordinator")]
 
@@ -31,8 +32,9 @@ def _actor(kind: str, unit_id: int):
 def _prepared_case(db: Database) -> tuple[int, int, int]:
     open_shanxi(db, NOW)
     case_id, unit_id = 1, 1
-    r = perform_action(db, case_id, "self_assess", {"total": "85"}, unit_actor(unit_id), NOW)
-    return case_id, unit_id, r.case.version
+    ready_to_submit(db, case_id, unit_id, "85", NOW)
+    with db.unit_of_work() as uow:
+        return case_id, unit_id, uow.get(case_id).version
 
 
 def test_twenty_threads_one_winner(db: Database) -> None:
@@ -104,8 +106,9 @@ def test_threads_on_different_cases_all_succeed(db: Database, writers: int) -> N
     def walk(case_id: int) -> None:
         try:
             unit = unit_actor(case_id)  # the example units are registered in order: case i is unit i
-            for action, data, actor in (("self_assess", {"total": "90"}, unit), ("submit", {}, unit),
-                                        ("verify", {"total": "91"}, COORDINATOR), ("certify", {}, COORDINATOR)):
+            ready_to_submit(db, case_id, case_id, "90", NOW)
+            for action, data, actor in (("submit", {}, unit), ("verify", {"entries": sheet_for(RUBRIC, "91")},
+                                                                COORDINATOR), ("certify", {}, COORDINATOR)):
                 perform_action(db, case_id, action, data, actor, NOW)
         except Exception as exc:
             errors.append(f"case {case_id}: {type(exc).__name__}: {exc}")

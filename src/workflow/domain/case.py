@@ -12,11 +12,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
 
 from ..clock import business_date, end_of_business_day
-from .errors import ActionRefused, InvalidInput, ProblemList
+from .errors import ActionRefused, Incomplete, InvalidInput, Problem, ProblemList
 from .events import GENESIS_HASH, Event, new_event
-from .errors import Problem
 from .lifecycle import ACTIONS, SYSTEM, TRANSITIONS, Edge, Lifecycle, lifecycle_for
 from .policy import Policy
+from .rubric import Rubric, SheetScore, score_sheet
 
 ACTOR_KINDS = ("unit", "coordinator", "auditor", "admin", "system")
 
@@ -54,6 +54,7 @@ class RoundContext:
     policy: Policy
     pass_mark: Decimal
     max_total: Decimal
+    rubric: Rubric
     lifecycle: Lifecycle = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +79,13 @@ class CaseState:
     rectification_due: date | None = None
     registered_at: datetime | None = None
     updated_at: datetime | None = None
+    # The unit's current self-assessment sheet (criterion code → entry as exact text).
+    self_entries: dict[str, str] | None = None
+    # Evidence on the case: (criterion code, sha256, file name), in attachment order.
+    evidence: tuple[tuple[str, str, str], ...] = ()
+    # Deadlines missed: (milestone, the states that owe it); overdue while the state is one of them.
+    missed: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    overdue: bool = False
 
 
 # ---------------------------------------------------------------- input parsing
@@ -133,21 +141,81 @@ def _date(value: Any) -> date:
         raise ValueError(f"must be a date YYYY-MM-DD, got {value!r}") from None
 
 
+def _entries(value: Any, problems: ProblemList) -> tuple[dict[str, Decimal] | None, set[str]]:
+    """The well-formed entries, and the codes of the malformed ones (named in ``problems``)."""
+    if not isinstance(value, Mapping) or not value:
+        problems.add("entries", "must be a non-empty mapping of criterion code to points (or occurrences)")
+        return None, set()
+    out, bad, messages = {}, set(), []
+    for code, raw in value.items():
+        try:
+            out[str(code)] = _decimal(raw)
+        except ValueError as exc:
+            bad.add(str(code))
+            messages.append(f"{code}: {exc}")
+    if messages:
+        problems.add("entries", "; ".join(messages))
+    return out, bad
+
+
+def _sha256(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value):
+        raise ValueError(f"must be 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+def _filename(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255 or any(c in value for c in "/\\\0"):
+        raise ValueError(f"must be a file name (1-255 characters, no path), got {value!r}")
+    return value.strip()
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be a positive whole number of bytes, got {value!r}")
+    return value
+
+
+def _code(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 32:
+        raise ValueError(f"must be a criterion code such as 2.2.1.1, got {value!r}")
+    return value.strip()
+
+
+def _type(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 32:
+        raise ValueError(f"must be a short content type name such as pdf, got {value!r}")
+    return value.strip()
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "reason": _reason,
     "note": _note,
-    "total": _decimal,
     "days": _days,
     "until": _date,
     "batch": _note,
+    "criterion": _code,
+    "sha256": _sha256,
+    "filename": _filename,
+    "size": _size,
+    "type": _type,
 }
 
 
-def parse_input(action: str, data: Mapping[str, Any] | None, max_total: Decimal | None = None) -> dict[str, Any]:
-    """Check an action's input: every problem (unknown, missing, malformed, out of range) at once."""
+def parse_input(action: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check an action's input: every problem (unknown, missing, malformed field) at once."""
+    out, problems = _read_input(action, data)
+    if problems:
+        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+    return out
+
+
+def _read_input(action: str, data: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[Problem]]:
+    """The input's good fields and the problems of the others. Sheet entries are read one
+    by one: the good ones are kept (and scored later), the bad ones named under ``entries``."""
     spec = ACTIONS[action]
     if not data and not spec.required:
-        return {}
+        return {}, []
     data = dict(data or {})
     problems = ProblemList()
     allowed = set(spec.required) | set(spec.optional)
@@ -160,16 +228,18 @@ def parse_input(action: str, data: Mapping[str, Any] | None, max_total: Decimal 
     for key in (*spec.required, *spec.optional):
         if data.get(key) is None:
             continue
+        if key == "entries":
+            entries, bad = _entries(data[key], problems)
+            if entries is not None:
+                out["entries"], out["bad_entries"] = entries, bad
+            continue
         try:
             out[key] = PARSERS[key](data[key])
         except ValueError as exc:
             problems.add(key, str(exc))
-    if "total" in out and max_total is not None and not Decimal(0) <= out["total"] <= max_total:
-        problems.add("total", f"must be from 0 to {max_total}, got {out['total']}")
     if action == "extend_rectification" and (data.get("days") is None) == (data.get("until") is None):
         problems.add("days/until", "give exactly one of days (to add) or until (a new due date)")
-    problems.raise_if_any(f"invalid input for action {action}", action=action)
-    return out
+    return out, problems.problems
 
 
 # ---------------------------------------------------------------- guards
@@ -190,12 +260,40 @@ def _rectification_expired(case: CaseState, ctx: RoundContext, now: datetime, in
     return case.rectification_due is not None and now > end_of_business_day(case.rectification_due)
 
 
+def sheet_passes(sheet: SheetScore, ctx: RoundContext) -> bool:
+    """80 or more (the round's pass mark) and no must-pass criterion at zero."""
+    return sheet.total >= ctx.pass_mark and not must_pass_failed(sheet, ctx)
+
+
+def must_pass_failed(sheet: SheetScore, ctx: RoundContext) -> list[str]:
+    return [c.code for c in ctx.rubric.criteria() if c.must_pass and sheet.criteria[c.code] <= 0]
+
+
 def _outcome_passed(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
-    return "total" in inp and inp["total"] >= ctx.pass_mark
+    return "sheet" in inp and sheet_passes(inp["sheet"], ctx)
 
 
 def _outcome_failed(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
-    return "total" in inp and inp["total"] < ctx.pass_mark
+    return "sheet" in inp and not sheet_passes(inp["sheet"], ctx)
+
+
+def _sheet_ready(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return not submission_problems(case, ctx)
+
+
+def submission_problems(case: CaseState, ctx: RoundContext) -> list[Problem]:
+    """What stands between this case and submission: every criterion answered (zero
+    allowed) and evidence for every criterion scored above zero, in rubric order."""
+    entries = case.self_entries or {}
+    with_evidence = {criterion for criterion, _sha, _name in case.evidence}
+    problems = []
+    for criterion in ctx.rubric.criteria():
+        value = entries.get(criterion.code)
+        if value is None:
+            problems.append(Problem(criterion.code, "no self-assessment entry (zero is allowed)"))
+        elif Decimal(value) > 0 and criterion.code not in with_evidence:
+            problems.append(Problem(criterion.code, f"scored {value}: evidence (佐证材料) needed"))
+    return problems
 
 
 Guard = Callable[[CaseState, RoundContext, datetime, Mapping[str, Any]], bool]
@@ -206,12 +304,14 @@ GUARDS: dict[str, Guard] = {
     "rectification_expired": _rectification_expired,
     "outcome_passed": _outcome_passed,
     "outcome_failed": _outcome_failed,
+    "sheet_ready": _sheet_ready,
 }
 GUARD_REASONS = {
     "passed": "the verified score is below the pass mark",
     "failed": "the verified score passes",
     "rectification_open": "the rectification deadline has passed",
     "rectification_expired": "the rectification deadline has not passed yet",
+    "sheet_ready": "the self-assessment is incomplete or lacks evidence",
 }
 
 
@@ -268,7 +368,23 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
     edges = lc.edges(action, case.state)
     if not edges:
         raise _refuse(case, ctx, action, now, f"not possible from {case.state}")
-    inp = parse_input(action, data, ctx.max_total)
+    inp, problems = _read_input(action, data)
+    if action in ("self_assess", "verify", "recheck") and "entries" in inp:
+        # Score the well-formed entries even when other fields are wrong: every problem at once.
+        bad = inp.pop("bad_entries")
+        try:
+            inp["sheet"], inp["entries"] = _score(case, action, inp["entries"], ctx, check_missing=not bad)
+        except InvalidInput as exc:
+            problems.extend(p for p in exc.problems if p.where not in bad)
+    if problems:
+        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+    if action == "submit":
+        missing = submission_problems(case, ctx)
+        if missing:
+            raise Incomplete(f"case {case.id} cannot be submitted: {len(missing)} criteria need an entry or evidence",
+                             missing, case_id=case.id)
+    elif action in ("attach_evidence", "remove_evidence"):
+        _check_evidence(case, action, inp, ctx)
     chosen = None
     failed_guard = None
     for edge in edges:
@@ -283,10 +399,15 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
     spec = ACTIONS[action]
     payload: dict[str, Any] = {}
     if action in ("verify", "recheck"):
-        payload = {"total": inp["total"], "pass_mark": ctx.pass_mark, "passed": inp["total"] >= ctx.pass_mark}
+        sheet: SheetScore = inp["sheet"]
+        payload = {"entries": inp["entries"], "total": sheet.total, "pass_mark": ctx.pass_mark,
+                   "passed": sheet_passes(sheet, ctx), "must_pass_failed": must_pass_failed(sheet, ctx)}
     elif action == "self_assess":
-        if "total" in inp:
-            payload["total"] = inp["total"]
+        payload = {"entries": inp["entries"], "total": inp["sheet"].total, "complete": inp["sheet"].complete}
+    elif action == "attach_evidence":
+        payload = {k: inp[k] for k in ("criterion", "sha256", "filename", "size", "type")}
+    elif action == "remove_evidence":
+        payload = {"criterion": inp["criterion"], "sha256": inp["sha256"]}
     elif action == "order_rectification":
         days = ctx.policy.rectification_days or 0
         payload = {"days": days, "due_on": business_date(now) + timedelta(days=days)}
@@ -314,6 +435,35 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         if key in inp and key not in payload:
             payload[key] = inp[key]
     return new_event(case.id, case.version + 1, spec.event, str(actor), now, payload, case.last_hash)
+
+
+def _score(case: CaseState, action: str, entries: dict[str, Decimal], ctx: RoundContext,
+           check_missing: bool = True) -> tuple[SheetScore, dict[str, str]]:
+    """Score a sheet against the round's rubric. A self-assessment adds to the unit's
+    current sheet; verification and recheck sheets must answer every criterion."""
+    if action == "self_assess":
+        merged = {code: Decimal(v) for code, v in (case.self_entries or {}).items()}
+        merged.update(entries)
+        sheet = score_sheet(ctx.rubric, merged, complete=False)
+    else:
+        merged = entries
+        sheet = score_sheet(ctx.rubric, merged, complete=check_missing)
+    order = {c.code: i for i, c in enumerate(ctx.rubric.criteria())}
+    return sheet, {code: format(merged[code], "f") for code in sorted(merged, key=order.__getitem__)}
+
+
+def _check_evidence(case: CaseState, action: str, inp: Mapping[str, Any], ctx: RoundContext) -> None:
+    code, sha = inp["criterion"], inp["sha256"]
+    problems = []
+    if code not in {c.code for c in ctx.rubric.criteria()}:
+        problems.append(Problem("criterion", f"rubric {ctx.rubric.id} has no criterion {code!r}"))
+    attached = any(c == code and h == sha for c, h, _ in case.evidence)
+    if action == "attach_evidence" and attached:
+        problems.append(Problem("sha256", f"this file is already attached to {code} of case {case.id}"))
+    if action == "remove_evidence" and not attached:
+        problems.append(Problem("sha256", f"no such file on {code} of case {case.id}"))
+    if problems:
+        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
 
 
 # ---------------------------------------------------------------- register / apply / replay
@@ -387,8 +537,14 @@ def apply(case: CaseState | None, event: Event) -> CaseState:
     changes: dict[str, Any] = {"version": event.seq, "last_hash": event.hash, "updated_at": event.occurred_at}
     dests = _DEST[event.type]
     dest = dests[None] if None in dests else dests[bool(p["passed"])]
-    if event.type == "SelfAssessmentRecorded" and "total" in p:
-        changes["self_total"] = _dec(p["total"])
+    if dest == "=":
+        dest = case.state
+    if event.type == "SelfAssessmentRecorded":
+        changes.update(self_total=_dec(p["total"]), self_entries=dict(p["entries"]))
+    elif event.type == "EvidenceAttached":
+        changes["evidence"] = case.evidence + ((p["criterion"], p["sha256"], p["filename"]),)
+    elif event.type == "EvidenceRemoved":
+        changes["evidence"] = tuple(e for e in case.evidence if (e[0], e[1]) != (p["criterion"], p["sha256"]))
     elif event.type == "CaseVerified":
         changes.update(verified_total=_dec(p["total"]), passed=bool(p["passed"]))
     elif event.type == "CaseRechecked":

@@ -76,6 +76,12 @@ class InvalidInput(DomainError):
         return "\n".join(lines)
 
 
+class Incomplete(InvalidInput):
+    """The case is not ready for the action (e.g. submitting without a complete sheet)."""
+
+    code = "incomplete"
+
+
 @dataclass
 class ProblemList:
     """Collects problems; raise once at the end with every one of them."""

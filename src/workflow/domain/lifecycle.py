@@ -51,14 +51,21 @@ class ActionSpec:
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
-        ActionSpec("self_assess", "SelfAssessmentRecorded", frozenset({UNIT}), optional=("total", "note"),
-                   description="record (or correct) the unit's self-assessment"),
+        ActionSpec("self_assess", "SelfAssessmentRecorded", frozenset({UNIT}), required=("entries",),
+                   optional=("note",),
+                   description="record (or add to) the unit's self-assessment sheet: criterion code → points, "
+                               "or the number of occurrences for a per-occurrence criterion"),
+        ActionSpec("attach_evidence", "EvidenceAttached", frozenset({UNIT}),
+                   required=("criterion", "sha256", "filename", "size", "type"),
+                   description="attach a stored evidence file (佐证材料) to a criterion"),
+        ActionSpec("remove_evidence", "EvidenceRemoved", frozenset({UNIT}), required=("criterion", "sha256"),
+                   description="take an evidence file off a criterion"),
         ActionSpec("submit", "SelfAssessmentSubmitted", frozenset({UNIT}), optional=("note",),
                    description="submit the self-assessment report, score sheet and evidence"),
         ActionSpec("return", "CaseReturned", frozenset({COORDINATOR}), required=("reason",),
                    description="return a submitted case to the unit for correction"),
-        ActionSpec("verify", "CaseVerified", frozenset({COORDINATOR}), required=("total",), optional=("note",),
-                   description="record the evaluation team's verified score"),
+        ActionSpec("verify", "CaseVerified", frozenset({COORDINATOR}), required=("entries",), optional=("note",),
+                   description="record the evaluation team's verification sheet (核查得分); it decides pass or fail"),
         ActionSpec("certify", "CaseCertified", frozenset({COORDINATOR}), optional=("note",),
                    description="certify a case whose verified score passes"),
         ActionSpec("order_rectification", "RectificationOrdered", frozenset({COORDINATOR}), optional=("note",),
@@ -70,8 +77,8 @@ ACTIONS: dict[str, ActionSpec] = {
                    description="move the rectification deadline (by days, or to a date)"),
         ActionSpec("request_recheck", "RecheckRequested", frozenset({UNIT}), optional=("note",),
                    description="report rectification done and ask for the recheck"),
-        ActionSpec("recheck", "CaseRechecked", frozenset({COORDINATOR}), required=("total",), optional=("note",),
-                   description="record the recheck score; it certifies or not"),
+        ActionSpec("recheck", "CaseRechecked", frozenset({COORDINATOR}), required=("entries",), optional=("note",),
+                   description="record the recheck sheet (复核); it certifies or not"),
         ActionSpec("expire_rectification", "RectificationExpired", frozenset({SYSTEM}),
                    description="the rectification deadline passed without a recheck request"),
         ActionSpec("close", "CaseClosed", frozenset({COORDINATOR, SYSTEM}), required=("reason",),
@@ -91,7 +98,9 @@ _WITHDRAWABLE = ["registered", "self_assessed", "submitted", "verified", "rectif
 # and chooses between destinations rather than allowing or refusing the action.
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "self_assess", "source": ["registered", "self_assessed"], "dest": "self_assessed"},
-    {"trigger": "submit", "source": "self_assessed", "dest": "submitted"},
+    {"trigger": "attach_evidence", "source": ["registered", "self_assessed", "rectification"], "dest": "="},
+    {"trigger": "remove_evidence", "source": ["registered", "self_assessed", "rectification"], "dest": "="},
+    {"trigger": "submit", "source": "self_assessed", "dest": "submitted", "conditions": ["sheet_ready"]},
     {"trigger": "return", "source": "submitted", "dest": "self_assessed"},
     {"trigger": "verify", "source": "submitted", "dest": "verified"},
     {"trigger": "certify", "source": "verified", "dest": "certified", "conditions": ["passed"]},

@@ -126,6 +126,77 @@ class Rubric:
         }
 
 
+def _num_text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def rubric_to_data(rubric: Rubric) -> dict[str, Any]:
+    """The rubric as plain data that ``rubric_from_dict`` reads back unchanged (numbers as
+    exact text). A round keeps this snapshot, so a later edit of the file never changes
+    the rules of a round already open."""
+    return {
+        "id": rubric.id, "title": rubric.title, "province": rubric.province, "source": rubric.source,
+        "total": _num_text(rubric.total), "pass_mark": _num_text(rubric.pass_mark), "step": _num_text(rubric.step),
+        "sections": [{
+            "code": s.code, "name": s.name, "max_points": _num_text(s.max_points),
+            "items": [{
+                "code": i.code, "name": i.name, "max_points": _num_text(i.max_points), "requirement": i.requirement,
+                "criteria": [{
+                    "code": c.code, "label": c.label, "text": c.text, "points": _num_text(c.points),
+                    "cap": _num_text(c.cap), "per_occurrence": c.per_occurrence, "must_pass": c.must_pass,
+                    "step": _num_text(c.step),
+                } for c in i.criteria],
+            } for i in s.items],
+        } for s in rubric.sections],
+    }
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One line of a rubric diff: ``what`` changed at ``code`` (a section, item or criterion)."""
+
+    code: str
+    kind: str  # "section", "item", "criterion"
+    what: str  # "only in A", "only in B", "points", "cap", "text", "name", "max_points", ...
+    a: str | None
+    b: str | None
+
+
+def diff_rubrics(a: Rubric, b: Rubric) -> list[Difference]:
+    """Sections, items and criteria that differ in points or text, matched by code."""
+    out: list[Difference] = []
+
+    def compare(kind: str, left: dict[str, Any], right: dict[str, Any], fields: tuple[str, ...]) -> None:
+        for code in sorted(set(left) | set(right), key=_code_key):
+            x, y = left.get(code), right.get(code)
+            if x is None or y is None:
+                shown = (x or y).name if kind != "criterion" else (x or y).text
+                out.append(Difference(code, kind, "only in A" if y is None else "only in B",
+                                      shown if y is None else None, shown if x is None else None))
+                continue
+            for name in fields:
+                vx, vy = getattr(x, name), getattr(y, name)
+                if vx != vy:
+                    out.append(Difference(code, kind, name, _shown(vx), _shown(vy)))
+
+    compare("section", {s.code: s for s in a.sections}, {s.code: s for s in b.sections}, ("name", "max_points"))
+    compare("item", {i.code: i for i in a.items()}, {i.code: i for i in b.items()},
+            ("name", "max_points", "requirement"))
+    compare("criterion", {c.code: c for c in a.criteria()}, {c.code: c for c in b.criteria()},
+            ("text", "points", "cap", "per_occurrence", "must_pass"))
+    return out
+
+
+def _shown(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _num_text(value) if isinstance(value, Decimal) else str(value)
+
+
+def _code_key(code: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in code.split("."))
+
+
 # --------------------------------------------------------------------------- JSON
 
 

@@ -62,7 +62,7 @@ def _check_chain(case_id: int, events: list[Event]) -> tuple[CaseState | None, F
 
 
 _COMPARED = ("round_id", "unit_id", "state", "version", "last_hash", "carried_over_from", "self_total",
-             "verified_total", "recheck_total", "passed", "rectification_due")
+             "verified_total", "recheck_total", "passed", "rectification_due", "self_entries", "evidence", "missed", "overdue")
 
 
 def verify(source: EventSource) -> AuditReport:

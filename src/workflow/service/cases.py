@@ -48,6 +48,24 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
     return ActionResult(after, event, ctx, now)
 
 
+def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str, Mapping[str, Any]]],
+                    actor: Actor, now: datetime) -> list[ActionResult]:
+    """Several actions on one case in one transaction: all are recorded or none."""
+    require_aware(now, "now")
+    results = []
+    with store.unit_of_work() as uow:
+        case = uow.get(case_id)
+        ctx = uow.round_context(case.round_id)
+        for action, data in steps:
+            event = decide(case, action, data, actor, now, ctx)
+            after = apply(case, event)
+            uow.append(case, event, after)
+            results.append(ActionResult(after, event, ctx, now))
+            case = after
+        uow.commit()
+    return results
+
+
 def register_case(store: CaseStoreFactory, round_id: str, unit_id: int, actor: Actor, now: datetime,
                   carried_over_from: int | None = None) -> tuple[CaseState, Event]:
     """Register one unit's case in a round (a unit has at most one case per round)."""

@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from ..adapters.db.store import Database
-from ..adapters.db.tables import Jurisdiction, Unit
+from ..adapters.db.tables import Coordinator, Jurisdiction, Unit
 from ..adapters.rosters import read_jurisdictions_csv, read_units_csv, unit_row_as_dict
 from ..clock import require_aware
-from ..domain.errors import ProblemList
+from ..domain.errors import AlreadyExists, ProblemList
 from ..domain.units import (JURISDICTION_LEVEL_ALIASES, JURISDICTION_LEVELS, check_jurisdiction,
                             check_unit)
 
@@ -118,3 +118,27 @@ def import_units(db: Database, path: Path, now: datetime, *, update: bool = Fals
         session.commit()
     return ImportResult(created, updated, unchanged)
 
+
+
+def add_coordinator(db: Database, jurisdiction_id: str, name: str, email: str) -> Coordinator:
+    """Add a coordinator; the jurisdiction must exist and the email look like one."""
+    from ..domain.units import check_contact
+
+    problems = ProblemList()
+    with Session(db.engine) as session:
+        if session.get(Jurisdiction, jurisdiction_id) is None:
+            problems.add("jurisdiction", f"unknown jurisdiction {jurisdiction_id!r}")
+        contact = check_contact({"name": name, "email": email}, "coordinator", problems)
+        if contact is not None and not contact.email:
+            problems.add("coordinator.email", "an email is needed (digests are mailed)")
+        problems.raise_if_any("cannot add coordinator")
+        exists = session.exec(select(Coordinator).where(Coordinator.jurisdiction_id == jurisdiction_id,
+                                                        Coordinator.email == email)).first()
+        if exists is not None:
+            raise AlreadyExists(f"{email} is already a coordinator of {jurisdiction_id} (id {exists[0].id})")
+        coordinator = Coordinator(jurisdiction_id=jurisdiction_id, name=name.strip(), email=email.strip(),
+                                  active=True)
+        session.add(coordinator)
+        session.commit()
+        session.refresh(coordinator)
+        return coordinator

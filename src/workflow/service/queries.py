@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from sqlalchemy import and_, select
 
 from ..adapters.db.store import Database
-from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
+from ..adapters.db.tables import Case, Coordinator, Jurisdiction, Outbox, Round, Unit
 from ..domain.case import allowed_actions
 from ..domain.errors import NotFound
 from ..domain.events import Event
@@ -94,3 +94,19 @@ def list_units(db: Database, jurisdiction_id: str | None = None) -> list[Any]:
 def list_jurisdictions(db: Database) -> list[Any]:
     with db.engine.connect() as conn:
         return conn.execute(select(Jurisdiction).order_by(Jurisdiction.path)).all()
+
+
+def list_coordinators(db: Database) -> list[Any]:
+    with db.engine.connect() as conn:
+        return conn.execute(select(Coordinator.__table__).order_by(Coordinator.jurisdiction_id, Coordinator.id)).all()
+
+
+def list_notifications(db: Database, *, status: str | None = None, case_id: int | None = None,
+                       limit: int = 200) -> list[Any]:
+    q = select(Outbox.__table__).order_by(Outbox.id.desc()).limit(limit)
+    if status:
+        q = q.where(Outbox.status == status)
+    if case_id is not None:
+        q = q.where(Outbox.case_id == case_id)
+    with db.engine.connect() as conn:
+        return conn.execute(q).all()

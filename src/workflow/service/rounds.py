@@ -14,16 +14,11 @@ from ..clock import require_aware
 from ..domain.calendar import Calendar
 from ..domain.case import Actor
 from ..domain.errors import AlreadyExists, ProblemList
+from ..domain.rubric import Rubric, rubric_to_data
 
 # A unit certified (or filed) in an earlier round has met the standard: later rounds
 # are for the units not yet certified (创建对象: 未建成节约型机关的...).
 DONE_STATES = ("certified", "filed")
-
-
-class RubricLike(Protocol):
-    id: str
-    total: Decimal
-    pass_mark: Decimal
 
 
 class Catalog(Protocol):
@@ -78,10 +73,10 @@ def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_i
                 problems.add("calendar", f"{calendar.id} is the calendar of {calendar.province}, not {province_id}")
             if not calendar.serves(year):
                 problems.add("calendar", f"{calendar.id} serves {calendar.year}, not {year}")
-        if rubric is not None and getattr(rubric, "province", province_id) != province_id:
+        if isinstance(rubric, Rubric) and rubric.province != province_id:
             problems.add("rubric", f"{rubric.id} is the rubric of {rubric.province}, not {province_id}")
         problems.raise_if_any(f"cannot open round {round_id}")
-        assert rubric is not None and isinstance(calendar, Calendar) and share is not None and province is not None
+        assert isinstance(rubric, Rubric) and isinstance(calendar, Calendar) and share is not None and province is not None
         if conn.execute(select(Round.id).where(Round.id == round_id)).first() is not None:
             raise AlreadyExists(f"round {round_id} is already open", round_id=round_id)
         policy = calendar.policy
@@ -90,7 +85,7 @@ def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_i
             target_share=share, pass_mark=rubric.pass_mark, max_total=rubric.total,
             policy={"on_fail": policy.on_fail, "rectification_days": policy.rectification_days,
                     "carry_over": policy.carry_over},
-            opened_at=now, opened_by=str(actor)))
+            rubric_data=rubric_to_data(rubric), opened_at=now, opened_by=str(actor)))
         earlier = select(Round.id).where(and_(Round.province_id == province_id, Round.year < year))
         done = set(conn.execute(select(Case.unit_id).where(
             and_(Case.round_id.in_(earlier), Case.state.in_(DONE_STATES)))).scalars())

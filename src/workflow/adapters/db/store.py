@@ -11,6 +11,7 @@ import json
 import re
 import sqlite3
 import threading
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator
@@ -20,12 +21,14 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ...domain.case import CaseState, RoundContext, apply, registration_event
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
-from ...domain.events import GENESIS_HASH, Event
+from ...domain.events import GENESIS_HASH, Event, canonical_json
+from ...domain.rubric import rubric_from_dict
 from ...domain.policy import policy_from_dict
 from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
 
 _CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
-                 "verified_total, recheck_total, passed, rectification_due, registered_at, updated_at")
+                 "verified_total, recheck_total, passed, rectification_due, registered_at, updated_at, "
+                 "self_entries, evidence, missed, overdue")
 _EVENT_COLUMNS = "position, case_id, seq, type, actor, occurred_at, payload, prev_hash, hash"
 
 _SQL = {
@@ -33,13 +36,14 @@ _SQL = {
     "find_case": f"SELECT {_CASE_COLUMNS} FROM cases WHERE round_id = :round_id AND unit_id = :unit_id",
     "insert_case": (
         "INSERT INTO cases (round_id, unit_id, state, version, last_hash, carried_over_from, passed, "
-        "registered_at, updated_at) VALUES (:round_id, :unit_id, 'registered', 0, :last_hash, "
-        ":carried_over_from, NULL, :now, :now) RETURNING id"
+        "registered_at, updated_at, overdue) VALUES (:round_id, :unit_id, 'registered', 0, :last_hash, "
+        ":carried_over_from, NULL, :now, :now, FALSE) RETURNING id"
     ),
     "update_case": (
         "UPDATE cases SET state = :state, version = :version, last_hash = :last_hash, "
         "self_total = :self_total, verified_total = :verified_total, recheck_total = :recheck_total, "
-        "passed = :passed, rectification_due = :rectification_due, updated_at = :updated_at "
+        "passed = :passed, rectification_due = :rectification_due, updated_at = :updated_at, "
+        "self_entries = :self_entries, evidence = :evidence, missed = :missed, overdue = :overdue "
         "WHERE id = :id AND version = :expected"
     ),
     "insert_event": (
@@ -47,7 +51,7 @@ _SQL = {
         "VALUES (:case_id, :seq, :type, :actor, :occurred_at, :payload, :prev_hash, :hash)"
     ),
     "case_events": f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = :case_id ORDER BY seq",
-    "round": "SELECT id, policy, pass_mark, max_total FROM rounds WHERE id = :id",
+    "round": "SELECT id, policy, pass_mark, max_total, rubric_data FROM rounds WHERE id = :id",
     "unit_exists": "SELECT 1 FROM units WHERE id = :id",
 }
 _PARAM = re.compile(r"(?<!:):(\w+)")
@@ -100,7 +104,10 @@ class Codec:
             carried_over_from=row[6], self_total=self.dec_in(row[7]), verified_total=self.dec_in(row[8]),
             recheck_total=self.dec_in(row[9]), passed=None if row[10] is None else bool(row[10]),
             rectification_due=self.date_in(row[11]), registered_at=self.dt_in(row[12]),
-            updated_at=self.dt_in(row[13]),
+            updated_at=self.dt_in(row[13]), self_entries=None if row[14] is None else json.loads(row[14]),
+            evidence=tuple(tuple(e) for e in json.loads(row[15])) if row[15] else (),
+            missed=tuple((m, tuple(states)) for m, states in json.loads(row[16])) if row[16] else (),
+            overdue=bool(row[17]),
         )
 
     def event_from_row(self, row: Any) -> Event:
@@ -158,7 +165,8 @@ class SqlCaseStore:
         if row is None:
             raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
         policy = policy_from_dict(self._codec.json_in(row[1]), f"round {round_id} policy")
-        ctx = RoundContext(row[0], policy, Decimal(row[2]), Decimal(row[3]))
+        rubric = rubric_from_dict(self._codec.json_in(row[4]), f"round {round_id} rubric")
+        ctx = RoundContext(row[0], policy, Decimal(row[2]), Decimal(row[3]), rubric)
         self._db.round_cache[round_id] = ctx
         return ctx
 
@@ -213,6 +221,10 @@ class SqlCaseStore:
             "recheck_total": c.dec_out(after.recheck_total), "passed": after.passed,
             "rectification_due": c.date_out(after.rectification_due),
             "updated_at": when if after.updated_at == event.occurred_at else c.dt_out(after.updated_at),
+            "self_entries": None if after.self_entries is None else canonical_json(after.self_entries),
+            "evidence": json.dumps(after.evidence, ensure_ascii=False) if after.evidence else None,
+            "missed": json.dumps(after.missed, ensure_ascii=False) if after.missed else None,
+            "overdue": after.overdue,
             "id": before.id, "expected": before.version,
         })
         if self._cur.rowcount != 1:
@@ -297,6 +309,16 @@ class Database:
             prepare_sqlite_connection(conn, getattr(self.engine, "sqlite_busy_timeout_ms", 10_000))
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Any]:
+        """A SQLAlchemy connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite, so a
+        read-then-write never fails to upgrade its lock); committed on success."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            with conn.begin():
+                yield conn
 
     def unit_of_work(self, core: bool = False) -> _UnitOfWork:
         return _UnitOfWork(self, core)

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, text, BigInteger, Column, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .types import DecimalText, UTCDateTime
@@ -52,6 +52,8 @@ class Round(SQLModel, table=True):
     pass_mark: Decimal = Field(sa_column=Column(DecimalText, nullable=False))
     max_total: Decimal = Field(sa_column=Column(DecimalText, nullable=False))
     policy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The whole rubric as it was when the round opened (domain.rubric.rubric_to_data).
+    rubric_data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     opened_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     opened_by: str = Field(sa_column=Column(String(200), nullable=False))
 
@@ -61,6 +63,9 @@ class Case(SQLModel, table=True):
 
     __tablename__ = "cases"
     __table_args__ = (
+        # Partial: only cases in rectification are in it, so other transitions never write it.
+        Index("ix_cases_in_rectification", "rectification_due", sqlite_where=text("state = 'rectification'"),
+              postgresql_where=text("state = 'rectification'")),
         # No index on state: every transition changes it, and an index would be one more
         # B-tree page written per durable commit; filters by state scan one round's rows.
         UniqueConstraint("round_id", "unit_id", name="uq_case_round_unit"),
@@ -80,6 +85,11 @@ class Case(SQLModel, table=True):
     rectification_due: Optional[date] = Field(default=None, sa_column=Column(Date, nullable=True))
     registered_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    self_entries: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # canonical JSON
+    evidence: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # canonical JSON list
+    # Deadlines missed, as JSON [[milestone, [states that owe it]], ...]; overdue = still owing one.
+    missed: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    overdue: bool = Field(default=False, nullable=False)
 
 
 class Event(SQLModel, table=True):
@@ -100,6 +110,62 @@ class Event(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, as hashed
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
     hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class Coordinator(SQLModel, table=True):
+    """A bureau staff member who runs a jurisdiction: receives digests and reminders."""
+
+    __tablename__ = "coordinators"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "email", name="uq_coordinator_jurisdiction_email"),)
+
+    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False,
+                                                  index=True))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    email: str = Field(sa_column=Column(String(254), nullable=False))
+    active: bool = Field(default=True, nullable=False)
+
+
+class Outbox(SQLModel, table=True):
+    """Notifications to deliver, one row per reason (``dedupe_key``), written in the same
+    transaction as what caused them; the dispatcher delivers and records the outcome."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    dedupe_key: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False))
+    case_id: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"), nullable=True,
+                                                                  index=True))
+    coordinator_id: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("coordinators.id"),
+                                                                         nullable=True))
+    milestone: str = Field(sa_column=Column(String(64), nullable=False))
+    tier: Optional[int] = Field(default=None, nullable=True)
+    due_on: date = Field(sa_column=Column(Date, nullable=False))
+    context: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, for digests
+    status: str = Field(sa_column=Column(String(16), nullable=False))  # pending/sending/sent/failed/cancelled
+    attempts: int = Field(default=0, nullable=False)
+    next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    claimed_until: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    last_error: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    message_id: Optional[str] = Field(default=None, sa_column=Column(String(250), nullable=True))
+    recipients: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, as sent
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    sent_at: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class SweepMark(SQLModel, table=True):
+    """A sweep stage finished for a round's milestone (so a sweep with nothing due reads
+    no cases): ``stage`` is ``tier:N`` or ``missed``."""
+
+    __tablename__ = "sweep_marks"
+
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), primary_key=True))
+    milestone: str = Field(sa_column=Column(String(64), primary_key=True))
+    stage: str = Field(sa_column=Column(String(32), primary_key=True))
+    done_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
 
 metadata = SQLModel.metadata

@@ -1,0 +1,324 @@
+"""Evidence files (佐证材料): content-addressed storage and the archive a reviewer downloads.
+
+Blobs are named by the sha256 of their bytes, so the same file uploaded twice (or shared
+by co-located units, 合署办公) is stored once. The type of a file is decided by its
+CONTENT (magic bytes, the member names of a ZIP), never by the name the uploader gave.
+Which case and criterion points to which blob is the database's business, not this one's.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import secrets
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, Sequence
+
+from ..domain.errors import DomainError, InvalidInput, NotFound, Problem
+
+ALLOWED_TYPES: dict[str, str] = {
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "tiff": "image/tiff",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "doc": "application/msword",
+    "xls": "application/vnd.ms-excel",
+    "ppt": "application/vnd.ms-powerpoint",
+    "ofd": "application/ofd",
+    "zip": "application/zip",
+    "txt": "text/plain; charset=utf-8",
+}
+"""Type name (also the file extension to use) -> MIME type, for every type a unit may upload."""
+
+# Recognised but never allowed; sniff() names them so that a refusal can say what was seen.
+_EXECUTABLE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x7fELF", "elf executable"),
+    (b"MZ", "windows executable (MZ/PE)"),
+    (b"#!", "script (#!)"),
+    (b"\xfe\xed\xfa\xce", "mach-o executable"),
+    (b"\xfe\xed\xfa\xcf", "mach-o executable"),
+    (b"\xce\xfa\xed\xfe", "mach-o executable"),
+    (b"\xcf\xfa\xed\xfe", "mach-o executable"),
+)
+_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "pdf"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Streams that make an OLE2 compound file a Word, Excel or PowerPoint document.
+_OLE2_STREAMS: tuple[tuple[str, str], ...] = (
+    ("WordDocument", "doc"),
+    ("Workbook", "xls"),
+    ("Book", "xls"),
+    ("PowerPoint Document", "ppt"),
+)
+_OOXML_MAIN = re.compile(rb"officedocument\.(wordprocessingml|spreadsheetml|presentationml)\.[a-z]+\.main\+xml")
+_OOXML_TYPES = {b"wordprocessingml": "docx", b"spreadsheetml": "xlsx", b"presentationml": "pptx"}
+_CONTENT_TYPES_LIMIT = 1024 * 1024
+# HTML as browsers sniff it (WHATWG MIME sniffing): one of these, then a space or '>'.
+_HTML_START = re.compile(
+    rb"<(!doctype html|html|head|body|script|iframe|style|title|table|div|font|br|p|a|b|h1|!--)[ \t\n\f\r>]",
+    re.IGNORECASE,
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def sniff(data: bytes) -> str | None:
+    """The type of ``data`` judged by its content: a key of ``ALLOWED_TYPES``, the name of a
+    recognised but refused type (executable, script, HTML, other OLE2 file), or None."""
+    if not data:
+        return None
+    for magic, name in _EXECUTABLE_MAGIC + _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data.startswith(_OLE2_MAGIC):
+        return _sniff_ole2(data)
+    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return _sniff_zip(data)
+    head = data[:1024].lstrip(b"\xef\xbb\xbf").lstrip(b" \t\n\f\r")
+    if _HTML_START.match(head):
+        return "html"
+    if b"\x00" in data:
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "txt"
+
+
+def _sniff_ole2(data: bytes) -> str:
+    """doc/xls/ppt by the name of a stream in the directory; any other compound file
+    (an .msi installer, an Outlook .msg, an encrypted OOXML file) is "ole2", refused.
+
+    Directory entries are 128 bytes, sector-aligned: UTF-16LE name, then its byte length
+    (terminator included) at +64 and the object type (2 = stream) at +66.
+    """
+    for stream, name in _OLE2_STREAMS:
+        needle = (stream + "\x00").encode("utf-16-le")
+        at = data.find(needle, 512)
+        while at != -1:
+            if at % 128 == 0 and data[at + 64 : at + 67] == struct.pack("<HB", len(needle), 2):
+                return name
+            at = data.find(needle, at + 1)
+    return "ole2"
+
+
+def _sniff_zip(data: bytes) -> str | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = set(zf.namelist())
+            if "OFD.xml" in names:
+                return "ofd"
+            if "[Content_Types].xml" in names:
+                with zf.open("[Content_Types].xml") as member:
+                    found = _OOXML_MAIN.search(member.read(_CONTENT_TYPES_LIMIT))
+                if found:
+                    return _OOXML_TYPES[found.group(1)]
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        return None  # says ZIP, is not one
+    except (RuntimeError, NotImplementedError):
+        pass  # encrypted or unusual compression of [Content_Types].xml: not OOXML we can read
+    return "zip"
+
+
+class CorruptBlob(DomainError):
+    """A stored blob whose bytes no longer hash to its name."""
+
+    code = "corrupt_blob"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    type: str
+    mime: str
+    created: bool  # False: the same bytes were already stored
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    path_in_zip: str  # e.g. "2.2.1.1 管理制度/01 实施方案.pdf"
+    sha256: str
+
+
+class EvidenceStore(Protocol):
+    def put(self, data: bytes, filename: str) -> StoredBlob: ...
+
+    def open(self, sha256: str) -> bytes: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def path_hint(self, sha256: str) -> str | None:
+        """Where the blob lives, for logs and operators; None if the store cannot say."""
+        ...
+
+
+def _check_sha256(sha256: str) -> str:
+    value = sha256.lower()
+    if not _SHA256.fullmatch(value):
+        raise InvalidInput(f"not a sha256: {sha256!r}", [Problem("sha256", f"{sha256!r} is not 64 hex digits")])
+    return value
+
+
+class LocalEvidenceStore:
+    """Blobs in a local folder, at ``root/ab/cd/<sha256>``."""
+
+    def __init__(
+        self, root: Path, max_bytes: int = 20 * 1024 * 1024, allowed: frozenset[str] = frozenset(ALLOWED_TYPES)
+    ) -> None:
+        unknown = sorted(allowed - ALLOWED_TYPES.keys())
+        if unknown:
+            raise ValueError(f"allowed: unknown types {', '.join(unknown)}; known: {', '.join(ALLOWED_TYPES)}")
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.allowed = allowed
+
+    def _path(self, sha256: str) -> Path:
+        sha256 = _check_sha256(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes, filename: str) -> StoredBlob:
+        if not data:
+            raise InvalidInput(f"{filename}: empty file", [Problem(filename, "empty file (0 bytes)")])
+        if len(data) > self.max_bytes:
+            what = f"{len(data)} bytes, more than the limit of {self.max_bytes} bytes"
+            raise InvalidInput(f"{filename}: too large: {what}", [Problem(filename, what)])
+        kind = sniff(data)
+        if kind is None or kind not in self.allowed:
+            seen = "unrecognised content" if kind is None else f"content is {kind}"
+            what = f"{seen}; allowed types: {', '.join(sorted(self.allowed))}"
+            raise InvalidInput(f"{filename}: type not allowed: {what}", [Problem(filename, what)])
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = self._path(sha256)
+        created = not path.is_file()  # already there: the same bytes, not rewritten
+        if created:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, data)
+        return StoredBlob(sha256, len(data), kind, ALLOWED_TYPES[kind], created)
+
+    def open(self, sha256: str) -> bytes:
+        path = self._path(sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"evidence blob {sha256} not found (looked at {path})", sha256=sha256) from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256.lower():
+            raise CorruptBlob(
+                f"evidence blob {sha256} is corrupt: its {len(data)} bytes at {path} hash to {actual}",
+                sha256=sha256, actual=actual,
+            )
+        return data
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).is_file()
+
+    def path_hint(self, sha256: str) -> str | None:
+        return str(self._path(sha256))
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename over ``path``. On any error
+    the temp file is removed and the error re-raised as it is."""
+    temp = _temp_beside(path)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; Windows cannot open a folder)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_entries(entries: Sequence[ArchiveEntry]) -> None:
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for number, entry in enumerate(entries, start=1):
+        where = f"entry {number} ({entry.path_in_zip!r})"
+        name = entry.path_in_zip
+        parts = name.split("/")
+        if not name or "\\" in name or ":" in parts[0] or any(part in ("", ".", "..") for part in parts):
+            problems.append(Problem(where, "not a relative path with '/' separators (no '..', empty or drive parts)"))
+        key = name.casefold()  # Windows and macOS would extract 'A.pdf' and 'a.pdf' to one file
+        if key in seen:
+            problems.append(Problem(where, f"duplicate path (same as {seen[key]!r})"))
+        else:
+            seen[key] = name
+        if not _SHA256.fullmatch(entry.sha256.lower()):
+            problems.append(Problem(where, f"{entry.sha256!r} is not a sha256"))
+    if problems:
+        raise InvalidInput(f"archive: {len(problems)} bad entries", problems)
+
+
+def build_archive(store: EvidenceStore, entries: Sequence[ArchiveEntry], out: Path | BinaryIO) -> None:
+    """Write a deflated ZIP of the blobs, in exactly the order of ``entries``.
+
+    Every entry is checked (and every blob's presence) before anything is written. When
+    ``out`` is a Path the ZIP goes to a temp file renamed into place at the end, so a
+    failure never leaves a file at ``out``; a stream gets whatever was written before it.
+    """
+    _check_entries(entries)
+    missing = sorted({e.sha256 for e in entries if not store.exists(e.sha256)})
+    if missing:
+        lines = [f"{e.path_in_zip}: blob {e.sha256}" for e in entries if e.sha256 in missing]
+        raise NotFound(f"archive: {len(missing)} evidence blobs not found: {'; '.join(lines)}", sha256=missing)
+    if not isinstance(out, Path):
+        _write_zip(store, entries, out)
+        return
+    temp = _temp_beside(out)
+    try:
+        with open(temp, "xb") as stream:
+            _write_zip(store, entries, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _write_zip(store: EvidenceStore, entries: Sequence[ArchiveEntry], stream: BinaryIO) -> None:
+    # zipfile sets the UTF-8 flag (0x800) on every non-ASCII name, so Chinese names survive.
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for entry in entries:
+            zf.writestr(entry.path_in_zip, store.open(entry.sha256))

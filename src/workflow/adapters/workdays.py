@@ -1,0 +1,45 @@
+"""Chinese working days: public holidays and the weekend days worked in lieu.
+
+Backed by the ``chinesecalendar`` package (the State Council's yearly holiday notice);
+a calendar file may add dates (``extra_holidays``, ``extra_workdays``), which win. For a
+year the package does not know yet, weekends are the only days off, and a warning says so
+once per year, so a missing holiday notice is visible rather than silently assumed.
+"""
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from typing import Iterable
+
+import chinese_calendar
+import structlog
+
+log = structlog.get_logger(__name__)
+_warned: set[int] = set()
+
+
+@lru_cache(maxsize=4096)
+def _package_workday(day: date) -> bool | None:
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError:
+        return None
+
+
+class WorkdayCalendar:
+    def __init__(self, extra_holidays: Iterable[date] = (), extra_workdays: Iterable[date] = ()) -> None:
+        self.extra_holidays = frozenset(extra_holidays)
+        self.extra_workdays = frozenset(extra_workdays)
+
+    def __call__(self, day: date) -> bool:
+        if day in self.extra_holidays:
+            return False
+        if day in self.extra_workdays:
+            return True
+        known = _package_workday(day)
+        if known is None:
+            if day.year not in _warned:
+                _warned.add(day.year)
+                log.warning("no holiday data for this year: only weekends are days off", year=day.year)
+            return day.weekday() < 5
+        return known

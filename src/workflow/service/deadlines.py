@@ -1,0 +1,248 @@
+"""The sweep: compare the deadlines (data) with now and do whatever is due. Idempotent.
+
+For every round and milestone of its calendar:
+- reminders: the latest tier whose day has come (before the due date) is written to the
+  outbox for every case that still owes the milestone, in one set-based statement; the
+  outbox's unique dedupe key (case, milestone, tier) makes a re-run write nothing;
+- misses: after the due date every case that still owes it gets one ``DeadlineMissed``
+  event (with the day it was noticed) and is marked overdue; the unit is told, and each
+  coordinator of the case's jurisdiction gets one digest of their overdue units;
+- rectification: each case's own deadline (ordered + N days, or as extended) is reminded
+  the same way; at expiry without a recheck request the case becomes not_certified.
+
+A stage done for a round's milestone is marked (``sweep_marks``), so a sweep with nothing
+due reads no cases. After downtime the next sweep catches up: every miss is recorded, and
+of the reminder tiers only the latest due is sent, never a burst.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Iterator
+
+from sqlalchemy import Connection, Date, String, and_, cast, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..adapters.calendar_files import CalendarCatalog
+from ..adapters.db.store import Database
+from ..adapters.db.tables import Case, Coordinator, Outbox, Round, SweepMark, Unit
+from ..adapters.db.types import UTCDateTime
+from ..adapters.workdays import WorkdayCalendar
+from ..clock import business_date, require_aware
+from ..domain.calendar import Calendar, Milestone, tier_due
+from ..domain.case import Actor, apply, decide
+from ..domain.errors import DomainError
+
+SWEEPER = Actor("system", "sweep")
+BATCH = 500  # cases per transaction when recording misses
+RECTIFICATION = "rectification"
+
+
+@dataclass
+class SweepReport:
+    now: datetime
+    reminders: int = 0
+    coordinator_reminders: int = 0
+    missed: int = 0
+    expired: int = 0
+    digests: int = 0
+    unit_notices: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.reminders + self.coordinator_reminders + self.missed + self.expired + self.digests
+
+
+def _insert(conn: Connection):
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(Outbox)
+
+
+def _marked(conn: Connection, round_id: str, milestone: str, stage: str) -> bool:
+    return conn.execute(select(SweepMark.stage).where(and_(
+        SweepMark.round_id == round_id, SweepMark.milestone == milestone, SweepMark.stage == stage))).first() is not None
+
+
+def _mark(conn: Connection, round_id: str, milestone: str, stage: str, now: datetime) -> None:
+    stmt = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(SweepMark).values(
+        round_id=round_id, milestone=milestone, stage=stage, done_at=now).on_conflict_do_nothing()
+    conn.execute(stmt)
+
+
+def _owing(milestone: Milestone, round_id: str):
+    """The cases of a round that still owe a milestone."""
+    cond = [Case.round_id == round_id]
+    if milestone.owes_states:
+        cond.append(Case.state.in_(sorted(milestone.owes_states)))
+    if milestone.owes_contacts:
+        cond.append(Case.state.notin_(["not_certified", "withdrawn", "filed"]))
+        cond.append(Case.unit_id.in_(select(Unit.id).where(cast(Unit.contacts, String).in_(["[]", "null"]))))
+    return and_(*cond)
+
+
+def sweep(db: Database, calendars: CalendarCatalog, now: datetime) -> SweepReport:
+    require_aware(now, "now")
+    report = SweepReport(now)
+    today = business_date(now)
+    with db.engine.connect() as conn:
+        rounds = conn.execute(select(Round.id, Round.year, Round.calendar_id, Round.policy)).all()
+    for round_id, year, calendar_id, policy in rounds:
+        try:
+            calendar = calendars.get(calendar_id)
+        except DomainError as exc:  # a bad calendar stops its rounds, not the sweep
+            report.skipped.append(f"round {round_id}: {exc}")
+            continue
+        workdays = WorkdayCalendar(calendar.extra_holidays, calendar.extra_workdays)
+        for milestone in calendar.milestones:
+            if milestone.informational:
+                continue
+            due = milestone.due_on(year)
+            tier = tier_due(due, milestone.tiers, today, workdays)
+            if tier is not None:
+                _remind(db, round_id, calendar, milestone, due, tier, now, report)
+            if today > due:
+                _record_misses(db, round_id, calendar, milestone, due, now, report)
+        if calendar.rectification is not None and (policy or {}).get("on_fail") == RECTIFICATION:
+            _rectification(db, round_id, calendar, today, now, workdays, report)
+    return report
+
+
+# ---------------------------------------------------------------- reminders
+
+def _remind(db: Database, round_id: str, calendar: Calendar, m: Milestone, due: date, tier: int, now: datetime,
+            report: SweepReport) -> None:
+    stage = f"tier:{tier}"
+    with db.write_connection() as conn:
+        if _marked(conn, round_id, m.id, stage):
+            return
+        if "unit" in m.remind:
+            key = literal("reminder:") + cast(Case.id, String) + literal(f":{m.id}:{tier}")
+            rows = select(key, literal("reminder"), Case.round_id, Case.id, literal(m.id), literal(tier),
+                          literal(due, Date()), literal("pending"), literal(0), literal(now, UTCDateTime()),
+                          literal(now, UTCDateTime())).where(_owing(m, round_id))
+            result = conn.execute(_insert(conn).from_select(
+                ["dedupe_key", "kind", "round_id", "case_id", "milestone", "tier", "due_on", "status", "attempts",
+                 "next_attempt_at", "created_at"], rows).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+            report.reminders += max(result.rowcount or 0, 0)
+        if "coordinators" in m.remind:
+            report.coordinator_reminders += _coordinator_rows(
+                conn, round_id, m, due, now, kind="coordinator_reminder", key=f"{m.id}:{tier}", tier=tier,
+                where=_owing(m, round_id))
+        _mark(conn, round_id, m.id, stage, now)
+
+
+def _coordinator_rows(conn: Connection, round_id: str, m: Milestone, due: date, now: datetime, *, kind: str,
+                      key: str, where, tier: int | None = None) -> int:
+    """One row per coordinator of each jurisdiction with cases matching ``where``, listing them."""
+    cases = conn.execute(select(Case.id, Unit.name, Unit.jurisdiction_id).join(Unit, Unit.id == Case.unit_id)
+                         .where(where).order_by(Case.id)).all()
+    by_jurisdiction: dict[str, list[dict[str, Any]]] = {}
+    for case_id, unit_name, jurisdiction_id in cases:
+        by_jurisdiction.setdefault(jurisdiction_id, []).append({"case_id": case_id, "unit_name": unit_name})
+    if not by_jurisdiction:
+        return 0
+    coordinators = conn.execute(select(Coordinator.id, Coordinator.jurisdiction_id).where(and_(
+        Coordinator.jurisdiction_id.in_(sorted(by_jurisdiction)), Coordinator.active.is_(True)))).all()
+    written = 0
+    for coordinator_id, jurisdiction_id in coordinators:
+        rows = by_jurisdiction[jurisdiction_id]
+        result = conn.execute(_insert(conn).values(
+            dedupe_key=f"{kind}:{coordinator_id}:{round_id}:{key}", kind=kind, round_id=round_id,
+            coordinator_id=coordinator_id, milestone=m.id, tier=tier, due_on=due,
+            context=json.dumps({"rows": rows}, ensure_ascii=False), status="pending", attempts=0,
+            next_attempt_at=now, created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+        written += max(result.rowcount or 0, 0)
+    return written
+
+
+# ---------------------------------------------------------------- misses
+
+def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone, due: date, now: datetime,
+                   report: SweepReport) -> None:
+    with db.engine.connect() as conn:
+        if _marked(conn, round_id, m.id, "missed"):
+            return
+        ids = list(conn.execute(select(Case.id).where(_owing(m, round_id)).order_by(Case.id)).scalars())
+    noticed = business_date(now)
+    owed = sorted(m.owes_states) or ["registered", "self_assessed", "submitted", "verified", "rectification",
+                                     "recheck", "certified"]
+    for batch in _batches(ids, BATCH):
+        with db.unit_of_work(core=True) as uow:
+            for case_id in batch:
+                case = uow.get(case_id)
+                if any(mid == m.id for mid, _ in case.missed):
+                    continue  # recorded by an earlier, interrupted sweep
+                ctx = uow.round_context(case.round_id)
+                event = decide(case, "record_missed_deadline",
+                               {"milestone": m.id, "due_on": due, "noticed_on": noticed, "owed_in": owed},
+                               SWEEPER, now, ctx)
+                uow.append(case, event, apply(case, event))
+                report.missed += 1
+                if "unit" in m.escalate:
+                    report.unit_notices += _unit_notice(uow.connection, round_id, case_id, m.id, "missed", due, now)
+            uow.commit()
+    with db.write_connection() as conn:
+        if "coordinators" in m.escalate:
+            report.digests += _coordinator_rows(
+                conn, round_id, m, due, now, kind="digest", key=f"{m.id}:missed",
+                where=and_(Case.round_id == round_id, Case.overdue.is_(True),
+                           Case.missed.like(f'%"{m.id}"%')))
+        _mark(conn, round_id, m.id, "missed", now)
+
+
+def _unit_notice(conn: Connection, round_id: str, case_id: int, milestone: str, kind: str, due: date,
+                 now: datetime, tier: int | None = None, key: str | None = None) -> int:
+    result = conn.execute(_insert(conn).values(
+        dedupe_key=key or f"{kind}:{case_id}:{milestone}", kind=kind, round_id=round_id, case_id=case_id,
+        milestone=milestone, tier=tier, due_on=due, status="pending", attempts=0, next_attempt_at=now,
+        created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    return max(result.rowcount or 0, 0)
+
+
+# ---------------------------------------------------------------- rectification (per case)
+
+def _rectification(db: Database, round_id: str, calendar: Calendar, today: date, now: datetime,
+                   workdays: WorkdayCalendar, report: SweepReport) -> None:
+    rule = calendar.rectification
+    assert rule is not None
+    with db.engine.connect() as conn:
+        open_cases = conn.execute(select(Case.id, Case.rectification_due).where(and_(
+            Case.state == "rectification", Case.round_id == round_id))).all()
+    expired: list[int] = []
+    with db.write_connection() as conn:
+        for case_id, due in open_cases:
+            if today > due:
+                expired.append(case_id)
+                continue
+            tier = tier_due(due, rule.tiers, today, workdays)
+            if tier is not None and "unit" in rule.remind:
+                report.reminders += _unit_notice(conn, round_id, case_id, RECTIFICATION, "rectification", due, now,
+                                                 tier=tier, key=f"rectification:{case_id}:{due.isoformat()}:{tier}")
+    for batch in _batches(expired, BATCH):
+        with db.unit_of_work(core=True) as uow:
+            for case_id in batch:
+                case = uow.get(case_id)
+                if case.state != "rectification" or case.rectification_due is None or \
+                        today <= case.rectification_due:
+                    continue  # moved on (or extended) since it was read
+                ctx = uow.round_context(case.round_id)
+                event = decide(case, "expire_rectification", None, SWEEPER, now, ctx)
+                uow.append(case, event, apply(case, event))
+                report.expired += 1
+                if "unit" in rule.escalate:
+                    report.unit_notices += _unit_notice(
+                        uow.connection, round_id, case_id, RECTIFICATION, "rectification_missed",
+                        case.rectification_due, now, key=f"rectification_missed:{case_id}")
+            uow.commit()
+    if expired and "coordinators" in rule.escalate:
+        with db.write_connection() as conn:
+            report.digests += _coordinator_rows(
+                conn, round_id, Milestone(RECTIFICATION, rule.name, 1, 1, False, frozenset(), False, (), (), (), ""),
+                today, now, kind="digest", key=f"{RECTIFICATION}:expired:{today.isoformat()}",
+                where=Case.id.in_(expired))

@@ -1,0 +1,216 @@
+"""The dispatcher: deliver pending outbox rows, retry with backoff, record every outcome.
+
+Rows are claimed (``sending`` with a lease) in a short transaction — with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes never take the same row —
+then rendered, sent over one SMTP connection per batch, and marked ``sent``, ``pending``
+again (a temporary failure: attempts + 1, next attempt after an exponential backoff),
+``failed`` (permanent refusal or too many attempts) or ``cancelled`` (the case moved on:
+a milestone it no longer owes is never reminded). The Message-ID is derived from the row's
+dedupe key, so a mail is recognisable as the same mail whatever happens.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from notifications import Address, Attachment, OutgoingMessage, Transport, deadline_event, render
+
+from ..adapters.calendar_files import CalendarCatalog
+from ..adapters.db.store import Database
+from ..adapters.db.tables import Coordinator, Jurisdiction, Outbox, Round, Unit
+from ..clock import business_date, require_aware
+from ..domain.calendar import Calendar
+
+CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed")
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    sender: Address = Address("noreply@workflow.local", "节约型机关创建工作")
+    message_domain: str = "workflow.local"
+    max_attempts: int = 8
+    base_backoff: timedelta = timedelta(minutes=1)
+    max_backoff: timedelta = timedelta(hours=6)
+    lease: timedelta = timedelta(minutes=10)
+    batch: int = 200
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def message_id_for(dedupe_key: str, domain: str) -> str:
+    local = "".join(ch if ch.isalnum() or ch in "-_." else "." for ch in dedupe_key)
+    return f"<{local}@{domain}>"
+
+
+def backoff(attempts: int, settings: DispatchSettings) -> timedelta:
+    return min(settings.base_backoff * (2 ** max(attempts - 1, 0)), settings.max_backoff)
+
+
+def _claim(db: Database, now: datetime, settings: DispatchSettings) -> list[Any]:
+    due = or_(and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
+              and_(Outbox.status == "sending", Outbox.claimed_until < now))
+    ids = select(Outbox.id).where(due).order_by(Outbox.id).limit(settings.batch)
+    if not db.is_sqlite:
+        ids = ids.with_for_update(skip_locked=True)
+    with db.write_connection() as conn:
+        chosen = list(conn.execute(ids).scalars())
+        if not chosen:
+            return []
+        conn.execute(update(Outbox).where(Outbox.id.in_(chosen)).values(
+            status="sending", claimed_until=now + settings.lease))
+        return conn.execute(select(Outbox).where(Outbox.id.in_(chosen)).order_by(Outbox.id)).all()
+
+
+class _Skip(Exception):
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _case_context(conn, row: Any, calendar: Calendar, year: int) -> tuple[dict[str, Any], list[Address], Any]:
+    from ..adapters.db.tables import Case
+
+    case = conn.execute(select(Case.state, Case.unit_id, Case.rectification_due, Case.verified_total,
+                               Case.round_id).where(Case.id == row.case_id)).one()
+    unit = conn.execute(select(Unit.name, Unit.contacts).where(Unit.id == case.unit_id)).one()
+    if row.kind in ("reminder", "missed"):
+        milestone = calendar.milestone(row.milestone)
+        if milestone.owes_states and case.state not in milestone.owes_states:
+            raise _Skip("cancelled", f"case is {case.state}: it no longer owes {milestone.id}")
+    if row.kind == "rectification" and (case.state != "rectification" or case.rectification_due != row.due_on):
+        raise _Skip("cancelled", f"case is {case.state}, due {case.rectification_due}: this reminder is stale")
+    emails = [Address(c["email"], c.get("name", "")) for c in (unit.contacts or []) if c.get("email")]
+    if not emails:
+        raise _Skip("failed", f"unit {unit.name} has no contact email (附件2 not on file)")
+    return {"unit_name": unit.name, "case_id": row.case_id}, emails, case
+
+
+def _build(db: Database, calendars: CalendarCatalog, row: Any, now: datetime,
+           settings: DispatchSettings) -> OutgoingMessage:
+    today = business_date(now)
+    with db.engine.connect() as conn:
+        rnd = conn.execute(select(Round.year, Round.calendar_id, Round.pass_mark).where(
+            Round.id == row.round_id)).one()
+        calendar = calendars.get(rnd.calendar_id)
+        title = f"{calendar.title}（{rnd.year}年度）" if calendar.recurring else calendar.title
+        attachments: tuple[Attachment, ...] = ()
+        due: date = row.due_on
+        if row.kind in CASE_KINDS:
+            base, to, case = _case_context(conn, row, calendar, rnd.year)
+            if row.kind in ("reminder", "missed"):
+                m = calendar.milestone(row.milestone)
+                name, todo = m.name, m.what_to_do
+            else:
+                rule = calendar.rectification
+                name, todo = (rule.name, rule.what_to_do) if rule else ("整改", "")
+            if row.kind == "reminder":
+                kind = "reminder"
+                context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
+                           "days_left": (due - today).days, "what_to_do": todo, "contact_line": calendar.contact}
+            elif row.kind == "rectification":
+                kind = "rectification"
+                context = {**base, "round_title": title, "due_date": due, "days_left": (due - today).days,
+                           "verified_total": format(case.verified_total, "f") if case.verified_total is not None
+                           else "", "pass_mark": format(rnd.pass_mark, "f")}
+            else:
+                kind = "missed"
+                context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
+                           "noticed_on": today, "what_to_do": todo}
+            if row.kind in ("reminder", "rectification"):
+                attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8",
+                                          deadline_event(uid=message_id_for(row.dedupe_key, settings.message_domain)
+                                                         .strip("<>"), summary=f"{name}截止", description=todo,
+                                                         due=due, stamp=now)),)
+        else:
+            coordinator = conn.execute(select(Coordinator.name, Coordinator.email, Coordinator.active,
+                                              Jurisdiction.name.label("jurisdiction"))
+                                       .join(Jurisdiction, Jurisdiction.id == Coordinator.jurisdiction_id)
+                                       .where(Coordinator.id == row.coordinator_id)).one()
+            if not coordinator.active:
+                raise _Skip("cancelled", "coordinator is no longer active")
+            to = [Address(coordinator.email, coordinator.name)]
+            rows = json.loads(row.context or "{}").get("rows", [])
+            if row.milestone == "rectification":
+                name = calendar.rectification.name if calendar.rectification else "整改"
+            else:
+                name = calendar.milestone(row.milestone).name
+            kind = "digest"
+            context = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction,
+                       "round_title": title, "as_of": today,
+                       "rows": [{**r, "milestone_name": name, "due_date": due,
+                                 "days_overdue": (today - due).days} for r in rows]}
+            if row.kind == "coordinator_reminder":
+                kind = "coordinator_reminder"
+                context = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction,
+                           "round_title": title, "milestone_name": name, "due_date": due,
+                           "days_left": (due - today).days, "rows": rows}
+    rendered = render(kind, context)
+    return OutgoingMessage(message_id=message_id_for(row.dedupe_key, settings.message_domain),
+                           sender=settings.sender, to=tuple(to), subject=rendered.subject, text=rendered.text,
+                           html=rendered.html, attachments=attachments,
+                           headers=(("X-Workflow-Key", row.dedupe_key),))
+
+
+async def dispatch(db: Database, calendars: CalendarCatalog, transport: Transport, now: datetime,
+                   settings: DispatchSettings = DispatchSettings()) -> DispatchReport:
+    """Deliver what is due now; call again for more (each call handles at most one batch)."""
+    require_aware(now, "now")
+    report = DispatchReport()
+    rows = _claim(db, now, settings)
+    report.claimed = len(rows)
+    outgoing: list[tuple[Any, OutgoingMessage]] = []
+    outcomes: list[tuple[int, dict[str, Any]]] = []
+    for (row,) in rows:
+        try:
+            outgoing.append((row, _build(db, calendars, row, now, settings)))
+        except _Skip as skip:
+            outcomes.append((row.id, {"status": skip.status, "last_error": skip.reason, "claimed_until": None}))
+            report.cancelled += skip.status == "cancelled"
+            report.failed += skip.status == "failed"
+        except Exception as exc:  # a row that cannot be rendered must not block the others
+            outcomes.append((row.id, _retry(row, f"cannot build the message: {type(exc).__name__}: {exc}", now,
+                                            settings, report)))
+    if outgoing:
+        results = await transport.send_many([(msg, now) for _, msg in outgoing])
+        for (row, msg), result in zip(outgoing, results):
+            recipients = json.dumps([a.email for a in msg.to])
+            if result.ok:
+                report.sent += 1
+                outcomes.append((row.id, {"status": "sent", "sent_at": now, "message_id": msg.message_id,
+                                          "recipients": recipients, "claimed_until": None,
+                                          "attempts": row.attempts + 1, "last_error": None}))
+            elif result.permanent:
+                report.failed += 1
+                outcomes.append((row.id, {"status": "failed", "attempts": row.attempts + 1, "recipients": recipients,
+                                          "last_error": f"{result.code or ''} {result.detail}".strip(),
+                                          "claimed_until": None}))
+            else:
+                outcomes.append((row.id, _retry(row, f"{result.code or ''} {result.detail}".strip(), now, settings,
+                                                report)))
+    with db.write_connection() as conn:
+        for row_id, values in outcomes:
+            conn.execute(update(Outbox).where(Outbox.id == row_id).values(**values))
+    return report
+
+
+def _retry(row: Any, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport) -> dict[str, Any]:
+    attempts = row.attempts + 1
+    if attempts >= settings.max_attempts:
+        report.failed += 1
+        return {"status": "failed", "attempts": attempts, "last_error": f"gave up after {attempts} attempts: {error}",
+                "claimed_until": None}
+    report.retrying += 1
+    return {"status": "pending", "attempts": attempts, "last_error": error, "claimed_until": None,
+            "next_attempt_at": now + backoff(attempts, settings)}
