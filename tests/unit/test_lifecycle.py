@@ -133,6 +133,7 @@ ACTOR_OF: dict[str, Actor] = {
     "request_recheck": UNIT,
     "recheck": COORDINATOR,
     "expire_rectification": SYSTEM,
+    "record_missed_deadline": SYSTEM,
     "close": COORDINATOR,
     "withdraw": COORDINATOR,
     "file": COORDINATOR,
@@ -152,6 +153,8 @@ def valid_data(action: str, rubric: Rubric) -> dict[str, Any]:
         "close": {"reason": REASON},
         "withdraw": {"reason": REASON},
         "file": {"batch": "2021-1"},
+        "record_missed_deadline": {"milestone": "self_assessment", "due_on": "2021-10-20",
+                                   "noticed_on": "2021-10-21", "owed_in": ["registered", "self_assessed"]},
     }
     return data.get(action, {})
 
@@ -170,11 +173,13 @@ EVENT_OF: dict[str, str] = {
     "request_recheck": "RecheckRequested",
     "recheck": "CaseRechecked",
     "expire_rectification": "RectificationExpired",
+    "record_missed_deadline": "DeadlineMissed",
     "close": "CaseClosed",
     "withdraw": "CaseWithdrawn",
     "file": "CaseFiled",
 }
 ALL_ACTIONS = tuple(EVENT_OF)
+BOOKKEEPING = {"record_missed_deadline"}
 
 
 def path_to(state: str, score: str, rubric: Rubric) -> list[tuple[str, dict[str, Any]]]:
@@ -291,12 +296,15 @@ SCENARIOS: dict[str, tuple[str, str | None, datetime]] = {
 # self-assessed scenario is ready to submit (complete sheet, evidence on every scored line).
 _COMMON: dict[str, dict[str, str]] = {
     "registered": {"self_assess": "self_assessed", "attach_evidence": "registered",
-                   "remove_evidence": "registered", "close": NC, "withdraw": WD},
+                   "remove_evidence": "registered", "close": NC, "withdraw": WD,
+                   "record_missed_deadline": "registered"},
     "self_assessed": {"self_assess": "self_assessed", "attach_evidence": "self_assessed",
-                      "remove_evidence": "self_assessed", "submit": "submitted", "close": NC, "withdraw": WD},
-    "submitted": {"return": "self_assessed", "verify": "verified", "close": NC, "withdraw": WD},
-    "verified_passing": {"certify": "certified", "close": NC, "withdraw": WD},
-    "certified": {"file": "filed", "withdraw": WD},
+                      "remove_evidence": "self_assessed", "submit": "submitted", "close": NC, "withdraw": WD,
+                      "record_missed_deadline": "self_assessed"},
+    "submitted": {"return": "self_assessed", "verify": "verified", "close": NC, "withdraw": WD,
+                  "record_missed_deadline": "submitted"},
+    "verified_passing": {"certify": "certified", "close": NC, "withdraw": WD, "record_missed_deadline": "verified"},
+    "certified": {"file": "filed", "withdraw": WD, "record_missed_deadline": "certified"},
     "not_certified": {},
     "withdrawn": {},
     "filed": {},
@@ -304,19 +312,21 @@ _COMMON: dict[str, dict[str, str]] = {
 EXPECTED: dict[str, dict[str, dict[str, str]]] = {
     "shanxi": {
         **_COMMON,
-        "verified_failing": {"order_rectification": "rectification", "close": NC, "withdraw": WD},
+        "verified_failing": {"order_rectification": "rectification", "close": NC, "withdraw": WD,
+                             "record_missed_deadline": "verified"},
         "rectification_open": {"extend_rectification": "rectification", "request_recheck": "recheck",
                                "attach_evidence": "rectification", "remove_evidence": "rectification",
-                               "withdraw": WD},
+                               "withdraw": WD, "record_missed_deadline": "rectification"},
         # evidence may still be attached or removed after the deadline (no guard on those edges)
         "rectification_overdue": {"extend_rectification": "rectification", "expire_rectification": NC,
                                   "attach_evidence": "rectification", "remove_evidence": "rectification",
-                                  "withdraw": WD},
-        "recheck": {"recheck": "certified", "withdraw": WD},  # with a passing recheck score
+                                  "withdraw": WD, "record_missed_deadline": "rectification"},
+        "recheck": {"recheck": "certified", "withdraw": WD,  # with a passing recheck score
+                    "record_missed_deadline": "recheck"},
     },
     "hunan": {
         **_COMMON,
-        "verified_failing": {"fail": NC, "close": NC, "withdraw": WD},
+        "verified_failing": {"fail": NC, "close": NC, "withdraw": WD, "record_missed_deadline": "verified"},
         # rectification and recheck cannot be reached under Hunan's policy
     },
 }
@@ -387,7 +397,10 @@ def test_allowed_actions_match_the_table(policy_name: str, scenario: str) -> Non
     built, when = built_scenario(policy_name, scenario)
     allowed = allowed_actions(built.case, built.ctx, when)
     assert len(allowed) == len(set(allowed))
-    assert set(allowed) == set(EXPECTED[policy_name][scenario])
+    # bookkeeping actions are listed to the system only
+    assert set(allowed) == set(EXPECTED[policy_name][scenario]) - BOOKKEEPING
+    assert set(allowed_actions(built.case, built.ctx, when, actor=SYSTEM)) & BOOKKEEPING == \
+        set(EXPECTED[policy_name][scenario]) & BOOKKEEPING
 
 
 @pytest.mark.parametrize("state", HUNAN_UNREACHABLE)
@@ -749,14 +762,14 @@ def test_system_may_close() -> None:
     ("registered", UNIT, {"self_assess", "attach_evidence", "remove_evidence"}),
     ("self_assessed", UNIT, {"self_assess", "attach_evidence", "remove_evidence", "submit"}),
     ("self_assessed", COORDINATOR, {"close", "withdraw"}),
-    ("self_assessed", SYSTEM, {"close"}),
+    ("self_assessed", SYSTEM, {"close", "record_missed_deadline"}),
     ("self_assessed", AUDITOR, set()),
     ("self_assessed", ADMIN, {"self_assess", "attach_evidence", "remove_evidence", "submit", "close", "withdraw"}),
     ("submitted", UNIT, set()),
     ("verified_failing", COORDINATOR, {"order_rectification", "close", "withdraw"}),
     ("rectification_open", UNIT, {"request_recheck", "attach_evidence", "remove_evidence"}),
     ("rectification_open", COORDINATOR, {"extend_rectification", "withdraw"}),
-    ("rectification_overdue", SYSTEM, {"expire_rectification"}),
+    ("rectification_overdue", SYSTEM, {"expire_rectification", "record_missed_deadline"}),
     ("rectification_overdue", ADMIN, {"extend_rectification", "attach_evidence", "remove_evidence", "withdraw"}),
     ("rectification_overdue", UNIT, {"attach_evidence", "remove_evidence"}),
     ("certified", COORDINATOR, {"file", "withdraw"}),
@@ -1041,7 +1054,7 @@ def check_step(built: Built, action: str, actor: Actor, inp: dict[str, Any], now
     before = built.case
     allowed_all = allowed_actions(before, ctx, now)
     allowed_for_actor = allowed_actions(before, ctx, now, actor=actor)
-    assert set(allowed_for_actor) <= set(allowed_all)
+    assert set(allowed_for_actor) - BOOKKEEPING <= set(allowed_all)
     ready = not submission_problems(before, ctx)
     assert ("submit" in allowed_all) is (before.state == "self_assessed" and ready)
     try:

@@ -182,6 +182,20 @@ def _code(value: Any) -> str:
     return value.strip()
 
 
+def _milestone(value: Any) -> str:
+    if not isinstance(value, str) or not value.replace("_", "").isalnum() or len(value) > 64:
+        raise ValueError(f"must be a milestone id such as self_assessment, got {value!r}")
+    return value
+
+
+def _states(value: Any) -> list[str]:
+    from .lifecycle import STATES
+
+    if not isinstance(value, (list, tuple)) or not value or any(v not in STATES for v in value):
+        raise ValueError(f"must be a non-empty list of states, got {value!r}")
+    return sorted(set(value))
+
+
 def _type(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 32:
         raise ValueError(f"must be a short content type name such as pdf, got {value!r}")
@@ -195,6 +209,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "until": _date,
     "batch": _note,
     "criterion": _code,
+    "milestone": _milestone,
+    "due_on": _date,
+    "noticed_on": _date,
+    "owed_in": _states,
     "sha256": _sha256,
     "filename": _filename,
     "size": _size,
@@ -328,6 +346,8 @@ def allowed_actions(case: CaseState, ctx: RoundContext, now: datetime, actor: Ac
     for trigger in lc.triggers(case.state):
         if actor is not None and not actor.may(trigger):
             continue
+        if ACTIONS[trigger].bookkeeping and (actor is None or actor.kind != SYSTEM):
+            continue
         if any(_case_guards_hold(e, case, ctx, now) for e in lc.edges(trigger, case.state)):
             out.append(trigger)
     return out
@@ -408,6 +428,10 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         payload = {k: inp[k] for k in ("criterion", "sha256", "filename", "size", "type")}
     elif action == "remove_evidence":
         payload = {"criterion": inp["criterion"], "sha256": inp["sha256"]}
+    elif action == "record_missed_deadline":
+        if any(m == inp["milestone"] for m, _ in case.missed):
+            raise _refuse(case, ctx, action, now, f"the miss of {inp['milestone']} is already recorded")
+        payload = {k: inp[k] for k in ("milestone", "due_on", "noticed_on", "owed_in")}
     elif action == "order_rectification":
         days = ctx.policy.rectification_days or 0
         payload = {"days": days, "due_on": business_date(now) + timedelta(days=days)}
@@ -543,6 +567,8 @@ def apply(case: CaseState | None, event: Event) -> CaseState:
         changes.update(self_total=_dec(p["total"]), self_entries=dict(p["entries"]))
     elif event.type == "EvidenceAttached":
         changes["evidence"] = case.evidence + ((p["criterion"], p["sha256"], p["filename"]),)
+    elif event.type == "DeadlineMissed":
+        changes["missed"] = case.missed + ((p["milestone"], tuple(p["owed_in"])),)
     elif event.type == "EvidenceRemoved":
         changes["evidence"] = tuple(e for e in case.evidence if (e[0], e[1]) != (p["criterion"], p["sha256"]))
     elif event.type == "CaseVerified":
@@ -552,6 +578,8 @@ def apply(case: CaseState | None, event: Event) -> CaseState:
     elif event.type in ("RectificationOrdered", "RectificationExtended"):
         changes["rectification_due"] = date.fromisoformat(p["due_on"])
     changes["state"] = dest
+    missed = changes.get("missed", case.missed)
+    changes["overdue"] = any(dest in owed for _, owed in missed)
     return replace(case, **changes)
 
 

@@ -46,6 +46,9 @@ class ActionSpec:
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     description: str = ""
+    # Bookkeeping by the system (not a step anyone takes): not listed as a next action
+    # except to the system itself.
+    bookkeeping: bool = False
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -81,6 +84,9 @@ ACTIONS: dict[str, ActionSpec] = {
                    description="record the recheck sheet (复核); it certifies or not"),
         ActionSpec("expire_rectification", "RectificationExpired", frozenset({SYSTEM}),
                    description="the rectification deadline passed without a recheck request"),
+        ActionSpec("record_missed_deadline", "DeadlineMissed", frozenset({SYSTEM}),
+                   required=("milestone", "due_on", "noticed_on", "owed_in"), bookkeeping=True,
+                   description="a deadline passed while the case still owed the milestone"),
         ActionSpec("close", "CaseClosed", frozenset({COORDINATOR, SYSTEM}), required=("reason",),
                    description="the round ended without certification"),
         ActionSpec("withdraw", "CaseWithdrawn", frozenset({COORDINATOR}), required=("reason",),
@@ -117,6 +123,7 @@ TRANSITIONS: list[dict[str, Any]] = [
      "policy": "rectification"},
     {"trigger": "expire_rectification", "source": "rectification", "dest": "not_certified",
      "conditions": ["rectification_expired"], "policy": "rectification"},
+    {"trigger": "record_missed_deadline", "source": _WITHDRAWABLE, "dest": "="},
     {"trigger": "close", "source": ["registered", "self_assessed", "submitted", "verified"], "dest": "not_certified"},
     {"trigger": "withdraw", "source": _WITHDRAWABLE, "dest": "withdrawn"},
     {"trigger": "file", "source": "certified", "dest": "filed"},

@@ -70,13 +70,36 @@ def _claim(db: Database, now: datetime, settings: DispatchSettings) -> list[Any]
             return []
         conn.execute(update(Outbox).where(Outbox.id.in_(chosen)).values(
             status="sending", claimed_until=now + settings.lease))
-        return conn.execute(select(Outbox).where(Outbox.id.in_(chosen)).order_by(Outbox.id)).all()
+        return conn.execute(select(Outbox.__table__).where(Outbox.id.in_(chosen)).order_by(Outbox.id)).all()
 
 
 class _Skip(Exception):
     def __init__(self, status: str, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
+
+
+def _still_relevant(conn, row: Any, calendar: Calendar, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The listed cases that still owe the milestone (a reminder) or are still overdue (a digest)."""
+    from ..adapters.db.tables import Case
+
+    ids = [r["case_id"] for r in rows]
+    if not ids:
+        return []
+    current = {r.id: r for r in conn.execute(select(Case.id, Case.state, Case.overdue).where(Case.id.in_(ids)))}
+    keep = []
+    for r in rows:
+        case = current.get(r["case_id"])
+        if case is None:
+            continue
+        if row.kind == "digest" and row.milestone != "rectification" and not case.overdue:
+            continue
+        if row.kind == "coordinator_reminder":
+            milestone = calendar.milestone(row.milestone)
+            if milestone.owes_states and case.state not in milestone.owes_states:
+                continue
+        keep.append(r)
+    return keep
 
 
 def _case_context(conn, row: Any, calendar: Calendar, year: int) -> tuple[dict[str, Any], list[Address], Any]:
@@ -107,6 +130,9 @@ def _build(db: Database, calendars: CalendarCatalog, row: Any, now: datetime,
         title = f"{calendar.title}（{rnd.year}年度）" if calendar.recurring else calendar.title
         attachments: tuple[Attachment, ...] = ()
         due: date = row.due_on
+        if row.kind in ("reminder", "rectification", "coordinator_reminder") and today > due:
+            raise _Skip("cancelled", f"the deadline {due} passed before this reminder went out "
+                                     "(the miss is recorded and notified on its own)")
         if row.kind in CASE_KINDS:
             base, to, case = _case_context(conn, row, calendar, rnd.year)
             if row.kind in ("reminder", "missed"):
@@ -141,7 +167,9 @@ def _build(db: Database, calendars: CalendarCatalog, row: Any, now: datetime,
             if not coordinator.active:
                 raise _Skip("cancelled", "coordinator is no longer active")
             to = [Address(coordinator.email, coordinator.name)]
-            rows = json.loads(row.context or "{}").get("rows", [])
+            rows = _still_relevant(conn, row, calendar, json.loads(row.context or "{}").get("rows", []))
+            if not rows:
+                raise _Skip("cancelled", "every case listed has moved on since")
             if row.milestone == "rectification":
                 name = calendar.rectification.name if calendar.rectification else "整改"
             else:
@@ -172,7 +200,7 @@ async def dispatch(db: Database, calendars: CalendarCatalog, transport: Transpor
     report.claimed = len(rows)
     outgoing: list[tuple[Any, OutgoingMessage]] = []
     outcomes: list[tuple[int, dict[str, Any]]] = []
-    for (row,) in rows:
+    for row in rows:
         try:
             outgoing.append((row, _build(db, calendars, row, now, settings)))
         except _Skip as skip:
