@@ -13,7 +13,7 @@ Test double: :class:`notifications.testing.InMemoryTransport`.
 """
 from .ics import CONTENT_TYPE as ICS_CONTENT_TYPE
 from .ics import deadline_event
-from .message import Address, Attachment, OutgoingMessage, to_email
+from .message import Address, Attachment, OutgoingMessage, to_bytes, to_email
 from .render import KINDS, Rendered, cn_date, render
 from .transport import DeliveryResult, MaildirTransport, SmtpTransport, Transport
 
@@ -31,5 +31,6 @@ __all__ = [
     "cn_date",
     "deadline_event",
     "render",
+    "to_bytes",
     "to_email",
 ]

@@ -14,7 +14,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address as _HeaderAddress
-from email.message import EmailMessage
+from email import encoders, policy
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr
 
 __all__ = ["Address", "Attachment", "OutgoingMessage", "to_email"]
 
@@ -171,3 +177,47 @@ def to_email(msg: OutgoingMessage, *, date: datetime) -> EmailMessage:
             params=params,
         )
     return email
+
+
+def to_bytes(msg: OutgoingMessage, *, date: datetime) -> bytes:
+    """The same message as :func:`to_email`, serialised for the wire.
+
+    Built with the legacy (compat32) MIME classes, which do not parse every header they
+    are given: about four times faster than building and flattening an ``EmailMessage``
+    with the default policy (measured in bench/dispatch.py), which matters at 10,000 mails.
+    Non-ASCII display names and subjects are RFC 2047 encoded, bodies base64 UTF-8, so a
+    reader with the default policy gets the same text back. A message with a non-ASCII
+    address (SMTPUTF8) goes through :func:`to_email` instead.
+    """
+    _validate(msg)
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("date must be timezone-aware")
+    if not all(a.email.isascii() for a in (msg.sender, *msg.to)):
+        return to_email(msg, date=date).as_bytes(policy=policy.SMTPUTF8)
+    body: Message = MIMEText(msg.text, "plain", "utf-8")
+    if msg.html is not None:
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(body)
+        alternative.attach(MIMEText(msg.html, "html", "utf-8"))
+        body = alternative
+    if msg.attachments:
+        mixed = MIMEMultipart("mixed")
+        mixed.attach(body)
+        for attachment in msg.attachments:
+            maintype, subtype, params = _split_content_type(attachment.content_type)
+            part = MIMEBase(maintype, subtype, **params)
+            part.set_payload(attachment.data)
+            encoders.encode_base64(part)
+            part.add_header("Content-Disposition", "attachment",
+                            filename=attachment.filename if attachment.filename.isascii()
+                            else ("utf-8", "", attachment.filename))
+            mixed.attach(part)
+        body = mixed
+    body["From"] = formataddr((msg.sender.name, msg.sender.email), charset="utf-8")
+    body["To"] = ", ".join(formataddr((a.name, a.email), charset="utf-8") for a in msg.to)
+    body["Subject"] = Header(msg.subject, "utf-8") if not msg.subject.isascii() else msg.subject
+    body["Date"] = format_datetime(date)
+    body["Message-ID"] = msg.message_id
+    for name, value in msg.headers:
+        body[name] = Header(value, "utf-8") if not value.isascii() else value
+    return body.as_bytes()

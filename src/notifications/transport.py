@@ -19,13 +19,12 @@ import mailbox
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import aiosmtplib
 
-from .message import OutgoingMessage, to_email
+from .message import OutgoingMessage, to_bytes, to_email
 
 __all__ = ["DeliveryResult", "MaildirTransport", "SmtpTransport", "Transport"]
 
@@ -57,10 +56,10 @@ class Transport(Protocol):
         ...
 
 
-def build(msg: OutgoingMessage, when: datetime) -> EmailMessage | DeliveryResult:
-    """The MIME message, or a permanent failure result if it cannot be built."""
+def build(msg: OutgoingMessage, when: datetime) -> bytes | DeliveryResult:
+    """The message as sent, or a permanent failure result if it cannot be built."""
     try:
-        return to_email(msg, date=when)
+        return to_bytes(msg, date=when)
     except ValueError as exc:
         return DeliveryResult(msg.message_id, ok=False, permanent=True, detail=f"invalid message: {exc}")
 
@@ -109,7 +108,7 @@ class _Connection:
             return exc
         return None
 
-    async def deliver(self, msg: OutgoingMessage, email: EmailMessage) -> DeliveryResult:
+    async def deliver(self, msg: OutgoingMessage, email: bytes) -> DeliveryResult:
         """Send one message, reconnecting (once per batch) if the connection was dropped."""
         while True:
             error = await self._ensure_connected()
@@ -125,12 +124,14 @@ class _Connection:
             self._client.close()
 
     @staticmethod
-    async def _send(msg: OutgoingMessage, email: EmailMessage, client: aiosmtplib.SMTP) -> DeliveryResult:
+    async def _send(msg: OutgoingMessage, email: bytes, client: aiosmtplib.SMTP) -> DeliveryResult:
         """Send on ``client``; a drop or a 421 is raised for :meth:`deliver` to handle."""
         message_id = msg.message_id
         recipients = [address.email for address in msg.to]
         try:
-            refused, reply = await client.send_message(email, sender=msg.sender.email, recipients=recipients)
+            utf8 = not all(a.isascii() for a in (msg.sender.email, *recipients))
+            refused, reply = await client.sendmail(msg.sender.email, recipients, email,
+                                                   mail_options=["SMTPUTF8"] if utf8 else None)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             return _refusal(message_id, exc)
         except aiosmtplib.SMTPResponseException as exc:
@@ -256,7 +257,7 @@ class MaildirTransport:
                 if box is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     box = mailbox.Maildir(self.path, factory=None, create=True)
-                key = box.add(built.as_bytes())
+                key = box.add(built)
             except OSError as exc:
                 results.append(_connection_failure(msg.message_id, exc))
             else:

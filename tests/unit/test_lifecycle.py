@@ -134,6 +134,7 @@ ACTOR_OF: dict[str, Actor] = {
     "recheck": COORDINATOR,
     "expire_rectification": SYSTEM,
     "record_missed_deadline": SYSTEM,
+    "record_notification_failure": SYSTEM,
     "close": COORDINATOR,
     "withdraw": COORDINATOR,
     "file": COORDINATOR,
@@ -155,6 +156,8 @@ def valid_data(action: str, rubric: Rubric) -> dict[str, Any]:
         "file": {"batch": "2021-1"},
         "record_missed_deadline": {"milestone": "self_assessment", "due_on": "2021-10-20",
                                    "noticed_on": "2021-10-21", "owed_in": ["registered", "self_assessed"]},
+        "record_notification_failure": {"notification": "reminder:1:self_assessment:7", "kind": "reminder",
+                                        "error": "550 no such user"},
     }
     return data.get(action, {})
 
@@ -174,12 +177,13 @@ EVENT_OF: dict[str, str] = {
     "recheck": "CaseRechecked",
     "expire_rectification": "RectificationExpired",
     "record_missed_deadline": "DeadlineMissed",
+    "record_notification_failure": "NotificationFailed",
     "close": "CaseClosed",
     "withdraw": "CaseWithdrawn",
     "file": "CaseFiled",
 }
 ALL_ACTIONS = tuple(EVENT_OF)
-BOOKKEEPING = {"record_missed_deadline"}
+BOOKKEEPING = {"record_missed_deadline", "record_notification_failure"}
 
 
 def path_to(state: str, score: str, rubric: Rubric) -> list[tuple[str, dict[str, Any]]]:
@@ -297,14 +301,14 @@ SCENARIOS: dict[str, tuple[str, str | None, datetime]] = {
 _COMMON: dict[str, dict[str, str]] = {
     "registered": {"self_assess": "self_assessed", "attach_evidence": "registered",
                    "remove_evidence": "registered", "close": NC, "withdraw": WD,
-                   "record_missed_deadline": "registered"},
+                   "record_missed_deadline": "registered", "record_notification_failure": "registered"},
     "self_assessed": {"self_assess": "self_assessed", "attach_evidence": "self_assessed",
                       "remove_evidence": "self_assessed", "submit": "submitted", "close": NC, "withdraw": WD,
-                      "record_missed_deadline": "self_assessed"},
+                      "record_missed_deadline": "self_assessed", "record_notification_failure": "self_assessed"},
     "submitted": {"return": "self_assessed", "verify": "verified", "close": NC, "withdraw": WD,
-                  "record_missed_deadline": "submitted"},
-    "verified_passing": {"certify": "certified", "close": NC, "withdraw": WD, "record_missed_deadline": "verified"},
-    "certified": {"file": "filed", "withdraw": WD, "record_missed_deadline": "certified"},
+                  "record_missed_deadline": "submitted", "record_notification_failure": "submitted"},
+    "verified_passing": {"certify": "certified", "close": NC, "withdraw": WD, "record_missed_deadline": "verified", "record_notification_failure": "verified"},
+    "certified": {"file": "filed", "withdraw": WD, "record_missed_deadline": "certified", "record_notification_failure": "certified"},
     "not_certified": {},
     "withdrawn": {},
     "filed": {},
@@ -313,20 +317,20 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
     "shanxi": {
         **_COMMON,
         "verified_failing": {"order_rectification": "rectification", "close": NC, "withdraw": WD,
-                             "record_missed_deadline": "verified"},
+                             "record_missed_deadline": "verified", "record_notification_failure": "verified"},
         "rectification_open": {"extend_rectification": "rectification", "request_recheck": "recheck",
                                "attach_evidence": "rectification", "remove_evidence": "rectification",
-                               "withdraw": WD, "record_missed_deadline": "rectification"},
+                               "withdraw": WD, "record_missed_deadline": "rectification", "record_notification_failure": "rectification"},
         # evidence may still be attached or removed after the deadline (no guard on those edges)
         "rectification_overdue": {"extend_rectification": "rectification", "expire_rectification": NC,
                                   "attach_evidence": "rectification", "remove_evidence": "rectification",
-                                  "withdraw": WD, "record_missed_deadline": "rectification"},
+                                  "withdraw": WD, "record_missed_deadline": "rectification", "record_notification_failure": "rectification"},
         "recheck": {"recheck": "certified", "withdraw": WD,  # with a passing recheck score
-                    "record_missed_deadline": "recheck"},
+                    "record_missed_deadline": "recheck", "record_notification_failure": "recheck"},
     },
     "hunan": {
         **_COMMON,
-        "verified_failing": {"fail": NC, "close": NC, "withdraw": WD, "record_missed_deadline": "verified"},
+        "verified_failing": {"fail": NC, "close": NC, "withdraw": WD, "record_missed_deadline": "verified", "record_notification_failure": "verified"},
         # rectification and recheck cannot be reached under Hunan's policy
     },
 }
@@ -762,14 +766,15 @@ def test_system_may_close() -> None:
     ("registered", UNIT, {"self_assess", "attach_evidence", "remove_evidence"}),
     ("self_assessed", UNIT, {"self_assess", "attach_evidence", "remove_evidence", "submit"}),
     ("self_assessed", COORDINATOR, {"close", "withdraw"}),
-    ("self_assessed", SYSTEM, {"close", "record_missed_deadline"}),
+    ("self_assessed", SYSTEM, {"close", "record_missed_deadline", "record_notification_failure"}),
     ("self_assessed", AUDITOR, set()),
     ("self_assessed", ADMIN, {"self_assess", "attach_evidence", "remove_evidence", "submit", "close", "withdraw"}),
     ("submitted", UNIT, set()),
     ("verified_failing", COORDINATOR, {"order_rectification", "close", "withdraw"}),
     ("rectification_open", UNIT, {"request_recheck", "attach_evidence", "remove_evidence"}),
     ("rectification_open", COORDINATOR, {"extend_rectification", "withdraw"}),
-    ("rectification_overdue", SYSTEM, {"expire_rectification", "record_missed_deadline"}),
+    ("rectification_overdue", SYSTEM, {"expire_rectification", "record_missed_deadline",
+                                       "record_notification_failure"}),
     ("rectification_overdue", ADMIN, {"extend_rectification", "attach_evidence", "remove_evidence", "withdraw"}),
     ("rectification_overdue", UNIT, {"attach_evidence", "remove_evidence"}),
     ("certified", COORDINATOR, {"file", "withdraw"}),

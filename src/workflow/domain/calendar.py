@@ -165,12 +165,22 @@ def _milestone(data: Any, where: str, problems: ProblemList) -> Milestone | None
         if not isinstance(owes, Mapping) or set(owes) - {"states", "contacts_missing"}:
             problems.add(f"{where}.owes", "must be {states: [...]} or {contacts_missing: true}")
         else:
-            raw = owes.get("states") or []
+            raw = owes.get("states", [])
+            listed = isinstance(raw, list)
+            if not listed:
+                problems.add(f"{where}.owes.states", f"must be a list of states; got {raw!r}")
+                raw = []
             bad = [s for s in raw if s not in STATES]
             if bad:
                 problems.add(f"{where}.owes.states", f"unknown states {bad}; states: {', '.join(STATES)}")
-            states = frozenset(raw)
-            contacts = owes.get("contacts_missing") is True
+            states = frozenset(s for s in raw if s in STATES)
+            flag = owes.get("contacts_missing", False)
+            if not isinstance(flag, bool):
+                problems.add(f"{where}.owes.contacts_missing", f"must be true or false; got {flag!r}")
+            contacts = flag is True
+            if listed and not raw and not contacts:
+                problems.add(f"{where}.owes", "names nobody: give states, or contacts_missing: true "
+                                              "(leave owes out for an informational milestone)")
     remind = _strings(data.get("remind"), f"{where}.remind", RECIPIENTS, problems)
     escalate = _strings(data.get("escalate"), f"{where}.escalate", RECIPIENTS, problems)
     tiers = _tiers(data.get("tiers"), f"{where}.tiers", problems)
@@ -207,7 +217,11 @@ def calendar_from_dict(data: Any, source: str) -> Calendar:
         problems.problems.extend(exc.problems)
     milestones = []
     seen: set[str] = set()
-    for i, m in enumerate(data.get("milestones") or []):
+    raw_milestones = data.get("milestones") or []
+    if not isinstance(raw_milestones, list):
+        problems.add(f"{source}: milestones", f"must be a list of milestones; got {raw_milestones!r}")
+        raw_milestones = []
+    for i, m in enumerate(raw_milestones):
         milestone = _milestone(m, f"{source}: milestones[{i}]", problems)
         if milestone is None:
             continue

@@ -213,6 +213,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "due_on": _date,
     "noticed_on": _date,
     "owed_in": _states,
+    "notification": _note,
+    "kind": _note,
+    "error": _note,
     "sha256": _sha256,
     "filename": _filename,
     "size": _size,
@@ -428,6 +431,8 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         payload = {k: inp[k] for k in ("criterion", "sha256", "filename", "size", "type")}
     elif action == "remove_evidence":
         payload = {"criterion": inp["criterion"], "sha256": inp["sha256"]}
+    elif action == "record_notification_failure":
+        payload = {k: inp[k] for k in ("notification", "kind", "error")}
     elif action == "record_missed_deadline":
         if any(m == inp["milestone"] for m, _ in case.missed):
             raise _refuse(case, ctx, action, now, f"the miss of {inp['milestone']} is already recorded")

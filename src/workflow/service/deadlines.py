@@ -26,13 +26,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..adapters.calendar_files import CalendarCatalog
 from ..adapters.db.store import Database
-from ..adapters.db.tables import Case, Coordinator, Outbox, Round, SweepMark, Unit
+from ..adapters.db.tables import Case, Coordinator, Jurisdiction, Outbox, Round, SweepMark, Unit
 from ..adapters.db.types import UTCDateTime
 from ..adapters.workdays import WorkdayCalendar
 from ..clock import business_date, require_aware
 from ..domain.calendar import Calendar, Milestone, tier_due
 from ..domain.case import Actor, apply, decide
-from ..domain.errors import DomainError
+from ..domain.errors import ConflictError, DomainError
 
 SWEEPER = Actor("system", "sweep")
 BATCH = 500  # cases per transaction when recording misses
@@ -123,8 +123,9 @@ def _remind(db: Database, round_id: str, calendar: Calendar, m: Milestone, due: 
                           literal(now, UTCDateTime())).where(_owing(m, round_id))
             result = conn.execute(_insert(conn).from_select(
                 ["dedupe_key", "kind", "round_id", "case_id", "milestone", "tier", "due_on", "status", "attempts",
-                 "next_attempt_at", "created_at"], rows).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-            report.reminders += max(result.rowcount or 0, 0)
+                 "next_attempt_at", "created_at"], rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+                .returning(Outbox.id))
+            report.reminders += len(result.all())
         if "coordinators" in m.remind:
             report.coordinator_reminders += _coordinator_rows(
                 conn, round_id, m, due, now, kind="coordinator_reminder", key=f"{m.id}:{tier}", tier=tier,
@@ -133,30 +134,57 @@ def _remind(db: Database, round_id: str, calendar: Calendar, m: Milestone, due: 
 
 
 def _coordinator_rows(conn: Connection, round_id: str, m: Milestone, due: date, now: datetime, *, kind: str,
-                      key: str, where, tier: int | None = None) -> int:
-    """One row per coordinator of each jurisdiction with cases matching ``where``, listing them."""
-    cases = conn.execute(select(Case.id, Unit.name, Unit.jurisdiction_id).join(Unit, Unit.id == Case.unit_id)
-                         .where(where).order_by(Case.id)).all()
-    by_jurisdiction: dict[str, list[dict[str, Any]]] = {}
-    for case_id, unit_name, jurisdiction_id in cases:
-        by_jurisdiction.setdefault(jurisdiction_id, []).append({"case_id": case_id, "unit_name": unit_name})
-    if not by_jurisdiction:
+                      key: str, where, tier: int | None = None, with_due: bool = False) -> int:
+    """One row per coordinator listing the matching cases of the jurisdictions they run.
+    A jurisdiction without an active coordinator is looked after by the nearest one above it,
+    so no overdue unit goes unnoticed."""
+    columns = [Case.id, Unit.name, Unit.jurisdiction_id] + ([Case.rectification_due] if with_due else [])
+    cases = conn.execute(select(*columns).join(Unit, Unit.id == Case.unit_id).where(where).order_by(Case.id)).all()
+    if not cases:
         return 0
-    coordinators = conn.execute(select(Coordinator.id, Coordinator.jurisdiction_id).where(and_(
-        Coordinator.jurisdiction_id.in_(sorted(by_jurisdiction)), Coordinator.active.is_(True)))).all()
+    paths = dict(conn.execute(select(Jurisdiction.id, Jurisdiction.path)).all())
+    coordinators: dict[str, list[int]] = {}
+    for coordinator_id, jurisdiction_id in conn.execute(
+            select(Coordinator.id, Coordinator.jurisdiction_id).where(Coordinator.active.is_(True))):
+        coordinators.setdefault(jurisdiction_id, []).append(coordinator_id)
+    by_coordinator: dict[int, list[dict[str, Any]]] = {}
+    for row in cases:
+        entry = {"case_id": row[0], "unit_name": row[1]}
+        if with_due and row[3] is not None:
+            entry["due_on"] = row[3].isoformat()
+        for ancestor in reversed([p for p in paths.get(row[2], "").split("/") if p]):
+            if ancestor in coordinators:
+                for coordinator_id in coordinators[ancestor]:
+                    by_coordinator.setdefault(coordinator_id, []).append(entry)
+                break
     written = 0
-    for coordinator_id, jurisdiction_id in coordinators:
-        rows = by_jurisdiction[jurisdiction_id]
+    for coordinator_id, rows in sorted(by_coordinator.items()):
         result = conn.execute(_insert(conn).values(
             dedupe_key=f"{kind}:{coordinator_id}:{round_id}:{key}", kind=kind, round_id=round_id,
             coordinator_id=coordinator_id, milestone=m.id, tier=tier, due_on=due,
             context=json.dumps({"rows": rows}, ensure_ascii=False), status="pending", attempts=0,
-            next_attempt_at=now, created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-        written += max(result.rowcount or 0, 0)
+            next_attempt_at=now, created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(Outbox.id))
+        written += len(result.all())
     return written
 
 
 # ---------------------------------------------------------------- misses
+
+def _retrying(db: Database, work: Any, attempts: int = 5) -> tuple[int, int]:
+    """Run ``work(uow)`` in a unit of work and commit; if a concurrent writer (another
+    sweep, a person acting on a case) got there first, run it again on fresh rows."""
+    for attempt in range(attempts):
+        try:
+            with db.unit_of_work(core=True) as uow:
+                result = work(uow)
+                uow.commit()
+                return result
+        except ConflictError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
 
 def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(ids), size):
@@ -173,20 +201,25 @@ def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone
     owed = sorted(m.owes_states) or ["registered", "self_assessed", "submitted", "verified", "rectification",
                                      "recheck", "certified"]
     for batch in _batches(ids, BATCH):
-        with db.unit_of_work(core=True) as uow:
+        def record(uow: Any) -> tuple[int, int]:
+            missed = notices = 0
             for case_id in batch:
                 case = uow.get(case_id)
                 if any(mid == m.id for mid, _ in case.missed):
-                    continue  # recorded by an earlier, interrupted sweep
+                    continue  # recorded by another or an earlier, interrupted sweep
                 ctx = uow.round_context(case.round_id)
                 event = decide(case, "record_missed_deadline",
                                {"milestone": m.id, "due_on": due, "noticed_on": noticed, "owed_in": owed},
                                SWEEPER, now, ctx)
                 uow.append(case, event, apply(case, event))
-                report.missed += 1
+                missed += 1
                 if "unit" in m.escalate:
-                    report.unit_notices += _unit_notice(uow.connection, round_id, case_id, m.id, "missed", due, now)
-            uow.commit()
+                    notices += _unit_notice(uow.connection, round_id, case_id, m.id, "missed", due, now)
+            return missed, notices
+
+        missed, notices = _retrying(db, record)
+        report.missed += missed
+        report.unit_notices += notices
     with db.write_connection() as conn:
         if "coordinators" in m.escalate:
             report.digests += _coordinator_rows(
@@ -201,8 +234,8 @@ def _unit_notice(conn: Connection, round_id: str, case_id: int, milestone: str, 
     result = conn.execute(_insert(conn).values(
         dedupe_key=key or f"{kind}:{case_id}:{milestone}", kind=kind, round_id=round_id, case_id=case_id,
         milestone=milestone, tier=tier, due_on=due, status="pending", attempts=0, next_attempt_at=now,
-        created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    return max(result.rowcount or 0, 0)
+        created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Outbox.id))
+    return len(result.all())
 
 
 # ---------------------------------------------------------------- rectification (per case)
@@ -212,8 +245,11 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
     rule = calendar.rectification
     assert rule is not None
     with db.engine.connect() as conn:
-        open_cases = conn.execute(select(Case.id, Case.rectification_due).where(and_(
-            Case.state == "rectification", Case.round_id == round_id))).all()
+        # By the partial index of cases in rectification (a round_id filter in SQL would make
+        # the planner walk the round's whole (round_id, unit_id) index instead).
+        open_cases = [(case_id, due) for case_id, rid, due in conn.execute(
+            select(Case.id, Case.round_id, Case.rectification_due).where(Case.state == "rectification"))
+            if rid == round_id]
     expired: list[int] = []
     with db.write_connection() as conn:
         for case_id, due in open_cases:
@@ -225,7 +261,8 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
                 report.reminders += _unit_notice(conn, round_id, case_id, RECTIFICATION, "rectification", due, now,
                                                  tier=tier, key=f"rectification:{case_id}:{due.isoformat()}:{tier}")
     for batch in _batches(expired, BATCH):
-        with db.unit_of_work(core=True) as uow:
+        def expire(uow: Any) -> tuple[int, int]:
+            count = notices = 0
             for case_id in batch:
                 case = uow.get(case_id)
                 if case.state != "rectification" or case.rectification_due is None or \
@@ -234,15 +271,20 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
                 ctx = uow.round_context(case.round_id)
                 event = decide(case, "expire_rectification", None, SWEEPER, now, ctx)
                 uow.append(case, event, apply(case, event))
-                report.expired += 1
+                count += 1
                 if "unit" in rule.escalate:
-                    report.unit_notices += _unit_notice(
-                        uow.connection, round_id, case_id, RECTIFICATION, "rectification_missed",
-                        case.rectification_due, now, key=f"rectification_missed:{case_id}")
-            uow.commit()
+                    notices += _unit_notice(uow.connection, round_id, case_id, RECTIFICATION,
+                                            "rectification_missed", case.rectification_due, now,
+                                            key=f"rectification_missed:{case_id}")
+            return count, notices
+
+        count, notices = _retrying(db, expire)
+        report.expired += count
+        report.unit_notices += notices
     if expired and "coordinators" in rule.escalate:
+        latest = max(due for case_id, due in open_cases if case_id in set(expired))
         with db.write_connection() as conn:
             report.digests += _coordinator_rows(
                 conn, round_id, Milestone(RECTIFICATION, rule.name, 1, 1, False, frozenset(), False, (), (), (), ""),
-                today, now, kind="digest", key=f"{RECTIFICATION}:expired:{today.isoformat()}",
-                where=Case.id.in_(expired))
+                latest, now, kind="digest", key=f"{RECTIFICATION}:expired:{today.isoformat()}",
+                where=and_(Case.id.in_(expired), Case.state == "not_certified"), with_due=True)

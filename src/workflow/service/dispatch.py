@@ -32,7 +32,7 @@ CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed")
 class DispatchSettings:
     sender: Address = Address("noreply@workflow.local", "节约型机关创建工作")
     message_domain: str = "workflow.local"
-    max_attempts: int = 8
+    max_attempts: int = 20  # with the backoff capped at 6 h: an SMTP outage of about three days
     base_backoff: timedelta = timedelta(minutes=1)
     max_backoff: timedelta = timedelta(hours=6)
     lease: timedelta = timedelta(minutes=10)
@@ -102,88 +102,112 @@ def _still_relevant(conn, row: Any, calendar: Calendar, rows: list[dict[str, Any
     return keep
 
 
-def _case_context(conn, row: Any, calendar: Calendar, year: int) -> tuple[dict[str, Any], list[Address], Any]:
+@dataclass
+class _Batch:
+    """What the rows of one claimed batch refer to, loaded with one query per table."""
+
+    rounds: dict[str, Any]
+    cases: dict[int, Any]
+    coordinators: dict[int, Any]
+
+
+def _load(conn, rows: list[Any]) -> _Batch:
     from ..adapters.db.tables import Case
 
-    case = conn.execute(select(Case.state, Case.unit_id, Case.rectification_due, Case.verified_total,
-                               Case.round_id).where(Case.id == row.case_id)).one()
-    unit = conn.execute(select(Unit.name, Unit.contacts).where(Unit.id == case.unit_id)).one()
+    round_ids = sorted({r.round_id for r in rows})
+    case_ids = sorted({r.case_id for r in rows if r.case_id is not None})
+    coordinator_ids = sorted({r.coordinator_id for r in rows if r.coordinator_id is not None})
+    rounds = {r.id: r for r in conn.execute(select(Round.id, Round.year, Round.calendar_id, Round.pass_mark)
+                                            .where(Round.id.in_(round_ids)))}
+    cases = {r.id: r for r in conn.execute(
+        select(Case.id, Case.state, Case.rectification_due, Case.verified_total, Unit.name.label("unit_name"),
+               Unit.contacts).join(Unit, Unit.id == Case.unit_id).where(Case.id.in_(case_ids)))} if case_ids else {}
+    coordinators = {r.id: r for r in conn.execute(
+        select(Coordinator.id, Coordinator.name, Coordinator.email, Coordinator.active,
+               Jurisdiction.name.label("jurisdiction")).join(Jurisdiction, Jurisdiction.id == Coordinator.jurisdiction_id)
+        .where(Coordinator.id.in_(coordinator_ids)))} if coordinator_ids else {}
+    return _Batch(rounds, cases, coordinators)
+
+
+def _unit_recipients(row: Any, case: Any, calendar: Calendar) -> list[Address]:
     if row.kind in ("reminder", "missed"):
         milestone = calendar.milestone(row.milestone)
         if milestone.owes_states and case.state not in milestone.owes_states:
             raise _Skip("cancelled", f"case is {case.state}: it no longer owes {milestone.id}")
     if row.kind == "rectification" and (case.state != "rectification" or case.rectification_due != row.due_on):
         raise _Skip("cancelled", f"case is {case.state}, due {case.rectification_due}: this reminder is stale")
-    emails = [Address(c["email"], c.get("name", "")) for c in (unit.contacts or []) if c.get("email")]
+    emails = [Address(c["email"], c.get("name", "")) for c in (case.contacts or []) if c.get("email")]
     if not emails:
-        raise _Skip("failed", f"unit {unit.name} has no contact email (附件2 not on file)")
-    return {"unit_name": unit.name, "case_id": row.case_id}, emails, case
+        raise _Skip("failed", f"unit {case.unit_name} has no contact email (附件2 not on file)")
+    return emails
 
 
-def _build(db: Database, calendars: CalendarCatalog, row: Any, now: datetime,
+def _build(db: Database, calendars: CalendarCatalog, batch: _Batch, row: Any, now: datetime,
            settings: DispatchSettings) -> OutgoingMessage:
     today = business_date(now)
-    with db.engine.connect() as conn:
-        rnd = conn.execute(select(Round.year, Round.calendar_id, Round.pass_mark).where(
-            Round.id == row.round_id)).one()
-        calendar = calendars.get(rnd.calendar_id)
-        title = f"{calendar.title}（{rnd.year}年度）" if calendar.recurring else calendar.title
-        attachments: tuple[Attachment, ...] = ()
-        due: date = row.due_on
-        if row.kind in ("reminder", "rectification", "coordinator_reminder") and today > due:
-            raise _Skip("cancelled", f"the deadline {due} passed before this reminder went out "
-                                     "(the miss is recorded and notified on its own)")
-        if row.kind in CASE_KINDS:
-            base, to, case = _case_context(conn, row, calendar, rnd.year)
-            if row.kind in ("reminder", "missed"):
-                m = calendar.milestone(row.milestone)
-                name, todo = m.name, m.what_to_do
-            else:
-                rule = calendar.rectification
-                name, todo = (rule.name, rule.what_to_do) if rule else ("整改", "")
-            if row.kind == "reminder":
-                kind = "reminder"
-                context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
-                           "days_left": (due - today).days, "what_to_do": todo, "contact_line": calendar.contact}
-            elif row.kind == "rectification":
-                kind = "rectification"
-                context = {**base, "round_title": title, "due_date": due, "days_left": (due - today).days,
-                           "verified_total": format(case.verified_total, "f") if case.verified_total is not None
-                           else "", "pass_mark": format(rnd.pass_mark, "f")}
-            else:
-                kind = "missed"
-                context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
-                           "noticed_on": today, "what_to_do": todo}
-            if row.kind in ("reminder", "rectification"):
-                attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8",
-                                          deadline_event(uid=message_id_for(row.dedupe_key, settings.message_domain)
-                                                         .strip("<>"), summary=f"{name}截止", description=todo,
-                                                         due=due, stamp=now)),)
+    rnd = batch.rounds[row.round_id]
+    calendar = calendars.get(rnd.calendar_id)
+    title = f"{calendar.title}（{rnd.year}年度）" if calendar.recurring else calendar.title
+    attachments: tuple[Attachment, ...] = ()
+    due: date = row.due_on
+    if row.kind in ("reminder", "rectification", "coordinator_reminder") and today > due:
+        raise _Skip("cancelled", f"the deadline {due} passed before this reminder went out "
+                                 "(the miss is recorded and notified on its own)")
+    if row.kind in CASE_KINDS:
+        case = batch.cases[row.case_id]
+        to = _unit_recipients(row, case, calendar)
+        base = {"unit_name": case.unit_name, "case_id": row.case_id}
+        if row.kind in ("reminder", "missed"):
+            m = calendar.milestone(row.milestone)
+            name, todo = m.name, m.what_to_do
         else:
-            coordinator = conn.execute(select(Coordinator.name, Coordinator.email, Coordinator.active,
-                                              Jurisdiction.name.label("jurisdiction"))
-                                       .join(Jurisdiction, Jurisdiction.id == Coordinator.jurisdiction_id)
-                                       .where(Coordinator.id == row.coordinator_id)).one()
-            if not coordinator.active:
-                raise _Skip("cancelled", "coordinator is no longer active")
-            to = [Address(coordinator.email, coordinator.name)]
+            rule = calendar.rectification
+            name, todo = (rule.name, rule.what_to_do) if rule else ("整改", "")
+        if row.kind == "reminder":
+            kind = "reminder"
+            context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
+                       "days_left": (due - today).days, "what_to_do": todo, "contact_line": calendar.contact}
+        elif row.kind == "rectification":
+            kind = "rectification"
+            context = {**base, "round_title": title, "due_date": due, "days_left": (due - today).days,
+                       "verified_total": format(case.verified_total, "f") if case.verified_total is not None
+                       else "", "pass_mark": format(rnd.pass_mark, "f")}
+        else:
+            kind = "missed"
+            context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
+                       "noticed_on": today, "what_to_do": todo}
+        if row.kind in ("reminder", "rectification"):
+            attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8",
+                                      deadline_event(uid=message_id_for(row.dedupe_key, settings.message_domain)
+                                                     .strip("<>"), summary=f"{name}截止", description=todo,
+                                                     due=due, stamp=now)),)
+    else:
+        coordinator = batch.coordinators[row.coordinator_id]
+        if not coordinator.active:
+            raise _Skip("cancelled", "coordinator is no longer active")
+        to = [Address(coordinator.email, coordinator.name)]
+        with db.engine.connect() as conn:
             rows = _still_relevant(conn, row, calendar, json.loads(row.context or "{}").get("rows", []))
-            if not rows:
-                raise _Skip("cancelled", "every case listed has moved on since")
-            if row.milestone == "rectification":
-                name = calendar.rectification.name if calendar.rectification else "整改"
-            else:
-                name = calendar.milestone(row.milestone).name
-            kind = "digest"
+        if not rows:
+            raise _Skip("cancelled", "every case listed has moved on since")
+        if row.milestone == "rectification":
+            name = calendar.rectification.name if calendar.rectification else "整改"
+        else:
+            name = calendar.milestone(row.milestone).name
+        kind = "digest"
+
+        def due_of(r: dict[str, Any]) -> date:  # a rectification digest lists each case's own date
+            return date.fromisoformat(r["due_on"]) if r.get("due_on") else due
+
+        context = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction,
+                   "round_title": title, "as_of": today,
+                   "rows": [{"unit_name": r["unit_name"], "case_id": r["case_id"], "milestone_name": name,
+                             "due_date": due_of(r), "days_overdue": (today - due_of(r)).days} for r in rows]}
+        if row.kind == "coordinator_reminder":
+            kind = "coordinator_reminder"
             context = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction,
-                       "round_title": title, "as_of": today,
-                       "rows": [{**r, "milestone_name": name, "due_date": due,
-                                 "days_overdue": (today - due).days} for r in rows]}
-            if row.kind == "coordinator_reminder":
-                kind = "coordinator_reminder"
-                context = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction,
-                           "round_title": title, "milestone_name": name, "due_date": due,
-                           "days_left": (due - today).days, "rows": rows}
+                       "round_title": title, "milestone_name": name, "due_date": due,
+                       "days_left": (due - today).days, "rows": rows}
     rendered = render(kind, context)
     return OutgoingMessage(message_id=message_id_for(row.dedupe_key, settings.message_domain),
                            sender=settings.sender, to=tuple(to), subject=rendered.subject, text=rendered.text,
@@ -200,9 +224,13 @@ async def dispatch(db: Database, calendars: CalendarCatalog, transport: Transpor
     report.claimed = len(rows)
     outgoing: list[tuple[Any, OutgoingMessage]] = []
     outcomes: list[tuple[int, dict[str, Any]]] = []
+    if not rows:
+        return report
+    with db.engine.connect() as conn:
+        batch = _load(conn, rows)
     for row in rows:
         try:
-            outgoing.append((row, _build(db, calendars, row, now, settings)))
+            outgoing.append((row, _build(db, calendars, batch, row, now, settings)))
         except _Skip as skip:
             outcomes.append((row.id, {"status": skip.status, "last_error": skip.reason, "claimed_until": None}))
             report.cancelled += skip.status == "cancelled"
@@ -230,7 +258,26 @@ async def dispatch(db: Database, calendars: CalendarCatalog, transport: Transpor
     with db.write_connection() as conn:
         for row_id, values in outcomes:
             conn.execute(update(Outbox).where(Outbox.id == row_id).values(**values))
+    by_id = {row.id: row for row in rows}
+    for row_id, values in outcomes:
+        row = by_id[row_id]
+        if values.get("status") == "failed" and row.case_id is not None:
+            _record_failure(db, row, values.get("last_error") or "", now, report)
     return report
+
+
+def _record_failure(db: Database, row: Any, error: str, now: datetime, report: DispatchReport) -> None:
+    """A case's mail that will not be delivered is an event on the case (auditors see it)."""
+    from ..domain.case import Actor
+    from ..domain.errors import DomainError
+    from .cases import perform_action
+
+    try:
+        perform_action(db, row.case_id, "record_notification_failure",
+                       {"notification": row.dedupe_key, "kind": row.kind, "error": error[:2000]},
+                       Actor("system", "dispatch"), now)
+    except DomainError as exc:  # a closed case takes no more events; the outbox row still says it
+        report.errors.append(f"case {row.case_id}: {exc}")
 
 
 def _retry(row: Any, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""Who schedules: one leader among processes (PostgreSQL advisory lock, SQLite lock file),
+another takes over when it goes; and when the jobs fire."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from workflow.adapters.db.engine import make_engine
+from workflow.adapters.scheduler import LOCK_KEY, LeaderLock, LeaderLoop, build_scheduler
+from workflow.clock import BUSINESS_TZ
+
+
+@pytest.fixture
+def engine(db_url: str):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_one_leader_and_a_takeover(engine) -> None:
+    first, second = LeaderLock(engine, "first"), LeaderLock(engine, "second")
+    assert first.try_acquire()
+    assert not second.try_acquire()
+    assert first.holder() is not None and "first" in first.holder()
+    first.release()
+    assert second.try_acquire()
+    assert "second" in second.holder()
+    assert not first.try_acquire()
+    second.release()
+
+
+def test_a_dead_leaders_lock_is_free_postgres(pg_url: str) -> None:
+    """The leader's connection dies (process killed): its session lock goes with it."""
+    engine = make_engine(pg_url)
+    leader, follower = LeaderLock(engine, "leader"), LeaderLock(engine, "follower")
+    assert leader.try_acquire()
+    with engine.begin() as conn:
+        killed = conn.execute(text(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+            "AND l.objid = :key AND l.granted"), {"key": LOCK_KEY}).scalar()
+    assert killed
+    assert not leader.still_held()
+    assert follower.try_acquire()
+    follower.release()
+    engine.dispose()
+
+
+def test_the_loop_starts_the_scheduler_only_when_leading(engine) -> None:
+    holder = LeaderLock(engine, "other")
+    assert holder.try_acquire()
+    started = threading.Event()
+
+    class FakeScheduler:
+        def start(self) -> None:
+            started.set()
+
+        def shutdown(self, wait: bool = True) -> None:
+            pass
+
+    loop = LeaderLoop(LeaderLock(engine, "me"), FakeScheduler, retry_seconds=0.05)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        assert not started.wait(0.3)  # someone else leads
+        holder.release()
+        assert started.wait(10)  # takes over at its next try
+    finally:
+        loop.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_jobs_fire_hourly_at_nine_and_every_thirty_seconds() -> None:
+    scheduler = build_scheduler(lambda: None, lambda: None, sweep_minutes=60, dispatch_seconds=30)
+    scheduler.start(paused=True)  # job defaults are applied when jobs reach the job store
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    scheduler.shutdown(wait=False)
+    assert set(jobs) == {"sweep", "sweep-0900", "dispatch"}
+    now = datetime(2021, 10, 20, 8, 15, tzinfo=BUSINESS_TZ)
+    nine = jobs["sweep-0900"].trigger.get_next_fire_time(None, now)
+    assert nine == datetime(2021, 10, 20, 9, 0, tzinfo=BUSINESS_TZ)
+    assert jobs["sweep-0900"].trigger.get_next_fire_time(nine, nine + timedelta(seconds=1)) == \
+        datetime(2021, 10, 21, 9, 0, tzinfo=BUSINESS_TZ)
+    first = jobs["dispatch"].trigger.get_next_fire_time(None, now)
+    assert jobs["dispatch"].trigger.get_next_fire_time(first, first) - first == timedelta(seconds=30)
+    for job in jobs.values():  # a missed run after downtime runs once, never dropped, never a burst
+        assert job.misfire_grace_time is None and job.coalesce and job.max_instances == 1
