@@ -25,13 +25,7 @@ from aiosmtpd.controller import Controller
 
 from notifications import SmtpTransport
 
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from ..notifications.helpers import free_port  # noqa: F401  (one definition for both suites)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,14 @@ def _insert(conn: Connection):
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(Outbox)
 
 
+def _inserted(conn: Connection, stmt: Any) -> int:
+    """Run an INSERT … ON CONFLICT DO NOTHING and say how many rows it wrote: the driver's
+    row count on SQLite; on PostgreSQL psycopg reports none here, so the ids are returned."""
+    if conn.dialect.name == "sqlite":
+        return max(conn.execute(stmt).rowcount, 0)
+    return len(conn.execute(stmt.returning(Outbox.id)).all())
+
+
 def _marked(conn: Connection, round_id: str, milestone: str, stage: str) -> bool:
     return conn.execute(select(SweepMark.stage).where(and_(
         SweepMark.round_id == round_id, SweepMark.milestone == milestone, SweepMark.stage == stage))).first() is not None
@@ -121,11 +129,9 @@ def _remind(db: Database, round_id: str, calendar: Calendar, m: Milestone, due: 
             rows = select(key, literal("reminder"), Case.round_id, Case.id, literal(m.id), literal(tier),
                           literal(due, Date()), literal("pending"), literal(0), literal(now, UTCDateTime()),
                           literal(now, UTCDateTime())).where(_owing(m, round_id))
-            result = conn.execute(_insert(conn).from_select(
+            report.reminders += _inserted(conn, _insert(conn).from_select(
                 ["dedupe_key", "kind", "round_id", "case_id", "milestone", "tier", "due_on", "status", "attempts",
-                 "next_attempt_at", "created_at"], rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
-                .returning(Outbox.id))
-            report.reminders += len(result.all())
+                 "next_attempt_at", "created_at"], rows).on_conflict_do_nothing(index_elements=["dedupe_key"]))
         if "coordinators" in m.remind:
             report.coordinator_reminders += _coordinator_rows(
                 conn, round_id, m, due, now, kind="coordinator_reminder", key=f"{m.id}:{tier}", tier=tier,
@@ -159,13 +165,11 @@ def _coordinator_rows(conn: Connection, round_id: str, m: Milestone, due: date, 
                 break
     written = 0
     for coordinator_id, rows in sorted(by_coordinator.items()):
-        result = conn.execute(_insert(conn).values(
+        written += _inserted(conn, _insert(conn).values(
             dedupe_key=f"{kind}:{coordinator_id}:{round_id}:{key}", kind=kind, round_id=round_id,
             coordinator_id=coordinator_id, milestone=m.id, tier=tier, due_on=due,
             context=json.dumps({"rows": rows}, ensure_ascii=False), status="pending", attempts=0,
-            next_attempt_at=now, created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(Outbox.id))
-        written += len(result.all())
+            next_attempt_at=now, created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
     return written
 
 
@@ -231,11 +235,10 @@ def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone
 
 def _unit_notice(conn: Connection, round_id: str, case_id: int, milestone: str, kind: str, due: date,
                  now: datetime, tier: int | None = None, key: str | None = None) -> int:
-    result = conn.execute(_insert(conn).values(
+    return _inserted(conn, _insert(conn).values(
         dedupe_key=key or f"{kind}:{case_id}:{milestone}", kind=kind, round_id=round_id, case_id=case_id,
         milestone=milestone, tier=tier, due_on=due, status="pending", attempts=0, next_attempt_at=now,
-        created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Outbox.id))
-    return len(result.all())
+        created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 # ---------------------------------------------------------------- rectification (per case)

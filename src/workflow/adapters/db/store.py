@@ -131,6 +131,7 @@ class SqlCaseStore:
         self._sql = database.sql
         self._done = False
         self._conn = None
+        self._texts: dict[int, tuple[tuple[Any, Any], ...]] = {}
         if core:
             self._conn = database.engine.connect()
             if database.is_sqlite:
@@ -178,7 +179,10 @@ class SqlCaseStore:
         row = self._cur.fetchone()
         if row is None:
             raise NotFound(f"case {case_id} does not exist", case_id=case_id)
-        return self._case(row)
+        case = self._case(row)
+        # The JSON columns as read: written back as they are when a transition leaves them alone.
+        self._texts[case_id] = ((case.self_entries, row[14]), (case.evidence, row[15]), (case.missed, row[16]))
+        return case
 
     def find(self, round_id: str, unit_id: int) -> CaseState | None:
         self._cur.execute(self._sql["find_case"], {"round_id": round_id, "unit_id": unit_id})
@@ -221,9 +225,12 @@ class SqlCaseStore:
             "recheck_total": c.dec_out(after.recheck_total), "passed": after.passed,
             "rectification_due": c.date_out(after.rectification_due),
             "updated_at": when if after.updated_at == event.occurred_at else c.dt_out(after.updated_at),
-            "self_entries": None if after.self_entries is None else canonical_json(after.self_entries),
-            "evidence": json.dumps(after.evidence, ensure_ascii=False) if after.evidence else None,
-            "missed": json.dumps(after.missed, ensure_ascii=False) if after.missed else None,
+            "self_entries": self._text(before.id, 0, after.self_entries,
+                                       lambda v: None if v is None else canonical_json(v)),
+            "evidence": self._text(before.id, 1, after.evidence,
+                                   lambda v: json.dumps(v, ensure_ascii=False) if v else None),
+            "missed": self._text(before.id, 2, after.missed,
+                                 lambda v: json.dumps(v, ensure_ascii=False) if v else None),
             "overdue": after.overdue,
             "id": before.id, "expected": before.version,
         })
@@ -238,6 +245,13 @@ class SqlCaseStore:
             })
         except self._db.integrity_errors as exc:
             raise ConflictError(f"case {before.id}: event #{event.seq} already exists", case_id=before.id) from exc
+
+    def _text(self, case_id: int, column: int, value: Any, encode: Any) -> Any:
+        """The column's text: as read when the value is the very object read, else encoded."""
+        known = self._texts.get(case_id)
+        if known is not None and known[column][0] is value:
+            return known[column][1]
+        return encode(value)
 
     def commit(self) -> None:
         self._cur.close()
