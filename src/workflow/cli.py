@@ -398,30 +398,13 @@ def coordinators_list() -> None:
 
 
 # ------------------------------------------------------------------ deadlines and mail
-def _at(value: Optional[str]):
-    from datetime import datetime
-
-    from .domain.errors import InvalidInput, Problem
-
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput("bad --at", [Problem("--at", f"not an ISO time: {value!r}")]) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=BUSINESS_TZ)
-    return moment
-
-
 @app.command("sweep")
-def sweep_cmd(at: Optional[str] = typer.Option(None, "--at", help="sweep as of this time (ISO; default now; "
-                                                                 "a time without zone is Asia/Shanghai)")) -> None:
+def sweep_cmd() -> None:
     """Compare every deadline with now and do what is due (reminders, misses, expiries). Idempotent."""
     from .service.deadlines import sweep
 
     application = _app()
-    r = sweep(application.db, application.calendars, _at(at) or application.clock.now())
+    r = sweep(application.db, application.calendars, application.clock.now())
     console.print(f"sweep at {r.now.astimezone(BUSINESS_TZ).isoformat(timespec='minutes')}: "
                   f"{r.reminders} reminders, {r.coordinator_reminders} coordinator reminders, {r.missed} deadlines "
                   f"missed, {r.expired} rectifications expired, {r.unit_notices} notices to units, "
@@ -431,19 +414,20 @@ def sweep_cmd(at: Optional[str] = typer.Option(None, "--at", help="sweep as of t
 
 
 @app.command("dispatch")
-def dispatch_cmd(at: Optional[str] = typer.Option(None, "--at", help="as of this time (ISO; default now)"),
-                 max_batches: int = typer.Option(50, help="stop after this many batches")) -> None:
+def dispatch_cmd(max_batches: int = typer.Option(50, help="stop after this many batches")) -> None:
     """Deliver the pending notifications (SMTP if configured, else the maildir)."""
     import asyncio
 
     from .service.dispatch import dispatch
 
     application = _app()
-    now = _at(at) or application.clock.now()
     transport, settings = application.transport(), application.dispatch_settings()
     totals = {"sent": 0, "retrying": 0, "failed": 0, "cancelled": 0}
-    for _ in range(max_batches):
-        r = asyncio.run(dispatch(application.db, application.calendars, transport, now, settings))
+    for _ in range(max_batches):  # each batch at its own now: its lease starts when it is claimed
+        r = asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(),
+                                 settings))
+        for line in r.errors:
+            err.print(f"warning: {line}")
         for key in totals:
             totals[key] += getattr(r, key)
         if r.claimed == 0:
@@ -489,11 +473,24 @@ def serve(name: Optional[str] = typer.Option(None, help="this process's name (sh
     process = name or f"{socket.gethostname()}:{os.getpid()}"
     transport, settings = application.transport(), application.dispatch_settings()
 
+    import structlog
+
+    log = structlog.get_logger("workflow.serve")
+
     def run_sweep() -> None:
-        sweep(application.db, application.calendars, application.clock.now())
+        r = sweep(application.db, application.calendars, application.clock.now())
+        log.info("sweep", reminders=r.reminders, coordinator_reminders=r.coordinator_reminders, missed=r.missed,
+                 expired=r.expired, notices=r.unit_notices, digests=r.digests)
+        for line in r.skipped:
+            log.error("sweep skipped a round", reason=line)
 
     def run_dispatch() -> None:
-        asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(), settings))
+        r = asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(),
+                                 settings))
+        if r.claimed:
+            log.info("dispatch", sent=r.sent, retrying=r.retrying, failed=r.failed, cancelled=r.cancelled)
+        for line in r.errors:
+            log.error("dispatch", problem=line)
 
     loop = LeaderLoop(LeaderLock(application.engine, process),
                       lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,

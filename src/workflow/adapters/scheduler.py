@@ -140,10 +140,18 @@ class LeaderLoop:
     def run(self) -> None:
         while not self._stop.is_set():
             if self.scheduler is None:
-                if self.lock.try_acquire():
+                try:
+                    leading = self.lock.try_acquire()
+                except Exception as exc:  # the database is unreachable: try again, do not exit
+                    log.warning("scheduler election failed; retrying", process=self.lock.name, error=str(exc))
+                    leading = False
+                if leading:
                     log.info("scheduler leader elected", process=self.lock.name)
                     if self.on_lead is not None:
-                        self.on_lead()
+                        try:
+                            self.on_lead()
+                        except Exception as exc:  # the catch-up sweep failed; the jobs will try again
+                            log.error("first sweep failed", process=self.lock.name, error=str(exc))
                     self.scheduler = self.make_scheduler()
                     self.scheduler.start()
             elif not self.lock.still_held():

@@ -33,6 +33,7 @@ from ..clock import business_date, require_aware
 from ..domain.calendar import Calendar, Milestone, tier_due
 from ..domain.case import Actor, apply, decide
 from ..domain.errors import ConflictError, DomainError
+from ..domain.lifecycle import TERMINAL_STATES
 
 SWEEPER = Actor("system", "sweep")
 BATCH = 500  # cases per transaction when recording misses
@@ -211,6 +212,8 @@ def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone
                 case = uow.get(case_id)
                 if any(mid == m.id for mid, _ in case.missed):
                     continue  # recorded by another or an earlier, interrupted sweep
+                if case.state in TERMINAL_STATES or (m.owes_states and case.state not in m.owes_states):
+                    continue  # moved on (submitted, withdrawn, closed) since the ids were read
                 ctx = uow.round_context(case.round_id)
                 event = decide(case, "record_missed_deadline",
                                {"milestone": m.id, "due_on": due, "noticed_on": noticed, "owed_in": owed},
@@ -263,6 +266,7 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
             if tier is not None and "unit" in rule.remind:
                 report.reminders += _unit_notice(conn, round_id, case_id, RECTIFICATION, "rectification", due, now,
                                                  tier=tier, key=f"rectification:{case_id}:{due.isoformat()}:{tier}")
+    rectification = Milestone(RECTIFICATION, rule.name, 1, 1, False, frozenset(), False, (), (), (), "")
     for batch in _batches(expired, BATCH):
         def expire(uow: Any) -> tuple[int, int]:
             count = notices = 0
@@ -279,15 +283,14 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
                     notices += _unit_notice(uow.connection, round_id, case_id, RECTIFICATION,
                                             "rectification_missed", case.rectification_due, now,
                                             key=f"rectification_missed:{case_id}")
+            if "coordinators" in rule.escalate:  # in the same transaction: never an expiry without its digest
+                report.digests += _coordinator_rows(
+                    uow.connection, round_id, rectification,
+                    max(due for case_id, due in open_cases if case_id in set(batch)), now, kind="digest",
+                    key=f"{RECTIFICATION}:expired:{today.isoformat()}:{batch[0]}",
+                    where=and_(Case.id.in_(batch), Case.state == "not_certified"), with_due=True)
             return count, notices
 
         count, notices = _retrying(db, expire)
         report.expired += count
         report.unit_notices += notices
-    if expired and "coordinators" in rule.escalate:
-        latest = max(due for case_id, due in open_cases if case_id in set(expired))
-        with db.write_connection() as conn:
-            report.digests += _coordinator_rows(
-                conn, round_id, Milestone(RECTIFICATION, rule.name, 1, 1, False, frozenset(), False, (), (), (), ""),
-                latest, now, kind="digest", key=f"{RECTIFICATION}:expired:{today.isoformat()}",
-                where=and_(Case.id.in_(expired), Case.state == "not_certified"), with_due=True)

@@ -178,9 +178,10 @@ def _build(db: Database, calendars: CalendarCatalog, batch: _Batch, row: Any, no
                        "noticed_on": today, "what_to_do": todo}
         if row.kind in ("reminder", "rectification"):
             attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8",
-                                      deadline_event(uid=message_id_for(row.dedupe_key, settings.message_domain)
-                                                     .strip("<>"), summary=f"{name}截止", description=todo,
-                                                     due=due, stamp=now)),)
+                                      deadline_event(uid=f"deadline.{row.case_id}.{row.milestone}@"
+                                                         f"{settings.message_domain}",
+                                                     summary=f"{name}截止", description=todo, due=due,
+                                                     stamp=now)),)
     else:
         coordinator = batch.coordinators[row.coordinator_id]
         if not coordinator.active:
@@ -255,29 +256,52 @@ async def dispatch(db: Database, calendars: CalendarCatalog, transport: Transpor
             else:
                 outcomes.append((row.id, _retry(row, f"{result.code or ''} {result.detail}".strip(), now, settings,
                                                 report)))
-    with db.write_connection() as conn:
-        for row_id, values in outcomes:
-            conn.execute(update(Outbox).where(Outbox.id == row_id).values(**values))
-    by_id = {row.id: row for row in rows}
-    for row_id, values in outcomes:
-        row = by_id[row_id]
-        if values.get("status") == "failed" and row.case_id is not None:
-            _record_failure(db, row, values.get("last_error") or "", now, report)
+    _record(db, rows, outcomes, now, report)
     return report
 
 
-def _record_failure(db: Database, row: Any, error: str, now: datetime, report: DispatchReport) -> None:
-    """A case's mail that will not be delivered is an event on the case (auditors see it)."""
-    from ..domain.case import Actor
-    from ..domain.errors import DomainError
-    from .cases import perform_action
+def _record(db: Database, rows: list[Any], outcomes: list[tuple[int, dict[str, Any]]], now: datetime,
+            report: DispatchReport) -> None:
+    """Write every outcome, and for a case's mail that failed its NotificationFailed event, in
+    one transaction. Only the holder of a row's lease writes it: if the lease ran out and
+    another dispatcher took the row, this one's outcome is dropped (that one decides)."""
+    from ..domain.case import Actor, apply, decide
+    from ..domain.errors import ConflictError, DomainError
 
-    try:
-        perform_action(db, row.case_id, "record_notification_failure",
-                       {"notification": row.dedupe_key, "kind": row.kind, "error": error[:2000]},
-                       Actor("system", "dispatch"), now)
-    except DomainError as exc:  # a closed case takes no more events; the outbox row still says it
-        report.errors.append(f"case {row.case_id}: {exc}")
+    by_id = {row.id: row for row in rows}
+    for attempt in range(5):
+        lost = []
+        notes = []
+        try:
+            with db.unit_of_work(core=True) as uow:
+                for row_id, values in outcomes:
+                    row = by_id[row_id]
+                    held = uow.connection.execute(update(Outbox).where(and_(
+                        Outbox.id == row_id, Outbox.status == "sending",
+                        Outbox.claimed_until == row.claimed_until)).values(**values))
+                    if held.rowcount == 0:
+                        lost.append(row_id)
+                        continue
+                    if values.get("status") == "failed" and row.case_id is not None:
+                        case = uow.get(row.case_id)
+                        try:
+                            event = decide(case, "record_notification_failure",
+                                           {"notification": row.dedupe_key, "kind": row.kind,
+                                            "error": (values.get("last_error") or "")[:2000]},
+                                           Actor("system", "dispatch"), now, uow.round_context(case.round_id))
+                        except DomainError as exc:  # a closed case takes no more events
+                            notes.append(f"case {row.case_id}: {exc}")
+                            continue
+                        uow.append(case, event, apply(case, event))
+                uow.commit()
+        except ConflictError:  # someone acted on one of the cases meanwhile: do it again
+            if attempt == 4:
+                raise
+            continue
+        report.errors.extend(notes)
+        report.errors.extend(f"outbox row {row_id}: its lease ran out and another dispatcher took it"
+                             for row_id in lost)
+        return
 
 
 def _retry(row: Any, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport) -> dict[str, Any]:
