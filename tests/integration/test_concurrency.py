@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 import threading
 from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -121,4 +123,59 @@ def test_threads_on_different_cases_all_succeed(db: Database, writers: int) -> N
     assert errors == []
     certified = [c for c in db.all_cases() if c.state == "certified"]
     assert len(certified) == writers * 3
+    assert verify(db).ok
+
+
+def test_readers_do_not_wait_for_a_writer_on_sqlite(sqlite_db: Database) -> None:
+    """A coordinator's `cases show` answers while a sweep holds the write lock."""
+    import sqlite3
+
+    from workflow.service.queries import show_case
+
+    open_shanxi(sqlite_db, NOW)
+    writer = sqlite3.connect(sqlite_db.engine.url.database, isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        detail = show_case(sqlite_db, 1, NOW)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert detail.case.id == 1 and detail.allowed
+
+
+def test_the_same_unit_registered_twice_at_once_is_one_case(db: Database) -> None:
+    from workflow.domain.errors import AlreadyExists
+    from workflow.service.cases import register_case
+
+    from workflow.service.directory import import_units
+
+    from ..support import ADMIN, write_units_csv
+
+    open_shanxi(db, NOW)
+    import_units(db, write_units_csv(Path(tempfile.mkdtemp()) / "late.csv", [("省新设局", "shanxi", "行政机关")]),
+                 NOW)
+    with db.engine.connect() as conn:
+        unit_id = conn.exec_driver_sql("SELECT id FROM units WHERE name = '省新设局'").scalar()
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def register() -> None:
+        barrier.wait(timeout=30)
+        try:
+            register_case(db, "shanxi-2021", unit_id, ADMIN, NOW)
+            outcome = "ok"
+        except AlreadyExists:
+            outcome = "exists"
+        except Exception as exc:
+            outcome = f"error: {type(exc).__name__}: {exc}"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=register) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert Counter(outcomes) == {"ok": 1, "exists": 7}, outcomes
     assert verify(db).ok

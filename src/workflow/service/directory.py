@@ -28,7 +28,7 @@ def import_jurisdictions(db: Database, path: Path) -> ImportResult:
     """Import jurisdictions; a parent may come later in the same file."""
     sheet = read_jurisdictions_csv(path)
     rows = sheet.rows
-    with Session(db.engine) as session:
+    with db.write_connection() as conn, Session(bind=conn) as session:
         existing = {j.id: j for j in session.exec(select(Jurisdiction)).scalars()}
         levels = {j.id: j.level for j in existing.values()}
         for row in rows:  # parents named anywhere in the file are known
@@ -80,7 +80,7 @@ def import_units(db: Database, path: Path, now: datetime, *, update: bool = Fals
     require_aware(now, "now")
     sheet = read_units_csv(path)
     rows = sheet.rows
-    with Session(db.engine) as session:
+    with db.write_connection() as conn, Session(bind=conn) as session:
         levels = {j.id: j.level for j in session.exec(select(Jurisdiction)).scalars()}
         existing = {(u.jurisdiction_id, u.name): u for u in session.exec(select(Unit)).scalars()}
         problems = ProblemList(list(sheet.problems))
@@ -125,7 +125,7 @@ def add_coordinator(db: Database, jurisdiction_id: str, name: str, email: str) -
     from ..domain.units import check_contact
 
     problems = ProblemList()
-    with Session(db.engine) as session:
+    with db.write_connection() as conn, Session(bind=conn) as session:
         if session.get(Jurisdiction, jurisdiction_id) is None:
             problems.add("jurisdiction", f"unknown jurisdiction {jurisdiction_id!r}")
         contact = check_contact({"name": name, "email": email}, "coordinator", problems)

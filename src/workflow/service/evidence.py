@@ -54,7 +54,7 @@ def attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterio
 
 def list_evidence(store: CaseStoreFactory, case_id: int) -> list[EvidenceItem]:
     """The case's evidence in rubric order (the order the notice asks for), then attachment order."""
-    with store.unit_of_work() as uow:
+    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
         case = uow.get(case_id)
         ctx = uow.round_context(case.round_id)
         events = uow.events(case_id)

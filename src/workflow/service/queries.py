@@ -64,7 +64,7 @@ class CaseDetail:
 
 
 def show_case(db: Database, case_id: int, now: datetime) -> CaseDetail:
-    with db.unit_of_work(core=True) as uow:
+    with db.reader() as uow:
         state = uow.get(case_id)
         ctx = uow.round_context(state.round_id)
         events = uow.events(case_id)

@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from sqlalchemy import and_, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from ..adapters.db.store import Database
 from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
@@ -61,6 +62,16 @@ def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_i
     except Exception as exc:
         problems.add("calendar", str(exc))
     round_id = f"{province_id}-{year}"
+    try:
+        return _open(db, problems=problems, round_id=round_id, province_id=province_id, year=year,
+                     rubric=rubric, calendar=calendar, share=share, actor=actor, now=now)
+    except IntegrityError as exc:  # opened at the same moment by someone else
+        raise AlreadyExists(f"round {round_id} is already open", round_id=round_id) from exc
+
+
+def _open(db: Database, *, problems: ProblemList, round_id: str, province_id: str, year: int, rubric: Any,
+          calendar: Any, share: Decimal | None, actor: Actor, now: datetime) -> OpenedRound:
+    """The checks that need the database, then the round and its cases, in one transaction."""
     with db.unit_of_work(core=True) as uow:
         conn = uow.connection
         province = conn.execute(select(Jurisdiction).where(Jurisdiction.id == province_id)).first()

@@ -24,7 +24,7 @@ class CaseSheets:
 
 
 def case_sheets(db: Database, case_id: int) -> CaseSheets:
-    with db.unit_of_work(core=True) as uow:
+    with db.reader() as uow:
         case = uow.get(case_id)
         rubric = uow.round_context(case.round_id).rubric
         events = uow.events(case_id)

@@ -125,7 +125,7 @@ class SqlCaseStore:
     set-based statements (opening a round, reports).
     """
 
-    def __init__(self, database: "Database", core: bool = False) -> None:
+    def __init__(self, database: "Database", core: bool = False, read_only: bool = False) -> None:
         self._db = database
         self._codec = database.codec
         self._sql = database.sql
@@ -134,7 +134,7 @@ class SqlCaseStore:
         self._texts: dict[int, tuple[tuple[Any, Any], ...]] = {}
         if core:
             self._conn = database.engine.connect()
-            if database.is_sqlite:
+            if database.is_sqlite and not read_only:  # a reader does not queue behind writers
                 self._conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
             self._tx = self._conn.begin()
             self._raw = self._conn.connection.dbapi_connection
@@ -204,9 +204,13 @@ class SqlCaseStore:
             raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
                                 round_id=round_id, unit_id=unit_id)
         c = self._codec
-        self._cur.execute(self._sql["insert_case"], {
-            "round_id": round_id, "unit_id": unit_id, "last_hash": GENESIS_HASH,
-            "carried_over_from": carried_over_from, "now": c.dt_out(now)})
+        try:
+            self._cur.execute(self._sql["insert_case"], {
+                "round_id": round_id, "unit_id": unit_id, "last_hash": GENESIS_HASH,
+                "carried_over_from": carried_over_from, "now": c.dt_out(now)})
+        except self._db.integrity_errors as exc:  # registered at the same moment by someone else
+            raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
+                                round_id=round_id, unit_id=unit_id) from exc
         case_id = self._cur.fetchone()[0]
         event = registration_event(case_id, round_id, unit_id, actor, now, carried_over_from)
         after = apply(None, event)
@@ -281,13 +285,14 @@ class SqlCaseStore:
 
 
 class _UnitOfWork:
-    def __init__(self, database: "Database", core: bool) -> None:
+    def __init__(self, database: "Database", core: bool, read_only: bool = False) -> None:
         self._db = database
-        self._core = core
+        self._core = core or read_only
+        self._read_only = read_only
         self._store: SqlCaseStore | None = None
 
     def __enter__(self) -> SqlCaseStore:
-        self._store = SqlCaseStore(self._db, self._core)
+        self._store = SqlCaseStore(self._db, self._core, self._read_only)
         return self._store
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -336,6 +341,10 @@ class Database:
 
     def unit_of_work(self, core: bool = False) -> _UnitOfWork:
         return _UnitOfWork(self, core)
+
+    def reader(self) -> _UnitOfWork:
+        """A read-only unit of work (on SQLite it takes no write lock, so it never waits for a sweep)."""
+        return _UnitOfWork(self, core=True, read_only=True)
 
     def stream(self, sql: str, params: dict[str, Any] | None = None, batch: int = 5000) -> Iterator[tuple]:
         """Rows of a read query, fetched in batches (server-side cursor on PostgreSQL)."""
