@@ -36,9 +36,11 @@ evidence_app = typer.Typer(help="Evidence files (佐证材料) on a case, per cr
 coord_app = typer.Typer(help="Coordinators: bureau staff who run a jurisdiction and receive digests.",
                         no_args_is_help=True)
 notif_app = typer.Typer(help="Notifications in the outbox and their delivery.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens (bearer): made once, stored hashed, revocable.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (jur_app, "jurisdictions"), (units_app, "units"), (rounds_app, "rounds"),
                   (cases_app, "cases"), (audit_app, "audit"), (rubrics_app, "rubrics"),
-                  (evidence_app, "evidence"), (coord_app, "coordinators"), (notif_app, "notifications")):
+                  (evidence_app, "evidence"), (coord_app, "coordinators"), (notif_app, "notifications"),
+                  (tokens_app, "tokens")):
     app.add_typer(sub, name=name)
 
 ActorOption = typer.Option(..., "--actor", envvar="WORKFLOW_ACTOR",
@@ -501,6 +503,57 @@ def serve(name: Optional[str] = typer.Option(None, help="this process's name (sh
     console.print(f"workflow serving as {process} on {application.engine.url.render_as_string(hide_password=True)}; "
                   f"mail to {st.smtp_host or st.maildir}")
     loop.run()
+
+
+# ------------------------------------------------------------------ tokens
+@tokens_app.command("create")
+def tokens_create(name: str = typer.Option(..., help="who holds it (shown as the actor in the history)"),
+                  role: str = typer.Option(..., help="unit, coordinator, auditor or admin"),
+                  unit: Optional[int] = typer.Option(None, help="the unit of a unit token"),
+                  jurisdiction: Optional[str] = typer.Option(None, help="the subtree of a coordinator or auditor"),
+                  expires: Optional[str] = typer.Option(None, help="expiry, ISO time (Asia/Shanghai if no zone)"),
+                  actor: str = ActorOption) -> None:
+    """Make a token; its secret is printed once and never stored."""
+    from datetime import datetime
+
+    from .domain.errors import InvalidInput, Problem
+    from .service.tokens import create_token
+
+    application = _app()
+    expires_at = None
+    if expires:
+        try:
+            expires_at = datetime.fromisoformat(expires)
+        except ValueError:
+            raise InvalidInput("bad --expires", [Problem("--expires", f"not an ISO time: {expires!r}")]) from None
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=BUSINESS_TZ)
+    made = create_token(application.db, name=name, role=role, unit_id=unit, jurisdiction_id=jurisdiction,
+                        expires_at=expires_at, created_by=str(Actor.parse(actor)), now=application.clock.now())
+    console.print(f"token {made.id} for {name} ({role}); the secret (shown once):")
+    sys.stdout.write(made.secret + "\n")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """Tokens (never their secrets)."""
+    from .service.tokens import list_tokens
+
+    table = Table("id", "name", "role", "scope", "created", "expires", "revoked")
+    for t in list_tokens(_app().db):
+        table.add_row(str(t.id), t.name, t.role, _fmt(t.unit_id if t.role == "unit" else t.jurisdiction_id),
+                      f"{t.created_at:%Y-%m-%d}", _fmt(t.expires_at), _fmt(t.revoked_at))
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int) -> None:
+    """Revoke a token at once."""
+    from .service.tokens import revoke_token
+
+    application = _app()
+    revoke_token(application.db, token_id, application.clock.now())
+    console.print(f"token {token_id} revoked")
 
 
 # ------------------------------------------------------------------ rubrics

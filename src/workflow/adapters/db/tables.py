@@ -168,4 +168,23 @@ class SweepMark(SQLModel, table=True):
     done_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
 
+class ApiToken(SQLModel, table=True):
+    """A bearer token: shown once, stored as its SHA-256, revocable, optionally expiring.
+    ``unit_id`` scopes a unit's token; ``jurisdiction_id`` a coordinator's or auditor's."""
+
+    __tablename__ = "api_tokens"
+
+    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    unit_id: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("units.id"), nullable=True))
+    jurisdiction_id: Optional[str] = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"),
+                                                                          nullable=True))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    created_by: str = Field(sa_column=Column(String(200), nullable=False))
+    expires_at: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
 metadata = SQLModel.metadata

@@ -1,0 +1,115 @@
+"""The first endpoints of the HTTP API: tokens, scope (404 outside it), 403, 409, the error shape."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.bootstrap import App
+from workflow.clock import ManualClock
+from workflow.config import REPO_ROOT, Settings
+from workflow.service.tokens import create_token, revoke_token
+
+from ..support import open_shanxi, ready_to_submit
+
+NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def client(db, db_url):
+    from workflow.api.app import create_app
+
+    clock = ManualClock(NOW)
+    application = App(settings=Settings(database_url=db_url), engine=db.engine, db=db, clock=clock,
+                      calendars=CalendarCatalog(REPO_ROOT / "calendars"))
+    open_shanxi(db, NOW)
+    # case 36: a unit of 太原 (city), to test subtrees
+    from workflow.service.directory import import_units
+    from workflow.service.cases import register_case
+    from ..support import ADMIN, write_units_csv
+    import tempfile
+    from pathlib import Path
+
+    import_units(db, write_units_csv(Path(tempfile.mkdtemp()) / "ty.csv", [("太原市财政局", "shanxi-taiyuan",
+                                                                          "行政机关")]), NOW)
+    register_case(db, "shanxi-2021", 36, ADMIN, NOW)
+
+    def token(role: str, **scope) -> dict[str, str]:
+        made = create_token(db, name=f"{role}-x", role=role, created_by="admin:test", now=NOW, **scope)
+        return {"Authorization": f"Bearer {made.secret}"}
+
+    c = TestClient(create_app(application))
+    c.token = token  # type: ignore[attr-defined]
+    c.clock = clock  # type: ignore[attr-defined]
+    return c
+
+
+def test_health_and_readiness(client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["database"] == "ok"
+
+
+def test_no_or_bad_token_is_401_in_the_error_shape(client) -> None:
+    for headers in ({}, {"Authorization": "Bearer wf_nope"}, {"Authorization": "Basic abc"}):
+        r = client.get("/api/v1/cases/1", headers=headers)
+        assert r.status_code == 401
+        body = r.json()["error"]
+        assert body["code"] == "unauthorized" and body["message"]["zh"] and body["message"]["en"]
+
+
+def test_scope_outside_is_404_inside_is_200(client) -> None:
+    unit1, city = client.token("unit", unit_id=1), client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    province = client.token("auditor", jurisdiction_id="shanxi")
+    assert client.get("/api/v1/cases/1", headers=unit1).status_code == 200
+    assert client.get("/api/v1/cases/2", headers=unit1).status_code == 404
+    assert client.get("/api/v1/cases/1", headers=city).status_code == 404
+    assert client.get("/api/v1/cases/36", headers=city).status_code == 200
+    assert client.get("/api/v1/cases/36", headers=province).status_code == 200
+    assert client.get("/api/v1/cases/9999", headers=province).json()["error"]["code"] == "not_found"
+
+
+def test_actions_with_version_role_and_state(client, db) -> None:
+    unit1, coordinator = client.token("unit", unit_id=1), client.token("coordinator", jurisdiction_id="shanxi")
+    auditor = client.token("auditor", jurisdiction_id="shanxi")
+    ready_to_submit(db, 1, 1, "90", NOW)
+    case = client.get("/api/v1/cases/1", headers=unit1).json()
+    assert "submit" in case["allowed_actions"]
+    stale = case["version"] - 1
+    r = client.post("/api/v1/cases/1/actions/submit", json={"version": stale}, headers=unit1)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    r = client.post("/api/v1/cases/1/actions/submit", json={"version": case["version"]}, headers=coordinator)
+    assert r.status_code == 403
+    r = client.post("/api/v1/cases/1/actions/withdraw", json={"version": case["version"], "data": {"reason": "x"}},
+                    headers=auditor)
+    assert r.status_code == 403
+    r = client.post("/api/v1/cases/1/actions/submit", json={"version": case["version"]}, headers=unit1)
+    assert r.status_code == 200 and r.json()["state"] == "submitted"
+    r = client.post("/api/v1/cases/1/actions/submit", json={"version": r.json()["version"]}, headers=unit1)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "action_refused"
+    history = client.get("/api/v1/cases/1/history", headers=auditor).json()
+    assert history[-1]["type"] == "SelfAssessmentSubmitted" and history[-1]["actor"] == "unit:1"
+
+
+def test_bad_bodies_list_every_field(client) -> None:
+    coordinator = client.token("coordinator", jurisdiction_id="shanxi")
+    r = client.post("/api/v1/cases/1/actions/withdraw", json={"version": 0, "colour": "red"}, headers=coordinator)
+    assert r.status_code == 422
+    where = {p["where"] for p in r.json()["error"]["details"]["problems"]}
+    assert {"body.version", "body.colour"} <= where
+    r = client.post("/api/v1/cases/1/actions/withdraw", json={"version": 1, "data": {}}, headers=coordinator)
+    assert r.status_code == 422 and r.json()["error"]["details"]["problems"][0]["where"] == "reason"
+
+
+def test_revoked_and_expired_tokens_stop_working(client, db) -> None:
+    made = create_token(db, name="short", role="admin", created_by="admin:test", now=NOW,
+                        expires_at=NOW + timedelta(hours=1))
+    headers = {"Authorization": f"Bearer {made.secret}"}
+    assert client.get("/api/v1/cases/1", headers=headers).status_code == 200
+    client.clock.advance(timedelta(hours=2))
+    assert client.get("/api/v1/cases/1", headers=headers).status_code == 401
+    other = create_token(db, name="other", role="admin", created_by="admin:test", now=client.clock.now())
+    revoke_token(db, other.id, client.clock.now())
+    assert client.get("/api/v1/cases/1", headers={"Authorization": f"Bearer {other.secret}"}).status_code == 401
