@@ -456,13 +456,17 @@ def notifications_list(failed: bool = typer.Option(False, "--failed", help="only
 
 
 @app.command("serve")
-def serve(name: Optional[str] = typer.Option(None, help="this process's name (shown as the scheduler holder)")
-          ) -> None:
-    """Run the scheduler: sweep hourly and at 09:00 Asia/Shanghai, dispatch every 30 s. Among
-    several processes one is elected (PostgreSQL advisory lock; a lock file on SQLite)."""
+def serve(name: Optional[str] = typer.Option(None, help="this process's name (shown as the scheduler holder)"),
+          host: str = typer.Option("127.0.0.1", help="the HTTP API's address"),
+          port: int = typer.Option(8000, min=1, max=65535, help="the HTTP API's port"),
+          api: bool = typer.Option(True, help="serve the HTTP API (--no-api: the scheduler only)")) -> None:
+    """Run the system: the HTTP API, and the scheduler (sweep hourly and at 09:00
+    Asia/Shanghai, dispatch every 30 s). Among several processes one is elected to
+    schedule (PostgreSQL advisory lock; a lock file on SQLite); every process serves the API."""
     import asyncio
     import signal
     import socket
+    import threading
 
     from .adapters.scheduler import LeaderLock, LeaderLoop, build_scheduler
     from .logging import configure_logging
@@ -498,11 +502,24 @@ def serve(name: Optional[str] = typer.Option(None, help="this process's name (sh
                       lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,
                                               dispatch_seconds=st.dispatch_interval_seconds),
                       on_lead=run_sweep)
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    signal.signal(signal.SIGINT, lambda *_: loop.stop())
     console.print(f"workflow serving as {process} on {application.engine.url.render_as_string(hide_password=True)}; "
-                  f"mail to {st.smtp_host or st.maildir}")
-    loop.run()
+                  f"mail to {st.smtp_host or st.maildir}" + (f"; API on http://{host}:{port}/docs" if api else ""))
+    if not api:
+        signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+        signal.signal(signal.SIGINT, lambda *_: loop.stop())
+        loop.run()
+        return
+    import uvicorn
+
+    from .api.app import create_app
+
+    scheduler = threading.Thread(target=loop.run, name="scheduler", daemon=True)
+    scheduler.start()
+    try:  # uvicorn handles SIGTERM/SIGINT; the scheduler stops with it
+        uvicorn.run(create_app(application), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        loop.stop()
+        scheduler.join(timeout=30)
 
 
 # ------------------------------------------------------------------ tokens

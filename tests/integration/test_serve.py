@@ -1,0 +1,73 @@
+"""End to end: `workflow serve` in a subprocess on a free port, driven over HTTP."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+WORKFLOW = str(Path(sys.executable).parent / "workflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([WORKFLOW, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
+    env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
+               WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), COLUMNS="200")
+    _run(env, "demo")
+    secret = _run(env, "tokens", "create", "--name", "王科长", "--role", "coordinator", "--jurisdiction", "shanxi",
+                  "--actor", "admin:test").strip().splitlines()[-1]
+    port = _free_port()
+    proc = subprocess.Popen([WORKFLOW, "serve", "--port", str(port), "--name", "e2e"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited: {proc.stderr.read()}")
+        time.sleep(0.1)  # waiting for a subprocess to listen, not timing anything
+    yield base, {"Authorization": f"Bearer {secret}"}, proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_serve_answers_and_acts(served) -> None:
+    base, auth, proc = served
+    ready = httpx.get(f"{base}/readyz").json()
+    assert ready["database"] == "ok"
+    case = httpx.get(f"{base}/api/v1/cases/1", headers=auth).json()
+    assert case["state"] == "registered" and "withdraw" in case["allowed_actions"]
+    r = httpx.post(f"{base}/api/v1/cases/1/actions/withdraw", headers=auth,
+                   json={"version": case["version"], "data": {"reason": "机构改革，单位撤并"}})
+    assert r.status_code == 200 and r.json()["state"] == "withdrawn"
+    history = httpx.get(f"{base}/api/v1/cases/1/history", headers=auth).json()
+    assert [e["type"] for e in history][-1] == "CaseWithdrawn" and history[-1]["actor"] == "coordinator:王科长"
+    assert httpx.get(f"{base}/openapi.json").json()["info"]["version"] == "1"
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully and then re-raises the signal, as a server should
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
