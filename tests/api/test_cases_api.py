@@ -113,3 +113,27 @@ def test_revoked_and_expired_tokens_stop_working(client, db) -> None:
     other = create_token(db, name="other", role="admin", created_by="admin:test", now=client.clock.now())
     revoke_token(db, other.id, client.clock.now())
     assert client.get("/api/v1/cases/1", headers={"Authorization": f"Bearer {other.secret}"}).status_code == 401
+
+
+def test_case_lists_are_scoped_filtered_and_paged(client) -> None:
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    province = client.token("auditor", jurisdiction_id="shanxi")
+    unit2 = client.token("unit", unit_id=2)
+    assert [c["id"] for c in client.get("/api/v1/cases", headers=city).json()["items"]] == [36]
+    assert [c["id"] for c in client.get("/api/v1/cases", headers=unit2).json()["items"]] == [2]
+    first = client.get("/api/v1/cases", params={"limit": 20}, headers=province).json()
+    assert len(first["items"]) == 20 and first["next"] == 20
+    rest = client.get("/api/v1/cases", params={"limit": 20, "after": first["next"]}, headers=province).json()
+    assert [c["id"] for c in rest["items"]] == list(range(21, 37)) and rest["next"] is None
+    assert client.get("/api/v1/cases", params={"level": "city"}, headers=province).json()["items"][0]["id"] == 36
+    people = client.get("/api/v1/cases", params={"category": "人民团体"}, headers=province).json()["items"]
+    assert people and all(c["category"] == "人民团体" for c in people)
+    assert client.get("/api/v1/cases", params={"limit": 0}, headers=province).status_code == 422
+
+
+def test_unit_history_is_scoped(client) -> None:
+    unit1, city = client.token("unit", unit_id=1), client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    history = client.get("/api/v1/units/1/history", headers=unit1).json()
+    assert [e["type"] for e in history] == ["CaseRegistered"] and history[0]["hash"]
+    assert client.get("/api/v1/units/1/history", headers=city).status_code == 404
+    assert client.get("/api/v1/units/999/history", headers=unit1).status_code == 404

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,6 +113,39 @@ def create_app(application: App) -> FastAPI:
         except Exception as exc:
             return error("unavailable", f"database unreachable: {type(exc).__name__}: {exc}", status=503)
         return JSONResponse({"database": "ok", "scheduler": holder})
+
+    @api.get("/api/v1/cases")
+    def cases(who: Caller, round: str | None = None, state: str | None = None, jurisdiction: str | None = None,
+              overdue: bool | None = None, category: str | None = None, level: str | None = None,
+              after: int = Query(0, ge=0, description="cursor: cases with an id above this"),
+              limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """Cases the caller may see, filtered, in pages (``next`` is the cursor of the next page)."""
+        from ..service.queries import list_cases
+
+        rows = list_cases(application.db, round_id=round, state=state, jurisdiction_id=jurisdiction, after_id=after,
+                          limit=limit, overdue=overdue, category=category, level=level,
+                          unit_id=who.unit_id if who.role == "unit" else None,
+                          within_path=who.jurisdiction_path if who.role in ("coordinator", "auditor") else None)
+        items = [{"id": r.id, "round_id": r.round_id, "unit": {"id": r.unit_id, "name": r.unit_name},
+                  "jurisdiction": r.jurisdiction_id, "category": r.category, "state": r.state,
+                  "version": r.version, "self_total": _num(r.self_total), "verified_total": _num(r.verified_total),
+                  "recheck_total": _num(r.recheck_total),
+                  "rectification_due": r.rectification_due.isoformat() if r.rectification_due else None}
+                 for r in rows]
+        return {"items": items, "next": rows[-1].id if len(rows) == limit else None}
+
+    @api.get("/api/v1/units/{unit_id}/history")
+    def unit_history(unit_id: int, who: Caller) -> list[dict[str, Any]]:
+        """Every event of every case of a unit, all years."""
+        from ..service.queries import unit_history as history
+
+        try:
+            unit, events = history(application.db, unit_id)
+        except DomainError:
+            raise ApiError("not_found", f"unit {unit_id} does not exist") from None
+        if not who.sees(unit.id, unit.path):
+            raise ApiError("not_found", f"unit {unit_id} does not exist")
+        return [e.to_dict() for e in events]
 
     @api.get("/api/v1/cases/{case_id}")
     def get_case(case_id: int, who: Caller) -> dict[str, Any]:

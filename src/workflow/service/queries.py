@@ -33,25 +33,55 @@ class CaseRow:
 
 
 def list_cases(db: Database, *, round_id: str | None = None, state: str | None = None,
-               jurisdiction_id: str | None = None, after_id: int = 0, limit: int = 100) -> list[CaseRow]:
+               jurisdiction_id: str | None = None, after_id: int = 0, limit: int = 100,
+               unit_id: int | None = None, within_path: str | None = None, overdue: bool | None = None,
+               category: str | None = None, level: str | None = None) -> list[CaseRow]:
+    """Cases in id order after ``after_id`` (a cursor). ``unit_id`` and ``within_path`` are
+    the caller's scope (a unit's own cases; a jurisdiction subtree); the rest are filters."""
     if state is not None and state not in STATES:
         raise NotFound(f"unknown state {state!r}; states: {', '.join(STATES)}")
     q = (select(Case.id, Case.round_id, Case.unit_id, Unit.name, Unit.jurisdiction_id, Unit.category, Case.state,
                 Case.version, Case.self_total, Case.verified_total, Case.recheck_total, Case.rectification_due,
                 Case.updated_at)
-         .join(Unit, Case.unit_id == Unit.id).where(Case.id > after_id).order_by(Case.id).limit(limit))
+         .join(Unit, Case.unit_id == Unit.id).join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id)
+         .where(Case.id > after_id).order_by(Case.id).limit(limit))
     if round_id:
         q = q.where(Case.round_id == round_id)
     if state:
         q = q.where(Case.state == state)
+    if unit_id is not None:
+        q = q.where(Case.unit_id == unit_id)
+    if within_path is not None:
+        q = q.where(Jurisdiction.path.startswith(within_path, autoescape=True))
+    if overdue is not None:
+        q = q.where(Case.overdue.is_(overdue))
+    if category:
+        q = q.where(Unit.category == category)
+    if level:
+        q = q.where(Unit.level == level)
     if jurisdiction_id:
         with db.engine.connect() as conn:
             path = conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).scalar()
         if path is None:
             raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
-        q = q.join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id).where(Jurisdiction.path.startswith(path))
+        q = q.where(Jurisdiction.path.startswith(path, autoescape=True))
     with db.engine.connect() as conn:
         return [CaseRow(*row) for row in conn.execute(q).all()]
+
+
+def unit_history(db: Database, unit_id: int) -> tuple[Any, list[Any]]:
+    """A unit (with its jurisdiction's path) and every event of its cases, all years, in order."""
+    with db.engine.connect() as conn:
+        unit = conn.execute(select(Unit.id, Unit.name, Jurisdiction.path).join(
+            Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id).where(Unit.id == unit_id)).first()
+        if unit is None:
+            raise NotFound(f"unit {unit_id} does not exist")
+        case_ids = list(conn.execute(select(Case.id).where(Case.unit_id == unit_id).order_by(Case.id)).scalars())
+    events = []
+    with db.reader() as uow:
+        for case_id in case_ids:
+            events.extend(uow.events(case_id))
+    return unit, events
 
 
 @dataclass(frozen=True)
