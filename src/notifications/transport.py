@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import aiosmtplib
 
-from .message import OutgoingMessage, to_bytes, to_email
+from .message import OutgoingMessage, to_bytes
 
 __all__ = ["DeliveryResult", "MaildirTransport", "SmtpTransport", "Transport"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from aiosmtpd.controller import Controller
 
 from notifications import SmtpTransport
 
-from ..notifications.helpers import free_port  # noqa: F401  (one definition for both suites)
+from ..notifications.helpers import free_port, unescape  # noqa: F401  (one definition for both suites)
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,7 @@ def parse_ics(data: bytes) -> list[IcsEvent]:
             if value == "VEVENT":
                 events.append(IcsEvent(
                     uid=current["UID"], dtstart=_ics_date(current["DTSTART;VALUE=DATE"]),
-                    dtend=_ics_date(current["DTEND;VALUE=DATE"]), summary=_unescape(current["SUMMARY"]),
+                    dtend=_ics_date(current["DTEND;VALUE=DATE"]), summary=unescape(current["SUMMARY"]),
                     properties=dict(current)))
         elif stack and stack[-1] == "VEVENT":
             current[name_params.upper()] = value
@@ -175,12 +174,3 @@ def _ics_date(value: str) -> date:
     return date(int(value[:4]), int(value[4:6]), int(value[6:]))
 
 
-def _unescape(value: str) -> str:
-    out, chars = [], iter(value)
-    for ch in chars:
-        if ch == "\\":
-            nxt = next(chars)
-            out.append("\n" if nxt in "nN" else nxt)
-        else:
-            out.append(ch)
-    return "".join(out)

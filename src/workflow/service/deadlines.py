@@ -56,8 +56,9 @@ class SweepReport:
         return self.reminders + self.coordinator_reminders + self.missed + self.expired + self.digests
 
 
-def _insert(conn: Connection):
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(Outbox)
+def _insert(conn: Connection, table: Any = Outbox):
+    """INSERT in the connection's dialect (for ON CONFLICT DO NOTHING)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def _inserted(conn: Connection, stmt: Any) -> int:
@@ -74,9 +75,8 @@ def _marked(conn: Connection, round_id: str, milestone: str, stage: str) -> bool
 
 
 def _mark(conn: Connection, round_id: str, milestone: str, stage: str, now: datetime) -> None:
-    stmt = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(SweepMark).values(
-        round_id=round_id, milestone=milestone, stage=stage, done_at=now).on_conflict_do_nothing()
-    conn.execute(stmt)
+    conn.execute(_insert(conn, SweepMark).values(
+        round_id=round_id, milestone=milestone, stage=stage, done_at=now).on_conflict_do_nothing())
 
 
 def _owing(milestone: Milestone, round_id: str):
@@ -135,12 +135,12 @@ def _remind(db: Database, round_id: str, calendar: Calendar, m: Milestone, due: 
                  "next_attempt_at", "created_at"], rows).on_conflict_do_nothing(index_elements=["dedupe_key"]))
         if "coordinators" in m.remind:
             report.coordinator_reminders += _coordinator_rows(
-                conn, round_id, m, due, now, kind="coordinator_reminder", key=f"{m.id}:{tier}", tier=tier,
+                conn, round_id, m.id, due, now, kind="coordinator_reminder", key=f"{m.id}:{tier}", tier=tier,
                 where=_owing(m, round_id))
         _mark(conn, round_id, m.id, stage, now)
 
 
-def _coordinator_rows(conn: Connection, round_id: str, m: Milestone, due: date, now: datetime, *, kind: str,
+def _coordinator_rows(conn: Connection, round_id: str, milestone: str, due: date, now: datetime, *, kind: str,
                       key: str, where, tier: int | None = None, with_due: bool = False) -> int:
     """One row per coordinator listing the matching cases of the jurisdictions they run.
     A jurisdiction without an active coordinator is looked after by the nearest one above it,
@@ -168,7 +168,7 @@ def _coordinator_rows(conn: Connection, round_id: str, m: Milestone, due: date, 
     for coordinator_id, rows in sorted(by_coordinator.items()):
         written += _inserted(conn, _insert(conn).values(
             dedupe_key=f"{kind}:{coordinator_id}:{round_id}:{key}", kind=kind, round_id=round_id,
-            coordinator_id=coordinator_id, milestone=m.id, tier=tier, due_on=due,
+            coordinator_id=coordinator_id, milestone=milestone, tier=tier, due_on=due,
             context=json.dumps({"rows": rows}, ensure_ascii=False), status="pending", attempts=0,
             next_attempt_at=now, created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
     return written
@@ -230,7 +230,7 @@ def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone
     with db.write_connection() as conn:
         if "coordinators" in m.escalate:
             report.digests += _coordinator_rows(
-                conn, round_id, m, due, now, kind="digest", key=f"{m.id}:missed",
+                conn, round_id, m.id, due, now, kind="digest", key=f"{m.id}:missed",
                 where=and_(Case.round_id == round_id, Case.overdue.is_(True),
                            Case.missed.like(f'%"{m.id}"%')))
         _mark(conn, round_id, m.id, "missed", now)
@@ -266,7 +266,6 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
             if tier is not None and "unit" in rule.remind:
                 report.reminders += _unit_notice(conn, round_id, case_id, RECTIFICATION, "rectification", due, now,
                                                  tier=tier, key=f"rectification:{case_id}:{due.isoformat()}:{tier}")
-    rectification = Milestone(RECTIFICATION, rule.name, 1, 1, False, frozenset(), False, (), (), (), "")
     for batch in _batches(expired, BATCH):
         def expire(uow: Any) -> tuple[int, int]:
             count = notices = 0
@@ -285,7 +284,7 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
                                             key=f"rectification_missed:{case_id}")
             if "coordinators" in rule.escalate:  # in the same transaction: never an expiry without its digest
                 report.digests += _coordinator_rows(
-                    uow.connection, round_id, rectification,
+                    uow.connection, round_id, RECTIFICATION,
                     max(due for case_id, due in open_cases if case_id in set(batch)), now, kind="digest",
                     key=f"{RECTIFICATION}:expired:{today.isoformat()}:{batch[0]}",
                     where=and_(Case.id.in_(batch), Case.state == "not_certified"), with_due=True)

@@ -21,9 +21,11 @@ from notifications import Address, Attachment, OutgoingMessage, Transport, deadl
 
 from ..adapters.calendar_files import CalendarCatalog
 from ..adapters.db.store import Database
-from ..adapters.db.tables import Coordinator, Jurisdiction, Outbox, Round, Unit
+from ..adapters.db.tables import Case, Coordinator, Jurisdiction, Outbox, Round, Unit
 from ..clock import business_date, require_aware
 from ..domain.calendar import Calendar
+from ..domain.case import Actor, apply, decide
+from ..domain.errors import ConflictError, DomainError
 
 CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed")
 
@@ -81,8 +83,6 @@ class _Skip(Exception):
 
 def _still_relevant(conn, row: Any, calendar: Calendar, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The listed cases that still owe the milestone (a reminder) or are still overdue (a digest)."""
-    from ..adapters.db.tables import Case
-
     ids = [r["case_id"] for r in rows]
     if not ids:
         return []
@@ -112,8 +112,6 @@ class _Batch:
 
 
 def _load(conn, rows: list[Any]) -> _Batch:
-    from ..adapters.db.tables import Case
-
     round_ids = sorted({r.round_id for r in rows})
     case_ids = sorted({r.case_id for r in rows if r.case_id is not None})
     coordinator_ids = sorted({r.coordinator_id for r in rows if r.coordinator_id is not None})
@@ -265,9 +263,6 @@ def _record(db: Database, rows: list[Any], outcomes: list[tuple[int, dict[str, A
     """Write every outcome, and for a case's mail that failed its NotificationFailed event, in
     one transaction. Only the holder of a row's lease writes it: if the lease ran out and
     another dispatcher took the row, this one's outcome is dropped (that one decides)."""
-    from ..domain.case import Actor, apply, decide
-    from ..domain.errors import ConflictError, DomainError
-
     by_id = {row.id: row for row in rows}
     for attempt in range(5):
         lost = []
