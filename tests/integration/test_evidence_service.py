@@ -128,3 +128,22 @@ def test_another_unit_cannot_attach_to_my_case(db: Database, blobs, tmp_path: Pa
 
     with pytest.raises(ActionRefused, match="own unit"):
         attach(db, blobs, 1, "2.2.2", [pdf(tmp_path, "a.pdf")], unit_actor(2), NOW, max_bytes=MAX)
+
+
+def test_a_refused_attachment_stores_no_bytes(db: Database, blobs, tmp_path: Path) -> None:
+    """Nothing is written for an attachment the case refuses: not the event, not the file."""
+    open_shanxi(db, NOW)
+    from workflow.domain.errors import ActionRefused, NotFound
+
+    f = pdf(tmp_path, "a.pdf")
+    with pytest.raises(NotFound):
+        attach(db, blobs, 999, "2.2.2", [f], unit_actor(1), NOW, max_bytes=MAX)
+    with pytest.raises(InvalidInput, match="no criterion"):
+        attach(db, blobs, 1, "9.9.9", [f], unit_actor(1), NOW, max_bytes=MAX)
+    with pytest.raises(ActionRefused):
+        attach(db, blobs, 1, "2.2.2", [f], unit_actor(2), NOW, max_bytes=MAX)
+    page = tmp_path / "page.pdf"
+    page.write_text("<!doctype html><html></html>")
+    with pytest.raises(InvalidInput, match="page.pdf"):
+        attach(db, blobs, 1, "2.2.2", [f, page], unit_actor(1), NOW, max_bytes=MAX)
+    assert _stored_files(blobs) == []

@@ -161,6 +161,10 @@ class ArchiveEntry:
 
 
 class EvidenceStore(Protocol):
+    def check(self, data: bytes, filename: str) -> tuple[str, str]:
+        """The content's sha256 and type, or InvalidInput if it would be refused; writes nothing."""
+        ...
+
     def put(self, data: bytes, filename: str) -> StoredBlob: ...
 
     def open(self, sha256: str) -> bytes: ...
@@ -198,7 +202,8 @@ class LocalEvidenceStore:
         sha256 = _check_sha256(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def put(self, data: bytes, filename: str) -> StoredBlob:
+    def check(self, data: bytes, filename: str) -> tuple[str, str]:
+        """The content's sha256 and type, or InvalidInput if it would be refused; writes nothing."""
         if not data:
             raise InvalidInput(f"{filename}: empty file", [Problem(filename, "empty file (0 bytes)")])
         if len(data) > self.max_bytes:
@@ -209,7 +214,10 @@ class LocalEvidenceStore:
             seen = "unrecognised content" if kind is None else f"content is {kind}"
             what = f"{seen}; allowed types: {', '.join(sorted(self.allowed))}"
             raise InvalidInput(f"{filename}: type not allowed: {what}", [Problem(filename, what)])
-        sha256 = hashlib.sha256(data).hexdigest()
+        return hashlib.sha256(data).hexdigest(), kind
+
+    def put(self, data: bytes, filename: str) -> StoredBlob:
+        sha256, kind = self.check(data, filename)
         path = self._path(sha256)
         created = not path.is_file()  # already there: the same bytes, not rewritten
         if created:

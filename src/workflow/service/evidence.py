@@ -33,8 +33,11 @@ class EvidenceItem:
 
 def attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterion: str, paths: list[Path],
            actor: Actor, now: datetime, *, max_bytes: int) -> list[ActionResult]:
-    """Store the files' bytes and attach them all to ``criterion`` of the case, or none:
-    every file is checked (size, type by content) before any attachment is recorded."""
+    """Store the files' bytes and attach them all to ``criterion`` of the case, or none.
+
+    Everything is checked before anything is written: each file's size and type (by
+    content), and the attachments themselves against the case as it is (unknown case or
+    criterion, another unit's case, a file already there)."""
     problems = []
     for path in map(Path, paths):
         try:
@@ -46,10 +49,35 @@ def attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterio
             problems.append(Problem(path.name, f"{size} bytes; the limit is {max_bytes}"))
     if problems:
         raise InvalidInput("evidence refused; nothing was attached", problems)
-    stored = [(path, blobs.put(path.read_bytes(), path.name)) for path in map(Path, paths)]
-    return perform_actions(store, case_id, [
-        ("attach_evidence", {"criterion": criterion, "sha256": blob.sha256, "filename": path.name,
-                             "size": blob.size, "type": blob.type}) for path, blob in stored], actor, now)
+    files = [(path, path.read_bytes()) for path in map(Path, paths)]
+    for path, data in files:
+        try:
+            blobs.check(data, path.name)
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput("evidence refused; nothing was attached", problems)
+    steps = []
+    for path, data in files:
+        sha256, kind = blobs.check(data, path.name)
+        steps.append(("attach_evidence", {"criterion": criterion, "sha256": sha256, "filename": path.name,
+                                          "size": len(data), "type": kind}))
+    _dry_run(store, case_id, steps, actor, now)
+    for path, data in files:
+        blobs.put(data, path.name)
+    return perform_actions(store, case_id, steps, actor, now)
+
+
+def _dry_run(store: CaseStoreFactory, case_id: int, steps: list[tuple[str, dict]], actor: Actor,
+             now: datetime) -> None:
+    """Decide every step on the case as it is now, writing nothing (raises what the real run would)."""
+    from ..domain.case import apply, decide
+
+    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
+        case = uow.get(case_id)
+        ctx = uow.round_context(case.round_id)
+    for action, data in steps:
+        case = apply(case, decide(case, action, data, actor, now, ctx))
 
 
 def list_evidence(store: CaseStoreFactory, case_id: int) -> list[EvidenceItem]:
