@@ -483,6 +483,9 @@ def serve(name: Optional[str] = typer.Option(None, help="this process's name (sh
 
     log = structlog.get_logger("workflow.serve")
 
+    from .metrics import DISPATCH_SECONDS, SWEEP_SECONDS
+
+    @SWEEP_SECONDS.time()
     def run_sweep() -> None:
         r = sweep(application.db, application.calendars, application.clock.now())
         log.info("sweep", reminders=r.reminders, coordinator_reminders=r.coordinator_reminders, missed=r.missed,
@@ -490,6 +493,7 @@ def serve(name: Optional[str] = typer.Option(None, help="this process's name (sh
         for line in r.skipped:
             log.error("sweep skipped a round", reason=line)
 
+    @DISPATCH_SECONDS.time()
     def run_dispatch() -> None:
         r = asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(),
                                  settings))

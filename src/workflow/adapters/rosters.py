@@ -1,4 +1,4 @@
-"""Reading rosters (.csv as Excel writes it: UTF-8 with or without BOM, or GBK).
+"""Reading rosters: .csv as Excel writes it (UTF-8 with or without BOM, or GBK) and .xlsx.
 
 Headers may be English or the Chinese of the printed forms. Every row keeps its line
 number so that errors can name it.
@@ -9,7 +9,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..domain.errors import InvalidInput, Problem
 
@@ -57,21 +57,85 @@ class Sheet:
 
 
 def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> Sheet:
-    """Read a roster. A bad header raises at once (no row can be read without it); a row
-    that cannot be read is returned as a problem so that the importer reports it with
-    every other problem of the file. Each row is numbered by the line it starts on."""
+    """Read a CSV roster (see :func:`read_records`); each row is numbered by the line it starts on."""
     text = decode(data, source)
     reader = csv.reader(io.StringIO(text, newline=""))
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        line = 1
+        while True:
+            start = line
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise _Unreadable(f"{source}:{reader.line_num}", f"unreadable CSV: {exc}") from None
+            line = reader.line_num + 1
+            yield start, record
+
+    return read_records(records(), source, columns, required)
+
+
+def read_xlsx(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> Sheet:
+    """Read the first worksheet of an .xlsx roster; rows are numbered as Excel shows them.
+    A merged cell's value counts for every cell it covers (a category merged down a column)."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=False, data_only=True)
+    except Exception as exc:  # a damaged or foreign file: openpyxl raises many kinds
+        raise InvalidInput(f"{source}: not a readable .xlsx workbook",
+                           [Problem(source, f"not a readable .xlsx workbook ({type(exc).__name__})")]) from None
+    sheet = book.worksheets[0]
+    fill: dict[tuple[int, int], Any] = {}
+    for merged in sheet.merged_cells.ranges:
+        value = sheet.cell(merged.min_row, merged.min_col).value
+        for r in range(merged.min_row, merged.max_row + 1):
+            for c in range(merged.min_col, merged.max_col + 1):
+                fill[(r, c)] = value
+
+    def text_of(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        for r, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield r, [text_of(fill.get((r, c), v)) for c, v in enumerate(row, start=1)]
+
+    return read_records(records(), source, columns, required)
+
+
+def read_roster(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> Sheet:
+    """A roster as .xlsx (known by its content, a ZIP) or as CSV text."""
+    if data[:4] == b"PK\x03\x04":
+        return read_xlsx(data, source, columns, required)
+    return read_csv(data, source, columns, required)
+
+
+class _Unreadable(Exception):
+    def __init__(self, where: str, what: str) -> None:
+        super().__init__(what)
+        self.where, self.what = where, what
+
+
+def read_records(records: Iterator[tuple[int, list[str]]], source: str, columns: dict[str, tuple[str, ...]],
+                 required: tuple[str, ...]) -> Sheet:
+    """Rows of a roster from numbered records. A bad header raises at once (no row can be
+    read without it); a row that cannot be read is returned as a problem so that the
+    importer reports it with every other problem of the file."""
     header: list[str] | None = None
     header_line = 1
     try:
-        for record in reader:
+        for number, record in records:
             if any(cell.strip() for cell in record):
-                header = record
+                header, header_line = record, number
                 break
-            header_line = reader.line_num + 1
-    except csv.Error as exc:
-        raise InvalidInput(f"{source}: unreadable CSV", [Problem(f"{source}:{reader.line_num}", str(exc))]) from None
+    except _Unreadable as exc:
+        raise InvalidInput(f"{source}: unreadable", [Problem(exc.where, exc.what)]) from None
     if header is None:
         raise InvalidInput(f"{source}: empty file", [Problem(f"{source}:1", "empty file: a header row is needed")])
     alias = {a.lower(): key for key, names in columns.items() for a in names}
@@ -92,10 +156,8 @@ def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], requ
     if problems:
         raise InvalidInput(f"{source}: bad header", problems)
     rows: list[Row] = []
-    line = reader.line_num + 1
     try:
-        for record in reader:
-            start, line = line, reader.line_num + 1
+        for start, record in records:
             if not any(cell.strip() for cell in record):
                 continue
             if len(record) > len(keys) and any(c.strip() for c in record[len(keys):]):
@@ -103,13 +165,18 @@ def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], requ
                 continue
             values = {k: record[i].strip() if i < len(record) else "" for i, k in enumerate(keys) if k != "_ignored"}
             rows.append(Row(start, values))
-    except csv.Error as exc:
-        problems.append(Problem(f"{source}:{line}", f"unreadable CSV: {exc}"))
+    except _Unreadable as exc:
+        problems.append(Problem(exc.where, exc.what))
     return Sheet(rows, problems)
 
 
 def read_units_csv(path: Path) -> Sheet:
-    return read_csv(Path(path).read_bytes(), str(path), UNIT_COLUMNS, ("name", "jurisdiction", "category"))
+    return read_units(Path(path).read_bytes(), str(path))
+
+
+def read_units(data: bytes, source: str) -> Sheet:
+    """A unit roster, .csv or .xlsx."""
+    return read_roster(data, source, UNIT_COLUMNS, ("name", "jurisdiction", "category"))
 
 
 def read_jurisdictions_csv(path: Path) -> Sheet:

@@ -202,6 +202,19 @@ def _type(value: Any) -> str:
     return value.strip()
 
 
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"must be a whole number from 0 to 2^63-1, got {value!r}")
+    return value
+
+
+def _share(value: Any) -> Decimal:
+    share = _decimal(value)
+    if not Decimal(0) < share <= Decimal(1):
+        raise ValueError(f"must be a share in (0, 1], e.g. 0.1; got {value!r}")
+    return share
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "reason": _reason,
     "note": _note,
@@ -220,6 +233,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "filename": _filename,
     "size": _size,
     "type": _type,
+    "draw": _note,
+    "seed": _seed,
+    "share": _share,
 }
 
 
@@ -460,6 +476,8 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         payload = {"verified_total": case.verified_total, "carry_over": ctx.policy.carry_over}
     elif action == "withdraw":
         payload = {"reason": inp["reason"], "previous_state": case.state}
+    elif action == "record_spot_check":
+        payload = {k: inp[k] for k in ("draw", "seed", "share")}
     for key in ("reason", "note", "batch"):
         if key in inp and key not in payload:
             payload[key] = inp[key]

@@ -96,6 +96,9 @@ ACTIONS: dict[str, ActionSpec] = {
                    description="withdraw the case from the round"),
         ActionSpec("file", "CaseFiled", frozenset({COORDINATOR}), optional=("batch",),
                    description="file the certified case with the national bureau"),
+        ActionSpec("record_spot_check", "SpotCheckDrawn", frozenset({COORDINATOR}),
+                   required=("draw", "seed", "share"), bookkeeping=True,
+                   description="the case was drawn in a spot check (抽查) of certified cases"),
     )
 }
 
@@ -131,6 +134,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "close", "source": ["registered", "self_assessed", "submitted", "verified"], "dest": "not_certified"},
     {"trigger": "withdraw", "source": _WITHDRAWABLE, "dest": "withdrawn"},
     {"trigger": "file", "source": "certified", "dest": "filed"},
+    {"trigger": "record_spot_check", "source": ["certified", "filed"], "dest": "="},
 ]
 
 

@@ -99,7 +99,14 @@ def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping
     elif level and expected and level != expected:
         problems.add(f"{where}.level", f"{level} does not match jurisdiction {jid} ({jlevel}: {expected})")
     contacts = []
-    for i, c in enumerate(data.get("contacts") or []):
+    given = data.get("contacts") or []
+    if not isinstance(given, (list, tuple)):
+        problems.add(f"{where}.contacts", f"must be a list of contacts, got {type(given).__name__}")
+        given = []
+    for i, c in enumerate(given):
+        if not isinstance(c, Mapping):
+            problems.add(f"{where}.contacts[{i}]", "must be an object with name, position, phone, email")
+            continue
         contact = check_contact(c, f"{where}.contacts[{i}]", problems)
         if contact is not None:
             contacts.append(contact)

@@ -79,7 +79,7 @@ def _mark(conn: Connection, round_id: str, milestone: str, stage: str, now: date
         round_id=round_id, milestone=milestone, stage=stage, done_at=now).on_conflict_do_nothing())
 
 
-def _owing(milestone: Milestone, round_id: str):
+def owing(milestone: Milestone, round_id: str):
     """The cases of a round that still owe a milestone."""
     cond = [Case.round_id == round_id]
     if milestone.owes_states:
@@ -129,14 +129,14 @@ def _remind(db: Database, round_id: str, calendar: Calendar, m: Milestone, due: 
             key = literal("reminder:") + cast(Case.id, String) + literal(f":{m.id}:{tier}")
             rows = select(key, literal("reminder"), Case.round_id, Case.id, literal(m.id), literal(tier),
                           literal(due, Date()), literal("pending"), literal(0), literal(now, UTCDateTime()),
-                          literal(now, UTCDateTime())).where(_owing(m, round_id))
+                          literal(now, UTCDateTime())).where(owing(m, round_id))
             report.reminders += _inserted(conn, _insert(conn).from_select(
                 ["dedupe_key", "kind", "round_id", "case_id", "milestone", "tier", "due_on", "status", "attempts",
                  "next_attempt_at", "created_at"], rows).on_conflict_do_nothing(index_elements=["dedupe_key"]))
         if "coordinators" in m.remind:
             report.coordinator_reminders += _coordinator_rows(
                 conn, round_id, m.id, due, now, kind="coordinator_reminder", key=f"{m.id}:{tier}", tier=tier,
-                where=_owing(m, round_id))
+                where=owing(m, round_id))
         _mark(conn, round_id, m.id, stage, now)
 
 
@@ -201,7 +201,7 @@ def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone
     with db.engine.connect() as conn:
         if _marked(conn, round_id, m.id, "missed"):
             return
-        ids = list(conn.execute(select(Case.id).where(_owing(m, round_id)).order_by(Case.id)).scalars())
+        ids = list(conn.execute(select(Case.id).where(owing(m, round_id)).order_by(Case.id)).scalars())
     noticed = business_date(now)
     owed = sorted(m.owes_states) or ["registered", "self_assessed", "submitted", "verified", "rectification",
                                      "recheck", "certified"]

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from ..adapters.db.store import Database
 from ..adapters.db.tables import Coordinator, Jurisdiction, Unit
-from ..adapters.rosters import read_jurisdictions_csv, read_units_csv, unit_row_as_dict
+from ..adapters.rosters import read_jurisdictions_csv, read_units, unit_row_as_dict
 from ..clock import require_aware
 from ..domain.errors import AlreadyExists, ProblemList
 from ..domain.units import (JURISDICTION_LEVEL_ALIASES, JURISDICTION_LEVELS, check_jurisdiction,
@@ -72,16 +72,26 @@ def import_jurisdictions(db: Database, path: Path) -> ImportResult:
 
 
 def import_units(db: Database, path: Path, now: datetime, *, update: bool = False) -> ImportResult:
+    """Import a unit roster file (.csv or .xlsx); see :func:`import_units_data`."""
+    return import_units_data(db, Path(path).read_bytes(), str(path), now, update=update)
+
+
+def import_units_data(db: Database, data: bytes, source: str, now: datetime, *, update: bool = False,
+                      within_path: str | None = None) -> ImportResult:
     """Import a unit roster. Any bad row: every problem reported with its line, nothing written.
 
     A unit is known by (jurisdiction, name). An existing unit is an error unless
-    ``update`` is set, in which case its category and contacts are replaced.
+    ``update`` is set, in which case its category and contacts are replaced. With
+    ``within_path`` (a coordinator's subtree) a row for a jurisdiction outside it is a problem.
     """
     require_aware(now, "now")
-    sheet = read_units_csv(path)
+    sheet = read_units(data, source)
     rows = sheet.rows
+    path = source
     with db.write_connection() as conn, Session(bind=conn) as session:
-        levels = {j.id: j.level for j in session.exec(select(Jurisdiction)).scalars()}
+        jurisdictions = list(session.exec(select(Jurisdiction)).scalars())
+        levels = {j.id: j.level for j in jurisdictions
+                  if within_path is None or j.path.startswith(within_path)}
         existing = {(u.jurisdiction_id, u.name): u for u in session.exec(select(Unit)).scalars()}
         problems = ProblemList(list(sheet.problems))
         seen: dict[tuple[str, str], int] = {}
@@ -142,3 +152,93 @@ def add_coordinator(db: Database, jurisdiction_id: str, name: str, email: str) -
         session.commit()
         session.refresh(coordinator)
         return coordinator
+
+
+# ---------------------------------------------------------------- one at a time (the API)
+
+def _levels(session: Session, within_path: str | None) -> dict[str, str]:
+    return {j.id: j.level for j in session.exec(select(Jurisdiction)).scalars()
+            if within_path is None or j.path.startswith(within_path)}
+
+
+def create_jurisdiction(db: Database, data: dict, *, within_path: str | None = None) -> Jurisdiction:
+    """Add one jurisdiction under an existing parent (inside ``within_path`` when given)."""
+    problems = ProblemList()
+    with db.write_connection() as conn, Session(bind=conn) as session:
+        known = {j.id: j for j in session.exec(select(Jurisdiction)).scalars()}
+        visible = {k: j.level for k, j in known.items() if within_path is None or j.path.startswith(within_path)}
+        draft = check_jurisdiction(data, "jurisdiction", visible, problems)
+        if draft is not None and within_path is not None and draft.parent_id is None:
+            problems.add("jurisdiction.parent", "a coordinator adds jurisdictions under their own")
+        problems.raise_if_any("cannot add the jurisdiction")
+        assert draft is not None
+        if draft.id in known:
+            raise AlreadyExists(f"jurisdiction {draft.id!r} already exists", jurisdiction_id=draft.id)
+        parent_path = known[draft.parent_id].path if draft.parent_id else "/"
+        row = Jurisdiction(id=draft.id, name=draft.name, level=draft.level, parent_id=draft.parent_id,
+                           path=parent_path + draft.id + "/")
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+        return row
+
+
+def create_unit(db: Database, data: dict, now: datetime, *, within_path: str | None = None) -> Unit:
+    """Add one unit; the same checks as a roster row."""
+    require_aware(now, "now")
+    problems = ProblemList()
+    with db.write_connection() as conn, Session(bind=conn) as session:
+        draft = check_unit(data, "unit", _levels(session, within_path), problems)
+        problems.raise_if_any("cannot add the unit")
+        assert draft is not None
+        exists = session.exec(select(Unit.id).where(Unit.jurisdiction_id == draft.jurisdiction_id,
+                                                    Unit.name == draft.name)).first()
+        if exists is not None:
+            raise AlreadyExists(f"{draft.name} ({draft.jurisdiction_id}) already exists (unit {exists[0]})",
+                                unit_id=exists[0])
+        unit = Unit(jurisdiction_id=draft.jurisdiction_id, name=draft.name, level=draft.level,
+                    category=draft.category, contacts=[c.to_dict() for c in draft.contacts],
+                    created_at=now, updated_at=now)
+        session.add(unit)
+        session.commit()
+        session.refresh(unit)
+        return unit
+
+
+UNIT_FIELDS = ("name", "category", "contacts")
+
+
+def update_unit(db: Database, unit_id: int, changes: dict, now: datetime) -> Unit:
+    """Change a unit's name, category or contacts (its jurisdiction and level stay)."""
+    from ..domain.errors import NotFound
+
+    require_aware(now, "now")
+    problems = ProblemList()
+    for key in sorted(set(changes) - set(UNIT_FIELDS)):
+        problems.add(f"unit.{key}", f"cannot be changed (changeable: {', '.join(UNIT_FIELDS)})")
+    with db.write_connection() as conn, Session(bind=conn) as session:
+        unit = session.get(Unit, unit_id)
+        if unit is None:
+            raise NotFound(f"unit {unit_id} does not exist")
+        merged = {"name": unit.name, "jurisdiction": unit.jurisdiction_id, "level": unit.level,
+                  "category": unit.category, "contacts": unit.contacts}
+        merged.update({k: v for k, v in changes.items() if k in UNIT_FIELDS})
+        draft = check_unit(merged, "unit", {unit.jurisdiction_id: _jurisdiction_level(session, unit)}, problems)
+        problems.raise_if_any(f"cannot change unit {unit_id}")
+        assert draft is not None
+        if draft.name != unit.name and session.exec(select(Unit.id).where(
+                Unit.jurisdiction_id == unit.jurisdiction_id, Unit.name == draft.name)).first() is not None:
+            raise AlreadyExists(f"{draft.name} ({unit.jurisdiction_id}) already exists")
+        unit.name, unit.category = draft.name, draft.category
+        unit.contacts = [c.to_dict() for c in draft.contacts]
+        unit.updated_at = now
+        session.add(unit)
+        session.commit()
+        session.refresh(unit)
+        return unit
+
+
+def _jurisdiction_level(session: Session, unit: Unit) -> str:
+    j = session.get(Jurisdiction, unit.jurisdiction_id)
+    assert j is not None
+    return j.level

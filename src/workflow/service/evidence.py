@@ -34,10 +34,7 @@ class EvidenceItem:
 def attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterion: str, paths: list[Path],
            actor: Actor, now: datetime, *, max_bytes: int) -> list[ActionResult]:
     """Store the files' bytes and attach them all to ``criterion`` of the case, or none.
-
-    Everything is checked before anything is written: each file's size and type (by
-    content), and the attachments themselves against the case as it is (unknown case or
-    criterion, another unit's case, a file already there)."""
+    Sizes are checked before a file is read (a huge file is never read into memory)."""
     problems = []
     for path in map(Path, paths):
         try:
@@ -45,26 +42,37 @@ def attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterio
         except OSError as exc:
             problems.append(Problem(str(path), exc.strerror or str(exc)))
             continue
-        if size > max_bytes:  # refused before a huge file is read into memory
+        if size > max_bytes:
             problems.append(Problem(path.name, f"{size} bytes; the limit is {max_bytes}"))
     if problems:
         raise InvalidInput("evidence refused; nothing was attached", problems)
-    files = [(path, path.read_bytes()) for path in map(Path, paths)]
-    for path, data in files:
+    return attach_bytes(store, blobs, case_id, criterion, [(p.name, p.read_bytes()) for p in map(Path, paths)],
+                        actor, now)
+
+
+def attach_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterion: str,
+                 files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
+    """Attach named files to ``criterion`` of the case, all or none.
+
+    Everything is checked before anything is written: each file's size and type (by
+    content), and the attachments themselves against the case as it is (unknown case or
+    criterion, another unit's case, a file already there)."""
+    problems = []
+    for name, data in files:
         try:
-            blobs.check(data, path.name)
+            blobs.check(data, name)
         except InvalidInput as exc:
             problems.extend(exc.problems)
     if problems:
         raise InvalidInput("evidence refused; nothing was attached", problems)
     steps = []
-    for path, data in files:
-        sha256, kind = blobs.check(data, path.name)
-        steps.append(("attach_evidence", {"criterion": criterion, "sha256": sha256, "filename": path.name,
+    for name, data in files:
+        sha256, kind = blobs.check(data, name)
+        steps.append(("attach_evidence", {"criterion": criterion, "sha256": sha256, "filename": name,
                                           "size": len(data), "type": kind}))
     _dry_run(store, case_id, steps, actor, now)
-    for path, data in files:
-        blobs.put(data, path.name)
+    for name, data in files:
+        blobs.put(data, name)
     return perform_actions(store, case_id, steps, actor, now)
 
 

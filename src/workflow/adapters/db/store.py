@@ -364,10 +364,25 @@ class Database:
         finally:
             raw.close()
 
-    def all_cases(self) -> Iterator[CaseState]:
-        for row in self.stream(f"SELECT {_CASE_COLUMNS} FROM cases ORDER BY id"):
+    def all_cases(self, within_path: str | None = None) -> Iterator[CaseState]:
+        """Every case (of the units in the jurisdiction subtree ``within_path``), in id order."""
+        where, params = _within(within_path, "unit_id")
+        for row in self.stream(f"SELECT {_CASE_COLUMNS} FROM cases {where} ORDER BY id", params):
             yield self.codec.case_from_row(row)
 
-    def all_events(self) -> Iterator[Event]:
-        for row in self.stream(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq"):
+    def all_events(self, within_path: str | None = None) -> Iterator[Event]:
+        """Every event (of those cases), in case and sequence order."""
+        where, params = _within(within_path, "case_id", through_cases=True)
+        for row in self.stream(f"SELECT {_EVENT_COLUMNS} FROM events {where} ORDER BY case_id, seq", params):
             yield self.codec.event_from_row(row)
+
+
+def _within(path: str | None, column: str, through_cases: bool = False) -> tuple[str, dict[str, Any]]:
+    """A WHERE clause keeping the rows of units under a jurisdiction path (prefix compared
+    with substr, so '_' and '%' in ids are not wildcards)."""
+    if path is None:
+        return "", {}
+    units = ("SELECT u.id FROM units u JOIN jurisdictions j ON j.id = u.jurisdiction_id "
+             "WHERE substr(j.path, 1, :path_len) = :path")
+    inner = f"SELECT c.id FROM cases c WHERE c.unit_id IN ({units})" if through_cases else units
+    return f"WHERE {column} IN ({inner})", {"path": path, "path_len": len(path)}

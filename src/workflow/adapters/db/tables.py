@@ -187,4 +187,36 @@ class ApiToken(SQLModel, table=True):
     revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
+class SpotCheck(SQLModel, table=True):
+    """A spot check (抽查) drawn by a coordinator: reproducible from its seed, share and
+    population; each drawn case also carries a SpotCheckDrawn event."""
+
+    __tablename__ = "spot_checks"
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False, index=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False))
+    seed: int = Field(sa_column=Column(BigInteger, nullable=False))
+    share: Decimal = Field(sa_column=Column(DecimalText, nullable=False))
+    population: list[int] = Field(sa_column=Column(JSON, nullable=False))  # certified case ids, in id order
+    drawn: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    drawn_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    drawn_by: str = Field(sa_column=Column(String(200), nullable=False))
+
+
+class FilingBatch(SQLModel, table=True):
+    """A batch of certified cases filed (备案) with the national bureau; each case carries
+    a CaseFiled event naming the batch."""
+
+    __tablename__ = "filing_batches"
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False, index=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False))
+    cases: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))  # id, unit, name, score
+    totals: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    filed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    filed_by: str = Field(sa_column=Column(String(200), nullable=False))
+
+
 metadata = SQLModel.metadata
