@@ -1,49 +1,12 @@
 """The first endpoints of the HTTP API: tokens, scope (404 outside it), 403, 409, the error shape."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-import pytest
-from fastapi.testclient import TestClient
-
-from workflow.adapters.calendar_files import CalendarCatalog
-from workflow.bootstrap import App
-from workflow.clock import ManualClock
-from workflow.config import REPO_ROOT, Settings
 from workflow.service.tokens import create_token, revoke_token
 
-from ..support import open_shanxi, ready_to_submit
-
-NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def client(db, db_url):
-    from workflow.api.app import create_app
-
-    clock = ManualClock(NOW)
-    application = App(settings=Settings(database_url=db_url), engine=db.engine, db=db, clock=clock,
-                      calendars=CalendarCatalog(REPO_ROOT / "calendars"))
-    open_shanxi(db, NOW)
-    # case 36: a unit of 太原 (city), to test subtrees
-    from workflow.service.directory import import_units
-    from workflow.service.cases import register_case
-    from ..support import ADMIN, write_units_csv
-    import tempfile
-    from pathlib import Path
-
-    import_units(db, write_units_csv(Path(tempfile.mkdtemp()) / "ty.csv", [("太原市财政局", "shanxi-taiyuan",
-                                                                          "行政机关")]), NOW)
-    register_case(db, "shanxi-2021", 36, ADMIN, NOW)
-
-    def token(role: str, **scope) -> dict[str, str]:
-        made = create_token(db, name=f"{role}-x", role=role, created_by="admin:test", now=NOW, **scope)
-        return {"Authorization": f"Bearer {made.secret}"}
-
-    c = TestClient(create_app(application))
-    c.token = token  # type: ignore[attr-defined]
-    c.clock = clock  # type: ignore[attr-defined]
-    return c
+from ..support import ready_to_submit
+from .conftest import NOW
 
 
 def test_health_and_readiness(client) -> None:

@@ -26,10 +26,6 @@ from ..metrics import LATENCY, OUTBOX, REGISTRY, REQUESTS
 from . import audit, cases, directory, rounds
 from .common import ApiError, error, log
 
-# Kept importable from here (the tests and the CLI use them).
-from .common import principal  # noqa: F401
-from .cases import ActionRequest  # noqa: F401
-
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 

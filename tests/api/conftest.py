@@ -1,0 +1,47 @@
+"""The API test client: the Shanxi 2021 round (cases 1–35, provincial units of 附件1) and
+case 36 of a unit of 太原 (a city), on SQLite and PostgreSQL; ``client.token(role, ...)``
+makes a bearer header."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.bootstrap import App
+from workflow.clock import ManualClock
+from workflow.config import REPO_ROOT, Settings
+from workflow.service.tokens import create_token
+
+from ..support import ADMIN, open_shanxi, write_units_csv
+
+NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def client(db, db_url, tmp_path):
+    from workflow.api.app import create_app
+
+    clock = ManualClock(NOW)
+    settings = Settings(database_url=db_url, evidence_dir=tmp_path / "evidence", maildir=tmp_path / "mail",
+                        evidence_max_bytes=1024 * 1024)
+    application = App(settings=settings, engine=db.engine, db=db, clock=clock,
+                      calendars=CalendarCatalog(REPO_ROOT / "calendars"))
+    open_shanxi(db, NOW)
+    # case 36: a unit of 太原 (city), to test subtrees
+    from workflow.service.cases import register_case
+    from workflow.service.directory import import_units
+
+    import_units(db, write_units_csv(tmp_path / "ty.csv", [("太原市财政局", "shanxi-taiyuan",
+                                                                          "行政机关")]), NOW)
+    register_case(db, "shanxi-2021", 36, ADMIN, NOW)
+
+    def token(role: str, **scope) -> dict[str, str]:
+        made = create_token(db, name=f"{role}-x", role=role, created_by="admin:test", now=NOW, **scope)
+        return {"Authorization": f"Bearer {made.secret}"}
+
+    c = TestClient(create_app(application))
+    c.token = token  # type: ignore[attr-defined]
+    c.clock = clock  # type: ignore[attr-defined]
+    return c
