@@ -26,6 +26,7 @@ from ..metrics import LATENCY, OUTBOX, REGISTRY, REQUESTS
 from . import audit, cases, directory, rounds
 from .common import ApiError, error, log
 
+_LOGGED_IDS = ("case_id", "unit_id", "round_id", "batch_id")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -62,9 +63,10 @@ class RequestContext:
             REQUESTS.labels(scope["method"], route, str(status)).inc()
             LATENCY.labels(scope["method"], route).observe(elapsed)
             if route not in ("/healthz", "/metrics"):
+                ids = {k: v for k, v in (scope.get("path_params") or {}).items() if k in _LOGGED_IDS}
                 (log.warning if status >= 400 else log.info)(
                     "request", method=scope["method"], path=scope["path"], route=route, status=status,
-                    ms=round(elapsed * 1000, 2))
+                    ms=round(elapsed * 1000, 2), **ids)
             structlog.contextvars.clear_contextvars()
 
 

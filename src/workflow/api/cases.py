@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
+from pathlib import Path
 from typing import Any, Iterable
 
 from fastapi import FastAPI, Query, Request
@@ -160,10 +162,12 @@ def register(api: FastAPI) -> None:
 
         visible_case(application, case_id, who)
         s = case_sheets(application.db, case_id)
-        out = io.BytesIO()
-        export_score_sheet(s.rubric, unit_name=s.unit_name, layout=layout_for(s.rubric), self_score=s.self,
-                           verified_score=s.verified, recheck_score=s.recheck, out=out)
-        return Response(out.getvalue(), media_type=XLSX,
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "sheet.xlsx"
+            export_score_sheet(s.rubric, unit_name=s.unit_name, layout=layout_for(s.rubric), self_score=s.self,
+                               verified_score=s.verified, recheck_score=s.recheck, out=out)
+            data = out.read_bytes()
+        return Response(data, media_type=XLSX,
                         headers={"Content-Disposition": f'attachment; filename="case-{case_id}-sheet.xlsx"'})
 
     # ------------------------------------------------------------ evidence

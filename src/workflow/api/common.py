@@ -41,13 +41,16 @@ def app_of(request: Request) -> App:
     return request.app.state.application
 
 
-def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The holder of the request's bearer token (401 without a valid one)."""
+async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The holder of the request's bearer token (401 without a valid one). Async so that the
+    actor it binds to the log context stays bound for the rest of the request."""
+    from starlette.concurrency import run_in_threadpool
+
     from ..service.tokens import authenticate
 
     application = app_of(request)
     scheme, _, secret = (authorization or "").partition(" ")
-    found = authenticate(application.db, secret.strip(), application.clock.now()) \
+    found = await run_in_threadpool(authenticate, application.db, secret.strip(), application.clock.now()) \
         if scheme.lower() == "bearer" else None
     if found is None:
         raise ApiError("unauthorized", "a valid bearer token is needed (workflow tokens create)")

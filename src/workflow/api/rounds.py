@@ -66,11 +66,11 @@ def filing_out(b: Any) -> dict[str, Any]:
 
 def _may_open(application: Any, who: Any, province: str) -> None:
     """An admin, or a coordinator of the province itself, opens its rounds."""
+    from .common import jurisdiction_path
+
     require(who, "coordinator", "admin", doing="open rounds")
-    if who.role == "coordinator":
-        _, path = scope_root(application, who, province)
-        if path != who.jurisdiction_path:
-            raise ApiError("forbidden", "only a coordinator of the whole province opens its rounds")
+    if who.role == "coordinator" and jurisdiction_path(application, province) != who.jurisdiction_path:
+        raise ApiError("forbidden", f"only a coordinator of the whole province {province} opens its rounds")
 
 
 def register(api: FastAPI) -> None:

@@ -94,7 +94,7 @@ ACTIONS: dict[str, ActionSpec] = {
                    description="the round ended without certification"),
         ActionSpec("withdraw", "CaseWithdrawn", frozenset({COORDINATOR}), required=("reason",),
                    description="withdraw the case from the round"),
-        ActionSpec("file", "CaseFiled", frozenset({COORDINATOR}), optional=("batch",),
+        ActionSpec("file", "CaseFiled", frozenset({COORDINATOR}), optional=("batch", "note"),
                    description="file the certified case with the national bureau"),
         ActionSpec("record_spot_check", "SpotCheckDrawn", frozenset({COORDINATOR}),
                    required=("draw", "seed", "share"), bookkeeping=True,

@@ -1,0 +1,327 @@
+"""The API's resources beyond a single case: directory, rounds, reports, spot checks,
+filing, evidence, sheets, notifications, audit exports and the audit check, operations."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from decimal import Decimal
+
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import func, select
+
+from workflow.adapters.db.tables import Event, Unit
+from workflow.service.cases import perform_action
+from workflow.service.oversight import draw_sample
+
+from ..support import COORDINATOR, RUBRICS, ready_to_submit, sheet_for, unit_actor
+from .conftest import NOW
+
+PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+
+
+def certify(db, case_id: int, total: str = "90") -> None:
+    ready_to_submit(db, case_id, case_id, total, NOW)
+    perform_action(db, case_id, "submit", {}, unit_actor(case_id), NOW)
+    perform_action(db, case_id, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), total)}, COORDINATOR, NOW)
+    perform_action(db, case_id, "certify", {}, COORDINATOR, NOW)
+
+
+def count(db, table) -> int:
+    with db.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar()
+
+
+# ---------------------------------------------------------------- directory
+
+def test_jurisdictions_are_scoped_and_a_coordinator_adds_under_their_own(client) -> None:
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    seen = client.get("/api/v1/jurisdictions", headers=city).json()
+    assert seen and all(j["path"].startswith("/shanxi/shanxi-taiyuan/") for j in seen)
+    assert [j["id"] for j in client.get("/api/v1/jurisdictions", headers=client.token("unit", unit_id=36)).json()] \
+        == ["shanxi-taiyuan"]
+    r = client.post("/api/v1/jurisdictions", json={"id": "ty-new", "name": "新区", "level": "county",
+                                                    "parent": "shanxi-taiyuan"}, headers=city)
+    assert r.status_code == 201 and r.json()["path"] == "/shanxi/shanxi-taiyuan/ty-new/"
+    # a parent outside the coordinator's subtree does not exist for them
+    r = client.post("/api/v1/jurisdictions", json={"id": "dt-new", "name": "x", "level": "county",
+                                                    "parent": "shanxi-datong"}, headers=city)
+    assert r.status_code == 422 and r.json()["error"]["details"]["problems"][0]["where"] == "jurisdiction.parent"
+    assert client.post("/api/v1/jurisdictions", json={"id": "ty-new", "name": "新区", "level": "county",
+                                                       "parent": "shanxi-taiyuan"}, headers=city).status_code == 409
+
+
+def test_units_create_change_and_the_contact_form(client, db) -> None:
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    r = client.post("/api/v1/units", json={"name": "太原市机关事务管理局", "jurisdiction": "shanxi-taiyuan",
+                                            "category": "行政机关"}, headers=city)
+    assert r.status_code == 201, r.text
+    unit = r.json()
+    assert unit["level"] == "city" and unit["contacts"] == []
+    r = client.post("/api/v1/units", json={"name": "省直单位", "jurisdiction": "shanxi", "category": "行政机关"},
+                    headers=city)
+    assert r.status_code == 422  # the province is outside the city's subtree
+    r = client.patch(f"/api/v1/units/{unit['id']}", json={"category": "参公事业单位"}, headers=city)
+    assert r.status_code == 200 and r.json()["category"] == "参公事业单位"
+    own = client.token("unit", unit_id=unit["id"])
+    form = {"contacts": [{"name": "李明", "position": "科长", "phone": "0351-1234567", "email": "li@ty.gov.cn"}]}
+    r = client.put(f"/api/v1/units/{unit['id']}/contacts", json=form, headers=own)
+    assert r.status_code == 200 and r.json()["contacts"][0]["email"] == "li@ty.gov.cn"
+    assert client.patch(f"/api/v1/units/{unit['id']}", json={"category": "x"}, headers=own).status_code == 403
+    bad = {"contacts": [{"name": "", "email": "not-an-email"}]}
+    r = client.put(f"/api/v1/units/{unit['id']}/contacts", json=bad, headers=own)
+    assert r.status_code == 422
+    assert {p["where"] for p in r.json()["error"]["details"]["problems"]} >= {"unit.contacts[0].name",
+                                                                             "unit.contacts[0].email"}
+    assert client.get(f"/api/v1/units/{unit['id']}", headers=own).json()["contacts"][0]["name"] == "李明"
+
+
+def test_roster_import_xlsx_with_merged_cells_and_scope(client, db) -> None:
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["序号", "单位名称", "所属地区", "类别"])
+    sheet.append([1, "太原市教育局", "shanxi-taiyuan", "行政机关"])
+    sheet.append([2, "太原市卫健委", None, None])
+    sheet.merge_cells("C2:C3")
+    sheet.merge_cells("D2:D3")
+    data = io.BytesIO()
+    book.save(data)
+    before = count(db, Unit)
+    r = client.post("/api/v1/units/import", content=data.getvalue(), params={"filename": "ty.xlsx"}, headers=city)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"created": 2, "updated": 0, "unchanged": 0} and count(db, Unit) == before + 2
+    # a province unit in a city coordinator's roster: that row is named, nothing imported
+    roster = "单位名称,所属地区,类别\n太原市审计局,shanxi-taiyuan,行政机关\n省审计厅,shanxi,行政机关\n".encode("gbk")
+    r = client.post("/api/v1/units/import", content=roster, params={"filename": "mixed.csv"}, headers=city)
+    assert r.status_code == 422
+    assert [p["where"] for p in r.json()["error"]["details"]["problems"]] == ["mixed.csv:3.jurisdiction"]
+    assert count(db, Unit) == before + 2
+
+
+# ---------------------------------------------------------------- rounds
+
+def test_rounds_open_and_roll_over_with_carry_over(client, db) -> None:
+    admin = client.token("admin")
+    roster = "name,jurisdiction,category\n湖南甲,hunan,行政机关\n湖南乙,hunan-changsha,行政机关\n".encode()
+    assert client.post("/api/v1/units/import", content=roster, headers=admin).status_code == 200
+    body = {"province": "hunan", "year": 2021, "rubric": "hunan-2020", "calendar": "hunan", "target_share": "0.7"}
+    city = client.token("coordinator", jurisdiction_id="hunan-changsha")
+    assert client.post("/api/v1/rounds", json=body, headers=city).status_code == 403
+    province = client.token("coordinator", jurisdiction_id="hunan")
+    r = client.post("/api/v1/rounds", json=body, headers=province)
+    assert r.status_code == 201, r.text
+    assert r.json()["registered"] == 2 and r.json()["round"]["policy"]["on_fail"] == "not_certified"
+    assert client.post("/api/v1/rounds", json=body, headers=province).status_code == 409
+    cases = client.get("/api/v1/cases", params={"round": "hunan-2021"}, headers=province).json()["items"]
+    failing = cases[0]["id"]
+    hunan = RUBRICS.get("hunan-2020")
+    ready_to_submit(db, failing, cases[0]["unit"]["id"], "60", NOW, rubric=hunan)
+    perform_action(db, failing, "submit", {}, unit_actor(cases[0]["unit"]["id"]), NOW)
+    perform_action(db, failing, "verify", {"entries": sheet_for(hunan, "60")}, COORDINATOR, NOW)
+    perform_action(db, failing, "fail", {}, COORDINATOR, NOW)
+    r = client.post("/api/v1/rounds/hunan-2021/rollover", json={}, headers=province)
+    assert r.status_code == 201, r.text
+    assert r.json()["round"]["id"] == "hunan-2022" and r.json()["carried_over"] == 1
+    assert r.json()["round"]["target_share"] == "0.7"
+    ids = [rnd["id"] for rnd in client.get("/api/v1/rounds", headers=province).json()]
+    assert ids == ["hunan-2021", "hunan-2022"]
+    assert client.get("/api/v1/rounds/shanxi-2021", headers=province).status_code == 404
+
+
+# ---------------------------------------------------------------- reports
+
+def test_progress_counts_states_share_overdue_and_misses(client, db) -> None:
+    for case_id in (1, 2, 3):
+        certify(db, case_id)
+    perform_action(db, 4, "withdraw", {"reason": "merged into another unit"}, COORDINATOR, NOW)
+    from workflow.adapters.calendar_files import CalendarCatalog
+    from workflow.config import REPO_ROOT
+    from workflow.service.deadlines import sweep
+
+    sweep(db, CalendarCatalog(REPO_ROOT / "calendars"), NOW.replace(month=10, day=21))
+    province = client.token("auditor", jurisdiction_id="shanxi")
+    report = client.get("/api/v1/rounds/shanxi-2021/progress", headers=province).json()
+    top, rows = report["jurisdictions"][0], {r["id"]: r for r in report["jurisdictions"]}
+    assert top["id"] == "shanxi" and top["cases"] == 36 and top["by_state"]["certified"] == 3
+    assert top["by_state"]["withdrawn"] == 1 and top["certified"] == 3
+    assert top["certified_share"] == "0.0857"  # 3 of the 35 still taking part
+    assert top["target_met"] is False and report["target_share"] == "0.5"
+    # 32 still registered missed October 20; 35 units gave no contacts by June 5 (the
+    # withdrawn case's miss is not recorded); a contact-form miss keeps a case overdue.
+    assert top["missed"] == {"self_assessment": 32, "contact_form": 35} and top["overdue"] == 35
+    assert rows["shanxi-taiyuan"]["cases"] == 1 and rows["shanxi-taiyuan"]["depth"] == 1
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    mine = client.get("/api/v1/rounds/shanxi-2021/progress", headers=city).json()["jurisdictions"]
+    assert mine[0]["id"] == "shanxi-taiyuan" and mine[0]["cases"] == 1
+    assert client.get("/api/v1/rounds/shanxi-2021/progress", params={"jurisdiction": "shanxi"},
+                      headers=city).status_code == 404
+    assert client.get("/api/v1/rounds/shanxi-2021/progress", headers=client.token("unit", unit_id=1)).status_code == 403
+    x = client.get("/api/v1/rounds/shanxi-2021/progress.xlsx", headers=province)
+    assert x.status_code == 200
+    sheet = load_workbook(io.BytesIO(x.content)).active
+    assert sheet["A3"].value == "山西省" and sheet["C3"].value == 36
+
+
+def test_deadlines_at_risk_three_days_before_october_20(client, db) -> None:
+    certify(db, 1)
+    province = client.token("coordinator", jurisdiction_id="shanxi")
+    client.clock.set(NOW.replace(day=17))
+    r = client.get("/api/v1/rounds/shanxi-2021/at-risk", params={"days": 3}, headers=province).json()
+    owing = {(a["milestone"], a["case_id"]) for a in r["items"]}
+    assert r["today"] == "2021-10-17" and ("self_assessment", 2) in owing and ("self_assessment", 1) not in owing
+    assert all(a["due_on"] == "2021-10-20" and a["days_left"] == 3 for a in r["items"])
+    assert client.get("/api/v1/rounds/shanxi-2021/at-risk", params={"days": 2}, headers=province).json()["items"] == []
+
+
+# ---------------------------------------------------------------- spot checks and filing
+
+def test_spot_check_is_reproducible_and_recorded_as_events(client, db) -> None:
+    for case_id in range(1, 11):
+        certify(db, case_id)
+    coordinator = client.token("coordinator", jurisdiction_id="shanxi")
+    r = client.post("/api/v1/rounds/shanxi-2021/spot-checks", json={"share": "0.3", "seed": 20211130},
+                    headers=coordinator)
+    assert r.status_code == 201, r.text
+    draw = r.json()
+    assert draw["population"] == 10 and len(draw["drawn"]) == 3
+    assert draw["drawn"] == draw_sample(list(range(1, 11)), Decimal("0.3"), 20211130)
+    again = client.post("/api/v1/rounds/shanxi-2021/spot-checks", json={"share": "0.3", "seed": 20211130},
+                        headers=coordinator).json()
+    assert again["drawn"] == draw["drawn"] and again["id"] != draw["id"]
+    for case_id in range(1, 11):
+        history = client.get(f"/api/v1/cases/{case_id}/history", headers=coordinator).json()
+        draws = [e["payload"]["draw"] for e in history if e["type"] == "SpotCheckDrawn"]
+        assert draws == ([draw["id"], again["id"]] if case_id in draw["drawn"] else [])
+        assert all(e["payload"]["seed"] == 20211130 for e in history if e["type"] == "SpotCheckDrawn")
+    listed = client.get("/api/v1/rounds/shanxi-2021/spot-checks", headers=client.token("auditor", jurisdiction_id="shanxi"))
+    assert [s["id"] for s in listed.json()] == [draw["id"], again["id"]]
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    r = client.post("/api/v1/rounds/shanxi-2021/spot-checks", json={"share": "0.5", "seed": 1}, headers=city)
+    assert r.status_code == 409  # nothing certified in 太原: refused, nothing recorded
+    assert client.get("/api/v1/audit/verify", headers=coordinator).json()["ok"] is True
+
+
+def test_filing_batch_files_every_certified_case_once(client, db) -> None:
+    for case_id in (1, 2, 36):
+        certify(db, case_id)
+    coordinator = client.token("coordinator", jurisdiction_id="shanxi")
+    events_before = count(db, Event)
+    r = client.post("/api/v1/rounds/shanxi-2021/filings", json={"note": "2021年度"}, headers=coordinator)
+    assert r.status_code == 201, r.text
+    batch = r.json()
+    assert [c["case_id"] for c in batch["cases"]] == [1, 2, 36] and batch["totals"]["cases"] == 3
+    assert count(db, Event) == events_before + 3
+    assert client.get("/api/v1/cases/36", headers=coordinator).json()["state"] == "filed"
+    assert client.post("/api/v1/rounds/shanxi-2021/filings", json={}, headers=coordinator).status_code == 409
+    exported = client.get(f"/api/v1/filings/{batch['id']}.csv", headers=coordinator)
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert [r["case_id"] for r in rows] == ["1", "2", "36"] and Decimal(rows[0]["score"]) == 90
+    city = client.token("auditor", jurisdiction_id="shanxi-taiyuan")
+    assert client.get(f"/api/v1/filings/{batch['id']}", headers=city).status_code == 404
+    assert client.get("/api/v1/rounds/shanxi-2021/filings", headers=city).json() == []
+    assert client.get(f"/api/v1/filings/{batch['id']}", headers=coordinator).json()["filed_by"] == "coordinator:coordinator-x"
+
+
+# ---------------------------------------------------------------- evidence, sheets, notifications
+
+def test_evidence_upload_download_and_archive(client, tmp_path) -> None:
+    unit1 = client.token("unit", unit_id=1)
+    r = client.post("/api/v1/cases/1/evidence", params={"criterion": "1.1.1", "filename": "实施方案.pdf"},
+                    content=PDF, headers=unit1)
+    assert r.status_code == 201, r.text
+    sha = r.json()["sha256"]
+    assert r.json()["type"] == "pdf"
+    listed = client.get("/api/v1/cases/1/evidence", headers=unit1).json()
+    assert [(e["criterion"], e["filename"]) for e in listed] == [("1.1.1", "实施方案.pdf")]
+    got = client.get(f"/api/v1/cases/1/evidence/{sha}", headers=client.token("auditor", jurisdiction_id="shanxi"))
+    assert got.status_code == 200 and got.content == PDF
+    assert client.get(f"/api/v1/cases/2/evidence/{sha}", headers=client.token("admin")).status_code == 404
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/v1/cases/1/evidence.zip", headers=unit1).content))
+    assert [n.split("/")[-1] for n in archive.namelist()] == ["01 实施方案.pdf"]
+    r = client.post("/api/v1/cases/1/evidence", params={"criterion": "1.1.1", "filename": "x.pdf"},
+                    content=PDF, headers=client.token("coordinator", jurisdiction_id="shanxi"))
+    assert r.status_code == 403
+
+
+def test_sheets_as_json_and_xlsx(client, db) -> None:
+    ready_to_submit(db, 1, 1, "85", NOW)
+    unit1 = client.token("unit", unit_id=1)
+    sheets = client.get("/api/v1/cases/1/sheets", headers=unit1).json()
+    assert Decimal(sheets["self"]["total"]) == 85 and sheets["verified"] is None and sheets["rubric"] == "shanxi-2020"
+    x = client.get("/api/v1/cases/1/sheets.xlsx", headers=unit1)
+    assert x.status_code == 200 and x.content[:2] == b"PK"
+
+
+def test_case_notifications_show_delivery_state(client, db) -> None:
+    from workflow.adapters.calendar_files import CalendarCatalog
+    from workflow.config import REPO_ROOT
+    from workflow.service.deadlines import sweep
+
+    sweep(db, CalendarCatalog(REPO_ROOT / "calendars"), NOW.replace(day=13))
+    mails = client.get("/api/v1/cases/1/notifications", headers=client.token("unit", unit_id=1)).json()
+    assert mails and all(m["status"] == "pending" for m in mails)
+    assert {m["milestone"] for m in mails} >= {"self_assessment"}
+
+
+# ---------------------------------------------------------------- audit
+
+def test_history_exports_and_scoped_audit_check(client, db) -> None:
+    ready_to_submit(db, 36, 36, "88", NOW)
+    auditor = client.token("auditor", jurisdiction_id="shanxi-taiyuan")
+    lines = client.get("/api/v1/cases/36/history.jsonl", headers=auditor).text.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert events[0]["type"] == "CaseRegistered" and all(e["hash"] for e in events)
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/v1/units/36/history.csv", headers=auditor)
+                                           .content.decode("utf-8-sig"))))
+    assert [r["hash"] for r in rows] == [e["hash"] for e in events]
+    check = client.get("/api/v1/audit/verify", headers=auditor).json()
+    assert check == {"ok": True, "scope": "/shanxi/shanxi-taiyuan/", "cases": 1, "events": len(events), "findings": []}
+    everything = client.get("/api/v1/audit/verify", headers=client.token("admin")).json()
+    assert everything["cases"] == 36 and everything["ok"]
+    assert client.get("/api/v1/audit/verify", headers=client.token("unit", unit_id=36)).status_code == 403
+
+
+def test_audit_check_finds_a_tampered_row(client, db) -> None:
+    from sqlalchemy import text
+
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE cases SET state = 'certified' WHERE id = 36"))
+    check = client.get("/api/v1/audit/verify", headers=client.token("auditor", jurisdiction_id="shanxi")).json()
+    assert check["ok"] is False and check["findings"][0]["case_id"] == 36
+    assert "state" in check["findings"][0]["what"]
+
+
+# ---------------------------------------------------------------- operations
+
+def test_request_id_metrics_and_unknown_paths(client) -> None:
+    r = client.get("/api/v1/cases/1", headers={**client.token("unit", unit_id=1), "X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    assert len(client.get("/healthz").headers["x-request-id"]) == 32
+    client.post("/api/v1/cases/1/actions/withdraw", json={"version": 1, "data": {"reason": "x"}},
+                headers=client.token("unit", unit_id=1))
+    text = client.get("/metrics").text
+    assert 'workflow_http_requests_total{method="GET",route="/api/v1/cases/{case_id}",status="200"}' in text
+    assert 'workflow_transitions_total{action="withdraw",outcome="forbidden"}' in text
+    assert 'workflow_outbox_notifications{status="pending"}' in text
+    missing = client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert client.delete("/api/v1/cases/1").json()["error"]["code"] == "method_not_allowed"
+
+
+def test_refusals_are_logged_with_the_actor(client, capsys) -> None:
+    import logging
+
+    from workflow.logging import configure_logging
+
+    configure_logging("INFO")
+    try:
+        client.post("/api/v1/cases/1/actions/verify", json={"version": 1, "data": {"entries": {}}},
+                    headers={**client.token("unit", unit_id=1), "X-Request-ID": "req-42"})
+    finally:
+        logging.getLogger().handlers[:] = []
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    refused = [entry for entry in lines if entry.get("event") == "action refused"]
+    assert refused and refused[0]["actor"] == "unit:1" and refused[0]["request_id"] == "req-42"
+    assert refused[0]["case_id"] == 1 and refused[0]["action"] == "verify"
