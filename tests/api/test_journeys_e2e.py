@@ -1,0 +1,172 @@
+"""End to end over HTTP against `workflow serve` in a subprocess (SQLite, maildir, the
+scheduler and the dispatcher running): one unit from registration to filed, and a failing
+unit through rectification and recheck. Tokens come from the CLI, as an operator makes them.
+
+The client behaves as a real one: it reads a case's version and, when the scheduler's
+sweep moved the case in between (409 conflict), reads it again and retries.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import mailbox
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ..support import RUBRICS, sheet_for
+
+WORKFLOW = str(Path(sys.executable).parent / "workflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([WORKFLOW, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _token(env: dict[str, str], name: str, role: str, *scope: str) -> dict[str, str]:
+    secret = _cli(env, "tokens", "create", "--name", name, "--role", role, *scope,
+                  "--actor", "admin:e2e").strip().splitlines()[-1]
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def system(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
+    env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
+               WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), WORKFLOW_DISPATCH_INTERVAL_SECONDS="1", COLUMNS="200")
+    _cli(env, "demo")
+    tokens = {"unit1": _token(env, "省委办公厅", "unit", "--unit", "1"),
+              "unit2": _token(env, "省人大办公厅", "unit", "--unit", "2"),
+              "coordinator": _token(env, "王科长", "coordinator", "--jurisdiction", "shanxi"),
+              "auditor": _token(env, "审计员", "auditor", "--jurisdiction", "shanxi")}
+    port = _free_port()
+    proc = subprocess.Popen([WORKFLOW, "serve", "--port", str(port), "--name", "e2e"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited: {proc.stderr.read()}")
+        time.sleep(0.1)  # waiting for a subprocess to listen, not timing anything
+    with httpx.Client(base_url=base, timeout=30) as http:
+        yield http, tokens, tmp_path
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def act(http: httpx.Client, auth: dict[str, str], case_id: int, action: str, data: dict | None = None) -> dict:
+    for _ in range(10):
+        version = http.get(f"/api/v1/cases/{case_id}", headers=auth).json()["version"]
+        r = http.post(f"/api/v1/cases/{case_id}/actions/{action}", headers=auth,
+                      json={"version": version, "data": data or {}})
+        if r.status_code == 409 and r.json()["error"]["code"] == "conflict":
+            continue  # the sweep recorded something in between: read again
+        assert r.status_code == 200, f"{action} on case {case_id}: {r.status_code} {r.text}"
+        return r.json()
+    raise AssertionError(f"{action} on case {case_id}: still conflicting after 10 tries")
+
+
+def pdf(label: str) -> bytes:
+    return b"%PDF-1.4\n% " + label.encode() + b"\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+
+
+def prepare_submission(http: httpx.Client, auth: dict[str, str], case_id: int, unit_id: int, total: str) -> None:
+    """The unit's part: the contact form, evidence for every scored criterion, the sheet, submit."""
+    r = http.put(f"/api/v1/units/{unit_id}/contacts", headers=auth, json={"contacts": [
+        {"name": "张三", "position": "处长", "phone": "0351-4040404", "email": f"unit{unit_id}@example.gov.cn"}]})
+    assert r.status_code == 200, r.text
+    entries = sheet_for(RUBRICS.get("shanxi-2020"), total)
+    act(http, auth, case_id, "self_assess", {"entries": entries})
+    for code, value in entries.items():
+        if value != "0":
+            r = http.post(f"/api/v1/cases/{case_id}/evidence", params={"criterion": code, "filename": f"{code} 佐证.pdf"},
+                          content=pdf(f"{case_id} {code}"), headers=auth)
+            assert r.status_code == 201, r.text
+    assert act(http, auth, case_id, "submit")["state"] == "submitted"
+
+
+def test_a_unit_from_registration_to_filed(system) -> None:
+    http, t, tmp_path = system
+    assert http.get("/api/v1/cases/1", headers=t["unit1"]).json()["state"] == "registered"
+    assert http.get("/api/v1/cases/2", headers=t["unit1"]).status_code == 404
+    prepare_submission(http, t["unit1"], 1, 1, "92")
+    verified = act(http, t["coordinator"], 1, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "92")})
+    assert verified["state"] == "verified" and "certify" in verified["allowed_actions"]
+    assert act(http, t["coordinator"], 1, "certify")["state"] == "certified"
+    draw = http.post("/api/v1/rounds/shanxi-2021/spot-checks", json={"share": "1", "seed": 7}, headers=t["coordinator"])
+    assert draw.status_code == 201 and draw.json()["drawn"] == [1]
+    batch = http.post("/api/v1/rounds/shanxi-2021/filings", json={"note": "2021年度第一批"}, headers=t["coordinator"])
+    assert batch.status_code == 201, batch.text
+    assert [c["case_id"] for c in batch.json()["cases"]] == [1]
+    assert http.get("/api/v1/cases/1", headers=t["unit1"]).json()["state"] == "filed"
+    rows = list(csv.DictReader(io.StringIO(http.get(f"/api/v1/filings/{batch.json()['id']}.csv",
+                                                    headers=t["auditor"]).content.decode("utf-8-sig"))))
+    assert [r["unit_id"] for r in rows] == ["1"] and rows[0]["unit_name"]
+    history = [json.loads(line) for line in
+               http.get("/api/v1/units/1/history.jsonl", headers=t["auditor"]).text.splitlines()]
+    types = [e["type"] for e in history]
+    assert types[0] == "CaseRegistered" and types[-1] == "CaseFiled"
+    assert {"SelfAssessmentSubmitted", "CaseVerified", "CaseCertified", "SpotCheckDrawn"} <= set(types)
+    check = http.get("/api/v1/audit/verify", headers=t["auditor"]).json()
+    assert check["ok"] is True and check["cases"] == 35
+    progress = http.get("/api/v1/rounds/shanxi-2021/progress", headers=t["auditor"]).json()
+    assert progress["jurisdictions"][0]["by_state"]["filed"] == 1
+    # the scheduler and the dispatcher run in the same process: the missed 2021 deadlines
+    # were swept at start and their mails delivered to the maildir
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(mailbox.Maildir(tmp_path / "mail", create=False).keys()):
+        time.sleep(0.5)  # waiting for the dispatcher's next pass, not timing anything
+    assert list(mailbox.Maildir(tmp_path / "mail", create=False).keys())
+    statuses = {n["status"] for n in http.get("/api/v1/cases/1/notifications", headers=t["auditor"]).json()}
+    assert statuses and statuses <= {"pending", "sending", "sent", "failed", "cancelled"}
+    assert "workflow_sweep_duration_seconds_count 1.0" in http.get("/metrics").text
+
+
+def test_a_failing_unit_through_rectification_and_recheck(system) -> None:
+    http, t, _ = system
+    rubric = RUBRICS.get("shanxi-2020")
+    prepare_submission(http, t["unit2"], 2, 2, "70")
+    verified = act(http, t["coordinator"], 2, "verify", {"entries": sheet_for(rubric, "70")})
+    assert verified["state"] == "verified" and "order_rectification" in verified["allowed_actions"]
+    r = http.post("/api/v1/cases/2/actions/certify", headers=t["coordinator"],
+                  json={"version": verified["version"]})
+    assert r.status_code == 409 and r.json()["error"]["code"] in ("action_refused", "conflict")
+    ordered = act(http, t["coordinator"], 2, "order_rectification", {"note": "节水节电制度不健全"})
+    assert ordered["state"] == "rectification"
+    case = http.get("/api/v1/cases/2", headers=t["unit2"]).json()
+    assert case["rectification_due"] and "request_recheck" in case["allowed_actions"]
+    assert act(http, t["unit2"], 2, "request_recheck", {"note": "已完成整改"})["state"] == "recheck"
+    rechecked = act(http, t["coordinator"], 2, "recheck", {"entries": sheet_for(rubric, "86")})
+    assert rechecked["state"] == "certified"
+    shown = http.get("/api/v1/cases/2", headers=t["auditor"]).json()
+    assert shown["verified_total"] is not None and float(shown["recheck_total"]) == 86
+    assert shown["allowed_actions"] == []  # an auditor changes nothing
+    sheets = http.get("/api/v1/cases/2/sheets", headers=t["auditor"]).json()
+    assert float(sheets["verified"]["total"]) == 70 and float(sheets["recheck"]["total"]) == 86
+    types = [e["type"] for e in http.get("/api/v1/cases/2/history", headers=t["auditor"]).json()]
+    assert types.index("RectificationOrdered") < types.index("RecheckRequested") < types.index("CaseRechecked")
+    assert http.get("/api/v1/audit/verify", headers=t["coordinator"]).json()["ok"] is True
