@@ -669,6 +669,91 @@ def demo(db: Optional[str] = typer.Option(None, help="database URL (default: the
                   "workflow cases act 1 self_assess --entry 1.1.1=9 --actor unit:1 · workflow audit verify")
 
 
+@app.command()
+def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML), e.g. examples/shanxi-2021.yaml"),
+             db: Optional[str] = typer.Option(None, help="database URL to keep (must be empty); default a "
+                                                         "temporary SQLite file"),
+             maildir: Optional[Path] = typer.Option(None, help="where the mails go (default var/simulate/<name>/mail)"),
+             smtp: Optional[str] = typer.Option(None, help="HOST:PORT of an SMTP server to send the mails to instead"),
+             events_out: Optional[Path] = typer.Option(None, "--events-out", help="write every event as JSON lines"),
+             timeline_rows: int = typer.Option(200, "--timeline-rows", help="rows of the timeline shown (0: none)"),
+             ) -> None:
+    """Rehearse a round on a simulated clock in a fresh database: every day the 09:00 sweep
+    and dispatch, then the scenario's actions through the same services as production."""
+    import tempfile
+
+    from rich.progress import Progress
+
+    from .adapters.calendar_files import CalendarCatalog
+    from .adapters.db.engine import make_engine
+    from .adapters.db.store import Database
+    from .clock import ManualClock
+    from .config import Settings
+    from .service.reports import progress as progress_report
+    from .service.simulate import load_scenario, run, timeline
+
+    plan = load_scenario(scenario)  # every problem, with its line, before anything runs
+    work = Path(tempfile.mkdtemp(prefix="workflow-simulate-"))
+    url = db or f"sqlite:///{work / 'simulation.db'}"
+    out_dir = Path("var") / "simulate" / scenario.stem
+    overrides: dict[str, Any] = {"database_url": url, "maildir": maildir or out_dir / "mail",
+                                 "evidence_dir": work / "evidence"}
+    if smtp:
+        host, _, port = smtp.rpartition(":")
+        if not host or not port.isdigit():
+            raise DomainError(f"--smtp must be HOST:PORT, got {smtp!r}")
+        overrides.update(smtp_host=host, smtp_port=int(port))
+    settings = Settings(**overrides)
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    application = App(settings=settings, engine=engine, db=Database(engine), clock=ManualClock(_eight_on(plan.start)),
+                      calendars=CalendarCatalog(settings.calendars_dir))
+    days = (plan.end - plan.start).days + 1
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(f"simulating {plan.title}", total=days)
+        result = run(plan, application, application.transport(), on_day=lambda _d: bar.advance(task))
+    if timeline_rows:
+        rows = timeline(application, result.round_ids)
+        table = Table(title=f"{plan.title}: timeline ({len(rows)} rows" +
+                      (f", first {timeline_rows} shown)" if len(rows) > timeline_rows else ")"))
+        for column in ("date", "case", "event", "mail"):
+            table.add_column(column)
+        for when, case, event, mail in rows[:timeline_rows]:
+            table.add_row(when.astimezone(BUSINESS_TZ).date().isoformat(), case, event, mail)
+        console.print(table)
+    for outcome in result.refused:
+        err.print(f"{plan.path}:{outcome.line}: {outcome.day}: {outcome.what}")
+    summary = Table(title=f"{plan.title}: summary")
+    summary.add_column("round")
+    summary.add_column("cases by final state")
+    summary.add_column("certified / target")
+    summary.add_column("deadlines missed")
+    for round_id in result.round_ids:
+        province = progress_report(application.db, round_id, f"/{plan.round['province']}/").rows[0]
+        states = ", ".join(f"{k} {v}" for k, v in province.by_state.items() if v)
+        share = province.certified_share
+        target = Decimal(str(plan.round["target_share"]))
+        summary.add_row(round_id, states, f"{format(share * 100, '.1f') if share is not None else '—'}% / "
+                        f"{format(target * 100, '.0f')}%" + (" ✓" if share is not None and share >= target else ""),
+                        ", ".join(f"{m} {n}" for m, n in sorted(province.missed.items())) or "none")
+    console.print(summary)
+    console.print(f"mails sent {result.mails_sent}, failed {result.mails_failed}; actions refused "
+                  f"{len(result.refused)}; {result.days} days simulated")
+    console.print(f"mails: {settings.smtp_host + ':' + str(settings.smtp_port) if smtp else settings.maildir} · "
+                  f"database: {result.database_url}")
+    if events_out:
+        with open(events_out, "w", encoding="utf-8") as fh:
+            for event in application.db.all_events():
+                fh.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        console.print(f"events: {events_out}")
+    application.close()
+
+
+def _eight_on(day: Any) -> Any:
+    from datetime import datetime
+
+    return datetime(day.year, day.month, day.day, 8, tzinfo=BUSINESS_TZ)
+
+
 def main() -> None:
     try:
         app()

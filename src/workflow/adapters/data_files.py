@@ -30,9 +30,29 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def read_yaml(path: Path) -> Any:
+class LineDict(dict):
+    """A mapping that knows the line it starts on (1-based)."""
+
+    line: int = 0
+
+
+class _LineLoader(_StrictLoader):
+    """Mappings come out as :class:`LineDict`, so validation can name the line."""
+
+
+def _construct_line_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> LineDict:
+    out = LineDict(_construct_mapping(loader, node, deep=True))
+    out.line = node.start_mark.line + 1
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_line_mapping)
+
+
+def read_yaml(path: Path, *, lines: bool = False) -> Any:
     """Parse a YAML data file; a missing file, bad encoding, syntax error or duplicate key
-    is an ``InvalidInput`` naming the file and line."""
+    is an ``InvalidInput`` naming the file and line. With ``lines`` every mapping is a
+    :class:`LineDict` carrying the line it starts on."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -41,7 +61,7 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}", [Problem(str(path), exc.strerror or str(exc))]) from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_LineLoader if lines else _StrictLoader)  # noqa: S506 - SafeLoader subclasses
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
