@@ -328,11 +328,12 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                                                    True))
                 else:
                     with application.engine.connect() as conn:
-                        last = conn.execute(select(Round).where(Round.id == round_id)).one()[0]
+                        last = conn.execute(select(Round.__table__).where(Round.id == round_id)).mappings().one()
                     o = open_round(db, application.rubrics, application.calendars, province_id=province,
-                                   year=int(step.params["year"]), rubric_id=step.params.get("rubric") or last.rubric_id,
-                                   calendar_id=step.params.get("calendar") or last.calendar_id,
-                                   target_share=str(step.params.get("target_share") or last.target_share),
+                                   year=int(step.params["year"]),
+                                   rubric_id=step.params.get("rubric") or last["rubric_id"],
+                                   calendar_id=step.params.get("calendar") or last["calendar_id"],
+                                   target_share=str(step.params.get("target_share") or last["target_share"]),
                                    actor=admin, now=now)
                     result.round_ids.append(o.round_id)
                     result.outcomes.append(Outcome(day, step.line, f"round {o.round_id} opened: {o.registered} cases, "

@@ -1,0 +1,129 @@
+"""`workflow simulate`: scenarios checked before anything runs; the example rounds run
+through the production services; mails to a maildir or an SMTP server."""
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.adapters.db.engine import make_engine
+from workflow.adapters.db.store import Database
+from workflow.bootstrap import App
+from workflow.clock import ManualClock
+from workflow.config import REPO_ROOT, Settings
+from workflow.domain.errors import DomainError, InvalidInput
+from workflow.service.simulate import load_scenario, run
+
+from .smtp_server import SmtpServer, smtp_server  # noqa: F401
+
+WORKFLOW = str(Path(sys.executable).parent / "workflow")
+EXAMPLES = REPO_ROOT / "examples"
+
+SMALL = """\
+title: small
+round: {province: shanxi, year: 2021, rubric: shanxi-2020, calendar: shanxi-2021, target_share: "0.5"}
+start: 2021-10-10
+end: 2021-11-12
+jurisdictions: %s
+units:
+  - {name: 甲单位, jurisdiction: shanxi, category: 行政机关, contacts: [{name: 甲, email: jia@example.cn}]}
+  - {name: 乙单位, jurisdiction: shanxi, category: 行政机关, contacts: [{name: 乙, email: yi@example.cn}]}
+coordinators:
+  - {jurisdiction: shanxi, name: 王科长, email: wang@example.cn}
+actions:
+  - {date: 2021-10-12, unit: 甲单位, do: self_assess, total: "90"}
+  - {date: 2021-10-13, unit: 甲单位, do: submit}
+  - {date: 2021-11-09, unit: 甲单位, do: verify, total: "90"}
+  - {date: 2021-11-10, unit: 甲单位, do: certify}
+  - {date: 2021-11-10, unit: 乙单位, do: certify}
+""" % (EXAMPLES / "jurisdictions.csv")
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
+    return subprocess.run([WORKFLOW, *args], env={**base, "COLUMNS": "200", **(env or {})}, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_malformed_scenario_names_every_line_and_runs_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMALL.replace("do: submit", "do: sumbit").replace("date: 2021-11-09", "on: 2021-11-09")
+                   .replace("unit: 乙单位, do: certify", "unit: 丙单位, do: certify")
+                   .replace('total: "90"}', 'total: 90.5}', 1), encoding="utf-8")
+    with pytest.raises(InvalidInput) as caught:
+        load_scenario(bad)
+    found = {(p.where, p.what.split(";")[0].split(" (")[0]) for p in caught.value.problems}
+    assert (f"{bad}:12 actions[0].total", "total must be a number written as text, e.g. \"85.5\"") in found
+    assert (f"{bad}:13 actions[1].do", "unknown action 'sumbit'") in found
+    assert (f"{bad}:14 actions[2].True", "write date:, not on:") in found
+    assert (f"{bad}:16 actions[4]", "unknown unit '丙单位'") in found
+    db = tmp_path / "kept.db"
+    done = _cli("simulate", str(bad), "--db", f"sqlite:///{db}")
+    assert done.returncode == 2 and f"{bad}:13" in done.stderr and not db.exists()
+    syntax = tmp_path / "syntax.yaml"
+    syntax.write_text("title: [unclosed\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"syntax.yaml:2"):
+        load_scenario(syntax)
+
+
+def _application(tmp_path: Path, url: str) -> App:
+    settings = Settings(database_url=url, maildir=tmp_path / "mail", evidence_dir=tmp_path / "ev")
+    engine = make_engine(url)
+    return App(settings=settings, engine=engine, db=Database(engine),
+               clock=ManualClock(datetime(2021, 1, 1, tzinfo=timezone.utc)),
+               calendars=CalendarCatalog(REPO_ROOT / "calendars"))
+
+
+def test_mails_go_to_an_smtp_server_and_refusals_are_reported(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(SMALL, encoding="utf-8")
+    application = _application(tmp_path, f"sqlite:///{tmp_path}/s.db")
+    result = run(load_scenario(scenario), application, smtp_server.transport())
+    assert result.days == 34 and result.round_ids == ["shanxi-2021"]
+    assert [(o.line, o.ok) for o in result.outcomes] == [(16, False)]  # 乙 was never verified
+    assert "certify refused" in result.outcomes[0].what
+    assert result.mails_sent == len(smtp_server.received) > 0
+    assert smtp_server.to("yi@example.cn") and smtp_server.to("wang@example.cn")
+    with pytest.raises(DomainError, match="not empty"):
+        run(load_scenario(scenario), _application(tmp_path, f"sqlite:///{tmp_path}/s.db"), smtp_server.transport())
+
+
+def test_the_shanxi_example_round(tmp_path: Path) -> None:
+    db, events = tmp_path / "shanxi.db", tmp_path / "events.jsonl"
+    done = _cli("simulate", str(EXAMPLES / "shanxi-2021.yaml"), "--db", f"sqlite:///{db}", "--maildir",
+                str(tmp_path / "mail"), "--events-out", str(events), "--timeline-rows", "5")
+    assert done.returncode == 0, done.stderr
+    assert "97.1% / 50%" in done.stdout and "actions refused 0" in done.stdout
+    conn = sqlite3.connect(db)
+    states = dict(conn.execute("SELECT state, count(*) FROM cases GROUP BY state"))
+    assert states == {"filed": 34, "registered": 1}
+    lines = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    rechecked = {e["case_id"] for e in lines if e["type"] == "CaseRechecked"}
+    assert len(rechecked) == 3
+    late = [e for e in lines if e["type"] == "DeadlineMissed" and e["payload"]["milestone"] == "self_assessment"]
+    assert len(late) == 2  # 省信访局 (caught up) and 省贸促会 (never did)
+    sent = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone()[0]
+    assert len(list(mailbox.Maildir(tmp_path / "mail", create=False).keys())) == sent > 0
+    audit = _cli("audit", "verify", env={"WORKFLOW_DATABASE_URL": f"sqlite:///{db}"})
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_the_hunan_example_carries_failed_units_into_2022(tmp_path: Path) -> None:
+    db = tmp_path / "hunan.db"
+    done = _cli("simulate", str(EXAMPLES / "hunan-2021.yaml"), "--db", f"sqlite:///{db}", "--maildir",
+                str(tmp_path / "mail"), "--timeline-rows", "0")
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT round_id, state, carried_over_from FROM cases ORDER BY id").fetchall()
+    assert [r[1] for r in rows if r[0] == "hunan-2021"].count("not_certified") == 2
+    carried = [r for r in rows if r[0] == "hunan-2022"]
+    assert len(carried) == 2 and all(r[1] == "filed" and r[2] is not None for r in carried)
