@@ -14,8 +14,10 @@ the refused ones.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import mailbox
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -234,6 +236,10 @@ class MaildirTransport:
     For development and demos: open the folder with any mail client (mutt -f PATH,
     Thunderbird, Evolution) to read what would have been sent. Creates the Maildir (and
     its parent folders) if missing. A write error is a temporary failure.
+
+    Delivery is idempotent by Message-ID: the file is named after it, so a message handed
+    over again (a dispatcher that died after delivering but before recording it) is not
+    stored twice.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -242,22 +248,36 @@ class MaildirTransport:
     def __repr__(self) -> str:
         return f"MaildirTransport({str(self.path)!r})"
 
+    def _delivered(self, key: str) -> bool:
+        if (self.path / "new" / key).exists():
+            return True
+        cur = self.path / "cur"
+        return cur.is_dir() and any(cur.glob(f"{key}:*")) or (cur / key).exists()
+
     async def send_many(
         self, messages: Sequence[tuple[OutgoingMessage, datetime]]
     ) -> list[DeliveryResult]:
         """Store each message; ``detail`` is the Maildir key of the stored file."""
         results: list[DeliveryResult] = []
-        box: mailbox.Maildir | None = None
+        ready = False
         for msg, when in messages:
             built = build(msg, when)
             if isinstance(built, DeliveryResult):
                 results.append(built)
                 continue
+            key = f"{hashlib.sha256(msg.message_id.encode()).hexdigest()[:40]}.workflow"
             try:
-                if box is None:
+                if not ready:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    box = mailbox.Maildir(self.path, factory=None, create=True)
-                key = box.add(built)
+                    mailbox.Maildir(self.path, factory=None, create=True)  # tmp/ new/ cur/
+                    ready = True
+                if not self._delivered(key):
+                    temp = self.path / "tmp" / key
+                    with open(temp, "wb") as out:
+                        out.write(built)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    os.replace(temp, self.path / "new" / key)
             except OSError as exc:
                 results.append(_connection_failure(msg.message_id, exc))
             else:

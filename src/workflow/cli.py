@@ -671,8 +671,8 @@ def demo(db: Optional[str] = typer.Option(None, help="database URL (default: the
 
 @app.command()
 def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML), e.g. examples/shanxi-2021.yaml"),
-             db: Optional[str] = typer.Option(None, help="database URL to keep (must be empty); default a "
-                                                         "temporary SQLite file"),
+             db: Optional[str] = typer.Option(None, help="database URL to keep (empty, or holding a killed run of the same "
+                                                         "scenario, which resumes); default a temporary SQLite file"),
              maildir: Optional[Path] = typer.Option(None, help="where the mails go (default var/simulate/<name>/mail)"),
              smtp: Optional[str] = typer.Option(None, help="HOST:PORT of an SMTP server to send the mails to instead"),
              events_out: Optional[Path] = typer.Option(None, "--events-out", help="write every event as JSON lines"),
@@ -736,6 +736,8 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
                         f"{format(target * 100, '.0f')}%" + (" ✓" if share is not None and share >= target else ""),
                         ", ".join(f"{m} {n}" for m, n in sorted(province.missed.items())) or "none")
     console.print(summary)
+    if result.resumed_after is not None:
+        console.print(f"resumed a run that had finished {result.resumed_after}")
     console.print(f"mails sent {result.mails_sent}, failed {result.mails_failed}; actions refused "
                   f"{len(result.refused)}; {result.days} days simulated")
     console.print(f"mails: {settings.smtp_host + ':' + str(settings.smtp_port) if smtp else settings.maildir} · "

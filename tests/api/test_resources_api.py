@@ -325,3 +325,17 @@ def test_refusals_are_logged_with_the_actor(client, capsys) -> None:
     refused = [entry for entry in lines if entry.get("event") == "action refused"]
     assert refused and refused[0]["actor"] == "unit:1" and refused[0]["request_id"] == "req-42"
     assert refused[0]["case_id"] == 1 and refused[0]["action"] == "verify"
+
+
+def test_a_retried_action_with_an_idempotency_key_is_taken_once(client, db) -> None:
+    coordinator = client.token("coordinator", jurisdiction_id="shanxi")
+    headers = {**coordinator, "Idempotency-Key": "withdraw-case-5-0001"}
+    body = {"version": 1, "data": {"reason": "机构撤并"}}
+    first = client.post("/api/v1/cases/5/actions/withdraw", json=body, headers=headers)
+    again = client.post("/api/v1/cases/5/actions/withdraw", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["event"]["hash"] == again.json()["event"]["hash"]
+    assert [e["type"] for e in client.get("/api/v1/cases/5/history", headers=coordinator).json()] == \
+        ["CaseRegistered", "CaseWithdrawn"]
+    other = client.post("/api/v1/cases/6/actions/withdraw", json=body, headers=headers)
+    assert other.status_code == 409 and "was used for withdraw on case 5" in other.json()["error"]["message"]["en"]

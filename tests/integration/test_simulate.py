@@ -92,8 +92,18 @@ def test_mails_go_to_an_smtp_server_and_refusals_are_reported(tmp_path: Path, sm
     assert "certify refused" in result.outcomes[0].what
     assert result.mails_sent == len(smtp_server.received) > 0
     assert smtp_server.to("yi@example.cn") and smtp_server.to("wang@example.cn")
+    # the same scenario again on that database: it had finished, nothing more happens
+    again = run(load_scenario(scenario), _application(tmp_path, f"sqlite:///{tmp_path}/s.db"), smtp_server.transport())
+    assert again.resumed_after == result_end(scenario) and again.days == 0 and again.outcomes == []
+    assert len(smtp_server.received) == result.mails_sent
+    other = tmp_path / "other.yaml"
+    other.write_text(SMALL.replace("title: small", "title: other"), encoding="utf-8")
     with pytest.raises(DomainError, match="not empty"):
-        run(load_scenario(scenario), _application(tmp_path, f"sqlite:///{tmp_path}/s.db"), smtp_server.transport())
+        run(load_scenario(other), _application(tmp_path, f"sqlite:///{tmp_path}/s.db"), smtp_server.transport())
+
+
+def result_end(scenario: Path):
+    return load_scenario(scenario).end
 
 
 def test_the_shanxi_example_round(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ class MemoryDatabase:
     units: set[int] = field(default_factory=set)
     cases: dict[int, CaseState] = field(default_factory=dict)
     events: dict[int, list[Event]] = field(default_factory=dict)
+    keys: dict[str, Any] = field(default_factory=dict)  # idempotency keys → what they did
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _positions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -53,6 +54,7 @@ class MemoryCaseStore:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
         self._staged: list[tuple[CaseState, Event, CaseState]] = []
+        self._staged_keys: list[tuple[str, Any]] = []
         self._done = False
 
     def _visible(self, case_id: int) -> CaseState | None:
@@ -101,6 +103,15 @@ class MemoryCaseStore:
         self._staged.append((before, event, after))
         return after, event
 
+    def recall(self, key: str) -> Any:
+        return self._db.keys.get(key) or next((r for k, r in self._staged_keys if k == key), None)
+
+    def remember(self, key: str, what: str, now: datetime, *, case_id: int | None = None, seq: int | None = None,
+                 ref: str | None = None) -> None:
+        from .db.store import Remembered
+
+        self._staged_keys.append((key, Remembered(what, case_id, seq, ref)))
+
     def append(self, before: CaseState, event: Event, after: CaseState) -> None:
         current = self._visible(before.id)
         if current is not None and current.version != before.version:
@@ -125,15 +136,21 @@ class MemoryCaseStore:
                 ):
                     raise AlreadyExists(f"unit {after.unit_id} already has a case in round {after.round_id}")
                 seen[before.id] = after.version
+            for key, _ in self._staged_keys:
+                if key in self._db.keys:
+                    raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request", key=key)
+            self._db.keys.update(self._staged_keys)
             for _before, event, after in self._staged:
                 stored = replace(event, position=next(self._db._positions))
                 self._db.events.setdefault(after.id, []).append(stored)
                 self._db.cases[after.id] = after
         self._staged.clear()
+        self._staged_keys.clear()
         self._done = True
 
     def rollback(self) -> None:
         self._staged.clear()
+        self._staged_keys.clear()
         self._done = True
 
 

@@ -6,9 +6,9 @@ import io
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,8 +111,12 @@ def register(api: FastAPI) -> None:
                         headers={"Content-Disposition": f'attachment; filename="case-{case_id}.csv"'})
 
     @api.post("/api/v1/cases/{case_id}/actions/{action}", tags=["cases"])
-    def act(case_id: int, action: str, body: ActionRequest, who: Caller, application: Application) -> dict[str, Any]:
-        """Take an action; ``version`` is the version the client saw (409 if it changed)."""
+    def act(case_id: int, action: str, body: ActionRequest, who: Caller, application: Application,
+            idempotency_key: Annotated[str | None, Header(min_length=8, max_length=120, description=(
+                "retrying with the same key answers with the recorded result instead of acting twice"))] = None,
+            ) -> dict[str, Any]:
+        """Take an action; ``version`` is the version the client saw (409 if it changed). A client
+        that may retry (after a timeout) sends an ``Idempotency-Key``."""
         from ..domain.errors import DomainError
         from ..service.cases import perform_action
 
@@ -123,7 +127,8 @@ def register(api: FastAPI) -> None:
             raise ApiError("forbidden", f"a {who.role} may not {action}", action=action)
         try:
             result = perform_action(application.db, case_id, action, body.data, who.actor, application.clock.now(),
-                                    expected_version=body.version)
+                                    expected_version=body.version,
+                                    idempotency_key=f"api:{who.token_id}:{idempotency_key}" if idempotency_key else None)
         except DomainError as exc:
             TRANSITIONS.labels(action if action in ACTIONS else "unknown", exc.code).inc()
             log.warning("action refused", action=action, reason=exc.code, detail=exc.message)

@@ -25,15 +25,36 @@ class ActionResult:
         return allowed_actions(self.case, self.ctx, self.now)
 
 
+def _recalled(uow: Any, key: str | None, action: str, case_id: int, now: datetime) -> ActionResult | None:
+    """The recorded result of an earlier request with this idempotency key (the event it
+    made, the case as it is now), or None if there was none."""
+    if key is None:
+        return None
+    found = uow.recall(key)
+    if found is None:
+        return None
+    if (found.what, found.case_id) != (action, case_id):
+        raise ConflictError(f"idempotency key {key!r} was used for {found.what} on case {found.case_id}, "
+                            f"not {action} on case {case_id}", key=key)
+    case = uow.get(case_id)
+    event = uow.events(case_id)[found.seq - 1]
+    return ActionResult(case, event, uow.round_context(case.round_id), now)
+
+
 def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Mapping[str, Any] | None,
-                   actor: Actor, now: datetime, expected_version: int | None = None) -> ActionResult:
+                   actor: Actor, now: datetime, expected_version: int | None = None,
+                   idempotency_key: str | None = None) -> ActionResult:
     """Take ``action`` on a case: decide, then commit the new projection and its event together.
 
     ``expected_version`` is the version the caller saw; if the case has moved on since,
-    nothing is written and :class:`ConflictError` says so.
+    nothing is written and :class:`ConflictError` says so. With an ``idempotency_key`` a
+    request already carried out is answered with its recorded event and not taken again.
     """
     require_aware(now, "now")
     with store.unit_of_work() as uow:
+        done = _recalled(uow, idempotency_key, action, case_id, now)
+        if done is not None:
+            return done
         case = uow.get(case_id)
         if expected_version is not None and case.version != expected_version:
             raise ConflictError(
@@ -44,16 +65,22 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
         event = decide(case, action, data, actor, now, ctx)
         after = apply(case, event)
         uow.append(case, event, after)
+        if idempotency_key is not None:
+            uow.remember(idempotency_key, action, now, case_id=case_id, seq=event.seq)
         uow.commit()
     return ActionResult(after, event, ctx, now)
 
 
 def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str, Mapping[str, Any]]],
-                    actor: Actor, now: datetime) -> list[ActionResult]:
-    """Several actions on one case in one transaction: all are recorded or none."""
+                    actor: Actor, now: datetime, idempotency_key: str | None = None) -> list[ActionResult]:
+    """Several actions on one case in one transaction: all are recorded or none. With an
+    ``idempotency_key`` a batch already recorded answers with its last event."""
     require_aware(now, "now")
     results = []
     with store.unit_of_work() as uow:
+        done = _recalled(uow, idempotency_key, steps[-1][0] if steps else "", case_id, now)
+        if done is not None:
+            return [done]
         case = uow.get(case_id)
         ctx = uow.round_context(case.round_id)
         for action, data in steps:
@@ -62,6 +89,8 @@ def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str
             uow.append(case, event, after)
             results.append(ActionResult(after, event, ctx, now))
             case = after
+        if idempotency_key is not None and results:
+            uow.remember(idempotency_key, steps[-1][0], now, case_id=case_id, seq=results[-1].event.seq)
         uow.commit()
     return results
 

@@ -62,9 +62,10 @@ class SpotCheckResult:
 
 
 def spot_check(db: Database, round_id: str, jurisdiction_id: str, *, share: Any, seed: Any, actor: Actor,
-               now: datetime) -> SpotCheckResult:
+               now: datetime, idempotency_key: str | None = None) -> SpotCheckResult:
     """Draw a sample of the certified (or filed) cases of a round in a subtree; the draw is a
-    ``spot_checks`` row and a SpotCheckDrawn event on each drawn case, in one transaction."""
+    ``spot_checks`` row and a SpotCheckDrawn event on each drawn case, in one transaction.
+    With an ``idempotency_key`` a draw already made is returned, not made again."""
     from ..domain.case import PARSERS
 
     require_aware(now, "now")
@@ -79,6 +80,12 @@ def spot_check(db: Database, round_id: str, jurisdiction_id: str, *, share: Any,
         raise InvalidInput("invalid spot check", problems)
     with db.unit_of_work(core=True) as uow:
         conn = uow.connection
+        done = uow.recall(idempotency_key) if idempotency_key else None
+        if done is not None:
+            row = conn.execute(select(SpotCheck.__table__).where(SpotCheck.id == done.ref)).mappings().one()
+            return SpotCheckResult(row["id"], row["round_id"], row["jurisdiction_id"], row["seed"],
+                                   Decimal(row["share"]), row["population"], row["drawn"], row["drawn_at"],
+                                   row["drawn_by"])
         _require_round(conn, round_id)
         path = _subtree(conn, jurisdiction_id)
         population = list(conn.execute(_cases_in(round_id, path, DONE_STATES)).scalars())
@@ -98,6 +105,8 @@ def spot_check(db: Database, round_id: str, jurisdiction_id: str, *, share: Any,
         conn.execute(insert(SpotCheck).values(
             id=draw_id, round_id=round_id, jurisdiction_id=jurisdiction_id, seed=parsed["seed"],
             share=parsed["share"], population=population, drawn=drawn, drawn_at=now, drawn_by=str(actor)))
+        if idempotency_key:
+            uow.remember(idempotency_key, "spot_check", now, ref=draw_id)
         uow.commit()
     return SpotCheckResult(draw_id, round_id, jurisdiction_id, parsed["seed"], parsed["share"], population, drawn,
                            now, str(actor))
@@ -115,13 +124,17 @@ def list_spot_checks(db: Database, round_id: str, within_path: str | None = None
 # ---------------------------------------------------------------- filing (备案)
 
 def file_round(db: Database, round_id: str, jurisdiction_id: str, *, actor: Actor, now: datetime,
-               note: str | None = None) -> Any:
+               note: str | None = None, idempotency_key: str | None = None) -> Any:
     """File every certified case of a round in a subtree with the national bureau as one
     batch: each case moves to ``filed`` with the batch id; the batch row lists the cases
-    and totals. Nothing certified: refused, nothing written."""
+    and totals. Nothing certified: refused, nothing written. With an ``idempotency_key``
+    a batch already filed is returned, not filed again."""
     require_aware(now, "now")
     with db.unit_of_work(core=True) as uow:
         conn = uow.connection
+        done = uow.recall(idempotency_key) if idempotency_key else None
+        if done is not None:
+            return get_filing(db, str(done.ref))
         _require_round(conn, round_id)
         path = _subtree(conn, jurisdiction_id)
         ids = list(conn.execute(_cases_in(round_id, path, ("certified",))).scalars())
@@ -149,6 +162,8 @@ def file_round(db: Database, round_id: str, jurisdiction_id: str, *, actor: Acto
                   "filed_on": business_date(now).isoformat()}
         conn.execute(insert(FilingBatch).values(id=batch_id, round_id=round_id, jurisdiction_id=jurisdiction_id,
                                                 cases=listed, totals=totals, filed_at=now, filed_by=str(actor)))
+        if idempotency_key:
+            uow.remember(idempotency_key, "filing", now, ref=batch_id)
         uow.commit()
     return get_filing(db, batch_id)
 

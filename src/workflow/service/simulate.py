@@ -8,6 +8,7 @@ action does not stop the rehearsal: it is shown in the timeline and counted.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -15,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from ..adapters.data_files import LineDict, read_yaml
 from ..clock import BUSINESS_TZ, ManualClock
@@ -242,6 +243,7 @@ class SimulationResult:
     outcomes: list[Outcome] = field(default_factory=list)
     mails_sent: int = 0
     mails_failed: int = 0
+    resumed_after: date | None = None  # the last day a killed run had finished
 
     @property
     def refused(self) -> list[Outcome]:
@@ -265,34 +267,67 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
     from ..service.oversight import file_round, spot_check
     from ..service.rounds import open_round
 
+    from ..adapters.db.tables import SimulationProgress
+    from ..domain.errors import AlreadyExists
+
     clock: ManualClock = application.clock
     db = application.db
     upgrade(application.engine)
-    with application.engine.connect() as conn:
-        if conn.execute(select(Jurisdiction.id).limit(1)).first() is not None:
-            raise DomainError(f"the database at {application.engine.url.render_as_string(hide_password=True)} "
-                              "is not empty; a simulation runs in a fresh database")
+    digest = hashlib.sha256(scenario.path.read_bytes()).hexdigest()
+    with db.write_connection() as conn:
+        progress_row = conn.execute(select(SimulationProgress.day_done, SimulationProgress.digest)
+                                    .where(SimulationProgress.digest == digest)).first()
+        if progress_row is None:
+            if conn.execute(select(Jurisdiction.id).limit(1)).first() is not None:
+                raise DomainError(f"the database at {application.engine.url.render_as_string(hide_password=True)} "
+                                  "is not empty (and holds no run of this scenario to resume); a simulation runs in "
+                                  "a fresh database")
+            conn.execute(insert(SimulationProgress).values(digest=digest, scenario=str(scenario.path)[-500:]))
+    resumed_after = progress_row.day_done if progress_row is not None else None
 
     def at(day: date, hour: int) -> datetime:
         return datetime(day.year, day.month, day.day, hour, tzinfo=BUSINESS_TZ)
 
+    # Setting up is idempotent: a run killed half-way through it does it again.
     clock.set(at(scenario.start, 8))
     now = clock.now()
     import_jurisdictions(db, scenario.jurisdictions)
-    if scenario.roster is not None:
+    with application.engine.connect() as conn:
+        have_units = conn.execute(select(Unit.id).limit(1)).first() is not None
+    if scenario.roster is not None and not have_units:  # one transaction: all the roster or none of it
         import_units(db, scenario.roster, now)
     for u in scenario.inline_units:
-        create_unit(db, u, now)
+        try:
+            create_unit(db, u, now)
+        except AlreadyExists:
+            pass
     for c in scenario.coordinators:
-        add_coordinator(db, c["jurisdiction"], c["name"], c["email"])
+        try:
+            add_coordinator(db, c["jurisdiction"], c["name"], c["email"])
+        except AlreadyExists:
+            pass
     r = scenario.round
     admin = Actor("admin", "simulation")
-    opened = open_round(db, application.rubrics, application.calendars, province_id=r["province"], year=int(r["year"]),
-                        rubric_id=r["rubric"], calendar_id=r["calendar"], target_share=str(r["target_share"]),
-                        actor=admin, now=now)
-    result = SimulationResult(application.engine.url.render_as_string(hide_password=True), [opened.round_id], 0)
+    first_round = f"{r['province']}-{int(r['year'])}"
+    try:
+        open_round(db, application.rubrics, application.calendars, province_id=r["province"], year=int(r["year"]),
+                   rubric_id=r["rubric"], calendar_id=r["calendar"], target_share=str(r["target_share"]),
+                   actor=admin, now=now)
+    except AlreadyExists:
+        pass
     with application.engine.connect() as conn:
+        round_ids = list(conn.execute(select(Round.id).where(Round.province_id == r["province"],
+                                                             Round.year >= int(r["year"])).order_by(Round.year))
+                         .scalars())
         unit_ids = {name: uid for uid, name in conn.execute(select(Unit.id, Unit.name))}
+    result = SimulationResult(application.engine.url.render_as_string(hide_password=True), round_ids or [first_round],
+                              0, resumed_after=resumed_after)
+    if resumed_after is not None:
+        # The killed run's dispatcher may have claimed mails it never recorded: hand them back
+        # (a mail it did deliver is not stored twice: the Maildir is idempotent by Message-ID).
+        with db.write_connection() as conn:
+            conn.execute(update(Outbox).where(Outbox.status == "sending").values(status="pending",
+                                                                                 claimed_until=None))
 
     def current_case(unit_id: int) -> int | None:
         with application.engine.connect() as conn:
@@ -308,6 +343,9 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
             return {str(k): str(v) for k, v in dict(step.params["entries"]).items()}
         return complete_sheet(rubric, step.params["total"])
 
+    def key(step: Step, unit_id: int | None = None, part: str = "") -> str:
+        return f"simulate:{digest[:16]}:{step.line}:{unit_id or '-'}{part}"
+
     def perform(step: Step, day: date) -> None:
         from ..service.cases import perform_action
 
@@ -319,11 +357,12 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
             try:
                 if step.do == "spot_check":
                     s = spot_check(db, round_id, step.params.get("jurisdiction") or province,
-                                   share=str(step.params["share"]), seed=step.params["seed"], actor=coordinator, now=now)
+                                   share=str(step.params["share"]), seed=step.params["seed"], actor=coordinator, now=now,
+                                   idempotency_key=key(step))
                     result.outcomes.append(Outcome(day, step.line, f"spot check {s.id}: drew {s.drawn}", True))
                 elif step.do == "file":
                     b = file_round(db, round_id, step.params.get("jurisdiction") or province, actor=coordinator,
-                                   now=now, note=step.params.get("note"))
+                                   now=now, note=step.params.get("note"), idempotency_key=key(step))
                     result.outcomes.append(Outcome(day, step.line, f"filing batch {b['id']}: {len(b['cases'])} cases",
                                                    True))
                 else:
@@ -335,9 +374,12 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                                    calendar_id=step.params.get("calendar") or last["calendar_id"],
                                    target_share=str(step.params.get("target_share") or last["target_share"]),
                                    actor=admin, now=now)
-                    result.round_ids.append(o.round_id)
+                    if o.round_id not in result.round_ids:
+                        result.round_ids.append(o.round_id)
                     result.outcomes.append(Outcome(day, step.line, f"round {o.round_id} opened: {o.registered} cases, "
                                                    f"{o.carried_over} carried over", True))
+            except AlreadyExists as exc:  # opened before a restart: nothing to do again
+                result.outcomes.append(Outcome(day, step.line, exc.message, True))
             except DomainError as exc:
                 result.outcomes.append(Outcome(day, step.line, f"{step.do} refused: {exc.message}", False))
             return
@@ -359,7 +401,7 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                     with db.reader() as uow:
                         rubric = uow.round_context(uow.get(case_id).round_id).rubric
                     data["entries"] = sheet(step, rubric)
-                perform_action(db, case_id, step.do, data, actor, now)
+                perform_action(db, case_id, step.do, data, actor, now, idempotency_key=key(step, unit_id))
                 if step.do == "self_assess" and step.params.get("evidence", True):
                     with db.reader() as uow:
                         have = {c for c, _, _ in uow.get(case_id).evidence}
@@ -371,7 +413,7 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                 result.outcomes.append(Outcome(day, step.line, f"{name}: {step.do} refused: {exc.message}", False))
 
     settings = application.dispatch_settings()
-    day = scenario.start
+    day = scenario.start if resumed_after is None else resumed_after + timedelta(days=1)
     by_day: dict[date, list[Step]] = {}
     for step in scenario.steps:
         by_day.setdefault(step.on, []).append(step)
@@ -385,6 +427,8 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
         clock.set(at(day, 10))
         for step in by_day.get(day, ()):
             perform(step, day)
+        with db.write_connection() as conn:
+            conn.execute(update(SimulationProgress).where(SimulationProgress.digest == digest).values(day_done=day))
         result.days += 1
         if on_day is not None:
             on_day(day)

@@ -12,11 +12,14 @@ import re
 import sqlite3
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator
 
 from sqlalchemy import Engine
+
+from ... import faults
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ...domain.case import CaseState, RoundContext, apply, registration_event
@@ -53,6 +56,9 @@ _SQL = {
     "case_events": f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = :case_id ORDER BY seq",
     "round": "SELECT id, policy, pass_mark, max_total, rubric_data FROM rounds WHERE id = :id",
     "unit_exists": "SELECT 1 FROM units WHERE id = :id",
+    "recall": "SELECT what, case_id, seq, ref FROM idempotency_keys WHERE key = :key",
+    "remember": ("INSERT INTO idempotency_keys (key, what, case_id, seq, ref, created_at) "
+                 "VALUES (:key, :what, :case_id, :seq, :ref, :created_at)"),
 }
 _PARAM = re.compile(r"(?<!:):(\w+)")
 
@@ -114,6 +120,14 @@ class Codec:
         return Event(case_id=row[1], seq=row[2], type=row[3], actor=row[4], occurred_at=self.dt_in(row[5]),
                      payload=json.loads(row[6]), prev_hash=row[7], hash=row[8], position=row[0],
                      payload_text=row[6])
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    what: str
+    case_id: int | None
+    seq: int | None
+    ref: str | None
 
 
 class SqlCaseStore:
@@ -250,6 +264,21 @@ class SqlCaseStore:
         except self._db.integrity_errors as exc:
             raise ConflictError(f"case {before.id}: event #{event.seq} already exists", case_id=before.id) from exc
 
+    def recall(self, key: str) -> Remembered | None:
+        """What the request with this idempotency key did, if it was carried out."""
+        self._cur.execute(self._sql["recall"], {"key": key})
+        row = self._cur.fetchone()
+        return None if row is None else Remembered(*row)
+
+    def remember(self, key: str, what: str, now: datetime, *, case_id: int | None = None, seq: int | None = None,
+                 ref: str | None = None) -> None:
+        """Record the request's result in this transaction (a concurrent twin fails on the key)."""
+        try:
+            self._cur.execute(self._sql["remember"], {"key": key, "what": what, "case_id": case_id, "seq": seq,
+                                                      "ref": ref, "created_at": self._codec.dt_out(now)})
+        except self._db.integrity_errors as exc:
+            raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request", key=key) from exc
+
     def _text(self, case_id: int, column: int, value: Any, encode: Any) -> Any:
         """The column's text: as read when the value is the very object read, else encoded."""
         known = self._texts.get(case_id)
@@ -259,11 +288,15 @@ class SqlCaseStore:
 
     def commit(self) -> None:
         self._cur.close()
+        if faults.ACTIVE:
+            faults.commit_point("before")
         if self._conn is not None:
             self._tx.commit()
         else:
             self._raw.commit()
         self._done = True
+        if faults.ACTIVE:
+            faults.commit_point("after")
 
     def rollback(self) -> None:
         if not self._done:
@@ -338,6 +371,10 @@ class Database:
                 conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with conn.begin():
                 yield conn
+                if faults.ACTIVE:
+                    faults.commit_point("before")
+            if faults.ACTIVE:
+                faults.commit_point("after")
 
     def unit_of_work(self, core: bool = False) -> _UnitOfWork:
         return _UnitOfWork(self, core)

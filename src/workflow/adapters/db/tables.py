@@ -219,4 +219,29 @@ class FilingBatch(SQLModel, table=True):
     filed_by: str = Field(sa_column=Column(String(200), nullable=False))
 
 
+class IdempotencyKey(SQLModel, table=True):
+    """A request that was carried out, by the key its client gave: written in the same
+    transaction as its result, so a retried request (a client that timed out, a simulation
+    restarted after a crash) is answered with the recorded result instead of acting twice."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    what: str = Field(sa_column=Column(String(64), nullable=False))  # the action, or spot_check / filing
+    case_id: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
+    seq: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
+    ref: Optional[str] = Field(default=None, sa_column=Column(String(64), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class SimulationProgress(SQLModel, table=True):
+    """How far a `workflow simulate` run has got (so a killed run resumes where it stopped)."""
+
+    __tablename__ = "simulation_progress"
+
+    digest: str = Field(sa_column=Column(String(64), primary_key=True))  # of the scenario file
+    scenario: str = Field(sa_column=Column(String(500), nullable=False))
+    day_done: Optional[date] = Field(default=None, sa_column=Column(Date, nullable=True))
+
+
 metadata = SQLModel.metadata

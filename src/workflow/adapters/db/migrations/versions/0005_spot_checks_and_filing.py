@@ -1,4 +1,4 @@
-"""spot checks (抽查) and filing batches (备案)
+"""spot checks (抽查), filing batches (备案), idempotency keys, simulation progress
 
 Revision ID: 0005
 Revises: 0004
@@ -46,9 +46,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_filing_batches_round_id", "filing_batches", ["round_id"])
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("what", sa.String(length=64), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.Column("seq", sa.Integer(), nullable=True),
+        sa.Column("ref", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
+        "simulation_progress",
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("scenario", sa.String(length=500), nullable=False),
+        sa.Column("day_done", sa.Date(), nullable=True),
+        sa.PrimaryKeyConstraint("digest"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("simulation_progress")
+    op.drop_table("idempotency_keys")
     op.drop_index("ix_filing_batches_round_id", table_name="filing_batches")
     op.drop_table("filing_batches")
     op.drop_index("ix_spot_checks_round_id", table_name="spot_checks")
