@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -67,7 +68,8 @@ class App:
 
         st = self.settings
         return DispatchSettings(sender=Address(st.mail_from, st.mail_from_name), message_domain=st.message_domain,
-                                max_attempts=st.dispatch_max_attempts)
+                                max_attempts=st.dispatch_max_attempts,
+                                lease=timedelta(seconds=st.dispatch_lease_seconds))
 
     def require_schema(self) -> None:
         current, head = current_revision(self.engine), head_revision(self.engine)

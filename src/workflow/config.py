@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     mail_from_name: str = "节约型机关创建工作"
     message_domain: str = "workflow.local"
     dispatch_max_attempts: int = Field(default=20, ge=1)
+    dispatch_lease_seconds: int = Field(default=600, ge=1, description="how long a claimed mail is reserved for the "
+                                                                        "dispatcher that claimed it")
     sweep_interval_minutes: int = Field(default=60, ge=1)
     dispatch_interval_seconds: int = Field(default=30, ge=1)
     log_level: str = "INFO"

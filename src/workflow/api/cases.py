@@ -15,7 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..domain.case import allowed_actions
 from ..domain.lifecycle import ACTIONS
 from ..metrics import TRANSITIONS
-from .common import ApiError, Application, Caller, iso, log, num, visible_case
+from .common import ApiError, Application, Caller, iso, log, num, scope_root, visible_case
+
+
+def _unit_path(application: Any, unit_id: int | None) -> str:
+    from sqlalchemy import select
+
+    from ..adapters.db.tables import Jurisdiction, Unit
+
+    with application.engine.connect() as conn:
+        return conn.execute(select(Jurisdiction.path).join(Unit, Unit.jurisdiction_id == Jurisdiction.id)
+                            .where(Unit.id == unit_id)).scalar() or ""
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -58,6 +68,11 @@ def register(api: FastAPI) -> None:
         """Cases the caller may see, filtered, in pages (``next`` is the cursor of the next page)."""
         from ..service.queries import list_cases
 
+        if jurisdiction is not None:  # a jurisdiction outside the caller's scope does not exist for them
+            _, path = scope_root(application, who, jurisdiction)
+            if who.role == "unit" and not _unit_path(application, who.unit_id).startswith(path):
+                raise ApiError("not_found", f"jurisdiction {jurisdiction!r} does not exist",
+                               jurisdiction_id=jurisdiction)
         rows = list_cases(application.db, round_id=round, state=state, jurisdiction_id=jurisdiction, after_id=after,
                           limit=limit, overdue=overdue, category=category, level=level,
                           unit_id=who.unit_id if who.role == "unit" else None,
@@ -121,10 +136,14 @@ def register(api: FastAPI) -> None:
         from ..service.cases import perform_action
 
         visible_case(application, case_id, who)
-        if action in ACTIONS and (who.read_only or not who.actor.may(action) or ACTIONS[action].bookkeeping):
-            TRANSITIONS.labels(action, "forbidden").inc()
+        if who.read_only or (action in ACTIONS and (not who.actor.may(action) or ACTIONS[action].bookkeeping)):
+            TRANSITIONS.labels(action if action in ACTIONS else "unknown", "forbidden").inc()
             log.warning("action refused", action=action, reason="role", role=who.role)
             raise ApiError("forbidden", f"a {who.role} may not {action}", action=action)
+        if action == "attach_evidence":  # a file is attached by uploading its bytes, never by naming a hash
+            TRANSITIONS.labels(action, "forbidden").inc()
+            raise ApiError("forbidden", "attach evidence by uploading the file: POST /api/v1/cases/{id}/evidence",
+                           action=action)
         try:
             result = perform_action(application.db, case_id, action, body.data, who.actor, application.clock.now(),
                                     expected_version=body.version,

@@ -1,0 +1,803 @@
+"""The authorization matrix: every endpoint × every role × in scope / out of scope, with the
+exact HTTP status each cell must answer.
+
+``TABLE`` is keyed by (method, path template) exactly as FastAPI registers the routes;
+``test_every_route_has_an_entry`` fails for a route without an entry (a NEW endpoint must
+be added here) and for an entry without a route. Each entry says, for each role, how to
+fill the path (and body, query, content) "in scope" and "out of scope" and the status
+expected; a few entries add named variants (``in:province``, ``out:subtree``, ...) where
+one role meets more than one rule on the same endpoint.
+
+The principals (see ``PRINCIPALS``), on the ``client`` fixture's world (Shanxi 2021: cases
+1–35 of provincial units 1–35 directly under ``shanxi``; case 36 of unit 36 under the city
+``shanxi-taiyuan``):
+
+* unit — a token of unit 1: in scope unit 1 / case 1; out of scope unit 2 / case 2;
+* coordinator, auditor — tokens of ``shanxi-taiyuan``: in scope unit 36 / case 36; out of
+  scope unit 1 / case 1, the sibling city ``shanxi-datong``, and the round ``hunan-2021``;
+* admin — sees everything: "out of scope" is marked not applicable (``ADMIN_SEES_ALL``).
+
+Rounds are visible to a unit with a case in them and to a coordinator or auditor of their
+province (or of a jurisdiction under it); out of scope is a Hunan round (``World.hunan_round``).
+The rules (src/workflow/api/app.py): outside its scope a resource answers 404 as if it did
+not exist; a visible resource with an action the role may not take answers 403; an auditor
+changes nothing; no (valid) token is 401; every error has the shape
+``{"error": {"code", "message": {"zh", "en"}, "details"}}``.
+
+Writes are made so their in-scope answer is deterministic (fresh cases are ``registered``
+at version 1; spot checks and filings get a certified case first). Cells that document a
+bug are ``xfail(strict=True)`` with the reason starting ``BUG:``.
+
+Runtime. A read (GET) changes nothing, so the read cells, the no-token cells and the public
+ones share one world per database (``shared``: the ``client`` fixture's world built once per
+module, with every read cell's preparation made up front; ``test_the_shared_world_is_the_
+client_fixtures`` keeps the two alike); they run on SQLite and, when WORKFLOW_TEST_DATABASE_URL
+is set, on PostgreSQL too. Every write cell gets a fresh ``client`` (≈0.1 s each on SQLite,
+≈0.3 s on PostgreSQL), so the write cells run on SQLite only, unless
+``WORKFLOW_TEST_MATRIX_ALL_DATABASES=1`` (with WORKFLOW_TEST_DATABASE_URL) adds PostgreSQL.
+The whole file takes ~20 s (~45 s with the write cells on both databases).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Union
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from starlette.routing import Match
+
+from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.adapters.db.engine import make_engine
+from workflow.adapters.db.migrate import upgrade
+from workflow.adapters.db.store import Database
+from workflow.bootstrap import App
+from workflow.clock import ManualClock
+from workflow.config import REPO_ROOT, Settings
+from workflow.domain.access import ROLES
+from workflow.service.cases import perform_action, register_case
+from workflow.service.directory import import_units
+from workflow.service.evidence import attach_bytes
+from workflow.service.oversight import file_round, spot_check
+from workflow.service.rounds import open_round
+from workflow.service.tokens import create_token
+
+from ..conftest import PG_SKIP_REASON, PG_URL, pg_schema_url
+from ..support import (ADMIN, CALENDARS, COORDINATOR, RUBRICS, open_shanxi, sheet_for, unit_actor,
+                       write_units_csv)
+from .conftest import NOW
+
+MATRIX_DATABASES = ["sqlite", "postgres"] if os.environ.get("WORKFLOW_TEST_MATRIX_ALL_DATABASES") else ["sqlite"]
+
+# The routes FastAPI adds by itself (docs); not part of the matrix.
+FASTAPI_OWN = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+PRINCIPALS: dict[str, dict[str, Any]] = {
+    "unit": {"role": "unit", "unit_id": 1},
+    "coordinator": {"role": "coordinator", "jurisdiction_id": "shanxi-taiyuan"},
+    "auditor": {"role": "auditor", "jurisdiction_id": "shanxi-taiyuan"},
+    "admin": {"role": "admin"},
+    # for the few cells about the coordinator of a whole province
+    "coordinator@hunan": {"role": "coordinator", "jurisdiction_id": "hunan"},
+}
+
+# Case (and unit: case n belongs to unit n in the fixture) in and out of each role's scope.
+IN_CASE = {"unit": 1, "coordinator": 36, "auditor": 36, "admin": 1}
+OUT_CASE = {"unit": 2, "coordinator": 1, "auditor": 1}
+SIBLING = "shanxi-datong"  # a city beside the coordinator's and auditor's shanxi-taiyuan
+SHANXI, HUNAN = "shanxi-2021", "hunan-2021"
+
+
+
+def pdf(*tags: Any) -> bytes:
+    """A small PDF, different for different tags (so a different sha256)."""
+    return b"%PDF-1.4\n% " + " ".join(map(str, tags)).encode() + b"\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+
+CSV_ROW = "name,jurisdiction,category\n{name},{jurisdiction},行政机关\n"
+CONTACTS = {"contacts": [{"name": "张三", "phone": "0351-1234567"}]}
+
+
+# ---------------------------------------------------------------- the world of one cell
+class World:
+    """The ``client`` fixture's data plus what some cells need first (each step at most once)."""
+
+    def __init__(self, client: Any, db: Any) -> None:
+        self.client, self.db = client, db
+        self.application = client.app.state.application
+        self._done: dict[Any, Any] = {}
+
+    def _once(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key not in self._done:
+            self._done[key] = make()
+        return self._done[key]
+
+    def headers(self, principal: str) -> dict[str, str]:
+        return self._once(("token", principal), lambda: self.client.token(**PRINCIPALS[principal]))
+
+    def hunan_round(self) -> str:
+        """A round nobody but an admin (and Hunan's own people) sees; no Shanxi unit is in it."""
+        def make() -> str:
+            return open_round(self.db, RUBRICS, CALENDARS, province_id="hunan", year=2021, rubric_id="hunan-2020",
+                              calendar_id="hunan", target_share="0.5", actor=ADMIN, now=NOW).round_id
+        return self._once("hunan", make)
+
+    def evidence(self, case_id: int) -> str:
+        """The sha256 of a PDF its unit attached to the case (unit n owns case n)."""
+        def make() -> str:
+            results = attach_bytes(self.db, self.application.evidence, case_id, "1.1.1",
+                                   [(f"case-{case_id}.pdf", pdf("case", case_id))], unit_actor(case_id), NOW)
+            return results[-1].event.payload["sha256"]
+        return self._once(("evidence", case_id), make)
+
+    def certify(self, case_id: int) -> None:
+        """Self-assessed at 90 with a stored PDF for every scored criterion (so the evidence
+        ZIP can be made), submitted, verified at 90, certified."""
+        def make() -> None:
+            unit = unit_actor(case_id)
+            entries = sheet_for(RUBRICS.get("shanxi-2020"), "90")
+            perform_action(self.db, case_id, "self_assess", {"entries": entries}, unit, NOW)
+            for code, value in entries.items():
+                if value != "0":
+                    attach_bytes(self.db, self.application.evidence, case_id, code,
+                                 [(f"{code}.pdf", pdf("case", case_id, code))], unit, NOW)
+            perform_action(self.db, case_id, "submit", {}, unit, NOW)
+            perform_action(self.db, case_id, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "90")},
+                           COORDINATOR, NOW)
+            perform_action(self.db, case_id, "certify", {}, COORDINATOR, NOW)
+        self._once(("certified", case_id), make)
+
+    def spot_checks(self) -> dict[str, str]:
+        """A draw in shanxi-taiyuan and one over the whole province: jurisdiction → draw id."""
+        def make() -> dict[str, str]:
+            self.certify(36)
+            self.certify(1)
+            return {j: spot_check(self.db, SHANXI, j, share="1", seed=7, actor=COORDINATOR, now=NOW).id
+                    for j in ("shanxi-taiyuan", "shanxi")}
+        return self._once("spot_checks", make)
+
+    def filings(self) -> dict[str, str]:
+        """Case 36 filed in a shanxi-taiyuan batch, case 1 in a province batch: jurisdiction → batch id."""
+        def make() -> dict[str, str]:
+            self.certify(36)
+            city = file_round(self.db, SHANXI, "shanxi-taiyuan", actor=COORDINATOR, now=NOW)["id"]
+            self.certify(1)
+            province = file_round(self.db, SHANXI, "shanxi", actor=COORDINATOR, now=NOW)["id"]
+            return {"shanxi-taiyuan": city, "shanxi": province}
+        return self._once("filings", make)
+
+    def prepare(self) -> None:
+        """Everything any read cell needs, in an order that works (evidence is attached
+        while the cases are still open; draws before the certified cases are filed)."""
+        for case_id in (1, 2, 36):
+            self.evidence(case_id)
+        self.hunan_round()
+        self.spot_checks()
+        self.filings()
+
+
+# ---------------------------------------------------------------- the table's vocabulary
+Lazy = Union[Any, Callable[[World], Any]]  # a value, or made from the world of the cell
+
+
+def resolve(value: Lazy, world: World) -> Any:
+    return value(world) if callable(value) else value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One request and the exact status it must answer."""
+
+    status: int
+    path: Lazy = field(default_factory=dict)
+    params: Lazy = None
+    json: Lazy = None
+    content: Lazy = None
+    as_: str | None = None  # the principal, when not the role's standard one (see PRINCIPALS)
+    setup: Callable[[World], Any] | None = None
+    check: Callable[[Any], None] | None = None  # more about a successful answer (e.g. a list's scope)
+    bug: str | None = None  # a known bug: the cell is xfail(strict=True)
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    why: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    cells: Mapping[tuple[str, str], Cell | NotApplicable] = field(default_factory=dict)
+    public: bool = False
+
+
+PUBLIC = Endpoint(public=True)
+ADMIN_SEES_ALL = NotApplicable("an admin sees everything: nothing is out of its scope")
+NO_RESOURCE = NotApplicable("the endpoint names no resource: its answer is the caller's own scope "
+                            "(checked in the in-scope cell)")
+
+Cells = dict[tuple[str, str], Union[Cell, NotApplicable]]
+
+
+def each_case(statuses: Mapping[str, tuple[int, int | None]], *, extra_path: Callable[[World, int], dict] | None = None,
+              **request: Callable[[int], Any]) -> Cells:
+    """A case endpoint: {role: (in-scope status, out-of-scope status)} on each role's case.
+    ``request`` values are functions of the case id (``json=lambda case: {...}``)."""
+    cells: Cells = {}
+    for role in ROLES:
+        status_in, status_out = statuses[role]
+        for scope, case_id, status in (("in", IN_CASE[role], status_in), ("out", OUT_CASE.get(role), status_out)):
+            if case_id is None:
+                cells[(role, scope)] = ADMIN_SEES_ALL
+                continue
+
+            def path(world: World, case_id: int = case_id) -> dict:
+                return {"case_id": case_id, **(extra_path(world, case_id) if extra_path else {})}
+
+            cells[(role, scope)] = Cell(status, path=path, **{k: f(case_id) for k, f in request.items()})
+    return cells
+
+
+def each_unit(statuses: Mapping[str, tuple[int, int | None]], **request: Any) -> Cells:
+    """A unit endpoint: the same cases' units (unit n owns case n)."""
+    cells: Cells = {}
+    for role in ROLES:
+        status_in, status_out = statuses[role]
+        cells[(role, "in")] = Cell(status_in, path={"unit_id": IN_CASE[role]}, **request)
+        cells[(role, "out")] = (ADMIN_SEES_ALL if role == "admin"
+                                else Cell(status_out, path={"unit_id": OUT_CASE[role]}, **request))
+    return cells
+
+
+def hunan(world: World) -> dict:
+    return {"round_id": world.hunan_round()}
+
+
+def each_round(statuses: Mapping[str, tuple[int, int | None]], **request: Any) -> Cells:
+    """A round endpoint: shanxi-2021 in scope (unit 1 has a case in it; shanxi-taiyuan is in
+    Shanxi), hunan-2021 out of scope."""
+    cells: Cells = {}
+    for role in ROLES:
+        status_in, status_out = statuses[role]
+        cells[(role, "in")] = Cell(status_in, path={"round_id": SHANXI}, **request)
+        cells[(role, "out")] = ADMIN_SEES_ALL if role == "admin" else Cell(status_out, path=hunan, **request)
+    return cells
+
+
+READ = {"unit": (200, 404), "coordinator": (200, 404), "auditor": (200, 404), "admin": (200, None)}
+REPORT = {"unit": (403, 404), "coordinator": (200, 404), "auditor": (200, 404), "admin": (200, None)}
+
+
+def endpoint(*parts: Cells, **more: Cell | NotApplicable) -> Endpoint:
+    """Cells from the builders, plus named ones: ``unit__in__forbidden_action=Cell(...)`` is
+    (unit, "in:forbidden-action")."""
+    cells: Cells = {}
+    for part in parts:
+        cells.update(part)
+    for name, cell in more.items():
+        role, scope, *variant = name.split("__")
+        cells[(role, scope + (":" + variant[0].replace("_", "-") if variant else ""))] = cell
+    return Endpoint(cells)
+
+
+# ---------------------------------------------------------------- response checks
+def ids(*expected: Any, key: str = "id", items: str | None = "items") -> Callable[[Any], None]:
+    def check(r: Any) -> None:
+        body = r.json()
+        got = [x[key] for x in (body[items] if items else body)]
+        assert got == list(expected), f"{key}s in the answer: {got}, expected {list(expected)}"
+    return check
+
+
+def all_under(prefix: str, key: str = "path") -> Callable[[Any], None]:
+    def check(r: Any) -> None:
+        got = [x[key] for x in r.json()]
+        assert got and all(v.startswith(prefix) for v in got), f"{got} not all under {prefix}"
+    return check
+
+
+def includes(*expected: str, key: str = "id") -> Callable[[Any], None]:
+    def check(r: Any) -> None:
+        got = {x[key] for x in r.json()}
+        assert set(expected) <= got, f"{sorted(got)} lacks {sorted(set(expected) - got)}"
+    return check
+
+
+def verify_scope(scope: str, cases: int) -> Callable[[Any], None]:
+    def check(r: Any) -> None:
+        body = r.json()
+        assert (body["scope"], body["cases"]) == (scope, cases), body
+    return check
+
+
+# ---------------------------------------------------------------- requests used by several cells
+def act(case_id: int, action: str, **data: Any) -> dict[str, Any]:
+    return {"path": {"case_id": case_id, "action": action}, "json": {"version": 1, "data": data}}
+
+
+SELF_ASSESS = {"entries": {"1.1.1": "9"}}
+WITHDRAW = {"reason": "退出本轮创建"}
+
+
+def upload(case_id: int) -> dict[str, Any]:
+    return {"params": {"criterion": "1.1.1", "filename": "plan.pdf"}, "content": pdf("upload", case_id)}
+
+
+def round_body(province: str) -> dict[str, Any]:
+    rubric, calendar = ("hunan-2020", "hunan") if province == "hunan" else ("shanxi-2020", "shanxi-2021")
+    return {"province": province, "year": 2021, "rubric": rubric, "calendar": calendar, "target_share": "0.5"}
+
+
+def new_jurisdiction(parent: str) -> dict[str, Any]:
+    return {"id": "new-county", "name": "新区", "level": "county", "parent": parent}
+
+
+def new_unit(jurisdiction: str) -> dict[str, Any]:
+    return {"name": "新设单位", "jurisdiction": jurisdiction, "category": "行政机关"}
+
+
+def roster(jurisdiction: str) -> dict[str, Any]:
+    return {"content": CSV_ROW.format(name="新设单位", jurisdiction=jurisdiction).encode(),
+            "params": {"filename": "roster.csv"}}
+
+
+def certified(*case_ids: int) -> Callable[[World], None]:
+    def setup(world: World) -> None:
+        for case_id in case_ids:
+            world.certify(case_id)
+    return setup
+
+
+def batch(jurisdiction: str) -> Callable[[World], dict]:
+    return lambda world: {"batch_id": world.filings()[jurisdiction]}
+
+
+# ---------------------------------------------------------------- the table
+TABLE: dict[tuple[str, str], Endpoint] = {
+    # ------------------------------------------------------------ operations (no token)
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+
+    # ------------------------------------------------------------ cases
+    ("GET", "/api/v1/cases"): endpoint(
+        unit__in=Cell(200, check=ids(1)),
+        unit__out=Cell(404, params={"jurisdiction": "shanxi-taiyuan"}, check=ids()),
+        coordinator__in=Cell(200, check=ids(36)),
+        coordinator__out=Cell(404, params={"jurisdiction": SIBLING}, check=ids()),
+        auditor__in=Cell(200, check=ids(36)),
+        auditor__out=Cell(404, params={"jurisdiction": SIBLING}, check=ids()),
+        admin__in=Cell(200, check=ids(*range(1, 37))),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/cases/{case_id}"): endpoint(each_case(READ)),
+    ("GET", "/api/v1/cases/{case_id}/history"): endpoint(each_case(READ)),
+    ("GET", "/api/v1/cases/{case_id}/history.jsonl"): endpoint(each_case(READ)),
+    ("GET", "/api/v1/cases/{case_id}/history.csv"): endpoint(each_case(READ)),
+    ("POST", "/api/v1/cases/{case_id}/actions/{action}"): endpoint(
+        # a unit takes its own actions, not a coordinator's
+        unit__in=Cell(200, **act(1, "self_assess", **SELF_ASSESS)),
+        unit__in__coordinator_action=Cell(403, **act(1, "withdraw", **WITHDRAW)),
+        unit__out=Cell(404, **act(2, "self_assess", **SELF_ASSESS)),
+        # a coordinator takes coordinators' actions, not a unit's
+        coordinator__in=Cell(200, **act(36, "withdraw", **WITHDRAW)),
+        coordinator__in__unit_action=Cell(403, **act(36, "submit")),
+        coordinator__out=Cell(404, **act(1, "withdraw", **WITHDRAW)),
+        # an auditor changes nothing
+        auditor__in=Cell(403, **act(36, "withdraw", **WITHDRAW)),
+        auditor__in__unknown_action=Cell(403, **act(36, "no_such_action")),
+        # evidence is attached by uploading its bytes, never by naming a stored file's hash
+        unit__in__attach_by_hash=Cell(403, **act(1, "attach_evidence", data={
+            "criterion": "1.1.1", "sha256": "0" * 64, "filename": "x.pdf", "size": 10, "type": "pdf"})),
+        auditor__out=Cell(404, **act(1, "withdraw", **WITHDRAW)),
+        # an admin takes anything but the system's actions
+        admin__in=Cell(200, **act(1, "withdraw", **WITHDRAW)),
+        admin__in__system_action=Cell(403, **act(1, "expire_rectification")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/cases/{case_id}/sheets"): endpoint(each_case(READ)),
+    ("GET", "/api/v1/cases/{case_id}/sheets.xlsx"): endpoint(each_case(READ)),
+    ("GET", "/api/v1/cases/{case_id}/evidence"): endpoint(each_case(READ)),
+    # attach_evidence is a unit's action (and an admin's); coordinators and auditors: 403
+    ("POST", "/api/v1/cases/{case_id}/evidence"): endpoint(each_case(
+        {"unit": (201, 404), "coordinator": (403, 404), "auditor": (403, 404), "admin": (201, None)},
+        params=lambda case: upload(case)["params"], content=lambda case: upload(case)["content"])),
+    ("GET", "/api/v1/cases/{case_id}/evidence.zip"): endpoint(each_case(READ)),
+    # the file is attached to the case asked for, in and out of scope alike
+    ("GET", "/api/v1/cases/{case_id}/evidence/{sha256}"): endpoint(
+        each_case(READ, extra_path=lambda world, case_id: {"sha256": world.evidence(case_id)}),
+        # a visible case serves only its own files
+        unit__out__other_case_file=Cell(404, path=lambda w: {"case_id": 1, "sha256": w.evidence(2)}),
+    ),
+    ("GET", "/api/v1/cases/{case_id}/notifications"): endpoint(each_case(READ)),
+
+    # ------------------------------------------------------------ directory
+    ("GET", "/api/v1/jurisdictions"): endpoint(
+        unit__in=Cell(200, check=ids("shanxi", items=None)),
+        unit__out=NO_RESOURCE,
+        coordinator__in=Cell(200, check=all_under("/shanxi/shanxi-taiyuan/")),
+        coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(200, check=all_under("/shanxi/shanxi-taiyuan/")),
+        auditor__out=NO_RESOURCE,
+        admin__in=Cell(200, check=includes("shanxi", "shanxi-taiyuan", "hunan")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    # a coordinator adds under their own jurisdiction; a parent outside it is unknown (422,
+    # as for a parent that does not exist)
+    ("POST", "/api/v1/jurisdictions"): endpoint(
+        unit__in=Cell(403, json=new_jurisdiction("shanxi")),
+        unit__out=Cell(403, json=new_jurisdiction("shanxi-taiyuan")),
+        coordinator__in=Cell(201, json=new_jurisdiction("shanxi-taiyuan")),
+        coordinator__out=Cell(422, json=new_jurisdiction(SIBLING)),
+        auditor__in=Cell(403, json=new_jurisdiction("shanxi-taiyuan")),
+        auditor__out=Cell(403, json=new_jurisdiction(SIBLING)),
+        admin__in=Cell(201, json=new_jurisdiction("shanxi-taiyuan")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    # a unit's token lists its own unit whatever it asks for; a jurisdiction outside a
+    # coordinator's or auditor's subtree is 404
+    ("GET", "/api/v1/units"): endpoint(
+        unit__in=Cell(200, check=ids(1)),
+        unit__out=Cell(200, params={"jurisdiction": "shanxi-taiyuan"}, check=ids(1)),
+        coordinator__in=Cell(200, check=ids(36)),
+        coordinator__out=Cell(404, params={"jurisdiction": SIBLING}),
+        auditor__in=Cell(200, check=ids(36)),
+        auditor__out=Cell(404, params={"jurisdiction": SIBLING}),
+        admin__in=Cell(200, check=ids(*range(1, 37))),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("POST", "/api/v1/units"): endpoint(
+        unit__in=Cell(403, json=new_unit("shanxi")),
+        unit__out=Cell(403, json=new_unit("shanxi-taiyuan")),
+        coordinator__in=Cell(201, json=new_unit("shanxi-taiyuan")),
+        coordinator__out=Cell(422, json=new_unit(SIBLING)),
+        auditor__in=Cell(403, json=new_unit("shanxi-taiyuan")),
+        auditor__out=Cell(403, json=new_unit(SIBLING)),
+        admin__in=Cell(201, json=new_unit("shanxi")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("POST", "/api/v1/units/import"): endpoint(
+        unit__in=Cell(403, **roster("shanxi")),
+        unit__out=Cell(403, **roster("shanxi-taiyuan")),
+        coordinator__in=Cell(200, **roster("shanxi-taiyuan")),
+        coordinator__out=Cell(422, **roster(SIBLING)),
+        auditor__in=Cell(403, **roster("shanxi-taiyuan")),
+        auditor__out=Cell(403, **roster(SIBLING)),
+        admin__in=Cell(200, **roster("shanxi")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/units/{unit_id}"): endpoint(each_unit(READ)),
+    ("PATCH", "/api/v1/units/{unit_id}"): endpoint(each_unit(
+        {"unit": (403, 404), "coordinator": (200, 404), "auditor": (403, 404), "admin": (200, None)},
+        json=CONTACTS)),
+    ("PUT", "/api/v1/units/{unit_id}/contacts"): endpoint(each_unit(
+        {"unit": (200, 404), "coordinator": (200, 404), "auditor": (403, 404), "admin": (200, None)},
+        json=CONTACTS)),
+    ("GET", "/api/v1/units/{unit_id}/history"): endpoint(each_unit(READ)),
+    ("GET", "/api/v1/units/{unit_id}/history.jsonl"): endpoint(each_unit(READ)),
+    ("GET", "/api/v1/units/{unit_id}/history.csv"): endpoint(each_unit(READ)),
+
+    # ------------------------------------------------------------ rounds
+    ("GET", "/api/v1/rounds"): endpoint(
+        unit__in=Cell(200, setup=World.hunan_round, check=ids(SHANXI, items=None)),
+        unit__out=NO_RESOURCE,
+        coordinator__in=Cell(200, setup=World.hunan_round, check=ids(SHANXI, items=None)),
+        coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(200, setup=World.hunan_round, check=ids(SHANXI, items=None)),
+        auditor__out=NO_RESOURCE,
+        admin__in=Cell(200, setup=World.hunan_round, check=ids(HUNAN, SHANXI, items=None)),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    # only a coordinator of the whole province (or an admin) opens its rounds: a city
+    # coordinator is refused for its own province as for another (403 both)
+    ("POST", "/api/v1/rounds"): endpoint(
+        unit__in=Cell(403, json=round_body("shanxi")),
+        unit__out=Cell(403, json=round_body("hunan")),
+        coordinator__in=Cell(403, json=round_body("shanxi")),
+        coordinator__in__province=Cell(201, json=round_body("hunan"), as_="coordinator@hunan"),
+        coordinator__out=Cell(403, json=round_body("hunan")),
+        auditor__in=Cell(403, json=round_body("shanxi")),
+        auditor__out=Cell(403, json=round_body("hunan")),
+        admin__in=Cell(201, json=round_body("hunan")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/rounds/{round_id}"): endpoint(each_round(READ)),
+    ("POST", "/api/v1/rounds/{round_id}/rollover"): endpoint(
+        each_round({"unit": (403, 404), "coordinator": (403, 404), "auditor": (403, 404), "admin": (201, None)},
+                   json={}),
+        # the province's own coordinator rolls it over (Hunan's calendar serves every year)
+        coordinator__in__province=Cell(201, path=hunan, json={}, as_="coordinator@hunan"),
+        admin__in=Cell(201, path=hunan, json={}),
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/progress"): endpoint(
+        each_round(REPORT),
+        coordinator__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+        auditor__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/progress.xlsx"): endpoint(
+        each_round(REPORT),
+        coordinator__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+        auditor__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/at-risk"): endpoint(
+        each_round(REPORT),
+        coordinator__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+        auditor__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+    ),
+    # drawing needs certified cases in the subtree (else 409): the in-scope cells certify one
+    ("POST", "/api/v1/rounds/{round_id}/spot-checks"): endpoint(
+        each_round({"unit": (403, 404), "coordinator": (201, 404), "auditor": (403, 404), "admin": (201, None)},
+                   json={"share": "1", "seed": 7}),
+        coordinator__in=Cell(201, path={"round_id": SHANXI}, json={"share": "1", "seed": 7}, setup=certified(36)),
+        admin__in=Cell(201, path={"round_id": SHANXI}, json={"share": "1", "seed": 7}, setup=certified(1)),
+        # a jurisdiction outside the subtree: 404 for a coordinator; an auditor is refused first
+        coordinator__out__subtree=Cell(404, path={"round_id": SHANXI},
+                                       json={"share": "1", "seed": 7, "jurisdiction": SIBLING}),
+        auditor__out__subtree=Cell(403, path={"round_id": SHANXI},
+                                   json={"share": "1", "seed": 7, "jurisdiction": SIBLING}),
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/spot-checks"): endpoint(
+        each_round(REPORT),
+        # a draw over the whole province is not the city's
+        coordinator__in=Cell(200, path={"round_id": SHANXI}, setup=World.spot_checks,
+                             check=ids("shanxi-taiyuan", key="jurisdiction", items=None)),
+        auditor__in=Cell(200, path={"round_id": SHANXI}, setup=World.spot_checks,
+                         check=ids("shanxi-taiyuan", key="jurisdiction", items=None)),
+        admin__in=Cell(200, path={"round_id": SHANXI}, setup=World.spot_checks,
+                       check=ids("shanxi-taiyuan", "shanxi", key="jurisdiction", items=None)),
+    ),
+    # filing needs certified cases in the subtree (else 409): the in-scope cells certify one
+    ("POST", "/api/v1/rounds/{round_id}/filings"): endpoint(
+        each_round({"unit": (403, 404), "coordinator": (201, 404), "auditor": (403, 404), "admin": (201, None)},
+                   json={}),
+        coordinator__in=Cell(201, path={"round_id": SHANXI}, json={}, setup=certified(36)),
+        admin__in=Cell(201, path={"round_id": SHANXI}, json={}, setup=certified(1)),
+        coordinator__out__subtree=Cell(404, path={"round_id": SHANXI}, json={"jurisdiction": SIBLING}),
+        auditor__out__subtree=Cell(403, path={"round_id": SHANXI}, json={"jurisdiction": SIBLING}),
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/filings"): endpoint(
+        each_round(REPORT),
+        coordinator__in=Cell(200, path={"round_id": SHANXI}, setup=World.filings,
+                             check=ids("shanxi-taiyuan", key="jurisdiction", items=None)),
+        auditor__in=Cell(200, path={"round_id": SHANXI}, setup=World.filings,
+                         check=ids("shanxi-taiyuan", key="jurisdiction", items=None)),
+        admin__in=Cell(200, path={"round_id": SHANXI}, setup=World.filings,
+                       check=ids("shanxi-taiyuan", "shanxi", key="jurisdiction", items=None)),
+    ),
+    # a filing batch: the city's (case 36) and the province's (case 1); a unit never reads
+    # batches (403 before any look-up, so nothing is told about them)
+    ("GET", "/api/v1/filings/{batch_id}"): endpoint(
+        unit__in=Cell(403, path=batch("shanxi")),
+        unit__out=Cell(403, path=batch("shanxi-taiyuan")),
+        coordinator__in=Cell(200, path=batch("shanxi-taiyuan")),
+        coordinator__out=Cell(404, path=batch("shanxi")),
+        auditor__in=Cell(200, path=batch("shanxi-taiyuan")),
+        auditor__out=Cell(404, path=batch("shanxi")),
+        admin__in=Cell(200, path=batch("shanxi")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/filings/{batch_id}.csv"): endpoint(
+        unit__in=Cell(403, path=batch("shanxi")),
+        unit__out=Cell(403, path=batch("shanxi-taiyuan")),
+        coordinator__in=Cell(200, path=batch("shanxi-taiyuan")),
+        coordinator__out=Cell(404, path=batch("shanxi")),
+        auditor__in=Cell(200, path=batch("shanxi-taiyuan")),
+        auditor__out=Cell(404, path=batch("shanxi")),
+        admin__in=Cell(200, path=batch("shanxi")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+
+    # ------------------------------------------------------------ audit
+    ("GET", "/api/v1/audit/verify"): endpoint(
+        unit__in=Cell(403),
+        unit__out=NO_RESOURCE,
+        coordinator__in=Cell(200, check=verify_scope("/shanxi/shanxi-taiyuan/", 1)),
+        coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(200, check=verify_scope("/shanxi/shanxi-taiyuan/", 1)),
+        auditor__out=NO_RESOURCE,
+        admin__in=Cell(200, check=verify_scope("/", 36)),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+}
+
+# Path parameters for the no-token cells (401 comes before any look-up).
+PLACEHOLDERS = {"case_id": "1", "unit_id": "1", "round_id": SHANXI, "batch_id": "shanxi-2021-filing-1",
+                "sha256": "0" * 64, "action": "withdraw"}
+ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 422: "invalid_input"}
+
+
+# ---------------------------------------------------------------- helpers of the tests
+def registered_routes(app: Any) -> set[tuple[str, str]]:
+    return {(method, route.path) for route in app.routes
+            if isinstance(route, APIRoute) and route.path not in FASTAPI_OWN for method in route.methods}
+
+
+def route_of(app: Any, method: str, path: str) -> str | None:
+    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+    for route in app.routes:
+        if route.matches(scope)[0] == Match.FULL:
+            return route.path
+    return None
+
+
+def assert_error_shape(r: Any) -> dict[str, Any]:
+    body = r.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    assert isinstance(error["code"], str) and error["code"], error
+    assert set(error["message"]) == {"zh", "en"}, error
+    assert all(isinstance(text, str) and text for text in error["message"].values()), error
+    assert isinstance(error["details"], dict), error
+    return error
+
+
+def matrix_cells(reads: bool) -> list[Any]:
+    """The cells of GET endpoints (``reads``) or of the others, one test id each."""
+    params = []
+    for (method, path), entry in TABLE.items():
+        if (method == "GET") != reads:
+            continue
+        for (role, scope), cell in entry.cells.items():
+            if isinstance(cell, NotApplicable):
+                continue
+            marks = [pytest.mark.xfail(strict=True, reason=cell.bug)] if cell.bug else []
+            params.append(pytest.param(method, path, role, scope, marks=marks,
+                                       id=f"{method} {path} :: {role} :: {scope}"))
+    return params
+
+
+def endpoints(public: bool) -> list[Any]:
+    return [pytest.param(method, path, id=f"{method} {path}")
+            for (method, path), entry in TABLE.items() if entry.public == public]
+
+
+def make_client(db: Database, db_url: str, folder: Any) -> TestClient:
+    """What tests/api/conftest.py's ``client`` fixture builds, once."""
+    from workflow.api.app import create_app
+
+    settings = Settings(database_url=db_url, evidence_dir=folder / "evidence", maildir=folder / "mail",
+                        evidence_max_bytes=1024 * 1024)
+    application = App(settings=settings, engine=db.engine, db=db, clock=ManualClock(NOW),
+                      calendars=CalendarCatalog(REPO_ROOT / "calendars"))
+    open_shanxi(db, NOW)
+    import_units(db, write_units_csv(folder / "ty.csv", [("太原市财政局", "shanxi-taiyuan", "行政机关")]), NOW)
+    register_case(db, SHANXI, 36, ADMIN, NOW)
+
+    def token(role: str, **scope: Any) -> dict[str, str]:
+        made = create_token(db, name=f"{role}-x", role=role, created_by="admin:test", now=NOW, **scope)
+        return {"Authorization": f"Bearer {made.secret}"}
+
+    client = TestClient(create_app(application))
+    client.token = token  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One world for every read cell of a database: nothing a read does changes it."""
+    folder = tmp_path_factory.mktemp("authorization-matrix")
+    schema = None
+    if request.param == "postgres":
+        if not PG_URL:
+            pytest.skip(PG_SKIP_REASON)
+        schema = f"wf_authz_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        admin = make_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        admin.dispose()
+        url = pg_schema_url(schema)
+        migrating = make_engine(url)
+        upgrade(migrating)
+        migrating.dispose()
+    else:
+        shutil.copy(request.getfixturevalue("sqlite_template"), folder / "workflow.db")
+        url = f"sqlite:///{folder / 'workflow.db'}"
+    engine = make_engine(url)
+    try:
+        db = Database(engine)
+        world = World(make_client(db, url, folder), db)
+        world.prepare()
+        yield world
+    finally:
+        engine.dispose()
+        if schema is not None:
+            admin = make_engine(PG_URL)
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+
+
+def run(world: World, method: str, path: str, role: str, scope: str) -> None:
+    cell = TABLE[(method, path)].cells[(role, scope)]
+    assert isinstance(cell, Cell)
+    if cell.setup is not None:
+        cell.setup(world)
+    url = path.format(**resolve(cell.path, world))
+    assert route_of(world.client.app, method, url) == path, f"{url} does not reach {method} {path}"
+    r = world.client.request(method, url, headers=world.headers(cell.as_ or role), params=resolve(cell.params, world),
+                             json=resolve(cell.json, world), content=resolve(cell.content, world))
+    assert r.status_code == cell.status, (
+        f"{method} {url} as {cell.as_ or role} ({scope} scope): expected {cell.status}, got {r.status_code}: "
+        f"{r.text[:500]}")
+    if r.status_code >= 400:
+        code = assert_error_shape(r)["code"]
+        if r.status_code in ERROR_CODES:
+            assert code == ERROR_CODES[r.status_code], r.text
+    elif cell.check is not None:
+        cell.check(r)
+
+
+# ---------------------------------------------------------------- the tests
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_every_route_has_an_entry(client) -> None:
+    routes = registered_routes(client.app)
+    missing = sorted(routes - TABLE.keys())
+    stale = sorted(TABLE.keys() - routes)
+    assert not missing, f"endpoints without an entry in the authorization matrix (add them to TABLE): {missing}"
+    assert not stale, f"entries of the authorization matrix without an endpoint (remove them): {stale}"
+
+
+def test_every_entry_covers_every_role_in_and_out_of_scope() -> None:
+    problems = []
+    for key, entry in TABLE.items():
+        if entry.public:
+            if entry.cells:
+                problems.append(f"{key}: public, yet has role cells")
+            continue
+        for role in ROLES:
+            for scope in ("in", "out"):
+                if (role, scope) not in entry.cells:
+                    problems.append(f"{key}: no ({role}, {scope}) cell")
+        if not isinstance(entry.cells.get(("admin", "out")), NotApplicable):
+            problems.append(f"{key}: an admin has no out of scope; mark it ADMIN_SEES_ALL")
+        for (role, scope), cell in entry.cells.items():
+            if role not in ROLES or scope.split(":")[0] not in ("in", "out"):
+                problems.append(f"{key}: unknown cell ({role}, {scope})")
+            if isinstance(cell, NotApplicable) and scope == "in":
+                problems.append(f"{key}: ({role}, in) cannot be not applicable")
+            if isinstance(cell, Cell) and cell.bug is not None and not cell.bug.startswith("BUG: "):
+                problems.append(f"{key}: ({role}, {scope}) bug reasons start with 'BUG: '")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_shared_world_is_the_client_fixtures(client, shared: World) -> None:
+    admin = client.token("admin")
+
+    def world(c: Any, headers: dict[str, str]) -> Any:
+        cases = c.get("/api/v1/cases", headers=headers).json()["items"]
+        units = c.get("/api/v1/units", headers=headers).json()["items"]
+        return ([(x["id"], x["round_id"], x["unit"], x["jurisdiction"]) for x in cases],
+                [(u["id"], u["name"], u["jurisdiction"]) for u in units])
+
+    assert world(shared.client, shared.headers("admin")) == world(client, admin)
+
+
+@pytest.mark.parametrize(("method", "path"), endpoints(public=True))
+def test_public_endpoint_answers_without_a_token(shared: World, method: str, path: str) -> None:
+    r = shared.client.request(method, path)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(("method", "path"), endpoints(public=False))
+def test_no_or_bad_token_is_401_in_the_error_shape(shared: World, method: str, path: str) -> None:
+    url = path.format(**PLACEHOLDERS)
+    assert route_of(shared.client.app, method, url) == path
+    for headers in ({}, {"Authorization": "Bearer wf_not-a-token"}, {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+        r = shared.client.request(method, url, headers=headers)
+        assert r.status_code == 401, f"{method} {url} with {headers or 'no token'}: {r.status_code} {r.text[:300]}"
+        assert assert_error_shape(r)["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(("method", "path", "role", "scope"), matrix_cells(reads=True))
+def test_read_cell(shared: World, method: str, path: str, role: str, scope: str) -> None:
+    run(shared, method, path, role, scope)
+
+
+@pytest.mark.parametrize("db_url", MATRIX_DATABASES, indirect=True)
+@pytest.mark.parametrize(("method", "path", "role", "scope"), matrix_cells(reads=False))
+def test_write_cell(client, db, method: str, path: str, role: str, scope: str) -> None:
+    run(World(client, db), method, path, role, scope)
