@@ -69,7 +69,7 @@ def test_a_newcomer_follows_the_readme(tmp_path: Path) -> None:
     port = 8000 if _port_free(8000) else None
     serve_args = serve if port else f"{serve} --port 18765"
     proc = subprocess.Popen(["bash", "-c", f"exec {serve_args}"], cwd=clone, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=open(tmp_path / "serve.log", "w"), text=True)  # a file: an unread pipe would fill and block the server
     base = f"http://127.0.0.1:{port or 18765}"
     try:
         for _ in range(300):
@@ -78,7 +78,7 @@ def test_a_newcomer_follows_the_readme(tmp_path: Path) -> None:
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             time.sleep(0.1)  # waiting for the server to listen, not timing anything
         (token_command,) = newcomer[1]
         secret = sh(token_command).strip().splitlines()[-1]

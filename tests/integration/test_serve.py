@@ -37,7 +37,7 @@ def served(tmp_path: Path):
                   "--actor", "admin:test").strip().splitlines()[-1]
     port = _free_port()
     proc = subprocess.Popen([WORKFLOW, "serve", "--port", str(port), "--name", "e2e"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), text=True)  # a file: an unread pipe would fill and block the server
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -46,7 +46,7 @@ def served(tmp_path: Path):
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            pytest.fail(f"serve exited: {proc.stderr.read()}")
+            pytest.fail(f"serve exited: {(tmp_path / 'serve.log').read_text()[-3000:]}")
         time.sleep(0.1)  # waiting for a subprocess to listen, not timing anything
     yield base, {"Authorization": f"Bearer {secret}"}, proc
     proc.send_signal(signal.SIGTERM)
