@@ -17,6 +17,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,6 +40,12 @@ class RequestContext:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            # No id, code or filter of this API contains NUL (PostgreSQL text cannot hold one).
+            response = error("invalid_input", "the path or query contains a NUL character",
+                             problems=[{"where": "url", "what": "contains a NUL character"}])
+            await response(scope, receive, send)
             return
         given = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
@@ -70,8 +77,34 @@ class RequestContext:
             structlog.contextvars.clear_contextvars()
 
 
+class ErrorMessage(BaseModel):
+    zh: str
+    en: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="not_found, forbidden, conflict, invalid_input, ...")
+    message: ErrorMessage
+    details: dict[str, Any] = Field(description="for invalid_input: problems, a list of {where, what}")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer has this shape."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": what} for status, what in (
+        (400, "malformed request"), (401, "no valid bearer token"), (403, "the caller's role may not do this"),
+        (404, "does not exist, or is outside the caller's scope"),
+        (409, "the case changed since the given version, the state refuses the action, or it exists already"),
+        (413, "the upload is larger than allowed"), (422, "invalid input: every problem is listed"),
+        (500, "an unexpected error (logged with the request id)"))}
+
+
 def create_app(application: App) -> FastAPI:
-    api = FastAPI(title="节约型机关创建 case tracker", version="1",
+    api = FastAPI(title="节约型机关创建 case tracker", version="1", responses=ERRORS,
                   description="Cases of the yearly conservation-oriented agency rounds (节约型机关创建): "
                               "units, rounds, cases and their actions, sheets, evidence, reports, spot checks, "
                               "filing and the audit trail. Authenticate with `Authorization: Bearer <token>` "
@@ -109,7 +142,7 @@ def create_app(application: App) -> FastAPI:
         """The process answers."""
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["operations"])
+    @api.get("/readyz", tags=["operations"], responses={503: {"model": ErrorBody, "description": "the database is unreachable"}})
     def readyz() -> JSONResponse:
         """The database answers; which process holds the scheduler."""
         from ..adapters.scheduler import LeaderLock

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..domain.case import allowed_actions
 from ..domain.lifecycle import ACTIONS
 from ..metrics import TRANSITIONS
-from .common import ApiError, Application, Caller, iso, log, num, scope_root, visible_case
+from .common import ApiError, Application, CaseId, Caller, iso, log, num, scope_root, visible_case
 
 
 def _unit_path(application: Any, unit_id: int | None) -> str:
@@ -85,7 +85,7 @@ def register(api: FastAPI) -> None:
         return {"items": items, "next": rows[-1].id if len(rows) == limit else None}
 
     @api.get("/api/v1/cases/{case_id}", tags=["cases"])
-    def get_case(case_id: int, who: Caller, application: Application) -> dict[str, Any]:
+    def get_case(case_id: CaseId, who: Caller, application: Application) -> dict[str, Any]:
         """A case: state, version, scores, and what this caller may do next."""
         row = visible_case(application, case_id, who)
         now = application.clock.now()
@@ -101,32 +101,32 @@ def register(api: FastAPI) -> None:
                 "evidence_count": len(c.evidence),
                 "allowed_actions": [] if who.read_only else allowed_actions(c, ctx, now, actor=who.actor)}
 
-    def _history(application: Any, case_id: int, who: Any) -> list[Any]:
+    def _history(application: Any, case_id: CaseId, who: Any) -> list[Any]:
         visible_case(application, case_id, who)
         with application.db.reader() as uow:
             return uow.events(case_id)
 
     @api.get("/api/v1/cases/{case_id}/history", tags=["audit"])
-    def case_history(case_id: int, who: Caller, application: Application) -> list[dict[str, Any]]:
+    def case_history(case_id: CaseId, who: Caller, application: Application) -> list[dict[str, Any]]:
         """Every event of the case, with actor, time and hash."""
         return [e.to_dict() for e in _history(application, case_id, who)]
 
     @api.get("/api/v1/cases/{case_id}/history.jsonl", tags=["audit"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})
-    def case_history_jsonl(case_id: int, who: Caller, application: Application) -> StreamingResponse:
+    def case_history_jsonl(case_id: CaseId, who: Caller, application: Application) -> StreamingResponse:
         """The case's events as JSON lines."""
         return StreamingResponse(events_jsonl(_history(application, case_id, who)), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="case-{case_id}.jsonl"'})
 
     @api.get("/api/v1/cases/{case_id}/history.csv", tags=["audit"], response_class=Response,
              responses={200: {"content": {"text/csv": {}}}})
-    def case_history_csv(case_id: int, who: Caller, application: Application) -> Response:
+    def case_history_csv(case_id: CaseId, who: Caller, application: Application) -> Response:
         """The case's events as CSV (UTF-8 with BOM)."""
         return Response(events_csv(_history(application, case_id, who)), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="case-{case_id}.csv"'})
 
     @api.post("/api/v1/cases/{case_id}/actions/{action}", tags=["cases"])
-    def act(case_id: int, action: str, body: ActionRequest, who: Caller, application: Application,
+    def act(case_id: CaseId, action: str, body: ActionRequest, who: Caller, application: Application,
             idempotency_key: Annotated[str | None, Header(min_length=8, max_length=120, description=(
                 "retrying with the same key answers with the recorded result instead of acting twice"))] = None,
             ) -> dict[str, Any]:
@@ -160,7 +160,7 @@ def register(api: FastAPI) -> None:
 
     # ------------------------------------------------------------ sheets
     @api.get("/api/v1/cases/{case_id}/sheets", tags=["sheets"])
-    def sheets(case_id: int, who: Caller, application: Application) -> dict[str, Any]:
+    def sheets(case_id: CaseId, who: Caller, application: Application) -> dict[str, Any]:
         """The latest self-assessment, verification and recheck sheets, scored against the round's rubric."""
         from ..service.sheets import case_sheets
 
@@ -179,7 +179,7 @@ def register(api: FastAPI) -> None:
 
     @api.get("/api/v1/cases/{case_id}/sheets.xlsx", tags=["sheets"], response_class=Response,
              responses={200: {"content": {XLSX: {}}}})
-    def sheets_xlsx(case_id: int, who: Caller, application: Application) -> Response:
+    def sheets_xlsx(case_id: CaseId, who: Caller, application: Application) -> Response:
         """The score sheet in the province's printed layout, self and verified side by side."""
         from ..adapters.score_sheet_xlsx import export_score_sheet, layout_for
         from ..service.sheets import case_sheets
@@ -196,7 +196,7 @@ def register(api: FastAPI) -> None:
 
     # ------------------------------------------------------------ evidence
     @api.get("/api/v1/cases/{case_id}/evidence", tags=["evidence"])
-    def evidence(case_id: int, who: Caller, application: Application) -> list[dict[str, Any]]:
+    def evidence(case_id: CaseId, who: Caller, application: Application) -> list[dict[str, Any]]:
         """The case's evidence files in rubric order."""
         from ..service.evidence import list_evidence
 
@@ -208,7 +208,7 @@ def register(api: FastAPI) -> None:
     @api.post("/api/v1/cases/{case_id}/evidence", tags=["evidence"], status_code=201,
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-    async def upload_evidence(case_id: int, request: Request, who: Caller, application: Application,
+    async def upload_evidence(case_id: CaseId, request: Request, who: Caller, application: Application,
                               criterion: str = Query(min_length=1, max_length=32),
                               filename: str = Query(min_length=1, max_length=200)) -> dict[str, Any]:
         """Upload one evidence file (the request body) and attach it to a criterion of the unit's case."""
@@ -237,7 +237,7 @@ def register(api: FastAPI) -> None:
 
     @api.get("/api/v1/cases/{case_id}/evidence.zip", tags=["evidence"], response_class=Response,
              responses={200: {"content": {"application/zip": {}}}})
-    def evidence_zip(case_id: int, who: Caller, application: Application) -> Response:
+    def evidence_zip(case_id: CaseId, who: Caller, application: Application) -> Response:
         """All the case's evidence as one ZIP, in rubric order."""
         from ..service.evidence import export_archive
 
@@ -249,7 +249,7 @@ def register(api: FastAPI) -> None:
 
     @api.get("/api/v1/cases/{case_id}/evidence/{sha256}", tags=["evidence"], response_class=Response,
              responses={200: {"content": {"application/octet-stream": {}}}})
-    def evidence_file(case_id: int, sha256: str, who: Caller, application: Application) -> Response:
+    def evidence_file(case_id: CaseId, sha256: str, who: Caller, application: Application) -> Response:
         """One evidence file of the case (only files attached to this case are served)."""
         from urllib.parse import quote
 
@@ -265,7 +265,7 @@ def register(api: FastAPI) -> None:
 
     # ------------------------------------------------------------ notifications
     @api.get("/api/v1/cases/{case_id}/notifications", tags=["notifications"])
-    def notifications(case_id: int, who: Caller, application: Application) -> list[dict[str, Any]]:
+    def notifications(case_id: CaseId, who: Caller, application: Application) -> list[dict[str, Any]]:
         """Mails about the case and their delivery state."""
         from ..service.queries import list_notifications
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -59,6 +59,9 @@ async def principal(request: Request, authorization: Annotated[str | None, Heade
 
 
 Caller = Annotated[Principal, Depends(principal)]
+# Ids are 32-bit in the database: anything larger does not exist (and must not reach a query).
+CaseId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a case id")]
+UnitId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a unit id")]
 Application = Annotated[App, Depends(app_of)]
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ..adapters.db.tables import Jurisdiction, Unit
 from .cases import events_csv, events_jsonl
-from .common import ApiError, Application, Caller, iso, require, visible_unit
+from .common import ApiError, Application, Caller, UnitId, iso, require, visible_unit
 
 
 class JurisdictionIn(BaseModel):
@@ -18,7 +18,7 @@ class JurisdictionIn(BaseModel):
     id: str = Field(min_length=1, max_length=64, description="code, e.g. shanxi-taiyuan")
     name: str = Field(min_length=1, max_length=200)
     level: str = Field(description="province, city or county (省/市/县)")
-    parent: str | None = Field(default=None, max_length=64)
+    parent: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class Contact(BaseModel):
@@ -32,7 +32,7 @@ class Contact(BaseModel):
 class UnitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    jurisdiction: str = Field(min_length=1, max_length=64)
+    jurisdiction: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     level: str | None = Field(default=None, description="provincial, city or county; defaults from the jurisdiction")
     category: str = Field(min_length=1, max_length=32)
     contacts: list[Contact] = Field(default_factory=list, max_length=20)
@@ -135,11 +135,11 @@ def register(api: FastAPI) -> None:
         return {"created": result.created, "updated": result.updated, "unchanged": result.unchanged}
 
     @api.get("/api/v1/units/{unit_id}", tags=["directory"])
-    def get_unit(unit_id: int, who: Caller, application: Application) -> dict[str, Any]:
+    def get_unit(unit_id: UnitId, who: Caller, application: Application) -> dict[str, Any]:
         return unit_out(visible_unit(application, unit_id, who))
 
     @api.patch("/api/v1/units/{unit_id}", tags=["directory"])
-    def change_unit(unit_id: int, body: UnitChange, who: Caller, application: Application) -> dict[str, Any]:
+    def change_unit(unit_id: UnitId, body: UnitChange, who: Caller, application: Application) -> dict[str, Any]:
         """Change a unit's name, category or contacts."""
         from ..service.directory import update_unit
 
@@ -149,7 +149,7 @@ def register(api: FastAPI) -> None:
         return unit_out(_unit_row(unit))
 
     @api.put("/api/v1/units/{unit_id}/contacts", tags=["directory"])
-    def contact_form(unit_id: int, body: ContactForm, who: Caller, application: Application) -> dict[str, Any]:
+    def contact_form(unit_id: UnitId, body: ContactForm, who: Caller, application: Application) -> dict[str, Any]:
         """The contact form (附件2): the unit's contact people for the round."""
         from ..service.directory import update_unit
 
@@ -159,25 +159,25 @@ def register(api: FastAPI) -> None:
                            application.clock.now())
         return unit_out(_unit_row(unit))
 
-    def _history(application: Any, unit_id: int, who: Any) -> list[Any]:
+    def _history(application: Any, unit_id: UnitId, who: Any) -> list[Any]:
         from ..service.queries import unit_history
 
         visible_unit(application, unit_id, who)
         return unit_history(application.db, unit_id)[1]
 
     @api.get("/api/v1/units/{unit_id}/history", tags=["audit"])
-    def unit_history(unit_id: int, who: Caller, application: Application) -> list[dict[str, Any]]:
+    def unit_history(unit_id: UnitId, who: Caller, application: Application) -> list[dict[str, Any]]:
         """Every event of every case of a unit, all years."""
         return [e.to_dict() for e in _history(application, unit_id, who)]
 
     @api.get("/api/v1/units/{unit_id}/history.jsonl", tags=["audit"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})
-    def unit_history_jsonl(unit_id: int, who: Caller, application: Application) -> StreamingResponse:
+    def unit_history_jsonl(unit_id: UnitId, who: Caller, application: Application) -> StreamingResponse:
         return StreamingResponse(events_jsonl(_history(application, unit_id, who)), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="unit-{unit_id}.jsonl"'})
 
     @api.get("/api/v1/units/{unit_id}/history.csv", tags=["audit"], response_class=Response,
              responses={200: {"content": {"text/csv": {}}}})
-    def unit_history_csv(unit_id: int, who: Caller, application: Application) -> Response:
+    def unit_history_csv(unit_id: UnitId, who: Caller, application: Application) -> Response:
         return Response(events_csv(_history(application, unit_id, who)), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="unit-{unit_id}.csv"'})

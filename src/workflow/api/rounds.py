@@ -17,19 +17,22 @@ from .common import ApiError, Application, Caller, iso, num, require, scope_root
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+CODE = r"^[a-z0-9][a-z0-9_-]*$"  # jurisdiction, rubric and calendar ids
+
+
 class RoundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    province: str = Field(min_length=1, max_length=64)
+    province: str = Field(min_length=1, max_length=64, pattern=CODE)
     year: int = Field(ge=2000, le=2100)
-    rubric: str = Field(min_length=1, max_length=64)
-    calendar: str = Field(min_length=1, max_length=64)
+    rubric: str = Field(min_length=1, max_length=64, pattern=CODE)
+    calendar: str = Field(min_length=1, max_length=64, pattern=CODE)
     target_share: str = Field(pattern=r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$", description="e.g. \"0.5\"")
 
 
 class RolloverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rubric: str | None = Field(default=None, min_length=1, max_length=64)
-    calendar: str | None = Field(default=None, min_length=1, max_length=64)
+    rubric: str | None = Field(default=None, min_length=1, max_length=64, pattern=CODE)
+    calendar: str | None = Field(default=None, min_length=1, max_length=64, pattern=CODE)
     target_share: str | None = Field(default=None, pattern=r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$")
 
 
@@ -37,12 +40,14 @@ class SpotCheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     share: str = Field(pattern=r"^(0(\.\d{1,2})?|1(\.0{1,2})?)$", description="share of certified cases, e.g. \"0.1\"")
     seed: int = Field(ge=0, le=2**63 - 1, description="the random seed, stated so the draw can be repeated")
-    jurisdiction: str | None = Field(default=None, max_length=64, description="subtree; default the caller's")
+    jurisdiction: str | None = Field(default=None, max_length=64, pattern=CODE,
+                                     description="subtree; default the caller's")
 
 
 class FilingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    jurisdiction: str | None = Field(default=None, max_length=64, description="subtree; default the caller's")
+    jurisdiction: str | None = Field(default=None, max_length=64, pattern=CODE,
+                                     description="subtree; default the caller's")
     note: str | None = Field(default=None, max_length=2000)
 
 

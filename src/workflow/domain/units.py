@@ -55,9 +55,17 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _no_control(where: str, values: Mapping[str, str], problems: ProblemList) -> None:
+    """Names and codes are text a person reads: no control characters (NUL, tabs, line breaks)."""
+    for key, value in values.items():
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            problems.add(f"{where}.{key}", "contains a control character (NUL, tab, line break, ...)")
+
+
 def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList) -> Contact | None:
     name, position = _text(data.get("name")), _text(data.get("position"))
     phone, email = _text(data.get("phone")), _text(data.get("email"))
+    _no_control(where, {"name": name, "position": position, "phone": phone, "email": email}, problems)
     if not (name or position or phone or email):
         return None
     if not name:
@@ -78,6 +86,8 @@ def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping
     """Validate one unit; ``jurisdiction_levels`` maps known jurisdiction ids to their level."""
     before = len(problems.problems)
     name = _text(data.get("name"))
+    _no_control(where, {"name": name, "jurisdiction": _text(data.get("jurisdiction")),
+                        "category": _text(data.get("category"))}, problems)
     if not name:
         problems.add(f"{where}.name", "required")
     elif len(name) > 200:
@@ -108,6 +118,8 @@ def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping
             problems.add(f"{where}.contacts[{i}]", "must be an object with name, position, phone, email")
             continue
         contact = check_contact(c, f"{where}.contacts[{i}]", problems)
+        if contact is None:
+            problems.add(f"{where}.contacts[{i}]", "an empty contact: give a name, and a phone or an email")
         if contact is not None:
             contacts.append(contact)
     if len(problems.problems) > before:
@@ -124,6 +136,7 @@ def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mappin
     level = _text(data.get("level"))
     level = JURISDICTION_LEVEL_ALIASES.get(level, level)
     parent = _text(data.get("parent")) or None
+    _no_control(where, {"name": name}, problems)
     if not _CODE.match(jid):
         problems.add(f"{where}.id", f"must be 1–64 of a-z, 0-9, '-', '_' (starting with a letter or digit); got {jid!r}")
     if not name:
