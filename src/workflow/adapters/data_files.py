@@ -67,6 +67,9 @@ def read_yaml(path: Path, *, lines: bool = False) -> Any:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         what = getattr(exc, "problem", None) or str(exc)
         raise InvalidInput(f"{where}: YAML syntax error: {what}", [Problem(where, f"YAML syntax error: {what}")]) from None
+    except (ValueError, OverflowError, TypeError, RecursionError) as exc:  # e.g. a date 2021-02-30, an unhashable key
+        what = f"a value YAML cannot read: {exc}"
+        raise InvalidInput(f"{path}: {what}", [Problem(str(path), what)]) from None
 
 
 class Catalog(Generic[T]):

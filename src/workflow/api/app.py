@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..bootstrap import App
@@ -100,7 +101,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "does not exist, or is outside the caller's scope"),
         (409, "the case changed since the given version, the state refuses the action, or it exists already"),
         (413, "the upload is larger than allowed"), (422, "invalid input: every problem is listed"),
-        (500, "an unexpected error (logged with the request id)"))}
+        (500, "an unexpected error (logged with the request id)"),
+        (503, "the database is unavailable; nothing was changed"),
+        (507, "evidence could not be stored (disk full); nothing was attached"))}
 
 
 def create_app(application: App) -> FastAPI:
@@ -131,6 +134,20 @@ def create_app(application: App) -> FastAPI:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "bad_request")
         return error(code, str(exc.detail), status=exc.status_code)
+
+    async def database_down(_: Request, exc: Exception) -> JSONResponse:
+        # unreachable, or (SQLite) locked longer than the busy timeout: the transaction was
+        # rolled back, nothing was written
+        orig = getattr(exc, "orig", None) or exc
+        reason = f"{type(orig).__name__}: {orig}"
+        log.error("database unavailable", error=reason)
+        response = error("database_unavailable", f"the database is unavailable ({reason}); nothing was changed, "
+                         "retry", status=503)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    for kind in _database_errors():
+        api.add_exception_handler(kind, database_down)
 
     @api.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -177,6 +194,21 @@ def create_app(application: App) -> FastAPI:
     rounds.register(api)
     audit.register(api)
     return api
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean "the database cannot be used now", from SQLAlchemy and from the
+    drivers (the write path runs on the DB-API connection itself)."""
+    import sqlite3
+
+    kinds: list[type[Exception]] = [OperationalError, sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    return tuple(kinds)
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

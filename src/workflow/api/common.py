@@ -17,11 +17,13 @@ ZH = {
     "conflict": "数据已被他人修改，请刷新后重试", "invalid_input": "输入有误", "incomplete": "材料不完整",
     "unauthorized": "未认证或令牌无效", "forbidden": "无权执行该操作", "config": "配置有误",
     "unavailable": "服务暂不可用", "too_large": "文件过大", "internal": "服务器内部错误",
-    "not_migrated": "数据库结构需要升级", "corrupt_blob": "存储的文件已损坏", "method_not_allowed": "不支持该请求方法",
+    "not_migrated": "数据库结构需要升级", "storage_unavailable": "文件存储空间不足或不可用",
+    "database_unavailable": "数据库暂不可用，请稍后重试", "corrupt_blob": "存储的文件已损坏", "method_not_allowed": "不支持该请求方法",
 }
 STATUS = {"not_found": 404, "already_exists": 409, "action_refused": 409, "conflict": 409, "invalid_input": 422,
           "incomplete": 422, "unauthorized": 401, "forbidden": 403, "too_large": 413, "config": 500,
-          "unavailable": 503, "internal": 500, "not_migrated": 503, "corrupt_blob": 500, "method_not_allowed": 405}
+          "unavailable": 503, "internal": 500, "not_migrated": 503, "corrupt_blob": 500, "method_not_allowed": 405,
+          "storage_unavailable": 507, "database_unavailable": 503}
 
 log = structlog.get_logger("workflow.api")
 

@@ -43,6 +43,12 @@ class ActionRefused(DomainError):
     code = "action_refused"
 
 
+class StorageUnavailable(DomainError):
+    """Files could not be written (disk full, file too large for the file system, I/O error)."""
+
+    code = "storage_unavailable"
+
+
 class ConflictError(DomainError):
     """Someone else changed the case since it was read (optimistic concurrency)."""
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from ..adapters.evidence_store import ArchiveEntry, EvidenceStore, build_archive
 from ..domain.case import Actor
-from ..domain.errors import InvalidInput, Problem
+from ..domain.errors import InvalidInput, Problem, StorageUnavailable
 from .cases import ActionResult, perform_actions
 from .ports import CaseStoreFactory
 
@@ -72,7 +72,11 @@ def attach_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, cr
                                           "size": len(data), "type": kind}))
     _dry_run(store, case_id, steps, actor, now)
     for name, data in files:
-        blobs.put(data, name)
+        try:
+            blobs.put(data, name)
+        except OSError as exc:  # disk full, file size limit, I/O error: nothing is attached
+            raise StorageUnavailable(f"cannot store {name}: {exc.strerror or exc}; nothing was attached",
+                                     errno=exc.errno) from exc
     return perform_actions(store, case_id, steps, actor, now)
 
 
