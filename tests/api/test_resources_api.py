@@ -162,6 +162,10 @@ def test_progress_counts_states_share_overdue_and_misses(client, db) -> None:
     assert x.status_code == 200
     sheet = load_workbook(io.BytesIO(x.content)).active
     assert sheet["A3"].value == "山西省" and sheet["C3"].value == 36
+    header = [c.value for c in sheet[2]]
+    share = sheet.cell(3, header.index("达标占比") + 1)
+    assert share.number_format == "0.00%" and abs(share.value - 3 / 35) < 1e-4
+    assert sheet.cell(3, header.index("已达标") + 1).number_format == "General"
 
 
 def test_deadlines_at_risk_three_days_before_october_20(client, db) -> None:
@@ -339,3 +343,29 @@ def test_a_retried_action_with_an_idempotency_key_is_taken_once(client, db) -> N
         ["CaseRegistered", "CaseWithdrawn"]
     other = client.post("/api/v1/cases/6/actions/withdraw", json=body, headers=headers)
     assert other.status_code == 409 and "was used for withdraw on case 5" in other.json()["error"]["message"]["en"]
+    changed = client.post("/api/v1/cases/5/actions/withdraw", json={"version": 1, "data": {"reason": "另一个理由"}},
+                          headers=headers)
+    assert changed.status_code == 409 and "with other input" in changed.json()["error"]["message"]["en"]
+
+
+def test_an_unexpected_error_is_a_500_in_the_error_shape_with_the_request_id(client, monkeypatch) -> None:
+    import workflow.service.sheets as sheets
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sheets, "case_sheets", broken)
+    r = client.get("/api/v1/cases/1/sheets", headers={**client.token("unit", unit_id=1), "X-Request-ID": "req-500"})
+    assert r.status_code == 500 and r.headers["x-request-id"] == "req-500"
+    assert r.json()["error"]["code"] == "internal" and "req-500" in r.json()["error"]["message"]["en"]
+    assert "disk on fire" not in r.text  # no internals to the user
+
+
+def test_target_met_is_exact_not_rounded() -> None:
+    from workflow.service.reports import ProgressRow
+
+    row = ProgressRow("shanxi", "山西省", "province", 0, cases=20001)
+    row.by_state["certified"] = 10000
+    assert row.certified_share == Decimal("0.5000") and row.target_met(Decimal("0.5")) is False
+    row.by_state["filed"] = 1
+    assert row.target_met(Decimal("0.5")) is True

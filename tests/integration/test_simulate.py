@@ -68,6 +68,11 @@ def test_a_malformed_scenario_names_every_line_and_runs_nothing(tmp_path: Path) 
     db = tmp_path / "kept.db"
     done = _cli("simulate", str(bad), "--db", f"sqlite:///{db}")
     assert done.returncode == 2 and f"{bad}:13" in done.stderr and not db.exists()
+    twins = tmp_path / "twins.yaml"
+    twins.write_text(SMALL.replace("乙单位, jurisdiction: shanxi", "甲单位, jurisdiction: shanxi-taiyuan"),
+                     encoding="utf-8")
+    with pytest.raises(InvalidInput, match="two units are named '甲单位'"):
+        load_scenario(twins)
     syntax = tmp_path / "syntax.yaml"
     syntax.write_text("title: [unclosed\n", encoding="utf-8")
     with pytest.raises(InvalidInput, match=r"syntax.yaml:2"):

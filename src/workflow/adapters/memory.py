@@ -106,11 +106,11 @@ class MemoryCaseStore:
     def recall(self, key: str) -> Any:
         return self._db.keys.get(key) or next((r for k, r in self._staged_keys if k == key), None)
 
-    def remember(self, key: str, what: str, now: datetime, *, case_id: int | None = None, seq: int | None = None,
-                 ref: str | None = None) -> None:
+    def remember(self, key: str, what: str, now: datetime, *, fingerprint: str, case_id: int | None = None,
+                 seq: int | None = None, ref: str | None = None) -> None:
         from .db.store import Remembered
 
-        self._staged_keys.append((key, Remembered(what, case_id, seq, ref)))
+        self._staged_keys.append((key, Remembered(what, case_id, seq, ref, fingerprint)))
 
     def append(self, before: CaseState, event: Event, after: CaseState) -> None:
         current = self._visible(before.id)

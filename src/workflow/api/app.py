@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..bootstrap import App
@@ -63,8 +63,21 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        started_response = False
+
+        async def send_tracked(message: dict) -> None:
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:  # noqa: BLE001 - the last resort: the error shape, never a stack trace
+            log.error("unexpected error", error_type=type(exc).__name__, error=str(exc), exc_info=exc)
+            if started_response:
+                raise
+            await error("internal", f"an unexpected error; it has been logged with request id {request_id}",
+                        status=500)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -148,6 +161,13 @@ def create_app(application: App) -> FastAPI:
 
     for kind in _database_errors():
         api.add_exception_handler(kind, database_down)
+
+    @api.exception_handler(IntegrityError)
+    async def concurrent_write(_: Request, exc: IntegrityError) -> JSONResponse:
+        # a unique key taken by a concurrent request between our check and our write
+        log.warning("concurrent write", error=str(exc.orig))
+        return error("conflict", "a concurrent request wrote the same record; nothing was changed, reload and retry",
+                     status=409)
 
     @api.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

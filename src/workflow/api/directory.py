@@ -127,9 +127,16 @@ def register(api: FastAPI) -> None:
         from ..service.directory import import_units_data
 
         require(who, "coordinator", "admin", doing="import units")
-        data = await request.body()
-        if len(data) > 10 * 1024 * 1024:
-            raise ApiError("too_large", f"{len(data)} bytes; a roster may be at most 10 MiB")
+        limit = 10 * 1024 * 1024
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ApiError("too_large", f"{declared} bytes; a roster may be at most 10 MiB", limit=limit)
+        body = bytearray()
+        async for chunk in request.stream():  # stop reading as soon as it is too large
+            body.extend(chunk)
+            if len(body) > limit:
+                raise ApiError("too_large", "more than 10 MiB; a roster may be at most 10 MiB", limit=limit)
+        data = bytes(body)
         result = await run_in_threadpool(import_units_data, application.db, data, filename, application.clock.now(),
                                          update=update, within_path=who.jurisdiction_path)
         return {"created": result.created, "updated": result.updated, "unchanged": result.unchanged}

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
+from ..adapters.db.store import fingerprint
 from ..clock import require_aware
 from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply, decide
 from ..domain.errors import ConflictError
@@ -25,9 +26,11 @@ class ActionResult:
         return allowed_actions(self.case, self.ctx, self.now)
 
 
-def _recalled(uow: Any, key: str | None, action: str, case_id: int, now: datetime) -> ActionResult | None:
+def _recalled(uow: Any, key: str | None, action: str, case_id: int, now: datetime,
+              request: str) -> ActionResult | None:
     """The recorded result of an earlier request with this idempotency key (the event it
-    made, the case as it is now), or None if there was none."""
+    made, the case as it is now), or None if there was none. The same key with a
+    different request (another action, case, input or version) is a conflict."""
     if key is None:
         return None
     found = uow.recall(key)
@@ -36,6 +39,9 @@ def _recalled(uow: Any, key: str | None, action: str, case_id: int, now: datetim
     if (found.what, found.case_id) != (action, case_id):
         raise ConflictError(f"idempotency key {key!r} was used for {found.what} on case {found.case_id}, "
                             f"not {action} on case {case_id}", key=key)
+    if found.fingerprint != request:
+        raise ConflictError(f"idempotency key {key!r} was used for {action} on case {case_id} with other input; "
+                            "a new request needs a new key", key=key)
     case = uow.get(case_id)
     event = uow.events(case_id)[found.seq - 1]
     return ActionResult(case, event, uow.round_context(case.round_id), now)
@@ -52,7 +58,8 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
     """
     require_aware(now, "now")
     with store.unit_of_work() as uow:
-        done = _recalled(uow, idempotency_key, action, case_id, now)
+        request = fingerprint(action, case_id, data, expected_version) if idempotency_key else ""
+        done = _recalled(uow, idempotency_key, action, case_id, now, request)
         if done is not None:
             return done
         case = uow.get(case_id)
@@ -66,7 +73,7 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
         after = apply(case, event)
         uow.append(case, event, after)
         if idempotency_key is not None:
-            uow.remember(idempotency_key, action, now, case_id=case_id, seq=event.seq)
+            uow.remember(idempotency_key, action, now, fingerprint=request, case_id=case_id, seq=event.seq)
         uow.commit()
     return ActionResult(after, event, ctx, now)
 
@@ -78,7 +85,8 @@ def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str
     require_aware(now, "now")
     results = []
     with store.unit_of_work() as uow:
-        done = _recalled(uow, idempotency_key, steps[-1][0] if steps else "", case_id, now)
+        request = fingerprint(case_id, steps) if idempotency_key else ""
+        done = _recalled(uow, idempotency_key, steps[-1][0] if steps else "", case_id, now, request)
         if done is not None:
             return [done]
         case = uow.get(case_id)
@@ -90,7 +98,8 @@ def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str
             results.append(ActionResult(after, event, ctx, now))
             case = after
         if idempotency_key is not None and results:
-            uow.remember(idempotency_key, steps[-1][0], now, case_id=case_id, seq=results[-1].event.seq)
+            uow.remember(idempotency_key, steps[-1][0], now, fingerprint=request, case_id=case_id,
+                         seq=results[-1].event.seq)
         uow.commit()
     return results
 

@@ -178,7 +178,7 @@ def create_jurisdiction(db: Database, data: dict, *, within_path: str | None = N
         row = Jurisdiction(id=draft.id, name=draft.name, level=draft.level, parent_id=draft.parent_id,
                            path=parent_path + draft.id + "/")
         session.add(row)
-        session.commit()
+        _commit(session, f"jurisdiction {draft.id!r} already exists")
         session.refresh(row)
         return row
 
@@ -200,7 +200,7 @@ def create_unit(db: Database, data: dict, now: datetime, *, within_path: str | N
                     category=draft.category, contacts=[c.to_dict() for c in draft.contacts],
                     created_at=now, updated_at=now)
         session.add(unit)
-        session.commit()
+        _commit(session, f"{draft.name} ({draft.jurisdiction_id}) already exists")
         session.refresh(unit)
         return unit
 
@@ -233,7 +233,7 @@ def update_unit(db: Database, unit_id: int, changes: dict, now: datetime) -> Uni
         unit.contacts = [c.to_dict() for c in draft.contacts]
         unit.updated_at = now
         session.add(unit)
-        session.commit()
+        _commit(session, f"{draft.name} ({unit.jurisdiction_id}) already exists")
         session.refresh(unit)
         return unit
 
@@ -242,3 +242,13 @@ def _jurisdiction_level(session: Session, unit: Unit) -> str:
     j = session.get(Jurisdiction, unit.jurisdiction_id)
     assert j is not None
     return j.level
+
+
+def _commit(session: Session, exists: str) -> None:
+    """Flush and commit; a unique key taken by a concurrent request meanwhile is AlreadyExists."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        raise AlreadyExists(exists) from exc

@@ -18,7 +18,8 @@ from ..adapters.db.store import Database
 from ..adapters.db.tables import Case, FilingBatch, Jurisdiction, Round, SpotCheck, Unit
 from ..clock import business_date, require_aware
 from ..domain.case import Actor, apply, decide
-from ..domain.errors import ActionRefused, InvalidInput, NotFound, Problem
+from ..adapters.db.store import fingerprint
+from ..domain.errors import ActionRefused, ConflictError, InvalidInput, NotFound, Problem
 from .rounds import DONE_STATES
 
 
@@ -36,8 +37,20 @@ def _cases_in(round_id: str, path: str, states: tuple[str, ...]) -> Any:
 
 
 def _require_round(conn: Any, round_id: str) -> None:
-    if conn.execute(select(Round.id).where(Round.id == round_id)).first() is None:
+    """The round exists; its row is locked (PostgreSQL) so that two draws or batches of one
+    round at once number themselves one after the other (SQLite's writer lock does that)."""
+    if conn.execute(select(Round.id).where(Round.id == round_id).with_for_update()).first() is None:
         raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+
+
+def _recall(uow: Any, key: str | None, what: str, request: str) -> Any:
+    """An earlier request with this key, if it was the same request; another one is a conflict."""
+    if not key:
+        return None
+    found = uow.recall(key)
+    if found is not None and (found.what, found.fingerprint) != (what, request):
+        raise ConflictError(f"idempotency key {key!r} was used for another request ({found.what})", key=key)
+    return found
 
 
 def draw_sample(population: list[int], share: Decimal, seed: int) -> list[int]:
@@ -80,7 +93,8 @@ def spot_check(db: Database, round_id: str, jurisdiction_id: str, *, share: Any,
         raise InvalidInput("invalid spot check", problems)
     with db.unit_of_work(core=True) as uow:
         conn = uow.connection
-        done = uow.recall(idempotency_key) if idempotency_key else None
+        request = fingerprint("spot_check", round_id, jurisdiction_id, parsed["share"], parsed["seed"])
+        done = _recall(uow, idempotency_key, "spot_check", request)
         if done is not None:
             row = conn.execute(select(SpotCheck.__table__).where(SpotCheck.id == done.ref)).mappings().one()
             return SpotCheckResult(row["id"], row["round_id"], row["jurisdiction_id"], row["seed"],
@@ -106,7 +120,7 @@ def spot_check(db: Database, round_id: str, jurisdiction_id: str, *, share: Any,
             id=draw_id, round_id=round_id, jurisdiction_id=jurisdiction_id, seed=parsed["seed"],
             share=parsed["share"], population=population, drawn=drawn, drawn_at=now, drawn_by=str(actor)))
         if idempotency_key:
-            uow.remember(idempotency_key, "spot_check", now, ref=draw_id)
+            uow.remember(idempotency_key, "spot_check", now, fingerprint=request, ref=draw_id)
         uow.commit()
     return SpotCheckResult(draw_id, round_id, jurisdiction_id, parsed["seed"], parsed["share"], population, drawn,
                            now, str(actor))
@@ -132,7 +146,8 @@ def file_round(db: Database, round_id: str, jurisdiction_id: str, *, actor: Acto
     require_aware(now, "now")
     with db.unit_of_work(core=True) as uow:
         conn = uow.connection
-        done = uow.recall(idempotency_key) if idempotency_key else None
+        request = fingerprint("filing", round_id, jurisdiction_id, note)
+        done = _recall(uow, idempotency_key, "filing", request)
         if done is not None:
             return get_filing(db, str(done.ref))
         _require_round(conn, round_id)
@@ -163,7 +178,7 @@ def file_round(db: Database, round_id: str, jurisdiction_id: str, *, actor: Acto
         conn.execute(insert(FilingBatch).values(id=batch_id, round_id=round_id, jurisdiction_id=jurisdiction_id,
                                                 cases=listed, totals=totals, filed_at=now, filed_by=str(actor)))
         if idempotency_key:
-            uow.remember(idempotency_key, "filing", now, ref=batch_id)
+            uow.remember(idempotency_key, "filing", now, fingerprint=request, ref=batch_id)
         uow.commit()
     return get_filing(db, batch_id)
 

@@ -43,6 +43,10 @@ class ProgressRow:
         """Cases that count for the share: withdrawn cases left the round."""
         return self.cases - self.by_state["withdrawn"]
 
+    def target_met(self, target: Decimal) -> bool | None:
+        """Exactly (the share shown is rounded): certified ≥ target × cases taking part."""
+        return None if not self.taking_part else Decimal(self.certified) >= target * self.taking_part
+
     @property
     def certified_share(self) -> Decimal | None:
         if not self.taking_part:
@@ -63,7 +67,7 @@ class Progress:
         return {"round_id": self.round_id, "target_share": format(self.target_share, "f"), "jurisdictions": [
             {"id": r.jurisdiction_id, "name": r.name, "level": r.level, "depth": r.depth, "cases": r.cases,
              "by_state": r.by_state, "certified": r.certified, "certified_share": share(r.certified_share),
-             "target_met": None if r.certified_share is None else r.certified_share >= self.target_share,
+             "target_met": r.target_met(self.target_share),
              "overdue": r.overdue, "missed": dict(sorted(r.missed.items()))} for r in self.rows]}
 
 
@@ -120,12 +124,12 @@ def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
         cell.font = Font(bold=True)
     for r in report.rows:
         share = r.certified_share
-        sheet.append([r.name, r.level, r.cases, *[r.by_state[s] for s in STATES], r.certified,
-                      float(share) if share is not None else None,
-                      None if share is None else ("是" if share >= report.target_share else "否"),
+        met = r.target_met(report.target_share)
+        sheet.append([r.name, r.level, r.cases, *[r.by_state[s] for s in STATES], r.certified, share,
+                      None if met is None else ("是" if met else "否"),
                       r.overdue, *[r.missed.get(m, 0) for m in milestones]])
         sheet.cell(sheet.max_row, 1).alignment = Alignment(indent=r.depth)
-        sheet.cell(sheet.max_row, 4 + len(STATES)).number_format = "0.00%"
+        sheet.cell(sheet.max_row, 5 + len(STATES)).number_format = "0.00%"  # 达标占比
     sheet.column_dimensions["A"].width = 28
     book.save(out)
 

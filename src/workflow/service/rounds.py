@@ -62,6 +62,8 @@ def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_i
     except Exception as exc:
         problems.add("calendar", str(exc))
     round_id = f"{province_id}-{year}"
+    if len(round_id) > 64:
+        problems.add("province", f"the round id {round_id!r} would be longer than 64 characters")
     try:
         return _open(db, problems=problems, round_id=round_id, province_id=province_id, year=year,
                      rubric=rubric, calendar=calendar, share=share, actor=actor, now=now)

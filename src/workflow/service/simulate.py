@@ -136,6 +136,12 @@ def load_scenario(path: Path) -> Scenario:
             names.append(str(u["name"]))
     else:
         problems.append(Problem(at(data, "units"), "units: a roster file (.csv/.xlsx) or a list of units"))
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(Problem(at(data, "units"), f"two units are named {name!r}: actions name units, so "
+                                                       "names must be unique within a scenario"))
+        seen.add(name)
     known = set(names)
     coordinators = []
     for i, c in enumerate(data.get("coordinators") or []):
@@ -322,7 +328,7 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
         unit_ids = {name: uid for uid, name in conn.execute(select(Unit.id, Unit.name))}
     result = SimulationResult(application.engine.url.render_as_string(hide_password=True), round_ids or [first_round],
                               0, resumed_after=resumed_after)
-    if resumed_after is not None:
+    if progress_row is not None:
         # The killed run's dispatcher may have claimed mails it never recorded: hand them back
         # (a mail it did deliver is not stored twice: the Maildir is idempotent by Message-ID).
         with db.write_connection() as conn:
@@ -386,6 +392,10 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
         for name in targets(step):
             unit_id = unit_ids[name]
             unit = Actor("unit", str(unit_id))
+            earlier = _refusal(db, key(step, unit_id))
+            if earlier is not None:  # refused before the run was killed: the same answer
+                result.outcomes.append(Outcome(day, step.line, f"{name}: {step.do} refused: {earlier}", False))
+                continue
             try:
                 if step.do == "contacts":
                     contact = dict(step.params.get("contact") or {"name": "联络员", "phone": "0351-0000000",
@@ -411,6 +421,8 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                                          [(f"{code} 佐证材料.pdf", _pdf(f"{case_id} {code}"))], unit, now)
             except DomainError as exc:
                 result.outcomes.append(Outcome(day, step.line, f"{name}: {step.do} refused: {exc.message}", False))
+                # A resumed day must refuse it again, not try it after the day's later steps.
+                _remember_refusal(db, key(step, unit_id), exc.message, now)
 
     settings = application.dispatch_settings()
     day = scenario.start if resumed_after is None else resumed_after + timedelta(days=1)
@@ -437,6 +449,23 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
         result.mails_sent = conn.execute(select(Outbox.id).where(Outbox.status == "sent")).all().__len__()
         result.mails_failed = conn.execute(select(Outbox.id).where(Outbox.status == "failed")).all().__len__()
     return result
+
+
+def _refusal(db: Any, key: str) -> str | None:
+    from ..adapters.db.tables import IdempotencyKey
+
+    with db.engine.connect() as conn:
+        row = conn.execute(select(IdempotencyKey.what, IdempotencyKey.ref)
+                           .where(IdempotencyKey.key == f"{key}:refused")).first()
+    return None if row is None else str(row.ref)
+
+
+def _remember_refusal(db: Any, key: str, why: str, now: datetime) -> None:
+    from ..adapters.db.tables import IdempotencyKey
+
+    with db.write_connection() as conn:
+        conn.execute(insert(IdempotencyKey).values(key=f"{key}:refused", what="refused", ref=why[:100],
+                                                   fingerprint="", created_at=now))
 
 
 def complete_sheet(rubric: Any, total: Decimal) -> dict[str, str]:

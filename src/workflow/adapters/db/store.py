@@ -56,9 +56,9 @@ _SQL = {
     "case_events": f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = :case_id ORDER BY seq",
     "round": "SELECT id, policy, pass_mark, max_total, rubric_data FROM rounds WHERE id = :id",
     "unit_exists": "SELECT 1 FROM units WHERE id = :id",
-    "recall": "SELECT what, case_id, seq, ref FROM idempotency_keys WHERE key = :key",
-    "remember": ("INSERT INTO idempotency_keys (key, what, case_id, seq, ref, created_at) "
-                 "VALUES (:key, :what, :case_id, :seq, :ref, :created_at)"),
+    "recall": "SELECT what, case_id, seq, ref, fingerprint FROM idempotency_keys WHERE key = :key",
+    "remember": ("INSERT INTO idempotency_keys (key, what, case_id, seq, ref, fingerprint, created_at) "
+                 "VALUES (:key, :what, :case_id, :seq, :ref, :fingerprint, :created_at)"),
 }
 _PARAM = re.compile(r"(?<!:):(\w+)")
 
@@ -128,6 +128,15 @@ class Remembered:
     case_id: int | None
     seq: int | None
     ref: str | None
+    fingerprint: str
+
+
+def fingerprint(*parts: Any) -> str:
+    """The sha256 of a request's parts (decimals and dates as text)."""
+    import hashlib
+
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class SqlCaseStore:
@@ -270,12 +279,13 @@ class SqlCaseStore:
         row = self._cur.fetchone()
         return None if row is None else Remembered(*row)
 
-    def remember(self, key: str, what: str, now: datetime, *, case_id: int | None = None, seq: int | None = None,
-                 ref: str | None = None) -> None:
+    def remember(self, key: str, what: str, now: datetime, *, fingerprint: str, case_id: int | None = None,
+                 seq: int | None = None, ref: str | None = None) -> None:
         """Record the request's result in this transaction (a concurrent twin fails on the key)."""
         try:
             self._cur.execute(self._sql["remember"], {"key": key, "what": what, "case_id": case_id, "seq": seq,
-                                                      "ref": ref, "created_at": self._codec.dt_out(now)})
+                                                      "ref": ref, "fingerprint": fingerprint,
+                                                      "created_at": self._codec.dt_out(now)})
         except self._db.integrity_errors as exc:
             raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request", key=key) from exc
 

@@ -193,7 +193,7 @@ class SpotCheck(SQLModel, table=True):
 
     __tablename__ = "spot_checks"
 
-    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    id: str = Field(sa_column=Column(String(100), primary_key=True))
     round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False, index=True))
     jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False))
     seed: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -210,7 +210,7 @@ class FilingBatch(SQLModel, table=True):
 
     __tablename__ = "filing_batches"
 
-    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    id: str = Field(sa_column=Column(String(100), primary_key=True))
     round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False, index=True))
     jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False))
     cases: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))  # id, unit, name, score
@@ -230,7 +230,9 @@ class IdempotencyKey(SQLModel, table=True):
     what: str = Field(sa_column=Column(String(64), nullable=False))  # the action, or spot_check / filing
     case_id: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
     seq: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
-    ref: Optional[str] = Field(default=None, sa_column=Column(String(64), nullable=True))
+    ref: Optional[str] = Field(default=None, sa_column=Column(String(100), nullable=True))
+    # sha256 of the request (action, case, input, version): the same key with another request is refused
+    fingerprint: str = Field(sa_column=Column(String(64), nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
 

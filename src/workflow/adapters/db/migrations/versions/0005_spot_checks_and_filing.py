@@ -18,7 +18,7 @@ depends_on: Union[str, Sequence[str], None] = None
 def upgrade() -> None:
     op.create_table(
         "spot_checks",
-        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("id", sa.String(length=100), nullable=False),
         sa.Column("round_id", sa.String(length=64), nullable=False),
         sa.Column("jurisdiction_id", sa.String(length=64), nullable=False),
         sa.Column("seed", sa.BigInteger(), nullable=False),
@@ -34,7 +34,7 @@ def upgrade() -> None:
     op.create_index("ix_spot_checks_round_id", "spot_checks", ["round_id"])
     op.create_table(
         "filing_batches",
-        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("id", sa.String(length=100), nullable=False),
         sa.Column("round_id", sa.String(length=64), nullable=False),
         sa.Column("jurisdiction_id", sa.String(length=64), nullable=False),
         sa.Column("cases", sa.JSON(), nullable=False),
@@ -52,7 +52,8 @@ def upgrade() -> None:
         sa.Column("what", sa.String(length=64), nullable=False),
         sa.Column("case_id", sa.Integer(), nullable=True),
         sa.Column("seq", sa.Integer(), nullable=True),
-        sa.Column("ref", sa.String(length=64), nullable=True),
+        sa.Column("ref", sa.String(length=100), nullable=True),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )
