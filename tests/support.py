@@ -55,27 +55,13 @@ def open_hunan(db: Database, now: datetime, tmp_path: Path, units: int = 3, year
 
 # ---------------------------------------------------------------- sheets
 def sheet_for(rubric, total) -> dict[str, str]:
-    """A complete sheet (every criterion answered) that scores exactly ``total``: ordinary
-    criteria as counts first, then ordinary ones at their cap in rubric order."""
+    """A complete sheet (every criterion answered) that scores exactly ``total`` — the one
+    ``workflow simulate`` fills in (per-occurrence counts first, then caps in rubric order)."""
     from decimal import Decimal
 
-    left = Decimal(str(total))
-    entries: dict[str, str] = {}
-    for c in rubric.criteria():
-        if c.per_occurrence:
-            count = min(c.cap, left) // c.points
-            entries[c.code] = format(count, "f")
-            left -= count * c.points
-    for c in rubric.criteria():
-        if not c.per_occurrence:
-            give = min(c.cap, left)
-            give -= give % c.step
-            entries[c.code] = format(give, "f")
-            left -= give
-    entries = {c.code: entries[c.code] for c in rubric.criteria()}
-    if left != 0:
-        raise ValueError(f"cannot make a sheet of {total} from rubric {rubric.id}")
-    return entries
+    from workflow.service.simulate import complete_sheet
+
+    return complete_sheet(rubric, Decimal(str(total)))
 
 
 def fake_sha(text: str) -> str:

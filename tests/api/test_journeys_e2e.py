@@ -12,25 +12,16 @@ import io
 import json
 import mailbox
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ..serving import WORKFLOW, start_serve, stop
 from ..support import RUBRICS, sheet_for
 
-WORKFLOW = str(Path(sys.executable).parent / "workflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -56,26 +47,10 @@ def system(tmp_path: Path):
               "unit2": _token(env, "省人大办公厅", "unit", "--unit", "2"),
               "coordinator": _token(env, "王科长", "coordinator", "--jurisdiction", "shanxi"),
               "auditor": _token(env, "审计员", "auditor", "--jurisdiction", "shanxi")}
-    port = _free_port()
-    proc = subprocess.Popen([WORKFLOW, "serve", "--port", str(port), "--name", "e2e"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), text=True)  # a file: an unread pipe would fill and block the server
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited: {(tmp_path / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.1)  # waiting for a subprocess to listen, not timing anything
+    proc, base = start_serve(env, tmp_path / "serve.log", "--name", "e2e")
     with httpx.Client(base_url=base, timeout=30) as http:
         yield http, tokens, tmp_path
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 def act(http: httpx.Client, auth: dict[str, str], case_id: int, action: str, data: dict | None = None) -> dict:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -19,17 +16,11 @@ import httpx
 
 from workflow.service.simulate import complete_sheet
 
+from ..serving import WORKFLOW, start_serve, stop
 from ..support import RUBRICS
 
-WORKFLOW = str(Path(sys.executable).parent / "workflow")
 SECONDS = float(os.environ.get("WORKFLOW_LOAD_SECONDS", "60"))
 CLIENTS, CASES = 50, 100
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _data(action: str, rng: random.Random) -> dict:
@@ -65,30 +56,18 @@ def test_fifty_clients_racing_on_a_hundred_cases(tmp_path: Path) -> None:
     cli("rounds", "open", "--province", "shanxi", "--year", "2021", "--rubric", "shanxi-2020", "--calendar",
         "shanxi-2021", "--target", "0.5", "--actor", "admin:load")
     secret = cli("tokens", "create", "--name", "load", "--role", "admin", "--actor", "admin:load").strip().splitlines()[-1]
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "w")  # a file: an unread pipe fills up and blocks the server's logging
-    proc = subprocess.Popen([WORKFLOW, "serve", "--port", str(port), "--name", "load"], env=env, cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=log, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_serve(env, tmp_path / "serve.log", "--name", "load", cwd=root)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            time.sleep(0.1)  # waiting for the server to listen, not timing anything
         statuses: Counter = Counter()
         bad: list[str] = []
         lock = threading.Lock()
-        stop = time.monotonic() + SECONDS
+        deadline = time.monotonic() + SECONDS
 
         def client(seed: int) -> None:
             rng = random.Random(seed)
             auth = {"Authorization": f"Bearer {secret}"}
             with httpx.Client(base_url=base, headers=auth, timeout=30) as http:
-                while time.monotonic() < stop:
+                while time.monotonic() < deadline:
                     case_id = rng.randint(1, CASES)
                     got = http.get(f"/api/v1/cases/{case_id}")
                     seen = [got.status_code]
@@ -124,11 +103,6 @@ def test_fifty_clients_racing_on_a_hundred_cases(tmp_path: Path) -> None:
         assert statuses[200] > 0 and statuses[409] > 0, statuses
         assert set(statuses) <= {200, 201, 409, 422}, statuses
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop(proc)
     audit = subprocess.run([WORKFLOW, "audit", "verify"], env=env, capture_output=True, text=True, timeout=300)
     assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -3,22 +3,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-WORKFLOW = str(Path(sys.executable).parent / "workflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..serving import WORKFLOW, start_serve, stop
 
 
 def _run(env: dict[str, str], *args: str) -> str:
@@ -35,25 +26,9 @@ def served(tmp_path: Path):
     _run(env, "demo")
     secret = _run(env, "tokens", "create", "--name", "王科长", "--role", "coordinator", "--jurisdiction", "shanxi",
                   "--actor", "admin:test").strip().splitlines()[-1]
-    port = _free_port()
-    proc = subprocess.Popen([WORKFLOW, "serve", "--port", str(port), "--name", "e2e"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), text=True)  # a file: an unread pipe would fill and block the server
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited: {(tmp_path / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.1)  # waiting for a subprocess to listen, not timing anything
+    proc, base = start_serve(env, tmp_path / "serve.log", "--name", "e2e")
     yield base, {"Authorization": f"Bearer {secret}"}, proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 def test_serve_answers_and_acts(served) -> None:
