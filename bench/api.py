@@ -13,8 +13,9 @@ Setup (not timed against the targets; its duration is printed):
   ``domain.events.chain_hash`` and its row is the replay of its events. A sample is
   checked with ``service.audit.verify`` (``--audit``: all of it) and, for a few cases,
   against a replay through the real ``decide``.
-- the built file is cached in ``--dir`` under a name keyed by size and schema revision;
-  each run works on a fresh copy of it, so every run starts from the same data.
+- the built file is cached in ``--dir`` (default ``$TMPDIR/workflow-bench-api``) under a
+  name keyed by the size and a hash of the migration files; each run works on a fresh copy
+  of it (``run.db``), so every run starts from the same data. ``--fresh`` rebuilds it.
 - tokens (``service.tokens.create_token``): an admin, the province's coordinator, a
   coordinator per city, ``--unit-tokens`` unit tokens.
 - ``workflow serve`` in a subprocess on a free port. This process holds the scheduler's
@@ -22,7 +23,8 @@ Setup (not timed against the targets; its duration is printed):
   leader: no sweep or dispatch runs during the measurement (``serve`` has no
   ``--no-scheduler`` flag). The server logs (one JSON line per request) go to a file.
 
-Timed, from a separate process (spawned; asyncio + ``httpx.AsyncClient``):
+Timed, from a separate process (spawned; asyncio + ``httpx.AsyncClient``, several clients
+with a semaphore each, ``--concurrency`` requests in flight at most):
 - ``mixed``: open loop at ``--rate`` requests/s for ``--seconds``: each request is sent at
   its planned time and its latency counts from that planned time (no coordinated
   omission). 80% reads: case lists (``limit=100``, random cursors, filters by state,
@@ -52,6 +54,7 @@ the same file and spreads the load over them.
 Targets (issue): mixed p99 ≤ 50 ms with no errors; progress ≤ 100 ms; unit history ≤ 10 ms.
 
     python bench/api.py [--cases 100000] [--events-per-case 20] [--rate 200] [--seconds 30] [--dir DIR]
+                        [--with-round-index] [--servers N] [--audit] [--fresh] [--keep]
 """
 from __future__ import annotations
 
