@@ -69,6 +69,10 @@ class Case(SQLModel, table=True):
         # No index on state: every transition changes it, and an index would be one more
         # B-tree page written per durable commit; filters by state scan one round's rows.
         UniqueConstraint("round_id", "unit_id", name="uq_case_round_unit"),
+        # A round's cases in id order: a page of the case list is a range scan that stops
+        # after LIMIT rows (without it SQLite sorts the whole round). round_id never changes,
+        # so no transition writes this index.
+        Index("ix_cases_round_id", "round_id"),
     )
 
     id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))

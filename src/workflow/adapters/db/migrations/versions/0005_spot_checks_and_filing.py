@@ -1,4 +1,4 @@
-"""spot checks (抽查), filing batches (备案), idempotency keys, simulation progress
+"""spot checks (抽查), filing batches (备案), idempotency keys, simulation progress, cases by round
 
 Revision ID: 0005
 Revises: 0004
@@ -16,6 +16,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_cases_round_id", "cases", ["round_id"])
     op.create_table(
         "spot_checks",
         sa.Column("id", sa.String(length=100), nullable=False),
@@ -67,6 +68,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cases_round_id", table_name="cases")
     op.drop_table("simulation_progress")
     op.drop_table("idempotency_keys")
     op.drop_index("ix_filing_batches_round_id", table_name="filing_batches")
