@@ -49,21 +49,10 @@ RUBRIC = RubricCatalog(REPO_ROOT / "rubrics").get("shanxi-2020")
 
 
 def sheet(total: str) -> dict[str, str]:
-    """A complete Shanxi sheet scoring ``total``: per-occurrence criteria (as counts) first,
-    then ordinary criteria at their cap, in rubric order."""
-    left, out = Decimal(total), {}
-    for c in RUBRIC.criteria():
-        if c.per_occurrence:
-            count = min(c.cap, left) // c.points
-            out[c.code] = format(count, "f")
-            left -= count * c.points
-    for c in RUBRIC.criteria():
-        if not c.per_occurrence:
-            give = min(c.cap, left)
-            out[c.code] = format(give, "f")
-            left -= give
-    assert left == 0, total
-    return {c.code: out[c.code] for c in RUBRIC.criteria()}
+    """A complete Shanxi sheet scoring ``total`` (the one ``workflow simulate`` fills in)."""
+    from workflow.service.simulate import complete_sheet
+
+    return complete_sheet(RUBRIC, Decimal(total))
 
 
 SELF, FAILING, PASSING = sheet("85"), sheet("79.5"), sheet("86")

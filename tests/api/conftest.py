@@ -45,3 +45,16 @@ def client(db, db_url, tmp_path):
     c.token = token  # type: ignore[attr-defined]
     c.clock = clock  # type: ignore[attr-defined]
     return c
+
+
+@pytest.fixture
+def plain_tracebacks():
+    """structlog's default console renderer draws a 500's traceback with rich, ~2 s each;
+    plain text is enough for tests that provoke them (restored afterwards)."""
+    import structlog
+
+    before = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, structlog.processors.format_exc_info,
+                                    structlog.processors.KeyValueRenderer(key_order=["event"])])
+    yield
+    structlog.configure(**before)

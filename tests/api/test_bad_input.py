@@ -26,16 +26,8 @@ CATEGORY_PROBLEM = "must be one of"
 
 # ---------------------------------------------------------------- helpers
 @pytest.fixture(autouse=True)
-def plain_tracebacks() -> Iterator[None]:
-    """structlog's default console renderer draws a 500's traceback with rich, ~2 s each;
-    plain text is enough here (restored afterwards)."""
-    import structlog
-
-    before = structlog.get_config()
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, structlog.processors.format_exc_info,
-                                    structlog.processors.KeyValueRenderer(key_order=["event"])])
-    yield
-    structlog.configure(**before)
+def _plain(plain_tracebacks: None) -> None:
+    """Plain tracebacks for the 500s these tests provoke (tests/api/conftest.py)."""
 
 
 @pytest.fixture
