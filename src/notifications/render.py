@@ -26,6 +26,22 @@ Kinds and their context variables (all required):
     ``unit_name``, ``round_title``, ``due_date`` date, ``days_left`` int, ``case_id``,
     ``verified_total`` str (e.g. ``"82.5"``), ``pass_mark`` str (e.g. ``"85"``).
 
+``rectification_notice`` (to a unit, at once when rectification is ordered or extended: its
+    整改通知) ``unit_name``, ``round_title``, ``due_date`` date (the last day), ``days_left`` int,
+    ``case_id``, ``verified_total`` str, ``pass_mark`` str, ``what_to_do`` str (may be empty),
+    ``contact_line`` str (may be empty).
+
+``duty_reminder`` (to a coordinator, before a duty of their jurisdiction is due: a city's
+    report, a filing) ``coordinator_name``, ``jurisdiction_name`` (the one that owes it),
+    ``round_title``, ``duty_name``, ``due_date`` date, ``days_left`` int, ``what_to_do`` str,
+    ``how_to_record`` str (may be empty).
+
+``duty_missed`` (to a coordinator: a duty passed its date undone) ``coordinator_name``,
+    ``round_title``, ``duty_name``, ``due_date`` date, ``days_overdue`` int, ``how_to_record``
+    str, ``items``: the jurisdictions that missed it, each with ``jurisdiction_name`` and
+    ``rows`` (the cases still waiting, ``unit_name`` and ``case_id``; empty for a duty that is
+    recorded done).
+
 ``coordinator_reminder`` (to a coordinator, before a deadline the bureau itself owes,
     e.g. verifying submitted cases) ``coordinator_name``, ``jurisdiction_name``,
     ``round_title``, ``milestone_name``, ``due_date`` date, ``days_left`` int, ``rows``: a
@@ -42,7 +58,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Undefined, selec
 
 __all__ = ["KINDS", "Rendered", "cn_date", "render"]
 
-KINDS: tuple[str, ...] = ("reminder", "missed", "digest", "rectification", "coordinator_reminder")
+KINDS: tuple[str, ...] = ("reminder", "missed", "digest", "rectification", "coordinator_reminder",
+                          "rectification_notice", "duty_reminder", "duty_missed")
 
 
 @dataclass(frozen=True)
