@@ -37,10 +37,17 @@ coord_app = typer.Typer(help="Coordinators: bureau staff who run a jurisdiction 
                         no_args_is_help=True)
 notif_app = typer.Typer(help="Notifications in the outbox and their delivery.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens (bearer): made once, stored hashed, revocable.", no_args_is_help=True)
+documents_app = typer.Typer(help="Documents a submission needs (自评报告, 自评打分表 ...), per case.",
+                            no_args_is_help=True)
+duties_app = typer.Typer(help="Duties of jurisdictions in a round: a city's report, filings, the evaluation.",
+                         no_args_is_help=True)
+calendars_app = typer.Typer(help="Calendars (dates, duties, documents, targets) as loaded from the data files.",
+                            no_args_is_help=True)
 for sub, name in ((db_app, "db"), (jur_app, "jurisdictions"), (units_app, "units"), (rounds_app, "rounds"),
                   (cases_app, "cases"), (audit_app, "audit"), (rubrics_app, "rubrics"),
                   (evidence_app, "evidence"), (coord_app, "coordinators"), (notif_app, "notifications"),
-                  (tokens_app, "tokens")):
+                  (tokens_app, "tokens"), (documents_app, "documents"), (duties_app, "duties"),
+                  (calendars_app, "calendars")):
     app.add_typer(sub, name=name)
 
 ActorOption = typer.Option(..., "--actor", envvar="WORKFLOW_ACTOR",
@@ -101,9 +108,8 @@ def jurisdictions_list() -> None:
 
     table = Table("id", "name", "level", "parent")
     for j in list_jurisdictions(_app().db):
-        indent = "  " * (j.Jurisdiction.path.count("/") - 2)
-        table.add_row(indent + j.Jurisdiction.id, j.Jurisdiction.name, j.Jurisdiction.level,
-                      _fmt(j.Jurisdiction.parent_id))
+        indent = "  " * (j.path.count("/") - 2)
+        table.add_row(indent + j.id, j.name, j.level, _fmt(j.parent_id))
     console.print(table)
 
 
@@ -132,23 +138,88 @@ def units_list(jurisdiction: Optional[str] = typer.Option(None, help="only this 
     console.print(table)
 
 
+@units_app.command("contact-form")
+def units_contact_form(unit_id: int,
+                       name: str = typer.Option(..., help="姓名"), position: str = typer.Option("", help="职务"),
+                       phone: str = typer.Option("", help="联系方式 (phone)"),
+                       email: str = typer.Option("", help="电子邮箱 (reminders go here)"),
+                       actor: str = ActorOption) -> None:
+    """Fill in the contact form (附件2) for the unit's open rounds: it replaces the contacts on file."""
+    from .service.directory import give_contact_form
+
+    application = _app()
+    r = give_contact_form(application.db, unit_id, [{"name": name, "position": position, "phone": phone,
+                                                      "email": email}], Actor.parse(actor), application.clock.now())
+    console.print(f"unit {unit_id}: contact form given; recorded on cases {', '.join(map(str, r.cases)) or '(none open)'}")
+
+
+@units_app.command("confirm-contact")
+def units_confirm_contact(unit_id: int, actor: str = ActorOption) -> None:
+    """Confirm the contacts on file (from an earlier round or a roster) as this round's contact form."""
+    from .service.directory import give_contact_form
+
+    application = _app()
+    r = give_contact_form(application.db, unit_id, None, Actor.parse(actor), application.clock.now())
+    names = ", ".join(c["name"] for c in r.contacts)
+    console.print(f"unit {unit_id}: contacts confirmed ({names}); recorded on cases {', '.join(map(str, r.cases))}")
+
+
+@units_app.command("certified-before")
+def units_certified_before(unit_id: int,
+                           year: Optional[int] = typer.Option(..., help="the year it was certified (建成节约型机关)"),
+                           note: str = typer.Option("", help="where it is written, e.g. the list that named it")
+                           ) -> None:
+    """Record that a unit was certified before the system kept the province's rounds; it counts
+    towards progress from that year and is not registered in later rounds."""
+    from .service.directory import update_unit
+
+    application = _app()
+    u = update_unit(application.db, unit_id, {"certified_year": year, "certified_note": note or None},
+                    application.clock.now())
+    console.print(f"unit {u.id} {u.name}: certified in {u.certified_year}" + (f" ({u.certified_note})"
+                                                                             if u.certified_note else ""))
+
+
 # ------------------------------------------------------------------ rounds
+def _opened(r: Any) -> None:
+    console.print(f"round {r.round_id} open (calendar {r.calendar_id}, target {_fmt(r.target_share)}): "
+                  f"{r.registered} cases registered ({r.carried_over} carried over, {r.already_certified} units "
+                  "already certified)")
+    for line in r.warnings:
+        err.print(f"WARNING: {line}")
+
+
 @rounds_app.command("open")
 def rounds_open(province: str = typer.Option(..., help="province jurisdiction id, e.g. shanxi"),
                 year: int = typer.Option(..., help="round year"),
                 rubric: str = typer.Option(..., help="rubric id, e.g. shanxi-2020"),
-                calendar: str = typer.Option(..., help="calendar id, e.g. shanxi-2021"),
-                target: str = typer.Option(..., help="target share certified, e.g. 0.5"),
+                calendar: Optional[str] = typer.Option(None, help="calendar id, e.g. shanxi-2021 (default: the one "
+                                                                  "that serves the year)"),
+                target: Optional[str] = typer.Option(None, help="target share certified, e.g. 0.5 (default: the "
+                                                                "calendar's target for the year)"),
                 actor: str = ActorOption) -> None:
     """Open a round: a case is registered for every in-scope unit of the province."""
     from .service.rounds import open_round
 
     application = _app()
-    r = open_round(application.db, application.rubrics, application.calendars, province_id=province, year=year,
-                   rubric_id=rubric, calendar_id=calendar, target_share=target, actor=Actor.parse(actor),
-                   now=application.clock.now())
-    console.print(f"round {r.round_id} open: {r.registered} cases registered "
-                  f"({r.carried_over} carried over, {r.already_certified} units already certified)")
+    _opened(open_round(application.db, application.rubrics, application.calendars, province_id=province, year=year,
+                       rubric_id=rubric, calendar_id=calendar, target_share=target, actor=Actor.parse(actor),
+                       now=application.clock.now()))
+
+
+@rounds_app.command("rollover")
+def rounds_rollover(round_id: str,
+                    rubric: Optional[str] = typer.Option(None, help="default: the round's rubric"),
+                    calendar: Optional[str] = typer.Option(None, help="default: the calendar serving next year"),
+                    target: Optional[str] = typer.Option(None, help="default: that calendar's target for next year"),
+                    actor: str = ActorOption) -> None:
+    """Open next year's round of the round's province (failed units carried over where the policy says so)."""
+    from .service.rounds import roll_over
+
+    application = _app()
+    _opened(roll_over(application.db, application.rubrics, application.calendars, round_id, rubric_id=rubric,
+                      calendar_id=calendar, target_share=target, actor=Actor.parse(actor),
+                      now=application.clock.now()))
 
 
 @rounds_app.command("list")
@@ -157,10 +228,65 @@ def rounds_list() -> None:
     from .service.queries import list_rounds
 
     table = Table("id", "province", "year", "rubric", "calendar", "target", "pass mark", "on fail")
-    for (r,) in list_rounds(_app().db):
-        table.add_row(r.id, r.province_id, str(r.year), r.rubric_id, r.calendar_id, _fmt(r.target_share),
-                      _fmt(r.pass_mark), r.policy["on_fail"])
+    for r in list_rounds(_app().db):
+        table.add_row(r["id"], r["province_id"], str(r["year"]), r["rubric_id"], r["calendar_id"],
+                      _fmt(r["target_share"]), _fmt(r["pass_mark"]), r["policy"]["on_fail"])
     console.print(table)
+
+
+@rounds_app.command("progress")
+def rounds_progress(round_id: str, jurisdiction: Optional[str] = typer.Option(None, help="default: the province"),
+                    xlsx: Optional[Path] = typer.Option(None, "--xlsx", dir_okay=False, help="write the workbook"),
+                    as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Progress against the target: the share of all agencies in scope certified to date, per
+    jurisdiction and level (and the round's own pass rate beside it)."""
+    from .service.reports import LEVEL_NAMES, progress, progress_xlsx
+
+    application = _app()
+    report = progress(application.db, round_id, _jurisdiction_path(application, round_id, jurisdiction))
+    if as_json:
+        sys.stdout.write(dumps_json(report.to_dict(), indent=2) + "\n")
+        return
+    if xlsx is not None:
+        progress_xlsx(report, xlsx)
+        console.print(f"{xlsx}: progress of {round_id}")
+        return
+    table = Table("jurisdiction", "agencies", "certified to date", "share", "target", "met", "by level",
+                  "round cases", "round pass rate", title=f"{round_id}: share of all agencies certified to date")
+    for r in report.rows:
+        met = r.target_met()
+        levels = "; ".join(f"{LEVEL_NAMES.get(lv, lv)} {ls.certified}/{ls.agencies}" for lv, ls in r.by_level.items()
+                           if ls.agencies)
+        table.add_row("  " * r.depth + r.name, str(r.agencies), str(r.certified_to_date), _pct(r.certified_share),
+                      _pct(r.target), "—" if met is None else ("yes" if met else "no"), levels, str(r.cases),
+                      _pct(r.round_pass_rate))
+    console.print(table)
+    from .service.reports import SHARE_RULE
+
+    console.print(SHARE_RULE["en"])
+
+
+def _pct(value: Optional[Decimal]) -> str:
+    return "—" if value is None else f"{format(value * 100, '.2f')}%"
+
+
+def _jurisdiction_path(application: App, round_id: str, jurisdiction: Optional[str]) -> str:
+    from sqlalchemy import select
+
+    from .adapters.db.tables import Jurisdiction, Round
+    from .domain.errors import NotFound
+
+    with application.engine.connect() as conn:
+        if jurisdiction is None:
+            path = conn.execute(select(Jurisdiction.path).join(Round, Round.province_id == Jurisdiction.id)
+                                .where(Round.id == round_id)).scalar()
+            if path is None:
+                raise NotFound(f"round {round_id!r} does not exist")
+            return path
+        path = conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction)).scalar()
+    if path is None:
+        raise NotFound(f"jurisdiction {jurisdiction!r} does not exist")
+    return path
 
 
 # ------------------------------------------------------------------ cases
@@ -190,7 +316,7 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
     from .service.queries import show_case
 
     application = _app()
-    d = show_case(application.db, case_id, application.clock.now())
+    d = show_case(application.db, case_id, application.clock.now(), application.calendars)
     c = d.case
     if as_json:
         out = {"id": c.id, "round_id": c.round_id, "unit": {"id": c.unit_id, "name": d.unit['name']},
@@ -198,7 +324,10 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
                "self_total": c.self_total, "verified_total": c.verified_total,
                "recheck_total": c.recheck_total, "pass_mark": d.round["pass_mark"], "passed": c.passed,
                "rectification_due": c.rectification_due.isoformat() if c.rectification_due else None,
-               "carried_over_from": c.carried_over_from, "events": [e.to_dict() for e in d.events]}
+               "carried_over_from": c.carried_over_from, "contact_form": c.contact_form,
+               "documents": [{"id": doc.id, "name": doc.name, "attached": doc.id in {x for x, _, _ in c.documents}}
+                             for doc in d.documents],
+               "waiting_on": d.waiting_on, "events": [e.to_dict() for e in d.events]}
         sys.stdout.write(dumps_json(out, indent=2) + "\n")
         return
     console.print(f"case {c.id} · {d.unit['name']} · round {c.round_id}", style="bold")
@@ -207,6 +336,15 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
     console.print(f"self {_fmt(c.self_total)} · verified {_fmt(c.verified_total)} · recheck {_fmt(c.recheck_total)}"
                   + (f" · rectification due {c.rectification_due}" if c.rectification_due else ""))
     console.print(f"allowed next: {', '.join(d.allowed) or 'nothing (final state)'}")
+    attached = {doc for doc, _, _ in c.documents}
+    if d.documents:
+        console.print("documents: " + "; ".join(f"{doc.name} {'✓' if doc.id in attached else '—'}"
+                                                for doc in d.documents))
+    console.print(f"contact form (附件2) this round: {'given' if c.contact_form else 'not yet'}")
+    for w in d.waiting_on:
+        console.print(f"waiting on the bureau: {w['name']} due {w['due_on']}"
+                      + (f", {w['days_overdue']} days overdue (the bureau's, not the unit's)"
+                         if w["days_overdue"] else ""))
     table = Table("#", "event", "actor", "occurred at (Asia/Shanghai)", "payload", "hash")
     for e in d.events:
         table.add_row(str(e.seq), e.type, e.actor, e.occurred_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
@@ -214,8 +352,9 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
     console.print(table)
 
 
-def _read_entries(pairs: list[str], sheet: Path | None) -> dict[str, str]:
-    """Sheet entries from --sheet (CSV code,value or a JSON object) and --entry CODE=VALUE."""
+def _read_entries(pairs: list[str], sheet: Path | None, counts: list[str] = ()) -> dict[str, Any]:
+    """Sheet entries from --sheet (CSV code,points or a JSON object of code → points or
+    {"count": N}), --entry CODE=POINTS and --count CODE=N (a number of occurrences)."""
     from .adapters.rosters import decode
     from .domain.errors import InvalidInput, Problem
 
@@ -230,7 +369,7 @@ def _read_entries(pairs: list[str], sheet: Path | None) -> dict[str, str]:
                 raise InvalidInput(f"{sheet}: not JSON", [Problem(f"{sheet}:{exc.lineno}", exc.msg)]) from None
             if not isinstance(data, dict):
                 raise InvalidInput(f"{sheet}: a JSON object of criterion code to value is needed", [])
-            entries.update({str(k): str(v) for k, v in data.items()})
+            entries.update({str(k): v if isinstance(v, dict) else str(v) for k, v in data.items()})
         else:
             import csv
             import io
@@ -248,9 +387,20 @@ def _read_entries(pairs: list[str], sheet: Path | None) -> dict[str, str]:
     for pair in pairs:
         code, sep, value = pair.partition("=")
         if not sep or not code.strip() or not value.strip():
-            problems.append(Problem(f"--entry {pair}", "expected CODE=VALUE, e.g. 2.1.1=1"))
+            problems.append(Problem(f"--entry {pair}", "expected CODE=POINTS, e.g. 2.1.1=1", "应为 编号=分数，如 2.1.1=1"))
             continue
         entries[code.strip()] = value.strip()
+    for pair in counts:
+        code, sep, value = pair.partition("=")
+        if not sep or not code.strip() or not value.strip().isdigit():
+            problems.append(Problem(f"--count {pair}", "expected CODE=N (occurrences), e.g. 5.1.1=1",
+                                    "应为 编号=次数，如 5.1.1=1"))
+            continue
+        if code.strip() in entries:
+            problems.append(Problem(f"--count {pair}", f"{code.strip()} is given as points too",
+                                    f"{code.strip()} 已按分数填写"))
+            continue
+        entries[code.strip()] = {"count": int(value.strip())}
     if problems:
         raise InvalidInput("bad sheet entries; nothing was written", problems)
     return entries
@@ -286,8 +436,10 @@ def cases_sheet(case_id: int,
 def cases_act(case_id: int, action: str,
               actor: str = ActorOption,
               reason: Optional[str] = typer.Option(None, help="why (return, withdraw, extend, close)"),
-              entry: list[str] = typer.Option([], "--entry", help="a sheet entry CODE=VALUE, e.g. 2.1.1=1 "
-                                              "(self_assess, verify, recheck); repeat for more"),
+              entry: list[str] = typer.Option([], "--entry", help="a sheet entry CODE=POINTS as printed on the form, "
+                                              "e.g. 2.1.1=1 or 5.1.1=2 (self_assess, verify, recheck); repeat"),
+              count: list[str] = typer.Option([], "--count", help="a per-occurrence criterion as a number of "
+                                              "occurrences CODE=N, e.g. 5.1.1=1 (one activity: 2 分)"),
               sheet: Optional[Path] = typer.Option(None, "--sheet", exists=True, dir_okay=False,
                                                    help="a sheet file: CSV of code,value rows or a JSON object"),
               days: Optional[int] = typer.Option(None, help="extend_rectification by this many days"),
@@ -300,7 +452,7 @@ def cases_act(case_id: int, action: str,
     """Take an action on a case (submit, verify, certify, order_rectification, ...)."""
     from .service.cases import perform_action
 
-    entries = _read_entries(entry, sheet)
+    entries = _read_entries(entry, sheet, count)
     data = {k: v for k, v in {"reason": reason, "entries": entries or None, "days": days, "until": until,
                                "note": note, "batch": batch}.items() if v is not None}
     application = _app()
@@ -308,6 +460,10 @@ def cases_act(case_id: int, action: str,
                        expected_version)
     console.print(f"case {case_id}: {r.event.type} → {r.case.state} (version {r.case.version}); "
                   f"allowed next: {', '.join(r.allowed) or 'nothing (final state)'}")
+    for code, n in (r.event.payload.get("counts") or {}).items():
+        console.print(f"  {code}: {n} occurrence(s) → {r.event.payload['entries'][code]} 分")
+    if "total" in r.event.payload:
+        console.print(f"  total {r.event.payload['total']} 分")
 
 
 # ------------------------------------------------------------------ audit
@@ -318,8 +474,9 @@ def audit_verify() -> None:
 
     report = verify(_app().db)
     if report.ok:
-        console.print(f"audit ok: {report.cases} cases, {report.events} events; every chain intact, "
-                      "every case equals its replay")
+        console.print(f"audit ok: {report.cases} cases, {report.events} events, {report.duty_streams} duty "
+                      f"streams, {report.duty_events} duty events; every chain intact, every case and stream "
+                      "equals its replay")
         return
     err.print(f"audit FAILED: {len(report.findings)} problem(s) in {report.cases} cases, "
               f"{report.events} events; first: {report.findings[0]}")
@@ -378,6 +535,142 @@ def evidence_export(case_id: int, out: Path = typer.Argument(..., dir_okay=False
     console.print(f"{out}: {n} files")
 
 
+# ------------------------------------------------------------------ documents
+@documents_app.command("attach")
+def documents_attach(case_id: int, document: str = typer.Argument(..., help="the document's id, e.g. self_report"),
+                     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+                     actor: str = ActorOption) -> None:
+    """Attach files as a document the round asks for (自评报告, 自评打分表 ...); type checked by content."""
+    from .service.evidence import attach_document_bytes
+
+    application = _app()
+    limit = application.settings.evidence_max_bytes
+    too_big = [f for f in files if f.stat().st_size > limit]
+    if too_big:
+        raise DomainError(f"{too_big[0]}: {too_big[0].stat().st_size} bytes; the limit is {limit}")
+    results = attach_document_bytes(application.db, application.evidence, case_id, document,
+                                    [(f.name, f.read_bytes()) for f in files], Actor.parse(actor),
+                                    application.clock.now())
+    for r in results:
+        p = r.event.payload
+        console.print(f"case {case_id} {document}: {p['filename']} attached ({p['type']}, {p['size']} bytes)")
+
+
+@documents_app.command("list")
+def documents_list(case_id: int) -> None:
+    """The documents the case's round asks for, and the files on each."""
+    from .service.evidence import list_documents
+
+    application = _app()
+    with application.db.reader() as uow:
+        ctx = uow.round_context(uow.get(case_id).round_id)
+    files = list_documents(application.db, case_id)
+    table = Table("document", "name", "file", "type", "bytes", "attached")
+    for d in ctx.documents:
+        mine = [f for f in files if f.document == d.id] or [None]
+        for f in mine:
+            table.add_row(d.id, d.name, f.filename if f else "— missing", f.type if f else "",
+                          str(f.size) if f else "",
+                          f"{f.attached_at.astimezone(BUSINESS_TZ):%Y-%m-%d %H:%M} {f.attached_by}" if f else "")
+    console.print(table)
+
+
+# ------------------------------------------------------------------ duties of jurisdictions
+@duties_app.command("list")
+def duties_list(round_id: str = typer.Option(..., "--round"),
+                jurisdiction: Optional[str] = typer.Option(None, help="only this subtree (default: the province)")
+                ) -> None:
+    """Who owes what in the round (reports, filings, the evaluation), by when, and its status."""
+    from .clock import business_date
+    from .service.duties import duty_board
+
+    application = _app()
+    rows = duty_board(application.db, application.calendars, round_id,
+                      _jurisdiction_path(application, round_id, jurisdiction),
+                      business_date(application.clock.now()))
+    table = Table("due", "duty", "jurisdiction", "status", "done", "waiting cases")
+    for d in rows:
+        done = f"{d.done_at.astimezone(BUSINESS_TZ):%Y-%m-%d} {d.done_by}" if d.done_at else "—"
+        table.add_row(d.due_on.isoformat(), f"{d.duty} {d.name}", d.jurisdiction_name, d.status, done,
+                      str(d.waiting) if d.owed_by == "bureau" else "")
+    console.print(table)
+
+
+@duties_app.command("done")
+def duties_done(round_id: str, duty: str,
+                jurisdiction: str = typer.Option(..., help="the jurisdiction that did it, e.g. shanxi-taiyuan"),
+                file: Optional[Path] = typer.Option(None, "--file", exists=True, dir_okay=False, readable=True,
+                                                    help="the report or filing itself"),
+                note: Optional[str] = typer.Option(None), actor: str = ActorOption) -> None:
+    """Record a jurisdiction's duty done (its report, its filing), with what it needs."""
+    from .service.duties import record_duty
+
+    application = _app()
+    files = [(file.name, file.read_bytes())] if file is not None else []
+    e = record_duty(application.db, application.calendars, application.evidence, round_id, jurisdiction, duty,
+                    actor=Actor.parse(actor), now=application.clock.now(), files=files, note=note)
+    extra = e.payload.get("filing_batches") or e.payload.get("spot_checks") or \
+        [a["filename"] for a in e.payload.get("attachments", [])]
+    console.print(f"{jurisdiction} {duty}: recorded done (event #{e.seq}" + (", late" if e.payload["late"] else "")
+                  + f"){': ' + ', '.join(extra) if extra else ''}")
+
+
+@duties_app.command("history")
+def duties_history(round_id: str, jurisdiction: str) -> None:
+    """The hash-chained events of a jurisdiction's duties in the round."""
+    from .service.duties import duty_history
+
+    table = Table("#", "event", "actor", "occurred at (Asia/Shanghai)", "payload", "hash")
+    for e in duty_history(_app().db, round_id, jurisdiction):
+        table.add_row(str(e.seq), e.type, e.actor, e.occurred_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
+                      json.dumps(dict(e.payload), ensure_ascii=False), e.hash[:12])
+    console.print(table)
+
+
+# ------------------------------------------------------------------ calendars
+@calendars_app.command("list")
+def calendars_list() -> None:
+    """Calendars: province, the year served (or recurring), the one it extends."""
+    table = Table("id", "province", "serves", "extends", "title")
+    for c in _app(migrated=False).calendars.all():
+        table.add_row(c.id, c.province, "every year" if c.recurring else str(c.year), _fmt(c.extends), c.title)
+    console.print(table)
+
+
+@calendars_app.command("show")
+def calendars_show(calendar_id: str, year: Optional[int] = typer.Option(None, help="the round year (default: the "
+                                                                                   "calendar's, or this year)")
+                   ) -> None:
+    """A calendar's dates for a round year: who owes what, reminders, documents, targets; and a
+    loud warning for a year without official holiday data."""
+    from .adapters.workdays import WorkdayCalendar
+    from .clock import business_date
+
+    application = _app(migrated=False)
+    c = application.calendars.get(calendar_id)
+    year = year or c.year or business_date(application.clock.now()).year
+    console.print(f"{c.title_for(year)} · {c.source or ''} · policy {c.policy.on_fail}", style="bold")
+    table = Table("due", "milestone", "owed by", "owes / needs", "remind (days before)", "escalate")
+    for m in sorted(c.milestones, key=lambda m: m.due_on(year)):
+        owes = ("contact form" if m.owes_contact_form else ", ".join(sorted(m.owes_states))) if not m.by_level \
+            else f"needs {m.needs}"
+        table.add_row(m.due_on(year).isoformat(), f"{m.id} {m.name}",
+                      "informational" if m.informational else m.owed_by, owes,
+                      f"{', '.join(m.remind)} {list(m.tiers)}" if m.tiers else "—", ", ".join(m.escalate) or "—")
+    console.print(table)
+    if c.documents:
+        console.print("documents a submission needs: " + "; ".join(f"{d.id} {d.name}" for d in c.documents))
+    for t in c.targets_for(year):
+        console.print(f"target {year}: {format((t.share * 100).normalize(), 'f')}%"
+                      + (f" of {t.level} agencies" if t.level else "")
+                      + (f" in {t.jurisdiction}" if t.jurisdiction else ""))
+    if not c.targets_for(year):
+        console.print(f"no target for {year} in this calendar: a round of {year} must be given one")
+    for line in WorkdayCalendar(c.extra_holidays, c.extra_workdays).warnings({m.due_on(year).year
+                                                                              for m in c.milestones}):
+        err.print(f"WARNING: {line}")
+
+
 # ------------------------------------------------------------------ coordinators
 @coord_app.command("add")
 def coordinators_add(jurisdiction: str, name: str, email: str) -> None:
@@ -410,9 +703,12 @@ def sweep_cmd() -> None:
     console.print(f"sweep at {r.now.astimezone(BUSINESS_TZ).isoformat(timespec='minutes')}: "
                   f"{r.reminders} reminders, {r.coordinator_reminders} coordinator reminders, {r.missed} deadlines "
                   f"missed, {r.expired} rectifications expired, {r.unit_notices} notices to units, "
-                  f"{r.digests} digests")
+                  f"{r.digests} digests; duties: {r.duty_reminders} reminders, {r.duties_missed} missed, "
+                  f"{r.duty_notices} notices")
     for line in r.skipped:
         err.print(f"skipped: {line}")
+    for line in r.warnings:
+        err.print(f"WARNING: {line}")
 
 
 @app.command("dispatch")
@@ -689,6 +985,7 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
     from .adapters.db.store import Database
     from .clock import ManualClock
     from .config import Settings
+    from .service.duties import duty_summary
     from .service.reports import progress as progress_report
     from .service.simulate import load_scenario, run, timeline
 
@@ -725,16 +1022,23 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
     summary = Table(title=f"{plan.title}: summary")
     summary.add_column("round")
     summary.add_column("cases by final state")
-    summary.add_column("certified / target")
-    summary.add_column("deadlines missed")
+    summary.add_column("certified share of all agencies / target")
+    summary.add_column("unit deadlines missed")
+    summary.add_column("duties of jurisdictions")
     for round_id in result.round_ids:
-        province = progress_report(application.db, round_id, f"/{plan.round['province']}/").rows[0]
+        report = progress_report(application.db, round_id, f"/{plan.round['province']}/")
+        province = report.rows[0]
         states = ", ".join(f"{k} {v}" for k, v in province.by_state.items() if v)
-        share = province.certified_share
-        target = Decimal(str(plan.round["target_share"]))
-        summary.add_row(round_id, states, f"{format(share * 100, '.1f') if share is not None else '—'}% / "
-                        f"{format(target * 100, '.0f')}%" + (" ✓" if share is not None and share >= target else ""),
-                        ", ".join(f"{m} {n}" for m, n in sorted(province.missed.items())) or "none")
+        share, met = province.certified_share, province.target_met()
+        duties = duty_summary(application.db, application.calendars, round_id, f"/{plan.round['province']}/",
+                              application.clock.now().astimezone(BUSINESS_TZ).date())
+        summary.add_row(round_id, states,
+                        f"{province.certified_to_date}/{province.agencies} = "
+                        f"{format(share * 100, '.1f') if share is not None else '—'}% / "
+                        f"{format((report.target_share * 100).normalize(), 'f')}%" + (" ✓" if met else ""),
+                        ", ".join(f"{m} {n}" for m, n in sorted(province.missed.items())) or "none",
+                        "; ".join(f"{duty}: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
+                                  for duty, by in duties.items()) or "none")
     console.print(summary)
     if result.resumed_after is not None:
         console.print(f"resumed a run that had finished {result.resumed_after}")
@@ -760,7 +1064,9 @@ def main() -> None:
     try:
         app()
     except DomainError as exc:
-        err.print(f"error ({exc.code}): {exc}")
+        err.print(f"error ({exc.code}): {exc.message}" + (f" / {exc.message_zh}" if exc.message_zh else ""))
+        for p in getattr(exc, "problems", ()):
+            err.print(f"  - {p.where}: {p.what}" + (f" / {p.zh}" if p.zh else ""))
         sys.exit(2)
     except Exception as exc:  # never a stack trace to a user
         if os.environ.get("WORKFLOW_DEBUG"):

@@ -24,6 +24,7 @@ class MemoryDatabase:
     cases: dict[int, CaseState] = field(default_factory=dict)
     events: dict[int, list[Event]] = field(default_factory=dict)
     keys: dict[str, Any] = field(default_factory=dict)  # idempotency keys → what they did
+    outbox: dict[str, Any] = field(default_factory=dict)  # dedupe key → (case id, notice)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _positions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -49,12 +50,22 @@ class MemoryDatabase:
         for _, events in items:
             yield from events
 
+    def rubric_of(self, round_id: str) -> Any:
+        return self.rounds[round_id].rubric
+
+    def all_duty_streams(self) -> Iterator[Any]:
+        return iter(())  # the jurisdictions' duties are kept by the SQL stores only
+
+    def all_duty_events(self) -> Iterator[Any]:
+        return iter(())
+
 
 class MemoryCaseStore:
     def __init__(self, db: MemoryDatabase) -> None:
         self._db = db
         self._staged: list[tuple[CaseState, Event, CaseState]] = []
         self._staged_keys: list[tuple[str, Any]] = []
+        self._staged_notices: list[tuple[int, Any]] = []
         self._done = False
 
     def _visible(self, case_id: int) -> CaseState | None:
@@ -103,6 +114,9 @@ class MemoryCaseStore:
         self._staged.append((before, event, after))
         return after, event
 
+    def notify(self, case: CaseState, notice: Any, now: datetime) -> None:
+        self._staged_notices.append((case.id, notice))
+
     def recall(self, key: str) -> Any:
         return self._db.keys.get(key) or next((r for k, r in self._staged_keys if k == key), None)
 
@@ -140,17 +154,21 @@ class MemoryCaseStore:
                 if key in self._db.keys:
                     raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request", key=key)
             self._db.keys.update(self._staged_keys)
+            for case_id, notice in self._staged_notices:
+                self._db.outbox.setdefault(notice.dedupe_key, (case_id, notice))
             for _before, event, after in self._staged:
                 stored = replace(event, position=next(self._db._positions))
                 self._db.events.setdefault(after.id, []).append(stored)
                 self._db.cases[after.id] = after
         self._staged.clear()
         self._staged_keys.clear()
+        self._staged_notices.clear()
         self._done = True
 
     def rollback(self) -> None:
         self._staged.clear()
         self._staged_keys.clear()
+        self._staged_notices.clear()
         self._done = True
 
 

@@ -22,6 +22,8 @@ UNIT_COLUMNS = {
     "contact_position": ("contact_position", "职务"),
     "contact_phone": ("contact_phone", "联系方式", "联系电话", "电话"),
     "contact_email": ("contact_email", "电子邮箱", "邮箱", "email"),
+    "certified_year": ("certified_year", "已建成年份", "建成年份"),
+    "certified_note": ("certified_note", "建成依据", "认定依据"),
     "_ignored": ("no", "序号"),
 }
 JURISDICTION_COLUMNS = {
@@ -187,4 +189,5 @@ def unit_row_as_dict(row: Row) -> dict[str, Any]:
     v = row.values
     contact = {k: v.get(f"contact_{k}", "") for k in ("name", "position", "phone", "email")}
     return {"name": v.get("name"), "jurisdiction": v.get("jurisdiction"), "level": v.get("level"),
-            "category": v.get("category"), "contacts": [contact] if any(contact.values()) else []}
+            "category": v.get("category"), "contacts": [contact] if any(contact.values()) else [],
+            "certified_year": v.get("certified_year"), "certified_note": v.get("certified_note")}

@@ -130,7 +130,7 @@ def create_app(application: App) -> FastAPI:
 
     @api.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return error(exc.code, exc.message, **_jsonable(exc.details))
+        return error(exc.code, exc.message, zh=exc.message_zh, **_jsonable(exc.details))
 
     @api.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -20,6 +20,15 @@ class _Within:
     def all_events(self) -> Iterator[Any]:
         return self.db.all_events(self.path)
 
+    def rubric_of(self, round_id: str) -> Any:
+        return self.db.rubric_of(round_id)
+
+    def all_duty_streams(self) -> Iterator[Any]:
+        return self.db.all_duty_streams(self.path)
+
+    def all_duty_events(self) -> Iterator[Any]:
+        return self.db.all_duty_events(self.path)
+
 
 def register(api: FastAPI) -> None:
     @api.get("/api/v1/audit/verify", tags=["audit"])
@@ -31,5 +40,7 @@ def register(api: FastAPI) -> None:
         require(who, "auditor", "coordinator", "admin", doing="run the audit check")
         report = check(_Within(application.db, who.jurisdiction_path))
         return {"ok": report.ok, "scope": who.jurisdiction_path or "/", "cases": report.cases,
-                "events": report.events, "findings": [
-                    {"case_id": f.case_id, "seq": f.seq, "what": f.what} for f in report.findings]}
+                "events": report.events, "duty_streams": report.duty_streams, "duty_events": report.duty_events,
+                "findings": [{"case_id": f.case_id if f.kind == "case" else None,
+                              "stream": f.case_id if f.kind != "case" else None, "seq": f.seq, "what": f.what}
+                             for f in report.findings]}

@@ -30,6 +30,19 @@ def _unit_path(application: Any, unit_id: int | None) -> str:
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes as it streams in."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError("too_large", f"{declared} bytes; the limit is {limit}", limit=limit)
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise ApiError("too_large", f"more than {limit} bytes; the limit is {limit}", limit=limit)
+    return bytes(data)
+
+
 class ActionRequest(BaseModel):
     """An action on a case: its input, and the version of the case the client saw."""
 
@@ -88,13 +101,23 @@ def register(api: FastAPI) -> None:
     def get_case(case_id: CaseId, who: Caller, application: Application) -> dict[str, Any]:
         """A case: state, version, scores, and what this caller may do next."""
         row = visible_case(application, case_id, who)
+        from ..clock import business_date
+        from ..domain.duties import waiting_on
+        from ..service.queries import round_calendar
+
         now = application.clock.now()
         with application.db.reader() as uow:
             c = uow.get(case_id)
             ctx = uow.round_context(c.round_id)
+        calendar, year = round_calendar(application.db, application.calendars, c.round_id)
+        attached = {d for d, _, _ in c.documents}
         return {"id": c.id, "round_id": c.round_id, "unit": {"id": c.unit_id, "name": row.name},
                 "state": c.state, "version": c.version, "overdue": c.overdue,
                 "missed": [m for m, _ in c.missed],
+                "waiting_on": [{**w, "due_on": iso(w["due_on"])} for w in
+                               waiting_on(calendar, year, c.state, business_date(now))],
+                "contact_form": c.contact_form,
+                "documents": [{"id": d.id, "name": d.name, "attached": d.id in attached} for d in ctx.documents],
                 "self_total": num(c.self_total), "verified_total": num(c.verified_total),
                 "recheck_total": num(c.recheck_total), "passed": c.passed,
                 "rectification_due": iso(c.rectification_due), "carried_over_from": c.carried_over_from,
@@ -140,9 +163,10 @@ def register(api: FastAPI) -> None:
             TRANSITIONS.labels(action if action in ACTIONS else "unknown", "forbidden").inc()
             log.warning("action refused", action=action, reason="role", role=who.role)
             raise ApiError("forbidden", f"a {who.role} may not {action}", action=action)
-        if action == "attach_evidence":  # a file is attached by uploading its bytes, never by naming a hash
+        if action in ("attach_evidence", "attach_document"):  # by uploading the bytes, never by naming a hash
             TRANSITIONS.labels(action, "forbidden").inc()
-            raise ApiError("forbidden", "attach evidence by uploading the file: POST /api/v1/cases/{id}/evidence",
+            where = "evidence" if action == "attach_evidence" else "documents"
+            raise ApiError("forbidden", f"attach a file by uploading it: POST /api/v1/cases/{{id}}/{where}",
                            action=action)
         try:
             result = perform_action(application.db, case_id, action, body.data, who.actor, application.clock.now(),
@@ -219,19 +243,48 @@ def register(api: FastAPI) -> None:
         visible_case(application, case_id, who)
         if who.read_only or not who.actor.may("attach_evidence"):
             raise ApiError("forbidden", f"a {who.role} may not attach evidence", action="attach_evidence")
-        limit = application.settings.evidence_max_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise ApiError("too_large", f"{declared} bytes; the limit is {limit}", limit=limit)
-        data = bytearray()
-        async for chunk in request.stream():
-            data.extend(chunk)
-            if len(data) > limit:
-                raise ApiError("too_large", f"more than {limit} bytes; the limit is {limit}", limit=limit)
+        data = await read_body(request, application.settings.evidence_max_bytes)
         results = await run_in_threadpool(attach_bytes, application.db, application.evidence, case_id, criterion,
-                                          [(filename, bytes(data))], who.actor, application.clock.now())
+                                          [(filename, data)], who.actor, application.clock.now())
         payload = results[-1].event.payload
         return {"case_id": case_id, "version": results[-1].case.version, "criterion": payload["criterion"],
+                "sha256": payload["sha256"], "filename": payload["filename"], "size": payload["size"],
+                "type": payload["type"]}
+
+    @api.get("/api/v1/cases/{case_id}/documents", tags=["evidence"])
+    def documents(case_id: CaseId, who: Caller, application: Application) -> list[dict[str, Any]]:
+        """The documents the round asks for (自评报告, 自评打分表 ...) and the files on each."""
+        from ..service.evidence import list_documents
+
+        visible_case(application, case_id, who)
+        with application.db.reader() as uow:
+            ctx = uow.round_context(uow.get(case_id).round_id)
+        files = list_documents(application.db, case_id)
+        return [{"id": d.id, "name": d.name, "note": d.note, "files": [
+            {"sha256": f.sha256, "filename": f.filename, "size": f.size, "type": f.type,
+             "attached_by": f.attached_by, "attached_at": iso(f.attached_at)} for f in files if f.document == d.id]}
+            for d in ctx.documents]
+
+    @api.post("/api/v1/cases/{case_id}/documents", tags=["evidence"], status_code=201,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def upload_document(case_id: CaseId, request: Request, who: Caller, application: Application,
+                              document: str = Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$"),
+                              filename: str = Query(min_length=1, max_length=200)) -> dict[str, Any]:
+        """Upload one file (the request body) as a document the round asks for (``document`` is
+        its id, e.g. ``self_report`` for 自评报告)."""
+        from starlette.concurrency import run_in_threadpool
+
+        from ..service.evidence import attach_document_bytes
+
+        visible_case(application, case_id, who)
+        if who.read_only or not who.actor.may("attach_document"):
+            raise ApiError("forbidden", f"a {who.role} may not attach documents", action="attach_document")
+        data = await read_body(request, application.settings.evidence_max_bytes)
+        results = await run_in_threadpool(attach_document_bytes, application.db, application.evidence, case_id,
+                                          document, [(filename, data)], who.actor, application.clock.now())
+        payload = results[-1].event.payload
+        return {"case_id": case_id, "version": results[-1].case.version, "document": payload["document"],
                 "sha256": payload["sha256"], "filename": payload["filename"], "size": payload["size"],
                 "type": payload["type"]}
 

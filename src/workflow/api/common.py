@@ -28,9 +28,9 @@ STATUS = {"not_found": 404, "already_exists": 409, "action_refused": 409, "confl
 log = structlog.get_logger("workflow.api")
 
 
-def error(code: str, message: str, status: int | None = None, **details: Any) -> JSONResponse:
+def error(code: str, message: str, status: int | None = None, zh: str | None = None, **details: Any) -> JSONResponse:
     return JSONResponse(status_code=status or STATUS.get(code, 400), content={"error": {
-        "code": code, "message": {"zh": ZH.get(code, "请求有误"), "en": message}, "details": details}})
+        "code": code, "message": {"zh": zh or ZH.get(code, "请求有误"), "en": message}, "details": details}})
 
 
 class ApiError(Exception):

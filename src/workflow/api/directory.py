@@ -43,6 +43,10 @@ class UnitChange(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     category: str | None = Field(default=None, min_length=1, max_length=32)
     contacts: list[Contact] | None = Field(default=None, max_length=20)
+    certified_year: int | None = Field(default=None, ge=2000, le=2100,
+                                       description="certified (建成节约型机关) before the system kept the rounds: "
+                                                   "the year; it counts towards progress from then on")
+    certified_note: str | None = Field(default=None, max_length=200, description="where it is written")
 
 
 class ContactForm(BaseModel):
@@ -54,12 +58,14 @@ class ContactForm(BaseModel):
 
 def unit_out(u: Any) -> dict[str, Any]:
     return {"id": u["id"], "name": u["name"], "jurisdiction": u["jurisdiction_id"], "level": u["level"],
-            "category": u["category"], "contacts": u["contacts"], "updated_at": iso(u["updated_at"])}
+            "category": u["category"], "contacts": u["contacts"], "certified_year": u["certified_year"],
+            "certified_note": u["certified_note"], "updated_at": iso(u["updated_at"])}
 
 
 def _unit_row(unit: Unit) -> dict[str, Any]:
     return {"id": unit.id, "name": unit.name, "jurisdiction_id": unit.jurisdiction_id, "level": unit.level,
-            "category": unit.category, "contacts": unit.contacts, "updated_at": unit.updated_at}
+            "category": unit.category, "contacts": unit.contacts, "certified_year": unit.certified_year,
+            "certified_note": unit.certified_note, "updated_at": unit.updated_at}
 
 
 def register(api: FastAPI) -> None:
@@ -157,14 +163,26 @@ def register(api: FastAPI) -> None:
 
     @api.put("/api/v1/units/{unit_id}/contacts", tags=["directory"])
     def contact_form(unit_id: UnitId, body: ContactForm, who: Caller, application: Application) -> dict[str, Any]:
-        """The contact form (附件2): the unit's contact people for the round."""
-        from ..service.directory import update_unit
+        """The contact form (附件2): the unit's contact people, given for its open rounds (each open
+        case records the form)."""
+        from ..service.directory import give_contact_form
 
         visible_unit(application, unit_id, who)
         require(who, "unit", "coordinator", "admin", doing="fill in the contact form")
-        unit = update_unit(application.db, unit_id, {"contacts": body.model_dump()["contacts"]},
-                           application.clock.now())
-        return unit_out(_unit_row(unit))
+        done = give_contact_form(application.db, unit_id, body.model_dump()["contacts"], who.actor,
+                                 application.clock.now())
+        return {**unit_out(visible_unit(application, unit_id, who)), "recorded_on_cases": done.cases}
+
+    @api.post("/api/v1/units/{unit_id}/contacts/confirm", tags=["directory"])
+    def confirm_contacts(unit_id: UnitId, who: Caller, application: Application) -> dict[str, Any]:
+        """Confirm the contacts on file (from an earlier round or a roster) as this round's
+        contact form (附件2)."""
+        from ..service.directory import give_contact_form
+
+        visible_unit(application, unit_id, who)
+        require(who, "unit", "coordinator", "admin", doing="confirm the contact form")
+        done = give_contact_form(application.db, unit_id, None, who.actor, application.clock.now())
+        return {**unit_out(visible_unit(application, unit_id, who)), "recorded_on_cases": done.cases}
 
     def _history(application: Any, unit_id: UnitId, who: Any) -> list[Any]:
         from ..service.queries import unit_history

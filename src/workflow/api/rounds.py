@@ -5,7 +5,7 @@ import io
 from decimal import Decimal
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -25,8 +25,11 @@ class RoundIn(BaseModel):
     province: str = Field(min_length=1, max_length=64, pattern=CODE)
     year: int = Field(ge=2000, le=2100)
     rubric: str = Field(min_length=1, max_length=64, pattern=CODE)
-    calendar: str = Field(min_length=1, max_length=64, pattern=CODE)
-    target_share: str = Field(pattern=r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$", description="e.g. \"0.5\"")
+    calendar: str | None = Field(default=None, min_length=1, max_length=64, pattern=CODE,
+                                 description="default: the calendar that serves the year (its notice, else the "
+                                             "province's recurring calendar)")
+    target_share: str | None = Field(default=None, pattern=r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$",
+                                     description="e.g. \"0.5\"; default: the calendar's target for the year")
 
 
 class RolloverIn(BaseModel):
@@ -53,7 +56,8 @@ class FilingIn(BaseModel):
 
 def round_out(r: Any) -> dict[str, Any]:
     return {"id": r["id"], "province": r["province_id"], "year": r["year"], "rubric": r["rubric_id"],
-            "calendar": r["calendar_id"], "target_share": num(r["target_share"]), "pass_mark": num(r["pass_mark"]),
+            "calendar": r["calendar_id"], "target_share": num(r["target_share"]),
+            "targets": r["targets"], "documents": r["documents"], "pass_mark": num(r["pass_mark"]),
             "max_total": num(r["max_total"]), "policy": r["policy"], "opened_at": iso(r["opened_at"]),
             "opened_by": r["opened_by"]}
 
@@ -102,9 +106,7 @@ def register(api: FastAPI) -> None:
         opened = open_(application.db, application.rubrics, application.calendars, province_id=body.province,
                        year=body.year, rubric_id=body.rubric, calendar_id=body.calendar,
                        target_share=body.target_share, actor=who.actor, now=application.clock.now())
-        return {"round": round_out(visible_round(application, opened.round_id, who)),
-                "registered": opened.registered, "carried_over": opened.carried_over,
-                "already_certified": opened.already_certified}
+        return opened_out(application, who, opened)
 
     @api.get("/api/v1/rounds/{round_id}", tags=["rounds"])
     def get_round(round_id: str, who: Caller, application: Application) -> dict[str, Any]:
@@ -112,20 +114,23 @@ def register(api: FastAPI) -> None:
 
     @api.post("/api/v1/rounds/{round_id}/rollover", tags=["rounds"], status_code=201)
     def rollover(round_id: str, body: RolloverIn, who: Caller, application: Application) -> dict[str, Any]:
-        """Open next year's round of the same province (same rubric, calendar and target unless
-        given); a province whose policy carries failed units over registers them again."""
-        from ..service.rounds import open_round as open_
+        """Open next year's round of the same province: the same rubric unless given; the calendar
+        that serves next year (its notice, else the recurring calendar) and that calendar's target
+        for the year, unless given; a province whose policy carries failed units over registers
+        them again."""
+        from ..service.rounds import roll_over
 
         r = visible_round(application, round_id, who)
         _may_open(application, who, r["province_id"])
-        opened = open_(application.db, application.rubrics, application.calendars, province_id=r["province_id"],
-                       year=r["year"] + 1, rubric_id=body.rubric or r["rubric_id"],
-                       calendar_id=body.calendar or r["calendar_id"],
-                       target_share=body.target_share or format(r["target_share"], "f"), actor=who.actor,
-                       now=application.clock.now())
+        opened = roll_over(application.db, application.rubrics, application.calendars, round_id,
+                           rubric_id=body.rubric, calendar_id=body.calendar, target_share=body.target_share,
+                           actor=who.actor, now=application.clock.now())
+        return opened_out(application, who, opened)
+
+    def opened_out(application: Any, who: Any, opened: Any) -> dict[str, Any]:
         return {"round": round_out(visible_round(application, opened.round_id, who)),
                 "registered": opened.registered, "carried_over": opened.carried_over,
-                "already_certified": opened.already_certified}
+                "already_certified": opened.already_certified, "warnings": list(opened.warnings)}
 
     # ------------------------------------------------------------ reports
     def _report_scope(application: Any, who: Any, round_id: str, jurisdiction: str | None) -> tuple[Any, str, str]:
@@ -170,6 +175,57 @@ def register(api: FastAPI) -> None:
             {"milestone": a.milestone, "name": a.name, "due_on": a.due_on.isoformat(), "days_left": a.days_left,
              "case_id": a.case_id, "unit": {"id": a.unit_id, "name": a.unit_name},
              "jurisdiction": a.jurisdiction_id, "state": a.state} for a in rows]}
+
+    # ------------------------------------------------------------ duties of jurisdictions
+    @api.get("/api/v1/rounds/{round_id}/duties", tags=["duties"])
+    def duties(round_id: str, who: Caller, application: Application,
+               jurisdiction: str | None = Query(None, max_length=64)) -> dict[str, Any]:
+        """What each jurisdiction of the subtree owes in the round (a city's report, a filing, the
+        evaluation of its own units), by when, and whether it is done, owed or overdue."""
+        from ..service.duties import duty_board
+
+        _, _, path = _report_scope(application, who, round_id, jurisdiction)
+        today = business_date(application.clock.now())
+        return {"today": today.isoformat(), "items": [duty_out(d) for d in duty_board(
+            application.db, application.calendars, round_id, path, today)]}
+
+    @api.post("/api/v1/rounds/{round_id}/duties/{duty}", tags=["duties"], status_code=201,
+              openapi_extra={"requestBody": {"required": False, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def record_duty(round_id: str, duty: str, request: Request, who: Caller, application: Application,
+                          jurisdiction: str = Query(min_length=1, max_length=64, pattern=CODE),
+                          filename: str | None = Query(None, min_length=1, max_length=200,
+                                                       description="the attachment's name (the body is its bytes)"),
+                          note: str | None = Query(None, max_length=2000)) -> dict[str, Any]:
+        """Record a jurisdiction's duty done (its report, its filing), with the attachment it needs
+        as the request body, or the round's filing batches or spot checks it lists."""
+        from starlette.concurrency import run_in_threadpool
+
+        from ..service.duties import record_duty as record
+        from .cases import read_body
+
+        visible_round(application, round_id, who)
+        require(who, "coordinator", "admin", doing="record duties")
+        scope_root(application, who, jurisdiction)
+        data = await read_body(request, application.settings.evidence_max_bytes)
+        if data and not filename:
+            raise ApiError("invalid_input", "an attachment needs its file name (?filename=...)",
+                           problems=[{"where": "filename", "what": "required with a body", "zh": "上传附件须提供文件名"}])
+        files = [(filename, data)] if data and filename else []
+        event = await run_in_threadpool(lambda: record(
+            application.db, application.calendars, application.evidence, round_id, jurisdiction, duty,
+            actor=who.actor, now=application.clock.now(), files=files, note=note))
+        return event.to_dict()
+
+    @api.get("/api/v1/rounds/{round_id}/duties/{jurisdiction}/history", tags=["duties", "audit"])
+    def duty_history(round_id: str, jurisdiction: str, who: Caller, application: Application) -> list[dict[str, Any]]:
+        """The hash-chained events of a jurisdiction's duties in the round."""
+        from ..service.duties import duty_history as history
+
+        visible_round(application, round_id, who)
+        require(who, "coordinator", "auditor", "admin", doing="read duty histories")
+        scope_root(application, who, jurisdiction)
+        return [e.to_dict() for e in history(application.db, round_id, jurisdiction)]
 
     # ------------------------------------------------------------ spot checks
     @api.post("/api/v1/rounds/{round_id}/spot-checks", tags=["oversight"], status_code=201)
@@ -241,6 +297,12 @@ def register(api: FastAPI) -> None:
     @api.get("/api/v1/filings/{batch_id}", tags=["oversight"])
     def filing(batch_id: str, who: Caller, application: Application) -> dict[str, Any]:
         return filing_out(_visible_filing(application, batch_id, who))
+
+def duty_out(d: Any) -> dict[str, Any]:
+    return {"jurisdiction": {"id": d.jurisdiction_id, "name": d.jurisdiction_name}, "duty": d.duty, "name": d.name,
+            "owed_by": d.owed_by, "needs": d.needs, "due_on": d.due_on.isoformat(), "status": d.status,
+            "done_at": iso(d.done_at), "done_by": d.done_by, "missed_on": iso(d.missed_on), "waiting": d.waiting}
+
 
 def _province_path(application: Any, round_id: str) -> str:
     with application.engine.connect() as conn:

@@ -1,32 +1,87 @@
-"""Round calendars: the province and year a calendar serves, its policy, and its milestones.
+"""Round calendars: the province and year a calendar serves, its policy, its milestones and
+duties, the documents a submission needs, and the target schedule.
 
 Calendars are data files (``calendars/*.yaml``), validated on load. A milestone is due at
 the end of its day in Asia/Shanghai. Reminder tiers count days before the due date; a
 reminder that would fall on a non-working day moves to the previous working day (the
 published due date never moves).
+
+Who owes a milestone (``owed_by``):
+
+- ``unit`` (the default): each unit's case, while it is in one of ``owes.states`` or has not
+  given the round's contact form (``owes: {contact_form: true}``); a miss is recorded on the
+  case.
+- ``bureau``: each jurisdiction for its own units' cases in ``owes.states`` (the November
+  evaluation: the bureau verifies and decides); a miss is recorded on the jurisdiction's
+  duty stream, never on the cases, which show that they wait on the bureau.
+- a jurisdiction level (``province``, ``city``, ``county``): every jurisdiction of that level
+  in the round's province owes it once (a city's yearly report, a filing with the province
+  or the national bureau) until it is recorded done, with what ``needs`` names.
+
+A calendar may ``extend`` a recurring one for one year (a year's notice overriding the dates
+of a province's standing plan); :func:`merge_calendar_data` applies it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping
 
 from .errors import InvalidInput, ProblemList
 from .lifecycle import STATES
 from .policy import Policy, policy_from_dict
 
-_KNOWN = {"id", "title", "province", "source", "year", "recurring", "policy", "milestones", "rectification",
-          "extra_holidays", "extra_workdays", "contact"}
-_MILESTONE_KNOWN = {"id", "name", "due", "next_year", "owes", "remind", "escalate", "tiers", "what_to_do"}
+_KNOWN = {"id", "title", "province", "source", "year", "recurring", "extends", "policy", "milestones",
+          "rectification", "extra_holidays", "extra_workdays", "contact", "documents", "targets"}
+_MILESTONE_KNOWN = {"id", "name", "due", "next_year", "owed_by", "owes", "needs", "remind", "escalate", "tiers",
+                    "what_to_do"}
 _RECT_KNOWN = {"name", "remind", "escalate", "tiers", "what_to_do"}
 RECIPIENTS = ("unit", "coordinators")
+DUTY_RECIPIENTS = ("coordinators", "parent")
+LEVELS = ("province", "city", "county")
+OWED_BY = ("unit", "bureau", *LEVELS)
+NEEDS = ("nothing", "attachment", "filing_batches", "spot_checks")
 IsWorkday = Callable[[date], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class RequiredDocument:
+    """A document the submission needs besides the evidence per criterion (自评报告,
+    自评打分表, 创建工作方案), attached to the case as a whole."""
+
+    id: str
+    name: str
+    note: str = ""
+
+    def to_data(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A share of the agencies in scope to be certified by the end of ``year``; for one
+    agency level (provincial, city, county) or one jurisdiction's subtree when given."""
+
+    year: int
+    share: Decimal
+    level: str | None = None
+    jurisdiction: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        return {"year": self.year, "share": format(self.share, "f"), "level": self.level,
+                "jurisdiction": self.jurisdiction}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> "Target":
+        return cls(int(data["year"]), Decimal(str(data["share"])), data.get("level"), data.get("jurisdiction"))
+
+
+@dataclass(frozen=True, slots=True)
 class Milestone:
-    """A dated obligation of the round. ``owes_states`` — cases in these states still owe it;
-    ``owes_contacts`` — units without a contact person owe it (the 附件2 form); neither —
+    """A dated obligation of the round (see the module's text for ``owed_by``).
+    ``owes_states`` — cases in these states still owe it; ``owes_contact_form`` — cases whose
+    unit has not given this round's contact form owe it; none of these and owed by units —
     informational (shown on the timeline, nobody reminded)."""
 
     id: str
@@ -35,18 +90,35 @@ class Milestone:
     day: int
     next_year: bool
     owes_states: frozenset[str]
-    owes_contacts: bool
+    owes_contact_form: bool
     remind: tuple[str, ...]
     escalate: tuple[str, ...]
     tiers: tuple[int, ...]  # days before the due date, largest first
     what_to_do: str
+    owed_by: str = "unit"
+    needs: str = "nothing"
 
     def due_on(self, round_year: int) -> date:
         return date(round_year + (1 if self.next_year else 0), self.month, self.day)
 
     @property
     def informational(self) -> bool:
-        return not self.owes_states and not self.owes_contacts
+        return self.owed_by == "unit" and not self.owes_states and not self.owes_contact_form
+
+    @property
+    def by_units(self) -> bool:
+        """Owed by each unit's case (reminded to units, misses on the cases)."""
+        return self.owed_by == "unit" and not self.informational
+
+    @property
+    def by_bureau(self) -> bool:
+        """Owed by each jurisdiction for its own units' cases (the evaluation)."""
+        return self.owed_by == "bureau"
+
+    @property
+    def by_level(self) -> bool:
+        """Owed once by every jurisdiction of a level (a report, a filing)."""
+        return self.owed_by in LEVELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +146,9 @@ class Calendar:
     extra_holidays: frozenset[date] = frozenset()
     extra_workdays: frozenset[date] = frozenset()
     contact: str = ""  # the bureau's contact line printed in mails
+    documents: tuple[RequiredDocument, ...] = ()
+    targets: tuple[Target, ...] = ()
+    extends: str | None = None
 
     def serves(self, year: int) -> bool:
         return self.recurring or self.year == year
@@ -83,6 +158,23 @@ class Calendar:
             if m.id == milestone_id:
                 return m
         raise KeyError(f"calendar {self.id} has no milestone {milestone_id!r}")
+
+    def title_for(self, year: int) -> str:
+        """The round's name in mails: the title with ``{year}`` filled in."""
+        return self.title.replace("{year}", str(year))
+
+    def targets_for(self, year: int) -> tuple[Target, ...]:
+        return tuple(t for t in self.targets if t.year == year)
+
+    def overall_target(self, year: int) -> Decimal | None:
+        """The schedule's share for the whole province in ``year`` (no level, no jurisdiction)."""
+        for t in self.targets_for(year):
+            if t.level is None and t.jurisdiction is None:
+                return t.share
+        return None
+
+    def duties(self) -> tuple[Milestone, ...]:
+        return tuple(m for m in self.milestones if m.by_bureau or m.by_level)
 
 
 # ---------------------------------------------------------------- deadline arithmetic
@@ -139,6 +231,39 @@ def _dates(value: Any, where: str, problems: ProblemList) -> frozenset[date]:
     return frozenset(out)
 
 
+def _owes(data: Mapping[str, Any], where: str, owed_by: str, problems: ProblemList) -> tuple[frozenset[str], bool]:
+    owes = data.get("owes")
+    if owes is None:
+        if owed_by == "bureau":
+            problems.add(f"{where}.owes", "a bureau's duty names the states of the cases it is owed for")
+        return frozenset(), False
+    if owed_by in LEVELS:
+        problems.add(f"{where}.owes", f"a duty owed by each {owed_by} is done when recorded: it owes no case states")
+        return frozenset(), False
+    if not isinstance(owes, Mapping) or set(owes) - {"states", "contact_form"}:
+        problems.add(f"{where}.owes", "must be {states: [...]} or {contact_form: true}")
+        return frozenset(), False
+    raw = owes.get("states", [])
+    listed = isinstance(raw, list)
+    if not listed:
+        problems.add(f"{where}.owes.states", f"must be a list of states; got {raw!r}")
+        raw = []
+    bad = [s for s in raw if s not in STATES]
+    if bad:
+        problems.add(f"{where}.owes.states", f"unknown states {bad}; states: {', '.join(STATES)}")
+    states = frozenset(s for s in raw if s in STATES)
+    flag = owes.get("contact_form", False)
+    if not isinstance(flag, bool):
+        problems.add(f"{where}.owes.contact_form", f"must be true or false; got {flag!r}")
+    contact_form = flag is True
+    if contact_form and owed_by != "unit":
+        problems.add(f"{where}.owes.contact_form", "the contact form is owed by units")
+    if listed and not raw and not contact_form:
+        problems.add(f"{where}.owes", "names nobody: give states, or contact_form: true "
+                                      "(leave owes out for an informational milestone)")
+    return states, contact_form
+
+
 def _milestone(data: Any, where: str, problems: ProblemList) -> Milestone | None:
     before = len(problems.problems)
     if not isinstance(data, Mapping):
@@ -158,40 +283,106 @@ def _milestone(data: Any, where: str, problems: ProblemList) -> Milestone | None
         date(2024, month, day)  # a leap year: 02-29 is allowed to be named
     except ValueError:
         problems.add(f"{where}.due", f"must be MM-DD (the day in the round's year); got {data.get('due')!r}")
-    owes = data.get("owes")
-    states: frozenset[str] = frozenset()
-    contacts = False
-    if owes is not None:
-        if not isinstance(owes, Mapping) or set(owes) - {"states", "contacts_missing"}:
-            problems.add(f"{where}.owes", "must be {states: [...]} or {contacts_missing: true}")
-        else:
-            raw = owes.get("states", [])
-            listed = isinstance(raw, list)
-            if not listed:
-                problems.add(f"{where}.owes.states", f"must be a list of states; got {raw!r}")
-                raw = []
-            bad = [s for s in raw if s not in STATES]
-            if bad:
-                problems.add(f"{where}.owes.states", f"unknown states {bad}; states: {', '.join(STATES)}")
-            states = frozenset(s for s in raw if s in STATES)
-            flag = owes.get("contacts_missing", False)
-            if not isinstance(flag, bool):
-                problems.add(f"{where}.owes.contacts_missing", f"must be true or false; got {flag!r}")
-            contacts = flag is True
-            if listed and not raw and not contacts:
-                problems.add(f"{where}.owes", "names nobody: give states, or contacts_missing: true "
-                                              "(leave owes out for an informational milestone)")
-    remind = _strings(data.get("remind"), f"{where}.remind", RECIPIENTS, problems)
-    escalate = _strings(data.get("escalate"), f"{where}.escalate", RECIPIENTS, problems)
+    owed_by = data.get("owed_by", "unit")
+    if owed_by not in OWED_BY:
+        problems.add(f"{where}.owed_by", f"must be one of {', '.join(OWED_BY)}; got {owed_by!r}")
+        owed_by = "unit"
+    states, contact_form = _owes(data, where, owed_by, problems)
+    needs = data.get("needs", "nothing")
+    if needs not in NEEDS:
+        problems.add(f"{where}.needs", f"must be one of {', '.join(NEEDS)}; got {needs!r}")
+    elif "needs" in data and owed_by not in LEVELS:
+        problems.add(f"{where}.needs", "only a duty owed by a level (province, city, county) is recorded done")
+    allowed = RECIPIENTS if owed_by == "unit" else DUTY_RECIPIENTS
+    remind = _strings(data.get("remind"), f"{where}.remind", allowed, problems)
+    escalate = _strings(data.get("escalate"), f"{where}.escalate", allowed, problems)
     tiers = _tiers(data.get("tiers"), f"{where}.tiers", problems)
-    if owes is None and (remind or escalate or tiers):
+    informational = owed_by == "unit" and data.get("owes") is None
+    if informational and (remind or escalate or tiers):
         problems.add(where, "an informational milestone (no owes) has no reminders or escalation")
-    if owes is not None and tiers and not remind:
+    if not informational and tiers and not remind:
         problems.add(f"{where}.remind", "tiers are given but nobody is reminded")
     if len(problems.problems) > before:
         return None
-    return Milestone(mid, name.strip(), month, day, data.get("next_year") is True, states, contacts, remind,
-                     escalate, tiers, str(data.get("what_to_do") or "").strip())
+    return Milestone(mid, name.strip(), month, day, data.get("next_year") is True, states, contact_form, remind,
+                     escalate, tiers, str(data.get("what_to_do") or "").strip(), owed_by, needs)
+
+
+def _documents(value: Any, where: str, problems: ProblemList) -> tuple[RequiredDocument, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.add(where, f"must be a list of {{id, name}}; got {value!r}")
+        return ()
+    out, seen = [], set()
+    for i, d in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(d, Mapping) or set(d) - {"id", "name", "note"} or not {"id", "name"} <= set(d):
+            problems.add(at, "a document is {id, name, note?}")
+            continue
+        ident, name = d["id"], d["name"]
+        if not isinstance(ident, str) or not ident.replace("_", "").isalnum() or len(ident) > 64:
+            problems.add(f"{at}.id", f"must be a short id like self_report; got {ident!r}")
+            continue
+        if not isinstance(name, str) or not name.strip():
+            problems.add(f"{at}.name", "required text")
+            continue
+        if ident in seen:
+            problems.add(f"{at}.id", f"{ident!r} is used twice")
+        seen.add(ident)
+        out.append(RequiredDocument(ident, name.strip(), str(d.get("note") or "").strip()))
+    return tuple(out)
+
+
+def _share(value: Any) -> Decimal | None:
+    if isinstance(value, (bool, float)):
+        return None
+    try:
+        share = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return share if share.is_finite() and Decimal(0) < share <= Decimal(1) else None
+
+
+def _targets(value: Any, where: str, problems: ProblemList) -> tuple[Target, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.add(where, f"must be a list of {{year, share, level?, jurisdiction?}}; got {value!r}")
+        return ()
+    out: list[Target] = []
+    seen: set[tuple[int, str | None, str | None]] = set()
+    for i, t in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(t, Mapping) or set(t) - {"year", "share", "level", "jurisdiction"} \
+                or not {"year", "share"} <= set(t):
+            problems.add(at, "a target is {year, share, level?, jurisdiction?}")
+            continue
+        year, level, jurisdiction = t["year"], t.get("level"), t.get("jurisdiction")
+        share = _share(t["share"])
+        ok = True
+        if isinstance(year, bool) or not isinstance(year, int) or not 2000 <= year <= 2100:
+            problems.add(f"{at}.year", f"must be a year from 2000 to 2100; got {year!r}")
+            ok = False
+        if share is None:
+            problems.add(f"{at}.share", f"must be a share in (0, 1] written as text, e.g. \"0.5\"; got {t['share']!r}")
+            ok = False
+        if level is not None and level not in ("provincial", "city", "county"):
+            problems.add(f"{at}.level", f"must be provincial, city or county (an agency's level); got {level!r}")
+            ok = False
+        if jurisdiction is not None and (not isinstance(jurisdiction, str) or not jurisdiction.strip()):
+            problems.add(f"{at}.jurisdiction", f"must be a jurisdiction id; got {jurisdiction!r}")
+            ok = False
+        if not ok:
+            continue
+        key = (year, level, jurisdiction)
+        if key in seen:
+            problems.add(at, f"a second target for {year}" + (f", level {level}" if level else "")
+                         + (f", jurisdiction {jurisdiction}" if jurisdiction else ""))
+        seen.add(key)
+        assert share is not None
+        out.append(Target(year, share, level, jurisdiction))
+    return tuple(out)
 
 
 def calendar_from_dict(data: Any, source: str) -> Calendar:
@@ -245,9 +436,51 @@ def calendar_from_dict(data: Any, source: str) -> Calendar:
                 problems.add(where, "the policy has no rectification (on_fail is not 'rectification')")
     holidays = _dates(data.get("extra_holidays"), f"{source}: extra_holidays", problems)
     workdays = _dates(data.get("extra_workdays"), f"{source}: extra_workdays", problems)
+    documents = _documents(data.get("documents"), f"{source}: documents", problems)
+    targets = _targets(data.get("targets"), f"{source}: targets", problems)
+    if year is not None and isinstance(year, int):
+        for t in targets:
+            if t.year != year:
+                problems.add(f"{source}: targets", f"a calendar of {year} sets a target for {t.year}")
+    extends = data.get("extends")
+    if extends is not None and (not isinstance(extends, str) or not extends.strip()):
+        problems.add(f"{source}: extends", f"must be the id of a recurring calendar; got {extends!r}")
     problems.raise_if_any(f"invalid calendar {source}")
     assert policy is not None
     return Calendar(id=data["id"], title=data["title"], province=data["province"], year=year,
                     recurring=recurring is not None, policy=policy, source=data.get("source"),
                     milestones=tuple(milestones), rectification=rect, extra_holidays=holidays,
-                    extra_workdays=workdays, contact=str(data.get("contact") or "").strip())
+                    extra_workdays=workdays, contact=str(data.get("contact") or "").strip(),
+                    documents=documents, targets=targets, extends=extends)
+
+
+def merge_calendar_data(base: Mapping[str, Any], override: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A year's calendar made of a recurring one and a year's notice that ``extends`` it: the
+    notice's fields win; its milestones replace the base's fields by id (new ids are added);
+    its targets replace the base's for the same year, level and jurisdiction; holidays add up.
+    Both are plain data (before validation), so every problem is reported on the result."""
+    if base.get("recurring") != "yearly":
+        raise InvalidInput(f"{source}: extends {base.get('id')!r}, which is not a recurring calendar", [])
+    if "recurring" in override or not isinstance(override.get("year"), int):
+        raise InvalidInput(f"{source}: a calendar that extends another serves one year: give year, not recurring",
+                           [])
+    merged: dict[str, Any] = {k: v for k, v in base.items() if k not in ("recurring",)}
+    merged.update({k: v for k, v in override.items() if k not in ("milestones", "targets", "extra_holidays",
+                                                                  "extra_workdays")})
+    milestones = [dict(m) for m in base.get("milestones") or [] if isinstance(m, Mapping)]
+    by_id = {m.get("id"): m for m in milestones}
+    for m in override.get("milestones") or []:
+        if isinstance(m, Mapping) and m.get("id") in by_id:
+            by_id[m["id"]].update(m)
+        else:
+            milestones.append(dict(m) if isinstance(m, Mapping) else m)
+    merged["milestones"] = milestones
+    year = override["year"]
+    replaced = {(t.get("year"), t.get("level"), t.get("jurisdiction"))
+                for t in override.get("targets") or [] if isinstance(t, Mapping)}
+    merged["targets"] = [t for t in base.get("targets") or [] if isinstance(t, Mapping) and t.get("year") == year
+                         and (t.get("year"), t.get("level"), t.get("jurisdiction")) not in replaced] \
+        + list(override.get("targets") or [])
+    for key in ("extra_holidays", "extra_workdays"):
+        merged[key] = list(base.get(key) or []) + list(override.get(key) or [])
+    return merged

@@ -12,11 +12,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping
 
 from ..clock import business_date, end_of_business_day
+from .calendar import RequiredDocument
 from .errors import ActionRefused, Incomplete, InvalidInput, Problem, ProblemList
 from .events import GENESIS_HASH, Event, new_event
-from .lifecycle import ACTIONS, SYSTEM, TRANSITIONS, Edge, Lifecycle, lifecycle_for
+from .lifecycle import ACTIONS, CONTACT_FORM, SYSTEM, TERMINAL_STATES, TRANSITIONS, Edge, Lifecycle, lifecycle_for
 from .policy import Policy
-from .rubric import Rubric, SheetScore, score_sheet
+from .rubric import Count, Rubric, SheetScore, entries_as_points, score_sheet
+
+# The version of the sheet payloads (SelfAssessmentRecorded, CaseVerified, CaseRechecked)
+# written now: 2 = entries are points. Version 1 (no "v") held occurrence counts for
+# per-occurrence criteria; ``entries_as_points`` reads both.
+SHEET_PAYLOAD_VERSION = 2
 
 ACTOR_KINDS = ("unit", "coordinator", "auditor", "admin", "system")
 
@@ -55,6 +61,8 @@ class RoundContext:
     pass_mark: Decimal
     max_total: Decimal
     rubric: Rubric
+    # The documents a submission needs (besides evidence per criterion), as the round opened.
+    documents: tuple[RequiredDocument, ...] = ()
     lifecycle: Lifecycle = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -83,9 +91,21 @@ class CaseState:
     self_entries: dict[str, str] | None = None
     # Evidence on the case: (criterion code, sha256, file name), in attachment order.
     evidence: tuple[tuple[str, str, str], ...] = ()
-    # Deadlines missed: (milestone, the states that owe it); overdue while the state is one of them.
+    # Deadlines missed: (milestone, what owes it: states, or CONTACT_FORM); overdue while still owed.
     missed: tuple[tuple[str, tuple[str, ...]], ...] = ()
     overdue: bool = False
+    # The round's required documents on the case: (document id, sha256, file name).
+    documents: tuple[tuple[str, str, str], ...] = ()
+    # The contact-person form (附件2) was given or confirmed for this round.
+    contact_form: bool = False
+
+
+def still_owed(owed_in: tuple[str, ...] | list[str], state: str, contact_form: bool) -> bool:
+    """Whether a recorded miss is still owed: the case is in a state that owes it, or (for
+    the contact form) the form has not been given while the case is open."""
+    if CONTACT_FORM in owed_in:
+        return not contact_form and state not in TERMINAL_STATES
+    return state in owed_in
 
 
 # ---------------------------------------------------------------- input parsing
@@ -141,20 +161,42 @@ def _date(value: Any) -> date:
         raise ValueError(f"must be a date YYYY-MM-DD, got {value!r}") from None
 
 
-def _entries(value: Any, problems: ProblemList) -> tuple[dict[str, Decimal] | None, set[str]]:
+MAX_COUNT = 1000
+
+
+def _entry(raw: Any) -> Decimal | Count:
+    """Points (text or integer), or ``{"count": N}``: a number of occurrences."""
+    if isinstance(raw, Mapping):
+        if set(raw) != {"count"}:
+            raise ValueError('must be points, or {"count": N} for a number of occurrences; got ' + repr(dict(raw)))
+        n = raw["count"]
+        if isinstance(n, str) and n.strip().isdigit():
+            n = int(n.strip())
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_COUNT:
+            raise ValueError(f"count must be a whole number of occurrences from 0 to {MAX_COUNT}, got {n!r}")
+        return Count(n)
+    return _decimal(raw)
+
+
+def _entries(value: Any, problems: ProblemList) -> tuple[dict[str, Decimal | Count] | None, set[str]]:
     """The well-formed entries, and the codes of the malformed ones (named in ``problems``)."""
     if not isinstance(value, Mapping) or not value:
-        problems.add("entries", "must be a non-empty mapping of criterion code to points (or occurrences)")
+        problems.add("entries", "must be a non-empty mapping of criterion code to points "
+                                '(or {"count": N} for a number of occurrences)',
+                     "评分须为“评分项编号: 分数”的列表（按次计分的可写 {\"count\": 次数}）")
         return None, set()
-    out, bad, messages = {}, set(), []
+    out: dict[str, Decimal | Count] = {}
+    bad: set[str] = set()
+    messages = []
     for code, raw in value.items():
         try:
-            out[str(code)] = _decimal(raw)
+            out[str(code)] = _entry(raw)
         except ValueError as exc:
             bad.add(str(code))
             messages.append(f"{code}: {exc}")
     if messages:
-        problems.add("entries", "; ".join(messages))
+        problems.add("entries", "; ".join(messages), "；".join(f"{m.split(':', 1)[0]}：分数格式有误（须为整数或"
+                                                              "最多两位小数的数字，不可用浮点数）" for m in messages))
     return out, bad
 
 
@@ -191,9 +233,27 @@ def _milestone(value: Any) -> str:
 def _states(value: Any) -> list[str]:
     from .lifecycle import STATES
 
-    if not isinstance(value, (list, tuple)) or not value or any(v not in STATES for v in value):
-        raise ValueError(f"must be a non-empty list of states, got {value!r}")
+    if not isinstance(value, (list, tuple)) or not value or any(v not in (*STATES, CONTACT_FORM) for v in value):
+        raise ValueError(f"must be a non-empty list of states (or {CONTACT_FORM}), got {value!r}")
     return sorted(set(value))
+
+
+def _document(value: Any) -> str:
+    if not isinstance(value, str) or not value.replace("_", "").isalnum() or len(value) > 64:
+        raise ValueError(f"must be a document id such as self_report, got {value!r}")
+    return value
+
+
+def _how(value: Any) -> str:
+    if value not in ("form", "confirmed"):
+        raise ValueError(f"must be form (filled in) or confirmed (the contact on file), got {value!r}")
+    return str(value)
+
+
+def _contacts(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 50:
+        raise ValueError(f"must be the number of contact persons, got {value!r}")
+    return value
 
 
 def _type(value: Any) -> str:
@@ -236,7 +296,16 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "draw": _note,
     "seed": _seed,
     "share": _share,
+    "document": _document,
+    "how": _how,
+    "contacts": _contacts,
 }
+
+
+def problems_zh(problems: list[Problem]) -> str:
+    """The gist in Chinese: how many problems, and the first ones as the domain wrote them."""
+    shown = "；".join(f"{p.where}：{p.zh or p.what}" for p in problems[:3])
+    return f"输入有误，共{len(problems)}处：{shown}" + ("等" if len(problems) > 3 else "")
 
 
 def parse_input(action: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -319,17 +388,22 @@ def _sheet_ready(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping
 
 
 def submission_problems(case: CaseState, ctx: RoundContext) -> list[Problem]:
-    """What stands between this case and submission: every criterion answered (zero
-    allowed) and evidence for every criterion scored above zero, in rubric order."""
+    """What stands between this case and submission: the round's required documents
+    (自评报告, 自评打分表 ...), every criterion answered (zero allowed) and evidence for every
+    criterion scored above zero, in rubric order."""
     entries = case.self_entries or {}
     with_evidence = {criterion for criterion, _sha, _name in case.evidence}
-    problems = []
+    attached = {document for document, _sha, _name in case.documents}
+    problems = [Problem(f"documents.{d.id}", f"{d.name} not attached", f"未上传{d.name}")
+                for d in ctx.documents if d.id not in attached]
     for criterion in ctx.rubric.criteria():
         value = entries.get(criterion.code)
         if value is None:
-            problems.append(Problem(criterion.code, "no self-assessment entry (zero is allowed)"))
+            problems.append(Problem(criterion.code, "no self-assessment entry (zero is allowed)",
+                                    "未自评打分（可填0）"))
         elif Decimal(value) > 0 and criterion.code not in with_evidence:
-            problems.append(Problem(criterion.code, f"scored {value}: evidence (佐证材料) needed"))
+            problems.append(Problem(criterion.code, f"scored {value}: evidence (佐证材料) needed",
+                                    f"自评{value}分，需上传佐证材料"))
     return problems
 
 
@@ -348,7 +422,7 @@ GUARD_REASONS = {
     "failed": "the verified score passes",
     "rectification_open": "the rectification deadline has passed",
     "rectification_expired": "the rectification deadline has not passed yet",
-    "sheet_ready": "the self-assessment is incomplete or lacks evidence",
+    "sheet_ready": "the self-assessment is incomplete or lacks evidence or documents",
 }
 
 
@@ -416,14 +490,19 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
         except InvalidInput as exc:
             problems.extend(p for p in exc.problems if p.where not in bad)
     if problems:
-        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+        raise InvalidInput(f"invalid input for action {action}", problems, problems_zh(problems), action=action)
     if action == "submit":
         missing = submission_problems(case, ctx)
         if missing:
-            raise Incomplete(f"case {case.id} cannot be submitted: {len(missing)} criteria need an entry or evidence",
-                             missing, case_id=case.id)
+            raise Incomplete(f"case {case.id} cannot be submitted: {len(missing)} thing(s) missing "
+                             "(documents, entries or evidence)", missing,
+                             f"尚不能报送：缺少{len(missing)}项（材料、自评分或佐证材料）", case_id=case.id)
     elif action in ("attach_evidence", "remove_evidence"):
         _check_evidence(case, action, inp, ctx)
+    elif action in ("attach_document", "remove_document"):
+        _check_document(case, action, inp, ctx)
+    elif action == "give_contact_form" and inp["how"] == "confirmed" and case.contact_form:
+        raise _refuse(case, ctx, action, now, "the contact form of this round is already on file")
     chosen = None
     failed_guard = None
     for edge in edges:
@@ -439,14 +518,22 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
     payload: dict[str, Any] = {}
     if action in ("verify", "recheck"):
         sheet: SheetScore = inp["sheet"]
-        payload = {"entries": inp["entries"], "total": sheet.total, "pass_mark": ctx.pass_mark,
-                   "passed": sheet_passes(sheet, ctx), "must_pass_failed": must_pass_failed(sheet, ctx)}
+        payload = {"v": SHEET_PAYLOAD_VERSION, "entries": inp["entries"], "total": sheet.total,
+                   "pass_mark": ctx.pass_mark, "passed": sheet_passes(sheet, ctx),
+                   "must_pass_failed": must_pass_failed(sheet, ctx)}
     elif action == "self_assess":
-        payload = {"entries": inp["entries"], "total": inp["sheet"].total, "complete": inp["sheet"].complete}
+        payload = {"v": SHEET_PAYLOAD_VERSION, "entries": inp["entries"], "total": inp["sheet"].total,
+                   "complete": inp["sheet"].complete}
     elif action == "attach_evidence":
         payload = {k: inp[k] for k in ("criterion", "sha256", "filename", "size", "type")}
     elif action == "remove_evidence":
         payload = {"criterion": inp["criterion"], "sha256": inp["sha256"]}
+    elif action == "attach_document":
+        payload = {k: inp[k] for k in ("document", "sha256", "filename", "size", "type")}
+    elif action == "remove_document":
+        payload = {"document": inp["document"], "sha256": inp["sha256"]}
+    elif action == "give_contact_form":
+        payload = {"how": inp["how"], "contacts": inp["contacts"]}
     elif action == "record_notification_failure":
         payload = {k: inp[k] for k in ("notification", "kind", "error")}
     elif action == "record_missed_deadline":
@@ -481,22 +568,42 @@ def decide(case: CaseState, action: str, data: Mapping[str, Any] | None, actor: 
     for key in ("reason", "note", "batch"):
         if key in inp and key not in payload:
             payload[key] = inp[key]
+    if action in ("self_assess", "verify", "recheck") and inp["sheet"].counts:
+        # what was given as a number of occurrences, beside the points it made
+        payload["counts"] = dict(inp["sheet"].counts)
     return new_event(case.id, case.version + 1, spec.event, str(actor), now, payload, case.last_hash)
 
 
-def _score(case: CaseState, action: str, entries: dict[str, Decimal], ctx: RoundContext,
+def _score(case: CaseState, action: str, entries: dict[str, Decimal | Count], ctx: RoundContext,
            check_missing: bool = True) -> tuple[SheetScore, dict[str, str]]:
-    """Score a sheet against the round's rubric. A self-assessment adds to the unit's
-    current sheet; verification and recheck sheets must answer every criterion."""
+    """Score a sheet against the round's rubric; the entries as points, in rubric order. A
+    self-assessment adds to the unit's current sheet; verification and recheck sheets must
+    answer every criterion."""
     if action == "self_assess":
-        merged = {code: Decimal(v) for code, v in (case.self_entries or {}).items()}
+        merged: dict[str, Decimal | Count] = {code: Decimal(v) for code, v in (case.self_entries or {}).items()}
         merged.update(entries)
         sheet = score_sheet(ctx.rubric, merged, complete=False)
     else:
-        merged = entries
-        sheet = score_sheet(ctx.rubric, merged, complete=check_missing)
-    order = {c.code: i for i, c in enumerate(ctx.rubric.criteria())}
-    return sheet, {code: format(merged[code], "f") for code in sorted(merged, key=order.__getitem__)}
+        sheet = score_sheet(ctx.rubric, entries, complete=check_missing)
+    return sheet, {code: format(points, "f") for code, points in sheet.entered().items()}
+
+
+def _check_document(case: CaseState, action: str, inp: Mapping[str, Any], ctx: RoundContext) -> None:
+    document, sha = inp["document"], inp["sha256"]
+    problems = []
+    known = {d.id: d for d in ctx.documents}
+    if document not in known:
+        names = ", ".join(f"{d.id} ({d.name})" for d in ctx.documents) or "none"
+        problems.append(Problem("document", f"round {ctx.round_id} asks for no document {document!r} "
+                                            f"(it asks for: {names})", f"本轮不要求材料 {document}"))
+    attached = any(d == document and h == sha for d, h, _ in case.documents)
+    if action == "attach_document" and attached:
+        problems.append(Problem("sha256", f"this file is already attached as {document} of case {case.id}",
+                                "该文件已上传"))
+    if action == "remove_document" and not attached:
+        problems.append(Problem("sha256", f"no such file as {document} of case {case.id}", "没有这个文件"))
+    if problems:
+        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
 
 
 def _check_evidence(case: CaseState, action: str, inp: Mapping[str, Any], ctx: RoundContext) -> None:
@@ -511,6 +618,29 @@ def _check_evidence(case: CaseState, action: str, inp: Mapping[str, Any], ctx: R
         problems.append(Problem("sha256", f"no such file on {code} of case {case.id}"))
     if problems:
         raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+
+
+# ---------------------------------------------------------------- notices an event implies
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notification an event implies, written to the outbox in the event's transaction."""
+
+    kind: str
+    dedupe_key: str
+    milestone: str
+    due_on: date
+
+
+def notices_for(event: Event) -> list[Notice]:
+    """Ordering (or extending) rectification sends the unit its 整改通知 at once: the score, the
+    pass mark, the last day, what to do and how to ask for the recheck (the reminders before
+    the last day come from the sweep)."""
+    if event.type in ("RectificationOrdered", "RectificationExtended"):
+        due = date.fromisoformat(event.payload["due_on"])
+        return [Notice("rectification_notice", f"rectification_notice:{event.case_id}:{due.isoformat()}",
+                       "rectification", due)]
+    return []
 
 
 # ---------------------------------------------------------------- register / apply / replay
@@ -563,8 +693,10 @@ def _dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-def apply(case: CaseState | None, event: Event) -> CaseState:
-    """Fold one event into the case (None before the first event)."""
+def apply(case: CaseState | None, event: Event, rubric: Rubric | None = None) -> CaseState:
+    """Fold one event into the case (None before the first event). ``rubric`` (the round's)
+    is needed only to read a version-1 self-assessment, whose per-occurrence entries were
+    counts: replaying a history written before sheets were points."""
     if case is None:
         if event.type != REGISTERED or event.seq != 1:
             raise CorruptHistory(f"case {event.case_id}: first event must be {REGISTERED} #1, got {event.type} #{event.seq}")
@@ -587,13 +719,19 @@ def apply(case: CaseState | None, event: Event) -> CaseState:
     if dest == "=":
         dest = case.state
     if event.type == "SelfAssessmentRecorded":
-        changes.update(self_total=_dec(p["total"]), self_entries=dict(p["entries"]))
+        changes.update(self_total=_dec(p["total"]), self_entries=_self_entries(case, event, rubric))
     elif event.type == "EvidenceAttached":
         changes["evidence"] = case.evidence + ((p["criterion"], p["sha256"], p["filename"]),)
     elif event.type == "DeadlineMissed":
         changes["missed"] = case.missed + ((p["milestone"], tuple(p["owed_in"])),)
     elif event.type == "EvidenceRemoved":
         changes["evidence"] = tuple(e for e in case.evidence if (e[0], e[1]) != (p["criterion"], p["sha256"]))
+    elif event.type == "DocumentAttached":
+        changes["documents"] = case.documents + ((p["document"], p["sha256"], p["filename"]),)
+    elif event.type == "DocumentRemoved":
+        changes["documents"] = tuple(d for d in case.documents if (d[0], d[1]) != (p["document"], p["sha256"]))
+    elif event.type == "ContactFormGiven":
+        changes["contact_form"] = True
     elif event.type == "CaseVerified":
         changes.update(verified_total=_dec(p["total"]), passed=bool(p["passed"]))
     elif event.type == "CaseRechecked":
@@ -602,12 +740,23 @@ def apply(case: CaseState | None, event: Event) -> CaseState:
         changes["rectification_due"] = date.fromisoformat(p["due_on"])
     changes["state"] = dest
     missed = changes.get("missed", case.missed)
-    changes["overdue"] = any(dest in owed for _, owed in missed)
+    contact_form = changes.get("contact_form", case.contact_form)
+    changes["overdue"] = any(still_owed(owed, dest, contact_form) for _, owed in missed)
     return replace(case, **changes)
 
 
-def replay(events: Iterable[Event]) -> CaseState | None:
+def _self_entries(case: CaseState, event: Event, rubric: Rubric | None) -> dict[str, str]:
+    entries = event.payload["entries"]
+    if event.payload.get("v", 1) >= SHEET_PAYLOAD_VERSION:
+        return dict(entries)
+    if rubric is None:
+        raise CorruptHistory(f"case {case.id} event #{event.seq}: a version-1 sheet (counts for per-occurrence "
+                             "criteria) is read with the round's rubric; none was given")
+    return {code: format(points, "f") for code, points in entries_as_points(event.payload, rubric).items()}
+
+
+def replay(events: Iterable[Event], rubric: Rubric | None = None) -> CaseState | None:
     case = None
     for event in events:
-        case = apply(case, event)
+        case = apply(case, event, rubric)
     return case

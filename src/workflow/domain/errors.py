@@ -10,13 +10,15 @@ from typing import Any
 
 
 class DomainError(Exception):
-    """Base of every error the domain raises on purpose."""
+    """Base of every error the domain raises on purpose. ``message_zh``, when given, is the
+    same message in Chinese (the API shows it; without it the API shows the code's gist)."""
 
     code = "domain_error"
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str, message_zh: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.message_zh = message_zh
         self.details = details
 
     def __str__(self) -> str:  # pragma: no cover - trivial
@@ -57,13 +59,21 @@ class ConflictError(DomainError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with an input: where it is and what is wrong."""
+    """One thing wrong with an input: where it is and what is wrong (``zh``: the same in
+    Chinese, where the message has been written in both)."""
 
     where: str
     what: str
+    zh: str | None = None
 
     def __str__(self) -> str:
         return f"{self.where}: {self.what}"
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"where": self.where, "what": self.what}
+        if self.zh is not None:
+            out["zh"] = self.zh
+        return out
 
 
 class InvalidInput(DomainError):
@@ -71,9 +81,10 @@ class InvalidInput(DomainError):
 
     code = "invalid_input"
 
-    def __init__(self, message: str, problems: list[Problem] | None = None, **details: Any) -> None:
+    def __init__(self, message: str, problems: list[Problem] | None = None, message_zh: str | None = None,
+                 **details: Any) -> None:
         self.problems = list(problems or [])
-        super().__init__(message, problems=[{"where": p.where, "what": p.what} for p in self.problems], **details)
+        super().__init__(message, message_zh, problems=[p.to_dict() for p in self.problems], **details)
 
     def __str__(self) -> str:
         if not self.problems:
@@ -94,12 +105,12 @@ class ProblemList:
 
     problems: list[Problem] = field(default_factory=list)
 
-    def add(self, where: str, what: str) -> None:
-        self.problems.append(Problem(where, what))
+    def add(self, where: str, what: str, zh: str | None = None) -> None:
+        self.problems.append(Problem(where, what, zh))
 
     def __bool__(self) -> bool:
         return bool(self.problems)
 
-    def raise_if_any(self, message: str, **details: Any) -> None:
+    def raise_if_any(self, message: str, message_zh: str | None = None, **details: Any) -> None:
         if self.problems:
-            raise InvalidInput(message, self.problems, **details)
+            raise InvalidInput(message, self.problems, message_zh, **details)

@@ -57,16 +57,43 @@ def utc_iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-def chain_hash(case_id: int, seq: int, type_: str, actor: str, occurred_at: datetime | str,
+def chain_hash(case_id: int | str, seq: int, type_: str, actor: str, occurred_at: datetime | str,
                payload_json: str, prev_hash: str) -> str:
-    """``occurred_at`` as an aware datetime, or already as its UTC ISO text."""
+    """``occurred_at`` as an aware datetime, or already as its UTC ISO text. ``case_id`` names
+    the stream: a case's id, or another stream's key (a jurisdiction's duties in a round)."""
     at = occurred_at if isinstance(occurred_at, str) else utc_iso(occurred_at)
     material = f"{case_id}\x1f{seq}\x1f{type_}\x1f{actor}\x1f{at}\x1f{payload_json}\x1f{prev_hash}"
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
+class Chained:
+    """What every hash-chained event has: its payload as hashed, and the hash it should have
+    (recomputed from the fields themselves, never from a cached text: this is the audit)."""
+
+    __slots__ = ()
+    seq: int
+    type: str
+    actor: str
+    occurred_at: datetime
+    payload: Mapping[str, Any]
+    payload_text: str | None
+    prev_hash: str
+
+    def stream(self) -> int | str:
+        """What the hash names as the event's stream (a case id, or another stream's key)."""
+        raise NotImplementedError
+
+    @property
+    def payload_json(self) -> str:
+        return self.payload_text if self.payload_text is not None else canonical_json(self.payload)
+
+    def expected_hash(self) -> str:
+        return chain_hash(self.stream(), self.seq, self.type, self.actor, self.occurred_at, self.payload_json,
+                          self.prev_hash)
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(Chained):
     case_id: int
     seq: int
     type: str
@@ -83,14 +110,8 @@ class Event:
     def occurred_iso(self) -> str:
         return self.at_iso if self.at_iso is not None else utc_iso(self.occurred_at)
 
-    @property
-    def payload_json(self) -> str:
-        return self.payload_text if self.payload_text is not None else canonical_json(self.payload)
-
-    def expected_hash(self) -> str:
-        # Recomputed from the fields themselves (never from a cached text): this is the audit.
-        return chain_hash(self.case_id, self.seq, self.type, self.actor, self.occurred_at,
-                          self.payload_json, self.prev_hash)
+    def stream(self) -> int:
+        return self.case_id
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-safe data (what auditors export)."""

@@ -29,7 +29,14 @@ STATES: tuple[str, ...] = (
     "withdrawn",
     "filed",
 )
+# What a bureau calls each state (shown in reports, mails and exports beside the code).
+STATE_NAMES = {"registered": "已登记", "self_assessed": "已自评", "submitted": "已报送", "verified": "已评价验收",
+               "rectification": "整改中", "recheck": "待复核验收", "certified": "已认定", "not_certified": "未通过",
+               "withdrawn": "已撤回", "filed": "已备案"}
 TERMINAL_STATES = frozenset({"not_certified", "withdrawn", "filed"})
+CERTIFIED_STATES = ("certified", "filed")
+# A miss "owed in" this is owed until the round's contact form is given (not by a state).
+CONTACT_FORM = "contact_form"
 OPEN_STATES = tuple(s for s in STATES if s not in TERMINAL_STATES)
 
 # Who may ask for an action. ``admin`` may do anything but ``system`` actions.
@@ -63,6 +70,16 @@ ACTIONS: dict[str, ActionSpec] = {
                    description="attach a stored evidence file (佐证材料) to a criterion"),
         ActionSpec("remove_evidence", "EvidenceRemoved", frozenset({UNIT}), required=("criterion", "sha256"),
                    description="take an evidence file off a criterion"),
+        ActionSpec("attach_document", "DocumentAttached", frozenset({UNIT}),
+                   required=("document", "sha256", "filename", "size", "type"),
+                   description="attach a stored file as one of the documents the submission needs "
+                               "(自评报告, 自评打分表, 创建工作方案: the round's calendar names them)"),
+        ActionSpec("remove_document", "DocumentRemoved", frozenset({UNIT}), required=("document", "sha256"),
+                   description="take a file off a required document"),
+        ActionSpec("give_contact_form", "ContactFormGiven", frozenset({UNIT, COORDINATOR}),
+                   required=("how", "contacts"), bookkeeping=True,
+                   description="the contact-person form (附件2) for this round: filled in, or the contact on "
+                               "file confirmed (only through the unit's contact form)"),
         ActionSpec("submit", "SelfAssessmentSubmitted", frozenset({UNIT}), optional=("note",),
                    description="submit the self-assessment report, score sheet and evidence"),
         ActionSpec("return", "CaseReturned", frozenset({COORDINATOR}), required=("reason",),
@@ -112,6 +129,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "self_assess", "source": ["registered", "self_assessed"], "dest": "self_assessed"},
     {"trigger": "attach_evidence", "source": ["registered", "self_assessed", "rectification"], "dest": "="},
     {"trigger": "remove_evidence", "source": ["registered", "self_assessed", "rectification"], "dest": "="},
+    {"trigger": "attach_document", "source": ["registered", "self_assessed", "rectification"], "dest": "="},
+    {"trigger": "remove_document", "source": ["registered", "self_assessed", "rectification"], "dest": "="},
+    {"trigger": "give_contact_form", "source": _WITHDRAWABLE, "dest": "="},
     {"trigger": "submit", "source": "self_assessed", "dest": "submitted", "conditions": ["sheet_ready"]},
     {"trigger": "return", "source": "submitted", "dest": "self_assessed"},
     {"trigger": "verify", "source": "submitted", "dest": "verified"},

@@ -23,12 +23,23 @@ _SECTION_FIELDS = {"code", "name", "max_points", "items"}
 _ITEM_FIELDS = {"code", "name", "max_points", "criteria"}
 _ITEM_OPTIONAL = {"requirement"}
 _CRITERION_FIELDS = {"code", "text", "points", "cap", "per_occurrence"}
-_CRITERION_OPTIONAL = {"label", "must_pass", "step"}
+_CRITERION_OPTIONAL = {"label", "must_pass", "step", "per"}
+_LISTED = 12  # allowed values are listed in full up to this many
+
+
+@dataclass(frozen=True)
+class Count:
+    """A sheet entry given as the number of occurrences (活动、标识、次数) of a per-occurrence
+    criterion, not as points. Only a form that says so makes one (``{"count": 1}``,
+    ``--count``); it is turned into points before anything is scored or stored."""
+
+    n: int
 
 
 @dataclass(frozen=True)
 class Criterion:
-    """One scored line (评分标准). ``points`` per occurrence when ``per_occurrence``."""
+    """One scored line (评分标准). ``points`` per occurrence when ``per_occurrence``; ``per``
+    names the occurrence (Chinese, English), e.g. ("项活动", "activity")."""
 
     code: str
     label: str | None
@@ -38,6 +49,37 @@ class Criterion:
     per_occurrence: bool
     must_pass: bool
     step: Decimal
+    per: tuple[str, str] | None = None
+
+    @property
+    def unit(self) -> Decimal:
+        """The smallest difference between two possible scores."""
+        return self.points if self.per_occurrence else self.step
+
+    def allowed(self) -> tuple[Decimal, ...]:
+        """Every score this criterion can take, from 0 to its cap."""
+        count = int(self.cap / self.unit)
+        return tuple(self.unit * i for i in range(count + 1))
+
+    def allowed_text(self, sep: str = ", ") -> str:
+        values = [_fmt(v) for v in self.allowed()]
+        if len(values) > _LISTED:
+            values = [*values[:3], "…", values[-1]]
+        return sep.join(values)
+
+    def possible(self, points: Decimal) -> bool:
+        return Decimal(0) <= points <= self.cap and points % self.unit == 0
+
+    def rule_text(self) -> tuple[str, str]:
+        """How the criterion scores, (English, Chinese): "2 分 per activity, up to 4"."""
+        if self.per_occurrence:
+            zh_noun, en_noun = self.per or ("项", "occurrence")
+            return (f"{_fmt(self.points)} 分 per {en_noun}, up to {_fmt(self.cap)}",
+                    f"每{zh_noun}{_fmt(self.points)}分，最高{_fmt(self.cap)}分")
+        if self.step == self.cap:
+            return f"{_fmt(self.cap)} 分 or nothing", f"得{_fmt(self.cap)}分或不得分"
+        return (f"up to {_fmt(self.cap)} in steps of {_fmt(self.step)}",
+                f"最高{_fmt(self.cap)}分，以{_fmt(self.step)}分为单位")
 
 
 @dataclass(frozen=True)
@@ -114,6 +156,7 @@ class Rubric:
                                     "cap": json_number(c.cap),
                                     "per_occurrence": c.per_occurrence,
                                     "must_pass": c.must_pass,
+                                    "allowed": [json_number(v) for v in c.allowed()],
                                 }
                                 for c in i.criteria
                             ],
@@ -144,7 +187,7 @@ def rubric_to_data(rubric: Rubric) -> dict[str, Any]:
                 "criteria": [{
                     "code": c.code, "label": c.label, "text": c.text, "points": _num_text(c.points),
                     "cap": _num_text(c.cap), "per_occurrence": c.per_occurrence, "must_pass": c.must_pass,
-                    "step": _num_text(c.step),
+                    "step": _num_text(c.step), **({"per": {"zh": c.per[0], "en": c.per[1]}} if c.per else {}),
                 } for c in i.criteria],
             } for i in s.items],
         } for s in rubric.sections],
@@ -314,6 +357,7 @@ class _Reader:
         per_occurrence = self.flag(crit, "per_occurrence", path) if "per_occurrence" in crit else None
         must_pass = self.flag(crit, "must_pass", path)
         step = self.number(crit, "step", path, positive=True) if "step" in crit else default_step
+        per = self.per(crit, path, per_occurrence)
         if label is not None and code is not None and parent is not None and code != f"{parent}.{label}":
             self.add(_join_path(path, "label"), f"label {label!r} does not match code {code!r}")
         if points is not None and cap is not None and per_occurrence is not None:
@@ -325,10 +369,25 @@ class _Reader:
                 self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} differs from points {_fmt(points)} (not per_occurrence)")
             elif not per_occurrence and step is not None and not _is_multiple(cap, step):
                 self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} is not a multiple of step {_fmt(step)}")
-        if None in (code, text, points, cap, per_occurrence, must_pass, step):
+        if None in (code, text, points, cap, per_occurrence, must_pass, step) or per is False:
             return None
         assert code and text and points and cap and step
-        return Criterion(code, label, text, points, cap, bool(per_occurrence), bool(must_pass), step)
+        return Criterion(code, label, text, points, cap, bool(per_occurrence), bool(must_pass), step,
+                         per if isinstance(per, tuple) else None)
+
+    def per(self, crit: Mapping[str, Any], path: str, per_occurrence: bool | None) -> tuple[str, str] | None | bool:
+        """The occurrence's name ``{zh, en}``; False when malformed (reported)."""
+        if "per" not in crit:
+            return None
+        value, where = crit["per"], _join_path(path, "per")
+        if not per_occurrence:
+            self.add(where, "only a per_occurrence criterion names its occurrence")
+            return False
+        if (not isinstance(value, Mapping) or set(value) != {"zh", "en"}
+                or not all(isinstance(v, str) and v.strip() for v in value.values())):
+            self.add(where, f"must be {{zh: ..., en: ...}} naming one occurrence (项活动 / activity), got {value!r}")
+            return False
+        return value["zh"].strip(), value["en"].strip()
 
 
 def rubric_from_dict(data: Mapping[str, Any], source: str) -> Rubric:
@@ -396,7 +455,8 @@ def rubric_from_dict(data: Mapping[str, Any], source: str) -> Rubric:
 
 @dataclass(frozen=True)
 class SheetScore:
-    """A scored sheet. ``criteria`` holds every criterion (0 where nothing was entered)."""
+    """A scored sheet. ``criteria`` holds every criterion's points (0 where nothing was
+    entered); ``counts`` the entries that were given as a number of occurrences."""
 
     rubric_id: str
     criteria: Mapping[str, Decimal]
@@ -404,6 +464,7 @@ class SheetScore:
     sections: Mapping[str, Decimal]
     total: Decimal
     missing: tuple[str, ...]
+    counts: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def complete(self) -> bool:
@@ -417,29 +478,42 @@ class SheetScore:
             return False
         return all(self.criteria[c.code] > 0 for c in rubric.criteria() if c.must_pass)
 
+    def entered(self) -> dict[str, Decimal]:
+        """The points of the criteria that have an entry, in rubric order."""
+        return {code: points for code, points in self.criteria.items() if code not in self.missing}
 
-def score_sheet(rubric: Rubric, entries: Mapping[str, Decimal | int], *, complete: bool) -> SheetScore:
-    """Score a sheet. An entry is the points awarded (ordinary criterion) or the number of
-    occurrences (per-occurrence criterion, scored ``min(count * points, cap)``).
+
+def score_sheet(rubric: Rubric, entries: Mapping[str, Decimal | int | Count], *, complete: bool) -> SheetScore:
+    """Score a sheet. An entry is the points awarded, as printed on the form (分项得分): a
+    possible score of its criterion (a multiple of the points per occurrence, or of the
+    rubric's step, at most the cap), else it is refused — never capped. A :class:`Count`
+    is a number of occurrences, turned into points (``count × points``, the document's
+    cumulative maximum applied: "累计最高得4分").
 
     Raises one ``InvalidInput`` listing every bad entry (``where`` is the criterion code);
     with ``complete=True`` every criterion without an entry is a problem too.
     """
     problems = ProblemList()
     scores: dict[str, Decimal] = {}
+    counts: dict[str, int] = {}
     for code, value in entries.items():
         criterion = rubric._by_code.get(code) if isinstance(code, str) else None
         if criterion is None:
-            problems.add(str(code), f"unknown criterion: rubric {rubric.id} has no criterion {code!r}")
+            problems.add(str(code), f"unknown criterion: rubric {rubric.id} has no criterion {code!r}",
+                         f"评价标准 {rubric.id} 中没有编号为 {code} 的评分项")
             continue
         score = _entry_score(criterion, value, problems)
         if score is not None:
             scores[code] = score
+            if isinstance(value, Count):
+                counts[code] = value.n
     missing = tuple(c.code for c in rubric.criteria() if c.code not in entries)
     if complete:
         for code in missing:
-            problems.add(code, "missing: a complete sheet needs an entry for every criterion")
-    problems.raise_if_any(f"invalid score sheet for rubric {rubric.id}", rubric=rubric.id)
+            problems.add(code, "missing: a complete sheet needs an entry for every criterion (0 is allowed)",
+                         "未填写：完整的评分表每一项都要填写（可填0）")
+    problems.raise_if_any(f"invalid score sheet for rubric {rubric.id}", f"评分表有误（评价标准 {rubric.id}）",
+                          rubric=rubric.id)
 
     zero = Decimal(0)
     per_criterion = {c.code: scores.get(c.code, zero) for c in rubric.criteria()}
@@ -452,33 +526,55 @@ def score_sheet(rubric: Rubric, entries: Mapping[str, Decimal | int], *, complet
         sections=MappingProxyType(per_section),
         total=sum(per_section.values(), zero),
         missing=missing,
+        counts=MappingProxyType(counts),
     )
 
 
 def _entry_score(criterion: Criterion, value: object, problems: ProblemList) -> Decimal | None:
     code = criterion.code
+    if isinstance(value, Count):
+        if not criterion.per_occurrence:
+            rule_en, rule_zh = criterion.rule_text()
+            problems.add(code, f"a count is only for a criterion scored per occurrence; {code} is {rule_en}: "
+                               "enter its points",
+                         f"只有按次（项）计分的评分项可以填写次数；{code} {rule_zh}，请填写分数")
+            return None
+        if isinstance(value.n, bool) or not isinstance(value.n, int) or value.n < 0:
+            problems.add(code, f"a count must be a whole number of occurrences, got {value.n!r}",
+                         f"次数必须是非负整数，填写的是 {value.n!r}")
+            return None
+        return min(criterion.points * value.n, criterion.cap)
     if isinstance(value, float):
-        problems.add(code, f"float {value!r} refused: enter a Decimal or an int")
+        problems.add(code, f"float {value!r} refused: enter a Decimal or an int", f"不接受浮点数 {value!r}")
         return None
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        problems.add(code, f"not a number: {type(value).__name__} {value!r}")
+        problems.add(code, f"not a number: {type(value).__name__} {value!r}", f"不是数字：{value!r}")
         return None
     number = Decimal(value)
     if not number.is_finite():
-        problems.add(code, f"not a number: {number}")
-    elif number < 0:
-        problems.add(code, f"negative: {number}")
-    elif criterion.per_occurrence:
-        if number != number.to_integral_value():
-            problems.add(code, f"occurrence count must be a whole number, got {number}")
-        elif number >= criterion.cap / criterion.points:
-            return criterion.cap
-        else:
-            return number * criterion.points
-    elif number > criterion.cap:
-        problems.add(code, f"{number} is above the cap {_fmt(criterion.cap)}")
-    elif number % criterion.step != 0:
-        problems.add(code, f"{number} is not a multiple of {_fmt(criterion.step)} (the smallest allowed fraction)")
-    else:
+        problems.add(code, f"not a number: {number}", f"不是数字：{number}")
+        return None
+    if criterion.possible(number):
         return number
+    rule_en, rule_zh = criterion.rule_text()
+    shown = _fmt(number)
+    problems.add(code, f"{shown} 分 is not possible: {rule_en} ({criterion.allowed_text()})",
+                 f"不能得{shown}分：{rule_zh}（可填 {criterion.allowed_text('、')}）")
     return None
+
+
+def entries_as_points(payload: Mapping[str, Any], rubric: Rubric) -> dict[str, Decimal]:
+    """The entries of a recorded sheet (self-assessment, verification, recheck) in points.
+
+    Version 2 payloads (``"v": 2``) hold points. Version 1 payloads, written before sheets
+    were points, hold the number of occurrences for a per-occurrence criterion; they are
+    read as they were written: ``min(count × points, cap)``, as they were scored then.
+    """
+    entries = {code: Decimal(value) for code, value in payload["entries"].items()}
+    if payload.get("v", 1) >= 2:
+        return entries
+    for code, value in entries.items():
+        criterion = rubric._by_code.get(code)
+        if criterion is not None and criterion.per_occurrence:
+            entries[code] = min(value * criterion.points, criterion.cap)
+    return entries

@@ -41,6 +41,21 @@ class UnitDraft:
     level: str
     category: str
     contacts: tuple[Contact, ...] = field(default_factory=tuple)
+    # Certified before the system kept the province's rounds (the year, and where it is written).
+    certified_year: int | None = None
+    certified_note: str = ""
+
+
+def check_certified_year(value: Any, where: str, problems: ProblemList) -> int | None:
+    """A year written as 2020 or 2020年 (blank: not certified before); from 2000 to 2100."""
+    text = _text(value).removesuffix("年").strip()
+    if not text:
+        return None
+    if isinstance(value, bool) or not text.isdigit() or not 2000 <= int(text) <= 2100:
+        problems.add(f"{where}.certified_year", f"must be the year it was certified, e.g. 2020; got {value!r}",
+                     f"须为已建成的年份，如 2020；填写的是 {value!r}")
+        return None
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +137,16 @@ def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping
             problems.add(f"{where}.contacts[{i}]", "an empty contact: give a name, and a phone or an email")
         if contact is not None:
             contacts.append(contact)
+    certified_year = check_certified_year(data.get("certified_year"), where, problems)
+    note = _text(data.get("certified_note"))
+    if len(note) > 200:
+        problems.add(f"{where}.certified_note", f"at most 200 characters, got {len(note)}")
+    if note and certified_year is None and not problems.problems[before:]:
+        problems.add(f"{where}.certified_note", "a note on a certification needs its year (certified_year)")
     if len(problems.problems) > before:
         return None
     return UnitDraft(name=name, jurisdiction_id=jid, level=expected or level, category=category,
-                     contacts=tuple(contacts))
+                     contacts=tuple(contacts), certified_year=certified_year, certified_note=note)
 
 
 def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mapping[str, str],

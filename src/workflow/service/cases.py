@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from ..adapters.db.store import fingerprint
 from ..clock import require_aware
-from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply, decide
+from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply, decide, notices_for
 from ..domain.errors import ConflictError
 from ..domain.events import Event
 from .ports import CaseStoreFactory
@@ -72,6 +72,8 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
         event = decide(case, action, data, actor, now, ctx)
         after = apply(case, event)
         uow.append(case, event, after)
+        for notice in notices_for(event):
+            uow.notify(after, notice, now)
         if idempotency_key is not None:
             uow.remember(idempotency_key, action, now, fingerprint=request, case_id=case_id, seq=event.seq)
         uow.commit()
@@ -95,6 +97,8 @@ def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str
             event = decide(case, action, data, actor, now, ctx)
             after = apply(case, event)
             uow.append(case, event, after)
+            for notice in notices_for(event):
+                uow.notify(after, notice, now)
             results.append(ActionResult(after, event, ctx, now))
             case = after
         if idempotency_key is not None and results:

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Iterator
 
 from sqlalchemy import Connection, Date, String, and_, cast, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+import structlog
+
 from ..adapters.calendar_files import CalendarCatalog
+from ..adapters.db.duty_store import append as append_duty
+from ..adapters.db.duty_store import streams_of_round
 from ..adapters.db.store import Database
 from ..adapters.db.tables import Case, Coordinator, Jurisdiction, Outbox, Round, SweepMark, Unit
 from ..adapters.db.types import UTCDateTime
@@ -32,12 +36,17 @@ from ..adapters.workdays import WorkdayCalendar
 from ..clock import business_date, require_aware
 from ..domain.calendar import Calendar, Milestone, tier_due
 from ..domain.case import Actor, apply, decide
+from ..domain.duties import DutyStream, apply_duty, record_missed
 from ..domain.errors import ConflictError, DomainError
-from ..domain.lifecycle import TERMINAL_STATES
+from ..domain.lifecycle import CONTACT_FORM, TERMINAL_STATES
+from .duties import owners, waiting_cases
+
+log = structlog.get_logger(__name__)
 
 SWEEPER = Actor("system", "sweep")
 BATCH = 500  # cases per transaction when recording misses
 RECTIFICATION = "rectification"
+_AFTER = timedelta(days=31)  # a milestone's holiday data matters until a month after it is due
 
 
 @dataclass
@@ -49,11 +58,16 @@ class SweepReport:
     expired: int = 0
     digests: int = 0
     unit_notices: int = 0
+    duty_reminders: int = 0
+    duties_missed: int = 0
+    duty_notices: int = 0
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a year without official holiday data
 
     @property
     def total(self) -> int:
-        return self.reminders + self.coordinator_reminders + self.missed + self.expired + self.digests
+        return (self.reminders + self.coordinator_reminders + self.missed + self.expired + self.digests
+                + self.duty_reminders + self.duties_missed)
 
 
 def _insert(conn: Connection, table: Any = Outbox):
@@ -80,13 +94,14 @@ def _mark(conn: Connection, round_id: str, milestone: str, stage: str, now: date
 
 
 def owing(milestone: Milestone, round_id: str):
-    """The cases of a round that still owe a milestone."""
+    """The cases of a round that still owe a milestone (or, for a bureau's duty, that wait
+    for the bureau)."""
     cond = [Case.round_id == round_id]
     if milestone.owes_states:
         cond.append(Case.state.in_(sorted(milestone.owes_states)))
-    if milestone.owes_contacts:
-        cond.append(Case.state.notin_(["not_certified", "withdrawn", "filed"]))
-        cond.append(Case.unit_id.in_(select(Unit.id).where(cast(Unit.contacts, String).in_(["[]", "null"]))))
+    if milestone.owes_contact_form:
+        cond.append(Case.state.notin_(sorted(TERMINAL_STATES)))
+        cond.append(Case.contact_form.is_(False))
     return and_(*cond)
 
 
@@ -95,23 +110,34 @@ def sweep(db: Database, calendars: CalendarCatalog, now: datetime) -> SweepRepor
     report = SweepReport(now)
     today = business_date(now)
     with db.engine.connect() as conn:
-        rounds = conn.execute(select(Round.id, Round.year, Round.calendar_id, Round.policy)).all()
-    for round_id, year, calendar_id, policy in rounds:
+        rounds = conn.execute(select(Round.id, Round.year, Round.calendar_id, Round.policy, Round.province_id)).all()
+    for round_id, year, calendar_id, policy, province_id in rounds:
         try:
             calendar = calendars.get(calendar_id)
         except DomainError as exc:  # a bad calendar stops its rounds, not the sweep
             report.skipped.append(f"round {round_id}: {exc}")
             continue
         workdays = WorkdayCalendar(calendar.extra_holidays, calendar.extra_workdays)
+        active = [m for m in calendar.milestones if not m.informational and today <= m.due_on(year) + _AFTER]
+        for warning in workdays.warnings({m.due_on(year).year for m in active}):
+            if warning not in report.warnings:
+                report.warnings.append(warning)
+                log.warning("holiday data missing", round_id=round_id, detail=warning)
         for milestone in calendar.milestones:
             if milestone.informational:
                 continue
             due = milestone.due_on(year)
             tier = tier_due(due, milestone.tiers, today, workdays)
+            if milestone.by_level:
+                _level_duty(db, round_id, province_id, milestone, due, tier, now, report)
+                continue
             if tier is not None:
                 _remind(db, round_id, calendar, milestone, due, tier, now, report)
             if today > due:
-                _record_misses(db, round_id, calendar, milestone, due, now, report)
+                if milestone.by_bureau:
+                    _bureau_missed(db, round_id, milestone, due, now, report)
+                else:
+                    _record_misses(db, round_id, calendar, milestone, due, now, report)
         if calendar.rectification is not None and (policy or {}).get("on_fail") == RECTIFICATION:
             _rectification(db, round_id, calendar, today, now, workdays, report)
     return report
@@ -203,8 +229,7 @@ def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone
             return
         ids = list(conn.execute(select(Case.id).where(owing(m, round_id)).order_by(Case.id)).scalars())
     noticed = business_date(now)
-    owed = sorted(m.owes_states) or ["registered", "self_assessed", "submitted", "verified", "rectification",
-                                     "recheck", "certified"]
+    owed = [CONTACT_FORM] if m.owes_contact_form else sorted(m.owes_states)
     for batch in _batches(ids, BATCH):
         def record(uow: Any) -> tuple[int, int]:
             missed = notices = 0
@@ -212,8 +237,9 @@ def _record_misses(db: Database, round_id: str, calendar: Calendar, m: Milestone
                 case = uow.get(case_id)
                 if any(mid == m.id for mid, _ in case.missed):
                     continue  # recorded by another or an earlier, interrupted sweep
-                if case.state in TERMINAL_STATES or (m.owes_states and case.state not in m.owes_states):
-                    continue  # moved on (submitted, withdrawn, closed) since the ids were read
+                if case.state in TERMINAL_STATES or (m.owes_states and case.state not in m.owes_states) \
+                        or (m.owes_contact_form and case.contact_form):
+                    continue  # moved on (submitted, withdrawn, closed, gave the form) since the ids were read
                 ctx = uow.round_context(case.round_id)
                 event = decide(case, "record_missed_deadline",
                                {"milestone": m.id, "due_on": due, "noticed_on": noticed, "owed_in": owed},
@@ -293,3 +319,125 @@ def _rectification(db: Database, round_id: str, calendar: Calendar, today: date,
         count, notices = _retrying(db, expire)
         report.expired += count
         report.unit_notices += notices
+
+
+# ---------------------------------------------------------------- duties of jurisdictions
+
+def _coordinators(conn: Connection) -> tuple[dict[str, list[int]], dict[str, str | None]]:
+    """Active coordinators by jurisdiction, and each jurisdiction's parent."""
+    by_jurisdiction: dict[str, list[int]] = {}
+    for coordinator_id, jurisdiction_id in conn.execute(
+            select(Coordinator.id, Coordinator.jurisdiction_id).where(Coordinator.active.is_(True))
+            .order_by(Coordinator.id)):
+        by_jurisdiction.setdefault(jurisdiction_id, []).append(coordinator_id)
+    parents = dict(conn.execute(select(Jurisdiction.id, Jurisdiction.parent_id)).all())
+    return by_jurisdiction, parents
+
+
+def _nearest(start: str | None, coordinators: dict[str, list[int]], parents: dict[str, str | None]) -> list[int]:
+    """The coordinators of ``start``, or of the nearest jurisdiction above it that has some."""
+    at = start
+    while at is not None:
+        if coordinators.get(at):
+            return coordinators[at]
+        at = parents.get(at)
+    return []
+
+
+def _duty_recipients(m: Milestone, jurisdiction_id: str, coordinators: dict[str, list[int]],
+                     parents: dict[str, str | None], stage: str) -> list[int]:
+    """Reminders go to the owing jurisdiction's own coordinators only (a bureau's duty for a
+    jurisdiction without any: the nearest above); a miss also to the jurisdiction it is owed to
+    (``parent``) when the calendar escalates to it."""
+    wanted = m.remind if stage == "remind" else m.escalate
+    out: list[int] = []
+    if "coordinators" in wanted:
+        out += _nearest(jurisdiction_id, coordinators, parents) if m.by_bureau else coordinators.get(jurisdiction_id, [])
+    if "parent" in wanted:
+        out += _nearest(parents.get(jurisdiction_id), coordinators, parents)
+    return sorted(set(out))
+
+
+def _duty_row(conn: Connection, round_id: str, m: Milestone, due: date, now: datetime, *, kind: str,
+              coordinator_id: int, key: str, context: dict[str, Any], tier: int | None = None) -> int:
+    return _inserted(conn, _insert(conn).values(
+        dedupe_key=f"{kind}:{coordinator_id}:{round_id}:{key}", kind=kind, round_id=round_id,
+        coordinator_id=coordinator_id, milestone=m.id, tier=tier, due_on=due,
+        context=json.dumps(context, ensure_ascii=False), status="pending", attempts=0, next_attempt_at=now,
+        created_at=now).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+def _missed_digests(conn: Connection, round_id: str, m: Milestone, due: date, now: datetime,
+                    missed: dict[int, list[dict[str, Any]]], report: SweepReport) -> None:
+    """One notice per coordinator, listing every jurisdiction (and the cases waiting on it, for
+    a bureau's duty) whose duty passed its date: a province hears of its cities' misses once."""
+    for cid, items in sorted(missed.items()):
+        report.duty_notices += _duty_row(conn, round_id, m, due, now, kind="duty_missed", coordinator_id=cid,
+                                         key=m.id, context={"jurisdictions": items})
+
+
+def _level_duty(db: Database, round_id: str, province_id: str, m: Milestone, due: date, tier: int | None,
+                now: datetime, report: SweepReport) -> None:
+    """A duty every jurisdiction of a level owes (a city's report, a filing): reminders to
+    those that have not recorded it done; after its date a miss on each one's duty stream."""
+    today = business_date(now)
+    stages = ([f"tier:{tier}"] if tier is not None else []) + (["missed"] if today > due else [])
+    if not stages:
+        return
+    with db.write_connection() as conn:
+        todo = [stage for stage in stages if not _marked(conn, round_id, m.id, stage)]
+        if not todo:
+            return
+        streams = streams_of_round(conn, round_id)
+        coordinators, parents = _coordinators(conn)
+        for stage in todo:
+            missed: dict[int, list[dict[str, Any]]] = {}
+            for owner in owners(conn, province_id, m.owed_by):
+                stream = streams.get(owner.id) or DutyStream(round_id, owner.id)
+                if stream.status(m.id).done_at is not None:
+                    continue
+                if stage != "missed":
+                    for cid in _duty_recipients(m, owner.id, coordinators, parents, "remind"):
+                        report.duty_reminders += _duty_row(conn, round_id, m, due, now, kind="duty_reminder",
+                                                           coordinator_id=cid, key=f"{owner.id}:{m.id}:{tier}",
+                                                           context={"jurisdiction_id": owner.id}, tier=tier)
+                    continue
+                event = record_missed(stream, m, actor=str(SWEEPER), now=now, due_on=due, noticed_on=today)
+                if event is not None:
+                    after = apply_duty(stream, event)
+                    append_duty(conn, stream, event, after, now)
+                    streams[owner.id] = after
+                    report.duties_missed += 1
+                for cid in _duty_recipients(m, owner.id, coordinators, parents, "escalate"):
+                    missed.setdefault(cid, []).append({"jurisdiction_id": owner.id})
+            _missed_digests(conn, round_id, m, due, now, missed, report)
+            _mark(conn, round_id, m.id, stage, now)
+
+
+def _bureau_missed(db: Database, round_id: str, m: Milestone, due: date, now: datetime, report: SweepReport) -> None:
+    """A bureau's duty past its date (the evaluation): for each jurisdiction whose own units'
+    cases still wait for it, a miss on the jurisdiction's duty stream listing them; the cases
+    themselves record nothing (they wait on the bureau; the unit did not miss anything)."""
+    today = business_date(now)
+    with db.write_connection() as conn:
+        if _marked(conn, round_id, m.id, "missed"):
+            return
+        waiting = waiting_cases(conn, round_id, m)
+        names = dict(conn.execute(select(Case.id, Unit.name).join(Unit, Unit.id == Case.unit_id)
+                                  .where(Case.round_id == round_id, Case.state.in_(sorted(m.owes_states)))).all())
+        streams = streams_of_round(conn, round_id)
+        coordinators, parents = _coordinators(conn)
+        missed: dict[int, list[dict[str, Any]]] = {}
+        for jurisdiction_id, case_ids in sorted(waiting.items()):
+            stream = streams.get(jurisdiction_id) or DutyStream(round_id, jurisdiction_id)
+            event = record_missed(stream, m, actor=str(SWEEPER), now=now, due_on=due, noticed_on=today,
+                                  cases=case_ids)
+            if event is None:
+                continue
+            append_duty(conn, stream, event, apply_duty(stream, event), now)
+            report.duties_missed += 1
+            rows = [{"case_id": c, "unit_name": names.get(c, "")} for c in case_ids]
+            for cid in _duty_recipients(m, jurisdiction_id, coordinators, parents, "escalate"):
+                missed.setdefault(cid, []).append({"jurisdiction_id": jurisdiction_id, "rows": rows})
+        _missed_digests(conn, round_id, m, due, now, missed, report)
+        _mark(conn, round_id, m.id, "missed", now)

@@ -5,13 +5,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from ..adapters.db.store import Database
-from ..adapters.db.tables import Coordinator, Jurisdiction, Unit
+from ..adapters.db.tables import Case, Coordinator, Jurisdiction, Unit
 from ..adapters.rosters import read_jurisdictions_csv, read_units, unit_row_as_dict
 from ..clock import require_aware
+from ..domain.case import Actor
 from ..domain.errors import AlreadyExists, ProblemList
 from ..domain.units import (JURISDICTION_LEVEL_ALIASES, JURISDICTION_LEVELS, check_jurisdiction,
                             check_unit)
@@ -116,12 +119,16 @@ def import_units_data(db: Database, data: bytes, source: str, now: datetime, *, 
         for d in drafts:
             contacts = [c.to_dict() for c in d.contacts]
             old = existing.get((d.jurisdiction_id, d.name))
+            certified = (d.certified_year, d.certified_note or None)
             if old is None:
                 session.add(Unit(jurisdiction_id=d.jurisdiction_id, name=d.name, level=d.level, category=d.category,
-                                 contacts=contacts, created_at=now, updated_at=now))
+                                 contacts=contacts, certified_year=certified[0], certified_note=certified[1],
+                                 created_at=now, updated_at=now))
                 created += 1
-            elif (old.category, old.contacts) != (d.category, contacts):
+            elif (old.category, old.contacts, old.certified_year, old.certified_note) != (d.category, contacts,
+                                                                                          *certified):
                 old.category, old.contacts, old.updated_at = d.category, contacts, now
+                old.certified_year, old.certified_note = certified
                 updated += 1
             else:
                 unchanged += 1
@@ -198,6 +205,7 @@ def create_unit(db: Database, data: dict, now: datetime, *, within_path: str | N
                                 unit_id=exists[0])
         unit = Unit(jurisdiction_id=draft.jurisdiction_id, name=draft.name, level=draft.level,
                     category=draft.category, contacts=[c.to_dict() for c in draft.contacts],
+                    certified_year=draft.certified_year, certified_note=draft.certified_note or None,
                     created_at=now, updated_at=now)
         session.add(unit)
         _commit(session, f"{draft.name} ({draft.jurisdiction_id}) already exists")
@@ -205,11 +213,12 @@ def create_unit(db: Database, data: dict, now: datetime, *, within_path: str | N
         return unit
 
 
-UNIT_FIELDS = ("name", "category", "contacts")
+UNIT_FIELDS = ("name", "category", "contacts", "certified_year", "certified_note")
 
 
 def update_unit(db: Database, unit_id: int, changes: dict, now: datetime) -> Unit:
-    """Change a unit's name, category or contacts (its jurisdiction and level stay)."""
+    """Change a unit's name, category, contacts, or the year it was certified before the system
+    kept the province's rounds (its jurisdiction and level stay)."""
     from ..domain.errors import NotFound
 
     require_aware(now, "now")
@@ -221,7 +230,8 @@ def update_unit(db: Database, unit_id: int, changes: dict, now: datetime) -> Uni
         if unit is None:
             raise NotFound(f"unit {unit_id} does not exist")
         merged = {"name": unit.name, "jurisdiction": unit.jurisdiction_id, "level": unit.level,
-                  "category": unit.category, "contacts": unit.contacts}
+                  "category": unit.category, "contacts": unit.contacts, "certified_year": unit.certified_year,
+                  "certified_note": unit.certified_note}
         merged.update({k: v for k, v in changes.items() if k in UNIT_FIELDS})
         draft = check_unit(merged, "unit", {unit.jurisdiction_id: _jurisdiction_level(session, unit)}, problems)
         problems.raise_if_any(f"cannot change unit {unit_id}")
@@ -231,6 +241,7 @@ def update_unit(db: Database, unit_id: int, changes: dict, now: datetime) -> Uni
             raise AlreadyExists(f"{draft.name} ({unit.jurisdiction_id}) already exists")
         unit.name, unit.category = draft.name, draft.category
         unit.contacts = [c.to_dict() for c in draft.contacts]
+        unit.certified_year, unit.certified_note = draft.certified_year, draft.certified_note or None
         unit.updated_at = now
         session.add(unit)
         _commit(session, f"{draft.name} ({unit.jurisdiction_id}) already exists")
@@ -252,3 +263,63 @@ def _commit(session: Session, exists: str) -> None:
         session.commit()
     except IntegrityError as exc:
         raise AlreadyExists(exists) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFormResult:
+    unit_id: int
+    contacts: list[dict[str, str]]
+    cases: list[int]  # the open cases that recorded the form for their round
+
+
+def give_contact_form(db: Database, unit_id: int, contacts: list[dict[str, Any]] | None, actor: Actor,
+                      now: datetime) -> ContactFormResult:
+    """The contact-person form (附件2) for the unit's open rounds, in one transaction: with
+    ``contacts`` the unit's contacts are replaced by the form's; without, the contacts on file
+    are confirmed for this round. Every open case of the unit records it (ContactFormGiven);
+    a contact on file from an earlier round counts for a round only once confirmed."""
+    from ..domain.case import apply, decide
+    from ..domain.errors import InvalidInput, NotFound, Problem
+    from ..domain.lifecycle import TERMINAL_STATES
+    from ..domain.units import check_contact
+
+    require_aware(now, "now")
+    checked: list[dict[str, str]] | None = None
+    if contacts is not None:
+        problems = ProblemList()
+        given = [check_contact(c, f"unit.contacts[{i}]", problems) for i, c in enumerate(contacts)]
+        if not contacts or any(c is None for c in given):
+            problems.add("unit.contacts", "the form needs at least one contact with a name and a phone or an email",
+                         "联系人信息表至少填写一名联系人（姓名及电话或邮箱）")
+        problems.raise_if_any("invalid contact form; nothing was recorded", "联系人信息表有误，未保存")
+        checked = [c.to_dict() for c in given if c is not None]
+    with db.unit_of_work(core=True) as uow:
+        conn = uow.connection
+        unit = conn.execute(select(Unit.id, Unit.contacts).where(Unit.id == unit_id)).first()
+        if unit is None:
+            raise NotFound(f"unit {unit_id} does not exist", unit_id=unit_id)
+        on_file = checked if checked is not None else list(unit.contacts or [])
+        if not on_file:
+            raise InvalidInput(f"unit {unit_id} has no contact on file to confirm: fill in the form",
+                               [Problem("contacts", "no contact on file", "尚无联系人信息，请填写联系人信息表")],
+                               "尚无联系人信息可确认，请填写联系人信息表", unit_id=unit_id)
+        if checked is not None:
+            conn.execute(update(Unit).where(Unit.id == unit_id).values(contacts=checked, updated_at=now))
+        how = "form" if checked is not None else "confirmed"
+        recorded = []
+        for case_id in conn.execute(select(Case.id).where(Case.unit_id == unit_id,
+                                                             Case.state.notin_(sorted(TERMINAL_STATES)))
+                                    .order_by(Case.id)).scalars():
+            case = uow.get(case_id)
+            if how == "confirmed" and case.contact_form:
+                continue
+            event = decide(case, "give_contact_form", {"how": how, "contacts": len(on_file)}, actor, now,
+                           uow.round_context(case.round_id))
+            uow.append(case, event, apply(case, event))
+            recorded.append(case_id)
+        if how == "confirmed" and not recorded:
+            raise InvalidInput(f"unit {unit_id} has no open case whose round still needs the contact form",
+                               [Problem("contacts", "nothing to confirm", "本轮联系人信息已确认或没有进行中的创建")],
+                               "没有需要确认联系人的进行中创建", unit_id=unit_id)
+        uow.commit()
+    return ContactFormResult(unit_id, on_file, recorded)

@@ -27,7 +27,10 @@ from ..domain.calendar import Calendar
 from ..domain.case import Actor, apply, decide
 from ..domain.errors import ConflictError, DomainError
 
-CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed")
+CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
+DUTY_KINDS = ("duty_reminder", "duty_missed")
+NEEDS_TEXT = {"attachment": "请在系统中登记完成并上传相关材料", "filing_batches": "请先在系统中建立备案批次，再登记完成",
+              "spot_checks": "请在系统中登记抽查记录，再登记完成", "nothing": "请在系统中登记完成"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,12 @@ class DispatchReport:
     failed: int = 0
     cancelled: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def points_text(value: Any) -> str:
+    """Points as a person writes them: 70, 76.5 (never 70.0 or 7E+1)."""
+    text = format(value.normalize(), "f")
+    return text
 
 
 def message_id_for(dedupe_key: str, domain: str) -> str:
@@ -86,7 +95,8 @@ def _still_relevant(conn, row: Any, calendar: Calendar, rows: list[dict[str, Any
     ids = [r["case_id"] for r in rows]
     if not ids:
         return []
-    current = {r.id: r for r in conn.execute(select(Case.id, Case.state, Case.overdue).where(Case.id.in_(ids)))}
+    current = {r.id: r for r in conn.execute(select(Case.id, Case.state, Case.overdue, Case.contact_form)
+                                             .where(Case.id.in_(ids)))}
     keep = []
     for r in rows:
         case = current.get(r["case_id"])
@@ -94,9 +104,11 @@ def _still_relevant(conn, row: Any, calendar: Calendar, rows: list[dict[str, Any
             continue
         if row.kind == "digest" and row.milestone != "rectification" and not case.overdue:
             continue
-        if row.kind == "coordinator_reminder":
+        if row.kind in ("coordinator_reminder", "duty_missed"):
             milestone = calendar.milestone(row.milestone)
             if milestone.owes_states and case.state not in milestone.owes_states:
+                continue
+            if milestone.owes_contact_form and case.contact_form:
                 continue
         keep.append(r)
     return keep
@@ -118,8 +130,9 @@ def _load(conn, rows: list[Any]) -> _Batch:
     rounds = {r.id: r for r in conn.execute(select(Round.id, Round.year, Round.calendar_id, Round.pass_mark)
                                             .where(Round.id.in_(round_ids)))}
     cases = {r.id: r for r in conn.execute(
-        select(Case.id, Case.state, Case.rectification_due, Case.verified_total, Unit.name.label("unit_name"),
-               Unit.contacts).join(Unit, Unit.id == Case.unit_id).where(Case.id.in_(case_ids)))} if case_ids else {}
+        select(Case.id, Case.state, Case.rectification_due, Case.verified_total, Case.contact_form,
+               Unit.name.label("unit_name"), Unit.contacts).join(Unit, Unit.id == Case.unit_id)
+        .where(Case.id.in_(case_ids)))} if case_ids else {}
     coordinators = {r.id: r for r in conn.execute(
         select(Coordinator.id, Coordinator.name, Coordinator.email, Coordinator.active,
                Jurisdiction.name.label("jurisdiction")).join(Jurisdiction, Jurisdiction.id == Coordinator.jurisdiction_id)
@@ -132,7 +145,10 @@ def _unit_recipients(row: Any, case: Any, calendar: Calendar) -> list[Address]:
         milestone = calendar.milestone(row.milestone)
         if milestone.owes_states and case.state not in milestone.owes_states:
             raise _Skip("cancelled", f"case is {case.state}: it no longer owes {milestone.id}")
-    if row.kind == "rectification" and (case.state != "rectification" or case.rectification_due != row.due_on):
+        if milestone.owes_contact_form and case.contact_form:
+            raise _Skip("cancelled", "the contact form of this round is on file")
+    if row.kind in ("rectification", "rectification_notice") and (
+            case.state != "rectification" or case.rectification_due != row.due_on):
         raise _Skip("cancelled", f"case is {case.state}, due {case.rectification_due}: this reminder is stale")
     emails = [Address(c["email"], c.get("name", "")) for c in (case.contacts or []) if c.get("email")]
     if not emails:
@@ -145,10 +161,12 @@ def _build(db: Database, calendars: CalendarCatalog, batch: _Batch, row: Any, no
     today = business_date(now)
     rnd = batch.rounds[row.round_id]
     calendar = calendars.get(rnd.calendar_id)
-    title = f"{calendar.title}（{rnd.year}年度）" if calendar.recurring else calendar.title
+    title = calendar.title_for(rnd.year)
     attachments: tuple[Attachment, ...] = ()
     due: date = row.due_on
-    if row.kind in ("reminder", "rectification", "coordinator_reminder") and today > due:
+    if row.kind in DUTY_KINDS:
+        return _duty_message(db, calendar, batch, row, title, today, settings)
+    if row.kind in ("reminder", "rectification", "coordinator_reminder", "rectification_notice") and today > due:
         raise _Skip("cancelled", f"the deadline {due} passed before this reminder went out "
                                  "(the miss is recorded and notified on its own)")
     if row.kind in CASE_KINDS:
@@ -165,16 +183,17 @@ def _build(db: Database, calendars: CalendarCatalog, batch: _Batch, row: Any, no
             kind = "reminder"
             context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
                        "days_left": (due - today).days, "what_to_do": todo, "contact_line": calendar.contact}
-        elif row.kind == "rectification":
-            kind = "rectification"
+        elif row.kind in ("rectification", "rectification_notice"):
+            kind = row.kind
             context = {**base, "round_title": title, "due_date": due, "days_left": (due - today).days,
-                       "verified_total": format(case.verified_total, "f") if case.verified_total is not None
-                       else "", "pass_mark": format(rnd.pass_mark, "f")}
+                       "verified_total": points_text(case.verified_total) if case.verified_total is not None
+                       else "", "pass_mark": points_text(rnd.pass_mark), "what_to_do": todo,
+                       "contact_line": calendar.contact}
         else:
             kind = "missed"
             context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
                        "noticed_on": today, "what_to_do": todo}
-        if row.kind in ("reminder", "rectification"):
+        if row.kind in ("reminder", "rectification", "rectification_notice"):
             attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8",
                                       deadline_event(uid=f"deadline.{row.case_id}.{row.milestone}@"
                                                          f"{settings.message_domain}",
@@ -211,6 +230,50 @@ def _build(db: Database, calendars: CalendarCatalog, batch: _Batch, row: Any, no
     return OutgoingMessage(message_id=message_id_for(row.dedupe_key, settings.message_domain),
                            sender=settings.sender, to=tuple(to), subject=rendered.subject, text=rendered.text,
                            html=rendered.html, attachments=attachments,
+                           headers=(("X-Workflow-Key", row.dedupe_key),))
+
+
+def _duty_message(db: Database, calendar: Calendar, batch: _Batch, row: Any, title: str, today: date,
+                  settings: DispatchSettings) -> OutgoingMessage:
+    """A duty's reminder (one jurisdiction) or its misses (every jurisdiction this coordinator
+    hears of), to a coordinator: what was done since, or no longer waits, is left out; nothing
+    left, the mail is cancelled."""
+    from ..adapters.db.duty_store import load_stream
+
+    coordinator = batch.coordinators[row.coordinator_id]
+    if not coordinator.active:
+        raise _Skip("cancelled", "coordinator is no longer active")
+    context = json.loads(row.context or "{}")
+    duty = calendar.milestone(row.milestone)
+    due: date = row.due_on
+    if row.kind == "duty_reminder" and today > due:
+        raise _Skip("cancelled", f"the deadline {due} passed before this reminder went out")
+    listed = context.get("jurisdictions") or [{"jurisdiction_id": context["jurisdiction_id"]}]
+    items = []
+    with db.engine.connect() as conn:
+        names = dict(conn.execute(select(Jurisdiction.id, Jurisdiction.name)).all())
+        for item in listed:
+            stream = load_stream(conn, row.round_id, item["jurisdiction_id"])
+            if stream.status(duty.id).done_at is not None:
+                continue
+            rows = _still_relevant(conn, row, calendar, item["rows"]) if "rows" in item else []
+            if "rows" in item and not rows:
+                continue
+            items.append({"jurisdiction_name": names.get(item["jurisdiction_id"], item["jurisdiction_id"]),
+                          "rows": rows})
+    if not items:
+        raise _Skip("cancelled", f"{duty.id}: done, or nothing waits for it any more")
+    values = {"coordinator_name": coordinator.name, "round_title": title, "duty_name": duty.name, "due_date": due,
+              "what_to_do": duty.what_to_do,
+              "how_to_record": NEEDS_TEXT.get(duty.needs, NEEDS_TEXT["nothing"]) if duty.by_level else ""}
+    if row.kind == "duty_reminder":
+        values.update(jurisdiction_name=items[0]["jurisdiction_name"], days_left=(due - today).days)
+    else:
+        values.update(items=items, days_overdue=(today - due).days)
+    rendered = render(row.kind, values)
+    return OutgoingMessage(message_id=message_id_for(row.dedupe_key, settings.message_domain),
+                           sender=settings.sender, to=(Address(coordinator.email, coordinator.name),),
+                           subject=rendered.subject, text=rendered.text, html=rendered.html,
                            headers=(("X-Workflow-Key", row.dedupe_key),))
 
 

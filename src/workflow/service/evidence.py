@@ -20,6 +20,18 @@ from .ports import CaseStoreFactory
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentItem:
+    document: str
+    name: str
+    sha256: str
+    filename: str
+    size: int
+    type: str
+    attached_by: str
+    attached_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EvidenceItem:
     criterion: str
     item_name: str
@@ -57,6 +69,17 @@ def attach_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, cr
     Everything is checked before anything is written: each file's size and type (by
     content), and the attachments themselves against the case as it is (unknown case or
     criterion, another unit's case, a file already there)."""
+    return _attach(store, blobs, case_id, "attach_evidence", {"criterion": criterion}, files, actor, now)
+
+
+def attach_document_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, document: str,
+                          files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
+    """Attach named files as one of the round's required documents (自评报告 ...), all or none."""
+    return _attach(store, blobs, case_id, "attach_document", {"document": document}, files, actor, now)
+
+
+def _attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, action: str, target: dict[str, str],
+            files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
     problems = []
     for name, data in files:
         try:
@@ -68,8 +91,7 @@ def attach_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, cr
     steps = []
     for name, data in files:
         sha256, kind = blobs.check(data, name)
-        steps.append(("attach_evidence", {"criterion": criterion, "sha256": sha256, "filename": name,
-                                          "size": len(data), "type": kind}))
+        steps.append((action, {**target, "sha256": sha256, "filename": name, "size": len(data), "type": kind}))
     _dry_run(store, case_id, steps, actor, now)
     for name, data in files:
         try:
@@ -113,10 +135,28 @@ def list_evidence(store: CaseStoreFactory, case_id: int) -> list[EvidenceItem]:
     return [item for _, _, item in sorted(out, key=lambda t: (t[0], t[1]))]
 
 
+def list_documents(store: CaseStoreFactory, case_id: int) -> list[DocumentItem]:
+    """The case's required documents on file, in the order the round's calendar lists them."""
+    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
+        case = uow.get(case_id)
+        ctx = uow.round_context(case.round_id)
+        events = uow.events(case_id) if case.documents else []
+    details = {(e.payload["document"], e.payload["sha256"]): e for e in events if e.type == "DocumentAttached"}
+    names = {d.id: d.name for d in ctx.documents}
+    order = {d.id: i for i, d in enumerate(ctx.documents)}
+    out = []
+    for position, (document, sha, filename) in enumerate(case.documents):
+        e = details[(document, sha)]
+        out.append((order.get(document, len(order)), position, DocumentItem(
+            document, names.get(document, document), sha, filename, int(e.payload["size"]), e.payload["type"],
+            e.actor, e.occurred_at)))
+    return [item for _, _, item in sorted(out, key=lambda t: (t[0], t[1]))]
+
+
 _SUFFIXES = {"jpeg": (".jpg", ".jpeg"), "tiff": (".tif", ".tiff")}
 
 
-def _named_by_content(item: EvidenceItem) -> str:
+def _named_by_content(item: EvidenceItem | DocumentItem) -> str:
     """The file name with the extension its content has (a PDF uploaded as .exe leaves as .pdf)."""
     path = Path(item.filename)
     if path.suffix.lower() in _SUFFIXES.get(item.type, (f".{item.type}",)):
@@ -125,10 +165,15 @@ def _named_by_content(item: EvidenceItem) -> str:
 
 
 def export_archive(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, out: Path | BinaryIO) -> int:
-    """One ZIP of the case's evidence, in rubric order: ``<criterion> <item>/<nn> <file name>``."""
+    """One ZIP of what the case submits: the required documents first (``00 报送材料/<nn>
+    <document> <file name>``), then the evidence in rubric order (``<criterion> <item>/<nn>
+    <file name>``), as the notice asks (按照评价标准项目编号顺序)."""
     items = list_evidence(store, case_id)
     counters: dict[str, int] = {}
     entries = []
+    for n, doc in enumerate(list_documents(store, case_id), start=1):
+        name = f"{doc.name} {_named_by_content(doc)}".replace(":", "：").replace("/", "／")
+        entries.append(ArchiveEntry(f"00 报送材料/{n:02d} {name}", doc.sha256))
     for item in items:
         counters[item.criterion] = counters.get(item.criterion, 0) + 1
         folder = f"{item.criterion} {item.item_name}".replace(":", "：").replace("/", "／")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Iterator, Protocol
 
-from ..domain.case import CaseState, RoundContext
+from datetime import datetime
+
+from ..domain.case import CaseState, Notice, RoundContext
+from ..domain.duties import DutyEvent, DutyStream
+from ..domain.rubric import Rubric
 from ..domain.events import Event
 
 
@@ -31,6 +35,10 @@ class CaseStore(Protocol):
 
     def events(self, case_id: int) -> list[Event]: ...
 
+    def notify(self, case: CaseState, notice: Notice, now: datetime) -> None:
+        """Write a notice the event implies to the outbox, in this transaction, once per key."""
+        ...
+
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
@@ -50,3 +58,11 @@ class EventSource(Protocol):
     def all_cases(self) -> Iterator[CaseState]: ...
 
     def all_events(self) -> Iterator[Event]: ...
+
+    def rubric_of(self, round_id: str) -> Rubric:
+        """The round's rubric as it opened (to read version-1 sheets of its cases)."""
+        ...
+
+    def all_duty_streams(self) -> Iterator[DutyStream]: ...
+
+    def all_duty_events(self) -> Iterator[DutyEvent]: ...

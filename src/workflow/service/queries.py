@@ -1,7 +1,7 @@
 """The read side: lists and details for coordinators and auditors."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -91,9 +91,14 @@ class CaseDetail:
     round: Mapping[str, Any]
     events: list[Event]
     allowed: list[str]
+    documents: tuple[Any, ...] = ()  # what the round asks for besides evidence
+    waiting_on: list[dict[str, Any]] = field(default_factory=list)  # the bureau's duties it waits for
 
 
-def show_case(db: Database, case_id: int, now: datetime) -> CaseDetail:
+def show_case(db: Database, case_id: int, now: datetime, calendars: Any = None) -> CaseDetail:
+    from ..clock import business_date
+    from ..domain.duties import waiting_on
+
     with db.reader() as uow:
         state = uow.get(case_id)
         ctx = uow.round_context(state.round_id)
@@ -101,12 +106,24 @@ def show_case(db: Database, case_id: int, now: datetime) -> CaseDetail:
         conn = uow.connection
         unit = conn.execute(select(Unit.__table__).where(Unit.id == state.unit_id)).mappings().one()
         rnd = conn.execute(select(Round.__table__).where(Round.id == state.round_id)).mappings().one()
-    return CaseDetail(state, unit, rnd, events, allowed_actions(state, ctx, now))
+    waiting = [] if calendars is None else [
+        {**w, "due_on": w["due_on"].isoformat()}
+        for w in waiting_on(calendars.get(rnd["calendar_id"]), rnd["year"], state.state, business_date(now))]
+    return CaseDetail(state, unit, rnd, events, allowed_actions(state, ctx, now), ctx.documents, waiting)
 
 
 def list_rounds(db: Database) -> list[Any]:
     with db.engine.connect() as conn:
-        return conn.execute(select(Round).order_by(Round.province_id, Round.year)).all()
+        return list(conn.execute(select(Round.__table__).order_by(Round.province_id, Round.year)).mappings())
+
+
+def round_calendar(db: Database, calendars: Any, round_id: str) -> tuple[Any, int]:
+    """The calendar a round runs by, and its year."""
+    with db.engine.connect() as conn:
+        row = conn.execute(select(Round.calendar_id, Round.year).where(Round.id == round_id)).first()
+    if row is None:
+        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+    return calendars.get(row.calendar_id), row.year
 
 
 def list_units(db: Database, jurisdiction_id: str | None = None) -> list[Any]:
@@ -123,7 +140,7 @@ def list_units(db: Database, jurisdiction_id: str | None = None) -> list[Any]:
 
 def list_jurisdictions(db: Database) -> list[Any]:
     with db.engine.connect() as conn:
-        return conn.execute(select(Jurisdiction).order_by(Jurisdiction.path)).all()
+        return conn.execute(select(Jurisdiction.__table__).order_by(Jurisdiction.path)).all()
 
 
 def list_coordinators(db: Database) -> list[Any]:

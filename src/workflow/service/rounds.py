@@ -14,7 +14,8 @@ from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
 from ..clock import require_aware
 from ..domain.calendar import Calendar
 from ..domain.case import Actor
-from ..domain.errors import AlreadyExists, ProblemList
+from ..adapters.workdays import WorkdayCalendar
+from ..domain.errors import AlreadyExists, NotFound, ProblemList
 from ..domain.rubric import Rubric, rubric_to_data
 
 # A unit certified (or filed) in an earlier round has met the standard: later rounds
@@ -32,9 +33,14 @@ class OpenedRound:
     registered: int
     carried_over: int
     already_certified: int
+    calendar_id: str = ""
+    target_share: Decimal | None = None
+    warnings: tuple[str, ...] = ()  # e.g. a year without official holiday data
 
 
 def _share(value: Any, problems: ProblemList) -> Decimal | None:
+    if value is None:
+        return None
     try:
         share = Decimal(str(value))
     except InvalidOperation:
@@ -46,7 +52,10 @@ def _share(value: Any, problems: ProblemList) -> Decimal | None:
 
 
 def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_id: str, year: int,
-               rubric_id: str, calendar_id: str, target_share: Any, actor: Actor, now: datetime) -> OpenedRound:
+               rubric_id: str, calendar_id: str | None, target_share: Any, actor: Actor, now: datetime) -> OpenedRound:
+    """Open ``province_id``'s round of ``year``. Without a calendar it takes the one that
+    serves the year (that year's notice, else the province's recurring calendar); without a
+    target share it takes the calendar's schedule for the year, and says so if there is none."""
     require_aware(now, "now")
     problems = ProblemList()
     share = _share(target_share, problems)
@@ -58,9 +67,14 @@ def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_i
     except Exception as exc:  # NotFound or a bad file: reported with the rest
         problems.add("rubric", str(exc))
     try:
-        calendar = calendars.get(calendar_id)
+        calendar = calendars.get(calendar_id) if calendar_id else calendars.for_year(province_id, year)
     except Exception as exc:
         problems.add("calendar", str(exc))
+    if isinstance(calendar, Calendar) and target_share is None:
+        share = calendar.overall_target(year)
+        if share is None:
+            problems.add("target_share", f"calendar {calendar.id} sets no target for {year}: give the round's "
+                                         "target share (e.g. 0.5)", f"日历 {calendar.id} 未规定{year}年的目标，请填写目标占比")
     round_id = f"{province_id}-{year}"
     if len(round_id) > 64:
         problems.add("province", f"the round id {round_id!r} would be longer than 64 characters")
@@ -98,10 +112,13 @@ def _open(db: Database, *, problems: ProblemList, round_id: str, province_id: st
             target_share=share, pass_mark=rubric.pass_mark, max_total=rubric.total,
             policy={"on_fail": policy.on_fail, "rectification_days": policy.rectification_days,
                     "carry_over": policy.carry_over},
-            rubric_data=rubric_to_data(rubric), opened_at=now, opened_by=str(actor)))
+            rubric_data=rubric_to_data(rubric), documents=[d.to_data() for d in calendar.documents],
+            targets=[t.to_data() for t in calendar.targets_for(year)], opened_at=now, opened_by=str(actor)))
         earlier = select(Round.id).where(and_(Round.province_id == province_id, Round.year < year))
         done = set(conn.execute(select(Case.unit_id).where(
             and_(Case.round_id.in_(earlier), Case.state.in_(DONE_STATES)))).scalars())
+        # Units certified before the system kept the province's rounds are done too.
+        done |= set(conn.execute(select(Unit.id).where(Unit.certified_year <= year)).scalars())
         carried: dict[int, int] = {}
         if policy.carry_over:
             previous = f"{province_id}-{year - 1}"
@@ -116,4 +133,20 @@ def _open(db: Database, *, problems: ProblemList, round_id: str, province_id: st
             uow.create(round_id, unit_id, str(actor), now, carried.get(unit_id))
             registered += 1
         uow.commit()
-    return OpenedRound(round_id, registered, sum(1 for u in units if u in carried), len(done & set(units)))
+    return OpenedRound(round_id, registered, sum(1 for u in units if u in carried), len(done & set(units)),
+                       calendar.id, share, tuple(WorkdayCalendar(calendar.extra_holidays, calendar.extra_workdays)
+                                                 .warnings(m.due_on(year).year for m in calendar.milestones)))
+
+
+def roll_over(db: Database, rubrics: Catalog, calendars: Catalog, round_id: str, *, rubric_id: str | None = None,
+              calendar_id: str | None = None, target_share: Any = None, actor: Actor, now: datetime) -> OpenedRound:
+    """Open next year's round of ``round_id``'s province: the same rubric unless given; the
+    calendar that serves next year (its notice, else the recurring calendar) unless given;
+    the target from that calendar's schedule unless given."""
+    with db.engine.connect() as conn:
+        row = conn.execute(select(Round.province_id, Round.year, Round.rubric_id).where(Round.id == round_id)).first()
+    if row is None:
+        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+    return open_round(db, rubrics, calendars, province_id=row.province_id, year=row.year + 1,
+                      rubric_id=rubric_id or row.rubric_id, calendar_id=calendar_id, target_share=target_share,
+                      actor=actor, now=now)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ..adapters.db.store import Database
 from ..adapters.db.tables import Unit
-from ..domain.rubric import Rubric, SheetScore, score_sheet
+from ..domain.rubric import Rubric, SheetScore, entries_as_points, score_sheet
 
 _KINDS = {"SelfAssessmentRecorded": "self", "CaseVerified": "verified", "CaseRechecked": "recheck"}
 
@@ -29,16 +29,16 @@ def case_sheets(db: Database, case_id: int) -> CaseSheets:
         rubric = uow.round_context(case.round_id).rubric
         events = uow.events(case_id)
         unit_name = uow.connection.execute(select(Unit.name).where(Unit.id == case.unit_id)).scalar_one()
-    latest: dict[str, dict[str, str]] = {}
+    latest: dict[str, dict[str, Decimal]] = {}
     for e in events:
-        if e.type in _KINDS:
-            latest[_KINDS[e.type]] = e.payload["entries"]
+        if e.type in _KINDS:  # every version of the payload, in points
+            latest[_KINDS[e.type]] = entries_as_points(e.payload, rubric)
 
     def scored(kind: str) -> SheetScore | None:
         entries = latest.get(kind)
         if entries is None:
             return None
-        return score_sheet(rubric, {k: Decimal(v) for k, v in entries.items()}, complete=False)
+        return score_sheet(rubric, entries, complete=False)
 
     return CaseSheets(rubric, unit_name, scored("self"), scored("verified"), scored("recheck"))
 

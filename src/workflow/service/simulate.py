@@ -21,18 +21,20 @@ from sqlalchemy import insert, select, update
 from ..adapters.data_files import LineDict, read_yaml
 from ..clock import BUSINESS_TZ, ManualClock
 from ..domain.case import Actor
-from ..domain.errors import DomainError, InvalidInput, Problem
+from ..domain.errors import ActionRefused, DomainError, InvalidInput, Problem
 
-UNIT_ACTIONS = ("self_assess", "submit", "request_recheck", "contacts")
+UNIT_ACTIONS = ("self_assess", "submit", "request_recheck", "contacts", "confirm_contact")
 CASE_ACTIONS = ("self_assess", "submit", "request_recheck", "verify", "certify", "order_rectification", "fail",
                 "recheck", "withdraw", "close", "return", "extend_rectification")
-ROUND_ACTIONS = ("spot_check", "file", "open_round")
+ROUND_ACTIONS = ("spot_check", "file", "open_round", "duty")
 SHEET_ACTIONS = ("self_assess", "verify", "recheck")
-ALL_DO = (*dict.fromkeys((*CASE_ACTIONS, "contacts")), *ROUND_ACTIONS)
+ALL_DO = (*dict.fromkeys((*CASE_ACTIONS, "contacts", "confirm_contact")), *ROUND_ACTIONS)
 _KNOWN = {"title", "round", "start", "end", "jurisdictions", "units", "coordinators", "actions"}
-_ROUND_KEYS = {"province", "year", "rubric", "calendar", "target_share"}
-_ACTION_KEYS = {"date", "do", "unit", "units", "except", "total", "entries", "evidence", "note", "reason", "days",
-                "by", "share", "seed", "jurisdiction", "contact", "year", "rubric", "calendar", "target_share"}
+_ROUND_KEYS = {"province", "year", "rubric"}
+_ROUND_OPTIONAL = {"calendar", "target_share"}
+_ACTION_KEYS = {"date", "do", "unit", "units", "except", "total", "entries", "evidence", "documents", "note", "reason",
+                "days", "by", "share", "seed", "jurisdiction", "contact", "year", "rubric", "calendar", "target_share",
+                "duty", "file"}
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,11 @@ def load_scenario(path: Path) -> Scenario:
     for key in sorted(set(data) - _KNOWN):
         problems.append(Problem(at(data, key), f"unknown key (known: {', '.join(sorted(_KNOWN))})"))
     rnd = data.get("round")
-    if not isinstance(rnd, dict) or set(rnd) != _ROUND_KEYS:
+    if not isinstance(rnd, dict) or not _ROUND_KEYS <= set(rnd) or set(rnd) - _ROUND_KEYS - _ROUND_OPTIONAL:
         problems.append(Problem(at(rnd if isinstance(rnd, dict) else data, "round"),
-                                f"round needs exactly {', '.join(sorted(_ROUND_KEYS))}"))
+                                f"round needs {', '.join(sorted(_ROUND_KEYS))} (and may give "
+                                f"{', '.join(sorted(_ROUND_OPTIONAL))}; without them the calendar that serves the "
+                                "year and its target)"))
         rnd = {}
     start = _date(data.get("start"), at(data, "start"), problems)
     end = _date(data.get("end"), at(data, "end"), problems)
@@ -226,6 +230,8 @@ def _step(a: Any, where: str, start: date | None, end: date | None, known: set[s
         problems.append(Problem(where, "spot_check needs share and seed"))
     if do == "open_round" and "year" not in a:
         problems.append(Problem(where, "open_round needs year"))
+    if do == "duty" and ("duty" not in a or "jurisdiction" not in a):
+        problems.append(Problem(where, "duty needs duty (e.g. city_report) and jurisdiction (e.g. shanxi-taiyuan)"))
     if len(problems) > before or on is None:
         return None
     return Step(line, on, str(do), units, excluded, params)
@@ -268,10 +274,11 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
     from ..domain.rubric import Rubric
     from ..service.deadlines import sweep
     from ..service.dispatch import dispatch
-    from ..service.directory import add_coordinator, create_unit, import_jurisdictions, import_units, update_unit
-    from ..service.evidence import attach_bytes
+    from ..service.directory import add_coordinator, create_unit, give_contact_form, import_jurisdictions, import_units
+    from ..service.duties import record_duty
+    from ..service.evidence import attach_bytes, attach_document_bytes
     from ..service.oversight import file_round, spot_check
-    from ..service.rounds import open_round
+    from ..service.rounds import open_round, roll_over
 
     from ..adapters.db.tables import SimulationProgress
     from ..domain.errors import AlreadyExists
@@ -317,7 +324,8 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
     first_round = f"{r['province']}-{int(r['year'])}"
     try:
         open_round(db, application.rubrics, application.calendars, province_id=r["province"], year=int(r["year"]),
-                   rubric_id=r["rubric"], calendar_id=r["calendar"], target_share=str(r["target_share"]),
+                   rubric_id=r["rubric"], calendar_id=r.get("calendar"),
+                   target_share=str(r["target_share"]) if r.get("target_share") is not None else None,
                    actor=admin, now=now)
     except AlreadyExists:
         pass
@@ -344,13 +352,23 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
         chosen = list(scenario.unit_names) if step.units == "all" else list(step.units or ())
         return [n for n in chosen if n not in step.excluded]
 
-    def sheet(step: Step, rubric: Rubric) -> dict[str, str]:
-        if "entries" in step.params:
-            return {str(k): str(v) for k, v in dict(step.params["entries"]).items()}
+    def sheet(step: Step, rubric: Rubric) -> dict[str, Any]:
+        if "entries" in step.params:  # points, or {count: N} for a number of occurrences
+            return {str(k): dict(v) if isinstance(v, dict) else str(v)
+                    for k, v in dict(step.params["entries"]).items()}
         return complete_sheet(rubric, step.params["total"])
 
     def key(step: Step, unit_id: int | None = None, part: str = "") -> str:
         return f"simulate:{digest[:16]}:{step.line}:{unit_id or '-'}{part}"
+
+    def record_duty_step(step: Step, round_id: str, coordinator: Actor, now: datetime, day: date) -> None:
+        name = step.params.get("file")
+        files = [(str(name), _pdf(f"{step.params['jurisdiction']} {step.params['duty']}"))] if name else []
+        e = record_duty(db, application.calendars, application.evidence, round_id, str(step.params["jurisdiction"]),
+                        str(step.params["duty"]), actor=coordinator, now=now, files=files,
+                        note=step.params.get("note"))
+        result.outcomes.append(Outcome(day, step.line, f"{step.params['jurisdiction']}: {step.params['duty']} "
+                                                       f"recorded done (#{e.seq})", True))
 
     def perform(step: Step, day: date) -> None:
         from ..service.cases import perform_action
@@ -371,23 +389,26 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                                    now=now, note=step.params.get("note"), idempotency_key=key(step))
                     result.outcomes.append(Outcome(day, step.line, f"filing batch {b['id']}: {len(b['cases'])} cases",
                                                    True))
+                elif step.do == "duty":
+                    record_duty_step(step, round_id, coordinator, now, day)
                 else:
-                    with application.engine.connect() as conn:
-                        last = conn.execute(select(Round.__table__).where(Round.id == round_id)).mappings().one()
-                    o = open_round(db, application.rubrics, application.calendars, province_id=province,
-                                   year=int(step.params["year"]),
-                                   rubric_id=step.params.get("rubric") or last["rubric_id"],
-                                   calendar_id=step.params.get("calendar") or last["calendar_id"],
-                                   target_share=str(step.params.get("target_share") or last["target_share"]),
-                                   actor=admin, now=now)
+                    target = step.params.get("target_share")
+                    o = roll_over(db, application.rubrics, application.calendars, round_id,
+                                  rubric_id=step.params.get("rubric"), calendar_id=step.params.get("calendar"),
+                                  target_share=str(target) if target is not None else None, actor=admin, now=now)
                     if o.round_id not in result.round_ids:
                         result.round_ids.append(o.round_id)
                     result.outcomes.append(Outcome(day, step.line, f"round {o.round_id} opened: {o.registered} cases, "
                                                    f"{o.carried_over} carried over", True))
             except AlreadyExists as exc:  # opened before a restart: nothing to do again
                 result.outcomes.append(Outcome(day, step.line, exc.message, True))
+            except ActionRefused as exc:
+                if step.do == "duty" and "already recorded done" in exc.message:  # recorded before a restart
+                    result.outcomes.append(Outcome(day, step.line, exc.message, True))
+                else:
+                    result.outcomes.append(Outcome(day, step.line, f"{step.do} refused: {refusal(exc)}", False))
             except DomainError as exc:
-                result.outcomes.append(Outcome(day, step.line, f"{step.do} refused: {exc.message}", False))
+                result.outcomes.append(Outcome(day, step.line, f"{step.do} refused: {refusal(exc)}", False))
             return
         for name in targets(step):
             unit_id = unit_ids[name]
@@ -397,10 +418,10 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                 result.outcomes.append(Outcome(day, step.line, f"{name}: {step.do} refused: {earlier}", False))
                 continue
             try:
-                if step.do == "contacts":
+                if step.do in ("contacts", "confirm_contact"):
                     contact = dict(step.params.get("contact") or {"name": "联络员", "phone": "0351-0000000",
                                                                    "email": f"unit{unit_id}@example.gov.cn"})
-                    update_unit(db, unit_id, {"contacts": [contact]}, now)
+                    give_contact_form(db, unit_id, [contact] if step.do == "contacts" else None, unit, now)
                     continue
                 case_id = current_case(unit_id)
                 if case_id is None:
@@ -411,18 +432,32 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
                     with db.reader() as uow:
                         rubric = uow.round_context(uow.get(case_id).round_id).rubric
                     data["entries"] = sheet(step, rubric)
+                if step.do == "submit" and step.params.get("documents", True):
+                    attach_documents(case_id, unit, now)
                 perform_action(db, case_id, step.do, data, actor, now, idempotency_key=key(step, unit_id))
                 if step.do == "self_assess" and step.params.get("evidence", True):
                     with db.reader() as uow:
-                        have = {c for c, _, _ in uow.get(case_id).evidence}
-                    for code, value in data["entries"].items():
-                        if Decimal(value) > 0 and code not in have:
+                        case = uow.get(case_id)
+                    have = {c for c, _, _ in case.evidence}
+                    for code, points in (case.self_entries or {}).items():  # the sheet in points
+                        if Decimal(points) > 0 and code not in have:
                             attach_bytes(db, application.evidence, case_id, code,
                                          [(f"{code} 佐证材料.pdf", _pdf(f"{case_id} {code}"))], unit, now)
             except DomainError as exc:
-                result.outcomes.append(Outcome(day, step.line, f"{name}: {step.do} refused: {exc.message}", False))
+                result.outcomes.append(Outcome(day, step.line, f"{name}: {step.do} refused: {refusal(exc)}", False))
                 # A resumed day must refuse it again, not try it after the day's later steps.
-                _remember_refusal(db, key(step, unit_id), exc.message, now)
+                _remember_refusal(db, key(step, unit_id), refusal(exc), now)
+
+    def attach_documents(case_id: int, unit: Actor, now: datetime) -> None:
+        """The documents the round asks for (自评报告 ...), as a unit would attach them before submitting."""
+        with db.reader() as uow:
+            case = uow.get(case_id)
+            documents = uow.round_context(case.round_id).documents
+        have = {d for d, _, _ in case.documents}
+        for d in documents:
+            if d.id not in have and case.state in ("registered", "self_assessed"):
+                attach_document_bytes(db, application.evidence, case_id, d.id,
+                                      [(f"{d.name}.pdf", _pdf(f"{case_id} {d.id}"))], unit, now)
 
     settings = application.dispatch_settings()
     day = scenario.start if resumed_after is None else resumed_after + timedelta(days=1)
@@ -451,6 +486,13 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
     return result
 
 
+def refusal(exc: DomainError) -> str:
+    """The domain's whole answer: its message and every problem it lists (a refused sheet names
+    each criterion, its value and the values allowed)."""
+    problems = getattr(exc, "problems", ())
+    return exc.message + "".join(f"; {p.where}: {p.what}" for p in problems)
+
+
 def _refusal(db: Any, key: str) -> str | None:
     from ..adapters.db.tables import IdempotencyKey
 
@@ -464,19 +506,20 @@ def _remember_refusal(db: Any, key: str, why: str, now: datetime) -> None:
     from ..adapters.db.tables import IdempotencyKey
 
     with db.write_connection() as conn:
-        conn.execute(insert(IdempotencyKey).values(key=f"{key}:refused", what="refused", ref=why[:100],
+        conn.execute(insert(IdempotencyKey).values(key=f"{key}:refused", what="refused", ref=why if len(why) <= 100 else why[:99] + "…",
                                                    fingerprint="", created_at=now))
 
 
 def complete_sheet(rubric: Any, total: Decimal) -> dict[str, str]:
-    """A complete sheet (every criterion answered) scoring exactly ``total``: per-occurrence
-    criteria as counts first, then ordinary criteria up to their caps in rubric order."""
+    """A complete sheet (every criterion answered, in points) scoring exactly ``total``:
+    per-occurrence criteria first (whole occurrences), then ordinary criteria up to their caps
+    in rubric order."""
     left = Decimal(total)
     entries: dict[str, str] = {}
     for c in rubric.criteria():
         if c.per_occurrence:
             count = min(c.cap, left) // c.points
-            entries[c.code] = format(count, "f")
+            entries[c.code] = format(count * c.points, "f")
             left -= count * c.points
     for c in rubric.criteria():
         if not c.per_occurrence:
@@ -492,7 +535,7 @@ def complete_sheet(rubric: Any, total: Decimal) -> dict[str, str]:
 
 def timeline(application: Any, round_ids: list[str]) -> list[tuple[datetime, str, str, str]]:
     """(when, case, event, mail) rows: every event of the rounds' cases and every mail sent."""
-    from ..adapters.db.tables import Case, Event, Outbox, Unit
+    from ..adapters.db.tables import Case, DutyEvent, Event, Jurisdiction, Outbox, Unit
 
     rows: list[tuple[datetime, str, str, str]] = []
     with application.engine.connect() as conn:
@@ -507,9 +550,17 @@ def timeline(application: Any, round_ids: list[str]) -> list[tuple[datetime, str
             elif "total" in payload:
                 detail += f" ({payload['total']})"
             rows.append((e.occurred_at, f"#{e.case_id} {names[e.case_id]}", detail, ""))
+        jurisdictions = dict(conn.execute(select(Jurisdiction.id, Jurisdiction.name)).all())
+        for d in conn.execute(select(DutyEvent.jurisdiction_id, DutyEvent.type, DutyEvent.occurred_at, DutyEvent.payload)
+                              .where(DutyEvent.round_id.in_(round_ids))
+                              .order_by(DutyEvent.occurred_at, DutyEvent.position)):
+            payload = json.loads(d.payload)
+            detail = f"{d.type} ({payload['duty']}" + (f", {len(payload['cases'])} cases waiting"
+                                                       if payload.get("cases") else "") + ")"
+            rows.append((d.occurred_at, jurisdictions.get(d.jurisdiction_id, d.jurisdiction_id), detail, ""))
         for m in conn.execute(select(Outbox.case_id, Outbox.kind, Outbox.milestone, Outbox.sent_at, Outbox.recipients)
                               .where(Outbox.status == "sent", Outbox.round_id.in_(round_ids)).order_by(Outbox.sent_at)):
             who = ", ".join(json.loads(m.recipients)) if m.recipients else ""
-            case = f"#{m.case_id} {names.get(m.case_id, '')}" if m.case_id else "—"
+            case = f"#{m.case_id} {names.get(m.case_id, '')}" if m.case_id else "coordinator"
             rows.append((m.sent_at, case, "", f"{m.kind} {m.milestone} → {who}"))
     return sorted(rows, key=lambda r: r[0])

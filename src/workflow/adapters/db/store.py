@@ -22,7 +22,8 @@ from sqlalchemy import Engine
 from ... import faults
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from ...domain.case import CaseState, RoundContext, apply, registration_event
+from ...domain.calendar import RequiredDocument
+from ...domain.case import CaseState, Notice, RoundContext, apply, registration_event
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
 from ...domain.events import GENESIS_HASH, Event, canonical_json
 from ...domain.rubric import rubric_from_dict
@@ -31,7 +32,7 @@ from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
 
 _CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
                  "verified_total, recheck_total, passed, rectification_due, registered_at, updated_at, "
-                 "self_entries, evidence, missed, overdue")
+                 "self_entries, evidence, missed, overdue, documents, contact_form")
 _EVENT_COLUMNS = "position, case_id, seq, type, actor, occurred_at, payload, prev_hash, hash"
 
 _SQL = {
@@ -39,14 +40,15 @@ _SQL = {
     "find_case": f"SELECT {_CASE_COLUMNS} FROM cases WHERE round_id = :round_id AND unit_id = :unit_id",
     "insert_case": (
         "INSERT INTO cases (round_id, unit_id, state, version, last_hash, carried_over_from, passed, "
-        "registered_at, updated_at, overdue) VALUES (:round_id, :unit_id, 'registered', 0, :last_hash, "
-        ":carried_over_from, NULL, :now, :now, FALSE) RETURNING id"
+        "registered_at, updated_at, overdue, contact_form) VALUES (:round_id, :unit_id, 'registered', 0, :last_hash, "
+        ":carried_over_from, NULL, :now, :now, FALSE, FALSE) RETURNING id"
     ),
     "update_case": (
         "UPDATE cases SET state = :state, version = :version, last_hash = :last_hash, "
         "self_total = :self_total, verified_total = :verified_total, recheck_total = :recheck_total, "
         "passed = :passed, rectification_due = :rectification_due, updated_at = :updated_at, "
-        "self_entries = :self_entries, evidence = :evidence, missed = :missed, overdue = :overdue "
+        "self_entries = :self_entries, evidence = :evidence, missed = :missed, overdue = :overdue, "
+        "documents = :documents, contact_form = :contact_form "
         "WHERE id = :id AND version = :expected"
     ),
     "insert_event": (
@@ -54,9 +56,12 @@ _SQL = {
         "VALUES (:case_id, :seq, :type, :actor, :occurred_at, :payload, :prev_hash, :hash)"
     ),
     "case_events": f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = :case_id ORDER BY seq",
-    "round": "SELECT id, policy, pass_mark, max_total, rubric_data FROM rounds WHERE id = :id",
+    "round": "SELECT id, policy, pass_mark, max_total, rubric_data, documents FROM rounds WHERE id = :id",
     "unit_exists": "SELECT 1 FROM units WHERE id = :id",
     "recall": "SELECT what, case_id, seq, ref, fingerprint FROM idempotency_keys WHERE key = :key",
+    "notice": ("INSERT INTO outbox (dedupe_key, kind, round_id, case_id, milestone, due_on, status, attempts, "
+               "next_attempt_at, created_at) VALUES (:key, :kind, :round_id, :case_id, :milestone, :due_on, "
+               "'pending', 0, :now, :now) ON CONFLICT (dedupe_key) DO NOTHING"),
     "remember": ("INSERT INTO idempotency_keys (key, what, case_id, seq, ref, fingerprint, created_at) "
                  "VALUES (:key, :what, :case_id, :seq, :ref, :fingerprint, :created_at)"),
 }
@@ -114,6 +119,8 @@ class Codec:
             evidence=tuple(tuple(e) for e in json.loads(row[15])) if row[15] else (),
             missed=tuple((m, tuple(states)) for m, states in json.loads(row[16])) if row[16] else (),
             overdue=bool(row[17]),
+            documents=tuple(tuple(d) for d in json.loads(row[18])) if row[18] else (),
+            contact_form=bool(row[19]),
         )
 
     def event_from_row(self, row: Any) -> Event:
@@ -190,7 +197,8 @@ class SqlCaseStore:
             raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
         policy = policy_from_dict(self._codec.json_in(row[1]), f"round {round_id} policy")
         rubric = rubric_from_dict(self._codec.json_in(row[4]), f"round {round_id} rubric")
-        ctx = RoundContext(row[0], policy, Decimal(row[2]), Decimal(row[3]), rubric)
+        documents = tuple(RequiredDocument(**d) for d in self._codec.json_in(row[5]) or ())
+        ctx = RoundContext(row[0], policy, Decimal(row[2]), Decimal(row[3]), rubric, documents)
         self._db.round_cache[round_id] = ctx
         return ctx
 
@@ -204,7 +212,8 @@ class SqlCaseStore:
             raise NotFound(f"case {case_id} does not exist", case_id=case_id)
         case = self._case(row)
         # The JSON columns as read: written back as they are when a transition leaves them alone.
-        self._texts[case_id] = ((case.self_entries, row[14]), (case.evidence, row[15]), (case.missed, row[16]))
+        self._texts[case_id] = ((case.self_entries, row[14]), (case.evidence, row[15]), (case.missed, row[16]),
+                                (case.documents, row[18]))
         return case
 
     def find(self, round_id: str, unit_id: int) -> CaseState | None:
@@ -259,6 +268,9 @@ class SqlCaseStore:
             "missed": self._text(before.id, 2, after.missed,
                                  lambda v: json.dumps(v, ensure_ascii=False) if v else None),
             "overdue": after.overdue,
+            "documents": self._text(before.id, 3, after.documents,
+                                    lambda v: json.dumps(v, ensure_ascii=False) if v else None),
+            "contact_form": after.contact_form,
             "id": before.id, "expected": before.version,
         })
         if self._cur.rowcount != 1:
@@ -272,6 +284,14 @@ class SqlCaseStore:
             })
         except self._db.integrity_errors as exc:
             raise ConflictError(f"case {before.id}: event #{event.seq} already exists", case_id=before.id) from exc
+
+    def notify(self, case: CaseState, notice: Notice, now: datetime) -> None:
+        """Write the notice to the outbox in this transaction (once per dedupe key)."""
+        c = self._codec
+        self._cur.execute(self._sql["notice"], {"key": notice.dedupe_key, "kind": notice.kind,
+                                                "round_id": case.round_id, "case_id": case.id,
+                                                "milestone": notice.milestone, "due_on": c.date_out(notice.due_on),
+                                                "now": c.dt_out(now)})
 
     def recall(self, key: str) -> Remembered | None:
         """What the request with this idempotency key did, if it was carried out."""
@@ -416,6 +436,30 @@ class Database:
         where, params = _within(within_path, "unit_id")
         for row in self.stream(f"SELECT {_CASE_COLUMNS} FROM cases {where} ORDER BY id", params):
             yield self.codec.case_from_row(row)
+
+    def rubric_of(self, round_id: str) -> Any:
+        with self.reader() as uow:
+            return uow.round_context(round_id).rubric
+
+    def _jurisdictions_within(self, within_path: str | None) -> list[str] | None:
+        if within_path is None:
+            return None
+        return [row[0] for row in self.stream("SELECT id FROM jurisdictions WHERE substr(path, 1, :n) = :path",
+                                              {"n": len(within_path), "path": within_path})]
+
+    def all_duty_streams(self, within_path: str | None = None) -> Iterator[Any]:
+        from .duty_store import all_streams
+
+        ids = self._jurisdictions_within(within_path)
+        with self.engine.connect() as conn:
+            yield from list(all_streams(conn, ids))
+
+    def all_duty_events(self, within_path: str | None = None) -> Iterator[Any]:
+        from .duty_store import all_duty_events
+
+        ids = self._jurisdictions_within(within_path)
+        with self.engine.connect() as conn:
+            yield from list(all_duty_events(conn, ids))
 
     def all_events(self, within_path: str | None = None) -> Iterator[Event]:
         """Every event (of those cases), in case and sequence order."""

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, text, BigInteger, Column, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, false, text, BigInteger, Column, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .types import DecimalText, UTCDateTime
@@ -33,6 +33,10 @@ class Unit(SQLModel, table=True):
     level: str = Field(sa_column=Column(String(16), nullable=False))  # provincial / city / county
     category: str = Field(sa_column=Column(String(32), nullable=False))
     contacts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Certified (建成节约型机关) before this system kept the province's rounds: the year, and
+    # where it is written (e.g. the list that named it). Counts towards progress from that year.
+    certified_year: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
+    certified_note: Optional[str] = Field(default=None, sa_column=Column(String(200), nullable=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
@@ -54,6 +58,9 @@ class Round(SQLModel, table=True):
     policy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     # The whole rubric as it was when the round opened (domain.rubric.rubric_to_data).
     rubric_data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The documents a submission needs and the year's targets, from the calendar as the round opened.
+    documents: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    targets: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     opened_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     opened_by: str = Field(sa_column=Column(String(200), nullable=False))
 
@@ -94,6 +101,10 @@ class Case(SQLModel, table=True):
     # Deadlines missed, as JSON [[milestone, [states that owe it]], ...]; overdue = still owing one.
     missed: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
     overdue: bool = Field(default=False, nullable=False)
+    # The round's required documents on the case, JSON [[document, sha256, file name], ...].
+    documents: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The contact-person form (附件2) given or confirmed for this round.
+    contact_form: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class Event(SQLModel, table=True):
@@ -112,6 +123,42 @@ class Event(SQLModel, table=True):
     actor: str = Field(sa_column=Column(String(200), nullable=False))
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     payload: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON, as hashed
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class DutyStream(SQLModel, table=True):
+    """A jurisdiction's duties in a round (its report, its filing, the evaluation of its own
+    units): the projection of its own hash-chained event stream (``duty_events``)."""
+
+    __tablename__ = "duty_streams"
+
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), primary_key=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), primary_key=True))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    last_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    duties: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON: duty id → its status
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class DutyEvent(SQLModel, table=True):
+    """The append-only log of the jurisdictions' duties, hash-chained per (round, jurisdiction).
+    Database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "duty_events"
+    __table_args__ = (UniqueConstraint("round_id", "jurisdiction_id", "seq", name="uq_duty_event_seq"),)
+
+    position: Optional[int] = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False))
+    seq: int = Field(sa_column=Column(Integer, nullable=False))
+    type: str = Field(sa_column=Column(String(64), nullable=False))
+    actor: str = Field(sa_column=Column(String(200), nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
     hash: str = Field(sa_column=Column(String(64), nullable=False))
 

@@ -1,0 +1,86 @@
+"""The jurisdictions' duty streams in SQL: the projection row and its hash-chained events,
+written together, guarded by the stream's version (as a case's are)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Iterator
+
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ...domain.duties import DutyEvent, DutyStatus, DutyStream
+from ...domain.errors import ConflictError
+from .tables import DutyEvent as DutyEventRow
+from .tables import DutyStream as DutyStreamRow
+
+
+def _stream(row: Any) -> DutyStream:
+    return DutyStream(row.round_id, row.jurisdiction_id, row.version, row.last_hash,
+                      {k: DutyStatus.from_data(v) for k, v in json.loads(row.duties).items()}, row.updated_at)
+
+
+def _event(row: Any) -> DutyEvent:
+    return DutyEvent(row.round_id, row.jurisdiction_id, row.seq, row.type, row.actor, row.occurred_at,
+                     json.loads(row.payload), row.prev_hash, row.hash, row.position, row.payload)
+
+
+def load_stream(conn: Connection, round_id: str, jurisdiction_id: str) -> DutyStream:
+    row = conn.execute(select(DutyStreamRow.__table__).where(and_(
+        DutyStreamRow.round_id == round_id, DutyStreamRow.jurisdiction_id == jurisdiction_id))).first()
+    return DutyStream(round_id, jurisdiction_id) if row is None else _stream(row)
+
+
+def streams_of_round(conn: Connection, round_id: str) -> dict[str, DutyStream]:
+    rows = conn.execute(select(DutyStreamRow.__table__).where(DutyStreamRow.round_id == round_id))
+    return {row.jurisdiction_id: _stream(row) for row in rows}
+
+
+def append(conn: Connection, before: DutyStream, event: DutyEvent, after: DutyStream, now: datetime) -> None:
+    """Store ``event`` and the new projection if the stream is still at ``before.version``."""
+    values = {"version": after.version, "last_hash": after.last_hash, "duties": after.duties_data(),
+              "updated_at": now}
+    try:
+        if before.version == 0:
+            conn.execute(insert(DutyStreamRow).values(round_id=after.round_id, jurisdiction_id=after.jurisdiction_id,
+                                                      **values))
+        else:
+            done = conn.execute(update(DutyStreamRow).where(and_(
+                DutyStreamRow.round_id == before.round_id, DutyStreamRow.jurisdiction_id == before.jurisdiction_id,
+                DutyStreamRow.version == before.version)).values(**values))
+            if done.rowcount != 1:
+                raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed "
+                                    "since they were read; reload and retry")
+        conn.execute(insert(DutyEventRow).values(
+            round_id=event.round_id, jurisdiction_id=event.jurisdiction_id, seq=event.seq, type=event.type,
+            actor=event.actor, occurred_at=event.occurred_at, payload=event.payload_json,
+            prev_hash=event.prev_hash, hash=event.hash))
+    except IntegrityError as exc:
+        raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed since they "
+                            "were read; reload and retry") from exc
+
+
+def stream_events(conn: Connection, round_id: str, jurisdiction_id: str) -> list[DutyEvent]:
+    rows = conn.execute(select(DutyEventRow.__table__).where(and_(
+        DutyEventRow.round_id == round_id, DutyEventRow.jurisdiction_id == jurisdiction_id))
+        .order_by(DutyEventRow.seq))
+    return [_event(r) for r in rows]
+
+
+def all_streams(conn: Connection, jurisdiction_ids: list[str] | None = None) -> Iterator[DutyStream]:
+    """Every stream (of these jurisdictions), in (round, jurisdiction) order."""
+    query = select(DutyStreamRow.__table__).order_by(DutyStreamRow.round_id, DutyStreamRow.jurisdiction_id)
+    if jurisdiction_ids is not None:
+        query = query.where(DutyStreamRow.jurisdiction_id.in_(jurisdiction_ids))
+    for row in conn.execute(query):
+        yield _stream(row)
+
+
+def all_duty_events(conn: Connection, jurisdiction_ids: list[str] | None = None) -> Iterator[DutyEvent]:
+    """Every duty event (of these jurisdictions), in (round, jurisdiction, seq) order."""
+    query = select(DutyEventRow.__table__).order_by(DutyEventRow.round_id, DutyEventRow.jurisdiction_id,
+                                                    DutyEventRow.seq)
+    if jurisdiction_ids is not None:
+        query = query.where(DutyEventRow.jurisdiction_id.in_(jurisdiction_ids))
+    for row in conn.execute(query):
+        yield _event(row)
