@@ -71,14 +71,16 @@ def fake_sha(text: str) -> str:
 
 
 def ready_to_submit(store, case_id: int, unit_id: int, total, now, rubric=None) -> None:
-    """Self-assess a complete sheet scoring ``total`` and attach evidence to every criterion
-    scored above zero (the blobs themselves are not needed by the lifecycle)."""
+    """Self-assess a complete sheet scoring ``total``, attach the documents the round asks for
+    and evidence to every criterion scored above zero (the blobs themselves are not needed by
+    the lifecycle)."""
     from workflow.service.cases import perform_action
 
     rubric = rubric or RUBRICS.get("shanxi-2020")
     unit = unit_actor(unit_id)
     entries = sheet_for(rubric, total)
     perform_action(store, case_id, "self_assess", {"entries": entries}, unit, now)
+    attach_documents(store, case_id, unit_id, now)
     for code, value in entries.items():
         if value != "0":
             perform_action(store, case_id, "attach_evidence",
@@ -89,3 +91,20 @@ def ready_to_submit(store, case_id: int, unit_id: int, total, now, rubric=None) 
 def sheet_with(rubric, overrides: dict[str, str]) -> dict[str, str]:
     """A complete sheet: zero everywhere but ``overrides``."""
     return {c.code: overrides.get(c.code, "0") for c in rubric.criteria()}
+
+
+def attach_documents(store, case_id: int, unit, now) -> None:
+    """Attach a file for every document the case's round asks for (自评报告 ...) not attached yet;
+    ``unit`` is the unit's id or its Actor."""
+    from workflow.service.cases import perform_action
+
+    actor = unit if isinstance(unit, Actor) else unit_actor(unit)
+    with store.unit_of_work() as uow:
+        case = uow.get(case_id)
+        documents = uow.round_context(case.round_id).documents
+    have = {d for d, _, _ in case.documents}
+    for d in documents:
+        if d.id not in have:
+            perform_action(store, case_id, "attach_document",
+                           {"document": d.id, "sha256": fake_sha(f"{case_id}-{d.id}"), "filename": f"{d.name}.pdf",
+                            "size": 1000, "type": "pdf"}, actor, now)

@@ -61,7 +61,7 @@ from workflow.config import REPO_ROOT, Settings
 from workflow.domain.access import ROLES
 from workflow.service.cases import perform_action, register_case
 from workflow.service.directory import import_units
-from workflow.service.evidence import attach_bytes
+from workflow.service.evidence import attach_bytes, attach_document_bytes
 from workflow.service.oversight import file_round, spot_check
 from workflow.service.rounds import open_round
 from workflow.service.tokens import create_token
@@ -133,6 +133,12 @@ class World:
             return results[-1].event.payload["sha256"]
         return self._once(("evidence", case_id), make)
 
+    def contact_on_file(self, unit_id: int) -> None:
+        """A contact person on the unit's record (not yet confirmed for the round)."""
+        from workflow.service.directory import update_unit
+
+        self._once(("contact", unit_id), lambda: update_unit(self.db, unit_id, CONTACTS, NOW))
+
     def certify(self, case_id: int) -> None:
         """Self-assessed at 90 with a stored PDF for every scored criterion (so the evidence
         ZIP can be made), submitted, verified at 90, certified."""
@@ -144,6 +150,9 @@ class World:
                 if value != "0":
                     attach_bytes(self.db, self.application.evidence, case_id, code,
                                  [(f"{code}.pdf", pdf("case", case_id, code))], unit, NOW)
+            for document in ("self_report", "score_sheet"):  # stored too: the ZIP carries them first
+                attach_document_bytes(self.db, self.application.evidence, case_id, document,
+                                      [(f"{document}.pdf", pdf("case", case_id, document))], unit, NOW)
             perform_action(self.db, case_id, "submit", {}, unit, NOW)
             perform_action(self.db, case_id, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "90")},
                            COORDINATOR, NOW)
@@ -350,6 +359,14 @@ def certified(*case_ids: int) -> Callable[[World], None]:
     return setup
 
 
+def duty_report(round_id: Lazy, jurisdiction: str, duty: str = "city_report") -> dict[str, Any]:
+    """Record a jurisdiction's duty with its attachment (the report itself) as the body."""
+    def path(world: World) -> dict:
+        return {"round_id": resolve(round_id, world), "duty": duty}
+    return {"path": path, "params": {"jurisdiction": jurisdiction, "filename": "年度创建总体情况.pdf"},
+            "content": pdf("duty", 1, jurisdiction)}
+
+
 def batch(jurisdiction: str) -> Callable[[World], dict]:
     return lambda world: {"batch_id": world.filings()[jurisdiction]}
 
@@ -412,6 +429,12 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         unit__out__other_case_file=Cell(404, path=lambda w: {"case_id": 1, "sha256": w.evidence(2)}),
     ),
     ("GET", "/api/v1/cases/{case_id}/notifications"): endpoint(each_case(READ)),
+    ("GET", "/api/v1/cases/{case_id}/documents"): endpoint(each_case(READ)),
+    # attach_document is a unit's action (and an admin's), like evidence
+    ("POST", "/api/v1/cases/{case_id}/documents"): endpoint(each_case(
+        {"unit": (201, 404), "coordinator": (403, 404), "auditor": (403, 404), "admin": (201, None)},
+        params=lambda case: {"document": "self_report", "filename": "自评报告.pdf"},
+        content=lambda case: pdf("report", case))),
 
     # ------------------------------------------------------------ directory
     ("GET", "/api/v1/jurisdictions"): endpoint(
@@ -475,6 +498,13 @@ TABLE: dict[tuple[str, str], Endpoint] = {
     ("PUT", "/api/v1/units/{unit_id}/contacts"): endpoint(each_unit(
         {"unit": (200, 404), "coordinator": (200, 404), "auditor": (403, 404), "admin": (200, None)},
         json=CONTACTS)),
+    ("POST", "/api/v1/units/{unit_id}/contacts/confirm"): endpoint(
+        each_unit({"unit": (200, 404), "coordinator": (200, 404), "auditor": (403, 404), "admin": (200, None)}),
+        # the unit has a contact on file from an earlier round or a roster: confirmed for this one
+        unit__in=Cell(200, path={"unit_id": 1}, setup=lambda w: w.contact_on_file(1)),
+        coordinator__in=Cell(200, path={"unit_id": 36}, setup=lambda w: w.contact_on_file(36)),
+        admin__in=Cell(200, path={"unit_id": 1}, setup=lambda w: w.contact_on_file(1)),
+    ),
     ("GET", "/api/v1/units/{unit_id}/history"): endpoint(each_unit(READ)),
     ("GET", "/api/v1/units/{unit_id}/history.jsonl"): endpoint(each_unit(READ)),
     ("GET", "/api/v1/units/{unit_id}/history.csv"): endpoint(each_unit(READ)),
@@ -520,6 +550,35 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         each_round(REPORT),
         coordinator__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
         auditor__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/duties"): endpoint(
+        each_round(REPORT),
+        coordinator__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+        auditor__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),
+    ),
+    # a city's report is recorded by its coordinators (or one above): another city's is unknown to them
+    ("POST", "/api/v1/rounds/{round_id}/duties/{duty}"): endpoint(
+        unit__in=Cell(403, **duty_report(SHANXI, "shanxi-taiyuan")),
+        unit__out=Cell(404, **duty_report(hunan, "hunan-changsha", "city_filing")),
+        coordinator__in=Cell(201, **duty_report(SHANXI, "shanxi-taiyuan")),
+        coordinator__out=Cell(404, **duty_report(hunan, "hunan-changsha", "city_filing")),
+        coordinator__out__subtree=Cell(404, **duty_report(SHANXI, SIBLING)),
+        auditor__in=Cell(403, **duty_report(SHANXI, "shanxi-taiyuan")),
+        auditor__out=Cell(404, **duty_report(hunan, "hunan-changsha", "city_filing")),
+        admin__in=Cell(201, **duty_report(SHANXI, "shanxi-taiyuan")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/duties/{jurisdiction}/history"): endpoint(
+        unit__in=Cell(403, path={"round_id": SHANXI, "jurisdiction": "shanxi-taiyuan"}),
+        unit__out=Cell(404, path=lambda w: {**hunan(w), "jurisdiction": "hunan"}),
+        coordinator__in=Cell(200, path={"round_id": SHANXI, "jurisdiction": "shanxi-taiyuan"}),
+        coordinator__out=Cell(404, path=lambda w: {**hunan(w), "jurisdiction": "hunan"}),
+        coordinator__out__subtree=Cell(404, path={"round_id": SHANXI, "jurisdiction": SIBLING}),
+        auditor__in=Cell(200, path={"round_id": SHANXI, "jurisdiction": "shanxi-taiyuan"}),
+        auditor__out=Cell(404, path=lambda w: {**hunan(w), "jurisdiction": "hunan"}),
+        auditor__out__subtree=Cell(404, path={"round_id": SHANXI, "jurisdiction": SIBLING}),
+        admin__in=Cell(200, path={"round_id": SHANXI, "jurisdiction": "shanxi"}),
+        admin__out=ADMIN_SEES_ALL,
     ),
     ("GET", "/api/v1/rounds/{round_id}/at-risk"): endpoint(
         each_round(REPORT),
@@ -604,7 +663,8 @@ TABLE: dict[tuple[str, str], Endpoint] = {
 
 # Path parameters for the no-token cells (401 comes before any look-up).
 PLACEHOLDERS = {"case_id": "1", "unit_id": "1", "round_id": SHANXI, "batch_id": "shanxi-2021-filing-1",
-                "sha256": "0" * 64, "action": "withdraw"}
+                "sha256": "0" * 64, "action": "withdraw", "duty": "city_report",
+                "jurisdiction": "shanxi-taiyuan"}
 ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 422: "invalid_input"}
 
 

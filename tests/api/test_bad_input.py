@@ -82,7 +82,7 @@ def refused(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
 
 def wheres(error: dict[str, Any]) -> set[str]:
     problems = error["details"]["problems"]
-    assert all(set(p) == {"where", "what"} and p["what"] for p in problems), problems
+    assert all(set(p) in ({"where", "what"}, {"where", "what", "zh"}) and p["what"] for p in problems), problems
     return {p["where"] for p in problems}
 
 
@@ -101,6 +101,11 @@ BAD_BODIES = [
      {"version": 1, "data": {"reason": 5, "colour": "red"}}, {"reason", "colour"}),
     ("action: self-assessment entries", "unit", "POST", "/api/v1/cases/1/actions/self_assess",
      {"version": 1, "data": {"entries": [1, 2]}}, {"entries"}),
+    # 附件3 records points: 3 on 5.1.1 (2 per activity, up to 4) and 7 on 2.2.2 (1 per rule, up to 5)
+    # are impossible, a count is only for a per-occurrence criterion: every one named
+    ("action: impossible points and a misplaced count", "unit", "POST", "/api/v1/cases/1/actions/self_assess",
+     {"version": 1, "data": {"entries": {"5.1.1": "3", "2.2.2": "7", "3.1.1": {"count": 1}, "1.1.1": "9"}}},
+     {"5.1.1", "2.2.2", "3.1.1"}),
     ("unit: every field mistyped, one unknown", "admin", "POST", "/api/v1/units",
      {"name": 123, "jurisdiction": ["shanxi"], "level": 5, "category": None, "contacts": "x", "extra": 1},
      {"body.name", "body.jurisdiction", "body.level", "body.category", "body.contacts", "body.extra"}),
@@ -476,3 +481,21 @@ def test_type_and_value_problems_of_one_body_are_listed_together(api, db, eviden
     error = refused(r, 422, "invalid_input")
     assert_unchanged(before, snapshot(db, evidence_dir))
     assert {w.rsplit(".", 1)[-1] for w in wheres(error)} >= {"name", "jurisdiction", "category"}, wheres(error)
+
+
+def test_a_refused_sheet_says_what_is_allowed_in_chinese_too(api, db, evidence_dir) -> None:
+    """The domain's full list for a refused sheet, never a bare "invalid input", in both languages."""
+    headers = api.token("unit", unit_id=1)
+    before = snapshot(db, evidence_dir)
+    r = api.post("/api/v1/cases/1/actions/self_assess", json={"version": 1, "data": {"entries": {"5.1.1": "3"}}},
+                 headers=headers)
+    error = refused(r, 422, "invalid_input")
+    [problem] = error["details"]["problems"]
+    assert problem == {"where": "5.1.1", "what": "3 分 is not possible: 2 分 per activity, up to 4 (0, 2, 4)",
+                       "zh": "不能得3分：每项活动2分，最高4分（可填 0、2、4）"}
+    assert error["message"]["zh"] != "输入有误"  # the domain's own Chinese, not the code's gist
+    assert_unchanged(before, snapshot(db, evidence_dir))
+    r = api.post("/api/v1/cases/1/actions/self_assess",
+                 json={"version": 1, "data": {"entries": {"5.1.1": {"count": 1}}}}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["event"]["payload"]["entries"] == {"5.1.1": "2"}

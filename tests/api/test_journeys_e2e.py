@@ -70,7 +70,8 @@ def pdf(label: str) -> bytes:
 
 
 def prepare_submission(http: httpx.Client, auth: dict[str, str], case_id: int, unit_id: int, total: str) -> None:
-    """The unit's part: the contact form, evidence for every scored criterion, the sheet, submit."""
+    """The unit's part: the contact form, the sheet, evidence for every scored criterion, the two
+    documents the notice asks for (自评报告, 自评打分表), submit."""
     r = http.put(f"/api/v1/units/{unit_id}/contacts", headers=auth, json={"contacts": [
         {"name": "张三", "position": "处长", "phone": "0351-4040404", "email": f"unit{unit_id}@example.gov.cn"}]})
     assert r.status_code == 200, r.text
@@ -81,6 +82,13 @@ def prepare_submission(http: httpx.Client, auth: dict[str, str], case_id: int, u
             r = http.post(f"/api/v1/cases/{case_id}/evidence", params={"criterion": code, "filename": f"{code} 佐证.pdf"},
                           content=pdf(f"{case_id} {code}"), headers=auth)
             assert r.status_code == 201, r.text
+    documents = http.get(f"/api/v1/cases/{case_id}/documents", headers=auth).json()
+    assert [d["name"] for d in documents] == ["自评报告", "自评打分表"] and all(not d["files"] for d in documents)
+    for d in documents:
+        r = http.post(f"/api/v1/cases/{case_id}/documents", params={"document": d["id"], "filename": f"{d['name']}.pdf"},
+                      content=pdf(f"{case_id} {d['id']}"), headers=auth)
+        assert r.status_code == 201, r.text
+    assert all(d["attached"] for d in http.get(f"/api/v1/cases/{case_id}", headers=auth).json()["documents"])
     assert act(http, auth, case_id, "submit")["state"] == "submitted"
 
 

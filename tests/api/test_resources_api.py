@@ -15,7 +15,7 @@ from workflow.adapters.db.tables import Event, Unit
 from workflow.service.cases import perform_action
 from workflow.service.oversight import draw_sample
 
-from ..support import COORDINATOR, RUBRICS, ready_to_submit, sheet_for, unit_actor
+from ..support import attach_documents, COORDINATOR, RUBRICS, ready_to_submit, sheet_for, unit_actor
 from .conftest import NOW
 
 PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
@@ -23,6 +23,7 @@ PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
 
 def certify(db, case_id: int, total: str = "90") -> None:
     ready_to_submit(db, case_id, case_id, total, NOW)
+    attach_documents(db, case_id, unit_actor(case_id), NOW)
     perform_action(db, case_id, "submit", {}, unit_actor(case_id), NOW)
     perform_action(db, case_id, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), total)}, COORDINATOR, NOW)
     perform_action(db, case_id, "certify", {}, COORDINATOR, NOW)
@@ -118,6 +119,7 @@ def test_rounds_open_and_roll_over_with_carry_over(client, db) -> None:
     failing = cases[0]["id"]
     hunan = RUBRICS.get("hunan-2020")
     ready_to_submit(db, failing, cases[0]["unit"]["id"], "60", NOW, rubric=hunan)
+    attach_documents(db, failing, unit_actor(cases[0]["unit"]["id"]), NOW)
     perform_action(db, failing, "submit", {}, unit_actor(cases[0]["unit"]["id"]), NOW)
     perform_action(db, failing, "verify", {"entries": sheet_for(hunan, "60")}, COORDINATOR, NOW)
     perform_action(db, failing, "fail", {}, COORDINATOR, NOW)
@@ -146,8 +148,16 @@ def test_progress_counts_states_share_overdue_and_misses(client, db) -> None:
     top, rows = report["jurisdictions"][0], {r["id"]: r for r in report["jurisdictions"]}
     assert top["id"] == "shanxi" and top["cases"] == 36 and top["by_state"]["certified"] == 3
     assert top["by_state"]["withdrawn"] == 1 and top["certified"] == 3
-    assert top["certified_share"] == "0.0857"  # 3 of the 35 still taking part
-    assert top["target_met"] is False and report["target_share"] == "0.5"
+    # the target is a share of ALL agencies in scope certified to date: 3 of 36 (the withdrawn one counts
+    # as an agency of Shanxi, not as certified); the round's pass rate (3 of the 35 taking part) beside it
+    assert (top["agencies"], top["certified_to_date"], top["certified_share"]) == (36, 3, "0.0833")
+    assert top["round_pass_rate"] == "0.0857"
+    assert top["target_met"] is False and report["target_share"] == "0.5" and top["target"] == "0.5"
+    assert top["by_level"] == {"provincial": {"agencies": 35, "certified_to_date": 3, "share": "0.0857",
+                                              "target": "0.5", "target_met": False},
+                               "city": {"agencies": 1, "certified_to_date": 0, "share": "0.0000", "target": "0.5",
+                                        "target_met": False}}
+    assert "every agency in scope" in report["rule"]["en"] and "范围内全部单位数" in report["rule"]["zh"]
     # 32 still registered missed October 20; 35 units gave no contacts by June 5 (the
     # withdrawn case's miss is not recorded); a contact-form miss keeps a case overdue.
     assert top["missed"] == {"self_assessment": 32, "contact_form": 35} and top["overdue"] == 35
@@ -164,8 +174,13 @@ def test_progress_counts_states_share_overdue_and_misses(client, db) -> None:
     assert sheet["A3"].value == "山西省" and sheet["C3"].value == 36
     header = [c.value for c in sheet[2]]
     share = sheet.cell(3, header.index("达标占比") + 1)
-    assert share.number_format == "0.00%" and abs(share.value - 3 / 35) < 1e-4
-    assert sheet.cell(3, header.index("已达标") + 1).number_format == "General"
+    assert share.number_format == "0.00%" and abs(share.value - 3 / 36) < 1e-4   # of all 36 agencies
+    rate = sheet.cell(3, header.index("本轮通过率") + 1)
+    assert rate.number_format == "0.00%" and abs(rate.value - 3 / 35) < 1e-4     # of the 35 cases taking part
+    assert sheet.cell(3, header.index("已建成") + 1).number_format == "General"
+    assert {"省级单位", "市级单位", "已认定", "已撤回"} <= set(header)           # headers in Chinese
+    texts = [row[0].value for row in sheet.iter_rows() if row[0].value]
+    assert any(str(t).startswith("达标占比 = ") for t in texts)                 # the rule it uses
 
 
 def test_deadlines_at_risk_three_days_before_october_20(client, db) -> None:
@@ -281,7 +296,8 @@ def test_history_exports_and_scoped_audit_check(client, db) -> None:
                                            .content.decode("utf-8-sig"))))
     assert [r["hash"] for r in rows] == [e["hash"] for e in events]
     check = client.get("/api/v1/audit/verify", headers=auditor).json()
-    assert check == {"ok": True, "scope": "/shanxi/shanxi-taiyuan/", "cases": 1, "events": len(events), "findings": []}
+    assert check == {"ok": True, "scope": "/shanxi/shanxi-taiyuan/", "cases": 1, "events": len(events),
+                     "duty_streams": 0, "duty_events": 0, "findings": []}
     everything = client.get("/api/v1/audit/verify", headers=client.token("admin")).json()
     assert everything["cases"] == 36 and everything["ok"]
     assert client.get("/api/v1/audit/verify", headers=client.token("unit", unit_id=36)).status_code == 403
@@ -364,8 +380,89 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_with_the_request_id(cli
 def test_target_met_is_exact_not_rounded() -> None:
     from workflow.service.reports import ProgressRow
 
-    row = ProgressRow("shanxi", "山西省", "province", 0, cases=20001)
-    row.by_state["certified"] = 10000
+    row = ProgressRow("shanxi", "山西省", "province", 0, agencies=20001, certified_to_date=10000)
     assert row.certified_share == Decimal("0.5000") and row.target_met(Decimal("0.5")) is False
-    row.by_state["filed"] = 1
+    row.certified_to_date += 1
     assert row.target_met(Decimal("0.5")) is True
+
+
+# ---------------------------------------------------------------- the rules of the documents over HTTP
+
+def test_a_case_shows_its_documents_contact_form_and_what_it_waits_for(client, db) -> None:
+    """A case waiting for the bureau past the bureau's date shows that it waits on the bureau."""
+    unit = client.token("unit", unit_id=1)
+    shown = client.get("/api/v1/cases/1", headers=unit).json()
+    assert shown["documents"] == [{"id": "self_report", "name": "自评报告", "attached": False},
+                                  {"id": "score_sheet", "name": "自评打分表", "attached": False}]
+    assert shown["contact_form"] is False and shown["waiting_on"] == []
+    r = client.post("/api/v1/cases/1/documents", params={"document": "plan", "filename": "方案.pdf"}, content=PDF,
+                    headers=unit)
+    assert r.status_code == 422 and "self_report (自评报告)" in r.text and count(db, Event) == 36
+    zeros = {c.code: "0" for c in RUBRICS.get("shanxi-2020").criteria()}   # nothing scored: no evidence needed
+    perform_action(db, 1, "self_assess", {"entries": zeros}, unit_actor(1), NOW)
+    for document in ("self_report", "score_sheet"):
+        r = client.post("/api/v1/cases/1/documents", params={"document": document, "filename": f"{document}.pdf"},
+                        content=PDF + document.encode(), headers=unit)
+        assert r.status_code == 201, r.text
+    files = client.get("/api/v1/cases/1/documents", headers=unit).json()
+    assert [(d["id"], [f["filename"] for f in d["files"]]) for d in files] == [
+        ("self_report", ["self_report.pdf"]), ("score_sheet", ["score_sheet.pdf"])]
+    version = client.get("/api/v1/cases/1", headers=unit).json()["version"]
+    r = client.post("/api/v1/cases/1/actions/submit", json={"version": version}, headers=unit)
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(client.get("/api/v1/cases/1/evidence.zip", headers=unit).content)) as z:
+        names = z.namelist()
+    assert names == ["00 报送材料/01 自评报告 self_report.pdf", "00 报送材料/02 自评打分表 score_sheet.pdf"]
+    client.clock.set(NOW.replace(month=12, day=3))
+    waiting = client.get("/api/v1/cases/1", headers=unit).json()["waiting_on"]
+    assert waiting == [{"party": "bureau", "duty": "evaluation", "name": "评价验收", "due_on": "2021-11-30",
+                        "days_overdue": 3}]
+
+
+def test_the_contact_form_over_http_records_it_on_the_open_cases(client, db) -> None:
+    unit = client.token("unit", unit_id=2)
+    r = client.post("/api/v1/units/2/contacts/confirm", headers=unit)
+    assert r.status_code == 422 and r.json()["error"]["message"]["zh"].startswith("尚无联系人信息")
+    form = {"contacts": [{"name": "李明", "position": "科长", "phone": "0351-1234567", "email": "li@sx.gov.cn"}]}
+    r = client.put("/api/v1/units/2/contacts", json=form, headers=unit)
+    assert r.status_code == 200 and r.json()["recorded_on_cases"] == [2]
+    assert client.get("/api/v1/cases/2", headers=unit).json()["contact_form"] is True
+    assert client.post("/api/v1/units/2/contacts/confirm", headers=unit).status_code == 422   # already given
+    r = client.post("/api/v1/cases/2/actions/give_contact_form",
+                    json={"version": 2, "data": {"how": "confirmed", "contacts": 1}}, headers=unit)
+    assert r.status_code == 403   # only through the unit's contact form
+
+
+def test_duties_over_http(client, db) -> None:
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    board = client.get("/api/v1/rounds/shanxi-2021/duties", headers=city).json()
+    assert {(d["duty"], d["jurisdiction"]["id"], d["status"]) for d in board["items"]} == {
+        ("city_report", "shanxi-taiyuan", "owed"), ("evaluation", "shanxi-taiyuan", "clear")}
+    r = client.post("/api/v1/rounds/shanxi-2021/duties/city_report", params={"jurisdiction": "shanxi-taiyuan"},
+                    headers=city)
+    assert r.status_code == 422 and r.json()["error"]["details"]["problems"][0]["where"] == "attachment"
+    r = client.post("/api/v1/rounds/shanxi-2021/duties/city_report", content=PDF, headers=city,
+                    params={"jurisdiction": "shanxi-taiyuan"})
+    assert r.status_code == 422 and "filename" in r.text   # the body's file name is needed
+    r = client.post("/api/v1/rounds/shanxi-2021/duties/city_report", content=PDF, headers=city,
+                    params={"jurisdiction": "shanxi-taiyuan", "filename": "太原市2021年创建总体情况.pdf",
+                            "note": "报省局"})
+    assert r.status_code == 201, r.text
+    event = r.json()
+    assert (event["type"], event["payload"]["duty"], event["actor"]) == ("DutyDone", "city_report",
+                                                                          "coordinator:coordinator-x")
+    history = client.get("/api/v1/rounds/shanxi-2021/duties/shanxi-taiyuan/history", headers=city).json()
+    assert [e["hash"] for e in history] == [event["hash"]]
+    board = client.get("/api/v1/rounds/shanxi-2021/duties", headers=city).json()["items"]
+    assert [d["status"] for d in board if d["duty"] == "city_report"] == ["done"]
+    assert client.get("/api/v1/audit/verify", headers=city).json()["duty_events"] == 1
+
+
+def test_a_rollover_past_the_schedule_says_it_needs_a_target(client, db) -> None:
+    province = client.token("coordinator", jurisdiction_id="shanxi")
+    r = client.post("/api/v1/rounds/shanxi-2021/rollover", json={}, headers=province)
+    assert r.status_code == 422
+    [problem] = r.json()["error"]["details"]["problems"]
+    assert problem["where"] == "target_share" and "2022" in problem["what"] and "2022" in problem["zh"]
+    r = client.post("/api/v1/rounds/shanxi-2021/rollover", json={"target_share": "0.6"}, headers=province)
+    assert r.status_code == 201 and r.json()["round"]["calendar"] == "shanxi", r.text

@@ -58,6 +58,13 @@ def test_fifty_clients_racing_on_a_hundred_cases(tmp_path: Path) -> None:
     secret = cli("tokens", "create", "--name", "load", "--role", "admin", "--actor", "admin:load").strip().splitlines()[-1]
     proc, base = start_serve(env, tmp_path / "serve.log", "--name", "load", cwd=root)
     try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as http:
+            for case_id in range(1, CASES + 1):  # the documents the round asks for, so cases can be submitted
+                for document in ("self_report", "score_sheet"):
+                    r = http.post(f"/api/v1/cases/{case_id}/documents", params={"document": document,
+                                                                                "filename": f"{document}.pdf"},
+                                  content=b"%PDF-1.4\n% " + f"{case_id} {document}".encode() + b"\n%%EOF\n")
+                    assert r.status_code == 201, r.text
         statuses: Counter = Counter()
         bad: list[str] = []
         lock = threading.Lock()
@@ -73,7 +80,8 @@ def test_fifty_clients_racing_on_a_hundred_cases(tmp_path: Path) -> None:
                     seen = [got.status_code]
                     if got.status_code == 200:
                         case = got.json()
-                        choices = [a for a in case["allowed_actions"] if a not in ("attach_evidence", "remove_evidence")]
+                        choices = [a for a in case["allowed_actions"] if a not in (
+                            "attach_evidence", "remove_evidence", "attach_document", "remove_document")]
                         if rng.random() < 0.9:  # mostly the next step, sometimes the wrong one
                             choices = [a for a in choices if a not in ("withdraw", "close")] or choices
                         action = rng.choice(choices or ["submit"])

@@ -10,7 +10,7 @@ from workflow.adapters.db.store import Database
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 
-from ..support import COORDINATOR, RUBRICS, fake_sha, open_shanxi, sheet_for, sheet_with, unit_actor
+from ..support import attach_documents, COORDINATOR, RUBRICS, fake_sha, open_shanxi, sheet_for, sheet_with, unit_actor
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
 RUBRIC = RUBRICS.get("shanxi-2020")
@@ -23,6 +23,7 @@ def _history(db: Database) -> None:
         perform_action(db, case_id, "self_assess", {"entries": sheet_with(RUBRIC, {"1.1.1": "9"})}, unit, NOW)
         perform_action(db, case_id, "attach_evidence", {"criterion": "1.1.1", "sha256": fake_sha("x"),
                                                         "filename": "指标.pdf", "size": 10, "type": "pdf"}, unit, NOW)
+        attach_documents(db, case_id, unit, NOW)
         perform_action(db, case_id, "submit", {}, unit, NOW)
         perform_action(db, case_id, "verify", {"entries": sheet_for(RUBRIC, "79.5")}, COORDINATOR, NOW)
 
@@ -54,7 +55,7 @@ def _sql(db: Database, statement: str) -> None:
 def test_untouched_history_verifies(db: Database) -> None:
     _history(db)
     report = verify(db)
-    assert report.ok and report.cases == 35 and report.events == 35 + 2 * 4
+    assert report.ok and report.cases == 35 and report.events == 35 + 2 * 6  # 2 documents each
 
 
 @pytest.mark.parametrize("statement", [
@@ -106,10 +107,10 @@ def test_a_deleted_event_is_named(db: Database, unguarded) -> None:
 def test_a_deleted_last_event_shows_in_the_case_row(db: Database, unguarded) -> None:
     _history(db)
     unguarded()
-    _sql(db, "DELETE FROM events WHERE case_id = 4 AND seq = 5")
+    _sql(db, "DELETE FROM events WHERE case_id = 4 AND seq = 7")
     report = verify(db)
     assert [(f.case_id, f.seq) for f in report.findings] == [(4, None)]
-    assert "version is 5, replay gives 4" in report.findings[0].what
+    assert "version is 7, replay gives 6" in report.findings[0].what
 
 
 def test_an_altered_case_row_is_named(db: Database) -> None:

@@ -257,7 +257,17 @@ def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -
     p = run(shanxi, "cases", "act", str(case), "submit", "--actor", unit, columns=1000)
     assert_clean_refusal(p, "incomplete", "cannot be submitted", *evidence[:3])
     attach_in_process(shanxi, case, evidence)
-    n = len(evidence)
+    # the two documents the notice asks for besides the evidence (自评报告, 自评打分表), through the CLI
+    p = run(shanxi, "cases", "act", str(case), "submit", "--actor", unit, columns=1000)
+    assert_clean_refusal(p, "incomplete", "documents.self_report", "自评报告 not attached / 未上传自评报告",
+                         "documents.score_sheet")
+    for document, name in (("self_report", "自评报告.pdf"), ("score_sheet", "自评打分表.pdf")):
+        (tmp_path / name).write_bytes(b"%PDF-1.4\n% " + name.encode() + b"\n%%EOF\n")
+        p = run(shanxi, "documents", "attach", str(case), document, str(tmp_path / name), "--actor", unit)
+        assert p.returncode == 0 and f"{document}: {name} attached (pdf" in p.stdout, p.stderr
+    p = run(shanxi, "documents", "list", str(case), columns=200)
+    assert p.returncode == 0 and "自评报告.pdf" in p.stdout and "自评打分表.pdf" in p.stdout
+    n = len(evidence) + 2
     act(["submit", "--actor", unit], "submitted", 3 + n)
     act(["verify", "--sheet", str(verify_csv), "--actor", COORDINATOR, "--note", "评审组核查"], "verified", 4 + n)
     act(["order_rectification", "--actor", COORDINATOR], "rectification", 5 + n)
@@ -283,21 +293,22 @@ def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -
                                       (today + timedelta(days=19)).isoformat()}  # in case the day turned
     events = d["events"]
     assert [(e["seq"], e["type"]) for e in events] == [
-        (1, "CaseRegistered"), (2, "SelfAssessmentRecorded"), *[(3 + i, "EvidenceAttached") for i in range(n)],
+        (1, "CaseRegistered"), (2, "SelfAssessmentRecorded"), *[(3 + i, "EvidenceAttached") for i in range(n - 2)],
+        (1 + n, "DocumentAttached"), (2 + n, "DocumentAttached"),
         (3 + n, "SelfAssessmentSubmitted"), (4 + n, "CaseVerified"), (5 + n, "RectificationOrdered"),
         (6 + n, "RecheckRequested"), (7 + n, "CaseRechecked"), (8 + n, "CaseFiled")]
     assert [e["actor"] for e in events] == ["admin:demo", unit, *[unit] * n, unit, COORDINATOR, COORDINATOR, unit,
                                             COORDINATOR, COORDINATOR]
     recorded, verified, ordered, rechecked, filed = (events[1], events[3 + n], events[4 + n], events[6 + n],
                                                      events[7 + n])
-    assert recorded["payload"] == {"entries": self_sheet, "total": "86", "complete": True}
-    assert [e["payload"]["criterion"] for e in events[2:2 + n]] == evidence
-    assert verified["payload"] == {"entries": verify_sheet, "total": verified["payload"]["total"],
+    assert recorded["payload"] == {"v": 2, "entries": self_sheet, "total": "86", "complete": True}
+    assert [e["payload"]["criterion"] for e in events[2:n]] == evidence
+    assert verified["payload"] == {"v": 2, "entries": verify_sheet, "total": verified["payload"]["total"],
                                    "pass_mark": "80", "passed": False, "must_pass_failed": [], "note": "评审组核查"}
     assert Decimal(verified["payload"]["total"]) == Decimal("79.5")
     assert ordered["payload"] == {"days": 20, "due_on": d["rectification_due"]}
-    assert rechecked["payload"] == {"entries": recheck_sheet, "total": "85", "pass_mark": "80", "passed": True,
-                                    "must_pass_failed": []}
+    assert rechecked["payload"] == {"v": 2, "entries": recheck_sheet, "total": "85", "pass_mark": "80",
+                                    "passed": True, "must_pass_failed": []}
     assert filed["payload"] == {"batch": "2021-1"}
     for before, after in zip(events, events[1:]):
         assert after["prev_hash"] == before["hash"]
@@ -343,12 +354,12 @@ def test_refusals_change_nothing(shanxi: Path, tmp_path: Path) -> None:
     not_json = tmp_path / "broken.json"
     not_json.write_text('{"1.1.1": 9,', encoding="utf-8")
     bad_entries = [
-        (["--entry", "abc"], ["--entry abc", "expected CODE=VALUE"]),
-        (["--entry", "1.1.1=9", "--entry", "2.1.1="], ["--entry 2.1.1=", "expected CODE=VALUE"]),
+        (["--entry", "abc"], ["--entry abc", "expected CODE=POINTS"]),
+        (["--entry", "1.1.1=9", "--entry", "2.1.1="], ["--entry 2.1.1=", "expected CODE=POINTS"]),
         (["--entry", "1.1.1=abc"], ["1.1.1", "decimal number"]),
-        (["--entry", "1.1.1=10"], ["1.1.1", "above the cap 9"]),
+        (["--entry", "1.1.1=10"], ["1.1.1", "10 分 is not possible: up to 9"]),
         (["--entry", "1.1.1=10", "--entry", "2.1.2=0.3", "--entry", "7.7=1"],
-         ["1.1.1", "above the cap 9", "2.1.2", "multiple of 0.5", "7.7", "unknown criterion"]),
+         ["1.1.1", "10 分 is not possible: up to 9", "2.1.2", "0.3 分 is not possible", "7.7", "unknown criterion"]),
         (["--sheet", str(unknown_csv)], ["9.9.9", "unknown criterion"]),
         (["--sheet", str(unknown_json)], ["8.8", "unknown criterion"]),
         (["--sheet", str(short_row)], [f"{short_row}:3", "expected two cells"]),
@@ -500,7 +511,7 @@ def test_events_are_append_only_in_the_database(db: Database, clock) -> None:
 RUBRIC_KEYS = ["id", "title", "total", "pass_mark", "sections"]
 SECTION_KEYS = ["code", "name", "max_points", "items"]
 ITEM_KEYS = ["code", "name", "max_points", "criteria"]
-CRITERION_KEYS = ["code", "text", "points", "cap", "per_occurrence", "must_pass"]
+CRITERION_KEYS = ["code", "text", "points", "cap", "per_occurrence", "must_pass", "allowed"]
 
 
 def rubric_json(db_file: Path, rubric_id: str) -> tuple[str, dict[str, Any]]:
@@ -593,3 +604,95 @@ def test_rubrics_diff_names_what_differs(tmp_path: Path) -> None:
     p = run(tmp_path / "unused.db", "rubrics", "diff", "shanxi-2020", "shanxi-2020")
     assert p.returncode == 0, p.stderr
     assert "shanxi-2020 and shanxi-2020 are the same" in p.stdout
+
+
+def test_a_sheet_is_points_a_count_says_so_and_a_refusal_lists_every_problem(shanxi: Path) -> None:
+    """附件3 records points: "5.1.1 开展1项活动得2分，累计最高得4分" — 3 分 is refused with the values
+    allowed, a count is given with --count, and every problem of a refused sheet is printed."""
+    case = 6
+    unit = unit_of(shanxi, case)
+    before = sql(shanxi, "SELECT count(*) FROM events")
+    p = run(shanxi, "cases", "act", str(case), "self_assess", "--entry", "5.1.1=3", "--entry", "2.2.2=7",
+            "--count", "3.1.1=1", "--entry", "1.1.1=9", "--actor", unit, columns=1000)
+    assert_clean_refusal(p, "invalid_input", "5.1.1: 3 分 is not possible: 2 分 per activity, up to 4 (0, 2, 4)",
+                         "不能得3分", "2.2.2: 7 分 is not possible", "(0, 1, 2, 3, 4, 5)",
+                         "3.1.1: a count is only for a criterion scored per occurrence")
+    assert sql(shanxi, "SELECT count(*) FROM events") == before
+    p = run(shanxi, "cases", "act", str(case), "self_assess", "--count", "5.1.1=1", "--count", "5.1.2=9",
+            "--entry", "2.2.2=5", "--actor", unit, columns=1000)
+    assert p.returncode == 0, p.stderr
+    assert "5.1.1: 1 occurrence(s) → 2 分" in p.stdout and "5.1.2: 9 occurrence(s) → 4 分" in p.stdout
+    assert "total 11 分" in p.stdout
+    recorded = show(shanxi, case)["events"][-1]["payload"]
+    assert recorded["entries"] == {"2.2.2": "5", "5.1.1": "2", "5.1.2": "4"}
+    assert recorded["counts"] == {"5.1.1": 1, "5.1.2": 9} and recorded["v"] == 2
+    p = run(shanxi, "cases", "act", str(case), "self_assess", "--count", "5.1.1=x", "--actor", unit)
+    assert_clean_refusal(p, "invalid_input", "--count 5.1.1=x", "expected CODE=N")
+
+
+# ---------------------------------------------------------------- rounds, targets, duties, calendars, contacts
+def test_rounds_list_progress_and_rollover_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
+    """Progress against the target as a share of all agencies; a roll-over takes the calendar that
+    serves next year and refuses without a target where no document sets one."""
+    p = run(shanxi, "rounds", "list", columns=300)
+    assert p.returncode == 0 and "shanxi-2021" in p.stdout and "rectification" in p.stdout, p.stderr
+    p = run(shanxi, "rounds", "progress", "shanxi-2021", columns=300)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"山西省\s+│ 35\s+│ 0\s+│ 0\.00%\s+│ 50\.00%\s+│ no", p.stdout), p.stdout
+    assert flat("every agency in scope") in flat(p.stdout)
+    data = json.loads(run(shanxi, "rounds", "progress", "shanxi-2021", "--json").stdout)
+    assert data["jurisdictions"][0]["agencies"] == 35 and data["rule"]["zh"].startswith("达标占比")
+    out = tmp_path / "progress.xlsx"
+    assert run(shanxi, "rounds", "progress", "shanxi-2021", "--xlsx", str(out)).returncode == 0 and out.stat().st_size
+    p = run(shanxi, "rounds", "rollover", "shanxi-2021", "--actor", "admin:ops")
+    assert_clean_refusal(p, "invalid_input", "target_share", "calendar shanxi sets no target for 2022")
+    p = run(shanxi, "rounds", "rollover", "shanxi-2021", "--target", "0.6", "--actor", "admin:ops")
+    assert p.returncode == 0, p.stderr
+    assert flat("round shanxi-2022 open (calendar shanxi, target 0.6): 35 cases registered") in flat(p.stdout)
+
+
+def test_duties_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
+    p = run(shanxi, "duties", "list", "--round", "shanxi-2021", columns=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("city_report") == 11 and "national_filing" in p.stdout
+    report = tmp_path / "太原市年度创建总体情况.pdf"
+    report.write_bytes(b"%PDF-1.4\n% taiyuan\n%%EOF\n")
+    p = run(shanxi, "duties", "done", "shanxi-2021", "city_report", "--jurisdiction", "shanxi-taiyuan",
+            "--actor", "coordinator:zhang")
+    assert_clean_refusal(p, "invalid_input", "attachment", "需要附件")
+    p = run(shanxi, "duties", "done", "shanxi-2021", "city_report", "--jurisdiction", "shanxi-taiyuan",
+            "--file", str(report), "--note", "已报", "--actor", "coordinator:zhang")
+    assert p.returncode == 0 and "shanxi-taiyuan city_report: recorded done" in p.stdout, p.stderr
+    p = run(shanxi, "duties", "done", "shanxi-2021", "city_report", "--jurisdiction", "shanxi-taiyuan",
+            "--file", str(report), "--actor", "coordinator:zhang")
+    assert_clean_refusal(p, "action_refused", "already recorded done")
+    p = run(shanxi, "duties", "history", "shanxi-2021", "shanxi-taiyuan", columns=300)
+    assert p.returncode == 0 and "DutyDone" in p.stdout and "coordinator:zhang" in p.stdout
+    p = run(shanxi, "audit", "verify")
+    assert p.returncode == 0 and "1 duty streams, 1 duty events" in p.stdout, p.stdout
+
+
+def test_calendars_show_dates_duties_documents_targets_and_missing_holidays(shanxi: Path) -> None:
+    p = run(shanxi, "calendars", "list", columns=300)
+    assert p.returncode == 0 and {"shanxi", "shanxi-2021", "hunan"} <= set(re.findall(r"│ ([a-z0-9-]+)\s", p.stdout))
+    p = run(shanxi, "calendars", "show", "hunan", "--year", "2022", columns=300)
+    assert p.returncode == 0, p.stderr
+    assert "2023-03-10" in p.stdout and "city_filing" in p.stdout and "needs attachment" in p.stdout
+    assert flat("target 2022: 70%") in flat(p.stdout)
+    assert "自评表" in p.stdout and "创建工作方案" in p.stdout
+    p = run(shanxi, "calendars", "show", "hunan", "--year", "2030", columns=300)
+    assert "WARNING: no official holiday data for 2030" in p.stderr and "2031" in p.stderr
+    assert "no target for 2030" in p.stdout
+
+
+def test_contact_form_and_a_unit_certified_before_through_the_cli(shanxi: Path) -> None:
+    p = run(shanxi, "units", "confirm-contact", "3", "--actor", "unit:3")
+    assert_clean_refusal(p, "invalid_input", "no contact on file", "请填写联系人信息表")
+    p = run(shanxi, "units", "contact-form", "3", "--name", "张三", "--phone", "0351-1234567", "--email",
+            "zhang@sx.example.cn", "--actor", "unit:3")
+    assert p.returncode == 0 and "recorded on cases 3" in p.stdout, p.stderr
+    assert show(shanxi, 3)["contact_form"] is True
+    p = run(shanxi, "units", "certified-before", "4", "--year", "2020", "--note", "2020年省级示范单位")
+    assert p.returncode == 0 and "certified in 2020" in p.stdout, p.stderr
+    p = run(shanxi, "units", "certified-before", "4", "--year", "1999")
+    assert_clean_refusal(p, "invalid_input", "unit.certified_year")

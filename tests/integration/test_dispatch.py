@@ -26,12 +26,12 @@ from workflow.adapters.db.store import Database
 from workflow.adapters.db.tables import Outbox
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
-from workflow.service.directory import add_coordinator, import_units
+from workflow.service.directory import add_coordinator, give_contact_form, import_units
 from workflow.service.dispatch import DispatchReport, DispatchSettings, backoff, dispatch, message_id_for
 from workflow.service.queries import list_cases, list_notifications
 from workflow.service.rounds import open_round
 
-from ..support import ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
+from ..support import attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
     unit_actor
 from .smtp_server import SmtpServer, html_body, ics_attachments, parse_ics, smtp_server, text_body  # noqa: F401
 
@@ -71,6 +71,9 @@ def build(db: Database, tmp_path: Path, units: list[tuple[str, str]] = UNITS, *,
     opened = open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                         calendar_id="shanxi-2021", target_share="0.5", actor=ADMIN, now=at(date(2021, 5, 26), 8))
     rows = list_cases(db, round_id=opened.round_id, limit=1000)
+    for r in rows:  # a contact person on file, confirmed as this round's contact form (附件2)
+        if dict(units).get(r.unit_name) or contact_phone:
+            give_contact_form(db, r.unit_id, None, unit_actor(r.unit_id), at(date(2021, 5, 26), 8))
     return World({r.unit_name: r.id for r in rows}, {r.unit_name: r.unit_id for r in rows})
 
 
@@ -173,6 +176,7 @@ def test_the_digest_of_an_expired_rectification_gives_the_case_due_date(
     for name in world.case:
         case_id, unit_id = world.case[name], world.unit[name]
         ready_to_submit(db, case_id, unit_id, "85", at(date(2021, 10, 12)))
+        attach_documents(db, case_id, unit_actor(unit_id), at(date(2021, 10, 12)))
         perform_action(db, case_id, "submit", {}, unit_actor(unit_id), at(date(2021, 10, 12)))
     case_id = world.case["省甲厅"]
     perform_action(db, case_id, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "70")}, COORDINATOR,
@@ -322,6 +326,7 @@ def test_a_reminder_whose_case_moved_on_before_dispatch_is_cancelled(db: Databas
     sweep(db, CALENDARS, at(date(2021, 9, 30)))
     case_id, unit_id = world.case["省乙厅"], world.unit["省乙厅"]
     ready_to_submit(db, case_id, unit_id, "85", at(date(2021, 9, 30), 9, 1))
+    attach_documents(db, case_id, unit_actor(unit_id), at(date(2021, 9, 30), 9, 1))
     perform_action(db, case_id, "submit", {}, unit_actor(unit_id), at(date(2021, 9, 30), 9, 1))
 
     report = run(db, smtp_server.transport(), at(date(2021, 9, 30), 9, 2))
@@ -348,6 +353,7 @@ def test_a_rectification_reminder_made_stale_by_an_extension_is_cancelled(
     world = build(db, tmp_path)
     case_id, unit_id = world.case["省甲厅"], world.unit["省甲厅"]
     ready_to_submit(db, case_id, unit_id, "85", at(date(2021, 10, 12)))
+    attach_documents(db, case_id, unit_actor(unit_id), at(date(2021, 10, 12)))
     perform_action(db, case_id, "submit", {}, unit_actor(unit_id), at(date(2021, 10, 12)))
     perform_action(db, case_id, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "70")}, COORDINATOR,
                    at(date(2021, 11, 10)))
@@ -363,8 +369,13 @@ def test_a_rectification_reminder_made_stale_by_an_extension_is_cancelled(
     rect = outbox(db, kind="rectification")
     assert [(r.due_on, r.tier, r.status) for r in rect] == [
         (date(2021, 11, 30), 7, "cancelled"), (date(2021, 12, 5), 7, "sent")]
-    [msg] = smtp_server.to("jia@units.example.cn")
-    assert msg["Subject"] == f"【整改通知】{ROUND_TITLE}整改材料报送截止日期：2021年12月5日（还有9天）"
+    # the 整改通知 of the order (due 11-30) went stale with the extension; the extension's own went out
+    notices = outbox(db, kind="rectification_notice")
+    assert [(r.due_on, r.status) for r in notices] == [(date(2021, 11, 30), "cancelled"), (date(2021, 12, 5), "sent")]
+    notice, msg = smtp_server.to("jia@units.example.cn")
+    assert notice["Subject"] == f"【整改通知】{ROUND_TITLE}：评价验收得分70分，请于2021年12月5日前完成整改"
+    assert "经评价验收" in text_body(notice) and "复核验收申请" in text_body(notice)
+    assert msg["Subject"] == f"【整改提醒】{ROUND_TITLE}整改材料报送截止日期：2021年12月5日（还有9天）"
     assert "核定得分为70" in text_body(msg)
     [deadline] = parse_ics(ics_attachments(msg)[0])
     assert deadline.dtstart == date(2021, 12, 5)

@@ -12,7 +12,7 @@ from workflow.adapters.evidence_store import LocalEvidenceStore
 from workflow.domain.errors import Incomplete, InvalidInput
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
-from workflow.service.evidence import attach, export_archive, list_evidence
+from workflow.service.evidence import attach, attach_document_bytes, export_archive, list_evidence
 
 from ..support import RUBRICS, open_shanxi, sheet_with, unit_actor
 
@@ -42,7 +42,12 @@ def test_submission_waits_for_evidence_then_goes_through(db: Database, blobs, tm
     perform_action(db, 1, "self_assess", {"entries": sheet_with(RUBRIC, {"1.1.1": "9", "2.1.2": "2"})}, unit, NOW)
     with pytest.raises(Incomplete) as err:
         perform_action(db, 1, "submit", {}, unit, NOW)
-    assert [p.where for p in err.value.problems] == ["1.1.1", "2.1.2"]
+    assert [p.where for p in err.value.problems] == ["documents.self_report", "documents.score_sheet",
+                                                    "1.1.1", "2.1.2"]
+    attach_document_bytes(db, blobs, 1, "self_report", [("自评报告.pdf", pdf(tmp_path, "r.pdf").read_bytes())],
+                          unit, NOW)
+    attach_document_bytes(db, blobs, 1, "score_sheet", [("自评打分表（盖章）.pdf", pdf(tmp_path, "s.pdf").read_bytes())],
+                          unit, NOW)
     attach(db, blobs, 1, "2.1.2", [pdf(tmp_path, "管理机构职责.pdf")], unit, NOW, max_bytes=MAX)
     with pytest.raises(Incomplete) as err:
         perform_action(db, 1, "submit", {}, unit, NOW)

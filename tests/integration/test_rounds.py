@@ -14,7 +14,7 @@ from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.rounds import open_round
 
-from ..support import (ADMIN, CALENDARS, COORDINATOR, RUBRICS, open_hunan, open_shanxi, ready_to_submit,
+from ..support import (attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, open_hunan, open_shanxi, ready_to_submit,
                        seed_jurisdictions, sheet_for, unit_actor)
 
 NOW = datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc)
@@ -30,6 +30,7 @@ def _walk(db: Database, case_id: int, unit_id: int, verified: str, tail: list[st
     with db.unit_of_work() as uow:
         rubric = uow.round_context(uow.get(case_id).round_id).rubric
     ready_to_submit(db, case_id, unit_id, "90", NOW, rubric)
+    attach_documents(db, case_id, unit, NOW)
     perform_action(db, case_id, "submit", {}, unit, NOW)
     r = perform_action(db, case_id, "verify", {"entries": sheet_for(rubric, verified)}, COORDINATOR, NOW)
     for action in tail:

@@ -31,19 +31,17 @@ FIRST = 5  # first criterion row: title, 单位, two header rows
 
 
 def entries(rubric: Rubric, changes: Mapping[str, Decimal | int]) -> dict[str, Decimal | int]:
-    """Every criterion at its cap (per-occurrence ones as the count that reaches it), then ``changes``."""
-    full: dict[str, Decimal | int] = {
-        c.code: int(c.cap / c.points) if c.per_occurrence else c.cap for c in rubric.criteria()
-    }
+    """Every criterion at its cap (in points), then ``changes``."""
+    full: dict[str, Decimal | int] = {c.code: c.cap for c in rubric.criteria()}
     return full | dict(changes)
 
 
-SHANXI_SELF = score_sheet(SHANXI, entries(SHANXI, {"2.1.2": 1, "2.2.2": 3, "3.1.4": Decimal("1.5"), "5.1.1": 1}),
+SHANXI_SELF = score_sheet(SHANXI, entries(SHANXI, {"2.1.2": 1, "2.2.2": 3, "3.1.4": Decimal("1.5"), "5.1.1": 2}),
                           complete=True)
-SHANXI_VERIFIED = score_sheet(SHANXI, entries(SHANXI, {"2.1.2": 0, "2.2.2": 2, "4.1.1": Decimal("0.5"), "5.2.2": 1}),
+SHANXI_VERIFIED = score_sheet(SHANXI, entries(SHANXI, {"2.1.2": 0, "2.2.2": 2, "4.1.1": Decimal("0.5"), "5.2.2": 2}),
                               complete=True)
 SHANXI_RECHECK = score_sheet(SHANXI, entries(SHANXI, {"1.1.1": Decimal("8.5")}), complete=True)
-HUNAN_SELF = score_sheet(HUNAN, entries(HUNAN, {"4.1.2": Decimal("2.5"), "2.2.5": 3}), complete=True)
+HUNAN_SELF = score_sheet(HUNAN, entries(HUNAN, {"4.1.2": Decimal("2.5"), "2.2.5": 3}), complete=True)  # 3 rules
 # 10 + 4 + 4 + 2.5 points lost: a verified total of 79.5, just below the pass mark
 HUNAN_VERIFIED = score_sheet(HUNAN, entries(HUNAN, {"1.1.1": 0, "2.2.1": 0, "2.2.2": 0, "4.1.2": 1}), complete=True)
 
@@ -207,9 +205,9 @@ def test_hunan_sheet(tmp_path: Path) -> None:
     check_sheet(ws, HUNAN_LAYOUT, HUNAN, [HUNAN_SELF, HUNAN_VERIFIED], ("自评得分", "核查得分"))
 
 
-def test_per_occurrence_counts_and_lowered_scores_reach_the_sheet(tmp_path: Path) -> None:
+def test_per_occurrence_points_and_lowered_scores_reach_the_sheet(tmp_path: Path) -> None:
     # preconditions: the scores differ from the caps and between self and verified
-    assert SHANXI_SELF.criteria["5.1.1"] == SHANXI.criterion("5.1.1").points  # 1 occurrence
+    assert SHANXI_SELF.criteria["5.1.1"] == SHANXI.criterion("5.1.1").points  # 1 activity: 2 分
     assert SHANXI_SELF.total != SHANXI_VERIFIED.total
     ws = export(tmp_path, SHANXI, "shanxi", SHANXI_SELF, SHANXI_VERIFIED)
     row = {c.code: r for r, _, _, c in rows(SHANXI)}

@@ -20,6 +20,7 @@ from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
 from workflow.domain.errors import DomainError, InvalidInput
+from notifications.testing import InMemoryTransport
 from workflow.service.simulate import load_scenario, run
 
 from .smtp_server import SmtpServer, smtp_server  # noqa: F401
@@ -116,7 +117,12 @@ def test_the_shanxi_example_round(tmp_path: Path) -> None:
     done = _cli("simulate", str(EXAMPLES / "shanxi-2021.yaml"), "--db", f"sqlite:///{db}", "--maildir",
                 str(tmp_path / "mail"), "--events-out", str(events), "--timeline-rows", "5")
     assert done.returncode == 0, done.stderr
-    assert "97.1% / 50%" in done.stdout and "actions refused 0" in done.stdout
+    # the calendar's target, over all 35 agencies of the province
+    assert "34/35 = 97.1% / 50% ✓" in done.stdout and "actions refused 0" in done.stdout
+    # the bureaus' duties: 太原 reported its year, the 10 other cities did not; the province
+    # recorded its spot checks and its filing with the national bureau
+    assert "city_report: done 1, overdue 10" in done.stdout
+    assert "spot_checks: done 1" in done.stdout and "national_filing: done 1" in done.stdout
     conn = sqlite3.connect(db)
     states = dict(conn.execute("SELECT state, count(*) FROM cases GROUP BY state"))
     assert states == {"filed": 34, "registered": 1}
@@ -128,6 +134,42 @@ def test_the_shanxi_example_round(tmp_path: Path) -> None:
     assert len(late) == 2  # 省信访局 (caught up) and 省贸促会 (never did)
     sent = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone()[0]
     assert len(list(mailbox.Maildir(tmp_path / "mail", create=False).keys())) == sent > 0
+    duties = [(r[0], r[1], json.loads(r[2])["duty"]) for r in conn.execute(
+        "SELECT jurisdiction_id, type, payload FROM duty_events ORDER BY position")]
+    assert ("shanxi-taiyuan", "DutyDone", "city_report") in duties
+    assert sum(1 for d in duties if d[1:] == ("DutyMissed", "city_report")) == 10
+    assert ("shanxi", "DutyDone", "national_filing") in duties
+    # the three rectifications got their 整改通知 at once, each
+    notices = conn.execute("SELECT count(*) FROM outbox WHERE kind = 'rectification_notice' AND status = 'sent'")
+    assert notices.fetchone()[0] == 3
+    # every unit's own misses only: the bureau's evaluation is not a unit's miss
+    assert not [e for e in lines if e["type"] == "DeadlineMissed" and e["payload"]["milestone"] == "evaluation"]
+    audit = _cli("audit", "verify", env={"WORKFLOW_DATABASE_URL": f"sqlite:///{db}"})
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "12 duty streams, 13 duty events" in audit.stdout   # 11 cities and the province
+
+
+def test_the_hunan_plan_over_three_years_reaches_25_50_70_percent_of_all_agencies(tmp_path: Path) -> None:
+    """湘管发〔2020〕12号: "至2020年底有25%左右建成节约型机关；至2021年底有50%左右…；至2022年底有70%左右"
+    — of all twenty agencies, taking part that year or not; the targets are the calendar's."""
+    db = tmp_path / "hunan3.db"
+    done = _cli("simulate", str(EXAMPLES / "hunan-2020-2022.yaml"), "--db", f"sqlite:///{db}", "--maildir",
+                str(tmp_path / "mail"), "--timeline-rows", "0")
+    assert done.returncode == 0, done.stderr
+    assert "actions refused 0" in done.stdout
+    for line in ("5/20 = 25.0% / 25% ✓", "11/20 = 55.0% / 50% ✓", "14/20 = 70.0% / 70% ✓"):
+        assert line in done.stdout, done.stdout
+    conn = sqlite3.connect(db)
+    targets = dict(conn.execute("SELECT id, target_share FROM rounds"))
+    assert targets == {"hunan-2020": "0.25", "hunan-2021": "0.5", "hunan-2022": "0.7"}
+    # 5.1.1 given as two activities (a count): recorded as 4 分, the count beside it
+    counted = [json.loads(p) for (p,) in conn.execute("SELECT payload FROM events WHERE type = "
+                                                       "'SelfAssessmentRecorded' AND payload LIKE '%counts%'")]
+    assert counted and counted[0]["counts"] == {"5.1.1": 2} and counted[0]["entries"]["5.1.1"] == "4"
+    done_duties = conn.execute("SELECT round_id, jurisdiction_id, payload FROM duty_events WHERE type = 'DutyDone'")
+    recorded = {(r, j, json.loads(p)["duty"]) for r, j, p in done_duties}
+    assert {("hunan-2021", "hunan-changsha", "city_filing"), ("hunan-2022", "hunan", "national_filing"),
+            ("hunan-2020", "hunan", "results")} <= recorded
     audit = _cli("audit", "verify", env={"WORKFLOW_DATABASE_URL": f"sqlite:///{db}"})
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
@@ -142,3 +184,16 @@ def test_the_hunan_example_carries_failed_units_into_2022(tmp_path: Path) -> Non
     assert [r[1] for r in rows if r[0] == "hunan-2021"].count("not_certified") == 2
     carried = [r for r in rows if r[0] == "hunan-2022"]
     assert len(carried) == 2 and all(r[1] == "filed" and r[2] is not None for r in carried)
+
+
+def test_a_refused_sheet_in_a_scenario_shows_every_problem(tmp_path: Path) -> None:
+    """Every front shows the domain's full list for a refused sheet, never a bare "invalid input"."""
+    scenario = tmp_path / "refused.yaml"
+    scenario.write_text(SMALL.replace('do: self_assess, total: "90"}',
+                                      'do: self_assess, entries: {"5.1.1": "3", "2.2.2": "7"}}'), encoding="utf-8")
+    result = run(load_scenario(scenario), _application(tmp_path, f"sqlite:///{tmp_path}/r.db"),
+                 InMemoryTransport())
+    [refused, *_] = result.refused
+    assert refused.line == 12
+    assert "5.1.1: 3 分 is not possible: 2 分 per activity, up to 4 (0, 2, 4)" in refused.what
+    assert "2.2.2: 7 分 is not possible: 1 分 per rule, up to 5 (0, 1, 2, 3, 4, 5)" in refused.what

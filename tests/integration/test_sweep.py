@@ -27,11 +27,11 @@ from workflow.domain.events import Event
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import SweepReport, sweep
-from workflow.service.directory import add_coordinator, import_units
+from workflow.service.directory import add_coordinator, give_contact_form, import_units
 from workflow.service.queries import list_cases
 from workflow.service.rounds import open_round
 
-from ..support import ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
+from ..support import attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
     unit_actor
 
 CST = ZoneInfo("Asia/Shanghai")
@@ -69,6 +69,10 @@ def build(db: Database, tmp_path: Path, units: list[tuple[str, str, str]], *, pr
     opened_round = open_round(db, RUBRICS, CALENDARS, province_id=province, year=2021, rubric_id=rubric_id,
                               calendar_id=calendar_id, target_share="0.5", actor=ADMIN, now=opened)
     rows = list_cases(db, round_id=opened_round.round_id, limit=1000)
+    with_contact = {name for name, _, email in units if email}
+    for r in rows:  # the units with a contact on file confirm it as this round's contact form (附件2)
+        if r.unit_name in with_contact:
+            give_contact_form(db, r.unit_id, None, unit_actor(r.unit_id), opened)
     return World(opened_round.round_id, {r.unit_name: r.id for r in rows}, {r.unit_name: r.unit_id for r in rows},
                  RUBRICS.get(rubric_id))
 
@@ -79,6 +83,7 @@ def three_units(jurisdiction: str = "shanxi") -> list[tuple[str, str, str]]:
 
 def submit(db: Database, world: World, name: str, now: datetime) -> None:
     ready_to_submit(db, world.case[name], world.unit[name], "85", now, world.rubric)
+    attach_documents(db, world.case[name], unit_actor(world.unit[name]), now)
     perform_action(db, world.case[name], "submit", {}, unit_actor(world.unit[name]), now)
 
 
@@ -191,6 +196,7 @@ def test_after_the_due_date_each_owing_case_gets_one_miss_and_is_overdue_until_i
     # Still owing after a step that does not discharge it; cleared by the late submission.
     ready_to_submit(db, registered, world.unit["单位A"], "85", at(date(2021, 10, 22), 10), world.rubric)
     assert case_state(db, registered).state == "self_assessed" and case_state(db, registered).overdue
+    attach_documents(db, self_assessed, unit_actor(world.unit["单位B"]), at(date(2021, 10, 22), 10))
     perform_action(db, self_assessed, "submit", {}, unit_actor(world.unit["单位B"]), at(date(2021, 10, 22), 10))
     late = case_state(db, self_assessed)
     assert late.state == "submitted" and not late.overdue
@@ -324,6 +330,8 @@ def test_a_rectification_failed_on_november_10_is_reminded_then_expires(db: Data
     written = _rectification_rows_by_day(db, date(2021, 11, 10), date(2021, 12, 3), unit_b_asks_for_a_recheck)
 
     assert written == {
+        # the 整改通知, at once when rectification is ordered (written with the order, not by the sweep)
+        date(2021, 11, 10): {("rectification_notice", expires, None, due), ("rectification_notice", rechecks, None, due)},
         date(2021, 11, 23): {("rectification", expires, 7, due), ("rectification", rechecks, 7, due)},
         date(2021, 11, 26): {("rectification", expires, 3, due)},  # 11-27 is a Saturday
         date(2021, 11, 29): {("rectification", expires, 1, due)},
@@ -371,8 +379,10 @@ def test_an_extension_moves_the_reminders_and_the_expiry(db: Database, tmp_path:
     written = _rectification_rows_by_day(db, date(2021, 11, 10), date(2021, 12, 7), extend)
 
     assert written == {
+        date(2021, 11, 10): {("rectification_notice", case_id, None, old)},
         date(2021, 11, 23): {("rectification", case_id, 7, old)},
-        date(2021, 11, 26): {("rectification", case_id, 7, new)},  # 11-28 is a Sunday
+        # the extension sends a new 整改通知 with the new last day at once
+        date(2021, 11, 26): {("rectification", case_id, 7, new), ("rectification_notice", case_id, None, new)},
         date(2021, 12, 2): {("rectification", case_id, 3, new)},
         date(2021, 12, 3): {("rectification", case_id, 1, new)},   # 12-04 is a Saturday
         date(2021, 12, 6): {("rectification_missed", case_id, None, new)},
@@ -401,8 +411,14 @@ def test_the_hunan_round_never_gets_rectification_rows(db: Database, tmp_path: P
     assert sum(r.expired for r in reports) == 0
     assert [r for r in outbox(db) if r.milestone == "rectification" or r.kind.startswith("rectification")] == []
     assert all(case_state(db, c).rectification_due is None for c in world.case.values())
-    # The Hunan round is swept all the same: the verified case misses its results milestone.
-    assert [e.payload["milestone"] for e in events(db, world.case["湖南乙厅"], "DeadlineMissed")] == ["results"]
+    # The Hunan round is swept all the same. The verified case waits for the bureau's decision:
+    # that is the bureau's miss (on its own duty stream), not the unit's (nothing on the case).
+    assert events(db, world.case["湖南乙厅"], "DeadlineMissed") == []
+    from workflow.service.duties import duty_history
+
+    missed = [(e.type, e.payload["duty"], e.payload.get("cases")) for e in duty_history(db, world.round_id, "hunan")]
+    assert missed == [("DutyMissed", "evaluation", [world.case["湖南乙厅"]]),  # 每年11月…现场验收
+                      ("DutyMissed", "results", None)]                        # 每年12月底…通报表彰
 
 
 # ---------------------------------------------------------------- the report

@@ -26,12 +26,12 @@ from workflow.domain.events import Event
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
-from workflow.service.directory import add_coordinator, import_units
+from workflow.service.directory import add_coordinator, give_contact_form, import_units
 from workflow.service.dispatch import DispatchSettings, dispatch
 from workflow.service.queries import list_cases, list_notifications
 from workflow.service.rounds import open_round
 
-from ..support import ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
+from ..support import attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
     unit_actor
 from .smtp_server import (SmtpServer, html_body, ics_attachments, parse_ics, parse_mail, smtp_server,  # noqa: F401
                           text_body)
@@ -47,9 +47,16 @@ ROUND_TITLE = "山西省2021年节约型机关创建工作"
 PROVINCE_NAME = "山西省"
 CONTACT_FORM = ("创建工作联系人信息表报送", date(2021, 6, 5), (7, 3, 1))
 SELF_ASSESSMENT = ("自评报告、自评打分表和佐证材料报送", date(2021, 10, 20), (14, 7, 3, 1))
-EVALUATION = ("评价验收", date(2021, 11, 30), (7, 3))
-NATIONAL_FILING = ("全省创建情况报国管局备案", date(2022, 3, 31), (14, 7))
+# the bureaus' own duties (owed by a jurisdiction, not by the units' cases)
+EVALUATION = ("评价验收", date(2021, 11, 30), (7, 3))              # each bureau, its own units' cases
+CITY_REPORT = ("年度创建总体情况报省机关事务管理局", date(2021, 11, 30), (14, 7, 3))  # every city
+SPOT_CHECKS = ("对各地区创建工作进行实地抽查", date(2021, 12, 31), (14, 7))         # the province
+NATIONAL_FILING = ("全省创建情况报国管局备案", date(2022, 3, 31), (14, 7))          # the province
 RECTIFICATION = ("整改并接受复核验收", 20, (7, 3, 1))  # days after the order
+CITIES = ["shanxi-changzhi", "shanxi-datong", "shanxi-jincheng", "shanxi-jinzhong", "shanxi-linfen", "shanxi-lvliang",
+          "shanxi-shuozhou", "shanxi-taiyuan", "shanxi-xinzhou", "shanxi-yangquan", "shanxi-yuncheng"]
+NAMES = {"shanxi": PROVINCE_NAME, "shanxi-taiyuan": "太原市", "shanxi-datong": "大同市"}
+PARENT = {"shanxi": None, **{c: "shanxi" for c in CITIES}}
 
 
 def at(day: date, hour: int) -> datetime:
@@ -190,6 +197,40 @@ def digest(day: date, overdue: Iterable[Unit]) -> list[Mail]:
                              lambda c, n: f"【汇总】{ROUND_TITLE}：{c.jurisdiction_name}逾期事项{n}项（截至{cn(day)}）")
 
 
+def duty_mails(running: list[date], milestone: tuple, owners: list[str], waiting: Callable[[str, date], list[Unit]]
+               | None = None) -> list[Mail]:
+    """A duty's reminders to each owner's own coordinators, then after its date one mail to each
+    coordinator who hears of the misses (the owner's, and the one above it), listing them."""
+    name, due, tiers = milestone
+    mails = []
+    with_coordinator = {c.jurisdiction: c for c in COORDINATORS}
+    for day in tier_days(due, tiers, running):
+        for owner in owners:
+            c = with_coordinator.get(owner if waiting is None else looked_after_by(owner))
+            if waiting is None and c is not None:
+                mails.append(Mail(day, c.email, f"【提醒】{NAMES.get(owner, owner)}“{name}”截止日期：{cn(due)}"
+                                                f"（还有{(due - day).days}天）"))
+    noticed = next((d for d in running if d > due), None)
+    if noticed is None:  # past the walk (the national filing is due on its last day)
+        return mails
+    heard: dict[str, list[str]] = {}
+    for owner in owners:
+        if waiting is not None and not waiting(owner, noticed):
+            continue
+        recipients = {looked_after_by(owner) if waiting is not None else owner}
+        if PARENT.get(owner):
+            recipients.add(PARENT[owner])
+        for r in recipients:
+            if r in with_coordinator:
+                heard.setdefault(r, []).append(owner)
+    for r, items in heard.items():
+        who = f"{NAMES[items[0]]}" if len(items) == 1 else f"{len(items)}个地区"
+        listed = tuple(sorted(u.name for owner in items for u in (waiting(owner, noticed) if waiting else [])))
+        mails.append(Mail(noticed, with_coordinator[r].email, f"【逾期】{who}“{name}”已逾期（截止日期：{cn(due)}）",
+                          listed))
+    return mails
+
+
 def expected_mails(running: list[date]) -> list[Mail]:
     mails: list[Mail] = []
 
@@ -219,9 +260,16 @@ def expected_mails(running: list[date]) -> list[Mail]:
     unit_deadline(name, due, tiers, lambda u, day: state_on(u, day) in ("registered", "self_assessed"),
                   lambda day: f"【提醒】{name}截止日期：{cn(due)}（还有{(due - day).days}天）")
 
-    coordinator_reminders(EVALUATION, lambda u, day: state_on(u, day) == "submitted")
-    noticed = first_run_after(EVALUATION[1], running)
-    mails.extend(digest(noticed, [u for u in UNITS if state_on(u, noticed) == "submitted"]))
+    # the evaluation: the bureau reminded of the cases waiting for it; past its date the miss is
+    # the bureau's (its duty stream), listed to its coordinators, never a unit's miss
+    waiting_for_evaluation = lambda u, day: state_on(u, day) in ("submitted", "verified")  # noqa: E731
+    coordinator_reminders(EVALUATION, waiting_for_evaluation)
+    mails.extend(duty_mails(running, EVALUATION, sorted({u.jurisdiction for u in UNITS}),
+                            lambda owner, day: [u for u in UNITS if u.jurisdiction == owner
+                                                and waiting_for_evaluation(u, day)]))
+    mails.extend(duty_mails(running, CITY_REPORT, CITIES))
+    mails.extend(duty_mails(running, SPOT_CHECKS, ["shanxi"]))
+    mails.extend(duty_mails(running, NATIONAL_FILING, ["shanxi"]))
 
     rect_name, rect_days, rect_tiers = RECTIFICATION
     for unit in UNITS:
@@ -229,11 +277,12 @@ def expected_mails(running: list[date]) -> list[Mail]:
         if ordered is None:
             continue
         rect_due = ordered + timedelta(days=rect_days)
+        # the 整改通知 at once (written with the order at 10:00, sent by the next morning's dispatch)
+        mails.append(Mail(first_run_after(ordered, running), unit.email,
+                          f"【整改通知】{ROUND_TITLE}：评价验收得分70分，请于{cn(rect_due)}前完成整改", ics_due=rect_due))
         unit_deadline(rect_name, rect_due, rect_tiers,
                       lambda u, day: u is unit and state_on(u, day) == "rectification",
-                      lambda day: f"【整改通知】{ROUND_TITLE}整改材料报送截止日期：{cn(rect_due)}（还有{(rect_due - day).days}天）")
-
-    coordinator_reminders(NATIONAL_FILING, lambda u, day: state_on(u, day) == "certified")
+                      lambda day: f"【整改提醒】{ROUND_TITLE}整改材料报送截止日期：{cn(rect_due)}（还有{(rect_due - day).days}天）")
     return sorted(mails)
 
 
@@ -249,7 +298,11 @@ def _open_round(db: Database, tmp_path: Path) -> dict[str, tuple[int, int]]:
     opened = open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                         calendar_id="shanxi-2021", target_share="0.5", actor=ADMIN, now=at(FIRST_DAY, 8))
     by_name = {r.unit_name: (r.id, r.unit_id) for r in list_cases(db, round_id=opened.round_id)}
-    return {u.key: by_name[u.name] for u in UNITS}
+    ids = {u.key: by_name[u.name] for u in UNITS}
+    for u in UNITS:  # a contact on file counts for this round once the unit confirms it (附件2)
+        if u.contact_from == FIRST_DAY:
+            give_contact_form(db, ids[u.key][1], None, unit_actor(ids[u.key][1]), at(FIRST_DAY, 8))
+    return ids
 
 
 def write_units(path: Path, units: list[Unit], day: date) -> None:
@@ -262,10 +315,9 @@ def write_units(path: Path, units: list[Unit], day: date) -> None:
 
 def _act(db: Database, tmp_path: Path, ids: dict[str, tuple[int, int]], day: date) -> None:
     now = at(day, 10)
-    late_contacts = [u for u in UNITS if u.contact_from == day]
-    if late_contacts:
-        write_units(tmp_path / f"contacts-{day}.csv", late_contacts, day)
-        import_units(db, tmp_path / f"contacts-{day}.csv", now, update=True)
+    for u in UNITS:  # a unit fills in the contact form (附件2) late
+        if u.contact_from == day and day != FIRST_DAY:
+            give_contact_form(db, ids[u.key][1], [{"name": "张联络", "email": u.email}], unit_actor(ids[u.key][1]), now)
     for when, key, after in STEPS:
         if when != day:
             continue
@@ -273,6 +325,7 @@ def _act(db: Database, tmp_path: Path, ids: dict[str, tuple[int, int]], day: dat
         unit = unit_actor(unit_id)
         if after == "submitted":
             ready_to_submit(db, case_id, unit_id, "85", now, RUBRIC)
+            attach_documents(db, case_id, unit, now)
             perform_action(db, case_id, "submit", {}, unit, now)
         elif after == "rectification":
             perform_action(db, case_id, "verify", {"entries": sheet_for(RUBRIC, "70")}, COORDINATOR, now)
@@ -363,7 +416,8 @@ def _check_the_walk(db: Database, result: Walk) -> list[Mail]:
     assert {k: s.state for k, s in states.items()} == {
         "early": "submitted", "on_time": "certified", "never": "registered", "expires": "not_certified",
         "rechecks": "certified", "filed": "filed", "no_contact": "registered", "city": "registered"}
-    assert {k for k, s in states.items() if s.overdue} == {"early", "never", "no_contact", "city"}
+    # "early" waits for the bureau's evaluation past its date: the bureau's miss, not the unit's
+    assert {k for k, s in states.items() if s.overdue} == {"never", "no_contact", "city"}
 
     rows = list_notifications(db, limit=10_000)
     assert Counter(r.status for r in rows)["sent"] == len(result.received)
@@ -388,23 +442,32 @@ def test_a_year_of_the_shanxi_2021_round(sqlite_db: Database, tmp_path: Path, sm
     assert [m.day for m in mails if m.to == BY_KEY["never"].email] == [
         date(2021, 9, 30), date(2021, 10, 13), date(2021, 10, 15), date(2021, 10, 19), date(2021, 10, 21)]
     assert [m.day for m in mails if m.to == BY_KEY["expires"].email] == [
-        date(2021, 9, 30), date(2021, 10, 13), date(2021, 11, 23), date(2021, 11, 26), date(2021, 11, 29),
-        date(2021, 12, 1)]
-    assert [m.day for m in mails if m.to == BY_KEY["rechecks"].email] == [date(2021, 11, 23)]
+        date(2021, 9, 30), date(2021, 10, 13), date(2021, 11, 11), date(2021, 11, 23), date(2021, 11, 26),
+        date(2021, 11, 29), date(2021, 12, 1)]
+    assert [m.day for m in mails if m.to == BY_KEY["rechecks"].email] == [date(2021, 11, 11), date(2021, 11, 23)]
     assert [m.day for m in mails if m.to in (BY_KEY["early"].email, BY_KEY["filed"].email)] == []
     assert [(m.day, list(m.listed)) for m in mails if m.to == "wang@jgswj.example.cn"] == [
         (date(2021, 5, 28), ["省商务厅", "省档案局"]), (date(2021, 6, 2), ["省商务厅", "省档案局"]),
         (date(2021, 6, 4), ["省档案局"]), (date(2021, 6, 6), ["省档案局"]),
         (date(2021, 10, 21), ["太原市财政局", "省商务厅", "省档案局"]),  # 太原 has no coordinator of its own
         (date(2021, 11, 23), ["省教育厅", "省财政厅"]), (date(2021, 11, 26), ["省财政厅"]),
-        (date(2021, 12, 1), ["省水利厅"]), (date(2021, 12, 1), ["省财政厅"]),
-        (date(2022, 3, 17), ["省卫生健康委员会", "省教育厅", "省统计局"]),
-        (date(2022, 3, 24), ["省卫生健康委员会", "省教育厅"])]
-    assert [m for m in mails if m.to == "qian@datong.example.cn"] == []
+        (date(2021, 12, 1), ["省水利厅"]),      # the rectification that expired
+        (date(2021, 12, 1), []),               # 11 cities did not report their year: one mail listing them
+        (date(2021, 12, 1), ["省财政厅"]),      # the province's own evaluation, still waiting
+        (date(2021, 12, 17), []), (date(2021, 12, 24), []), (date(2022, 1, 1), []),   # the December spot checks
+        (date(2022, 3, 17), []), (date(2022, 3, 24), [])]                              # the national filing
+    assert [(m.day, m.subject) for m in mails if m.to == "qian@datong.example.cn"] == [
+        (day, f"【提醒】大同市“年度创建总体情况报省机关事务管理局”截止日期：2021年11月30日（还有{left}天）")
+        for day, left in ((date(2021, 11, 16), 14), (date(2021, 11, 23), 7), (date(2021, 11, 26), 4))] + [
+        (date(2021, 12, 1), "【逾期】大同市“年度创建总体情况报省机关事务管理局”已逾期（截止日期：2021年11月30日）")]
     assert _misses(sqlite_db, result.ids) == {
         ("no_contact", "contact_form", "2021-06-06"), ("never", "self_assessment", "2021-10-21"),
-        ("no_contact", "self_assessment", "2021-10-21"), ("city", "self_assessment", "2021-10-21"),
-        ("early", "evaluation", "2021-12-01")}
+        ("no_contact", "self_assessment", "2021-10-21"), ("city", "self_assessment", "2021-10-21")}
+    from workflow.service.duties import duty_history
+
+    [evaluation] = duty_history(sqlite_db, "shanxi-2021", "shanxi")[:1]
+    assert (evaluation.type, evaluation.payload["duty"], evaluation.payload["cases"]) == (
+        "DutyMissed", "evaluation", [result.ids["early"][0]])
 
 
 DOWN = {date(2021, 10, 15) + timedelta(days=i) for i in range(10)}  # 10-15 … 10-24; back on 10-25

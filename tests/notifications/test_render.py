@@ -38,6 +38,22 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         due_date=date(2021, 11, 30), days_left=7,
         rows=[dict(unit_name="甲局", case_id="C-1"), dict(unit_name="乙委", case_id="C-2")],
     ),
+    "rectification_notice": dict(
+        unit_name="某某市财政局", round_title=ROUND, due_date=date(2021, 12, 1), days_left=20, case_id="SX-2021-0022",
+        verified_total="76.5", pass_mark="80", what_to_do="未通过评价验收的部门需在20天之内完成整改，并申请复核验收。",
+        contact_line="山西省机关事务管理局 0351-2859734",
+    ),
+    "duty_reminder": dict(
+        coordinator_name="张主任", jurisdiction_name="太原市", round_title=ROUND, duty_name="年度创建总体情况报省机关事务管理局",
+        due_date=date(2021, 11, 30), days_left=7, what_to_do="将年度创建总体情况于11月底前报省机关事务管理局。",
+        how_to_record="请在系统中登记完成并上传相关材料",
+    ),
+    "duty_missed": dict(
+        coordinator_name="王科长", round_title=ROUND, duty_name="评价验收", due_date=date(2021, 11, 30), days_overdue=2,
+        how_to_record="",
+        items=[dict(jurisdiction_name="山西省", rows=[dict(unit_name="甲局", case_id="C-1")]),
+               dict(jurisdiction_name="太原市", rows=[])],
+    ),
 }
 
 
@@ -90,7 +106,7 @@ def test_digest_counts_and_tabulates() -> None:
     assert "2项" in rendered.subject
     assert rendered.html.count("<tr>") == 3  # header + 2 rows
     assert "<td>甲局</td>" in rendered.html and "<td>5</td>" in rendered.html
-    assert "乙委：整改报告报送，截止日期2021年10月22日，已逾期3天（案件编号：C-2）" in rendered.text
+    assert "乙委：整改报告报送，截止日期2021年10月22日，已逾期3天（创建编号：C-2）" in rendered.text
 
 
 def test_empty_digest() -> None:
@@ -118,6 +134,10 @@ def test_html_is_escaped(kind: str) -> None:
     if kind in ("digest", "coordinator_reminder"):
         context["coordinator_name"] = evil
         context["rows"] = [{**context["rows"][0], "unit_name": evil}]
+    elif kind == "duty_reminder":
+        context["jurisdiction_name"] = evil
+    elif kind == "duty_missed":
+        context["items"] = [{"jurisdiction_name": evil, "rows": [{"unit_name": evil, "case_id": "C-1"}]}]
     else:
         context["unit_name"] = evil
     rendered = render(kind, context)
@@ -137,3 +157,33 @@ def test_cn_date() -> None:
     assert cn_date(datetime(2021, 3, 4, 12, 0)) == "2021年3月4日"
     with pytest.raises(TypeError):
         cn_date("2021-10-20")  # type: ignore[arg-type]
+
+
+def test_the_rectification_notice_says_score_pass_mark_last_day_and_how_to_ask_for_the_recheck() -> None:
+    """"未通过评价验收的部门需在20天之内完成整改并接受复核验收": sent at once when rectification is
+    ordered, the first evaluation named 评价验收 (not 复核)."""
+    rendered = render("rectification_notice", CONTEXTS["rectification_notice"])
+    assert rendered.subject.startswith("【整改通知】") and "76.5分" in rendered.subject
+    assert "2021年12月1日" in rendered.subject
+    text = rendered.text
+    assert "经评价验收" in text and "76.5分" in text and "80分（含）" in text and "2021年12月1日" in text
+    assert "复核验收申请" in text and "20天之内完成整改" in text and "0351-2859734" in text
+    assert "经复核" not in text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_doubled_words_and_the_case_is_called_as_a_bureau_calls_it(kind: str) -> None:
+    """The round's title ends in 工作 ("山西省2021年节约型机关创建工作"): no "工作工作"; no 案件."""
+    context = {**CONTEXTS[kind], "round_title": "山西省2021年节约型机关创建工作"}
+    rendered = render(kind, context)
+    for text in (rendered.subject, rendered.text, rendered.html):
+        assert "工作工作" not in text and "案件" not in text
+
+
+def test_a_duty_missed_by_several_jurisdictions_is_one_mail() -> None:
+    rendered = render("duty_missed", CONTEXTS["duty_missed"])
+    assert rendered.subject == "【逾期】2个地区“评价验收”已逾期（截止日期：2021年11月30日）"
+    assert "1. 山西省：1个单位的材料仍在等待办理" in rendered.text and "甲局（创建编号：C-1）" in rendered.text
+    assert "2. 太原市\n" in rendered.text
+    one = render("duty_missed", {**CONTEXTS["duty_missed"], "items": CONTEXTS["duty_missed"]["items"][1:]})
+    assert one.subject.startswith("【逾期】太原市“评价验收”")

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workflow.domain import lifecycle
+from workflow.domain.calendar import RequiredDocument
 from workflow.domain.case import (
     Actor,
     CaseState,
@@ -76,12 +77,14 @@ HN = RUBRICS.get("hunan-2020")
 RUBRIC_OF: dict[Policy, Rubric] = {SHANXI: SX, HUNAN: HN}
 
 KEPT = "1.1.1"                       # evidence for this criterion is attached first on every path
+DOC = "self_report"                  # the round asks for this document; attached first on every path
+DOCUMENTS = (RequiredDocument(DOC, "自评报告"),)
 
 
 @lru_cache(maxsize=None)
 def ctx_for(policy: Policy) -> RoundContext:
     rubric = RUBRIC_OF[policy]
-    return RoundContext("r", policy, rubric.pass_mark, rubric.total, rubric)
+    return RoundContext("r", policy, rubric.pass_mark, rubric.total, rubric, DOCUMENTS)
 
 
 _SHEETS: dict[tuple[str, str], dict[str, str]] = {}
@@ -102,6 +105,12 @@ def sheet(rubric: Rubric, total: str) -> dict[str, str]:
     return dict(_SHEETS[key])
 
 
+def document(tag: str = "") -> dict[str, Any]:
+    """attach_document input for one file of the round's document (``tag`` makes another file)."""
+    return {"document": DOC, "sha256": fake_sha(DOC + tag), "filename": f"自评报告{tag}.pdf", "size": 1000,
+            "type": "pdf"}
+
+
 def evidence(code: str, tag: str = "") -> dict[str, Any]:
     """attach_evidence input for one file on ``code`` (``tag`` makes another file)."""
     return {"criterion": code, "sha256": fake_sha(code + tag), "filename": f"{code}{tag}.pdf", "size": 1000,
@@ -109,10 +118,11 @@ def evidence(code: str, tag: str = "") -> dict[str, Any]:
 
 
 def ready_steps(rubric: Rubric, total: str, have: frozenset[str] = frozenset()) -> list[tuple[str, dict[str, Any]]]:
-    """Self-assess a complete sheet of ``total``, then attach evidence to every criterion it scores
-    above zero (but those in ``have``, which have evidence already): ready to submit."""
+    """Self-assess a complete sheet of ``total``, then attach the round's document and evidence to
+    every criterion it scores above zero (but those in ``have``, which are there already): ready
+    to submit."""
     entries = sheet(rubric, total)
-    return [("self_assess", {"entries": entries})] + [
+    return [("self_assess", {"entries": entries})] + ([] if DOC in have else [("attach_document", document())]) + [
         ("attach_evidence", evidence(code)) for code, value in entries.items()
         if Decimal(value) > 0 and code not in have
     ]
@@ -123,6 +133,9 @@ ACTOR_OF: dict[str, Actor] = {
     "self_assess": UNIT,
     "attach_evidence": UNIT,
     "remove_evidence": UNIT,
+    "attach_document": UNIT,
+    "remove_document": UNIT,
+    "give_contact_form": UNIT,
     "submit": UNIT,
     "return": COORDINATOR,
     "verify": COORDINATOR,
@@ -148,6 +161,9 @@ def valid_data(action: str, rubric: Rubric) -> dict[str, Any]:
         "self_assess": {"entries": sheet(rubric, SELF_TOTAL)},
         "attach_evidence": evidence(KEPT, "-another"),
         "remove_evidence": {"criterion": KEPT, "sha256": fake_sha(KEPT)},
+        "attach_document": document("-another"),
+        "remove_document": {"document": DOC, "sha256": fake_sha(DOC)},
+        "give_contact_form": {"how": "form", "contacts": 1},
         "return": {"reason": REASON},
         "verify": {"entries": sheet(rubric, PASSING)},
         "extend_rectification": {"reason": REASON, "days": 5},
@@ -168,6 +184,9 @@ EVENT_OF: dict[str, str] = {
     "self_assess": "SelfAssessmentRecorded",
     "attach_evidence": "EvidenceAttached",
     "remove_evidence": "EvidenceRemoved",
+    "attach_document": "DocumentAttached",
+    "remove_document": "DocumentRemoved",
+    "give_contact_form": "ContactFormGiven",
     "submit": "SelfAssessmentSubmitted",
     "return": "CaseReturned",
     "verify": "CaseVerified",
@@ -186,8 +205,9 @@ EVENT_OF: dict[str, str] = {
     "record_spot_check": "SpotCheckDrawn",
 }
 ALL_ACTIONS = tuple(EVENT_OF)
-BOOKKEEPING = {"record_missed_deadline", "record_notification_failure", "record_spot_check"}
-SYSTEM_BOOKKEEPING = BOOKKEEPING - {"record_spot_check"}  # a spot check is drawn by a coordinator
+BOOKKEEPING = {"record_missed_deadline", "record_notification_failure", "record_spot_check", "give_contact_form"}
+# a spot check is drawn by a coordinator; the contact form is given by the unit (through its form)
+SYSTEM_BOOKKEEPING = BOOKKEEPING - {"record_spot_check", "give_contact_form"}
 
 
 def path_to(state: str, score: str, rubric: Rubric) -> list[tuple[str, dict[str, Any]]]:
@@ -195,8 +215,8 @@ def path_to(state: str, score: str, rubric: Rubric) -> list[tuple[str, dict[str,
 
     Evidence for KEPT is attached right after registration, so every case but the closed and
     withdrawn ones has a file to remove; a self-assessed case is ready to submit."""
-    registered = [("attach_evidence", evidence(KEPT))]
-    self_assessed = [*registered, *ready_steps(rubric, SELF_TOTAL, have=frozenset({KEPT}))]
+    registered = [("attach_evidence", evidence(KEPT)), ("attach_document", document())]
+    self_assessed = [*registered, *ready_steps(rubric, SELF_TOTAL, have=frozenset({KEPT, DOC}))]
     submitted = [*self_assessed, ("submit", {})]
     verified = [*submitted, ("verify", {"entries": sheet(rubric, score)})]
     paths = {
@@ -304,15 +324,21 @@ SCENARIOS: dict[str, tuple[str, str | None, datetime]] = {
 # self-assessed scenario is ready to submit (complete sheet, evidence on every scored line).
 _COMMON: dict[str, dict[str, str]] = {
     "registered": {"self_assess": "self_assessed", "attach_evidence": "registered",
-                   "remove_evidence": "registered", "close": NC, "withdraw": WD,
+                   "remove_evidence": "registered", "attach_document": "registered", "remove_document": "registered",
+                   "close": NC, "withdraw": WD, "give_contact_form": "registered",
                    "record_missed_deadline": "registered", "record_notification_failure": "registered"},
     "self_assessed": {"self_assess": "self_assessed", "attach_evidence": "self_assessed",
-                      "remove_evidence": "self_assessed", "submit": "submitted", "close": NC, "withdraw": WD,
+                      "remove_evidence": "self_assessed", "attach_document": "self_assessed",
+                      "remove_document": "self_assessed", "submit": "submitted", "close": NC, "withdraw": WD,
+                      "give_contact_form": "self_assessed",
                       "record_missed_deadline": "self_assessed", "record_notification_failure": "self_assessed"},
     "submitted": {"return": "self_assessed", "verify": "verified", "close": NC, "withdraw": WD,
+                  "give_contact_form": "submitted",
                   "record_missed_deadline": "submitted", "record_notification_failure": "submitted"},
-    "verified_passing": {"certify": "certified", "close": NC, "withdraw": WD, "record_missed_deadline": "verified", "record_notification_failure": "verified"},
+    "verified_passing": {"certify": "certified", "close": NC, "withdraw": WD, "give_contact_form": "verified",
+                         "record_missed_deadline": "verified", "record_notification_failure": "verified"},
     "certified": {"file": "filed", "withdraw": WD, "record_missed_deadline": "certified",
+                  "give_contact_form": "certified",
                   "record_notification_failure": "certified", "record_spot_check": "certified"},
     "not_certified": {},
     "withdrawn": {},
@@ -322,20 +348,27 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
     "shanxi": {
         **_COMMON,
         "verified_failing": {"order_rectification": "rectification", "close": NC, "withdraw": WD,
+                             "give_contact_form": "verified",
                              "record_missed_deadline": "verified", "record_notification_failure": "verified"},
         "rectification_open": {"extend_rectification": "rectification", "request_recheck": "recheck",
                                "attach_evidence": "rectification", "remove_evidence": "rectification",
+                               "attach_document": "rectification", "remove_document": "rectification",
+                               "give_contact_form": "rectification",
                                "withdraw": WD, "record_missed_deadline": "rectification", "record_notification_failure": "rectification"},
         # evidence may still be attached or removed after the deadline (no guard on those edges)
         "rectification_overdue": {"extend_rectification": "rectification", "expire_rectification": NC,
                                   "attach_evidence": "rectification", "remove_evidence": "rectification",
+                                  "attach_document": "rectification", "remove_document": "rectification",
+                                  "give_contact_form": "rectification",
                                   "withdraw": WD, "record_missed_deadline": "rectification", "record_notification_failure": "rectification"},
         "recheck": {"recheck": "certified", "withdraw": WD,  # with a passing recheck score
+                    "give_contact_form": "recheck",
                     "record_missed_deadline": "recheck", "record_notification_failure": "recheck"},
     },
     "hunan": {
         **_COMMON,
-        "verified_failing": {"fail": NC, "close": NC, "withdraw": WD, "record_missed_deadline": "verified", "record_notification_failure": "verified"},
+        "verified_failing": {"fail": NC, "close": NC, "withdraw": WD, "give_contact_form": "verified",
+                             "record_missed_deadline": "verified", "record_notification_failure": "verified"},
         # rectification and recheck cannot be reached under Hunan's policy
     },
 }
@@ -564,7 +597,8 @@ def test_extension(data: dict[str, Any], new_due: date) -> None:
     # the old deadline no longer applies
     later = sh(2021, 12, 1, 8, 0)
     assert set(allowed_actions(built.case, built.ctx, later)) == {"extend_rectification", "request_recheck",
-                                                                  "attach_evidence", "remove_evidence", "withdraw"}
+                                                                  "attach_evidence", "remove_evidence",
+                                                                  "attach_document", "remove_document", "withdraw"}
 
 
 def test_extensions_add_up() -> None:
@@ -768,20 +802,24 @@ def test_system_may_close() -> None:
 
 
 @pytest.mark.parametrize("scenario, actor, expected", [
-    ("registered", UNIT, {"self_assess", "attach_evidence", "remove_evidence"}),
-    ("self_assessed", UNIT, {"self_assess", "attach_evidence", "remove_evidence", "submit"}),
+    ("registered", UNIT, {"self_assess", "attach_evidence", "remove_evidence", "attach_document", "remove_document"}),
+    ("self_assessed", UNIT, {"self_assess", "attach_evidence", "remove_evidence", "attach_document",
+                             "remove_document", "submit"}),
     ("self_assessed", COORDINATOR, {"close", "withdraw"}),
     ("self_assessed", SYSTEM, {"close", "record_missed_deadline", "record_notification_failure"}),
     ("self_assessed", AUDITOR, set()),
-    ("self_assessed", ADMIN, {"self_assess", "attach_evidence", "remove_evidence", "submit", "close", "withdraw"}),
+    ("self_assessed", ADMIN, {"self_assess", "attach_evidence", "remove_evidence", "attach_document",
+                              "remove_document", "submit", "close", "withdraw"}),
     ("submitted", UNIT, set()),
     ("verified_failing", COORDINATOR, {"order_rectification", "close", "withdraw"}),
-    ("rectification_open", UNIT, {"request_recheck", "attach_evidence", "remove_evidence"}),
+    ("rectification_open", UNIT, {"request_recheck", "attach_evidence", "remove_evidence", "attach_document",
+                                  "remove_document"}),
     ("rectification_open", COORDINATOR, {"extend_rectification", "withdraw"}),
     ("rectification_overdue", SYSTEM, {"expire_rectification", "record_missed_deadline",
                                        "record_notification_failure"}),
-    ("rectification_overdue", ADMIN, {"extend_rectification", "attach_evidence", "remove_evidence", "withdraw"}),
-    ("rectification_overdue", UNIT, {"attach_evidence", "remove_evidence"}),
+    ("rectification_overdue", ADMIN, {"extend_rectification", "attach_evidence", "remove_evidence",
+                                      "attach_document", "remove_document", "withdraw"}),
+    ("rectification_overdue", UNIT, {"attach_evidence", "remove_evidence", "attach_document", "remove_document"}),
     ("certified", COORDINATOR, {"file", "withdraw"}),
 ])
 def test_allowed_actions_filters_by_actor(scenario: str, actor: Actor, expected: set[str]) -> None:
@@ -869,7 +907,7 @@ def test_the_long_shanxi_path_ends_filed() -> None:
     attached = [data for action, data in first if action == "attach_evidence"]
     assert len(attached) == sum(1 for v in sheet(SX, "82").values() if v != "0")
     assert [s.state for s in states] == [
-        "registered", "self_assessed", *["self_assessed"] * len(attached),
+        "registered", "self_assessed", "self_assessed", *["self_assessed"] * len(attached),
         "self_assessed", "submitted", "self_assessed", "self_assessed", "self_assessed", "submitted", "verified",
         "rectification", "rectification", "rectification", "recheck", "certified", "filed"]
     final = built.case

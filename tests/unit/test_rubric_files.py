@@ -70,7 +70,8 @@ def test_shipped_numbers_are_decimals_never_floats(catalog: RubricCatalog) -> No
     for rubric in catalog.all():
         for c in rubric.criteria():
             assert type(c.points) is Decimal and type(c.cap) is Decimal and type(c.step) is Decimal
-            assert c.step == Decimal("0.5")
+            # Hunan 1.1.1 "…的，得10分，没完成的，不得分" is all or nothing; every other line in halves
+            assert c.step == (Decimal(10) if (rubric.id, c.code) == ("hunan-2020", "1.1.1") else Decimal("0.5"))
 
 
 def test_hunan_half_points(catalog: RubricCatalog) -> None:
@@ -127,7 +128,8 @@ def test_to_json_dict_shape_and_exact_numbers(catalog: RubricCatalog) -> None:
     item = section["items"][0]
     assert list(item) == ["code", "name", "max_points", "criteria"]
     crit = item["criteria"][2]
-    assert list(crit) == ["code", "text", "points", "cap", "per_occurrence", "must_pass"]
+    assert list(crit) == ["code", "text", "points", "cap", "per_occurrence", "must_pass", "allowed"]
+    assert crit["allowed"] == [0, Decimal("0.5"), 1, Decimal("1.5")]
     assert type(data["total"]) is int and type(item["max_points"]) is int
     assert crit["points"] == Decimal("1.5") and type(crit["points"]) is Decimal
     text = dumps_json(data)

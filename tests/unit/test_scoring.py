@@ -1,4 +1,5 @@
-"""Scoring a sheet against a rubric: Decimal only, capped per-occurrence, every problem reported."""
+"""Scoring a sheet against a rubric: entries are the points printed on the form (分项得分),
+Decimal only, a count only when given as one, every problem reported, nothing capped."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from workflow.adapters.rubric_files import RubricCatalog
 from workflow.domain.errors import InvalidInput
-from workflow.domain.rubric import Criterion, Rubric, rubric_from_dict, score_sheet
+from workflow.domain.rubric import Count, Criterion, Rubric, entries_as_points, rubric_from_dict, score_sheet
 
 CATALOG = RubricCatalog()
 SHANXI = CATALOG.get("shanxi-2020")
@@ -18,8 +19,8 @@ HUNAN = CATALOG.get("hunan-2020")
 
 
 def full_marks(rubric: Rubric) -> dict[str, Decimal | int]:
-    """Every criterion at its cap: points for ordinary ones, the capping count for the others."""
-    return {c.code: int(c.cap / c.points) if c.per_occurrence else c.cap for c in rubric.criteria()}
+    """Every criterion at its cap, in points."""
+    return {c.code: c.cap for c in rubric.criteria()}
 
 
 def problems_of(rubric: Rubric, entries: dict[Any, Any], *, complete: bool = False) -> dict[str, str]:
@@ -54,7 +55,7 @@ def test_shanxi_half_point_award_and_boundary() -> None:
     entries.update({"1.1.1": 0, "3.2.1": Decimal("0.5"), "3.2.2": 0, "5.1.3": 0})  # 100 - 9 - 2.5 - 3 - 2
     sheet = score_sheet(SHANXI, entries, complete=True)
     assert sheet.total == Decimal("83.5") and sheet.passed(SHANXI)
-    entries["2.2.2"] = 1  # per occurrence: 1 × 1 instead of 5
+    entries["2.2.2"] = 1  # per occurrence: 1 分 (one rule) instead of 5
     assert not score_sheet(SHANXI, entries, complete=True).passed(SHANXI)
 
 
@@ -89,13 +90,71 @@ def test_passed_refuses_another_rubric() -> None:
         sheet.passed(SHANXI)
 
 
-def test_per_occurrence_counts_are_capped_not_refused() -> None:
-    sheet = score_sheet(SHANXI, {"2.2.2": 3, "5.1.1": 7, "5.2.2": Decimal("1"), "5.1.3": Decimal("1E+3")}, complete=False)
+def test_an_entry_is_the_points_printed_on_the_form() -> None:
+    """附件3 records 分项得分: 5.1.1 "开展1项活动得2分，累计最高得4分" — a unit that held one
+    activity writes 2, and is credited 2 (not 4, as when the entry was read as a count)."""
+    sheet = score_sheet(SHANXI, {"5.1.1": 2, "2.2.2": 3, "5.2.2": Decimal("4"), "5.1.3": Decimal("1")}, complete=False)
+    assert sheet.criteria["5.1.1"] == Decimal(2)
     assert sheet.criteria["2.2.2"] == Decimal(3)
-    assert sheet.criteria["5.1.1"] == Decimal(4)
-    assert sheet.criteria["5.2.2"] == Decimal(2)
-    assert sheet.criteria["5.1.3"] == Decimal(2)
-    assert sheet.total == Decimal(11)
+    assert sheet.criteria["5.2.2"] == Decimal(4)
+    assert sheet.criteria["5.1.3"] == Decimal(1)
+    assert sheet.total == Decimal(10) and sheet.counts == {}
+
+
+@pytest.mark.parametrize("code, points, allowed", [
+    ("5.1.1", 3, "0, 2, 4"),     # 开展1项活动得2分，累计最高得4分
+    ("5.1.1", 6, "0, 2, 4"),
+    ("5.2.2", 1, "0, 2, 4"),     # 每次得2分，最高得4分
+    ("5.1.3", 3, "0, 1, 2"),     # 每次得1分，最高得2分
+    ("2.2.2", Decimal("2.5"), "0, 1, 2, 3, 4, 5"),  # 每项得 1 分，最高得 5 分
+])
+def test_impossible_points_are_refused_naming_the_values_allowed(code: str, points: Any, allowed: str) -> None:
+    """Nothing is ever silently capped: 3 分 on 5.1.1 cannot be written by anyone following the
+    form (2 per activity, up to 4), so it is refused with the values it may take."""
+    problems = problems_of(SHANXI, {code: points})
+    assert list(problems) == [code]
+    assert problems[code].startswith(f"{points} 分 is not possible: ")
+    assert problems[code].endswith(f"({allowed})")
+    with pytest.raises(InvalidInput) as err:
+        score_sheet(SHANXI, {code: points}, complete=False)
+    assert err.value.problems[0].zh is not None and f"可填 {allowed.replace(', ', '、')}" in err.value.problems[0].zh
+
+
+def test_the_message_names_the_occurrence_as_the_document_does() -> None:
+    """5.1.1: "3 分 is not possible: 2 分 per activity, up to 4 (0, 2, 4)" (the issue's example)."""
+    assert problems_of(SHANXI, {"5.1.1": 3}) == {"5.1.1": "3 分 is not possible: 2 分 per activity, up to 4 (0, 2, 4)"}
+
+
+def test_a_count_is_turned_into_points_and_recorded_as_a_count() -> None:
+    """A count only in a form that says so: one activity of 5.1.1 is 2 分; three are 4 分 —
+    the document's own cumulative maximum (累计最高得4分), with the count kept beside it."""
+    sheet = score_sheet(SHANXI, {"5.1.1": Count(1), "5.1.2": Count(3), "2.2.2": Count(7)}, complete=False)
+    assert (sheet.criteria["5.1.1"], sheet.criteria["5.1.2"], sheet.criteria["2.2.2"]) == (2, 3, 5)
+    assert dict(sheet.counts) == {"5.1.1": 1, "5.1.2": 3, "2.2.2": 7}
+    assert sheet.entered() == {"2.2.2": 5, "5.1.1": 2, "5.1.2": 3}
+
+
+def test_a_count_for_a_criterion_not_scored_per_occurrence_is_refused() -> None:
+    """3.1.1 "推行无纸化办公…得2分" is not scored per occurrence: a count means nothing there."""
+    problems = problems_of(SHANXI, {"3.1.1": Count(1), "5.1.1": Count(-1)})
+    assert "a count is only for a criterion scored per occurrence" in problems["3.1.1"]
+    assert "whole number" in problems["5.1.1"]
+
+
+def test_hunan_all_or_nothing_criterion() -> None:
+    """Hunan 1.1.1: "创建单位完成…年度能源资源消耗量化指标的，得10分，没完成的，不得分" — 0 or 10."""
+    assert score_sheet(HUNAN, {"1.1.1": 10}, complete=False).total == 10
+    assert score_sheet(HUNAN, {"1.1.1": 0}, complete=False).total == 0
+    assert problems_of(HUNAN, {"1.1.1": 5}) == {"1.1.1": "5 分 is not possible: 10 分 or nothing (0, 10)"}
+
+
+def test_version_1_sheets_are_read_as_they_were_written() -> None:
+    """A sheet recorded before entries were points held counts for per-occurrence criteria:
+    5.1.1 "2" was two activities (4 分); ordinary criteria were points then too."""
+    old = {"entries": {"5.1.1": "2", "2.2.2": "7", "1.1.1": "9.0", "5.1.3": "1E+3"}, "total": "20"}
+    assert entries_as_points(old, SHANXI) == {"5.1.1": 4, "2.2.2": 5, "1.1.1": Decimal("9.0"), "5.1.3": 2}
+    new = {"v": 2, "entries": {"5.1.1": "2", "2.2.2": "5"}}
+    assert entries_as_points(new, SHANXI) == {"5.1.1": 2, "2.2.2": 5}
 
 
 def test_incomplete_sheet_counts_missing_as_zero_but_names_them() -> None:
@@ -127,12 +186,12 @@ def test_every_bad_entry_is_reported_at_once() -> None:
     })
     assert problems == {
         "9.9": "unknown criterion: rubric hunan-2020 has no criterion '9.9'",
-        "1.1.1": "negative: -1",
-        "2.1.1": "5 is above the cap 4",
-        "3.1.3": "1.2 is not a multiple of 0.5 (the smallest allowed fraction)",
+        "1.1.1": "-1 分 is not possible: 10 分 or nothing (0, 10)",
+        "2.1.1": "5 分 is not possible: up to 4 in steps of 0.5 (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)",
+        "3.1.3": "1.2 分 is not possible: up to 1.5 in steps of 0.5 (0, 0.5, 1, 1.5)",
         "3.1.4": "float 1.5 refused: enter a Decimal or an int",
         "3.1.5": "not a number: str '3'",
-        "2.2.5": "occurrence count must be a whole number, got 2.5",
+        "2.2.5": "2.5 分 is not possible: 1 分 per rule, up to 4 (0, 1, 2, 3, 4)",
         "3.2.1": "not a number: NaN",
         "3.2.2": "not a number: bool True",
         "4.1.1": "not a number: NoneType None",
@@ -177,16 +236,17 @@ def generated_rubric(draw: st.DrawFn) -> Rubric:
 any_rubric = st.one_of(st.just(SHANXI), st.just(HUNAN), generated_rubric())
 
 
-def valid_entry(criterion: Criterion) -> st.SearchStrategy[Decimal | int]:
-    if criterion.per_occurrence:
-        return st.integers(0, int(criterion.cap / criterion.points) + 3) | st.integers(0, 9).map(Decimal)
-    steps = int(criterion.cap / criterion.step)
-    return st.integers(0, steps).map(lambda k: k * criterion.step)
+def valid_entry(criterion: Criterion) -> st.SearchStrategy[Decimal | int | Count]:
+    steps = int(criterion.cap / criterion.unit)
+    points = st.integers(0, steps).map(lambda k: k * criterion.unit)
+    if criterion.per_occurrence:  # points, or a count (any number of occurrences)
+        return points | st.integers(0, steps + 3).map(Count)
+    return points
 
 
-def expected_score(criterion: Criterion, value: Decimal | int) -> Decimal:
-    if criterion.per_occurrence:
-        return min(Decimal(value) * criterion.points, criterion.cap)
+def expected_score(criterion: Criterion, value: Decimal | int | Count) -> Decimal:
+    if isinstance(value, Count):
+        return min(value.n * criterion.points, criterion.cap)
     return Decimal(value)
 
 
@@ -223,18 +283,18 @@ def test_valid_sheet_scores_within_caps_and_totals_are_sums(case: tuple[Rubric, 
 
 
 def invalid_entry(criterion: Criterion) -> st.SearchStrategy[Any]:
+    """Points no one following the form can write: negative, above the cap (never capped),
+    between two possible scores; floats; a count for a criterion not scored per occurrence."""
     negative = st.integers(1, 50).map(lambda k: -k * HALF)
     as_float = st.floats(allow_nan=False, allow_infinity=False)
-    if criterion.per_occurrence:
-        fraction = st.tuples(st.integers(0, 20), st.sampled_from(["0.25", "0.5", "0.75"])).map(
-            lambda t: t[0] + Decimal(t[1])
-        )
-        return st.one_of(negative, as_float, fraction)
-    over_cap = st.integers(1, 50).map(lambda k: criterion.cap + k * criterion.step)
-    bad_fraction = st.integers(0, int(criterion.cap / criterion.step) - 1).map(
-        lambda k: k * criterion.step + criterion.step / 4
+    over_cap = st.integers(1, 50).map(lambda k: criterion.cap + k * criterion.unit)
+    bad_fraction = st.integers(0, int(criterion.cap / criterion.unit) - 1).map(
+        lambda k: k * criterion.unit + criterion.unit / 4
     )
-    return st.one_of(negative, as_float, over_cap, bad_fraction)
+    bad = [negative, as_float, over_cap, bad_fraction]
+    if not criterion.per_occurrence:
+        bad.append(st.integers(0, 5).map(Count))
+    return st.one_of(*bad)
 
 
 @settings(max_examples=200, deadline=None)
@@ -251,3 +311,9 @@ def test_any_invalid_entry_is_reported_with_its_code(case: tuple[Rubric, dict[st
     with pytest.raises(InvalidInput) as err:
         score_sheet(rubric, entries, complete=complete)
     assert code in {p.where for p in err.value.problems}
+
+
+def test_a_long_list_of_allowed_values_is_shortened() -> None:
+    """Shanxi 1.1.1 (9 分 in half points) has 19 possible scores: the message shows the ends."""
+    assert problems_of(SHANXI, {"1.1.1": Decimal("9.25")}) == {
+        "1.1.1": "9.25 分 is not possible: up to 9 in steps of 0.5 (0, 0.5, 1, …, 9)"}

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from workflow.domain.calendar import RequiredDocument
 from workflow.domain.case import (
     Actor,
     CaseState,
@@ -81,7 +82,7 @@ def problems_of(err: InvalidInput) -> dict[str, str]:
 
 
 ACTOR_OF = {"self_assess": UNIT, "attach_evidence": UNIT, "remove_evidence": UNIT, "submit": UNIT,
-            "request_recheck": UNIT}
+            "request_recheck": UNIT, "attach_document": UNIT, "remove_document": UNIT}
 
 
 @dataclasses.dataclass
@@ -148,14 +149,14 @@ def test_partial_self_assessments_merge_and_rescore() -> None:
     built = registered(ctx_of(SHANXI, SX))
     first = built.act("self_assess", {"entries": {"1.1.1": "9"}})
     assert first.type == "SelfAssessmentRecorded"
-    assert first.payload == {"entries": {"1.1.1": "9"}, "total": "9", "complete": False}
+    assert first.payload == {"v": 2, "entries": {"1.1.1": "9"}, "total": "9", "complete": False}
     assert (built.case.state, built.case.self_total, built.case.self_entries) == ("self_assessed", Decimal(9),
                                                                                   {"1.1.1": "9"})
 
     # a second partial sheet adds a line and corrects one; the event holds the whole current sheet
-    second = built.act("self_assess", {"entries": {"2.2.2": 7, "1.1.1": "8.5"}})
-    assert second.payload["entries"] == {"1.1.1": "8.5", "2.2.2": "7"}
-    assert Decimal(second.payload["total"]) == Decimal("13.5")   # 8.5 + min(7 × 1, 5)
+    second = built.act("self_assess", {"entries": {"2.2.2": 5, "1.1.1": "8.5"}})
+    assert second.payload["entries"] == {"1.1.1": "8.5", "2.2.2": "5"}
+    assert Decimal(second.payload["total"]) == Decimal("13.5")   # 8.5 + 5
     assert second.payload["complete"] is False
     assert built.case.self_total == Decimal("13.5")
 
@@ -165,7 +166,7 @@ def test_partial_self_assessments_merge_and_rescore() -> None:
     assert third.payload["complete"] is True
     assert Decimal(third.payload["total"]) == Decimal("13.5")
     assert list(built.case.self_entries or {}) == [c.code for c in SX.criteria()]
-    assert built.case.self_entries == sheet_with(SX, {"1.1.1": "8.5", "2.2.2": "7"})
+    assert built.case.self_entries == sheet_with(SX, {"1.1.1": "8.5", "2.2.2": "5"})
 
     # a correction later re-scores the whole sheet and it stays complete
     fourth = built.act("self_assess", {"entries": {"1.1.1": "0"}})
@@ -186,7 +187,7 @@ def test_a_bad_self_assessment_leaves_the_sheet_as_it_was() -> None:
 def test_a_self_assessment_does_not_decide_pass_or_fail() -> None:
     built = registered(ctx_of(SHANXI, SX))
     event = built.act("self_assess", {"entries": sheet(SX, "50")})
-    assert set(event.payload) == {"entries", "total", "complete"}
+    assert set(event.payload) == {"v", "entries", "total", "complete"}
     assert built.case.passed is None
 
 
@@ -214,10 +215,10 @@ def test_recheck_needs_an_entry_for_every_criterion() -> None:
 
 BAD = {
     "9.9": ("1", "unknown criterion"),
-    "1.1.1": ("-1", "negative"),
-    "2.1.1": ("2", "above the cap 1"),
-    "2.1.2": ("0.3", "multiple of 0.5"),
-    "2.2.2": ("2.5", "whole number"),
+    "1.1.1": ("-1", "-1 分 is not possible"),
+    "2.1.1": ("2", "up to 1 in steps of 0.5 (0, 0.5, 1)"),
+    "2.1.2": ("0.3", "0.3 分 is not possible"),
+    "2.2.2": ("2.5", "1 分 per rule, up to 5 (0, 1, 2, 3, 4, 5)"),
 }
 
 
@@ -247,7 +248,7 @@ def test_float_entries_are_refused(entries: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- pass mark: 80 passes, 79.5 does not
 def hunan_half_points(total: str) -> dict[str, str]:
     """A Hunan sheet whose total is reached with the half-point criteria (1.5, 2.5, 3.5)."""
-    entries = {c.code: plain(str(c.cap / c.points if c.per_occurrence else c.cap)) for c in HN.criteria()}
+    entries = {c.code: plain(str(c.cap)) for c in HN.criteria()}
     entries.update({"1.1.1": "0", "2.1.1": "0", "2.1.2": "0", "3.1.1": "0"})   # 100 - 20 = 80
     if total == "79.5":
         entries["3.1.3"] = "1"   # 1.5 → 1
@@ -264,8 +265,8 @@ def test_hunan_half_point_sheets_score_as_intended() -> None:
 
 def test_shanxi_verified_at_79_5_is_refused_certification_and_ordered_to_rectify() -> None:
     built, event = verified(ctx_of(SHANXI, SX), sheet(SX, "79.5"))
-    assert event.payload == {"entries": sheet(SX, "79.5"), "total": event.payload["total"], "pass_mark": "80",
-                             "passed": False, "must_pass_failed": []}
+    assert event.payload == {"v": 2, "entries": sheet(SX, "79.5"), "total": event.payload["total"],
+                             "pass_mark": "80", "passed": False, "must_pass_failed": []}
     assert Decimal(event.payload["total"]) == Decimal("79.5")
     assert (built.case.verified_total, built.case.passed) == (Decimal("79.5"), False)
     err = built.refused("certify")
@@ -341,7 +342,7 @@ MP = must_pass_rubric()
 
 def test_a_must_pass_criterion_at_zero_fails_a_sheet_of_95() -> None:
     built, event = verified(ctx_of(SHANXI, MP), {"1.1.1": "0", "1.1.2": "95"})
-    assert event.payload == {"entries": {"1.1.1": "0", "1.1.2": "95"}, "total": "95", "pass_mark": "80",
+    assert event.payload == {"v": 2, "entries": {"1.1.1": "0", "1.1.2": "95"}, "total": "95", "pass_mark": "80",
                              "passed": False, "must_pass_failed": ["1.1.1"]}
     assert (built.case.verified_total, built.case.passed) == (Decimal(95), False)
     assert "below the pass mark" in str(built.refused("certify"))
@@ -404,7 +405,8 @@ def test_submit_lists_every_missing_entry_and_evidence_in_rubric_order() -> None
     assert "evidence" in found["1.1.1"] and "scored 9" in found["1.1.1"]
     assert "evidence" in found["3.2.1"] and "scored 3" in found["3.2.1"]
     assert err.problems == submission_problems(built.case, built.ctx)
-    assert "4 criteria" in str(err)
+    assert "4 thing(s) missing" in str(err)
+    assert err.message_zh is not None and "缺少4项" in err.message_zh
 
     # answer the two lines (one scored, one zero): 2.1.3 now needs evidence — which it has already
     built.act("self_assess", {"entries": {"2.1.3": "1", "5.2.2": "0"}})
@@ -570,34 +572,63 @@ def test_only_the_unit_itself_and_admins_handle_evidence(actor: Actor, action: s
 
 
 # ---------------------------------------------------------------- per-occurrence criteria
-@pytest.mark.parametrize("code, count, points", [
-    ("2.2.2", 7, "5"), ("2.2.2", "7", "5"), ("2.2.2", "5", "5"), ("2.2.2", 3, "3"), ("2.2.2", "0", "0"),
-    ("2.2.2", "123456", "5"), ("2.2.2", "7.0", "5"), ("5.1.1", 1, "2"), ("5.1.1", 2, "4"), ("5.1.1", 9, "4"),
-    ("5.2.2", "1", "2"),
-])
-def test_per_occurrence_entries_are_counts_capped_at_the_criterion_cap(code: str, count: Any, points: str) -> None:
+@pytest.mark.parametrize("code, points", [("2.2.2", 5), ("2.2.2", "5"), ("2.2.2", "3"), ("2.2.2", "0"),
+                                          ("5.1.1", "2"), ("5.1.1", 4), ("5.2.2", "2"), ("5.1.2", "3")])
+def test_per_occurrence_entries_are_points_as_printed(code: str, points: Any) -> None:
+    """附件3 records 分项得分: "开展1项活动得2分，累计最高得4分" — one activity is written 2."""
     built = registered(ctx_of(SHANXI, SX))
-    event = built.act("self_assess", {"entries": {code: count}})
-    assert event.payload["entries"] == {code: str(count).strip()}   # the count is kept, not the points
+    event = built.act("self_assess", {"entries": {code: points}})
+    assert event.payload["entries"] == {code: str(points)}
     assert Decimal(event.payload["total"]) == Decimal(points)
+    assert "counts" not in event.payload
 
 
-@pytest.mark.parametrize("count", ["2.5", "0.5", "-1"])
-def test_per_occurrence_counts_must_be_whole_and_not_negative(count: str) -> None:
+@pytest.mark.parametrize("code, points, allowed", [("5.1.1", "3", "(0, 2, 4)"), ("5.1.1", "6", "(0, 2, 4)"),
+                                                   ("2.2.2", "7", "(0, 1, 2, 3, 4, 5)"),
+                                                   ("2.2.2", "123456", "(0, 1, 2, 3, 4, 5)"),
+                                                   ("5.2.2", "1", "(0, 2, 4)")])
+def test_impossible_points_are_refused_never_capped(code: str, points: str, allowed: str) -> None:
+    """Nothing is ever silently capped: 7 on 2.2.2 ("每项得1分，最高得5分") is refused, not read as 5."""
     built = registered(ctx_of(SHANXI, SX))
-    found = problems_of(built.invalid("self_assess", {"entries": {"2.2.2": count}}))
-    assert list(found) == ["2.2.2"]
+    found = problems_of(built.invalid("self_assess", {"entries": {code: points}}))
+    assert list(found) == [code] and found[code].startswith(f"{points} 分 is not possible") and allowed in found[code]
+    assert built.case.self_entries is None
 
 
-def test_a_verification_counts_occurrences_too() -> None:
-    assert sheet(SX, "80")["2.2.2"] == "5"   # sheet_for gives the capping count: 5 × 1 point
-    entries = {**sheet(SX, "80"), "2.2.2": "7"}  # 7 occurrences score the same 5 points
-    _, event = verified(ctx_of(SHANXI, SX), entries)
-    assert event.payload["entries"]["2.2.2"] == "7"
+@pytest.mark.parametrize("code, count, points", [("5.1.1", 1, "2"), ("5.1.1", "1", "2"), ("5.1.1", 2, "4"),
+                                                 ("5.1.1", 3, "4"), ("2.2.2", 7, "5"), ("5.2.2", 0, "0")])
+def test_a_count_given_as_one_is_turned_into_points(code: str, count: Any, points: str) -> None:
+    """A count only in a form that says so ({"count": N}): turned into points before scoring
+    and storing, and kept beside them; "累计最高得4分" is the document's own maximum."""
+    built = registered(ctx_of(SHANXI, SX))
+    event = built.act("self_assess", {"entries": {code: {"count": count}}})
+    assert event.payload["entries"] == {code: points}
+    assert event.payload["counts"] == {code: int(count)}
+    assert built.case.self_entries == {code: points}
+
+
+@pytest.mark.parametrize("value", [{"count": 2.5}, {"count": -1}, {"count": "x"}, {"count": 1, "points": 2},
+                                   {"times": 1}, {"count": 1001}])
+def test_a_malformed_count_is_refused(value: Any) -> None:
+    built = registered(ctx_of(SHANXI, SX))
+    found = problems_of(built.invalid("self_assess", {"entries": {"5.1.1": value}}))
+    assert list(found) == ["entries"] and "5.1.1" in found["entries"]
+
+
+def test_a_count_for_a_criterion_scored_once_is_refused() -> None:
+    built = registered(ctx_of(SHANXI, SX))
+    found = problems_of(built.invalid("self_assess", {"entries": {"3.1.1": {"count": 1}}}))
+    assert list(found) == ["3.1.1"] and "only for a criterion scored per occurrence" in found["3.1.1"]
+
+
+def test_a_verification_sheet_is_points_too() -> None:
+    assert sheet(SX, "80")["2.2.2"] == "5"   # sheet_for gives the cap: 5 rules × 1 分
+    _, event = verified(ctx_of(SHANXI, SX), {**sheet(SX, "80"), "2.2.2": {"count": 7}})
+    assert event.payload["entries"]["2.2.2"] == "5" and event.payload["counts"] == {"2.2.2": 7}
     assert Decimal(event.payload["total"]) == Decimal(80) and event.payload["passed"] is True
 
 
-def test_a_per_occurrence_count_above_zero_needs_evidence() -> None:
+def test_a_per_occurrence_criterion_above_zero_needs_evidence() -> None:
     built = registered(ctx_of(SHANXI, SX))
     built.act("self_assess", {"entries": sheet_with(SX, {"2.2.2": "1"})})
     assert [p.where for p in submission_problems(built.case, built.ctx)] == ["2.2.2"]
@@ -606,10 +637,10 @@ def test_a_per_occurrence_count_above_zero_needs_evidence() -> None:
 # ---------------------------------------------------------------- how entries are stored
 def test_entries_are_stored_in_rubric_order_as_exact_text() -> None:
     built = registered(ctx_of(SHANXI, SX))
-    given = {"5.2.2": 2, "3.1.3": Decimal("0.50"), "2.2.2": "7", "1.1.1": " 8.5 "}
+    given = {"5.2.2": 4, "3.1.3": Decimal("0.50"), "2.2.2": "5", "1.1.1": " 8.5 "}
     event = built.act("self_assess", {"entries": given})
-    assert list(event.payload["entries"].items()) == [("1.1.1", "8.5"), ("2.2.2", "7"), ("3.1.3", "0.50"),
-                                                      ("5.2.2", "2")]
+    assert list(event.payload["entries"].items()) == [("1.1.1", "8.5"), ("2.2.2", "5"), ("3.1.3", "0.50"),
+                                                      ("5.2.2", "4")]
     assert list((built.case.self_entries or {}).items()) == list(event.payload["entries"].items())
     assert Decimal(event.payload["total"]) == Decimal("18")   # 8.5 + 5 + 0.5 + 4
     assert isinstance(event.payload["total"], str)
@@ -649,7 +680,7 @@ def test_replay_of_the_events_equals_the_state() -> None:
     ctx = ctx_of(SHANXI, SX)
     built = registered(ctx)
     built.act("attach_evidence", evidence("1.1.1"))
-    built.act("self_assess", {"entries": {"1.1.1": "9", "2.2.2": 7}})
+    built.act("self_assess", {"entries": {"1.1.1": "9", "2.2.2": {"count": 7}}})
     built.act("attach_evidence", evidence("2.2.2"))
     rest = sheet(SX, "85")
     built.act("self_assess", {"entries": {c: v for c, v in rest.items() if c not in ("1.1.1", "2.2.2")}})
@@ -671,9 +702,88 @@ def test_replay_of_the_events_equals_the_state() -> None:
     assert final.state == "certified" and final.version == len(built.events)
     assert (final.self_total, final.verified_total, final.recheck_total, final.passed) == (
         Decimal(87), Decimal("79.5"), Decimal("88.5"), True)
-    assert final.self_entries == {**rest, "4.3.4": "2", "2.2.2": "7"}
+    assert final.self_entries == {**rest, "4.3.4": "2", "2.2.2": "5"}
     assert ("3.1.1", fake_sha("3.1.1-wrong"), "3.1.1-wrong.pdf") not in final.evidence
     assert final.evidence[-1] == ("4.3.3", fake_sha("4.3.3-rectified"), "4.3.3-rectified.pdf")
     for n in range(1, len(built.events) + 1):
         assert replay(built.events[:n]) == built.states[n - 1]
     assert replay(built.events) == final
+
+
+# ---------------------------------------------------------------- documents the submission needs
+DOCS = (RequiredDocument("self_report", "自评报告"), RequiredDocument("score_sheet", "自评打分表", "附件3，单位盖章"))
+
+
+def doc(document: str, tag: str = "") -> dict[str, Any]:
+    return {"document": document, "sha256": fake_sha(document + tag), "filename": f"{document}{tag}.pdf",
+            "size": 3000, "type": "pdf"}
+
+
+def test_submit_is_refused_listing_the_documents_missing() -> None:
+    """Shanxi: "10月20日前请将自评报告、自评打分表（见附件3）和佐证材料报省机关事务管理局" —
+    the documents are attached to the case (not to a criterion) and submission lists what is missing."""
+    ctx = RoundContext("r", SHANXI, SX.pass_mark, SX.total, SX, DOCS)
+    built = registered(ctx)
+    entries = sheet(SX, "90")
+    built.act("self_assess", {"entries": entries})
+    built.attach_for(entries)
+    err = built.invalid("submit", None)
+    assert isinstance(err, Incomplete)
+    assert [(p.where, p.what, p.zh) for p in err.problems] == [
+        ("documents.self_report", "自评报告 not attached", "未上传自评报告"),
+        ("documents.score_sheet", "自评打分表 not attached", "未上传自评打分表")]
+    event = built.act("attach_document", doc("self_report"))
+    assert event.type == "DocumentAttached" and event.payload == doc("self_report")
+    assert [p.where for p in submission_problems(built.case, ctx)] == ["documents.score_sheet"]
+    built.act("attach_document", doc("score_sheet"))
+    built.act("attach_document", doc("score_sheet", "-signed"))
+    built.act("remove_document", {"document": "score_sheet", "sha256": fake_sha("score_sheet")})
+    assert built.case.documents == (("self_report", fake_sha("self_report"), "self_report.pdf"),
+                                    ("score_sheet", fake_sha("score_sheet-signed"), "score_sheet-signed.pdf"))
+    built.act("submit")
+    assert built.case.state == "submitted"
+    assert replay(built.events) == built.case
+
+
+def test_a_document_the_round_does_not_ask_for_is_refused() -> None:
+    ctx = RoundContext("r", HUNAN, HN.pass_mark, HN.total, HN, (RequiredDocument("plan", "创建工作方案"),))
+    built = registered(ctx)
+    found = problems_of(built.invalid("attach_document", doc("self_report")))
+    assert list(found) == ["document"] and "plan (创建工作方案)" in found["document"]
+    built.act("attach_document", doc("plan"))
+    assert "already attached" in problems_of(built.invalid("attach_document", doc("plan")))["sha256"]
+    assert "no such file" in problems_of(built.invalid("remove_document", {"document": "plan",
+                                                                          "sha256": fake_sha("x")}))["sha256"]
+
+
+# ---------------------------------------------------------------- the contact form, once per round
+def test_a_missed_contact_form_is_overdue_until_it_is_given() -> None:
+    """"省级党政机关创建单位…请于6月5日前，将《…联系人信息表》（附件2）…发送": owed once per round,
+    and a late form settles the miss (the case is no longer overdue)."""
+    built = registered(ctx_of(SHANXI, SX))
+    built.act("record_missed_deadline", {"milestone": "contact_form", "due_on": "2021-06-05",
+                                         "noticed_on": "2021-06-06", "owed_in": ["contact_form"]},
+              Actor("system", "sweep"))
+    assert built.case.overdue and not built.case.contact_form
+    built.act("self_assess", {"entries": {"1.1.1": "9"}})
+    assert built.case.overdue   # still owed whatever else the unit does
+    event = built.act("give_contact_form", {"how": "form", "contacts": 1}, UNIT)
+    assert event.type == "ContactFormGiven" and event.payload == {"how": "form", "contacts": 1}
+    assert built.case.contact_form and not built.case.overdue
+    assert "already on file" in str(built.refused("give_contact_form", {"how": "confirmed", "contacts": 1}, UNIT))
+    assert replay(built.events) == built.case
+
+
+def test_ordering_rectification_implies_the_rectification_notice() -> None:
+    """"未通过评价验收的部门需在20天之内完成整改": the 整改通知 goes out at once (an outbox notice in
+    the same transaction), and again with the new date when the deadline is extended."""
+    from workflow.domain.case import notices_for
+
+    built, _ = verified(ctx_of(SHANXI, SX), sheet(SX, "76.5"))
+    ordered = built.act("order_rectification")
+    [notice] = notices_for(ordered)
+    assert (notice.kind, notice.dedupe_key, notice.due_on.isoformat()) == (
+        "rectification_notice", "rectification_notice:1:2021-11-30", "2021-11-30")
+    extended = built.act("extend_rectification", {"reason": REASON, "days": 5})
+    assert [n.dedupe_key for n in notices_for(extended)] == ["rectification_notice:1:2021-12-05"]
+    assert notices_for(built.act("request_recheck")) == []
