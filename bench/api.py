@@ -81,12 +81,12 @@ import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
 
 ROUND = "shanxi-2021"
-T0 = datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc)  # the round opens; wave k is k days later
+T0 = datetime(2021, 6, 1, 1, 0, tzinfo=UTC)  # the round opens; wave k is k days later
 OPENED_BY = "admin:bench"
 N_CITIES, N_COUNTIES = 11, 10
 CATEGORIES = ("党的机关", "人大机关", "行政机关", "政协机关", "监察机关", "审判机关", "检察机关", "人民团体", "参公事业单位")
@@ -400,7 +400,7 @@ def make_tokens(url: str, n_units: int, n_unit_tokens: int) -> dict[str, Any]:
     from workflow.service.tokens import create_token
 
     db = Database(make_engine(url))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def make(**kw: Any) -> str:
         return create_token(db, created_by="admin:bench", now=now, **kw).secret
@@ -567,7 +567,7 @@ async def mixed(cfg: dict[str, Any]) -> dict[str, Any]:
                         versions[case] = r.json()["version"]
                 else:
                     detail = r.text[:300]
-            except Exception as exc:  # noqa: BLE001 — every failure counts
+            except Exception as exc:
                 detail = f"{type(exc).__name__}: {exc}"
             ms = (time.perf_counter() - planned) * 1e3
             lat.setdefault(kind, []).append(ms)

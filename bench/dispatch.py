@@ -37,7 +37,7 @@ from datetime import date, datetime, timedelta  # noqa: E402
 import aiosmtplib  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from notifications import Address, Attachment, OutgoingMessage, SmtpTransport, deadline_event, render, to_email  # noqa: E402,E501
+from notifications import Address, Attachment, OutgoingMessage, SmtpTransport, deadline_event, render, to_email  # noqa: E402
 from workflow.adapters.calendar_files import CalendarCatalog  # noqa: E402
 from workflow.clock import BUSINESS_TZ  # noqa: E402
 from workflow.config import REPO_ROOT  # noqa: E402

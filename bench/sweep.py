@@ -28,10 +28,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import subprocess  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 
 from sqlalchemy import insert, text  # noqa: E402
 
@@ -47,7 +47,7 @@ from workflow.domain.case import Actor  # noqa: E402
 from workflow.service.deadlines import sweep  # noqa: E402
 from workflow.service.rounds import open_round  # noqa: E402
 
-T0 = datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc)
+T0 = datetime(2021, 6, 1, 1, 0, tzinfo=UTC)
 BIG = datetime(2021, 10, 7, 9, 0, tzinfo=BUSINESS_TZ)
 
 
@@ -65,7 +65,7 @@ def prepare(url: str, n: int) -> Database:
                                                  path=f"/shanxi/{c}/") for c in cities])
         conn.execute(insert(Jurisdiction), [dict(id=x, name=f"县{x[-6:]}", level="county", parent_id=x[:-3],
                                                  path=f"/shanxi/{x[:-3]}/{x}/") for x in counties])
-        level = {"shanxi": "provincial", **{c: "city" for c in cities}, **{x: "county" for x in counties}}
+        level = {"shanxi": "provincial", **dict.fromkeys(cities, "city"), **dict.fromkeys(counties, "county")}
         rows = []
         for i in range(n):
             place = places[i % len(places)]

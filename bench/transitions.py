@@ -26,7 +26,7 @@ import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
 from decimal import Decimal  # noqa: E402
 
 from sqlalchemy import insert, text  # noqa: E402
@@ -43,14 +43,14 @@ from workflow.service.cases import perform_action  # noqa: E402
 from workflow.service.directory import import_jurisdictions  # noqa: E402
 from workflow.service.rounds import open_round  # noqa: E402
 
-T0 = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 COORD = Actor("coordinator", "bench")
 RUBRIC = RubricCatalog(REPO_ROOT / "rubrics").get("shanxi-2020")
 
 
 def sheet(total: str) -> dict[str, str]:
     """A complete Shanxi sheet scoring ``total`` (the one ``workflow simulate`` fills in)."""
-    from workflow.service.simulate import complete_sheet
+    from workflow.simulate import complete_sheet
 
     return complete_sheet(RUBRIC, Decimal(total))
 

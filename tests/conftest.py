@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc))
+    return ManualClock(datetime(2021, 6, 1, 1, 0, tzinfo=UTC))
 
 
 # ---------------------------------------------------------------- SQLite

@@ -9,7 +9,7 @@ from workflow.adapters.db.store import Database
 from workflow.adapters.rubric_files import RubricCatalog
 from workflow.config import REPO_ROOT
 from workflow.domain.case import Actor
-from workflow.service.directory import import_jurisdictions, import_units
+from workflow.files import import_jurisdictions, import_units
 from workflow.service.rounds import OpenedRound, open_round
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -59,7 +59,7 @@ def sheet_for(rubric, total) -> dict[str, str]:
     ``workflow simulate`` fills in (per-occurrence counts first, then caps in rubric order)."""
     from decimal import Decimal
 
-    from workflow.service.simulate import complete_sheet
+    from workflow.simulate import complete_sheet
 
     return complete_sheet(rubric, Decimal(str(total)))
 

@@ -18,11 +18,11 @@ from .render import KINDS, Rendered, cn_date, render
 from .transport import DeliveryResult, MaildirTransport, SmtpTransport, Transport
 
 __all__ = [
+    "ICS_CONTENT_TYPE",
+    "KINDS",
     "Address",
     "Attachment",
     "DeliveryResult",
-    "ICS_CONTENT_TYPE",
-    "KINDS",
     "MaildirTransport",
     "OutgoingMessage",
     "Rendered",

@@ -9,7 +9,7 @@ Attach the result as ``text/calendar; method=PUBLISH; charset=utf-8`` (see
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 __all__ = ["CONTENT_TYPE", "PRODID", "deadline_event", "escape_text", "fold_line"]
 
@@ -48,7 +48,7 @@ def fold_line(line: str) -> bytes:
 def _utc_stamp(stamp: datetime) -> str:
     if stamp.tzinfo is None or stamp.utcoffset() is None:
         raise ValueError("stamp must be timezone-aware")
-    return stamp.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return stamp.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def deadline_event(

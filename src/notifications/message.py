@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address as _HeaderAddress
 from email import encoders, policy
 from email.header import Header
+from email.headerregistry import Address as _HeaderAddress
 from email.message import EmailMessage, Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart

@@ -252,7 +252,7 @@ class MaildirTransport:
         if (self.path / "new" / key).exists():
             return True
         cur = self.path / "cur"
-        return cur.is_dir() and any(cur.glob(f"{key}:*")) or (cur / key).exists()
+        return (cur.is_dir() and any(cur.glob(f"{key}:*"))) or (cur / key).exists()
 
     async def send_many(
         self, messages: Sequence[tuple[OutgoingMessage, datetime]]

@@ -39,9 +39,7 @@ class App:
 
     @property
     def evidence(self) -> Any:
-        from .adapters.evidence_store import LocalEvidenceStore
-
-        from .adapters.evidence_store import ALLOWED_TYPES
+        from .adapters.evidence_store import ALLOWED_TYPES, LocalEvidenceStore
 
         allowed = frozenset(t.strip() for t in self.settings.evidence_types.split(",") if t.strip())
         unknown = sorted(allowed - ALLOWED_TYPES.keys())
@@ -70,6 +68,17 @@ class App:
         return DispatchSettings(sender=Address(st.mail_from, st.mail_from_name), message_domain=st.message_domain,
                                 max_attempts=st.dispatch_max_attempts,
                                 lease=timedelta(seconds=st.dispatch_lease_seconds))
+
+    def scheduler_holder(self) -> str | None:
+        """Which process holds the scheduler's lock (None: none); raises when the database
+        does not answer."""
+        from sqlalchemy import text
+
+        from .adapters.scheduler import LeaderLock
+
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return LeaderLock(self.engine, "readyz").holder()
 
     def require_schema(self) -> None:
         current, head = current_revision(self.engine), head_revision(self.engine)

@@ -6,7 +6,7 @@ import os
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -95,7 +95,7 @@ def db_current() -> None:
 @jur_app.command("import")
 def jurisdictions_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True)) -> None:
     """Import jurisdictions from CSV (id,name,level,parent); all rows or none."""
-    from .service.directory import import_jurisdictions
+    from .files import import_jurisdictions
 
     r = import_jurisdictions(_app().db, file)
     console.print(f"{file}: {r.created} created, {r.updated} updated, {r.unchanged} unchanged")
@@ -119,7 +119,7 @@ def units_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, r
                  update: bool = typer.Option(False, "--update", help="replace existing units' category and contacts")
                  ) -> None:
     """Import units from CSV (UTF-8 or GBK); every bad row is reported and nothing is written."""
-    from .service.directory import import_units
+    from .files import import_units
 
     application = _app()
     r = import_units(application.db, file, application.clock.now(), update=update)
@@ -127,7 +127,7 @@ def units_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, r
 
 
 @units_app.command("list")
-def units_list(jurisdiction: Optional[str] = typer.Option(None, help="only this jurisdiction's subtree")) -> None:
+def units_list(jurisdiction: str | None = typer.Option(None, help="only this jurisdiction's subtree")) -> None:
     """List units."""
     from .service.queries import list_units
 
@@ -166,7 +166,7 @@ def units_confirm_contact(unit_id: int, actor: str = ActorOption) -> None:
 
 @units_app.command("certified-before")
 def units_certified_before(unit_id: int,
-                           year: Optional[int] = typer.Option(..., help="the year it was certified (建成节约型机关)"),
+                           year: int | None = typer.Option(..., help="the year it was certified (建成节约型机关)"),
                            note: str = typer.Option("", help="where it is written, e.g. the list that named it")
                            ) -> None:
     """Record that a unit was certified before the system kept the province's rounds; it counts
@@ -193,9 +193,9 @@ def _opened(r: Any) -> None:
 def rounds_open(province: str = typer.Option(..., help="province jurisdiction id, e.g. shanxi"),
                 year: int = typer.Option(..., help="round year"),
                 rubric: str = typer.Option(..., help="rubric id, e.g. shanxi-2020"),
-                calendar: Optional[str] = typer.Option(None, help="calendar id, e.g. shanxi-2021 (default: the one "
+                calendar: str | None = typer.Option(None, help="calendar id, e.g. shanxi-2021 (default: the one "
                                                                   "that serves the year)"),
-                target: Optional[str] = typer.Option(None, help="target share certified, e.g. 0.5 (default: the "
+                target: str | None = typer.Option(None, help="target share certified, e.g. 0.5 (default: the "
                                                                 "calendar's target for the year)"),
                 actor: str = ActorOption) -> None:
     """Open a round: a case is registered for every in-scope unit of the province."""
@@ -209,9 +209,9 @@ def rounds_open(province: str = typer.Option(..., help="province jurisdiction id
 
 @rounds_app.command("rollover")
 def rounds_rollover(round_id: str,
-                    rubric: Optional[str] = typer.Option(None, help="default: the round's rubric"),
-                    calendar: Optional[str] = typer.Option(None, help="default: the calendar serving next year"),
-                    target: Optional[str] = typer.Option(None, help="default: that calendar's target for next year"),
+                    rubric: str | None = typer.Option(None, help="default: the round's rubric"),
+                    calendar: str | None = typer.Option(None, help="default: the calendar serving next year"),
+                    target: str | None = typer.Option(None, help="default: that calendar's target for next year"),
                     actor: str = ActorOption) -> None:
     """Open next year's round of the round's province (failed units carried over where the policy says so)."""
     from .service.rounds import roll_over
@@ -229,18 +229,19 @@ def rounds_list() -> None:
 
     table = Table("id", "province", "year", "rubric", "calendar", "target", "pass mark", "on fail")
     for r in list_rounds(_app().db):
-        table.add_row(r["id"], r["province_id"], str(r["year"]), r["rubric_id"], r["calendar_id"],
-                      _fmt(r["target_share"]), _fmt(r["pass_mark"]), r["policy"]["on_fail"])
+        table.add_row(r.id, r.province_id, str(r.year), r.rubric_id, r.calendar_id, _fmt(r.target_share),
+                      _fmt(r.pass_mark), r.policy["on_fail"])
     console.print(table)
 
 
 @rounds_app.command("progress")
-def rounds_progress(round_id: str, jurisdiction: Optional[str] = typer.Option(None, help="default: the province"),
-                    xlsx: Optional[Path] = typer.Option(None, "--xlsx", dir_okay=False, help="write the workbook"),
+def rounds_progress(round_id: str, jurisdiction: str | None = typer.Option(None, help="default: the province"),
+                    xlsx: Path | None = typer.Option(None, "--xlsx", dir_okay=False, help="write the workbook"),
                     as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Progress against the target: the share of all agencies in scope certified to date, per
     jurisdiction and level (and the round's own pass rate beside it)."""
-    from .service.reports import LEVEL_NAMES, progress, progress_xlsx
+    from .files import progress_xlsx_bytes
+    from .service.reports import LEVEL_NAMES, progress
 
     application = _app()
     report = progress(application.db, round_id, _jurisdiction_path(application, round_id, jurisdiction))
@@ -248,7 +249,7 @@ def rounds_progress(round_id: str, jurisdiction: Optional[str] = typer.Option(No
         sys.stdout.write(dumps_json(report.to_dict(), indent=2) + "\n")
         return
     if xlsx is not None:
-        progress_xlsx(report, xlsx)
+        xlsx.write_bytes(progress_xlsx_bytes(report))
         console.print(f"{xlsx}: progress of {round_id}")
         return
     table = Table("jurisdiction", "agencies", "certified to date", "share", "target", "met", "by level",
@@ -266,34 +267,29 @@ def rounds_progress(round_id: str, jurisdiction: Optional[str] = typer.Option(No
     console.print(SHARE_RULE["en"])
 
 
-def _pct(value: Optional[Decimal]) -> str:
+def _pct(value: Decimal | None) -> str:
     return "—" if value is None else f"{format(value * 100, '.2f')}%"
 
 
-def _jurisdiction_path(application: App, round_id: str, jurisdiction: Optional[str]) -> str:
-    from sqlalchemy import select
-
-    from .adapters.db.tables import Jurisdiction, Round
+def _jurisdiction_path(application: App, round_id: str, jurisdiction: str | None) -> str:
     from .domain.errors import NotFound
 
-    with application.engine.connect() as conn:
-        if jurisdiction is None:
-            path = conn.execute(select(Jurisdiction.path).join(Round, Round.province_id == Jurisdiction.id)
-                                .where(Round.id == round_id)).scalar()
-            if path is None:
-                raise NotFound(f"round {round_id!r} does not exist")
-            return path
-        path = conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction)).scalar()
-    if path is None:
+    if jurisdiction is None:
+        rnd = application.db.rounds.round(round_id)
+        if rnd is None:
+            raise NotFound(f"round {round_id!r} does not exist")
+        return rnd.province_path
+    found = application.db.directory.jurisdiction(jurisdiction)
+    if found is None:
         raise NotFound(f"jurisdiction {jurisdiction!r} does not exist")
-    return path
+    return found.path
 
 
 # ------------------------------------------------------------------ cases
 @cases_app.command("list")
-def cases_list(round_id: Optional[str] = typer.Option(None, "--round"),
-               state: Optional[str] = typer.Option(None),
-               jurisdiction: Optional[str] = typer.Option(None, help="only this jurisdiction's subtree"),
+def cases_list(round_id: str | None = typer.Option(None, "--round"),
+               state: str | None = typer.Option(None),
+               jurisdiction: str | None = typer.Option(None, help="only this jurisdiction's subtree"),
                after: int = typer.Option(0, help="cursor: list cases with an id above this"),
                limit: int = typer.Option(100, min=1, max=10_000)) -> None:
     """List cases with their state."""
@@ -319,10 +315,10 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
     d = show_case(application.db, case_id, application.clock.now(), application.calendars)
     c = d.case
     if as_json:
-        out = {"id": c.id, "round_id": c.round_id, "unit": {"id": c.unit_id, "name": d.unit['name']},
+        out = {"id": c.id, "round_id": c.round_id, "unit": {"id": c.unit_id, "name": d.unit.name},
                "state": c.state, "version": c.version, "allowed_actions": d.allowed,
                "self_total": c.self_total, "verified_total": c.verified_total,
-               "recheck_total": c.recheck_total, "pass_mark": d.round["pass_mark"], "passed": c.passed,
+               "recheck_total": c.recheck_total, "pass_mark": d.round.pass_mark, "passed": c.passed,
                "rectification_due": c.rectification_due.isoformat() if c.rectification_due else None,
                "carried_over_from": c.carried_over_from, "contact_form": c.contact_form,
                "documents": [{"id": doc.id, "name": doc.name, "attached": doc.id in {x for x, _, _ in c.documents}}
@@ -330,7 +326,7 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
                "waiting_on": d.waiting_on, "events": [e.to_dict() for e in d.events]}
         sys.stdout.write(dumps_json(out, indent=2) + "\n")
         return
-    console.print(f"case {c.id} · {d.unit['name']} · round {c.round_id}", style="bold")
+    console.print(f"case {c.id} · {d.unit.name} · round {c.round_id}", style="bold")
     console.print(f"state: {c.state} (version {c.version})"
                   + (f" · carried over from case {c.carried_over_from}" if c.carried_over_from else ""))
     console.print(f"self {_fmt(c.self_total)} · verified {_fmt(c.verified_total)} · recheck {_fmt(c.recheck_total)}"
@@ -408,18 +404,19 @@ def _read_entries(pairs: list[str], sheet: Path | None, counts: list[str] = ()) 
 
 @cases_app.command("sheet")
 def cases_sheet(case_id: int,
-                xlsx: Optional[Path] = typer.Option(None, "--xlsx", dir_okay=False,
+                xlsx: Path | None = typer.Option(None, "--xlsx", dir_okay=False,
                                                     help="write the score sheet (自评表) as .xlsx in the province's "
                                                          "printed layout")) -> None:
     """The case's score sheets side by side: self-assessment, verification, recheck."""
-    from .service.sheets import case_sheets, export_case_sheet
+    from .files import write_score_sheet
+    from .service.sheets import case_sheets
 
     application = _app()
+    sheets = case_sheets(application.db, case_id)
     if xlsx is not None:
-        sheets = export_case_sheet(application.db, case_id, xlsx)
+        write_score_sheet(sheets, xlsx)
         console.print(f"{xlsx}: score sheet of case {case_id} ({sheets.unit_name})")
         return
-    sheets = case_sheets(application.db, case_id)
     table = Table("code", "criterion", "cap", "self", "verified", "recheck")
     for c in sheets.rubric.criteria():
         cells = [_fmt(s.criteria[c.code]) if s is not None and c.code not in s.missing else "—"
@@ -435,18 +432,18 @@ def cases_sheet(case_id: int,
 @cases_app.command("act")
 def cases_act(case_id: int, action: str,
               actor: str = ActorOption,
-              reason: Optional[str] = typer.Option(None, help="why (return, withdraw, extend, close)"),
+              reason: str | None = typer.Option(None, help="why (return, withdraw, extend, close)"),
               entry: list[str] = typer.Option([], "--entry", help="a sheet entry CODE=POINTS as printed on the form, "
                                               "e.g. 2.1.1=1 or 5.1.1=2 (self_assess, verify, recheck); repeat"),
               count: list[str] = typer.Option([], "--count", help="a per-occurrence criterion as a number of "
                                               "occurrences CODE=N, e.g. 5.1.1=1 (one activity: 2 分)"),
-              sheet: Optional[Path] = typer.Option(None, "--sheet", exists=True, dir_okay=False,
+              sheet: Path | None = typer.Option(None, "--sheet", exists=True, dir_okay=False,
                                                    help="a sheet file: CSV of code,value rows or a JSON object"),
-              days: Optional[int] = typer.Option(None, help="extend_rectification by this many days"),
-              until: Optional[str] = typer.Option(None, help="extend_rectification to this date (YYYY-MM-DD)"),
-              note: Optional[str] = typer.Option(None),
-              batch: Optional[str] = typer.Option(None, help="filing batch (file)"),
-              expected_version: Optional[int] = typer.Option(None, "--expected-version",
+              days: int | None = typer.Option(None, help="extend_rectification by this many days"),
+              until: str | None = typer.Option(None, help="extend_rectification to this date (YYYY-MM-DD)"),
+              note: str | None = typer.Option(None),
+              batch: str | None = typer.Option(None, help="filing batch (file)"),
+              expected_version: int | None = typer.Option(None, "--expected-version",
                                                              help="refuse if the case is no longer at this version")
               ) -> None:
     """Take an action on a case (submit, verify, certify, order_rectification, ...)."""
@@ -491,10 +488,10 @@ def evidence_attach(case_id: int, criterion: str,
                     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
                     actor: str = ActorOption) -> None:
     """Attach files to a criterion of a case (stored once by content; type checked by content)."""
-    from .service.evidence import attach
+    from .files import attach_files
 
     application = _app()
-    results = attach(application.db, application.evidence, case_id, criterion, files, Actor.parse(actor),
+    results = attach_files(application.db, application.evidence, case_id, criterion, files, Actor.parse(actor),
                      application.clock.now(), max_bytes=application.settings.evidence_max_bytes)
     for r in results:
         p = r.event.payload
@@ -578,7 +575,7 @@ def documents_list(case_id: int) -> None:
 # ------------------------------------------------------------------ duties of jurisdictions
 @duties_app.command("list")
 def duties_list(round_id: str = typer.Option(..., "--round"),
-                jurisdiction: Optional[str] = typer.Option(None, help="only this subtree (default: the province)")
+                jurisdiction: str | None = typer.Option(None, help="only this subtree (default: the province)")
                 ) -> None:
     """Who owes what in the round (reports, filings, the evaluation), by when, and its status."""
     from .clock import business_date
@@ -599,9 +596,9 @@ def duties_list(round_id: str = typer.Option(..., "--round"),
 @duties_app.command("done")
 def duties_done(round_id: str, duty: str,
                 jurisdiction: str = typer.Option(..., help="the jurisdiction that did it, e.g. shanxi-taiyuan"),
-                file: Optional[Path] = typer.Option(None, "--file", exists=True, dir_okay=False, readable=True,
+                file: Path | None = typer.Option(None, "--file", exists=True, dir_okay=False, readable=True,
                                                     help="the report or filing itself"),
-                note: Optional[str] = typer.Option(None), actor: str = ActorOption) -> None:
+                note: str | None = typer.Option(None), actor: str = ActorOption) -> None:
     """Record a jurisdiction's duty done (its report, its filing), with what it needs."""
     from .service.duties import record_duty
 
@@ -638,7 +635,7 @@ def calendars_list() -> None:
 
 
 @calendars_app.command("show")
-def calendars_show(calendar_id: str, year: Optional[int] = typer.Option(None, help="the round year (default: the "
+def calendars_show(calendar_id: str, year: int | None = typer.Option(None, help="the round year (default: the "
                                                                                    "calendar's, or this year)")
                    ) -> None:
     """A calendar's dates for a round year: who owes what, reminders, documents, targets; and a
@@ -736,8 +733,8 @@ def dispatch_cmd(max_batches: int = typer.Option(50, help="stop after this many 
 
 @notif_app.command("list")
 def notifications_list(failed: bool = typer.Option(False, "--failed", help="only failed ones"),
-                       case_id: Optional[int] = typer.Option(None, "--case"),
-                       status: Optional[str] = typer.Option(None, help="pending, sending, sent, failed, cancelled"),
+                       case_id: int | None = typer.Option(None, "--case"),
+                       status: str | None = typer.Option(None, help="pending, sending, sent, failed, cancelled"),
                        limit: int = typer.Option(200, min=1, max=10_000)) -> None:
     """Notifications with their delivery state."""
     from .service.queries import list_notifications
@@ -752,7 +749,7 @@ def notifications_list(failed: bool = typer.Option(False, "--failed", help="only
 
 
 @app.command("serve")
-def serve(name: Optional[str] = typer.Option(None, help="this process's name (shown as the scheduler holder)"),
+def serve(name: str | None = typer.Option(None, help="this process's name (shown as the scheduler holder)"),
           host: str = typer.Option("127.0.0.1", help="the HTTP API's address"),
           port: int = typer.Option(8000, min=1, max=65535, help="the HTTP API's port"),
           api: bool = typer.Option(True, help="serve the HTTP API (--no-api: the scheduler only)")) -> None:
@@ -826,9 +823,9 @@ def serve(name: Optional[str] = typer.Option(None, help="this process's name (sh
 @tokens_app.command("create")
 def tokens_create(name: str = typer.Option(..., help="who holds it (shown as the actor in the history)"),
                   role: str = typer.Option(..., help="unit, coordinator, auditor or admin"),
-                  unit: Optional[int] = typer.Option(None, help="the unit of a unit token"),
-                  jurisdiction: Optional[str] = typer.Option(None, help="the subtree of a coordinator or auditor"),
-                  expires: Optional[str] = typer.Option(None, help="expiry, ISO time (Asia/Shanghai if no zone)"),
+                  unit: int | None = typer.Option(None, help="the unit of a unit token"),
+                  jurisdiction: str | None = typer.Option(None, help="the subtree of a coordinator or auditor"),
+                  expires: str | None = typer.Option(None, help="expiry, ISO time (Asia/Shanghai if no zone)"),
                   actor: str = ActorOption) -> None:
     """Make a token; its secret is printed once and never stored."""
     from datetime import datetime
@@ -931,13 +928,13 @@ def rubrics_diff(a: str, b: str) -> None:
 
 # ------------------------------------------------------------------ demo
 @app.command("demo")
-def demo(db: Optional[str] = typer.Option(None, help="database URL (default: the configured one)")) -> None:
+def demo(db: str | None = typer.Option(None, help="database URL (default: the configured one)")) -> None:
     """Set up the Shanxi 2021 example (jurisdictions, the 35 provincial units, the round) and list it."""
     if db:
         os.environ["WORKFLOW_DATABASE_URL"] = db
     from .adapters.db.migrate import upgrade
     from .config import REPO_ROOT
-    from .service.directory import import_jurisdictions, import_units
+    from .files import import_jurisdictions, import_units
     from .service.queries import list_cases
     from .service.rounds import open_round
 
@@ -948,12 +945,7 @@ def demo(db: Optional[str] = typer.Option(None, help="database URL (default: the
     examples = REPO_ROOT / "examples"
     import_jurisdictions(application.db, examples / "jurisdictions.csv")
     import_units(application.db, examples / "shanxi-2021-units.csv", now, update=True)
-    from .adapters.db.tables import Round
-    from sqlalchemy import select
-
-    with application.engine.connect() as conn:
-        exists = conn.execute(select(Round.id).where(Round.id == "shanxi-2021")).first() is not None
-    if not exists:
+    if application.db.rounds.round("shanxi-2021") is None:
         open_round(application.db, application.rubrics, application.calendars, province_id="shanxi", year=2021,
                    rubric_id="shanxi-2020", calendar_id="shanxi-2021", target_share="0.5",
                    actor=Actor("admin", "demo"), now=now)
@@ -967,11 +959,11 @@ def demo(db: Optional[str] = typer.Option(None, help="database URL (default: the
 
 @app.command()
 def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML), e.g. examples/shanxi-2021.yaml"),
-             db: Optional[str] = typer.Option(None, help="database URL to keep (empty, or holding a killed run of the same "
+             db: str | None = typer.Option(None, help="database URL to keep (empty, or holding a killed run of the same "
                                                          "scenario, which resumes); default a temporary SQLite file"),
-             maildir: Optional[Path] = typer.Option(None, help="where the mails go (default var/simulate/<name>/mail)"),
-             smtp: Optional[str] = typer.Option(None, help="HOST:PORT of an SMTP server to send the mails to instead"),
-             events_out: Optional[Path] = typer.Option(None, "--events-out", help="write every event as JSON lines"),
+             maildir: Path | None = typer.Option(None, help="where the mails go (default var/simulate/<name>/mail)"),
+             smtp: str | None = typer.Option(None, help="HOST:PORT of an SMTP server to send the mails to instead"),
+             events_out: Path | None = typer.Option(None, "--events-out", help="write every event as JSON lines"),
              timeline_rows: int = typer.Option(200, "--timeline-rows", help="rows of the timeline shown (0: none)"),
              ) -> None:
     """Rehearse a round on a simulated clock in a fresh database: every day the 09:00 sweep
@@ -987,7 +979,7 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
     from .config import Settings
     from .service.duties import duty_summary
     from .service.reports import progress as progress_report
-    from .service.simulate import load_scenario, run, timeline
+    from .simulate import load_scenario, run, timeline
 
     plan = load_scenario(scenario)  # every problem, with its line, before anything runs
     work = Path(tempfile.mkdtemp(prefix="workflow-simulate-"))
@@ -1014,8 +1006,8 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
                       (f", first {timeline_rows} shown)" if len(rows) > timeline_rows else ")"))
         for column in ("date", "case", "event", "mail"):
             table.add_column(column)
-        for when, case, event, mail in rows[:timeline_rows]:
-            table.add_row(when.astimezone(BUSINESS_TZ).date().isoformat(), case, event, mail)
+        for row in rows[:timeline_rows]:
+            table.add_row(row.at.astimezone(BUSINESS_TZ).date().isoformat(), row.who, row.event, row.mail)
         console.print(table)
     for outcome in result.refused:
         err.print(f"{plan.path}:{outcome.line}: {outcome.day}: {outcome.what}")

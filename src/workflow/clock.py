@@ -6,11 +6,14 @@ Times are timezone-aware; the business time zone is Asia/Shanghai.
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
-BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+# Business dates are domain rules (they read no clock); re-exported for the layers above.
+from .domain.dates import BUSINESS_TZ, business_date, end_of_business_day, require_aware
+
+__all__ = ["BUSINESS_TZ", "Clock", "ManualClock", "SystemClock", "business_date", "end_of_business_day",
+           "require_aware"]
 
 
 class Clock(Protocol):
@@ -19,27 +22,11 @@ class Clock(Protocol):
         ...
 
 
-def require_aware(moment: datetime, what: str = "time") -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got naive {moment.isoformat()}")
-    return moment
-
-
-def business_date(moment: datetime) -> date:
-    """The calendar day in Asia/Shanghai of an aware moment."""
-    return require_aware(moment).astimezone(BUSINESS_TZ).date()
-
-
-def end_of_business_day(day: date) -> datetime:
-    """The last instant of ``day`` in Asia/Shanghai ("due means by the end of that day")."""
-    return datetime(day.year, day.month, day.day, tzinfo=BUSINESS_TZ) + timedelta(days=1) - timedelta(microseconds=1)
-
-
 class SystemClock:
     """Reads the real system time (in UTC, aware)."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class ManualClock:

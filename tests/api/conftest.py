@@ -3,7 +3,7 @@ case 36 of a unit of 太原 (a city), on SQLite and PostgreSQL; ``client.token(r
 makes a bearer header."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +16,7 @@ from workflow.service.tokens import create_token
 
 from ..support import ADMIN, open_shanxi, write_units_csv
 
-NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def client(db, db_url, tmp_path):
     open_shanxi(db, NOW)
     # case 36: a unit of 太原 (city), to test subtrees
     from workflow.service.cases import register_case
-    from workflow.service.directory import import_units
+    from workflow.files import import_units
 
     import_units(db, write_units_csv(tmp_path / "ty.csv", [("太原市财政局", "shanxi-taiyuan",
                                                                           "行政机关")]), NOW)

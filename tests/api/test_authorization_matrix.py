@@ -42,11 +42,12 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import Any, Union
 
 import pytest
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from starlette.routing import Match
@@ -60,15 +61,14 @@ from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
 from workflow.domain.access import ROLES
 from workflow.service.cases import perform_action, register_case
-from workflow.service.directory import import_units
+from workflow.files import import_units
 from workflow.service.evidence import attach_bytes, attach_document_bytes
 from workflow.service.oversight import file_round, spot_check
 from workflow.service.rounds import open_round
 from workflow.service.tokens import create_token
 
 from ..conftest import PG_SKIP_REASON, PG_URL, pg_schema_url
-from ..support import (ADMIN, CALENDARS, COORDINATOR, RUBRICS, open_shanxi, sheet_for, unit_actor,
-                       write_units_csv)
+from ..support import ADMIN, CALENDARS, COORDINATOR, RUBRICS, open_shanxi, sheet_for, unit_actor, write_units_csv
 from .conftest import NOW
 
 MATRIX_DATABASES = ["sqlite", "postgres"] if os.environ.get("WORKFLOW_TEST_MATRIX_ALL_DATABASES") else ["sqlite"]
@@ -172,9 +172,9 @@ class World:
         """Case 36 filed in a shanxi-taiyuan batch, case 1 in a province batch: jurisdiction → batch id."""
         def make() -> dict[str, str]:
             self.certify(36)
-            city = file_round(self.db, SHANXI, "shanxi-taiyuan", actor=COORDINATOR, now=NOW)["id"]
+            city = file_round(self.db, SHANXI, "shanxi-taiyuan", actor=COORDINATOR, now=NOW).id
             self.certify(1)
-            province = file_round(self.db, SHANXI, "shanxi", actor=COORDINATOR, now=NOW)["id"]
+            province = file_round(self.db, SHANXI, "shanxi", actor=COORDINATOR, now=NOW).id
             return {"shanxi-taiyuan": city, "shanxi": province}
         return self._once("filings", make)
 
@@ -227,7 +227,7 @@ ADMIN_SEES_ALL = NotApplicable("an admin sees everything: nothing is out of its 
 NO_RESOURCE = NotApplicable("the endpoint names no resource: its answer is the caller's own scope "
                             "(checked in the in-scope cell)")
 
-Cells = dict[tuple[str, str], Union[Cell, NotApplicable]]
+Cells = dict[tuple[str, str], Cell | NotApplicable]
 
 
 def each_case(statuses: Mapping[str, tuple[int, int | None]], *, extra_path: Callable[[World, int], dict] | None = None,
@@ -404,7 +404,7 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         coordinator__out=Cell(404, **act(1, "withdraw", **WITHDRAW)),
         # an auditor changes nothing
         auditor__in=Cell(403, **act(36, "withdraw", **WITHDRAW)),
-        auditor__in__unknown_action=Cell(403, **act(36, "no_such_action")),
+        auditor__in__unknown_action=Cell(404, **act(36, "no_such_action")),  # no such action: 404 for everyone
         # evidence is attached by uploading its bytes, never by naming a stored file's hash
         unit__in__attach_by_hash=Cell(403, **act(1, "attach_evidence", data={
             "criterion": "1.1.1", "sha256": "0" * 64, "filename": "x.pdf", "size": 10, "type": "pdf"})),
@@ -670,13 +670,14 @@ ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 422: "in
 
 # ---------------------------------------------------------------- helpers of the tests
 def registered_routes(app: Any) -> set[tuple[str, str]]:
-    return {(method, route.path) for route in app.routes
-            if isinstance(route, APIRoute) and route.path not in FASTAPI_OWN for method in route.methods}
+    return {(method, route.path) for route in iter_route_contexts(app.routes)
+            if isinstance(route.original_route, APIRoute) and route.path not in FASTAPI_OWN
+            for method in route.methods}
 
 
 def route_of(app: Any, method: str, path: str) -> str | None:
     scope = {"type": "http", "method": method, "path": path, "root_path": ""}
-    for route in app.routes:
+    for route in iter_route_contexts(app.routes):
         if route.matches(scope)[0] == Match.FULL:
             return route.path
     return None

@@ -9,7 +9,8 @@ xfails whose reason starts with "BUG:".
 from __future__ import annotations
 
 import io
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -440,7 +441,7 @@ def test_a_nul_character_in_a_name_is_422_and_nothing_is_written(api, db, eviden
     answers = {f"{method} {url}": api.request(method, url, headers=headers, **kwargs).status_code
                for method, url, kwargs in NUL_WRITES}
     after = snapshot(db, evidence_dir)
-    assert answers == {op: 422 for op in answers}
+    assert answers == dict.fromkeys(answers, 422)
     assert_unchanged(before, after)
 
 

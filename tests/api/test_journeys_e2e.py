@@ -23,7 +23,6 @@ from ..serving import WORKFLOW, start_serve, stop
 from ..support import RUBRICS, sheet_for
 
 
-
 def _cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([WORKFLOW, *args], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ from workflow.adapters.db.tables import Event, Unit
 from workflow.service.cases import perform_action
 from workflow.service.oversight import draw_sample
 
-from ..support import attach_documents, COORDINATOR, RUBRICS, ready_to_submit, sheet_for, unit_actor
+from ..support import COORDINATOR, RUBRICS, attach_documents, ready_to_submit, sheet_for, unit_actor
 from .conftest import NOW
 
 PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
@@ -365,12 +365,12 @@ def test_a_retried_action_with_an_idempotency_key_is_taken_once(client, db) -> N
 
 
 def test_an_unexpected_error_is_a_500_in_the_error_shape_with_the_request_id(client, monkeypatch) -> None:
-    import workflow.service.sheets as sheets
+    import workflow.api.cases as cases
 
     def broken(*_: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(sheets, "case_sheets", broken)
+    monkeypatch.setattr(cases, "case_sheets", broken)
     r = client.get("/api/v1/cases/1/sheets", headers={**client.token("unit", unit_id=1), "X-Request-ID": "req-500"})
     assert r.status_code == 500 and r.headers["x-request-id"] == "req-500"
     assert r.json()["error"]["code"] == "internal" and "req-500" in r.json()["error"]["message"]["en"]

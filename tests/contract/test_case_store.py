@@ -6,10 +6,11 @@ are refused, events come back in order with their hashes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -18,15 +19,22 @@ from workflow.domain.case import RoundContext, apply, decide
 from workflow.domain.errors import AlreadyExists, ConflictError, NotFound
 from workflow.domain.events import GENESIS_HASH
 from workflow.domain.policy import Policy
+from workflow.domain.rubric import rubric_to_data
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action, register_case
 
-from workflow.domain.rubric import rubric_to_data
+from ..support import (
+    ADMIN,
+    COORDINATOR,
+    RUBRICS,
+    ready_to_submit,
+    seed_jurisdictions,
+    sheet_for,
+    unit_actor,
+    write_units_csv,
+)
 
-from ..support import (ADMIN, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, unit_actor,
-                       write_units_csv)
-
-NOW = datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc)
+NOW = datetime(2021, 6, 1, 1, 0, tzinfo=UTC)
 SHANXI = Policy("rectification", 20, False)
 RUBRIC = RUBRICS.get("shanxi-2020")
 
@@ -51,7 +59,7 @@ def _sql_world(fixture: str) -> Callable[..., World]:
         from sqlalchemy import insert
 
         from workflow.adapters.db.tables import Round
-        from workflow.service.directory import import_units
+        from workflow.files import import_units
 
         db = request.getfixturevalue(fixture)
         seed_jurisdictions(db)
@@ -161,10 +169,9 @@ def test_interleaved_writers_one_wins(world: World) -> None:
     with world.store.unit_of_work() as uow:
         uow.append(case, first, apply(case, first))
         uow.commit()
-    with pytest.raises(ConflictError):
-        with world.store.unit_of_work() as uow:
-            uow.append(case, second, apply(case, second))
-            uow.commit()
+    with pytest.raises(ConflictError), world.store.unit_of_work() as uow:
+        uow.append(case, second, apply(case, second))
+        uow.commit()
     with world.store.unit_of_work() as uow:
         assert uow.get(case.id).self_total == Decimal("8")
         assert [e.hash for e in uow.events(case.id)][-1] == first.hash
@@ -175,11 +182,10 @@ def test_a_unit_of_work_left_without_commit_writes_nothing(world: World) -> None
     unit = unit_actor(case.unit_id)
     ctx = RoundContext(world.round_id, SHANXI, Decimal(80), Decimal(100), RUBRIC)
     event = decide(case, "self_assess", {"entries": {"1.1.1": "9"}}, unit, NOW, ctx)
-    with pytest.raises(RuntimeError):
-        with world.store.unit_of_work() as uow:
-            uow.append(case, event, apply(case, event))
-            uow.create(world.round_id, world.unit_ids[1], "admin:test", NOW)
-            raise RuntimeError("crash before commit")
+    with pytest.raises(RuntimeError), world.store.unit_of_work() as uow:
+        uow.append(case, event, apply(case, event))
+        uow.create(world.round_id, world.unit_ids[1], "admin:test", NOW)
+        raise RuntimeError("crash before commit")
     with world.store.unit_of_work() as uow:
         assert uow.get(case.id).version == 1
         assert uow.find(world.round_id, world.unit_ids[1]) is None

@@ -10,7 +10,7 @@ import signal
 import socket
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
 
-NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 PDF = b"%PDF-1.4\n" + b"0" * (3 * 1024 * 1024) + b"\n%%EOF\n"
 
 
@@ -76,9 +76,10 @@ def test_a_locked_sqlite_database_is_a_503_and_nothing_is_written(client, db, db
 def test_disk_full_while_storing_evidence_is_a_507_and_nothing_is_attached(tmp_path: Path) -> None:
     """A real file-size limit (RLIMIT_FSIZE) in a child process: writing the 3 MiB upload
     fails with EFBIG as a full disk fails with ENOSPC; the database file stays small."""
-    from ..support import open_shanxi
     from workflow.adapters.db.migrate import upgrade
     from workflow.service.tokens import create_token
+
+    from ..support import open_shanxi
 
     url = f"sqlite:///{tmp_path}/full.db"
     engine = make_engine(url)

@@ -14,7 +14,7 @@ from workflow.adapters.rubric_files import load_rubric
 from workflow.config import REPO_ROOT
 from workflow.domain.calendar import calendar_from_dict
 from workflow.domain.errors import InvalidInput
-from workflow.service.simulate import load_scenario
+from workflow.simulate import load_scenario
 
 FILES = {
     "rubric": REPO_ROOT / "rubrics" / "shanxi-2020.yaml",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from workflow.service.simulate import complete_sheet
+from workflow.simulate import complete_sheet
 
 from ..serving import WORKFLOW, start_serve, stop
 from ..support import RUBRICS

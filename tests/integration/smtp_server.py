@@ -14,17 +14,18 @@ import email
 import email.policy
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from notifications import SmtpTransport
 
-from ..notifications.helpers import free_port, unescape  # noqa: F401  (one definition for both suites)
+from ..notifications.helpers import free_port, unescape
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class SmtpServer:
         self.handler = RecordingHandler()
         self._controller: Controller | None = None
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         assert self._controller is None, "already running"
         self._controller = Controller(self.handler, hostname=self.host, port=self.port)
         self._controller.start()

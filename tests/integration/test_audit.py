@@ -1,7 +1,7 @@
 """Tampering with the stored log or a case row is found and named (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.exc import DBAPIError
@@ -10,9 +10,9 @@ from workflow.adapters.db.store import Database
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 
-from ..support import attach_documents, COORDINATOR, RUBRICS, fake_sha, open_shanxi, sheet_for, sheet_with, unit_actor
+from ..support import COORDINATOR, RUBRICS, attach_documents, fake_sha, open_shanxi, sheet_for, sheet_with, unit_actor
 
-NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 RUBRIC = RUBRICS.get("shanxi-2020")
 
 

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from workflow.clock import BUSINESS_TZ
 from workflow.domain.case import Actor
 from workflow.domain.rubric import Rubric, diff_rubrics
 from workflow.service.cases import perform_action
-from workflow.service.directory import import_units
+from workflow.files import import_units
 
 from ..support import RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
 
@@ -96,7 +96,7 @@ def act_in_process(db_file: Path, case_id: int, *steps: tuple[str, dict[str, Any
     engine = make_engine(f"sqlite:///{db_file}")
     try:
         for action, data, actor in steps:
-            perform_action(Database(engine), case_id, action, data, Actor.parse(actor), datetime.now(timezone.utc))
+            perform_action(Database(engine), case_id, action, data, Actor.parse(actor), datetime.now(UTC))
     finally:
         engine.dispose()
     checkpoint(db_file)
@@ -148,7 +148,7 @@ def ready_in_process(db_file: Path, case_id: int, total: str) -> None:
     (unit_id,), = sql(db_file, "SELECT unit_id FROM cases WHERE id = ?", case_id)
     engine = make_engine(f"sqlite:///{db_file}")
     try:
-        ready_to_submit(Database(engine), case_id, unit_id, total, datetime.now(timezone.utc), SX)
+        ready_to_submit(Database(engine), case_id, unit_id, total, datetime.now(UTC), SX)
     finally:
         engine.dispose()
     checkpoint(db_file)
@@ -422,7 +422,7 @@ def test_units_list_shows_a_name_with_brackets(shanxi: Path, tmp_path: Path) -> 
     roster.write_text("name,jurisdiction,category\n省委[/x]办公室,shanxi,党的机关\n", encoding="utf-8")
     engine = make_engine(f"sqlite:///{shanxi}")
     try:
-        assert import_units(Database(engine), roster, datetime.now(timezone.utc)).created == 1
+        assert import_units(Database(engine), roster, datetime.now(UTC)).created == 1
     finally:
         engine.dispose()
     checkpoint(shanxi)
@@ -499,9 +499,8 @@ def test_events_are_append_only_in_the_database(db: Database, clock) -> None:
     open_shanxi(db, clock.now())
     for statement in ("UPDATE events SET actor = 'admin:someone-else' WHERE case_id = 1",
                       "DELETE FROM events WHERE case_id = 1"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with db.engine.begin() as conn:
-                conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text(statement))
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 35
         assert conn.execute(text("SELECT actor FROM events WHERE case_id = 1")).scalar() == "admin:test"

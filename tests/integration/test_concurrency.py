@@ -5,7 +5,7 @@ import multiprocessing
 import tempfile
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from workflow.service.cases import perform_action
 from ..support import COORDINATOR, RUBRICS, open_shanxi, ready_to_submit, sheet_for, unit_actor
 from .workers import fire_action
 
-NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 RUBRIC = RUBRICS.get("shanxi-2020")
 # Conflicting things people may do to a self-assessed case at the same moment.
 MOVES = [("submit", {}, "unit"), ("self_assess", {"entries": {"1.1.1": "8"}}, "unit"),
@@ -146,8 +146,7 @@ def test_readers_do_not_wait_for_a_writer_on_sqlite(sqlite_db: Database) -> None
 def test_the_same_unit_registered_twice_at_once_is_one_case(db: Database) -> None:
     from workflow.domain.errors import AlreadyExists
     from workflow.service.cases import register_case
-
-    from workflow.service.directory import import_units
+    from workflow.files import import_units
 
     from ..support import ADMIN, write_units_csv
 

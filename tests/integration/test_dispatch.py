@@ -26,13 +26,23 @@ from workflow.adapters.db.store import Database
 from workflow.adapters.db.tables import Outbox
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
-from workflow.service.directory import add_coordinator, give_contact_form, import_units
+from workflow.service.directory import add_coordinator, give_contact_form
+from workflow.files import import_units
 from workflow.service.dispatch import DispatchReport, DispatchSettings, backoff, dispatch, message_id_for
 from workflow.service.queries import list_cases, list_notifications
 from workflow.service.rounds import open_round
 
-from ..support import attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
-    unit_actor
+from ..support import (
+    ADMIN,
+    CALENDARS,
+    COORDINATOR,
+    RUBRICS,
+    attach_documents,
+    ready_to_submit,
+    seed_jurisdictions,
+    sheet_for,
+    unit_actor,
+)
 from .smtp_server import SmtpServer, html_body, ics_attachments, parse_ics, smtp_server, text_body  # noqa: F401
 
 CST = ZoneInfo("Asia/Shanghai")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,12 @@ from workflow.adapters.evidence_store import LocalEvidenceStore
 from workflow.domain.errors import Incomplete, InvalidInput
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
-from workflow.service.evidence import attach, attach_document_bytes, export_archive, list_evidence
+from workflow.files import attach_files as attach
+from workflow.service.evidence import attach_document_bytes, export_archive, list_evidence
 
 from ..support import RUBRICS, open_shanxi, sheet_with, unit_actor
 
-NOW = datetime(2021, 10, 12, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 RUBRIC = RUBRICS.get("shanxi-2020")
 MAX = 1024 * 1024
 

@@ -7,7 +7,7 @@ counted) and say what is wrong, and not one row written, good rows included.
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from workflow.adapters.db.tables import Jurisdiction, Unit
 from workflow.clock import ManualClock
 from workflow.domain.errors import InvalidInput, Problem
 from workflow.domain.units import CATEGORIES
-from workflow.service.directory import ImportResult, import_jurisdictions, import_units
+from workflow.service.directory import ImportResult
+from workflow.files import import_jurisdictions, import_units
 
 from ..support import EXAMPLES, seed_jurisdictions
 
@@ -172,7 +173,7 @@ def reference_snapshot(tmp_path_factory: pytest.TempPathFactory, sqlite_template
         seed_jurisdictions(ref)
         csv = path.parent / "roster.csv"
         csv.write_bytes(VARIANTS["utf8"](shanxi_roster_lines()))
-        import_units(ref, csv, ManualClock(datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc)).now())
+        import_units(ref, csv, ManualClock(datetime(2021, 6, 1, 1, 0, tzinfo=UTC)).now())
         return snapshot(ref)
     finally:
         engine.dispose()

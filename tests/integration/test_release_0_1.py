@@ -15,10 +15,11 @@ import gzip
 import json
 import shutil
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, DateTime, MetaData, create_engine, select, text
@@ -56,7 +57,7 @@ def _value(value: Any, column: Any) -> Any:
         return bool(value)
     if isinstance(column.type, DateTime) and isinstance(value, str):
         moment = datetime.fromisoformat(value)
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if isinstance(column.type, JSON) and isinstance(value, str):
         return json.loads(value)
     return value

@@ -1,7 +1,7 @@
 """Opening rounds: every in-scope unit gets a case, carry-over by policy, bad requests refused."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -14,10 +14,21 @@ from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.rounds import open_round
 
-from ..support import (attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, open_hunan, open_shanxi, ready_to_submit,
-                       seed_jurisdictions, sheet_for, unit_actor)
+from ..support import (
+    ADMIN,
+    CALENDARS,
+    COORDINATOR,
+    RUBRICS,
+    attach_documents,
+    open_hunan,
+    open_shanxi,
+    ready_to_submit,
+    seed_jurisdictions,
+    sheet_for,
+    unit_actor,
+)
 
-NOW = datetime(2021, 6, 1, 1, 0, tzinfo=timezone.utc)
+NOW = datetime(2021, 6, 1, 1, 0, tzinfo=UTC)
 
 
 def _count(db: Database, model) -> int:

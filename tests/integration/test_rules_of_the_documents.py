@@ -23,15 +23,25 @@ from workflow.domain.errors import ActionRefused, InvalidInput, NotFound
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
-from workflow.service.directory import add_coordinator, give_contact_form, import_units, update_unit
+from workflow.service.directory import add_coordinator, give_contact_form, update_unit
+from workflow.files import import_units
 from workflow.service.duties import duty_board, duty_history, record_duty
 from workflow.service.oversight import file_round
 from workflow.service.queries import list_cases
 from workflow.service.reports import progress
 from workflow.service.rounds import open_round, roll_over
 
-from ..support import (ADMIN, CALENDARS, COORDINATOR, RUBRICS, attach_documents, ready_to_submit, seed_jurisdictions,
-                       sheet_for, unit_actor)
+from ..support import (
+    ADMIN,
+    CALENDARS,
+    COORDINATOR,
+    RUBRICS,
+    attach_documents,
+    ready_to_submit,
+    seed_jurisdictions,
+    sheet_for,
+    unit_actor,
+)
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -311,7 +321,7 @@ def test_the_national_filing_lists_the_batches_and_is_owed_by_the_province_only(
     batch = file_round(db, "shanxi-2021", "shanxi", actor=COORDINATOR, now=at(2022, 3, 18))
     event = record_duty(db, CALENDARS, blobs, "shanxi-2021", "shanxi", "national_filing", actor=COORDINATOR,
                         now=at(2022, 3, 18))
-    assert event.payload["filing_batches"] == [batch["id"]]
+    assert event.payload["filing_batches"] == [batch.id]
     assert verify(db).ok
 
 
@@ -328,6 +338,5 @@ def test_a_tampered_duty_stream_is_found_by_the_audit(shanxi: Database, tmp_path
     report = verify(db)
     assert [(f.case_id, f.kind) for f in report.findings] == [("shanxi-2021/shanxi-datong", "duties")]
     assert "stream row differs from the replay" in report.findings[0].what
-    with db.engine.begin() as conn:
-        with pytest.raises(Exception, match="append-only"):
-            conn.execute(text("UPDATE duty_events SET actor = 'x'"))
+    with db.engine.begin() as conn, pytest.raises(Exception, match="append-only"):
+        conn.execute(text("UPDATE duty_events SET actor = 'x'"))

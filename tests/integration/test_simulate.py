@@ -8,11 +8,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from notifications.testing import InMemoryTransport
 from workflow.adapters.calendar_files import CalendarCatalog
 from workflow.adapters.db.engine import make_engine
 from workflow.adapters.db.store import Database
@@ -20,8 +21,7 @@ from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
 from workflow.domain.errors import DomainError, InvalidInput
-from notifications.testing import InMemoryTransport
-from workflow.service.simulate import load_scenario, run
+from workflow.simulate import load_scenario, run
 
 from .smtp_server import SmtpServer, smtp_server  # noqa: F401
 
@@ -84,7 +84,7 @@ def _application(tmp_path: Path, url: str) -> App:
     settings = Settings(database_url=url, maildir=tmp_path / "mail", evidence_dir=tmp_path / "ev")
     engine = make_engine(url)
     return App(settings=settings, engine=engine, db=Database(engine),
-               clock=ManualClock(datetime(2021, 1, 1, tzinfo=timezone.utc)),
+               clock=ManualClock(datetime(2021, 1, 1, tzinfo=UTC)),
                calendars=CalendarCatalog(REPO_ROOT / "calendars"))
 
 

@@ -10,7 +10,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,12 +27,22 @@ from workflow.domain.events import Event
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import SweepReport, sweep
-from workflow.service.directory import add_coordinator, give_contact_form, import_units
+from workflow.service.directory import add_coordinator, give_contact_form
+from workflow.files import import_units
 from workflow.service.queries import list_cases
 from workflow.service.rounds import open_round
 
-from ..support import attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
-    unit_actor
+from ..support import (
+    ADMIN,
+    CALENDARS,
+    COORDINATOR,
+    RUBRICS,
+    attach_documents,
+    ready_to_submit,
+    seed_jurisdictions,
+    sheet_for,
+    unit_actor,
+)
 
 CST = ZoneInfo("Asia/Shanghai")
 SELF_ASSESSMENT_DUE = date(2021, 10, 20)
@@ -208,7 +218,7 @@ def test_after_the_due_date_each_owing_case_gets_one_miss_and_is_overdue_until_i
 
 def test_due_means_by_the_end_of_the_day_in_shanghai(db: Database, tmp_path: Path) -> None:
     world = build(db, tmp_path, three_units())
-    last_instant = datetime(2021, 10, 20, 15, 59, 59, tzinfo=timezone.utc)  # 23:59:59 in Shanghai
+    last_instant = datetime(2021, 10, 20, 15, 59, 59, tzinfo=UTC)  # 23:59:59 in Shanghai
 
     assert sweep(db, CALENDARS, last_instant).missed == 0
     assert sweep(db, CALENDARS, last_instant + timedelta(seconds=1)).missed == 3
@@ -284,7 +294,7 @@ def test_downtime_from_october_15_to_25_catches_up_without_a_burst(db: Database,
         assert case_state(db, case_id).overdue
     assert events(db, world.case["单位C"], "DeadlineMissed") == []
     per_case = Counter(r.case_id for r in outbox(db) if r.created_at >= at(date(2021, 10, 25)))
-    assert per_case == {c: 1 for c in owing}  # the miss notice, and nothing else
+    assert per_case == dict.fromkeys(owing, 1)  # the miss notice, and nothing else
 
 
 def test_after_downtime_only_the_latest_tier_is_sent(db: Database, tmp_path: Path) -> None:
@@ -528,7 +538,7 @@ def test_two_sweeps_at_once_write_each_row_and_each_miss_once(pg_url: str, tmp_p
     assert len({r.dedupe_key for r in rows}) == len(rows)
     assert sorted(r.case_id for r in rows if r.kind == "reminder") == owing
     assert sorted(r.case_id for r in rows if r.kind == "missed") == owing
-    assert Counter(r.coordinator_id for r in rows if r.kind == "digest") == {c: 1 for c in coordinators}
+    assert Counter(r.coordinator_id for r in rows if r.kind == "digest") == dict.fromkeys(coordinators, 1)
     misses = Counter((e.case_id, e.payload["milestone"]) for c in world.case.values()
                      for e in events(db, c, "DeadlineMissed"))
     assert misses == {(c, "self_assessment"): 1 for c in owing}

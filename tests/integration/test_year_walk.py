@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -26,15 +26,24 @@ from workflow.domain.events import Event
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
-from workflow.service.directory import add_coordinator, give_contact_form, import_units
+from workflow.service.directory import add_coordinator, give_contact_form
+from workflow.files import import_units
 from workflow.service.dispatch import DispatchSettings, dispatch
 from workflow.service.queries import list_cases, list_notifications
 from workflow.service.rounds import open_round
 
-from ..support import attach_documents, ADMIN, CALENDARS, COORDINATOR, RUBRICS, ready_to_submit, seed_jurisdictions, sheet_for, \
-    unit_actor
-from .smtp_server import (SmtpServer, html_body, ics_attachments, parse_ics, parse_mail, smtp_server,  # noqa: F401
-                          text_body)
+from ..support import (
+    ADMIN,
+    CALENDARS,
+    COORDINATOR,
+    RUBRICS,
+    attach_documents,
+    ready_to_submit,
+    seed_jurisdictions,
+    sheet_for,
+    unit_actor,
+)
+from .smtp_server import SmtpServer, html_body, ics_attachments, parse_ics, parse_mail, smtp_server, text_body  # noqa: F401
 
 CST = ZoneInfo("Asia/Shanghai")
 FIRST_DAY, LAST_DAY = date(2021, 5, 26), date(2022, 3, 31)
@@ -56,7 +65,7 @@ RECTIFICATION = ("整改并接受复核验收", 20, (7, 3, 1))  # days after the
 CITIES = ["shanxi-changzhi", "shanxi-datong", "shanxi-jincheng", "shanxi-jinzhong", "shanxi-linfen", "shanxi-lvliang",
           "shanxi-shuozhou", "shanxi-taiyuan", "shanxi-xinzhou", "shanxi-yangquan", "shanxi-yuncheng"]
 NAMES = {"shanxi": PROVINCE_NAME, "shanxi-taiyuan": "太原市", "shanxi-datong": "大同市"}
-PARENT = {"shanxi": None, **{c: "shanxi" for c in CITIES}}
+PARENT = {"shanxi": None, **dict.fromkeys(CITIES, "shanxi")}
 
 
 def at(day: date, hour: int) -> datetime:

@@ -1,7 +1,7 @@
 """Functions run in other processes by the concurrency tests (importable by spawn)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -19,7 +19,7 @@ def fire_action(url: str, case_id: int, action: str, data: dict[str, Any], actor
         pass  # connect before the barrier so all processes start writing together
     barrier.wait(timeout=60)
     try:
-        r = perform_action(db, case_id, action, data, Actor.parse(actor), datetime.now(timezone.utc),
+        r = perform_action(db, case_id, action, data, Actor.parse(actor), datetime.now(UTC),
                            expected_version)
         results.put(("ok", action, r.case.version))
     except DomainError as exc:

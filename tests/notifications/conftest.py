@@ -1,7 +1,7 @@
 """Fixtures: a real aiosmtpd server on 127.0.0.1 (port picked first, stopped after)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller

@@ -1,7 +1,7 @@
 """deadline_event: RFC 5545 structure, escaping, folding — checked with a minimal parser."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -86,7 +86,7 @@ def test_stamp_is_converted_to_utc() -> None:
 @pytest.mark.parametrize(
     "overrides",
     [{"stamp": datetime(2021, 10, 13)}, {"tz": "Asia/Shanghai\r\nX: y"}, {"uid": "a\r\nb"}, {"uid": ""},
-     {"due": datetime(2021, 10, 20, tzinfo=timezone.utc)}],
+     {"due": datetime(2021, 10, 20, tzinfo=UTC)}],
 )
 def test_bad_arguments_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValueError):

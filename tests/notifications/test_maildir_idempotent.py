@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from notifications import Address, MaildirTransport, OutgoingMessage
 
@@ -16,7 +16,7 @@ def test_same_message_id_is_stored_once(tmp_path) -> None:
     other = OutgoingMessage(sender=msg.sender, to=msg.to, subject="提醒", text="另一封",
                             message_id="<reminder.2.self_assessment.7@workflow.local>")
     box = MaildirTransport(tmp_path / "mail")
-    when = datetime(2021, 10, 13, 1, tzinfo=timezone.utc)
+    when = datetime(2021, 10, 13, 1, tzinfo=UTC)
     first = asyncio.run(box.send_many([(msg, when)]))
     again = asyncio.run(box.send_many([(msg, when + timedelta(hours=1)), (other, when)]))
     assert first[0].ok and all(r.ok for r in again) and first[0].detail == again[0].detail

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from notifications import Address, Attachment, OutgoingMessage, to_email
+from notifications import Address, Attachment, to_email
 from tests.notifications.helpers import NOW, SENDER, UNIT, message, parse
 
 

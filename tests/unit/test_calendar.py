@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
+from collections.abc import Callable
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml

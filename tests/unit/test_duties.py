@@ -7,8 +7,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from workflow.domain.duties import (DONE, MISSED, DutyStream, apply_duty, record_done, record_missed, stream_key,
-                                    waiting_on)
+from workflow.domain.duties import (
+    DONE,
+    MISSED,
+    DutyStream,
+    apply_duty,
+    record_done,
+    record_missed,
+    stream_key,
+    waiting_on,
+)
 from workflow.domain.errors import ActionRefused, InvalidInput
 from workflow.domain.events import GENESIS_HASH
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any, Mapping
+from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -81,7 +82,7 @@ DOC = "self_report"                  # the round asks for this document; attache
 DOCUMENTS = (RequiredDocument(DOC, "自评报告"),)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ctx_for(policy: Policy) -> RoundContext:
     rubric = RUBRIC_OF[policy]
     return RoundContext("r", policy, rubric.pass_mark, rubric.total, rubric, DOCUMENTS)
@@ -259,7 +260,7 @@ def registered(policy: Policy, at: datetime = NOW) -> Built:
     return Built(apply(None, event), ctx_for(policy), [event])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _built(state: str, policy: Policy, score: str, at: datetime) -> tuple[CaseState, tuple[Event, ...]]:
     built = registered(policy, at)
     for action, data in path_to(state, score, built.ctx.rubric):
@@ -524,10 +525,10 @@ def test_fail_refused_on_a_passing_score_and_allowed_on_a_failing_one() -> None:
 @pytest.mark.parametrize("when, is_open", [
     (sh(2021, 11, 30, 23, 59), True),
     (sh(2021, 11, 30, 23, 59, 59, 999999), True),
-    (datetime(2021, 11, 30, 15, 59, tzinfo=timezone.utc), True),    # 23:59 in Shanghai
+    (datetime(2021, 11, 30, 15, 59, tzinfo=UTC), True),    # 23:59 in Shanghai
     (sh(2021, 12, 1, 0, 0), False),
-    (datetime(2021, 11, 30, 16, 0, tzinfo=timezone.utc), False),    # 00:00 on 12-01 in Shanghai
-    (datetime(2021, 11, 30, 20, 0, tzinfo=timezone.utc), False),    # still 11-30 in UTC
+    (datetime(2021, 11, 30, 16, 0, tzinfo=UTC), False),    # 00:00 on 12-01 in Shanghai
+    (datetime(2021, 11, 30, 20, 0, tzinfo=UTC), False),    # still 11-30 in UTC
 ])
 def test_rectification_deadline_is_the_end_of_the_due_day_in_shanghai(when: datetime, is_open: bool) -> None:
     built = case_in("rectification", SHANXI)
@@ -564,7 +565,7 @@ def test_recheck_score_decides(total: str, dest: str, passed: bool) -> None:
 @pytest.mark.parametrize("failed_at", [
     sh(2021, 11, 10, 0, 0),
     sh(2021, 11, 10, 0, 30),
-    datetime(2021, 11, 9, 16, 30, tzinfo=timezone.utc),   # = 11-10 00:30 in Shanghai
+    datetime(2021, 11, 9, 16, 30, tzinfo=UTC),   # = 11-10 00:30 in Shanghai
     sh(2021, 11, 10, 12, 0),
     sh(2021, 11, 10, 23, 59, 59),
 ])
@@ -1028,7 +1029,7 @@ ENDINGS = {"close", "withdraw"}
 EVIDENCE_ACTIONS = {"attach_evidence", "remove_evidence"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_pool(rubric: Rubric) -> tuple[dict[str, Any], ...]:
     """Inputs, good and bad, for any action."""
     return (

@@ -117,7 +117,7 @@ def test_catalog_get_unknown_names_known_ids(catalog: RubricCatalog) -> None:
 
 
 def test_default_directory_is_repository_rubrics() -> None:
-    assert DEFAULT_RUBRIC_DIR == Path(__file__).resolve().parents[2] / "rubrics"
+    assert Path(__file__).resolve().parents[2] / "rubrics" == DEFAULT_RUBRIC_DIR
 
 
 def test_to_json_dict_shape_and_exact_numbers(catalog: RubricCatalog) -> None:

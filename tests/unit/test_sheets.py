@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest

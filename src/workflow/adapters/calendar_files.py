@@ -12,6 +12,7 @@ from typing import Any
 from ..domain.calendar import Calendar, calendar_from_dict, merge_calendar_data
 from ..domain.errors import InvalidInput, NotFound
 from .data_files import Catalog, read_yaml
+from .workdays import WorkdayCalendar
 
 
 class CalendarCatalog(Catalog[Calendar]):
@@ -40,6 +41,10 @@ class CalendarCatalog(Catalog[Calendar]):
                 found[key] = self._parse(data, str(path))
             self._cache = found
         return self._cache
+
+    def workdays(self, calendar: Calendar) -> WorkdayCalendar:
+        """The working days under ``calendar``: the State Council's, with the file's own extras."""
+        return WorkdayCalendar(calendar.extra_holidays, calendar.extra_workdays)
 
     def for_year(self, province: str, year: int) -> Calendar:
         """The calendar of ``province``'s round of ``year``: the notice for that year if one

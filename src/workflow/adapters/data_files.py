@@ -1,8 +1,9 @@
 """Loading versioned data files (YAML) with errors that name the file and line."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import yaml
 
@@ -61,7 +62,7 @@ def read_yaml(path: Path, *, lines: bool = False) -> Any:
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}", [Problem(str(path), exc.strerror or str(exc))]) from None
     try:
-        return yaml.load(text, Loader=_LineLoader if lines else _StrictLoader)  # noqa: S506 - SafeLoader subclasses
+        return yaml.load(text, Loader=_LineLoader if lines else _StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -87,7 +88,7 @@ class Catalog(Generic[T]):
             found: dict[str, T] = {}
             for path in sorted(self.directory.glob("*.yaml")):
                 item = self._parse(read_yaml(path), str(path))
-                ident = getattr(item, "id")
+                ident = item.id
                 if ident in found:
                     raise InvalidInput(f"{path}: {self.kind} id {ident!r} is used by another file too", [])
                 found[ident] = item

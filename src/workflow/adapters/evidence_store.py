@@ -15,11 +15,13 @@ import secrets
 import struct
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, Sequence
+from typing import BinaryIO
 
 from ..domain.errors import DomainError, InvalidInput, NotFound, Problem
+from ..service.ports import ArchiveEntry, EvidenceBlobs
 
 ALLOWED_TYPES: dict[str, str] = {
     "pdf": "application/pdf",
@@ -154,28 +156,6 @@ class StoredBlob:
     created: bool  # False: the same bytes were already stored
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveEntry:
-    path_in_zip: str  # e.g. "2.2.1.1 管理制度/01 实施方案.pdf"
-    sha256: str
-
-
-class EvidenceStore(Protocol):
-    def check(self, data: bytes, filename: str) -> tuple[str, str]:
-        """The content's sha256 and type, or InvalidInput if it would be refused; writes nothing."""
-        ...
-
-    def put(self, data: bytes, filename: str) -> StoredBlob: ...
-
-    def open(self, sha256: str) -> bytes: ...
-
-    def exists(self, sha256: str) -> bool: ...
-
-    def path_hint(self, sha256: str) -> str | None:
-        """Where the blob lives, for logs and operators; None if the store cannot say."""
-        ...
-
-
 def _check_sha256(sha256: str) -> str:
     value = sha256.lower()
     if not _SHA256.fullmatch(value):
@@ -242,6 +222,9 @@ class LocalEvidenceStore:
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).is_file()
 
+    def archive(self, entries: list[ArchiveEntry], out: Path | BinaryIO) -> None:
+        build_archive(self, entries, out)
+
     def path_hint(self, sha256: str) -> str | None:
         return str(self._path(sha256))
 
@@ -298,7 +281,7 @@ def _check_entries(entries: Sequence[ArchiveEntry]) -> None:
         raise InvalidInput(f"archive: {len(problems)} bad entries", problems)
 
 
-def build_archive(store: EvidenceStore, entries: Sequence[ArchiveEntry], out: Path | BinaryIO) -> None:
+def build_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], out: Path | BinaryIO) -> None:
     """Write a deflated ZIP of the blobs, in exactly the order of ``entries``.
 
     Every entry is checked (and every blob's presence) before anything is written. When
@@ -325,7 +308,7 @@ def build_archive(store: EvidenceStore, entries: Sequence[ArchiveEntry], out: Pa
         raise
 
 
-def _write_zip(store: EvidenceStore, entries: Sequence[ArchiveEntry], stream: BinaryIO) -> None:
+def _write_zip(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], stream: BinaryIO) -> None:
     # zipfile sets the UTF-8 flag (0x800) on every non-ASCII name, so Chinese names survive.
     with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for entry in entries:

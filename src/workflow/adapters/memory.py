@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from ..domain.case import CaseState, RoundContext, apply, registration_event
 from ..domain.errors import AlreadyExists, ConflictError, NotFound
@@ -35,7 +36,7 @@ class MemoryDatabase:
     def add_unit(self, unit_id: int) -> None:
         self.units.add(unit_id)
 
-    def unit_of_work(self) -> "_MemoryUnitOfWork":
+    def unit_of_work(self) -> _MemoryUnitOfWork:
         return _MemoryUnitOfWork(self)
 
     def all_cases(self) -> Iterator[CaseState]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..domain.errors import InvalidInput, Problem
 
@@ -183,11 +184,3 @@ def read_units(data: bytes, source: str) -> Sheet:
 
 def read_jurisdictions_csv(path: Path) -> Sheet:
     return read_csv(Path(path).read_bytes(), str(path), JURISDICTION_COLUMNS, ("id", "name", "level"))
-
-
-def unit_row_as_dict(row: Row) -> dict[str, Any]:
-    v = row.values
-    contact = {k: v.get(f"contact_{k}", "") for k in ("name", "position", "phone", "email")}
-    return {"name": v.get("name"), "jurisdiction": v.get("jurisdiction"), "level": v.get("level"),
-            "category": v.get("category"), "contacts": [contact] if any(contact.values()) else [],
-            "certified_year": v.get("certified_year"), "certified_note": v.get("certified_note")}

@@ -13,8 +13,9 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler

@@ -7,9 +7,9 @@ once per year, so a missing holiday notice is visible rather than silently assum
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from functools import lru_cache
-from typing import Iterable
 
 import chinese_calendar
 import structlog

@@ -16,17 +16,16 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
-from sqlalchemy import func, select, text
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..bootstrap import App
 from ..domain.errors import DomainError
-from ..metrics import LATENCY, OUTBOX, REGISTRY, REQUESTS
-from . import audit, cases, directory, rounds
+from ..metrics import LATENCY, REQUESTS
+from . import audit, cases, directory, operations, rounds
 from .common import ApiError, error, log
+from .schemas import ErrorBody
 
 _LOGGED_IDS = ("case_id", "unit_id", "round_id", "batch_id")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -72,7 +71,7 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_tracked)
-        except Exception as exc:  # noqa: BLE001 - the last resort: the error shape, never a stack trace
+        except Exception as exc:
             log.error("unexpected error", error_type=type(exc).__name__, error=str(exc), exc_info=exc)
             if started_response:
                 raise
@@ -89,23 +88,6 @@ class RequestContext:
                     "request", method=scope["method"], path=scope["path"], route=route, status=status,
                     ms=round(elapsed * 1000, 2), **ids)
             structlog.contextvars.clear_contextvars()
-
-
-class ErrorMessage(BaseModel):
-    zh: str
-    en: str
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="not_found, forbidden, conflict, invalid_input, ...")
-    message: ErrorMessage
-    details: dict[str, Any] = Field(description="for invalid_input: problems, a list of {where, what}")
-
-
-class ErrorBody(BaseModel):
-    """Every error answer has this shape."""
-
-    error: ErrorDetail
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -174,45 +156,8 @@ def create_app(application: App) -> FastAPI:
         log.error("unexpected error", error_type=type(exc).__name__, error=str(exc), exc_info=exc)
         return error("internal", "an unexpected error; it has been logged with this request's id", status=500)
 
-    @api.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        """The process answers."""
-        return {"status": "ok"}
-
-    @api.get("/readyz", tags=["operations"], responses={503: {"model": ErrorBody, "description": "the database is unreachable"}})
-    def readyz() -> JSONResponse:
-        """The database answers; which process holds the scheduler."""
-        from ..adapters.scheduler import LeaderLock
-
-        try:
-            with application.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            holder = LeaderLock(application.engine, "readyz").holder()
-        except Exception as exc:
-            return error("unavailable", f"database unreachable: {type(exc).__name__}: {exc}", status=503)
-        return JSONResponse({"database": "ok", "scheduler": holder})
-
-    @api.get("/metrics", tags=["operations"], response_class=Response,
-             responses={200: {"content": {"text/plain": {}}}})
-    def metrics() -> Response:
-        """Prometheus metrics: requests, latency, transitions, outbox backlog, sweep duration."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        from ..adapters.db.tables import Outbox
-
-        try:
-            with application.engine.connect() as conn:
-                counts = dict(conn.execute(select(Outbox.status, func.count()).group_by(Outbox.status)).all())
-            for status in ("pending", "sending", "sent", "failed", "cancelled"):
-                OUTBOX.labels(status).set(counts.get(status, 0))
-        except Exception as exc:  # the rest of the metrics are still worth serving
-            log.warning("outbox backlog unavailable", error=str(exc))
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    cases.register(api)
-    directory.register(api)
-    rounds.register(api)
-    audit.register(api)
+    for module in (operations, cases, directory, rounds, audit):
+        api.include_router(module.router)
     return api
 
 

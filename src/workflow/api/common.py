@@ -1,16 +1,26 @@
-"""What every endpoint shares: the error shape, the caller (bearer token), scope checks."""
+"""What every route shares: the error shape, the caller, and what the caller may see.
+
+A request is authenticated once (one token lookup, which also reads the token's scope) by the
+``Caller`` dependency; the case, unit or round a path names is looked up once, and answered
+404 when it is outside the caller's scope, by ``SeenCase``, ``SeenUnit`` and ``SeenRound``; the
+role check is ``role_in`` (one place, one message). FastAPI solves each dependency once per
+request, in the order a route declares them: scope (404) before role (403).
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Path, Request, Security
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
 from ..bootstrap import App
 from ..domain.access import Principal
+from ..service.ports import CaseScope, RoundRecord, UnitRecord
+from ..service.tokens import authenticate
 
 ZH = {
     "not_found": "未找到", "already_exists": "已存在", "action_refused": "当前状态不允许该操作",
@@ -18,12 +28,15 @@ ZH = {
     "unauthorized": "未认证或令牌无效", "forbidden": "无权执行该操作", "config": "配置有误",
     "unavailable": "服务暂不可用", "too_large": "文件过大", "internal": "服务器内部错误",
     "not_migrated": "数据库结构需要升级", "storage_unavailable": "文件存储空间不足或不可用",
-    "database_unavailable": "数据库暂不可用，请稍后重试", "corrupt_blob": "存储的文件已损坏", "method_not_allowed": "不支持该请求方法",
+    "database_unavailable": "数据库暂不可用，请稍后重试", "corrupt_blob": "存储的文件已损坏",
+    "method_not_allowed": "不支持该请求方法",
 }
 STATUS = {"not_found": 404, "already_exists": 409, "action_refused": 409, "conflict": 409, "invalid_input": 422,
           "incomplete": 422, "unauthorized": 401, "forbidden": 403, "too_large": 413, "config": 500,
           "unavailable": 503, "internal": 500, "not_migrated": 503, "corrupt_blob": 500, "method_not_allowed": 405,
           "storage_unavailable": 507, "database_unavailable": 503}
+CODE = r"^[a-z0-9][a-z0-9_-]*$"  # jurisdiction, rubric and calendar ids
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 log = structlog.get_logger("workflow.api")
 
@@ -40,20 +53,24 @@ class ApiError(Exception):
 
 
 def app_of(request: Request) -> App:
-    return request.app.state.application
+    application: App = request.app.state.application
+    return application
 
 
-async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+Application = Annotated[App, Depends(app_of)]
+
+bearer = HTTPBearer(auto_error=False, scheme_name="token",
+                    description="an API token (`workflow tokens create`): `Authorization: Bearer wf_…`")
+
+
+async def principal(application: Application,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Principal:
     """The holder of the request's bearer token (401 without a valid one). Async so that the
     actor it binds to the log context stays bound for the rest of the request."""
-    from starlette.concurrency import run_in_threadpool
-
-    from ..service.tokens import authenticate
-
-    application = app_of(request)
-    scheme, _, secret = (authorization or "").partition(" ")
-    found = await run_in_threadpool(authenticate, application.db, secret.strip(), application.clock.now()) \
-        if scheme.lower() == "bearer" else None
+    found = None
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        found = await run_in_threadpool(authenticate, application.db, credentials.credentials.strip(),
+                                        application.clock.now())
     if found is None:
         raise ApiError("unauthorized", "a valid bearer token is needed (workflow tokens create)")
     structlog.contextvars.bind_contextvars(actor=str(found.actor), token_id=found.token_id)
@@ -64,76 +81,95 @@ Caller = Annotated[Principal, Depends(principal)]
 # Ids are 32-bit in the database: anything larger does not exist (and must not reach a query).
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a case id")]
 UnitId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a unit id")]
-Application = Annotated[App, Depends(app_of)]
+RoundId = Annotated[str, Path(min_length=1, max_length=80, description="a round id, e.g. shanxi-2021")]
 
 
-def require(who: Principal, *roles: str, doing: str) -> None:
-    """403 unless the caller has one of ``roles``."""
-    if who.role not in roles:
-        raise ApiError("forbidden", f"a {who.role} may not {doing}", role=who.role, allowed_roles=list(roles))
+def role_in(*roles: str, doing: str) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, if their role is one of ``roles`` (else 403)."""
+    def check(who: Caller) -> Principal:
+        if who.role not in roles:
+            raise ApiError("forbidden", f"a {who.role} may not {doing}", role=who.role, allowed_roles=list(roles))
+        return who
+
+    return check
 
 
-def visible_case(application: App, case_id: int, who: Principal) -> Any:
-    """The case's unit and jurisdiction path, or 404 when it is outside the caller's scope."""
-    with application.engine.connect() as conn:
-        row = conn.execute(select(Case.id, Case.unit_id, Case.round_id, Unit.name, Jurisdiction.path)
-                           .join(Unit, Unit.id == Case.unit_id)
-                           .join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id)
-                           .where(Case.id == case_id)).first()
-    if row is None or not who.sees(row.unit_id, row.path):
+def writer(doing: str) -> Callable[[Principal], Principal]:
+    """A dependency: any caller but an auditor (who reads only)."""
+    return role_in("unit", "coordinator", "admin", doing=doing)
+
+
+async def seen_case(case_id: CaseId, who: Caller, application: Application) -> CaseScope:
+    """The case, or 404 when it does not exist or is outside the caller's scope. Async (the
+    lookup in the thread pool) so that the case id it binds to the log context stays bound."""
+    scope = await run_in_threadpool(application.db.read.case_scope, case_id)
+    if scope is None or not who.sees(scope.unit_id, scope.path):
         raise ApiError("not_found", f"case {case_id} does not exist", case_id=case_id)
     structlog.contextvars.bind_contextvars(case_id=case_id)
-    return row
+    return scope
 
 
-def visible_unit(application: App, unit_id: int, who: Principal) -> Any:
-    with application.engine.connect() as conn:
-        row = conn.execute(select(Unit.__table__, Jurisdiction.path.label("path"))
-                           .join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id)
-                           .where(Unit.id == unit_id)).mappings().first()
-    if row is None or not who.sees(row["id"], row["path"]):
+def seen_unit(unit_id: UnitId, who: Caller, application: Application) -> UnitRecord:
+    unit = application.db.directory.unit(unit_id)
+    if unit is None or not who.sees(unit.id, unit.path):
         raise ApiError("not_found", f"unit {unit_id} does not exist", unit_id=unit_id)
-    return row
+    return unit
 
 
-def jurisdiction_path(application: App, jurisdiction_id: str) -> str | None:
-    with application.engine.connect() as conn:
-        return conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).scalar()
+def visible_round(application: App, round_id: str, who: Principal) -> RoundRecord | None:
+    """The round if the caller has something in its province (a unit: a case in it)."""
+    rnd = application.db.rounds.round(round_id)
+    if rnd is None:
+        return None
+    if who.role == "unit":
+        return rnd if who.unit_id is not None and application.db.read.has_case_in(round_id, who.unit_id) else None
+    mine = who.jurisdiction_path
+    if mine is not None and not (mine.startswith(rnd.province_path) or rnd.province_path.startswith(mine)):
+        return None
+    return rnd
+
+
+def seen_round(round_id: RoundId, who: Caller, application: Application) -> RoundRecord:
+    rnd = visible_round(application, round_id, who)
+    if rnd is None:
+        raise ApiError("not_found", f"round {round_id} does not exist", round_id=round_id)
+    return rnd
+
+
+SeenCase = Annotated[CaseScope, Depends(seen_case)]
+SeenUnit = Annotated[UnitRecord, Depends(seen_unit)]
+SeenRound = Annotated[RoundRecord, Depends(seen_round)]
 
 
 def scope_root(application: App, who: Principal, jurisdiction_id: str | None, default: str = "/") -> tuple[str, str]:
-    """(jurisdiction id, path) a coordinator's, auditor's or admin's request is about: the
-    one asked for (404 when outside the caller's subtree), else the caller's own."""
+    """(jurisdiction id, path) a request is about: the one asked for (404 when outside the
+    caller's subtree; for a unit, when its unit is not in it), else the caller's own."""
     if jurisdiction_id is None:
         if who.jurisdiction_path is not None:
             return who.jurisdiction_path.rstrip("/").rsplit("/", 1)[-1], who.jurisdiction_path
         return default.strip("/").rsplit("/", 1)[-1], default
-    path = jurisdiction_path(application, jurisdiction_id)
-    if path is None or (who.jurisdiction_path is not None and not path.startswith(who.jurisdiction_path)):
+    found = application.db.directory.jurisdiction(jurisdiction_id)
+    path = None if found is None else found.path
+    if path is None or (who.jurisdiction_path is not None and not path.startswith(who.jurisdiction_path)) or \
+            (who.role == "unit" and not (who.unit_path or "").startswith(path)):
         raise ApiError("not_found", f"jurisdiction {jurisdiction_id!r} does not exist", jurisdiction_id=jurisdiction_id)
     return jurisdiction_id, path
 
 
-def visible_round(application: App, round_id: str, who: Principal) -> Any:
-    """The round, or 404 when the caller has nothing in its province."""
-    with application.engine.connect() as conn:
-        row = conn.execute(select(Round.__table__, Jurisdiction.path.label("province_path"))
-                           .join(Jurisdiction, Jurisdiction.id == Round.province_id)
-                           .where(Round.id == round_id)).mappings().first()
-        if row is not None and who.role == "unit":
-            mine = conn.execute(select(Case.id).where(Case.round_id == round_id, Case.unit_id == who.unit_id)).first()
-            if mine is None:
-                row = None
-    if row is None or (who.jurisdiction_path is not None and not (
-            who.jurisdiction_path.startswith(row["province_path"]) or
-            row["province_path"].startswith(who.jurisdiction_path))):
-        raise ApiError("not_found", f"round {round_id} does not exist", round_id=round_id)
-    return row
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes as it streams in."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError("too_large", f"{declared} bytes; the limit is {limit}", limit=limit)
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise ApiError("too_large", f"more than {limit} bytes; the limit is {limit}", limit=limit)
+    return bytes(data)
 
 
-def num(value: Any) -> Any:
-    return None if value is None else format(value, "f")
-
-
-def iso(value: Any) -> Any:
-    return None if value is None else value.isoformat()
+def binary_body(required: bool = True, *types: str) -> dict[str, Any]:
+    """The OpenAPI of a route whose body is a file's bytes."""
+    content = {t: {"schema": {"type": "string", "format": "binary"}} for t in types or ("application/octet-stream",)}
+    return {"requestBody": {"required": required, "content": content}}

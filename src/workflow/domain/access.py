@@ -20,6 +20,7 @@ class Principal:
     role: str
     unit_id: int | None = None
     jurisdiction_path: str | None = None  # "/shanxi/shanxi-taiyuan/" for coordinators and auditors
+    unit_path: str | None = None  # a unit's: the path of the jurisdiction it belongs to
 
     @property
     def actor(self) -> Actor:

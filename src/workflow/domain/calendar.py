@@ -23,13 +23,14 @@ of a province's standing plan); :func:`merge_calendar_data` applies it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import InvalidInput, ProblemList
-from .lifecycle import STATES
+from .lifecycle import OPEN_STATES, STATES, Owing
 from .policy import Policy, policy_from_dict
 
 _KNOWN = {"id", "title", "province", "source", "year", "recurring", "extends", "policy", "milestones",
@@ -73,7 +74,7 @@ class Target:
                 "jurisdiction": self.jurisdiction}
 
     @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> "Target":
+    def from_data(cls, data: Mapping[str, Any]) -> Target:
         return cls(int(data["year"]), Decimal(str(data["share"])), data.get("level"), data.get("jurisdiction"))
 
 
@@ -104,6 +105,13 @@ class Milestone:
     @property
     def informational(self) -> bool:
         return self.owed_by == "unit" and not self.owes_states and not self.owes_contact_form
+
+    @property
+    def owing(self) -> Owing:
+        """Which cases owe it (or, for a bureau's duty, wait for it)."""
+        if self.owes_contact_form:
+            return Owing(OPEN_STATES, contact_form_missing=True)
+        return Owing(tuple(sorted(self.owes_states)))
 
     @property
     def by_units(self) -> bool:

@@ -6,16 +6,17 @@ is exactly ``replay(events)``, which ``audit verify`` checks.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
-from ..clock import business_date, end_of_business_day
+from .dates import business_date, end_of_business_day
 from .calendar import RequiredDocument
 from .errors import ActionRefused, Incomplete, InvalidInput, Problem, ProblemList
 from .events import GENESIS_HASH, Event, new_event
-from .lifecycle import ACTIONS, CONTACT_FORM, SYSTEM, TERMINAL_STATES, TRANSITIONS, Edge, Lifecycle, lifecycle_for
+from .lifecycle import ACTIONS, CONTACT_FORM, SYSTEM, TRANSITIONS, Edge, Lifecycle, Owing, lifecycle_for
 from .policy import Policy
 from .rubric import Count, Rubric, SheetScore, entries_as_points, score_sheet
 
@@ -35,7 +36,7 @@ class Actor:
     id: str
 
     @classmethod
-    def parse(cls, text: str) -> "Actor":
+    def parse(cls, text: str) -> Actor:
         kind, sep, ident = (text or "").partition(":")
         if not sep or kind not in ACTOR_KINDS or not ident.strip():
             raise InvalidInput(
@@ -101,11 +102,8 @@ class CaseState:
 
 
 def still_owed(owed_in: tuple[str, ...] | list[str], state: str, contact_form: bool) -> bool:
-    """Whether a recorded miss is still owed: the case is in a state that owes it, or (for
-    the contact form) the form has not been given while the case is open."""
-    if CONTACT_FORM in owed_in:
-        return not contact_form and state not in TERMINAL_STATES
-    return state in owed_in
+    """Whether a recorded miss is still owed (the lifecycle's one rule, ``Owing``)."""
+    return Owing.of_recorded(owed_in).holds(state, contact_form)
 
 
 # ---------------------------------------------------------------- input parsing

@@ -9,11 +9,12 @@ the spot checks) and when its date passed while it was still owed. Reminders are
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from ..clock import business_date
+from .dates import business_date
 from .calendar import Calendar, Milestone
 from .errors import ActionRefused, InvalidInput, Problem
 from .events import GENESIS_HASH, Chained, canonical_json, chain_hash, to_payload_value, utc_iso
@@ -65,7 +66,7 @@ class DutyStatus:
                 "missed_on": None if self.missed_on is None else self.missed_on.isoformat()}
 
     @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> "DutyStatus":
+    def from_data(cls, data: Mapping[str, Any]) -> DutyStatus:
         return cls(None if data.get("done_at") is None else datetime.fromisoformat(data["done_at"]),
                    data.get("done_by"),
                    None if data.get("missed_on") is None else date.fromisoformat(data["missed_on"]))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 GENESIS_HASH = "0" * 64
 
@@ -50,10 +51,10 @@ def canonical_json(payload: Mapping[str, Any]) -> str:
 
 
 def utc_iso(moment: datetime) -> str:
-    if moment.tzinfo is not timezone.utc:
+    if moment.tzinfo is not UTC:
         if moment.tzinfo is None:
             raise ValueError(f"event time must be timezone-aware, got {moment.isoformat()}")
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="microseconds")
 
 
@@ -138,7 +139,7 @@ def new_event(case_id: int, seq: int, type_: str, actor: str, occurred_at: datet
         _check_json_value(clean, f"{type_}.payload")
     body = canonical_json(clean)
     at = utc_iso(occurred_at)
-    if occurred_at.tzinfo is not timezone.utc:
-        occurred_at = occurred_at.astimezone(timezone.utc)
+    if occurred_at.tzinfo is not UTC:
+        occurred_at = occurred_at.astimezone(UTC)
     return Event(case_id, seq, type_, actor, occurred_at, clean, prev_hash,
                  chain_hash(case_id, seq, type_, actor, at, body, prev_hash), payload_text=body, at_iso=at)

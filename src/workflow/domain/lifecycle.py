@@ -10,7 +10,7 @@ and no model has to be added to (and removed from) a long-lived machine per call
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from transitions import Machine
@@ -38,6 +38,30 @@ CERTIFIED_STATES = ("certified", "filed")
 # A miss "owed in" this is owed until the round's contact form is given (not by a state).
 CONTACT_FORM = "contact_form"
 OPEN_STATES = tuple(s for s in STATES if s not in TERMINAL_STATES)
+
+@dataclass(frozen=True, slots=True)
+class Owing:
+    """Which cases still owe a milestone — the one rule, as data: a case in one of ``states``
+    that (when ``contact_form_missing``) has not given this round's contact form. The sweep's
+    query, the dispatcher's last check before sending and a recorded miss's ``overdue`` are all
+    built from it."""
+
+    states: tuple[str, ...]
+    contact_form_missing: bool = False
+
+    def holds(self, state: str, contact_form: bool) -> bool:
+        return state in self.states and not (self.contact_form_missing and contact_form)
+
+    def recorded(self) -> list[str]:
+        """How a miss records what owes it (``owed_in`` of DeadlineMissed)."""
+        return [CONTACT_FORM] if self.contact_form_missing else sorted(self.states)
+
+    @classmethod
+    def of_recorded(cls, owed_in: tuple[str, ...] | list[str]) -> Owing:
+        if CONTACT_FORM in owed_in:
+            return cls(OPEN_STATES, True)
+        return cls(tuple(sorted(owed_in)))
+
 
 # Who may ask for an action. ``admin`` may do anything but ``system`` actions.
 UNIT, COORDINATOR, SYSTEM = "unit", "coordinator", "system"
@@ -206,6 +230,6 @@ class Lifecycle:
         return tuple(s for s in STATES if (trigger, s) in self._edges)
 
 
-@lru_cache(maxsize=None)
+@cache
 def lifecycle_for(policy: Policy) -> Lifecycle:
     return Lifecycle(policy)

@@ -5,8 +5,9 @@ data file, never an ``if province == ...``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from .errors import ProblemList
 

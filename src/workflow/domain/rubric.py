@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
-from .errors import InvalidInput, NotFound, ProblemList
+from .errors import InvalidInput, NotFound, Problem, ProblemList
 from .jsonnum import dumps_json, json_number  # noqa: F401  (dumps_json re-exported)
 
 DEFAULT_STEP = Decimal("0.5")
@@ -375,7 +375,7 @@ class _Reader:
         return Criterion(code, label, text, points, cap, bool(per_occurrence), bool(must_pass), step,
                          per if isinstance(per, tuple) else None)
 
-    def per(self, crit: Mapping[str, Any], path: str, per_occurrence: bool | None) -> tuple[str, str] | None | bool:
+    def per(self, crit: Mapping[str, Any], path: str, per_occurrence: bool | None) -> tuple[str, str] | bool | None:
         """The occurrence's name ``{zh, en}``; False when malformed (reported)."""
         if "per" not in crit:
             return None
@@ -578,3 +578,26 @@ def entries_as_points(payload: Mapping[str, Any], rubric: Rubric) -> dict[str, D
         if criterion is not None and criterion.per_occurrence:
             entries[code] = min(value * criterion.points, criterion.cap)
     return entries
+
+
+def complete_sheet(rubric: Rubric, total: Decimal) -> dict[str, str]:
+    """A complete sheet (every criterion answered, in points) scoring exactly ``total``:
+    per-occurrence criteria first (whole occurrences), then ordinary criteria up to their caps
+    in rubric order."""
+    left = Decimal(total)
+    entries: dict[str, str] = {}
+    for c in rubric.criteria():
+        if c.per_occurrence:
+            count = min(c.cap, left) // c.points
+            entries[c.code] = format(count * c.points, "f")
+            left -= count * c.points
+    for c in rubric.criteria():
+        if not c.per_occurrence:
+            give = min(c.cap, left)
+            give -= give % c.step
+            entries[c.code] = format(give, "f")
+            left -= give
+    if left != 0:
+        raise InvalidInput(f"no complete sheet of rubric {rubric.id} scores {total}",
+                           [Problem("total", f"cannot be reached with rubric {rubric.id} (max {rubric.total})")])
+    return {c.code: entries[c.code] for c in rubric.criteria()}

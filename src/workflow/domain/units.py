@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ProblemList
 
@@ -178,3 +179,11 @@ def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mappin
     if len(problems.problems) > before:
         return None
     return JurisdictionDraft(jid, name, level, parent)
+
+
+def unit_row_as_dict(values: Mapping[str, str]) -> dict[str, Any]:
+    """A roster row (values by column key, as ``adapters.rosters`` reads them) as unit data."""
+    contact = {k: values.get(f"contact_{k}", "") for k in ("name", "position", "phone", "email")}
+    return {"name": values.get("name"), "jurisdiction": values.get("jurisdiction"), "level": values.get("level"),
+            "category": values.get("category"), "contacts": [contact] if any(contact.values()) else [],
+            "certified_year": values.get("certified_year"), "certified_note": values.get("certified_note")}

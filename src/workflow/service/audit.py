@@ -1,8 +1,8 @@
 """``audit verify``: every hash chain intact, every case row equal to its replay."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from ..domain.case import CaseState, CorruptHistory, apply
 from ..domain.duties import CorruptDutyHistory, DutyEvent, DutyStream, apply_duty, stream_key

@@ -1,16 +1,25 @@
-"""Case commands: one function per command, one unit of work each."""
+"""Case commands, and the one path every change of a case takes.
+
+``take`` is that path: the domain decides what the action means, the event is applied to the
+case, the new projection and the event are appended together (guarded by the case's version),
+and the notices the event implies go to the outbox in the same transaction. Every service that
+changes a case — a person's action, the sweep's misses and expiries, a spot check, a filing, a
+failed notification — goes through it. ``recall`` is the one idempotency check.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
-from ..adapters.db.store import fingerprint
-from ..clock import require_aware
 from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply, decide, notices_for
+from ..domain.dates import require_aware
 from ..domain.errors import ConflictError
 from ..domain.events import Event
-from .ports import CaseStoreFactory
+from .ports import CaseStore, CaseStoreFactory, Remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,22 +35,50 @@ class ActionResult:
         return allowed_actions(self.case, self.ctx, self.now)
 
 
-def _recalled(uow: Any, key: str | None, action: str, case_id: int, now: datetime,
-              request: str) -> ActionResult | None:
-    """The recorded result of an earlier request with this idempotency key (the event it
-    made, the case as it is now), or None if there was none. The same key with a
-    different request (another action, case, input or version) is a conflict."""
-    if key is None:
+def take(uow: CaseStore, case: CaseState, action: str, data: Mapping[str, Any] | None, actor: Actor,
+         now: datetime, ctx: RoundContext | None = None) -> tuple[CaseState, Event]:
+    """Decide ``action`` on ``case`` and record it in ``uow``: the event, the new projection and
+    the notices it implies. Returns the case after and the event (nothing is committed)."""
+    ctx = ctx or uow.round_context(case.round_id)
+    event = decide(case, action, data, actor, now, ctx)
+    after = apply(case, event)
+    uow.append(case, event, after)
+    for notice in notices_for(event):
+        uow.notify(after, notice, now)
+    return after, event
+
+
+def fingerprint(*parts: Any) -> str:
+    """The sha256 of a request's parts (decimals and dates as text)."""
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recall(uow: CaseStore, key: str | None, what: str, request: str, case_id: int | None = None
+           ) -> Remembered | None:
+    """What an earlier request with this idempotency key did, if it was this request (the same
+    action on the same case with the same input); the same key with another request is a
+    conflict, and no key (or an unknown one) is None."""
+    if not key:
         return None
     found = uow.recall(key)
     if found is None:
         return None
-    if (found.what, found.case_id) != (action, case_id):
-        raise ConflictError(f"idempotency key {key!r} was used for {found.what} on case {found.case_id}, "
-                            f"not {action} on case {case_id}", key=key)
+    if (found.what, found.case_id) != (what, case_id):
+        raise ConflictError(f"idempotency key {key!r} was used for {found.what}"
+                            + (f" on case {found.case_id}" if found.case_id else "")
+                            + f", not {what}" + (f" on case {case_id}" if case_id else ""), key=key)
     if found.fingerprint != request:
-        raise ConflictError(f"idempotency key {key!r} was used for {action} on case {case_id} with other input; "
+        raise ConflictError(f"idempotency key {key!r} was used for {what} with other input; "
                             "a new request needs a new key", key=key)
+    return found
+
+
+def _recalled(uow: CaseStore, key: str | None, action: str, case_id: int, now: datetime,
+              request: str) -> ActionResult | None:
+    found = recall(uow, key, action, request, case_id)
+    if found is None or found.seq is None:
+        return None
     case = uow.get(case_id)
     event = uow.events(case_id)[found.seq - 1]
     return ActionResult(case, event, uow.round_context(case.round_id), now)
@@ -69,18 +106,14 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
                 "it changed since you read it; reload and retry",
                 case_id=case_id, expected_version=expected_version, version=case.version)
         ctx = uow.round_context(case.round_id)
-        event = decide(case, action, data, actor, now, ctx)
-        after = apply(case, event)
-        uow.append(case, event, after)
-        for notice in notices_for(event):
-            uow.notify(after, notice, now)
+        after, event = take(uow, case, action, data, actor, now, ctx)
         if idempotency_key is not None:
             uow.remember(idempotency_key, action, now, fingerprint=request, case_id=case_id, seq=event.seq)
         uow.commit()
     return ActionResult(after, event, ctx, now)
 
 
-def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str, Mapping[str, Any]]],
+def perform_actions(store: CaseStoreFactory, case_id: int, steps: Sequence[tuple[str, Mapping[str, Any]]],
                     actor: Actor, now: datetime, idempotency_key: str | None = None) -> list[ActionResult]:
     """Several actions on one case in one transaction: all are recorded or none. With an
     ``idempotency_key`` a batch already recorded answers with its last event."""
@@ -94,18 +127,23 @@ def perform_actions(store: CaseStoreFactory, case_id: int, steps: list[tuple[str
         case = uow.get(case_id)
         ctx = uow.round_context(case.round_id)
         for action, data in steps:
-            event = decide(case, action, data, actor, now, ctx)
-            after = apply(case, event)
-            uow.append(case, event, after)
-            for notice in notices_for(event):
-                uow.notify(after, notice, now)
-            results.append(ActionResult(after, event, ctx, now))
-            case = after
+            case, event = take(uow, case, action, data, actor, now, ctx)
+            results.append(ActionResult(case, event, ctx, now))
         if idempotency_key is not None and results:
             uow.remember(idempotency_key, steps[-1][0], now, fingerprint=request, case_id=case_id,
                          seq=results[-1].event.seq)
         uow.commit()
     return results
+
+
+def dry_run(store: Any, case_id: int, steps: Sequence[tuple[str, Mapping[str, Any]]], actor: Actor,
+            now: datetime) -> None:
+    """Decide every step on the case as it is now, writing nothing (raises what the real run would)."""
+    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
+        case = uow.get(case_id)
+        ctx = uow.round_context(case.round_id)
+    for action, data in steps:
+        case = apply(case, decide(case, action, data, actor, now, ctx))
 
 
 def register_case(store: CaseStoreFactory, round_id: str, unit_id: int, actor: Actor, now: datetime,

@@ -15,18 +15,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from notifications import Address, Attachment, OutgoingMessage, Rendered, Transport, deadline_event, render
 
-from notifications import Address, Attachment, OutgoingMessage, Transport, deadline_event, render
-
-from ..adapters.calendar_files import CalendarCatalog
-from ..adapters.db.store import Database
-from ..adapters.db.tables import Case, Coordinator, Jurisdiction, Outbox, Round, Unit
-from ..clock import business_date, require_aware
 from ..domain.calendar import Calendar
-from ..domain.case import Actor, apply, decide
+from ..domain.case import Actor
+from ..domain.dates import business_date, require_aware
 from ..domain.errors import ConflictError, DomainError
+from .cases import take
+from .ports import Calendars, CaseReferent, CoordinatorRecord, OutboxRecord, RoundRecord, Storage
 
+DISPATCHER = Actor("system", "dispatch")
 CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
 DUTY_KINDS = ("duty_reminder", "duty_missed")
 NEEDS_TEXT = {"attachment": "请在系统中登记完成并上传相关材料", "filing_batches": "请先在系统中建立备案批次，再登记完成",
@@ -69,19 +67,11 @@ def backoff(attempts: int, settings: DispatchSettings) -> timedelta:
     return min(settings.base_backoff * (2 ** max(attempts - 1, 0)), settings.max_backoff)
 
 
-def _claim(db: Database, now: datetime, settings: DispatchSettings) -> list[Any]:
-    due = or_(and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
-              and_(Outbox.status == "sending", Outbox.claimed_until < now))
-    ids = select(Outbox.id).where(due).order_by(Outbox.id).limit(settings.batch)
-    if not db.is_sqlite:
-        ids = ids.with_for_update(skip_locked=True)
-    with db.write_connection() as conn:
-        chosen = list(conn.execute(ids).scalars())
-        if not chosen:
-            return []
-        conn.execute(update(Outbox).where(Outbox.id.in_(chosen)).values(
-            status="sending", claimed_until=now + settings.lease))
-        return conn.execute(select(Outbox.__table__).where(Outbox.id.in_(chosen)).order_by(Outbox.id)).all()
+def _claim(db: Storage, now: datetime, settings: DispatchSettings) -> list[OutboxRecord]:
+    with db.unit_of_work(core=True) as uow:
+        rows = uow.outbox.claim(now, now + settings.lease, settings.batch)
+        uow.commit()
+    return rows
 
 
 class _Skip(Exception):
@@ -90,13 +80,11 @@ class _Skip(Exception):
         self.status, self.reason = status, reason
 
 
-def _still_relevant(conn, row: Any, calendar: Calendar, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The listed cases that still owe the milestone (a reminder) or are still overdue (a digest)."""
-    ids = [r["case_id"] for r in rows]
-    if not ids:
-        return []
-    current = {r.id: r for r in conn.execute(select(Case.id, Case.state, Case.overdue, Case.contact_form)
-                                             .where(Case.id.in_(ids)))}
+def _still_relevant(db: Storage, row: OutboxRecord, calendar: Calendar, rows: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """The listed cases that still owe the milestone (a reminder, a bureau's miss) or are still
+    overdue (a digest)."""
+    current = db.read.case_states([r["case_id"] for r in rows])
     keep = []
     for r in rows:
         case = current.get(r["case_id"])
@@ -104,49 +92,35 @@ def _still_relevant(conn, row: Any, calendar: Calendar, rows: list[dict[str, Any
             continue
         if row.kind == "digest" and row.milestone != "rectification" and not case.overdue:
             continue
-        if row.kind in ("coordinator_reminder", "duty_missed"):
-            milestone = calendar.milestone(row.milestone)
-            if milestone.owes_states and case.state not in milestone.owes_states:
-                continue
-            if milestone.owes_contact_form and case.contact_form:
-                continue
+        if row.kind in ("coordinator_reminder", "duty_missed") and \
+                not calendar.milestone(row.milestone).owing.holds(case.state, case.contact_form):
+            continue
         keep.append(r)
     return keep
 
 
 @dataclass
 class _Batch:
-    """What the rows of one claimed batch refer to, loaded with one query per table."""
+    """What the rows of one claimed batch refer to, read once per batch."""
 
-    rounds: dict[str, Any]
-    cases: dict[int, Any]
-    coordinators: dict[int, Any]
+    rounds: dict[str, RoundRecord]
+    cases: dict[int, CaseReferent]
+    coordinators: dict[int, CoordinatorRecord]
 
 
-def _load(conn, rows: list[Any]) -> _Batch:
-    round_ids = sorted({r.round_id for r in rows})
-    case_ids = sorted({r.case_id for r in rows if r.case_id is not None})
-    coordinator_ids = sorted({r.coordinator_id for r in rows if r.coordinator_id is not None})
-    rounds = {r.id: r for r in conn.execute(select(Round.id, Round.year, Round.calendar_id, Round.pass_mark)
-                                            .where(Round.id.in_(round_ids)))}
-    cases = {r.id: r for r in conn.execute(
-        select(Case.id, Case.state, Case.rectification_due, Case.verified_total, Case.contact_form,
-               Unit.name.label("unit_name"), Unit.contacts).join(Unit, Unit.id == Case.unit_id)
-        .where(Case.id.in_(case_ids)))} if case_ids else {}
-    coordinators = {r.id: r for r in conn.execute(
-        select(Coordinator.id, Coordinator.name, Coordinator.email, Coordinator.active,
-               Jurisdiction.name.label("jurisdiction")).join(Jurisdiction, Jurisdiction.id == Coordinator.jurisdiction_id)
-        .where(Coordinator.id.in_(coordinator_ids)))} if coordinator_ids else {}
+def _load(db: Storage, rows: list[OutboxRecord]) -> _Batch:
+    rounds = {rid: r for rid in sorted({r.round_id for r in rows}) if (r := db.rounds.round(rid)) is not None}
+    cases = db.read.case_states(sorted({r.case_id for r in rows if r.case_id is not None}))
+    wanted = {r.coordinator_id for r in rows if r.coordinator_id is not None}
+    coordinators = {c.id: c for c in db.directory.coordinators() if c.id in wanted} if wanted else {}
     return _Batch(rounds, cases, coordinators)
 
 
-def _unit_recipients(row: Any, case: Any, calendar: Calendar) -> list[Address]:
-    if row.kind in ("reminder", "missed"):
-        milestone = calendar.milestone(row.milestone)
-        if milestone.owes_states and case.state not in milestone.owes_states:
-            raise _Skip("cancelled", f"case is {case.state}: it no longer owes {milestone.id}")
-        if milestone.owes_contact_form and case.contact_form:
-            raise _Skip("cancelled", "the contact form of this round is on file")
+def _unit_recipients(row: OutboxRecord, case: CaseReferent, calendar: Calendar) -> list[Address]:
+    if row.kind in ("reminder", "missed") and \
+            not calendar.milestone(row.milestone).owing.holds(case.state, case.contact_form):
+        raise _Skip("cancelled", f"case is {case.state}: it no longer owes {row.milestone}"
+                    + (" (the contact form of this round is on file)" if case.contact_form else ""))
     if row.kind in ("rectification", "rectification_notice") and (
             case.state != "rectification" or case.rectification_due != row.due_on):
         raise _Skip("cancelled", f"case is {case.state}, due {case.rectification_due}: this reminder is stale")
@@ -156,140 +130,142 @@ def _unit_recipients(row: Any, case: Any, calendar: Calendar) -> list[Address]:
     return emails
 
 
-def _build(db: Database, calendars: CalendarCatalog, batch: _Batch, row: Any, now: datetime,
-           settings: DispatchSettings) -> OutgoingMessage:
-    today = business_date(now)
-    rnd = batch.rounds[row.round_id]
-    calendar = calendars.get(rnd.calendar_id)
-    title = calendar.title_for(rnd.year)
-    attachments: tuple[Attachment, ...] = ()
-    due: date = row.due_on
-    if row.kind in DUTY_KINDS:
-        return _duty_message(db, calendar, batch, row, title, today, settings)
-    if row.kind in ("reminder", "rectification", "coordinator_reminder", "rectification_notice") and today > due:
-        raise _Skip("cancelled", f"the deadline {due} passed before this reminder went out "
-                                 "(the miss is recorded and notified on its own)")
-    if row.kind in CASE_KINDS:
-        case = batch.cases[row.case_id]
-        to = _unit_recipients(row, case, calendar)
-        base = {"unit_name": case.unit_name, "case_id": row.case_id}
-        if row.kind in ("reminder", "missed"):
-            m = calendar.milestone(row.milestone)
-            name, todo = m.name, m.what_to_do
-        else:
-            rule = calendar.rectification
-            name, todo = (rule.name, rule.what_to_do) if rule else ("整改", "")
-        if row.kind == "reminder":
-            kind = "reminder"
-            context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
-                       "days_left": (due - today).days, "what_to_do": todo, "contact_line": calendar.contact}
-        elif row.kind in ("rectification", "rectification_notice"):
-            kind = row.kind
-            context = {**base, "round_title": title, "due_date": due, "days_left": (due - today).days,
-                       "verified_total": points_text(case.verified_total) if case.verified_total is not None
-                       else "", "pass_mark": points_text(rnd.pass_mark), "what_to_do": todo,
-                       "contact_line": calendar.contact}
-        else:
-            kind = "missed"
-            context = {**base, "round_title": title, "milestone_name": name, "due_date": due,
-                       "noticed_on": today, "what_to_do": todo}
-        if row.kind in ("reminder", "rectification", "rectification_notice"):
-            attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8",
-                                      deadline_event(uid=f"deadline.{row.case_id}.{row.milestone}@"
-                                                         f"{settings.message_domain}",
-                                                     summary=f"{name}截止", description=todo, due=due,
-                                                     stamp=now)),)
-    else:
-        coordinator = batch.coordinators[row.coordinator_id]
-        if not coordinator.active:
-            raise _Skip("cancelled", "coordinator is no longer active")
-        to = [Address(coordinator.email, coordinator.name)]
-        with db.engine.connect() as conn:
-            rows = _still_relevant(conn, row, calendar, json.loads(row.context or "{}").get("rows", []))
-        if not rows:
-            raise _Skip("cancelled", "every case listed has moved on since")
-        if row.milestone == "rectification":
-            name = calendar.rectification.name if calendar.rectification else "整改"
-        else:
-            name = calendar.milestone(row.milestone).name
-        kind = "digest"
-
-        def due_of(r: dict[str, Any]) -> date:  # a rectification digest lists each case's own date
-            return date.fromisoformat(r["due_on"]) if r.get("due_on") else due
-
-        context = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction,
-                   "round_title": title, "as_of": today,
-                   "rows": [{"unit_name": r["unit_name"], "case_id": r["case_id"], "milestone_name": name,
-                             "due_date": due_of(r), "days_overdue": (today - due_of(r)).days} for r in rows]}
-        if row.kind == "coordinator_reminder":
-            kind = "coordinator_reminder"
-            context = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction,
-                       "round_title": title, "milestone_name": name, "due_date": due,
-                       "days_left": (due - today).days, "rows": rows}
-    rendered = render(kind, context)
+def _message(row: OutboxRecord, rendered: Rendered, to: list[Address], settings: DispatchSettings,
+             attachments: tuple[Attachment, ...] = ()) -> OutgoingMessage:
     return OutgoingMessage(message_id=message_id_for(row.dedupe_key, settings.message_domain),
                            sender=settings.sender, to=tuple(to), subject=rendered.subject, text=rendered.text,
                            html=rendered.html, attachments=attachments,
                            headers=(("X-Workflow-Key", row.dedupe_key),))
 
 
-def _duty_message(db: Database, calendar: Calendar, batch: _Batch, row: Any, title: str, today: date,
+def _build(db: Storage, calendars: Calendars, batch: _Batch, row: OutboxRecord, now: datetime,
+           settings: DispatchSettings) -> OutgoingMessage:
+    rnd = batch.rounds[row.round_id]
+    calendar = calendars.get(rnd.calendar_id)
+    if row.kind in DUTY_KINDS:
+        return _duty_message(db, calendar, batch, row, rnd, business_date(now), settings)
+    if row.kind in ("reminder", "rectification", "coordinator_reminder", "rectification_notice") and \
+            business_date(now) > row.due_on:
+        raise _Skip("cancelled", f"the deadline {row.due_on} passed before this reminder went out "
+                                 "(the miss is recorded and notified on its own)")
+    if row.kind in CASE_KINDS:
+        return _case_message(calendar, batch, row, rnd, now, settings)
+    return _coordinator_message(db, calendar, batch, row, rnd, business_date(now), settings)
+
+
+def _what(calendar: Calendar, row: OutboxRecord) -> tuple[str, str]:
+    """The name of what the mail is about, and what to do about it."""
+    if row.milestone != "rectification":
+        m = calendar.milestone(row.milestone)
+        return m.name, m.what_to_do
+    rule = calendar.rectification
+    return (rule.name, rule.what_to_do) if rule else ("整改", "")
+
+
+def _case_message(calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord, now: datetime,
+                  settings: DispatchSettings) -> OutgoingMessage:
+    """A mail to a unit about its case: a reminder, a miss, the 整改通知 and its reminders."""
+    today, due = business_date(now), row.due_on
+    case = batch.cases[row.case_id or 0]
+    to = _unit_recipients(row, case, calendar)
+    name, todo = _what(calendar, row)
+    context: dict[str, Any] = {"unit_name": case.unit_name, "case_id": row.case_id,
+                               "round_title": calendar.title_for(rnd.year), "due_date": due, "what_to_do": todo}
+    if row.kind == "reminder":
+        context.update(milestone_name=name, days_left=(due - today).days, contact_line=calendar.contact)
+    elif row.kind in ("rectification", "rectification_notice"):
+        context.update(days_left=(due - today).days, pass_mark=points_text(rnd.pass_mark),
+                       contact_line=calendar.contact,
+                       verified_total="" if case.verified_total is None else points_text(case.verified_total))
+    else:
+        context.update(milestone_name=name, noticed_on=today)
+    attachments: tuple[Attachment, ...] = ()
+    if row.kind in ("reminder", "rectification", "rectification_notice"):
+        ics = deadline_event(uid=f"deadline.{row.case_id}.{row.milestone}@{settings.message_domain}",
+                             summary=f"{name}截止", description=todo, due=due, stamp=now)
+        attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8", ics),)
+    kind = row.kind if row.kind in ("reminder", "rectification", "rectification_notice") else "missed"
+    return _message(row, render(kind, context), to, settings, attachments)
+
+
+def _coordinator(batch: _Batch, row: OutboxRecord) -> CoordinatorRecord:
+    coordinator = batch.coordinators.get(row.coordinator_id or 0)
+    if coordinator is None or not coordinator.active:
+        raise _Skip("cancelled", "coordinator is no longer active")
+    return coordinator
+
+
+def _coordinator_message(db: Storage, calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord,
+                         today: date, settings: DispatchSettings) -> OutgoingMessage:
+    """A coordinator's list: the cases of their jurisdictions that a milestone is due for, or
+    that missed it (what moved on since is left out; nothing left, the mail is cancelled)."""
+    coordinator = _coordinator(batch, row)
+    rows = _still_relevant(db, row, calendar, json.loads(row.context or "{}").get("rows", []))
+    if not rows:
+        raise _Skip("cancelled", "every case listed has moved on since")
+    name, _ = _what(calendar, row)
+    due = row.due_on
+    context: dict[str, Any] = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction_name,
+                               "round_title": calendar.title_for(rnd.year)}
+    if row.kind == "coordinator_reminder":
+        context.update(milestone_name=name, due_date=due, days_left=(due - today).days, rows=rows)
+    else:
+        def due_of(r: dict[str, Any]) -> date:  # a rectification digest lists each case's own date
+            return date.fromisoformat(r["due_on"]) if r.get("due_on") else due
+
+        context.update(as_of=today, rows=[{"unit_name": r["unit_name"], "case_id": r["case_id"],
+                                           "milestone_name": name, "due_date": due_of(r),
+                                           "days_overdue": (today - due_of(r)).days} for r in rows])
+    kind = "coordinator_reminder" if row.kind == "coordinator_reminder" else "digest"
+    return _message(row, render(kind, context), [Address(coordinator.email, coordinator.name)], settings)
+
+
+def _duty_message(db: Storage, calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord, today: date,
                   settings: DispatchSettings) -> OutgoingMessage:
     """A duty's reminder (one jurisdiction) or its misses (every jurisdiction this coordinator
     hears of), to a coordinator: what was done since, or no longer waits, is left out; nothing
     left, the mail is cancelled."""
-    from ..adapters.db.duty_store import load_stream
-
-    coordinator = batch.coordinators[row.coordinator_id]
-    if not coordinator.active:
-        raise _Skip("cancelled", "coordinator is no longer active")
+    coordinator = _coordinator(batch, row)
     context = json.loads(row.context or "{}")
     duty = calendar.milestone(row.milestone)
-    due: date = row.due_on
+    due = row.due_on
     if row.kind == "duty_reminder" and today > due:
         raise _Skip("cancelled", f"the deadline {due} passed before this reminder went out")
     listed = context.get("jurisdictions") or [{"jurisdiction_id": context["jurisdiction_id"]}]
+    names = {j.id: j.name for j in db.directory.jurisdictions()}
     items = []
-    with db.engine.connect() as conn:
-        names = dict(conn.execute(select(Jurisdiction.id, Jurisdiction.name)).all())
-        for item in listed:
-            stream = load_stream(conn, row.round_id, item["jurisdiction_id"])
-            if stream.status(duty.id).done_at is not None:
-                continue
-            rows = _still_relevant(conn, row, calendar, item["rows"]) if "rows" in item else []
-            if "rows" in item and not rows:
-                continue
-            items.append({"jurisdiction_name": names.get(item["jurisdiction_id"], item["jurisdiction_id"]),
-                          "rows": rows})
+    for item in listed:
+        if db.duties.stream(row.round_id, item["jurisdiction_id"]).status(duty.id).done_at is not None:
+            continue
+        rows = _still_relevant(db, row, calendar, item["rows"]) if "rows" in item else []
+        if "rows" in item and not rows:
+            continue
+        items.append({"jurisdiction_name": names.get(item["jurisdiction_id"], item["jurisdiction_id"]), "rows": rows})
     if not items:
         raise _Skip("cancelled", f"{duty.id}: done, or nothing waits for it any more")
-    values = {"coordinator_name": coordinator.name, "round_title": title, "duty_name": duty.name, "due_date": due,
-              "what_to_do": duty.what_to_do,
-              "how_to_record": NEEDS_TEXT.get(duty.needs, NEEDS_TEXT["nothing"]) if duty.by_level else ""}
+    values: dict[str, Any] = {
+        "coordinator_name": coordinator.name, "round_title": calendar.title_for(rnd.year), "duty_name": duty.name,
+        "due_date": due, "what_to_do": duty.what_to_do,
+        "how_to_record": NEEDS_TEXT.get(duty.needs, NEEDS_TEXT["nothing"]) if duty.by_level else ""}
     if row.kind == "duty_reminder":
         values.update(jurisdiction_name=items[0]["jurisdiction_name"], days_left=(due - today).days)
     else:
         values.update(items=items, days_overdue=(today - due).days)
-    rendered = render(row.kind, values)
-    return OutgoingMessage(message_id=message_id_for(row.dedupe_key, settings.message_domain),
-                           sender=settings.sender, to=(Address(coordinator.email, coordinator.name),),
-                           subject=rendered.subject, text=rendered.text, html=rendered.html,
-                           headers=(("X-Workflow-Key", row.dedupe_key),))
+    return _message(row, render(row.kind, values), [Address(coordinator.email, coordinator.name)], settings)
 
 
-async def dispatch(db: Database, calendars: CalendarCatalog, transport: Transport, now: datetime,
+async def dispatch(db: Storage, calendars: Calendars, transport: Transport, now: datetime,
                    settings: DispatchSettings = DispatchSettings()) -> DispatchReport:
     """Deliver what is due now; call again for more (each call handles at most one batch)."""
     require_aware(now, "now")
     report = DispatchReport()
     rows = _claim(db, now, settings)
     report.claimed = len(rows)
-    outgoing: list[tuple[Any, OutgoingMessage]] = []
+    outgoing: list[tuple[OutboxRecord, OutgoingMessage]] = []
     outcomes: list[tuple[int, dict[str, Any]]] = []
     if not rows:
         return report
-    with db.engine.connect() as conn:
-        batch = _load(conn, rows)
+    batch = _load(db, rows)
     for row in rows:
         try:
             outgoing.append((row, _build(db, calendars, batch, row, now, settings)))
@@ -321,36 +297,29 @@ async def dispatch(db: Database, calendars: CalendarCatalog, transport: Transpor
     return report
 
 
-def _record(db: Database, rows: list[Any], outcomes: list[tuple[int, dict[str, Any]]], now: datetime,
+def _record(db: Storage, rows: list[OutboxRecord], outcomes: list[tuple[int, dict[str, Any]]], now: datetime,
             report: DispatchReport) -> None:
     """Write every outcome, and for a case's mail that failed its NotificationFailed event, in
     one transaction. Only the holder of a row's lease writes it: if the lease ran out and
     another dispatcher took the row, this one's outcome is dropped (that one decides)."""
     by_id = {row.id: row for row in rows}
     for attempt in range(5):
-        lost = []
-        notes = []
+        lost, notes = [], []
         try:
             with db.unit_of_work(core=True) as uow:
                 for row_id, values in outcomes:
                     row = by_id[row_id]
-                    held = uow.connection.execute(update(Outbox).where(and_(
-                        Outbox.id == row_id, Outbox.status == "sending",
-                        Outbox.claimed_until == row.claimed_until)).values(**values))
-                    if held.rowcount == 0:
+                    if not uow.outbox.settle(row_id, row.claimed_until, values):
                         lost.append(row_id)
-                        continue
-                    if values.get("status") == "failed" and row.case_id is not None:
-                        case = uow.get(row.case_id)
+                    elif values.get("status") == "failed" and row.case_id is not None:
+                        data = {"notification": row.dedupe_key, "kind": row.kind,
+                                "error": (values.get("last_error") or "")[:2000]}
                         try:
-                            event = decide(case, "record_notification_failure",
-                                           {"notification": row.dedupe_key, "kind": row.kind,
-                                            "error": (values.get("last_error") or "")[:2000]},
-                                           Actor("system", "dispatch"), now, uow.round_context(case.round_id))
+                            take(uow, uow.get(row.case_id), "record_notification_failure", data, DISPATCHER, now)
+                        except ConflictError:
+                            raise
                         except DomainError as exc:  # a closed case takes no more events
                             notes.append(f"case {row.case_id}: {exc}")
-                            continue
-                        uow.append(case, event, apply(case, event))
                 uow.commit()
         except ConflictError:  # someone acted on one of the cases meanwhile: do it again
             if attempt == 4:
@@ -362,7 +331,7 @@ def _record(db: Database, rows: list[Any], outcomes: list[tuple[int, dict[str, A
         return
 
 
-def _retry(row: Any, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport) -> dict[str, Any]:
+def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport) -> dict[str, Any]:
     attempts = row.attempts + 1
     if attempts >= settings.max_attempts:
         report.failed += 1

@@ -12,11 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ..adapters.evidence_store import ArchiveEntry, EvidenceStore, build_archive
 from ..domain.case import Actor
-from ..domain.errors import InvalidInput, Problem, StorageUnavailable
-from .cases import ActionResult, perform_actions
-from .ports import CaseStoreFactory
+from ..domain.errors import InvalidInput, StorageUnavailable
+from .cases import ActionResult, dry_run, perform_actions
+from .ports import ArchiveEntry, CaseStoreFactory, EvidenceBlobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,26 +42,7 @@ class EvidenceItem:
     attached_at: datetime
 
 
-def attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterion: str, paths: list[Path],
-           actor: Actor, now: datetime, *, max_bytes: int) -> list[ActionResult]:
-    """Store the files' bytes and attach them all to ``criterion`` of the case, or none.
-    Sizes are checked before a file is read (a huge file is never read into memory)."""
-    problems = []
-    for path in map(Path, paths):
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            problems.append(Problem(str(path), exc.strerror or str(exc)))
-            continue
-        if size > max_bytes:
-            problems.append(Problem(path.name, f"{size} bytes; the limit is {max_bytes}"))
-    if problems:
-        raise InvalidInput("evidence refused; nothing was attached", problems)
-    return attach_bytes(store, blobs, case_id, criterion, [(p.name, p.read_bytes()) for p in map(Path, paths)],
-                        actor, now)
-
-
-def attach_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, criterion: str,
+def attach_bytes(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, criterion: str,
                  files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
     """Attach named files to ``criterion`` of the case, all or none.
 
@@ -72,13 +52,13 @@ def attach_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, cr
     return _attach(store, blobs, case_id, "attach_evidence", {"criterion": criterion}, files, actor, now)
 
 
-def attach_document_bytes(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, document: str,
+def attach_document_bytes(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, document: str,
                           files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
     """Attach named files as one of the round's required documents (自评报告 ...), all or none."""
     return _attach(store, blobs, case_id, "attach_document", {"document": document}, files, actor, now)
 
 
-def _attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, action: str, target: dict[str, str],
+def _attach(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, action: str, target: dict[str, str],
             files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
     problems = []
     for name, data in files:
@@ -92,7 +72,7 @@ def _attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, action:
     for name, data in files:
         sha256, kind = blobs.check(data, name)
         steps.append((action, {**target, "sha256": sha256, "filename": name, "size": len(data), "type": kind}))
-    _dry_run(store, case_id, steps, actor, now)
+    dry_run(store, case_id, steps, actor, now)
     for name, data in files:
         try:
             blobs.put(data, name)
@@ -100,18 +80,6 @@ def _attach(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, action:
             raise StorageUnavailable(f"cannot store {name}: {exc.strerror or exc}; nothing was attached",
                                      errno=exc.errno) from exc
     return perform_actions(store, case_id, steps, actor, now)
-
-
-def _dry_run(store: CaseStoreFactory, case_id: int, steps: list[tuple[str, dict]], actor: Actor,
-             now: datetime) -> None:
-    """Decide every step on the case as it is now, writing nothing (raises what the real run would)."""
-    from ..domain.case import apply, decide
-
-    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
-        case = uow.get(case_id)
-        ctx = uow.round_context(case.round_id)
-    for action, data in steps:
-        case = apply(case, decide(case, action, data, actor, now, ctx))
 
 
 def list_evidence(store: CaseStoreFactory, case_id: int) -> list[EvidenceItem]:
@@ -164,7 +132,7 @@ def _named_by_content(item: EvidenceItem | DocumentItem) -> str:
     return f"{path.stem}{_SUFFIXES.get(item.type, (f'.{item.type}',))[0]}"
 
 
-def export_archive(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, out: Path | BinaryIO) -> int:
+def export_archive(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, out: Path | BinaryIO) -> int:
     """One ZIP of what the case submits: the required documents first (``00 报送材料/<nn>
     <document> <file name>``), then the evidence in rubric order (``<criterion> <item>/<nn>
     <file name>``), as the notice asks (按照评价标准项目编号顺序)."""
@@ -179,5 +147,5 @@ def export_archive(store: CaseStoreFactory, blobs: EvidenceStore, case_id: int, 
         folder = f"{item.criterion} {item.item_name}".replace(":", "：").replace("/", "／")
         entries.append(ArchiveEntry(f"{folder}/{counters[item.criterion]:02d} {_named_by_content(item)}",
                                     item.sha256))
-    build_archive(blobs, entries, out)
+    blobs.archive(entries, out)
     return len(entries)

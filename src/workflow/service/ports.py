@@ -1,19 +1,494 @@
-"""What the services need from storage. The SQL store and the in-memory fake both
-implement it and pass the same contract tests (``tests/contract``)."""
+"""What the services need from the outside world, and nothing else.
+
+The services (this package) are written against these protocols only; ``adapters`` implement
+them (SQL on SQLite and PostgreSQL, and an in-memory fake for fast tests), and ``bootstrap``
+wires one in. Both implementations pass the same contract tests (``tests/contract``).
+
+The rule of the house: a ``Storage`` (``db``) reads; a unit of work (``with db.unit_of_work()
+as uow``) writes, and everything written through it commits together or not at all. A unit of
+work is the case store (the aggregate: ``get``, ``append``, ``events``, ...) and holds the other
+stores bound to its transaction (``uow.outbox``, ``uow.directory``, ``uow.rounds``,
+``uow.oversight``, ``uow.duties``, ``uow.tokens``, ``uow.simulations``).
+"""
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol
 
-from datetime import datetime
-
+from ..domain.calendar import Calendar
 from ..domain.case import CaseState, Notice, RoundContext
 from ..domain.duties import DutyEvent, DutyStream
-from ..domain.rubric import Rubric
 from ..domain.events import Event
+from ..domain.lifecycle import Owing
+from ..domain.rubric import Rubric
+
+
+# ---------------------------------------------------------------- records (what the stores hold)
+
+@dataclass(frozen=True, slots=True)
+class JurisdictionRecord:
+    id: str
+    name: str
+    level: str
+    parent_id: str | None
+    path: str  # "/shanxi/shanxi-taiyuan/": a subtree is one prefix
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRecord:
+    id: int
+    jurisdiction_id: str
+    name: str
+    level: str
+    category: str
+    contacts: list[dict[str, Any]]
+    certified_year: int | None
+    certified_note: str | None
+    created_at: datetime
+    updated_at: datetime
+    path: str = ""  # its jurisdiction's path
+
+
+@dataclass(frozen=True, slots=True)
+class NewUnit:
+    jurisdiction_id: str
+    name: str
+    level: str
+    category: str
+    contacts: list[dict[str, Any]]
+    certified_year: int | None
+    certified_note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorRecord:
+    id: int
+    jurisdiction_id: str
+    name: str
+    email: str
+    active: bool
+    jurisdiction_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    id: str
+    province_id: str
+    year: int
+    rubric_id: str
+    calendar_id: str
+    target_share: Decimal
+    pass_mark: Decimal
+    max_total: Decimal
+    policy: dict[str, Any]
+    rubric_data: dict[str, Any]
+    documents: list[dict[str, Any]]
+    targets: list[dict[str, Any]]
+    opened_at: datetime
+    opened_by: str
+    province_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: int
+    name: str
+    role: str
+    unit_id: int | None
+    jurisdiction_id: str | None
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    path: str | None = None  # the jurisdiction's path (a coordinator's or an auditor's scope)
+    unit_path: str | None = None  # a unit token's: the path of the unit's jurisdiction
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A notification to deliver, once per ``dedupe_key``."""
+
+    dedupe_key: str
+    kind: str
+    round_id: str
+    milestone: str
+    due_on: date
+    case_id: int | None = None
+    coordinator_id: int | None = None
+    tier: int | None = None
+    context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    id: int
+    dedupe_key: str
+    kind: str
+    round_id: str
+    case_id: int | None
+    coordinator_id: int | None
+    milestone: str
+    tier: int | None
+    due_on: date
+    context: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    claimed_until: datetime | None
+    last_error: str | None
+    message_id: str | None
+    recipients: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpotCheckRecord:
+    id: str
+    round_id: str
+    jurisdiction_id: str
+    seed: int
+    share: Decimal
+    population: list[int]
+    drawn: list[int]
+    drawn_at: datetime
+    drawn_by: str
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FilingRecord:
+    id: str
+    round_id: str
+    jurisdiction_id: str
+    cases: list[dict[str, Any]]
+    totals: dict[str, Any]
+    filed_at: datetime
+    filed_by: str
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """What a request with an idempotency key did."""
+
+    what: str
+    case_id: int | None
+    seq: int | None
+    ref: str | None
+    fingerprint: str
+
+
+# ---------------------------------------------------------------- read-side rows
+
+@dataclass(frozen=True, slots=True)
+class CaseFilter:
+    round_id: str | None = None
+    state: str | None = None
+    within_path: str | None = None  # the caller's scope (a jurisdiction subtree)
+    filter_path: str | None = None  # the jurisdiction asked for (already checked against the scope)
+    unit_id: int | None = None
+    overdue: bool | None = None
+    category: str | None = None
+    level: str | None = None
+    after_id: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    id: int
+    round_id: str
+    unit_id: int
+    unit_name: str
+    jurisdiction_id: str
+    category: str
+    state: str
+    version: int
+    self_total: Decimal | None
+    verified_total: Decimal | None
+    recheck_total: Decimal | None
+    rectification_due: date | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaseScope:
+    """Who a case belongs to: enough to say whether a caller sees it."""
+
+    id: int
+    unit_id: int
+    round_id: str
+    unit_name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class OwingCase:
+    case_id: int
+    unit_id: int
+    unit_name: str
+    jurisdiction_id: str
+    state: str
+    rectification_due: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseGroup:
+    """The round's cases of one jurisdiction, state, overdue flag and misses, counted."""
+
+    jurisdiction_id: str
+    state: str
+    overdue: bool
+    missed: tuple[str, ...]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyGroup:
+    """The agencies of one jurisdiction and level, and how many of them are certified to date."""
+
+    jurisdiction_id: str
+    level: str
+    count: int
+    certified: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseReferent:
+    """What a case's notification needs at sending time."""
+
+    id: int
+    state: str
+    rectification_due: date | None
+    verified_total: Decimal | None
+    contact_form: bool
+    overdue: bool
+    unit_name: str
+    contacts: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    at: datetime
+    who: str
+    event: str
+    mail: str
+
+
+# ---------------------------------------------------------------- the stores
+
+class DirectoryStore(Protocol):
+    """Jurisdictions, units, coordinators."""
+
+    def jurisdictions(self, within_path: str | None = None) -> list[JurisdictionRecord]: ...
+
+    def jurisdiction(self, jurisdiction_id: str) -> JurisdictionRecord | None: ...
+
+    def units(self, within_path: str | None = None, *, after_id: int = 0, limit: int | None = None
+              ) -> list[UnitRecord]:
+        """The units of the subtree in id order, those after ``after_id``, at most ``limit``."""
+        ...
+
+    def unit(self, unit_id: int) -> UnitRecord | None: ...
+
+    def unit_named(self, jurisdiction_id: str, name: str) -> UnitRecord | None: ...
+
+    def coordinators(self, active_only: bool = False) -> list[CoordinatorRecord]: ...
+
+    # writes (through a unit of work; a unique key taken meanwhile raises AlreadyExists)
+    def add_jurisdiction(self, record: JurisdictionRecord) -> None: ...
+
+    def rename_jurisdiction(self, jurisdiction_id: str, name: str) -> None: ...
+
+    def add_unit(self, unit: NewUnit, now: datetime) -> UnitRecord: ...
+
+    def save_unit(self, unit: UnitRecord) -> UnitRecord: ...
+
+    def add_coordinator(self, jurisdiction_id: str, name: str, email: str) -> CoordinatorRecord: ...
+
+
+class TokenStore(Protocol):
+    def by_hash(self, token_hash: str) -> TokenRecord | None: ...
+
+    def all(self) -> list[TokenRecord]: ...
+
+    def add(self, *, name: str, role: str, unit_id: int | None, jurisdiction_id: str | None, token_hash: str,
+            created_at: datetime, created_by: str, expires_at: datetime | None) -> int: ...
+
+    def revoke(self, token_id: int, now: datetime) -> bool: ...
+
+
+class RoundStore(Protocol):
+    def round(self, round_id: str) -> RoundRecord | None: ...
+
+    def rounds(self) -> list[RoundRecord]: ...
+
+    def lock(self, round_id: str) -> bool:
+        """The round exists; its row is locked for this transaction (PostgreSQL), so that two
+        numbered acts on one round (draws, batches) number themselves one after the other."""
+        ...
+
+    def add(self, record: RoundRecord) -> None: ...
+
+    def units_done_by(self, province_id: str, year: int) -> set[int]:
+        """Units certified or filed in a round of the province before ``year``, or recorded as
+        certified before the system by ``year``: they are not registered again."""
+        ...
+
+    def not_certified_in(self, round_id: str) -> dict[int, int]:
+        """unit id → case id of the round's cases that ended not certified."""
+        ...
+
+
+class OutboxStore(Protocol):
+    def marked(self, round_id: str, milestone: str, stage: str) -> bool: ...
+
+    def mark(self, round_id: str, milestone: str, stage: str, now: datetime) -> None: ...
+
+    def remind_owing(self, round_id: str, milestone: str, tier: int, due: date, owing: Owing, now: datetime) -> int:
+        """A reminder to every case of the round that owes the milestone (one set-based write;
+        a key written before is skipped): how many were written."""
+        ...
+
+    def add(self, entries: list[OutboxEntry], now: datetime) -> int:
+        """Write the entries not written before (by dedupe key): how many were written."""
+        ...
+
+    def claim(self, now: datetime, lease_until: datetime, batch: int) -> list[OutboxRecord]:
+        """Rows due now (pending, or sending with a lapsed lease), taken with a lease; two
+        dispatchers never take the same row."""
+        ...
+
+    def settle(self, row_id: int, claimed_until: datetime | None, values: Mapping[str, Any]) -> bool:
+        """Write an outcome only while the row is still held with this lease."""
+        ...
+
+    def release_claims(self) -> int:
+        """Hand every claimed row back (a simulation resumed after a crash)."""
+        ...
+
+    def rows(self, *, status: str | None = None, case_id: int | None = None, limit: int = 200) -> list[OutboxRecord]:
+        ...
+
+    def count_by_status(self) -> dict[str, int]: ...
+
+
+class OversightStore(Protocol):
+    def cases_in(self, round_id: str, path: str, states: tuple[str, ...]) -> list[int]: ...
+
+    def unit_names(self, case_ids: list[int]) -> dict[int, str]: ...
+
+    def count_spot_checks(self, round_id: str) -> int: ...
+
+    def add_spot_check(self, record: SpotCheckRecord) -> None: ...
+
+    def spot_checks(self, round_id: str, within_path: str | None = None) -> list[SpotCheckRecord]: ...
+
+    def count_filings(self, round_id: str) -> int: ...
+
+    def add_filing(self, record: FilingRecord) -> None: ...
+
+    def filing(self, batch_id: str) -> FilingRecord | None: ...
+
+    def filings(self, round_id: str, within_path: str | None = None) -> list[FilingRecord]: ...
+
+
+class DutyStore(Protocol):
+    def stream(self, round_id: str, jurisdiction_id: str) -> DutyStream: ...
+
+    def streams(self, round_id: str) -> dict[str, DutyStream]: ...
+
+    def append(self, before: DutyStream, event: DutyEvent, after: DutyStream, now: datetime) -> None:
+        """Store the event and the new projection if the stream is still at ``before.version``."""
+        ...
+
+    def events(self, round_id: str, jurisdiction_id: str) -> list[DutyEvent]: ...
+
+
+class SimulationStore(Protocol):
+    """How far a ``workflow simulate`` run has got, and the refusals it met (for a resume)."""
+
+    def progress(self, digest: str) -> tuple[bool, date | None]:
+        """(whether a run of this scenario was started here, the last day it finished)."""
+        ...
+
+    def start(self, digest: str, scenario: str) -> None: ...
+
+    def finish_day(self, digest: str, day: date) -> None: ...
+
+    def refusal(self, key: str) -> str | None: ...
+
+    def remember_refusal(self, key: str, why: str, now: datetime) -> None: ...
+
+
+class ReadModels(Protocol):
+    """The read side: lists, scopes, reports' counts, what a notification refers to."""
+
+    def case_rows(self, query: CaseFilter) -> list[CaseRow]: ...
+
+    def case_scope(self, case_id: int) -> CaseScope | None: ...
+
+    def unit_case_ids(self, unit_id: int) -> list[int]: ...
+
+    def has_case_in(self, round_id: str, unit_id: int) -> bool: ...
+
+    def case_groups(self, round_id: str, root_path: str) -> list[CaseGroup]: ...
+
+    def agency_groups(self, province_id: str, year: int, root_path: str) -> list[AgencyGroup]: ...
+
+    def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None) -> list[OwingCase]: ...
+
+    def overdue_cases(self, round_id: str, milestone: str) -> list[OwingCase]:
+        """The round's cases still overdue with a recorded miss of ``milestone``."""
+        ...
+
+    def rectifications(self, round_id: str) -> list[OwingCase]:
+        """The round's cases in rectification, with their due dates."""
+        ...
+
+    def case_states(self, case_ids: list[int]) -> dict[int, CaseReferent]: ...
+
+    def cases_by_id(self, case_ids: list[int]) -> list[OwingCase]:
+        """These cases (those that exist), in id order."""
+        ...
+
+    def jurisdictions_with_cases(self, round_id: str) -> list[str]: ...
+
+    def timeline(self, round_ids: list[str]) -> list[TimelineRow]: ...
 
 
 class CaseStore(Protocol):
-    """One unit of work: everything written through it commits together or not at all."""
+    """One unit of work: the case store of its transaction, and the other stores bound to it."""
+
+    @property
+    def directory(self) -> DirectoryStore: ...
+
+    @property
+    def tokens(self) -> TokenStore: ...
+
+    @property
+    def rounds(self) -> RoundStore: ...
+
+    @property
+    def outbox(self) -> OutboxStore: ...
+
+    @property
+    def oversight(self) -> OversightStore: ...
+
+    @property
+    def duties(self) -> DutyStore: ...
+
+    @property
+    def simulations(self) -> SimulationStore: ...
+
+    @property
+    def read(self) -> ReadModels: ...
 
     def round_context(self, round_id: str) -> RoundContext: ...
 
@@ -23,7 +498,11 @@ class CaseStore(Protocol):
 
     def find(self, round_id: str, unit_id: int) -> CaseState | None: ...
 
-    def create(self, round_id: str, unit_id: int, actor: str, now, carried_over_from: int | None = None
+    def open_case_ids(self, unit_id: int) -> list[int]:
+        """The unit's cases not in a final state, in id order."""
+        ...
+
+    def create(self, round_id: str, unit_id: int, actor: str, now: datetime, carried_over_from: int | None = None
                ) -> tuple[CaseState, Event]:
         """Register a new case with its first event (raises AlreadyExists, NotFound)."""
         ...
@@ -39,19 +518,25 @@ class CaseStore(Protocol):
         """Write a notice the event implies to the outbox, in this transaction, once per key."""
         ...
 
+    def recall(self, key: str) -> Remembered | None: ...
+
+    def remember(self, key: str, what: str, now: datetime, *, fingerprint: str, case_id: int | None = None,
+                 seq: int | None = None, ref: str | None = None) -> None: ...
+
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
 
 
-class CaseStoreFactory(Protocol):
-    def unit_of_work(self) -> "UnitOfWorkContext": ...
-
-
 class UnitOfWorkContext(Protocol):
     def __enter__(self) -> CaseStore: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+class CaseStoreFactory(Protocol):
+    def unit_of_work(self, core: bool = False) -> UnitOfWorkContext: ...
 
 
 class EventSource(Protocol):
@@ -66,3 +551,95 @@ class EventSource(Protocol):
     def all_duty_streams(self) -> Iterator[DutyStream]: ...
 
     def all_duty_events(self) -> Iterator[DutyEvent]: ...
+
+
+class Storage(CaseStoreFactory, EventSource, Protocol):
+    """A database as the services see it: units of work to write, stores to read."""
+
+    @property
+    def directory(self) -> DirectoryStore: ...
+
+    @property
+    def tokens(self) -> TokenStore: ...
+
+    @property
+    def rounds(self) -> RoundStore: ...
+
+    @property
+    def outbox(self) -> OutboxStore: ...
+
+    @property
+    def oversight(self) -> OversightStore: ...
+
+    @property
+    def duties(self) -> DutyStore: ...
+
+    @property
+    def simulations(self) -> SimulationStore: ...
+
+    @property
+    def read(self) -> ReadModels: ...
+
+    def reader(self) -> UnitOfWorkContext:
+        """A unit of work that only reads (it takes no write lock)."""
+        ...
+
+    def prepare(self) -> None:
+        """Create or migrate the schema (an empty database for a simulation)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the data is, for people (a URL without its password)."""
+        ...
+
+    def within(self, path: str | None) -> EventSource:
+        """The cases, events and duty streams of one jurisdiction subtree (an auditor's scope)."""
+        ...
+
+
+# ---------------------------------------------------------------- the rest of the outside world
+
+class Catalog(Protocol):
+    def get(self, ident: str) -> Any: ...
+
+
+class Workdays(Protocol):
+    def __call__(self, day: date) -> bool: ...
+
+    def warnings(self, years: Any) -> list[str]: ...
+
+
+class Calendars(Protocol):
+    def get(self, ident: str) -> Calendar: ...
+
+    def for_year(self, province: str, year: int) -> Calendar: ...
+
+    def workdays(self, calendar: Calendar) -> Workdays:
+        """Which days are working days under this calendar (official holidays and its extras)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """One file of a ZIP: its name in the archive and the stored blob."""
+
+    path_in_zip: str  # e.g. "2.2.1.1 管理制度/01 实施方案.pdf"
+    sha256: str
+
+
+class EvidenceBlobs(Protocol):
+    """Evidence bytes, stored by content (a folder, an object store)."""
+
+    def check(self, data: bytes, filename: str) -> tuple[str, str]:
+        """(sha256, type) of acceptable bytes, or InvalidInput saying why not."""
+        ...
+
+    def put(self, data: bytes, filename: str) -> Any: ...
+
+    def open(self, sha256: str) -> bytes: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def archive(self, entries: list[ArchiveEntry], out: Path | BinaryIO) -> None:
+        """Write the entries' blobs as one ZIP (checked before anything is written)."""
+        ...

@@ -1,38 +1,25 @@
-"""The read side: lists and details for coordinators and auditors."""
+"""The read side: lists and details for coordinators, units and auditors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
-from sqlalchemy import and_, select
-
-from ..adapters.db.store import Database
-from ..adapters.db.tables import Case, Coordinator, Jurisdiction, Outbox, Round, Unit
-from ..domain.case import allowed_actions
+from ..domain.calendar import Calendar
+from ..domain.case import CaseState, allowed_actions
+from ..domain.dates import business_date
+from ..domain.duties import waiting_on
 from ..domain.errors import NotFound
 from ..domain.events import Event
 from ..domain.lifecycle import STATES
+from .ports import (CaseFilter, CaseRow, CaseScope, CoordinatorRecord, JurisdictionRecord, OutboxRecord, RoundRecord,
+                    Storage, UnitRecord)
+
+__all__ = ["CaseDetail", "CaseRow", "case_scope", "list_cases", "list_coordinators", "list_jurisdictions",
+           "list_notifications", "list_rounds", "list_units", "round_calendar", "show_case", "unit_history"]
 
 
-@dataclass(frozen=True, slots=True)
-class CaseRow:
-    id: int
-    round_id: str
-    unit_id: int
-    unit_name: str
-    jurisdiction_id: str
-    category: str
-    state: str
-    version: int
-    self_total: Any
-    verified_total: Any
-    recheck_total: Any
-    rectification_due: Any
-    updated_at: datetime
-
-
-def list_cases(db: Database, *, round_id: str | None = None, state: str | None = None,
+def list_cases(db: Storage, *, round_id: str | None = None, state: str | None = None,
                jurisdiction_id: str | None = None, after_id: int = 0, limit: int = 100,
                unit_id: int | None = None, within_path: str | None = None, overdue: bool | None = None,
                category: str | None = None, level: str | None = None) -> list[CaseRow]:
@@ -40,120 +27,89 @@ def list_cases(db: Database, *, round_id: str | None = None, state: str | None =
     the caller's scope (a unit's own cases; a jurisdiction subtree); the rest are filters."""
     if state is not None and state not in STATES:
         raise NotFound(f"unknown state {state!r}; states: {', '.join(STATES)}")
-    q = (select(Case.id, Case.round_id, Case.unit_id, Unit.name, Unit.jurisdiction_id, Unit.category, Case.state,
-                Case.version, Case.self_total, Case.verified_total, Case.recheck_total, Case.rectification_due,
-                Case.updated_at)
-         .join(Unit, Case.unit_id == Unit.id).join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id)
-         .where(Case.id > after_id).order_by(Case.id).limit(limit))
-    if round_id:
-        q = q.where(Case.round_id == round_id)
-    if state:
-        q = q.where(Case.state == state)
-    if unit_id is not None:
-        q = q.where(Case.unit_id == unit_id)
-    if within_path is not None:
-        q = q.where(Jurisdiction.path.startswith(within_path, autoescape=True))
-    if overdue is not None:
-        q = q.where(Case.overdue.is_(overdue))
-    if category:
-        q = q.where(Unit.category == category)
-    if level:
-        q = q.where(Unit.level == level)
+    filter_path = None
     if jurisdiction_id:
-        with db.engine.connect() as conn:
-            path = conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).scalar()
-        if path is None:
+        jurisdiction = db.directory.jurisdiction(jurisdiction_id)
+        if jurisdiction is None:
             raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
-        q = q.where(Jurisdiction.path.startswith(path, autoescape=True))
-    with db.engine.connect() as conn:
-        return [CaseRow(*row) for row in conn.execute(q).all()]
+        filter_path = jurisdiction.path
+    return db.read.case_rows(CaseFilter(round_id=round_id or None, state=state or None, within_path=within_path,
+                                        filter_path=filter_path, unit_id=unit_id, overdue=overdue,
+                                        category=category or None, level=level or None, after_id=after_id,
+                                        limit=limit))
 
 
-def unit_history(db: Database, unit_id: int) -> tuple[Any, list[Any]]:
+def case_scope(db: Storage, case_id: int) -> CaseScope | None:
+    return db.read.case_scope(case_id)
+
+
+def unit_history(db: Storage, unit_id: int) -> tuple[UnitRecord, list[Event]]:
     """A unit (with its jurisdiction's path) and every event of its cases, all years, in order."""
-    with db.engine.connect() as conn:
-        unit = conn.execute(select(Unit.id, Unit.name, Jurisdiction.path).join(
-            Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id).where(Unit.id == unit_id)).first()
-        if unit is None:
-            raise NotFound(f"unit {unit_id} does not exist")
-        case_ids = list(conn.execute(select(Case.id).where(Case.unit_id == unit_id).order_by(Case.id)).scalars())
-    events = []
+    unit = db.directory.unit(unit_id)
+    if unit is None:
+        raise NotFound(f"unit {unit_id} does not exist")
+    events: list[Event] = []
     with db.reader() as uow:
-        for case_id in case_ids:
+        for case_id in db.read.unit_case_ids(unit_id):
             events.extend(uow.events(case_id))
     return unit, events
 
 
 @dataclass(frozen=True)
 class CaseDetail:
-    case: Any
-    unit: Mapping[str, Any]
-    round: Mapping[str, Any]
+    case: CaseState
+    unit: UnitRecord
+    round: RoundRecord
     events: list[Event]
     allowed: list[str]
     documents: tuple[Any, ...] = ()  # what the round asks for besides evidence
     waiting_on: list[dict[str, Any]] = field(default_factory=list)  # the bureau's duties it waits for
 
 
-def show_case(db: Database, case_id: int, now: datetime, calendars: Any = None) -> CaseDetail:
-    from ..clock import business_date
-    from ..domain.duties import waiting_on
-
+def show_case(db: Storage, case_id: int, now: datetime, calendars: Any = None) -> CaseDetail:
     with db.reader() as uow:
         state = uow.get(case_id)
         ctx = uow.round_context(state.round_id)
         events = uow.events(case_id)
-        conn = uow.connection
-        unit = conn.execute(select(Unit.__table__).where(Unit.id == state.unit_id)).mappings().one()
-        rnd = conn.execute(select(Round.__table__).where(Round.id == state.round_id)).mappings().one()
+    unit = db.directory.unit(state.unit_id)
+    rnd = db.rounds.round(state.round_id)
+    assert unit is not None and rnd is not None
     waiting = [] if calendars is None else [
         {**w, "due_on": w["due_on"].isoformat()}
-        for w in waiting_on(calendars.get(rnd["calendar_id"]), rnd["year"], state.state, business_date(now))]
+        for w in waiting_on(calendars.get(rnd.calendar_id), rnd.year, state.state, business_date(now))]
     return CaseDetail(state, unit, rnd, events, allowed_actions(state, ctx, now), ctx.documents, waiting)
 
 
-def list_rounds(db: Database) -> list[Any]:
-    with db.engine.connect() as conn:
-        return list(conn.execute(select(Round.__table__).order_by(Round.province_id, Round.year)).mappings())
+def list_rounds(db: Storage) -> list[RoundRecord]:
+    return db.rounds.rounds()
 
 
-def round_calendar(db: Database, calendars: Any, round_id: str) -> tuple[Any, int]:
+def round_calendar(db: Storage, calendars: Any, round_id: str) -> tuple[Calendar, int]:
     """The calendar a round runs by, and its year."""
-    with db.engine.connect() as conn:
-        row = conn.execute(select(Round.calendar_id, Round.year).where(Round.id == round_id)).first()
-    if row is None:
+    rnd = db.rounds.round(round_id)
+    if rnd is None:
         raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
-    return calendars.get(row.calendar_id), row.year
+    return calendars.get(rnd.calendar_id), rnd.year
 
 
-def list_units(db: Database, jurisdiction_id: str | None = None) -> list[Any]:
-    q = select(Unit.id, Unit.name, Unit.jurisdiction_id, Unit.level, Unit.category, Unit.contacts).order_by(Unit.id)
-    with db.engine.connect() as conn:
-        if jurisdiction_id:
-            path = conn.execute(select(Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).scalar()
-            if path is None:
-                raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
-            q = q.join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id).where(
-                and_(Jurisdiction.path.startswith(path)))
-        return conn.execute(q).all()
+def list_units(db: Storage, jurisdiction_id: str | None = None) -> list[UnitRecord]:
+    path = None
+    if jurisdiction_id:
+        jurisdiction = db.directory.jurisdiction(jurisdiction_id)
+        if jurisdiction is None:
+            raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
+        path = jurisdiction.path
+    return db.directory.units(path)
 
 
-def list_jurisdictions(db: Database) -> list[Any]:
-    with db.engine.connect() as conn:
-        return conn.execute(select(Jurisdiction.__table__).order_by(Jurisdiction.path)).all()
+def list_jurisdictions(db: Storage, within_path: str | None = None) -> list[JurisdictionRecord]:
+    return db.directory.jurisdictions(within_path)
 
 
-def list_coordinators(db: Database) -> list[Any]:
-    with db.engine.connect() as conn:
-        return conn.execute(select(Coordinator.__table__).order_by(Coordinator.jurisdiction_id, Coordinator.id)).all()
+def list_coordinators(db: Storage) -> list[CoordinatorRecord]:
+    return sorted(db.directory.coordinators(), key=lambda c: (c.jurisdiction_id, c.id))
 
 
-def list_notifications(db: Database, *, status: str | None = None, case_id: int | None = None,
-                       limit: int = 200) -> list[Any]:
-    q = select(Outbox.__table__).order_by(Outbox.id.desc()).limit(limit)
-    if status:
-        q = q.where(Outbox.status == status)
-    if case_id is not None:
-        q = q.where(Outbox.case_id == case_id)
-    with db.engine.connect() as conn:
-        return conn.execute(q).all()
+def list_notifications(db: Storage, *, status: str | None = None, case_id: int | None = None,
+                       limit: int = 200) -> list[OutboxRecord]:
+    return db.outbox.rows(status=status, case_id=case_id, limit=limit)

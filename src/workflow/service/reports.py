@@ -6,21 +6,15 @@ misses recorded per milestone. Each jurisdiction's row covers its whole subtree.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from sqlalchemy import case as sa_case
-from sqlalchemy import func, or_, select
-
-from ..adapters.db.store import Database
-from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
 from ..domain.calendar import Target
 from ..domain.errors import NotFound
-from ..domain.lifecycle import STATE_NAMES, STATES
+from ..domain.lifecycle import STATES
+from .ports import RoundRecord, Storage
 
 CERTIFIED_STATES = ("certified", "filed")
 UNIT_LEVELS = ("provincial", "city", "county")
@@ -73,7 +67,7 @@ class ProgressRow:
     level: str
     depth: int
     cases: int = 0
-    by_state: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STATES})
+    by_state: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     overdue: int = 0
     missed: dict[str, int] = field(default_factory=dict)
     agencies: int = 0  # every unit in scope, taking part this year or not
@@ -129,122 +123,59 @@ class Progress:
              "overdue": r.overdue, "missed": dict(sorted(r.missed.items()))} for r in self.rows]}
 
 
-def _round(conn: Any, round_id: str) -> Any:
-    row = conn.execute(select(Round.id, Round.year, Round.calendar_id, Round.target_share, Round.province_id,
-                              Round.targets).where(Round.id == round_id)).first()
-    if row is None:
+def _round(db: Storage, round_id: str) -> RoundRecord:
+    rnd = db.rounds.round(round_id)
+    if rnd is None:
         raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
-    return row
+    return rnd
 
 
-def _targets(rnd: Any) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+def _targets(rnd: RoundRecord) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
     """The round's targets by jurisdiction and by agency level (besides its overall share)."""
-    entries = [Target.from_data(t) for t in (rnd.targets or [])]
+    entries = [Target.from_data(t) for t in rnd.targets]
     by_jurisdiction = {t.jurisdiction: t.share for t in entries if t.jurisdiction and not t.level}
     by_level = {t.level: t.share for t in entries if t.level and not t.jurisdiction}
     return by_jurisdiction, by_level
 
 
-def progress(db: Database, round_id: str, root_path: str) -> Progress:
+def progress(db: Storage, round_id: str, root_path: str) -> Progress:
     """Progress of a round in the subtree at ``root_path`` (e.g. ``/shanxi/``): the share of all
     agencies in scope certified to date against the targets, per jurisdiction and level, and the
     round's own case counts."""
-    with db.engine.connect() as conn:
-        rnd = _round(conn, round_id)
-        in_subtree = Jurisdiction.path.startswith(root_path, autoescape=True)
-        jurisdictions = conn.execute(select(Jurisdiction.id, Jurisdiction.name, Jurisdiction.level, Jurisdiction.path)
-                                     .where(in_subtree).order_by(Jurisdiction.path)).all()
-        groups = conn.execute(
-            select(Unit.jurisdiction_id, Case.state, Case.overdue, Case.missed, func.count())
-            .join(Unit, Unit.id == Case.unit_id).join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id)
-            .where(Case.round_id == round_id, in_subtree)
-            .group_by(Unit.jurisdiction_id, Case.state, Case.overdue, Case.missed)).all()
-        done = select(Case.unit_id).join(Round, Round.id == Case.round_id).where(
-            Round.province_id == rnd.province_id, Round.year <= rnd.year, Case.state.in_(CERTIFIED_STATES))
-        certified = or_(Unit.id.in_(done), Unit.certified_year <= rnd.year)
-        agencies = conn.execute(
-            select(Unit.jurisdiction_id, Unit.level, func.count(), func.sum(sa_case((certified, 1), else_=0)))
-            .join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id).where(in_subtree)
-            .group_by(Unit.jurisdiction_id, Unit.level)).all()
+    rnd = _round(db, round_id)
+    jurisdictions = db.directory.jurisdictions(root_path)
     base = root_path.count("/")
     rows = {j.id: ProgressRow(j.id, j.name, j.level, j.path.count("/") - base) for j in jurisdictions}
     paths = {j.id: j.path for j in jurisdictions}
     ancestors = {j.id: [a for a in rows if j.path.startswith(paths[a])] for j in jurisdictions}
-    for jurisdiction_id, state, overdue, missed, count in groups:
-        milestones = [m for m, _ in json.loads(missed)] if missed else []
-        for a in ancestors.get(jurisdiction_id, ()):
+    for group in db.read.case_groups(round_id, root_path):
+        for a in ancestors.get(group.jurisdiction_id, ()):
             row = rows[a]
-            row.cases += count
-            row.by_state[state] += count
-            row.overdue += count if overdue else 0
-            for m in milestones:
-                row.missed[m] = row.missed.get(m, 0) + count
-    for jurisdiction_id, level, count, done_count in agencies:
-        for a in ancestors.get(jurisdiction_id, ()):
+            row.cases += group.count
+            row.by_state[group.state] += group.count
+            row.overdue += group.count if group.overdue else 0
+            for m in group.missed:
+                row.missed[m] = row.missed.get(m, 0) + group.count
+    for agencies in db.read.agency_groups(rnd.province_id, rnd.year, root_path):
+        for a in ancestors.get(agencies.jurisdiction_id, ()):
             row = rows[a]
-            row.agencies += count
-            row.certified_to_date += int(done_count or 0)
-            share = row.by_level.setdefault(level, LevelShare(level))
-            share.agencies += count
-            share.certified += int(done_count or 0)
+            row.agencies += agencies.count
+            row.certified_to_date += agencies.certified
+            share = row.by_level.setdefault(agencies.level, LevelShare(agencies.level))
+            share.agencies += agencies.count
+            share.certified += agencies.certified
     by_jurisdiction, by_level = _targets(rnd)
-    overall = Decimal(rnd.target_share)
     for j in jurisdictions:
         row = rows[j.id]
         # the nearest jurisdiction up the path with a target of its own, else the round's
-        chain = [p for p in paths[j.id].strip("/").split("/")][::-1]
-        row.target = next((by_jurisdiction[p] for p in chain if p in by_jurisdiction), overall)
+        chain = paths[j.id].strip("/").split("/")[::-1]
+        row.target = next((by_jurisdiction[p] for p in chain if p in by_jurisdiction), rnd.target_share)
         for level, share in row.by_level.items():
             share.target = by_level.get(level, row.target)
-    return Progress(rnd.id, rnd.year, overall, [rows[j.id] for j in jurisdictions])
+    return Progress(rnd.id, rnd.year, rnd.target_share, [rows[j.id] for j in jurisdictions])
 
 
 LEVEL_NAMES = {"provincial": "省级", "city": "市级", "county": "县级"}
-
-
-def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
-    """The progress report as a workbook: one row per jurisdiction, indented by depth; the
-    share of all agencies certified to date against the target, per level, then the round's
-    own case counts; the rule under the table."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "进度"
-    milestones = sorted({m for r in report.rows for m in r.missed})
-    levels = [lv for lv in UNIT_LEVELS if any(r.by_level.get(lv) and r.by_level[lv].agencies for r in report.rows)]
-    sheet.append([f"{report.round_id} 节约型机关创建进度（截至{report.year}年底目标 {report.target_share}）"])
-    sheet["A1"].font = Font(bold=True, size=14)
-    header = ["地区", "层级", "单位总数", "已建成", "达标占比", "目标", "达到目标"]
-    for lv in levels:
-        header += [f"{LEVEL_NAMES[lv]}单位", f"{LEVEL_NAMES[lv]}已建成", f"{LEVEL_NAMES[lv]}占比"]
-    header += ["本轮案件", *[STATE_NAMES[s] for s in STATES], "本轮通过", "本轮通过率", "逾期",
-               *[f"逾期:{m}" for m in milestones]]
-    sheet.append(header)
-    for cell in sheet[2]:
-        cell.font = Font(bold=True)
-    percent_columns = {5, 6}
-    for r in report.rows:
-        met = r.target_met()
-        values: list[Any] = [r.name, r.level, r.agencies, r.certified_to_date, r.certified_share, r.target,
-                             None if met is None else ("是" if met else "否")]
-        for lv in levels:
-            ls = r.by_level.get(lv) or LevelShare(lv)
-            values += [ls.agencies, ls.certified, ls.share]
-            percent_columns.add(len(values))
-        values += [r.cases, *[r.by_state[s] for s in STATES], r.certified, r.round_pass_rate, r.overdue,
-                   *[r.missed.get(m, 0) for m in milestones]]
-        percent_columns.add(len(values) - 1 - len(milestones))
-        sheet.append(values)
-        sheet.cell(sheet.max_row, 1).alignment = Alignment(indent=r.depth)
-        for column in percent_columns:
-            sheet.cell(sheet.max_row, column).number_format = "0.00%"
-    sheet.append([])
-    sheet.append([SHARE_RULE["zh"]])
-    sheet.append([ROUND_RATE_RULE["zh"]])
-    sheet.column_dimensions["A"].width = 28
-    book.save(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,25 +191,19 @@ class AtRisk:
     state: str
 
 
-def at_risk(db: Database, calendars: Any, round_id: str, root_path: str, today: date,
+def at_risk(db: Storage, calendars: Any, round_id: str, root_path: str, today: date,
             within_days: int = 3) -> list[AtRisk]:
     """Cases that still owe a milestone due within ``within_days`` from ``today`` (inclusive)."""
-    from .deadlines import owing
-
-    with db.engine.connect() as conn:
-        rnd = _round(conn, round_id)
-        calendar = calendars.get(rnd.calendar_id)
-        out: list[AtRisk] = []
-        for m in calendar.milestones:
-            if m.informational or m.by_level:  # a jurisdiction's duty is on the duty board, not a case's
-                continue
-            due = m.due_on(rnd.year)
-            if not today <= due <= today + timedelta(days=within_days):
-                continue
-            for row in conn.execute(
-                    select(Case.id, Case.unit_id, Unit.name, Unit.jurisdiction_id, Case.state)
-                    .join(Unit, Unit.id == Case.unit_id).join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id)
-                    .where(owing(m, round_id), Jurisdiction.path.startswith(root_path, autoescape=True))
-                    .order_by(Case.id)):
-                out.append(AtRisk(m.id, m.name, due, (due - today).days, *row))
+    rnd = _round(db, round_id)
+    calendar = calendars.get(rnd.calendar_id)
+    out: list[AtRisk] = []
+    for m in calendar.milestones:
+        if m.informational or m.by_level:  # a jurisdiction's duty is on the duty board, not a case's
+            continue
+        due = m.due_on(rnd.year)
+        if not today <= due <= today + timedelta(days=within_days):
+            continue
+        for c in db.read.owing_cases(round_id, m.owing, root_path):
+            out.append(AtRisk(m.id, m.name, due, (due - today).days, c.case_id, c.unit_id, c.unit_name,
+                              c.jurisdiction_id, c.state))
     return sorted(out, key=lambda a: (a.due_on, a.milestone, a.case_id))

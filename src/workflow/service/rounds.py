@@ -1,30 +1,17 @@
-"""Opening a round: the round row and a case for every in-scope unit, in one transaction."""
+"""Opening a round: the round and a case for every in-scope unit, in one transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import and_, insert, select
-from sqlalchemy.exc import IntegrityError
-
-from ..adapters.db.store import Database
-from ..adapters.db.tables import Case, Jurisdiction, Round, Unit
-from ..clock import require_aware
 from ..domain.calendar import Calendar
 from ..domain.case import Actor
-from ..adapters.workdays import WorkdayCalendar
+from ..domain.dates import require_aware
 from ..domain.errors import AlreadyExists, NotFound, ProblemList
 from ..domain.rubric import Rubric, rubric_to_data
-
-# A unit certified (or filed) in an earlier round has met the standard: later rounds
-# are for the units not yet certified (创建对象: 未建成节约型机关的...).
-DONE_STATES = ("certified", "filed")
-
-
-class Catalog(Protocol):
-    def get(self, ident: str) -> Any: ...
+from .ports import Calendars, Catalog, RoundRecord, Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +38,7 @@ def _share(value: Any, problems: ProblemList) -> Decimal | None:
     return share
 
 
-def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_id: str, year: int,
+def open_round(db: Storage, rubrics: Catalog, calendars: Calendars, *, province_id: str, year: int,
                rubric_id: str, calendar_id: str | None, target_share: Any, actor: Actor, now: datetime) -> OpenedRound:
     """Open ``province_id``'s round of ``year``. Without a calendar it takes the one that
     serves the year (that year's notice, else the province's recurring calendar); without a
@@ -78,19 +65,19 @@ def open_round(db: Database, rubrics: Catalog, calendars: Catalog, *, province_i
     round_id = f"{province_id}-{year}"
     if len(round_id) > 64:
         problems.add("province", f"the round id {round_id!r} would be longer than 64 characters")
-    try:
-        return _open(db, problems=problems, round_id=round_id, province_id=province_id, year=year,
-                     rubric=rubric, calendar=calendar, share=share, actor=actor, now=now)
-    except IntegrityError as exc:  # opened at the same moment by someone else
-        raise AlreadyExists(f"round {round_id} is already open", round_id=round_id) from exc
+    opened = _open(db, problems=problems, round_id=round_id, province_id=province_id, year=year,
+                   rubric=rubric, calendar=calendar, share=share, actor=actor, now=now)
+    assert isinstance(calendar, Calendar)
+    warnings = calendars.workdays(calendar).warnings(m.due_on(year).year for m in calendar.milestones)
+    return OpenedRound(round_id, *opened, calendar.id, share, tuple(warnings))
 
 
-def _open(db: Database, *, problems: ProblemList, round_id: str, province_id: str, year: int, rubric: Any,
-          calendar: Any, share: Decimal | None, actor: Actor, now: datetime) -> OpenedRound:
-    """The checks that need the database, then the round and its cases, in one transaction."""
+def _open(db: Storage, *, problems: ProblemList, round_id: str, province_id: str, year: int, rubric: Any,
+          calendar: Any, share: Decimal | None, actor: Actor, now: datetime) -> tuple[int, int, int]:
+    """The checks that need the database, then the round and its cases, in one transaction:
+    (registered, carried over, already certified)."""
     with db.unit_of_work(core=True) as uow:
-        conn = uow.connection
-        province = conn.execute(select(Jurisdiction).where(Jurisdiction.id == province_id)).first()
+        province = uow.directory.jurisdiction(province_id)
         if province is None:
             problems.add("province", f"unknown jurisdiction {province_id!r}")
         elif province.level != "province":
@@ -103,29 +90,19 @@ def _open(db: Database, *, problems: ProblemList, round_id: str, province_id: st
         if isinstance(rubric, Rubric) and rubric.province != province_id:
             problems.add("rubric", f"{rubric.id} is the rubric of {rubric.province}, not {province_id}")
         problems.raise_if_any(f"cannot open round {round_id}")
-        assert isinstance(rubric, Rubric) and isinstance(calendar, Calendar) and share is not None and province is not None
-        if conn.execute(select(Round.id).where(Round.id == round_id)).first() is not None:
+        assert isinstance(rubric, Rubric) and isinstance(calendar, Calendar) and share is not None
+        assert province is not None
+        if uow.rounds.round(round_id) is not None:
             raise AlreadyExists(f"round {round_id} is already open", round_id=round_id)
         policy = calendar.policy
-        conn.execute(insert(Round).values(
-            id=round_id, province_id=province_id, year=year, rubric_id=rubric.id, calendar_id=calendar.id,
-            target_share=share, pass_mark=rubric.pass_mark, max_total=rubric.total,
-            policy={"on_fail": policy.on_fail, "rectification_days": policy.rectification_days,
-                    "carry_over": policy.carry_over},
-            rubric_data=rubric_to_data(rubric), documents=[d.to_data() for d in calendar.documents],
-            targets=[t.to_data() for t in calendar.targets_for(year)], opened_at=now, opened_by=str(actor)))
-        earlier = select(Round.id).where(and_(Round.province_id == province_id, Round.year < year))
-        done = set(conn.execute(select(Case.unit_id).where(
-            and_(Case.round_id.in_(earlier), Case.state.in_(DONE_STATES)))).scalars())
-        # Units certified before the system kept the province's rounds are done too.
-        done |= set(conn.execute(select(Unit.id).where(Unit.certified_year <= year)).scalars())
-        carried: dict[int, int] = {}
-        if policy.carry_over:
-            previous = f"{province_id}-{year - 1}"
-            carried = {u: c for u, c in conn.execute(select(Case.unit_id, Case.id).where(
-                and_(Case.round_id == previous, Case.state == "not_certified"))).all()}
-        units = conn.execute(select(Unit.id).join(Jurisdiction, Unit.jurisdiction_id == Jurisdiction.id)
-                             .where(Jurisdiction.path.startswith(province.path)).order_by(Unit.id)).scalars().all()
+        uow.rounds.add(RoundRecord(
+            round_id, province_id, year, rubric.id, calendar.id, share, rubric.pass_mark, rubric.total,
+            {"on_fail": policy.on_fail, "rectification_days": policy.rectification_days,
+             "carry_over": policy.carry_over}, rubric_to_data(rubric), [d.to_data() for d in calendar.documents],
+            [t.to_data() for t in calendar.targets_for(year)], now, str(actor)))
+        done = uow.rounds.units_done_by(province_id, year)
+        carried = uow.rounds.not_certified_in(f"{province_id}-{year - 1}") if policy.carry_over else {}
+        units = [u.id for u in uow.directory.units(province.path)]
         registered = 0
         for unit_id in units:
             if unit_id in done:
@@ -133,18 +110,15 @@ def _open(db: Database, *, problems: ProblemList, round_id: str, province_id: st
             uow.create(round_id, unit_id, str(actor), now, carried.get(unit_id))
             registered += 1
         uow.commit()
-    return OpenedRound(round_id, registered, sum(1 for u in units if u in carried), len(done & set(units)),
-                       calendar.id, share, tuple(WorkdayCalendar(calendar.extra_holidays, calendar.extra_workdays)
-                                                 .warnings(m.due_on(year).year for m in calendar.milestones)))
+    return registered, sum(1 for u in units if u in carried), len(done & set(units))
 
 
-def roll_over(db: Database, rubrics: Catalog, calendars: Catalog, round_id: str, *, rubric_id: str | None = None,
+def roll_over(db: Storage, rubrics: Catalog, calendars: Calendars, round_id: str, *, rubric_id: str | None = None,
               calendar_id: str | None = None, target_share: Any = None, actor: Actor, now: datetime) -> OpenedRound:
     """Open next year's round of ``round_id``'s province: the same rubric unless given; the
     calendar that serves next year (its notice, else the recurring calendar) unless given;
     the target from that calendar's schedule unless given."""
-    with db.engine.connect() as conn:
-        row = conn.execute(select(Round.province_id, Round.year, Round.rubric_id).where(Round.id == round_id)).first()
+    row = db.rounds.round(round_id)
     if row is None:
         raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
     return open_round(db, rubrics, calendars, province_id=row.province_id, year=row.year + 1,

@@ -3,13 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
-from sqlalchemy import select
-
-from ..adapters.db.store import Database
-from ..adapters.db.tables import Unit
 from ..domain.rubric import Rubric, SheetScore, entries_as_points, score_sheet
+from .ports import Storage
 
 _KINDS = {"SelfAssessmentRecorded": "self", "CaseVerified": "verified", "CaseRechecked": "recheck"}
 
@@ -23,12 +19,13 @@ class CaseSheets:
     recheck: SheetScore | None
 
 
-def case_sheets(db: Database, case_id: int) -> CaseSheets:
+def case_sheets(db: Storage, case_id: int) -> CaseSheets:
     with db.reader() as uow:
         case = uow.get(case_id)
         rubric = uow.round_context(case.round_id).rubric
         events = uow.events(case_id)
-        unit_name = uow.connection.execute(select(Unit.name).where(Unit.id == case.unit_id)).scalar_one()
+    unit = db.directory.unit(case.unit_id)
+    assert unit is not None
     latest: dict[str, dict[str, Decimal]] = {}
     for e in events:
         if e.type in _KINDS:  # every version of the payload, in points
@@ -40,14 +37,4 @@ def case_sheets(db: Database, case_id: int) -> CaseSheets:
             return None
         return score_sheet(rubric, entries, complete=False)
 
-    return CaseSheets(rubric, unit_name, scored("self"), scored("verified"), scored("recheck"))
-
-
-def export_case_sheet(db: Database, case_id: int, out: Path) -> CaseSheets:
-    """The case's score sheet as .xlsx in its province's printed layout."""
-    from ..adapters.score_sheet_xlsx import export_score_sheet, layout_for
-
-    sheets = case_sheets(db, case_id)
-    export_score_sheet(sheets.rubric, unit_name=sheets.unit_name, layout=layout_for(sheets.rubric),
-                       self_score=sheets.self, verified_score=sheets.verified, recheck_score=sheets.recheck, out=out)
-    return sheets
+    return CaseSheets(rubric, unit.name, scored("self"), scored("verified"), scored("recheck"))

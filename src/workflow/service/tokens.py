@@ -7,13 +7,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
-
-from ..adapters.db.store import Database
-from ..adapters.db.tables import ApiToken, Jurisdiction, Unit
-from ..clock import require_aware
 from ..domain.access import ROLES, Principal
+from ..domain.dates import require_aware
 from ..domain.errors import NotFound, ProblemList
+from .ports import Storage, TokenRecord
 
 PREFIX = "wf_"
 
@@ -28,7 +25,7 @@ class NewToken:
     secret: str  # shown once, never stored
 
 
-def create_token(db: Database, *, name: str, role: str, unit_id: int | None = None,
+def create_token(db: Storage, *, name: str, role: str, unit_id: int | None = None,
                  jurisdiction_id: str | None = None, expires_at: datetime | None = None, created_by: str,
                  now: datetime) -> NewToken:
     require_aware(now, "now")
@@ -39,15 +36,14 @@ def create_token(db: Database, *, name: str, role: str, unit_id: int | None = No
         problems.add("name", "a name of 1-200 characters (it is the actor in the history)")
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
         problems.add("expires", "must be a time in the future, with its time zone")
-    with db.write_connection() as conn:
+    with db.unit_of_work(core=True) as uow:
         if role == "unit":
-            if unit_id is None or conn.execute(select(Unit.id).where(Unit.id == unit_id)).first() is None:
+            if unit_id is None or uow.directory.unit(unit_id) is None:
                 problems.add("scope", f"a unit token needs an existing unit id; got {unit_id!r}")
             if jurisdiction_id is not None:
                 problems.add("scope", "a unit token is scoped to its unit only")
         elif role in ("coordinator", "auditor"):
-            if jurisdiction_id is None or conn.execute(
-                    select(Jurisdiction.id).where(Jurisdiction.id == jurisdiction_id)).first() is None:
+            if jurisdiction_id is None or uow.directory.jurisdiction(jurisdiction_id) is None:
                 problems.add("scope", f"a {role} token needs an existing jurisdiction; got {jurisdiction_id!r}")
             if unit_id is not None:
                 problems.add("scope", f"a {role} token is scoped to a jurisdiction, not a unit")
@@ -55,37 +51,30 @@ def create_token(db: Database, *, name: str, role: str, unit_id: int | None = No
             problems.add("scope", "an admin token has no scope")
         problems.raise_if_any("cannot create the token")
         secret = PREFIX + secrets.token_urlsafe(32)
-        token_id = conn.execute(insert(ApiToken).values(
-            name=name.strip(), role=role, unit_id=unit_id, jurisdiction_id=jurisdiction_id,
-            token_hash=_hash(secret), created_at=now, created_by=created_by, expires_at=expires_at,
-        ).returning(ApiToken.id)).scalar_one()
+        token_id = uow.tokens.add(name=name.strip(), role=role, unit_id=unit_id, jurisdiction_id=jurisdiction_id,
+                                  token_hash=_hash(secret), created_at=now, created_by=created_by,
+                                  expires_at=expires_at)
+        uow.commit()
     return NewToken(token_id, secret)
 
 
-def revoke_token(db: Database, token_id: int, now: datetime) -> None:
-    with db.write_connection() as conn:
-        done = conn.execute(update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-                            .values(revoked_at=now)).rowcount
+def revoke_token(db: Storage, token_id: int, now: datetime) -> None:
+    with db.unit_of_work(core=True) as uow:
+        done = uow.tokens.revoke(token_id, now)
+        uow.commit()
     if not done:
         raise NotFound(f"no active token {token_id}")
 
 
-def authenticate(db: Database, secret: str, now: datetime) -> Principal | None:
+def authenticate(db: Storage, secret: str, now: datetime) -> Principal | None:
     """The principal of a valid token; None for an unknown, revoked or expired one."""
     if not secret.startswith(PREFIX):
         return None
-    with db.engine.connect() as conn:
-        row = conn.execute(select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.unit_id,
-                                  ApiToken.expires_at, ApiToken.revoked_at, Jurisdiction.path)
-                           .outerjoin(Jurisdiction, Jurisdiction.id == ApiToken.jurisdiction_id)
-                           .where(ApiToken.token_hash == _hash(secret))).first()
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    token = db.tokens.by_hash(_hash(secret))
+    if token is None or token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None
-    return Principal(row.id, row.name, row.role, row.unit_id, row.path)
+    return Principal(token.id, token.name, token.role, token.unit_id, token.path, token.unit_path)
 
 
-def list_tokens(db: Database) -> list:
-    with db.engine.connect() as conn:
-        return conn.execute(select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.unit_id,
-                                   ApiToken.jurisdiction_id, ApiToken.created_at, ApiToken.expires_at,
-                                   ApiToken.revoked_at).order_by(ApiToken.id)).all()
+def list_tokens(db: Storage) -> list[TokenRecord]:
+    return db.tokens.all()

@@ -3,8 +3,9 @@ written together, guarded by the stream's version (as a case's are)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,25 @@ def _stream(row: Any) -> DutyStream:
 def _event(row: Any) -> DutyEvent:
     return DutyEvent(row.round_id, row.jurisdiction_id, row.seq, row.type, row.actor, row.occurred_at,
                      json.loads(row.payload), row.prev_hash, row.hash, row.position, row.payload)
+
+
+class SqlDuties:
+    """The ``DutyStore`` port over one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def stream(self, round_id: str, jurisdiction_id: str) -> DutyStream:
+        return load_stream(self.conn, round_id, jurisdiction_id)
+
+    def streams(self, round_id: str) -> dict[str, DutyStream]:
+        return streams_of_round(self.conn, round_id)
+
+    def append(self, before: DutyStream, event: DutyEvent, after: DutyStream, now: datetime) -> None:
+        append(self.conn, before, event, after, now)
+
+    def events(self, round_id: str, jurisdiction_id: str) -> list[DutyEvent]:
+        return stream_events(self.conn, round_id, jurisdiction_id)
 
 
 def load_stream(conn: Connection, round_id: str, jurisdiction_id: str) -> DutyStream:

@@ -11,24 +11,71 @@ import json
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
-from sqlalchemy import Engine
-
-from ... import faults
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from ... import faults
 from ...domain.calendar import RequiredDocument
 from ...domain.case import CaseState, Notice, RoundContext, apply, registration_event
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
 from ...domain.events import GENESIS_HASH, Event, canonical_json
-from ...domain.rubric import rubric_from_dict
 from ...domain.policy import policy_from_dict
+from ...domain.rubric import rubric_from_dict
+from ...service.ports import Remembered
+from .directory import SqlDirectory
+from .duty_store import SqlDuties
 from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
+from .outbox import SqlOutbox
+from .oversight import SqlOversight
+from .read import SqlReadModels
+from .rounds import SqlRounds
+from .simulations import SqlSimulations
+from .tokens import SqlTokens
+
+
+class _EachCall:
+    """A store read on a connection of its own for each call (outside a unit of work)."""
+
+    def __init__(self, engine: Engine, store: type) -> None:
+        self._engine, self._store = engine, store
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._engine.connect() as conn:
+                return method(self._store(conn), *args, **kwargs)
+
+        call.__name__ = name
+        return call
+
+class _Within:
+    """The ``EventSource`` of one jurisdiction subtree."""
+
+    def __init__(self, db: Database, path: str | None) -> None:
+        self.db, self.path = db, path
+
+    def all_cases(self) -> Iterator[CaseState]:
+        return self.db.all_cases(self.path)
+
+    def all_events(self) -> Iterator[Event]:
+        return self.db.all_events(self.path)
+
+    def rubric_of(self, round_id: str) -> Any:
+        return self.db.rubric_of(round_id)
+
+    def all_duty_streams(self) -> Iterator[Any]:
+        return self.db.all_duty_streams(self.path)
+
+    def all_duty_events(self) -> Iterator[Any]:
+        return self.db.all_duty_events(self.path)
+
 
 _CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
                  "verified_total, recheck_total, passed, rectification_due, registered_at, updated_at, "
@@ -58,6 +105,8 @@ _SQL = {
     "case_events": f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = :case_id ORDER BY seq",
     "round": "SELECT id, policy, pass_mark, max_total, rubric_data, documents FROM rounds WHERE id = :id",
     "unit_exists": "SELECT 1 FROM units WHERE id = :id",
+    "open_cases": ("SELECT id FROM cases WHERE unit_id = :unit_id AND state NOT IN "
+                   "('not_certified', 'withdrawn', 'filed') ORDER BY id"),
     "recall": "SELECT what, case_id, seq, ref, fingerprint FROM idempotency_keys WHERE key = :key",
     "notice": ("INSERT INTO outbox (dedupe_key, kind, round_id, case_id, milestone, due_on, status, attempts, "
                "next_attempt_at, created_at) VALUES (:key, :kind, :round_id, :case_id, :milestone, :due_on, "
@@ -79,14 +128,14 @@ class Codec:
         self.sqlite = dialect == "sqlite"
 
     def dt_out(self, value: datetime) -> Any:
-        if value.tzinfo is not timezone.utc:
-            value = value.astimezone(timezone.utc)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if self.sqlite else value
 
     def dt_in(self, value: Any) -> datetime:
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def date_out(self, value: date | None) -> Any:
         return None if value is None else (value.isoformat() if self.sqlite else value)
@@ -129,23 +178,6 @@ class Codec:
                      payload_text=row[6])
 
 
-@dataclass(frozen=True, slots=True)
-class Remembered:
-    what: str
-    case_id: int | None
-    seq: int | None
-    ref: str | None
-    fingerprint: str
-
-
-def fingerprint(*parts: Any) -> str:
-    """The sha256 of a request's parts (decimals and dates as text)."""
-    import hashlib
-
-    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 class SqlCaseStore:
     """A unit of work over one pooled connection and one transaction.
 
@@ -155,7 +187,7 @@ class SqlCaseStore:
     set-based statements (opening a round, reports).
     """
 
-    def __init__(self, database: "Database", core: bool = False, read_only: bool = False) -> None:
+    def __init__(self, database: Database, core: bool = False, read_only: bool = False) -> None:
         self._db = database
         self._codec = database.codec
         self._sql = database.sql
@@ -180,11 +212,45 @@ class SqlCaseStore:
             self._cur = self._raw.cursor()
 
     @property
-    def connection(self):
+    def connection(self) -> Connection:
         """The SQLAlchemy connection of this unit of work (same transaction); only with core=True."""
         if self._conn is None:
-            raise RuntimeError("this unit of work was opened without core=True")
+            raise RuntimeError("this unit of work was opened without core=True: open it with "
+                               "unit_of_work(core=True) to use the other stores in its transaction")
         return self._conn
+
+    # -- the other stores, bound to this transaction
+    @property
+    def directory(self) -> SqlDirectory:
+        return SqlDirectory(self.connection)
+
+    @property
+    def tokens(self) -> SqlTokens:
+        return SqlTokens(self.connection)
+
+    @property
+    def rounds(self) -> SqlRounds:
+        return SqlRounds(self.connection)
+
+    @property
+    def outbox(self) -> SqlOutbox:
+        return SqlOutbox(self.connection)
+
+    @property
+    def oversight(self) -> SqlOversight:
+        return SqlOversight(self.connection)
+
+    @property
+    def duties(self) -> SqlDuties:
+        return SqlDuties(self.connection)
+
+    @property
+    def simulations(self) -> SqlSimulations:
+        return SqlSimulations(self.connection)
+
+    @property
+    def read(self) -> SqlReadModels:
+        return SqlReadModels(self.connection)
 
     # -- reads
     def round_context(self, round_id: str) -> RoundContext:
@@ -220,6 +286,10 @@ class SqlCaseStore:
         self._cur.execute(self._sql["find_case"], {"round_id": round_id, "unit_id": unit_id})
         row = self._cur.fetchone()
         return None if row is None else self._case(row)
+
+    def open_case_ids(self, unit_id: int) -> list[int]:
+        self._cur.execute(self._sql["open_cases"], {"unit_id": unit_id})
+        return [row[0] for row in self._cur.fetchall()]
 
     def events(self, case_id: int) -> list[Event]:
         self._cur.execute(self._sql["case_events"], {"case_id": case_id})
@@ -348,7 +418,7 @@ class SqlCaseStore:
 
 
 class _UnitOfWork:
-    def __init__(self, database: "Database", core: bool, read_only: bool = False) -> None:
+    def __init__(self, database: Database, core: bool, read_only: bool = False) -> None:
         self._db = database
         self._core = core or read_only
         self._read_only = read_only
@@ -376,6 +446,24 @@ class Database:
         dbapi = engine.dialect.dbapi
         self.integrity_errors: tuple[type[BaseException], ...] = (dbapi.IntegrityError, SAIntegrityError)
         self._local = threading.local()
+        # The stores, each read on a connection of its own (writes go through a unit of work).
+        self.directory: Any = _EachCall(engine, SqlDirectory)
+        self.tokens: Any = _EachCall(engine, SqlTokens)
+        self.rounds: Any = _EachCall(engine, SqlRounds)
+        self.outbox: Any = _EachCall(engine, SqlOutbox)
+        self.oversight: Any = _EachCall(engine, SqlOversight)
+        self.duties: Any = _EachCall(engine, SqlDuties)
+        self.simulations: Any = _EachCall(engine, SqlSimulations)
+        self.read: Any = _EachCall(engine, SqlReadModels)
+
+    def prepare(self) -> None:
+        """Create or migrate the schema."""
+        from .migrate import upgrade
+
+        upgrade(self.engine)
+
+    def describe(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
 
     def sqlite_connection(self) -> sqlite3.Connection:
         """This thread's own connection for the SQLite write path.
@@ -440,6 +528,10 @@ class Database:
     def rubric_of(self, round_id: str) -> Any:
         with self.reader() as uow:
             return uow.round_context(round_id).rubric
+
+    def within(self, path: str | None) -> _Within:
+        """The event source of one jurisdiction subtree (``None``: everything)."""
+        return _Within(self, path)
 
     def _jurisdictions_within(self, within_path: str | None) -> list[str] | None:
         if within_path is None:

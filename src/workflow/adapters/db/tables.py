@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, false, text, BigInteger, Column, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from .types import DecimalText, UTCDateTime
@@ -18,7 +32,7 @@ class Jurisdiction(SQLModel, table=True):
     id: str = Field(sa_column=Column(String(64), primary_key=True))
     name: str = Field(sa_column=Column(String(200), nullable=False))
     level: str = Field(sa_column=Column(String(16), nullable=False))  # province / city / county
-    parent_id: Optional[str] = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=True))
+    parent_id: str | None = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=True))
     # Materialised path "/shanxi/taiyuan/": a subtree is one prefix match.
     path: str = Field(sa_column=Column(String(700), nullable=False, index=True, unique=True))
 
@@ -27,7 +41,7 @@ class Unit(SQLModel, table=True):
     __tablename__ = "units"
     __table_args__ = (UniqueConstraint("jurisdiction_id", "name", name="uq_unit_jurisdiction_name"),)
 
-    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
     jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False, index=True))
     name: str = Field(sa_column=Column(String(200), nullable=False))
     level: str = Field(sa_column=Column(String(16), nullable=False))  # provincial / city / county
@@ -35,8 +49,8 @@ class Unit(SQLModel, table=True):
     contacts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # Certified (建成节约型机关) before this system kept the province's rounds: the year, and
     # where it is written (e.g. the list that named it). Counts towards progress from that year.
-    certified_year: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
-    certified_note: Optional[str] = Field(default=None, sa_column=Column(String(200), nullable=True))
+    certified_year: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    certified_note: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
@@ -82,27 +96,27 @@ class Case(SQLModel, table=True):
         Index("ix_cases_round_id", "round_id"),
     )
 
-    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
     round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False))
     unit_id: int = Field(sa_column=Column(Integer, ForeignKey("units.id"), nullable=False, index=True))
     state: str = Field(sa_column=Column(String(32), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
     last_hash: str = Field(sa_column=Column(String(64), nullable=False))
-    carried_over_from: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"), nullable=True))
-    self_total: Optional[Decimal] = Field(default=None, sa_column=Column(DecimalText, nullable=True))
-    verified_total: Optional[Decimal] = Field(default=None, sa_column=Column(DecimalText, nullable=True))
-    recheck_total: Optional[Decimal] = Field(default=None, sa_column=Column(DecimalText, nullable=True))
-    passed: Optional[bool] = Field(default=None, nullable=True)
-    rectification_due: Optional[date] = Field(default=None, sa_column=Column(Date, nullable=True))
+    carried_over_from: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"), nullable=True))
+    self_total: Decimal | None = Field(default=None, sa_column=Column(DecimalText, nullable=True))
+    verified_total: Decimal | None = Field(default=None, sa_column=Column(DecimalText, nullable=True))
+    recheck_total: Decimal | None = Field(default=None, sa_column=Column(DecimalText, nullable=True))
+    passed: bool | None = Field(default=None, nullable=True)
+    rectification_due: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     registered_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    self_entries: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # canonical JSON
-    evidence: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # canonical JSON list
+    self_entries: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # canonical JSON
+    evidence: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # canonical JSON list
     # Deadlines missed, as JSON [[milestone, [states that owe it]], ...]; overdue = still owing one.
-    missed: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    missed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     overdue: bool = Field(default=False, nullable=False)
     # The round's required documents on the case, JSON [[document, sha256, file name], ...].
-    documents: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    documents: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # The contact-person form (附件2) given or confirmed for this round.
     contact_form: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
@@ -113,7 +127,7 @@ class Event(SQLModel, table=True):
     __tablename__ = "events"
     __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_event_case_seq"),)
 
-    position: Optional[int] = Field(
+    position: int | None = Field(
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     )
@@ -148,7 +162,7 @@ class DutyEvent(SQLModel, table=True):
     __tablename__ = "duty_events"
     __table_args__ = (UniqueConstraint("round_id", "jurisdiction_id", "seq", name="uq_duty_event_seq"),)
 
-    position: Optional[int] = Field(
+    position: int | None = Field(
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     )
@@ -169,7 +183,7 @@ class Coordinator(SQLModel, table=True):
     __tablename__ = "coordinators"
     __table_args__ = (UniqueConstraint("jurisdiction_id", "email", name="uq_coordinator_jurisdiction_email"),)
 
-    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
     jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False,
                                                   index=True))
     name: str = Field(sa_column=Column(String(100), nullable=False))
@@ -184,27 +198,27 @@ class Outbox(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
 
-    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
     dedupe_key: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
     kind: str = Field(sa_column=Column(String(32), nullable=False))
     round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False))
-    case_id: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"), nullable=True,
+    case_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"), nullable=True,
                                                                   index=True))
-    coordinator_id: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("coordinators.id"),
+    coordinator_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("coordinators.id"),
                                                                          nullable=True))
     milestone: str = Field(sa_column=Column(String(64), nullable=False))
-    tier: Optional[int] = Field(default=None, nullable=True)
+    tier: int | None = Field(default=None, nullable=True)
     due_on: date = Field(sa_column=Column(Date, nullable=False))
-    context: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, for digests
+    context: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, for digests
     status: str = Field(sa_column=Column(String(16), nullable=False))  # pending/sending/sent/failed/cancelled
     attempts: int = Field(default=0, nullable=False)
     next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    claimed_until: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
-    last_error: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
-    message_id: Optional[str] = Field(default=None, sa_column=Column(String(250), nullable=True))
-    recipients: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, as sent
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    message_id: str | None = Field(default=None, sa_column=Column(String(250), nullable=True))
+    recipients: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, as sent
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    sent_at: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class SweepMark(SQLModel, table=True):
@@ -225,17 +239,17 @@ class ApiToken(SQLModel, table=True):
 
     __tablename__ = "api_tokens"
 
-    id: Optional[int] = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
     name: str = Field(sa_column=Column(String(200), nullable=False))
     role: str = Field(sa_column=Column(String(16), nullable=False))
-    unit_id: Optional[int] = Field(default=None, sa_column=Column(Integer, ForeignKey("units.id"), nullable=True))
-    jurisdiction_id: Optional[str] = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"),
+    unit_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("units.id"), nullable=True))
+    jurisdiction_id: str | None = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"),
                                                                           nullable=True))
     token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     created_by: str = Field(sa_column=Column(String(200), nullable=False))
-    expires_at: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
-    revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class SpotCheck(SQLModel, table=True):
@@ -279,9 +293,9 @@ class IdempotencyKey(SQLModel, table=True):
 
     key: str = Field(sa_column=Column(String(200), primary_key=True))
     what: str = Field(sa_column=Column(String(64), nullable=False))  # the action, or spot_check / filing
-    case_id: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
-    seq: Optional[int] = Field(default=None, sa_column=Column(Integer, nullable=True))
-    ref: Optional[str] = Field(default=None, sa_column=Column(String(100), nullable=True))
+    case_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    seq: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    ref: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     # sha256 of the request (action, case, input, version): the same key with another request is refused
     fingerprint: str = Field(sa_column=Column(String(64), nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
@@ -294,7 +308,7 @@ class SimulationProgress(SQLModel, table=True):
 
     digest: str = Field(sa_column=Column(String(64), primary_key=True))  # of the scenario file
     scenario: str = Field(sa_column=Column(String(500), nullable=False))
-    day_done: Optional[date] = Field(default=None, sa_column=Column(Date, nullable=True))
+    day_done: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
 
 
 metadata = SQLModel.metadata

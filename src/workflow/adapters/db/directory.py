@@ -1,0 +1,113 @@
+"""Jurisdictions, units and coordinators in SQL (the ``DirectoryStore`` port)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ...domain.errors import AlreadyExists
+from ...service.ports import CoordinatorRecord, JurisdictionRecord, NewUnit, UnitRecord
+from .tables import Coordinator, Jurisdiction, Unit
+
+_UNIT_COLUMNS = (Unit.id, Unit.jurisdiction_id, Unit.name, Unit.level, Unit.category, Unit.contacts,
+                 Unit.certified_year, Unit.certified_note, Unit.created_at, Unit.updated_at, Jurisdiction.path)
+
+
+def within(column: Any, path: str | None) -> Any:
+    """A subtree filter on a materialised path (``_`` and ``%`` in ids are not wildcards)."""
+    return True if path is None else column.startswith(path, autoescape=True)
+
+
+def _unit(row: Any) -> UnitRecord:
+    return UnitRecord(row[0], row[1], row[2], row[3], row[4], list(row[5] or []), row[6], row[7], row[8], row[9],
+                      row[10])
+
+
+class SqlDirectory:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def jurisdictions(self, within_path: str | None = None) -> list[JurisdictionRecord]:
+        rows = self.conn.execute(select(Jurisdiction.id, Jurisdiction.name, Jurisdiction.level, Jurisdiction.parent_id,
+                                        Jurisdiction.path).where(within(Jurisdiction.path, within_path))
+                                 .order_by(Jurisdiction.path))
+        return [JurisdictionRecord(*row) for row in rows]
+
+    def jurisdiction(self, jurisdiction_id: str) -> JurisdictionRecord | None:
+        row = self.conn.execute(select(Jurisdiction.id, Jurisdiction.name, Jurisdiction.level, Jurisdiction.parent_id,
+                                       Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).first()
+        return None if row is None else JurisdictionRecord(*row)
+
+    def _units(self, *where: Any, limit: int | None = None) -> list[UnitRecord]:
+        rows = self.conn.execute(select(*_UNIT_COLUMNS).join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id)
+                                 .where(*where).order_by(Unit.id).limit(limit))
+        return [_unit(row) for row in rows]
+
+    def units(self, within_path: str | None = None, *, after_id: int = 0, limit: int | None = None
+              ) -> list[UnitRecord]:
+        return self._units(within(Jurisdiction.path, within_path), Unit.id > after_id, limit=limit)
+
+    def unit(self, unit_id: int) -> UnitRecord | None:
+        found = self._units(Unit.id == unit_id)
+        return found[0] if found else None
+
+    def unit_named(self, jurisdiction_id: str, name: str) -> UnitRecord | None:
+        found = self._units(Unit.jurisdiction_id == jurisdiction_id, Unit.name == name)
+        return found[0] if found else None
+
+    def coordinators(self, active_only: bool = False) -> list[CoordinatorRecord]:
+        q = (select(Coordinator.id, Coordinator.jurisdiction_id, Coordinator.name, Coordinator.email,
+                    Coordinator.active, Jurisdiction.name)
+             .join(Jurisdiction, Jurisdiction.id == Coordinator.jurisdiction_id).order_by(Coordinator.id))
+        if active_only:
+            q = q.where(Coordinator.active.is_(True))
+        return [CoordinatorRecord(*row) for row in self.conn.execute(q)]
+
+    # -- writes
+    def _insert(self, statement: Any, exists: str) -> Any:
+        """Run the insert (in a savepoint) and return the value it returns, if any."""
+        try:
+            with self.conn.begin_nested():
+                result = self.conn.execute(statement)
+                return result.scalar_one() if result.returns_rows else None
+        except IntegrityError as exc:  # taken by a concurrent request meanwhile
+            raise AlreadyExists(exists) from exc
+
+    def add_jurisdiction(self, record: JurisdictionRecord) -> None:
+        self._insert(insert(Jurisdiction).values(id=record.id, name=record.name, level=record.level,
+                                                 parent_id=record.parent_id, path=record.path),
+                     f"jurisdiction {record.id!r} already exists")
+
+    def rename_jurisdiction(self, jurisdiction_id: str, name: str) -> None:
+        self.conn.execute(update(Jurisdiction).where(Jurisdiction.id == jurisdiction_id).values(name=name))
+
+    def add_unit(self, unit: NewUnit, now: datetime) -> UnitRecord:
+        unit_id = self._insert(insert(Unit).values(
+            jurisdiction_id=unit.jurisdiction_id, name=unit.name, level=unit.level, category=unit.category,
+            contacts=unit.contacts, certified_year=unit.certified_year, certified_note=unit.certified_note,
+            created_at=now, updated_at=now).returning(Unit.id),
+            f"{unit.name} ({unit.jurisdiction_id}) already exists")
+        record = self.unit(unit_id)
+        assert record is not None
+        return record
+
+    def save_unit(self, unit: UnitRecord) -> UnitRecord:
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(update(Unit).where(Unit.id == unit.id).values(
+                    name=unit.name, category=unit.category, contacts=unit.contacts,
+                    certified_year=unit.certified_year, certified_note=unit.certified_note,
+                    updated_at=unit.updated_at))
+        except IntegrityError as exc:
+            raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists") from exc
+        record = self.unit(unit.id)
+        assert record is not None
+        return record
+
+    def add_coordinator(self, jurisdiction_id: str, name: str, email: str) -> CoordinatorRecord:
+        coordinator_id = self._insert(insert(Coordinator).values(
+            jurisdiction_id=jurisdiction_id, name=name, email=email, active=True).returning(Coordinator.id),
+            f"{email} is already a coordinator of {jurisdiction_id}")
+        return next(c for c in self.coordinators() if c.id == coordinator_id)

@@ -1,0 +1,122 @@
+"""The outbox and the sweep's marks in SQL (the ``OutboxStore`` port).
+
+Reminders for a milestone are one ``INSERT … SELECT`` over the cases that owe it, built from
+the domain's rule (``Owing``); every insert is ``ON CONFLICT (dedupe_key) DO NOTHING``, so a
+second sweep or a second process writes nothing twice. A claim takes due rows with a lease
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's writer lock does the same).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Date, String, and_, cast, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ...domain.lifecycle import Owing
+from ...service.ports import OutboxEntry, OutboxRecord
+from .tables import Case, Outbox, SweepMark
+from .types import UTCDateTime
+
+_COLUMNS = ["dedupe_key", "kind", "round_id", "case_id", "milestone", "tier", "due_on", "status", "attempts",
+            "next_attempt_at", "created_at"]
+
+
+def owing_clause(owing: Owing, round_id: str) -> Any:
+    """The SQL form of the domain's rule: the round's cases that owe (or wait for) a milestone."""
+    cond = [Case.round_id == round_id, Case.state.in_(owing.states)]
+    if owing.contact_form_missing:
+        cond.append(Case.contact_form.is_(False))
+    return and_(*cond)
+
+
+def outbox_record(row: Any) -> OutboxRecord:
+    return OutboxRecord(row.id, row.dedupe_key, row.kind, row.round_id, row.case_id, row.coordinator_id,
+                        row.milestone, row.tier, row.due_on, row.context, row.status, row.attempts,
+                        row.next_attempt_at, row.claimed_until, row.last_error, row.message_id, row.recipients,
+                        row.created_at, row.sent_at)
+
+
+class SqlOutbox:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+
+    def _insert(self, table: Any = Outbox) -> Any:
+        return (postgresql.insert if self.postgres else sqlite.insert)(table)
+
+    def _written(self, statement: Any) -> int:
+        """Rows an ``INSERT … ON CONFLICT DO NOTHING`` wrote: the driver's count on SQLite; on
+        PostgreSQL psycopg reports none here, so the ids are returned and counted."""
+        if not self.postgres:
+            return max(self.conn.execute(statement).rowcount, 0)
+        return len(self.conn.execute(statement.returning(Outbox.id)).all())
+
+    # -- the sweep's marks
+    def marked(self, round_id: str, milestone: str, stage: str) -> bool:
+        return self.conn.execute(select(SweepMark.stage).where(and_(
+            SweepMark.round_id == round_id, SweepMark.milestone == milestone, SweepMark.stage == stage))
+        ).first() is not None
+
+    def mark(self, round_id: str, milestone: str, stage: str, now: datetime) -> None:
+        self.conn.execute(self._insert(SweepMark).values(round_id=round_id, milestone=milestone, stage=stage,
+                                                         done_at=now).on_conflict_do_nothing())
+
+    # -- writing
+    def remind_owing(self, round_id: str, milestone: str, tier: int, due: date, owing: Owing, now: datetime) -> int:
+        key = literal("reminder:") + cast(Case.id, String) + literal(f":{milestone}:{tier}")
+        rows = select(key, literal("reminder"), Case.round_id, Case.id, literal(milestone), literal(tier),
+                      literal(due, Date()), literal("pending"), literal(0), literal(now, UTCDateTime()),
+                      literal(now, UTCDateTime())).where(owing_clause(owing, round_id))
+        return self._written(self._insert().from_select(_COLUMNS, rows)
+                             .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+    def add(self, entries: list[OutboxEntry], now: datetime) -> int:
+        written = 0
+        for e in entries:
+            written += self._written(self._insert().values(
+                dedupe_key=e.dedupe_key, kind=e.kind, round_id=e.round_id, case_id=e.case_id,
+                coordinator_id=e.coordinator_id, milestone=e.milestone, tier=e.tier, due_on=e.due_on,
+                context=None if e.context is None else json.dumps(e.context, ensure_ascii=False),
+                status="pending", attempts=0, next_attempt_at=now, created_at=now,
+            ).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+        return written
+
+    # -- delivering
+    def claim(self, now: datetime, lease_until: datetime, batch: int) -> list[OutboxRecord]:
+        due = or_(and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
+                  and_(Outbox.status == "sending", Outbox.claimed_until < now))
+        ids = select(Outbox.id).where(due).order_by(Outbox.id).limit(batch)
+        if self.postgres:
+            ids = ids.with_for_update(skip_locked=True)
+        chosen = list(self.conn.execute(ids).scalars())
+        if not chosen:
+            return []
+        self.conn.execute(update(Outbox).where(Outbox.id.in_(chosen)).values(status="sending",
+                                                                            claimed_until=lease_until))
+        return [outbox_record(r) for r in self.conn.execute(select(Outbox.__table__).where(Outbox.id.in_(chosen))
+                                                            .order_by(Outbox.id))]
+
+    def settle(self, row_id: int, claimed_until: datetime | None, values: Mapping[str, Any]) -> bool:
+        held = self.conn.execute(update(Outbox).where(and_(
+            Outbox.id == row_id, Outbox.status == "sending", Outbox.claimed_until == claimed_until)).values(**values))
+        return bool(held.rowcount)
+
+    def release_claims(self) -> int:
+        return int(self.conn.execute(update(Outbox).where(Outbox.status == "sending")
+                                     .values(status="pending", claimed_until=None)).rowcount)
+
+    # -- reading
+    def rows(self, *, status: str | None = None, case_id: int | None = None, limit: int = 200) -> list[OutboxRecord]:
+        q = select(Outbox.__table__).order_by(Outbox.id.desc()).limit(limit)
+        if status:
+            q = q.where(Outbox.status == status)
+        if case_id is not None:
+            q = q.where(Outbox.case_id == case_id)
+        return [outbox_record(r) for r in self.conn.execute(q)]
+
+    def count_by_status(self) -> dict[str, int]:
+        return {status: int(n) for status, n in self.conn.execute(select(Outbox.status, func.count())
+                                                                   .group_by(Outbox.status))}

@@ -1,0 +1,70 @@
+"""Rounds in SQL (the ``RoundStore`` port)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ...domain.errors import AlreadyExists
+from ...domain.lifecycle import CERTIFIED_STATES
+from ...service.ports import RoundRecord
+from .tables import Case, Jurisdiction, Round, Unit
+
+
+def _json(value: Any) -> Any:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def round_record(row: Any) -> RoundRecord:
+    return RoundRecord(row.id, row.province_id, row.year, row.rubric_id, row.calendar_id, Decimal(row.target_share),
+                       Decimal(row.pass_mark), Decimal(row.max_total), _json(row.policy), _json(row.rubric_data),
+                       list(_json(row.documents) or []), list(_json(row.targets) or []), row.opened_at, row.opened_by,
+                       row.province_path)
+
+
+class SqlRounds:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _select(self) -> Any:
+        return (select(Round.__table__, Jurisdiction.path.label("province_path"))
+                .join(Jurisdiction, Jurisdiction.id == Round.province_id))
+
+    def round(self, round_id: str) -> RoundRecord | None:
+        row = self.conn.execute(self._select().where(Round.id == round_id)).first()
+        return None if row is None else round_record(row)
+
+    def rounds(self) -> list[RoundRecord]:
+        return [round_record(row) for row in self.conn.execute(self._select().order_by(Round.province_id, Round.year))]
+
+    def lock(self, round_id: str) -> bool:
+        return self.conn.execute(select(Round.id).where(Round.id == round_id).with_for_update()).first() is not None
+
+    def add(self, record: RoundRecord) -> None:
+        try:
+            with self.conn.begin_nested():
+                self._insert(record)
+        except IntegrityError as exc:  # opened at the same moment by someone else
+            raise AlreadyExists(f"round {record.id} is already open", round_id=record.id) from exc
+
+    def _insert(self, record: RoundRecord) -> None:
+        self.conn.execute(insert(Round).values(
+            id=record.id, province_id=record.province_id, year=record.year, rubric_id=record.rubric_id,
+            calendar_id=record.calendar_id, target_share=record.target_share, pass_mark=record.pass_mark,
+            max_total=record.max_total, policy=record.policy, rubric_data=record.rubric_data,
+            documents=record.documents, targets=record.targets, opened_at=record.opened_at,
+            opened_by=record.opened_by))
+
+    def units_done_by(self, province_id: str, year: int) -> set[int]:
+        earlier = select(Round.id).where(and_(Round.province_id == province_id, Round.year < year))
+        done = set(self.conn.execute(select(Case.unit_id).where(
+            and_(Case.round_id.in_(earlier), Case.state.in_(CERTIFIED_STATES)))).scalars())
+        return done | set(self.conn.execute(select(Unit.id).where(Unit.certified_year <= year)).scalars())
+
+    def not_certified_in(self, round_id: str) -> dict[int, int]:
+        return {u: c for u, c in self.conn.execute(select(Case.unit_id, Case.id).where(
+            and_(Case.round_id == round_id, Case.state == "not_certified"))).all()}

@@ -1,0 +1,80 @@
+"""Files in and out, around the services: rosters and evidence read from people's files and
+handed to the services; score sheets and reports written in the spreadsheet layouts bureaus
+print (for the CLI, the API and the simulator)."""
+from __future__ import annotations
+
+import io
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from .adapters.progress_xlsx import progress_xlsx
+from .adapters.rosters import read_jurisdictions_csv, read_units
+from .adapters.score_sheet_xlsx import export_score_sheet, layout_for
+from .domain.case import Actor
+from .domain.errors import InvalidInput, Problem
+from .service.cases import ActionResult
+from .service.directory import ImportResult, import_jurisdiction_rows, import_unit_rows
+from .service.evidence import attach_bytes
+from .service.ports import CaseStoreFactory, EvidenceBlobs, Storage
+from .service.reports import Progress
+from .service.sheets import CaseSheets
+
+
+def import_jurisdictions(db: Storage, path: Path) -> ImportResult:
+    """Import jurisdictions from CSV (id, name, level, parent); all rows or none."""
+    return import_jurisdiction_rows(db, read_jurisdictions_csv(Path(path)), str(path))
+
+
+def import_units_data(db: Storage, data: bytes, source: str, now: datetime, *, update: bool = False,
+                      within_path: str | None = None) -> ImportResult:
+    """Import a unit roster (.csv UTF-8/GBK, or .xlsx); every bad row named, nothing imported."""
+    return import_unit_rows(db, read_units(data, source), source, now, update=update, within_path=within_path)
+
+
+def import_units(db: Storage, path: Path, now: datetime, *, update: bool = False) -> ImportResult:
+    """Import a unit roster file; see :func:`import_units_data`."""
+    return import_units_data(db, Path(path).read_bytes(), str(path), now, update=update)
+
+
+def read_bounded(paths: list[Path], max_bytes: int) -> list[tuple[str, bytes]]:
+    """The files' names and bytes; every file over ``max_bytes`` (or unreadable) is named
+    before any is read, so a huge file is never read into memory."""
+    problems = []
+    for path in map(Path, paths):
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            problems.append(Problem(path.name, exc.strerror or str(exc), "无法读取文件"))
+            continue
+        if size > max_bytes:
+            problems.append(Problem(path.name, f"{size} bytes; the limit is {max_bytes}",
+                                    f"{size} 字节，超过上限 {max_bytes} 字节"))
+    if problems:
+        raise InvalidInput("evidence refused; nothing was attached", problems, "佐证材料不符合要求，未添加")
+    return [(p.name, p.read_bytes()) for p in map(Path, paths)]
+
+
+def attach_files(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, criterion: str, paths: list[Path],
+                 actor: Actor, now: datetime, *, max_bytes: int) -> list[ActionResult]:
+    """Attach files from disk to ``criterion`` of the case, all or none."""
+    return attach_bytes(store, blobs, case_id, criterion, read_bounded(paths, max_bytes), actor, now)
+
+
+def write_score_sheet(sheets: CaseSheets, out: Path) -> None:
+    """The case's score sheet (自评表) as .xlsx in the province's printed layout."""
+    export_score_sheet(sheets.rubric, unit_name=sheets.unit_name, layout=layout_for(sheets.rubric),
+                       self_score=sheets.self, verified_score=sheets.verified, recheck_score=sheets.recheck, out=out)
+
+
+def score_sheet_xlsx(sheets: CaseSheets) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "sheet.xlsx"
+        write_score_sheet(sheets, out)
+        return out.read_bytes()
+
+
+def progress_xlsx_bytes(report: Progress) -> bytes:
+    out = io.BytesIO()
+    progress_xlsx(report, out)
+    return out.getvalue()
