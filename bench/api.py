@@ -582,7 +582,7 @@ async def mixed(cfg: dict[str, Any]) -> dict[str, Any]:
 
         def request() -> tuple:
             r = rng.random()
-            for kind, share in mix:
+            for kind, share in mix:  # noqa: B007 - the kind the draw stops at is used below
                 r -= share
                 if r < 0:
                     break

@@ -21,6 +21,7 @@ from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
+from typing import cast
 
 __all__ = ["Address", "Attachment", "OutgoingMessage", "to_email"]
 
@@ -129,6 +130,13 @@ def _validate(msg: OutgoingMessage) -> None:
         _no_line_breaks(f"header {name}", value)
 
 
+def _header(value: str) -> str:
+    """A header value: ASCII as it is, anything else a UTF-8 ``Header`` (RFC 2047 encoded words,
+    folded as the compat32 policy folds them). The stubs type header values as text; a
+    compat32 message takes ``Header`` objects too, which is what the cast says."""
+    return value if value.isascii() else cast(str, Header(value, "utf-8"))
+
+
 def _split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
     """Split ``"text/calendar; method=PUBLISH; charset=utf-8"`` into its parts."""
     kind, *raw_params = (part.strip() for part in content_type.split(";"))
@@ -205,7 +213,9 @@ def to_bytes(msg: OutgoingMessage, *, date: datetime) -> bytes:
         mixed.attach(body)
         for attachment in msg.attachments:
             maintype, subtype, params = _split_content_type(attachment.content_type)
-            part = MIMEBase(maintype, subtype, **params)
+            part = MIMEBase(maintype, subtype)
+            for key, value in params.items():
+                part.set_param(key, value)
             part.set_payload(attachment.data)
             encoders.encode_base64(part)
             part.add_header("Content-Disposition", "attachment",
@@ -215,9 +225,9 @@ def to_bytes(msg: OutgoingMessage, *, date: datetime) -> bytes:
         body = mixed
     body["From"] = formataddr((msg.sender.name, msg.sender.email), charset="utf-8")
     body["To"] = ", ".join(formataddr((a.name, a.email), charset="utf-8") for a in msg.to)
-    body["Subject"] = Header(msg.subject, "utf-8") if not msg.subject.isascii() else msg.subject
+    body["Subject"] = _header(msg.subject)
     body["Date"] = format_datetime(date)
     body["Message-ID"] = msg.message_id
     for name, value in msg.headers:
-        body[name] = Header(value, "utf-8") if not value.isascii() else value
+        body[name] = _header(value)
     return body.as_bytes()

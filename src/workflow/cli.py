@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from .clock import BUSINESS_TZ
 from .domain.case import Actor
 from .domain.errors import DomainError
 from .domain.jsonnum import dumps_json
+
+if TYPE_CHECKING:
+    from .adapters.rubric_files import RubricCatalog
 
 # No markup (names and messages are data, never Rich markup) and no wrapping of lines
 # (an error stays one line in a pipe, a file or cron mail).
@@ -150,7 +154,8 @@ def units_contact_form(unit_id: int,
     application = _app()
     r = give_contact_form(application.db, unit_id, [{"name": name, "position": position, "phone": phone,
                                                       "email": email}], Actor.parse(actor), application.clock.now())
-    console.print(f"unit {unit_id}: contact form given; recorded on cases {', '.join(map(str, r.cases)) or '(none open)'}")
+    cases = ", ".join(map(str, r.cases)) or "(none open)"
+    console.print(f"unit {unit_id}: contact form given; recorded on cases {cases}")
 
 
 @units_app.command("confirm-contact")
@@ -348,13 +353,13 @@ def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help=
     console.print(table)
 
 
-def _read_entries(pairs: list[str], sheet: Path | None, counts: list[str] = ()) -> dict[str, Any]:
+def _read_entries(pairs: list[str], sheet: Path | None, counts: Sequence[str] = ()) -> dict[str, Any]:
     """Sheet entries from --sheet (CSV code,points or a JSON object of code → points or
     {"count": N}), --entry CODE=POINTS and --count CODE=N (a number of occurrences)."""
     from .adapters.rosters import decode
     from .domain.errors import InvalidInput, Problem
 
-    entries: dict[str, str] = {}
+    entries: dict[str, str | dict[str, int]] = {}
     problems: list[Problem] = []
     if sheet is not None:
         text = decode(sheet.read_bytes(), str(sheet))
@@ -383,7 +388,8 @@ def _read_entries(pairs: list[str], sheet: Path | None, counts: list[str] = ()) 
     for pair in pairs:
         code, sep, value = pair.partition("=")
         if not sep or not code.strip() or not value.strip():
-            problems.append(Problem(f"--entry {pair}", "expected CODE=POINTS, e.g. 2.1.1=1", "应为 编号=分数，如 2.1.1=1"))
+            problems.append(Problem(f"--entry {pair}", "expected CODE=POINTS, e.g. 2.1.1=1",
+                                    "应为 编号=分数，如 2.1.1=1"))
             continue
         entries[code.strip()] = value.strip()
     for pair in counts:
@@ -556,7 +562,7 @@ def documents_attach(case_id: int, document: str = typer.Argument(..., help="the
 @documents_app.command("list")
 def documents_list(case_id: int) -> None:
     """The documents the case's round asks for, and the files on each."""
-    from .service.evidence import list_documents
+    from .service.evidence import DocumentItem, list_documents
 
     application = _app()
     with application.db.reader() as uow:
@@ -564,7 +570,7 @@ def documents_list(case_id: int) -> None:
     files = list_documents(application.db, case_id)
     table = Table("document", "name", "file", "type", "bytes", "attached")
     for d in ctx.documents:
-        mine = [f for f in files if f.document == d.id] or [None]
+        mine: list[DocumentItem | None] = [f for f in files if f.document == d.id] or [None]
         for f in mine:
             table.add_row(d.id, d.name, f.filename if f else "— missing", f.type if f else "",
                           str(f.size) if f else "",
@@ -871,7 +877,7 @@ def tokens_revoke(token_id: int) -> None:
 
 
 # ------------------------------------------------------------------ rubrics
-def _rubrics():
+def _rubrics() -> RubricCatalog:
     from .adapters.rubric_files import RubricCatalog
     from .config import Settings
 
@@ -959,8 +965,9 @@ def demo(db: str | None = typer.Option(None, help="database URL (default: the co
 
 @app.command()
 def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML), e.g. examples/shanxi-2021.yaml"),
-             db: str | None = typer.Option(None, help="database URL to keep (empty, or holding a killed run of the same "
-                                                         "scenario, which resumes); default a temporary SQLite file"),
+             db: str | None = typer.Option(None, help="database URL to keep (empty, or holding a killed run of "
+                                                         "the same scenario, which resumes); default a temporary "
+                                                         "SQLite file"),
              maildir: Path | None = typer.Option(None, help="where the mails go (default var/simulate/<name>/mail)"),
              smtp: str | None = typer.Option(None, help="HOST:PORT of an SMTP server to send the mails to instead"),
              events_out: Path | None = typer.Option(None, "--events-out", help="write every event as JSON lines"),
@@ -1036,7 +1043,7 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
         console.print(f"resumed a run that had finished {result.resumed_after}")
     console.print(f"mails sent {result.mails_sent}, failed {result.mails_failed}; actions refused "
                   f"{len(result.refused)}; {result.days} days simulated")
-    console.print(f"mails: {settings.smtp_host + ':' + str(settings.smtp_port) if smtp else settings.maildir} · "
+    console.print(f"mails: {f'{settings.smtp_host}:{settings.smtp_port}' if smtp else settings.maildir} · "
                   f"database: {result.database_url}")
     if events_out:
         with open(events_out, "w", encoding="utf-8") as fh:

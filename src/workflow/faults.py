@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+from pathlib import Path
 
 _spec = os.environ.get("WORKFLOW_FAULT_KILL_AT", "")
 _at, _, _when = _spec.partition(":")
@@ -31,4 +32,5 @@ def commit_point(stage: str) -> None:
 
 
 if _count_file:
-    atexit.register(lambda: open(_count_file, "w").write(str(_commits)))
+    _counts = Path(_count_file)
+    atexit.register(lambda: _counts.write_text(str(_commits)))

@@ -517,4 +517,5 @@ def run(scenario: Scenario, application: Any, transport: Any, *,
 
 def timeline(application: Any, round_ids: list[str]) -> list[TimelineRow]:
     """Every event of the rounds' cases and duty streams, and every mail sent, in time order."""
-    return application.db.read.timeline(round_ids)
+    db: Storage = application.db
+    return db.read.timeline(round_ids)

@@ -30,8 +30,8 @@ def client(db, db_url, tmp_path):
                       calendars=CalendarCatalog(REPO_ROOT / "calendars"))
     open_shanxi(db, NOW)
     # case 36: a unit of 太原 (city), to test subtrees
-    from workflow.service.cases import register_case
     from workflow.files import import_units
+    from workflow.service.cases import register_case
 
     import_units(db, write_units_csv(tmp_path / "ty.csv", [("太原市财政局", "shanxi-taiyuan",
                                                                           "行政机关")]), NOW)

@@ -44,7 +44,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -60,8 +60,8 @@ from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
 from workflow.domain.access import ROLES
-from workflow.service.cases import perform_action, register_case
 from workflow.files import import_units
+from workflow.service.cases import perform_action, register_case
 from workflow.service.evidence import attach_bytes, attach_document_bytes
 from workflow.service.oversight import file_round, spot_check
 from workflow.service.rounds import open_round
@@ -189,7 +189,7 @@ class World:
 
 
 # ---------------------------------------------------------------- the table's vocabulary
-Lazy = Union[Any, Callable[[World], Any]]  # a value, or made from the world of the cell
+Lazy = Any | Callable[[World], Any]  # a value, or made from the world of the cell
 
 
 def resolve(value: Lazy, world: World) -> Any:

@@ -165,9 +165,9 @@ def _binds_in_sqlite(case: Any) -> bool:
         value = (case.path_parameters or {}).get(name)
         if isinstance(value, bool) or value is None:
             continue
-        if isinstance(value, int) or (isinstance(value, str) and _INT.match(value.strip())):
-            if not -(2**63) <= int(value) < 2**63:
-                return False
+        if (isinstance(value, int) or (isinstance(value, str) and _INT.match(value.strip()))) \
+                and not -(2**63) <= int(value) < 2**63:
+            return False
     return True
 
 

@@ -28,8 +28,8 @@ from workflow.adapters.db.store import Database
 from workflow.clock import BUSINESS_TZ
 from workflow.domain.case import Actor
 from workflow.domain.rubric import Rubric, diff_rubrics
-from workflow.service.cases import perform_action
 from workflow.files import import_units
+from workflow.service.cases import perform_action
 
 from ..support import RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
 

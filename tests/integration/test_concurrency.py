@@ -145,8 +145,8 @@ def test_readers_do_not_wait_for_a_writer_on_sqlite(sqlite_db: Database) -> None
 
 def test_the_same_unit_registered_twice_at_once_is_one_case(db: Database) -> None:
     from workflow.domain.errors import AlreadyExists
-    from workflow.service.cases import register_case
     from workflow.files import import_units
+    from workflow.service.cases import register_case
 
     from ..support import ADMIN, write_units_csv
 

@@ -24,10 +24,10 @@ from notifications import Address
 from workflow.adapters.db.engine import make_engine
 from workflow.adapters.db.store import Database
 from workflow.adapters.db.tables import Outbox
+from workflow.files import import_units
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
 from workflow.service.directory import add_coordinator, give_contact_form
-from workflow.files import import_units
 from workflow.service.dispatch import DispatchReport, DispatchSettings, backoff, dispatch, message_id_for
 from workflow.service.queries import list_cases, list_notifications
 from workflow.service.rounds import open_round
@@ -166,7 +166,7 @@ def test_misses_and_the_digest_are_delivered_in_chinese(db: Database, tmp_path: 
     report = run(db, smtp_server.transport(), at(date(2021, 10, 21), 9, 1))
 
     assert report.sent == 3
-    for name, email in UNITS:
+    for _name, email in UNITS:
         [msg] = smtp_server.to(email)
         assert msg["Subject"] == f"【逾期】{SELF_ASSESSMENT}已逾期（截止日期：2021年10月20日）"
         assert "截至2021年10月21日" in text_body(msg) and ics_attachments(msg) == []

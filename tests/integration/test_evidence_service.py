@@ -10,9 +10,9 @@ import pytest
 from workflow.adapters.db.store import Database
 from workflow.adapters.evidence_store import LocalEvidenceStore
 from workflow.domain.errors import Incomplete, InvalidInput
+from workflow.files import attach_files as attach
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
-from workflow.files import attach_files as attach
 from workflow.service.evidence import attach_document_bytes, export_archive, list_evidence
 
 from ..support import RUBRICS, open_shanxi, sheet_with, unit_actor

@@ -21,8 +21,8 @@ from workflow.adapters.db.tables import Jurisdiction, Unit
 from workflow.clock import ManualClock
 from workflow.domain.errors import InvalidInput, Problem
 from workflow.domain.units import CATEGORIES
-from workflow.service.directory import ImportResult
 from workflow.files import import_jurisdictions, import_units
+from workflow.service.directory import ImportResult
 
 from ..support import EXAMPLES, seed_jurisdictions
 

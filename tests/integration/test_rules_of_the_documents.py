@@ -20,11 +20,11 @@ from workflow.adapters.db.store import Database
 from workflow.adapters.evidence_store import LocalEvidenceStore
 from workflow.config import REPO_ROOT
 from workflow.domain.errors import ActionRefused, InvalidInput, NotFound
+from workflow.files import import_units
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
 from workflow.service.directory import add_coordinator, give_contact_form, update_unit
-from workflow.files import import_units
 from workflow.service.duties import duty_board, duty_history, record_duty
 from workflow.service.oversight import file_round
 from workflow.service.queries import list_cases

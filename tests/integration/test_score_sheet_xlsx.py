@@ -143,11 +143,11 @@ def expected_merges(exp: Expected, rubric: Rubric, groups: int) -> set[str]:
         if len(cols) > 1:
             merges.add(col_range(cols, total, total))
     for section in rubric.sections:
-        first, last = span(rubric, lambda s, i: s.code == section.code)
+        first, last = span(rubric, lambda s, i, section=section: s.code == section.code)
         if last > first:
             merges |= {f"{c}{first}:{c}{last}" for c in exp.section_cols}
         for item in section.items:
-            first, last = span(rubric, lambda s, i: i.code == item.code)
+            first, last = span(rubric, lambda s, i, item=item: i.code == item.code)
             if last > first:
                 cols = list(exp.item_cols) + [item_col for _, item_col in score_cols(exp, groups)]
                 merges |= {f"{c}{first}:{c}{last}" for c in cols}
@@ -168,8 +168,8 @@ def check_sheet(ws: Worksheet, exp: Expected, rubric: Rubric, scores: list[Sheet
     first_of_section: set[int] = set()
     first_of_item: set[int] = set()
     for section in rubric.sections:
-        first_of_section.add(span(rubric, lambda s, i: s.code == section.code)[0])
-        first_of_item |= {span(rubric, lambda s, i: i.code == item.code)[0] for item in section.items}
+        first_of_section.add(span(rubric, lambda s, i, section=section: s.code == section.code)[0])
+        first_of_item |= {span(rubric, lambda s, i, item=item: i.code == item.code)[0] for item in section.items}
     for row, s, i, c in rows(rubric):
         for col, value in exp.fixed.items():
             scope_first = (first_of_section if col in exp.section_cols

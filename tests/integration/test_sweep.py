@@ -24,11 +24,11 @@ from workflow.adapters.db.tables import Outbox
 from workflow.domain.case import CaseState
 from workflow.domain.errors import ActionRefused
 from workflow.domain.events import Event
+from workflow.files import import_units
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import SweepReport, sweep
 from workflow.service.directory import add_coordinator, give_contact_form
-from workflow.files import import_units
 from workflow.service.queries import list_cases
 from workflow.service.rounds import open_round
 

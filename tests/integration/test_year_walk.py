@@ -23,11 +23,11 @@ import chinese_calendar
 from notifications import Address
 from workflow.adapters.db.store import Database
 from workflow.domain.events import Event
+from workflow.files import import_units
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 from workflow.service.deadlines import sweep
 from workflow.service.directory import add_coordinator, give_contact_form
-from workflow.files import import_units
 from workflow.service.dispatch import DispatchSettings, dispatch
 from workflow.service.queries import list_cases, list_notifications
 from workflow.service.rounds import open_round
@@ -290,8 +290,9 @@ def expected_mails(running: list[date]) -> list[Mail]:
         mails.append(Mail(first_run_after(ordered, running), unit.email,
                           f"【整改通知】{ROUND_TITLE}：评价验收得分70分，请于{cn(rect_due)}前完成整改", ics_due=rect_due))
         unit_deadline(rect_name, rect_due, rect_tiers,
-                      lambda u, day: u is unit and state_on(u, day) == "rectification",
-                      lambda day: f"【整改提醒】{ROUND_TITLE}整改材料报送截止日期：{cn(rect_due)}（还有{(rect_due - day).days}天）")
+                      lambda u, day, unit=unit: u is unit and state_on(u, day) == "rectification",
+                      lambda day, due=rect_due: f"【整改提醒】{ROUND_TITLE}整改材料报送截止日期：{cn(due)}"
+                                                f"（还有{(due - day).days}天）")
     return sorted(mails)
 
 
@@ -300,7 +301,7 @@ def expected_mails(running: list[date]) -> list[Mail]:
 def _open_round(db: Database, tmp_path: Path) -> dict[str, tuple[int, int]]:
     """The round opened on 05-26 at 08:00; case and unit ids by unit key."""
     seed_jurisdictions(db)
-    write_units(tmp_path / "units.csv", [u for u in UNITS], FIRST_DAY)
+    write_units(tmp_path / "units.csv", list(UNITS), FIRST_DAY)
     import_units(db, tmp_path / "units.csv", at(FIRST_DAY, 8))
     for c in COORDINATORS:
         add_coordinator(db, c.jurisdiction, c.name, c.email)

@@ -3,13 +3,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import yaml
 
 from ..domain.errors import InvalidInput, NotFound, Problem
 
-T = TypeVar("T")
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Identified)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -31,7 +37,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-class LineDict(dict):
+class LineDict(dict[Any, Any]):
     """A mapping that knows the line it starts on (1-based)."""
 
     line: int = 0
@@ -67,7 +73,8 @@ def read_yaml(path: Path, *, lines: bool = False) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         what = getattr(exc, "problem", None) or str(exc)
-        raise InvalidInput(f"{where}: YAML syntax error: {what}", [Problem(where, f"YAML syntax error: {what}")]) from None
+        raise InvalidInput(f"{where}: YAML syntax error: {what}",
+                           [Problem(where, f"YAML syntax error: {what}")]) from None
     except (ValueError, OverflowError, TypeError, RecursionError) as exc:  # e.g. a date 2021-02-30, an unhashable key
         what = f"a value YAML cannot read: {exc}"
         raise InvalidInput(f"{path}: {what}", [Problem(str(path), what)]) from None
@@ -98,7 +105,8 @@ class Catalog(Generic[T]):
     def get(self, ident: str) -> T:
         items = self._load()
         if ident not in items:
-            raise NotFound(f"no {self.kind} {ident!r} in {self.directory} (known: {', '.join(sorted(items)) or 'none'})")
+            known = ", ".join(sorted(items)) or "none"
+            raise NotFound(f"no {self.kind} {ident!r} in {self.directory} (known: {known})")
         return items[ident]
 
     def all(self) -> list[T]:

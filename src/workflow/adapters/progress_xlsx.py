@@ -15,7 +15,8 @@ def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
     from openpyxl.styles import Alignment, Font
 
     book = Workbook()
-    sheet = book.active
+    sheet = book.create_sheet(index=0)
+    book.remove(book.worksheets[1])  # the empty sheet a new workbook starts with
     sheet.title = "进度"
     milestones = sorted({m for r in report.rows for m in r.missed})
     levels = [lv for lv in UNIT_LEVELS if any(r.by_level.get(lv) and r.by_level[lv].agencies for r in report.rows)]

@@ -173,10 +173,6 @@ def read_records(records: Iterator[tuple[int, list[str]]], source: str, columns:
     return Sheet(rows, problems)
 
 
-def read_units_csv(path: Path) -> Sheet:
-    return read_units(Path(path).read_bytes(), str(path))
-
-
 def read_units(data: bytes, source: str) -> Sheet:
     """A unit roster, .csv or .xlsx."""
     return read_roster(data, source, UNIT_COLUMNS, ("name", "jurisdiction", "category"))

@@ -37,7 +37,8 @@ class RubricCatalog:
                 problems.extend(exc.problems)
                 continue
             if rubric.id != path.stem:
-                problems.append(Problem(f"{path}: id", f"rubric id {rubric.id!r} must match the file name {path.stem!r}"))
+                problems.append(Problem(f"{path}: id",
+                                        f"rubric id {rubric.id!r} must match the file name {path.stem!r}"))
             else:
                 rubrics[rubric.id] = rubric
         if problems:

@@ -51,14 +51,15 @@ class LeaderLock:
             url = self.engine.url.set(drivername="postgresql")
             conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
                                    application_name=f"workflow-scheduler {self.name}")
-            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+            got = row is not None and bool(row[0])
             if got:
                 self._conn = conn
             else:
                 conn.close()
             return bool(got)
         path = Path(self.engine.url.database or "workflow.db").with_suffix(".scheduler.lock")
-        handle = open(path, "a+")
+        handle = open(path, "a+")  # noqa: SIM115 - held open while the lock is held; closed by release()
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

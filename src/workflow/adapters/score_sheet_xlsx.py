@@ -231,7 +231,7 @@ def _style(ws: Worksheet, layout: _Layout, width: int, total_row: int) -> None:
             cell.alignment = _LEFT if col in left_cols and not header else _CENTER
             if header:
                 cell.font = _BOLD
-    ws.freeze_panes = ws.cell(FIRST_DATA_ROW, 1)
+    ws.freeze_panes = f"A{FIRST_DATA_ROW}"
     ws.print_title_rows = f"{HEADER_ROW}:{SUBHEADER_ROW}"
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4

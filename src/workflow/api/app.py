@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..bootstrap import App
 from ..domain.errors import DomainError
@@ -34,10 +35,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 class RequestContext:
     """Pure ASGI middleware: request id, one log line per request, metrics by route template."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -54,7 +55,7 @@ class RequestContext:
         status = 500
         started = time.perf_counter()
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -64,7 +65,7 @@ class RequestContext:
 
         started_response = False
 
-        async def send_tracked(message: dict) -> None:
+        async def send_tracked(message: Message) -> None:
             nonlocal started_response
             started_response = started_response or message["type"] == "http.response.start"
             await send_with_id(message)

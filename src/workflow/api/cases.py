@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..bootstrap import App
 from ..domain.access import Principal
 from ..domain.case import allowed_actions
 from ..domain.dates import business_date
@@ -29,9 +30,26 @@ from ..service.ports import CaseScope
 from ..service.queries import list_cases, list_notifications, round_calendar
 from ..service.sheets import case_sheets
 from .common import XLSX, ApiError, Application, Caller, SeenCase, binary_body, log, read_body, scope_root, writer
-from .schemas import (ActionOut, CaseItem, CaseOut, CasePage, DocumentAttached, DocumentFile, DocumentOut,
-                      EventOut, EvidenceAttached, EvidenceOut, NotificationOut, RequiredDocument, SheetOut, SheetsOut,
-                      UnitRef, WaitingOn, iso, num)
+from .schemas import (
+    ActionOut,
+    CaseItem,
+    CaseOut,
+    CasePage,
+    DocumentAttached,
+    DocumentFile,
+    DocumentOut,
+    EventOut,
+    EvidenceAttached,
+    EvidenceOut,
+    NotificationOut,
+    RequiredDocument,
+    SheetOut,
+    SheetsOut,
+    UnitRef,
+    WaitingOn,
+    iso,
+    num,
+)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -116,7 +134,7 @@ def get_case(case: SeenCase, who: Caller, application: Application) -> CaseOut:
         allowed_actions=[] if who.read_only else allowed_actions(c, ctx, now, actor=who.actor))
 
 
-def _history(application: Any, case: CaseScope) -> list[Event]:
+def _history(application: App, case: CaseScope) -> list[Event]:
     with application.db.reader() as uow:
         return uow.events(case.id)
 

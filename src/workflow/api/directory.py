@@ -42,7 +42,8 @@ class Contact(BaseModel):
 class UnitIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "太原市机关事务管理局", "jurisdiction": "shanxi-taiyuan", "category": "党政机关",
-         "contacts": [{"name": "王敏", "position": "办公室主任", "phone": "0351-1234567", "email": "wang@example.gov.cn"}]}]})
+         "contacts": [{"name": "王敏", "position": "办公室主任", "phone": "0351-1234567",
+                       "email": "wang@example.gov.cn"}]}]})
     name: str = Field(min_length=1, max_length=200)
     jurisdiction: str = Field(min_length=1, max_length=64, pattern=CODE)
     level: str | None = Field(default=None, description="provincial, city or county; defaults from the jurisdiction")
@@ -121,7 +122,8 @@ def add_unit(body: UnitIn, who: Annotated[Principal, Depends(role_in("coordinato
 
 @router.post("/units/import", tags=["directory"],
              openapi_extra={"requestBody": {"required": True, "content": {
-                 "text/csv": {"schema": {"type": "string"}}, XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
+                 "text/csv": {"schema": {"type": "string"}},
+                 XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
 async def import_units(request: Request,
                        who: Annotated[Principal, Depends(role_in("coordinator", "admin", doing="import units"))],
                        application: Application,

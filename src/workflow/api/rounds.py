@@ -19,11 +19,38 @@ from ..service.reports import at_risk as risky
 from ..service.reports import progress as progress_of
 from ..service.rounds import OpenedRound, open_round, roll_over
 from .cases import attachment
-from .common import (CODE, XLSX, ApiError, Application, Caller, SeenRound, binary_body, read_body, role_in,
-                     scope_root, visible_round)
-from .schemas import (AtRiskItem, AtRiskOut, DocumentSpec, DutiesOut, DutyEventOut, DutyOut, FiledCase, FilingOut,
-                      FilingTotals, JurisdictionRef, OpenedOut, ProgressOut, RoundOut, SpotCheckOut, TargetOut,
-                      UnitRef, iso)
+from .common import (
+    CODE,
+    XLSX,
+    ApiError,
+    Application,
+    Caller,
+    SeenRound,
+    binary_body,
+    read_body,
+    role_in,
+    scope_root,
+    visible_round,
+)
+from .schemas import (
+    AtRiskItem,
+    AtRiskOut,
+    DocumentSpec,
+    DutiesOut,
+    DutyEventOut,
+    DutyOut,
+    FiledCase,
+    FilingOut,
+    FilingTotals,
+    JurisdictionRef,
+    OpenedOut,
+    ProgressOut,
+    RoundOut,
+    SpotCheckOut,
+    TargetOut,
+    UnitRef,
+    iso,
+)
 
 router = APIRouter(prefix="/api/v1")
 SHARE = r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$"

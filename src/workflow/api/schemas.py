@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-
 Points = str  # a Decimal written as on the form: "70", "76.5"
 
 

@@ -114,11 +114,6 @@ class Milestone:
         return Owing(tuple(sorted(self.owes_states)))
 
     @property
-    def by_units(self) -> bool:
-        """Owed by each unit's case (reminded to units, misses on the cases)."""
-        return self.owed_by == "unit" and not self.informational
-
-    @property
     def by_bureau(self) -> bool:
         """Owed by each jurisdiction for its own units' cases (the evaluation)."""
         return self.owed_by == "bureau"
@@ -312,6 +307,7 @@ def _milestone(data: Any, where: str, problems: ProblemList) -> Milestone | None
         problems.add(f"{where}.remind", "tiers are given but nobody is reminded")
     if len(problems.problems) > before:
         return None
+    assert isinstance(mid, str) and isinstance(name, str)  # checked above (a problem was added otherwise)
     return Milestone(mid, name.strip(), month, day, data.get("next_year") is True, states, contact_form, remind,
                      escalate, tiers, str(data.get("what_to_do") or "").strip(), owed_by, needs)
 

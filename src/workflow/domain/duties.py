@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from .dates import business_date
 from .calendar import Calendar, Milestone
+from .dates import business_date
 from .errors import ActionRefused, InvalidInput, Problem
 from .events import GENESIS_HASH, Chained, canonical_json, chain_hash, to_payload_value, utc_iso
 
@@ -109,9 +109,10 @@ def record_done(stream: DutyStream, duty: Milestone, *, actor: str, now: datetim
     if not duty.by_level:
         raise ActionRefused(f"{duty.id} ({duty.name}) is done by acting on the cases it is owed for, "
                             "not by recording it", f"“{duty.name}”随案件办理完成，无需登记", duty=duty.id)
-    if stream.status(duty.id).done_at is not None:
+    done_at = stream.status(duty.id).done_at
+    if done_at is not None:
         raise ActionRefused(f"{duty.id} of {stream.jurisdiction_id} in round {stream.round_id} is already recorded "
-                            f"done ({utc_iso(stream.status(duty.id).done_at)})", f"“{duty.name}”已登记完成",
+                            f"done ({utc_iso(done_at)})", f"“{duty.name}”已登记完成",
                             duty=duty.id, jurisdiction_id=stream.jurisdiction_id)
     attachments, batches, spot_checks = list(attachments), sorted(batches), sorted(spot_checks)
     given = {"attachment": attachments, "filing_batches": batches, "spot_checks": spot_checks}

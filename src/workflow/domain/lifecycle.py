@@ -210,7 +210,7 @@ class Lifecycle:
             self._triggers[state] = triggers
             for trigger in triggers:
                 self._edges[(trigger, state)] = tuple(
-                    Edge(trigger, state, tr.dest, tuple(c.func for c in tr.conditions))
+                    Edge(trigger, state, str(tr.dest), tuple(str(c.func) for c in tr.conditions))
                     for tr in self.machine.get_transitions(trigger=trigger, source=state)
                 )
         self._actions = tuple(dict.fromkeys(t for s in STATES for t in self._triggers[s]))

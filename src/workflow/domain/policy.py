@@ -33,7 +33,8 @@ class Policy:
 def policy_from_dict(data: Any, where: str) -> Policy:
     problems = ProblemList()
     if not isinstance(data, Mapping):
-        problems.add(where, f"must be a mapping with on_fail, rectification_days, carry_over; got {type(data).__name__}")
+        problems.add(where, "must be a mapping with on_fail, rectification_days, carry_over; "
+                            f"got {type(data).__name__}")
         problems.raise_if_any(f"invalid policy in {where}")
     known = {"on_fail", "rectification_days", "carry_over"}
     for key in sorted(set(data) - known):

@@ -213,7 +213,9 @@ def diff_rubrics(a: Rubric, b: Rubric) -> list[Difference]:
         for code in sorted(set(left) | set(right), key=_code_key):
             x, y = left.get(code), right.get(code)
             if x is None or y is None:
-                shown = (x or y).name if kind != "criterion" else (x or y).text
+                only = x if x is not None else y
+                assert only is not None
+                shown = only.name if kind != "criterion" else only.text
                 out.append(Difference(code, kind, "only in A" if y is None else "only in B",
                                       shown if y is None else None, shown if x is None else None))
                 continue
@@ -366,7 +368,8 @@ class _Reader:
             elif per_occurrence and not _is_multiple(cap, points):
                 self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} is not a multiple of points {_fmt(points)}")
             elif not per_occurrence and points != cap:
-                self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} differs from points {_fmt(points)} (not per_occurrence)")
+                self.add(_join_path(path, "cap"),
+                         f"cap {_fmt(cap)} differs from points {_fmt(points)} (not per_occurrence)")
             elif not per_occurrence and step is not None and not _is_multiple(cap, step):
                 self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} is not a multiple of step {_fmt(step)}")
         if None in (code, text, points, cap, per_occurrence, must_pass, step) or per is False:

@@ -12,9 +12,10 @@ JURISDICTION_LEVELS = ("province", "city", "county")
 # A unit's level follows the level of the jurisdiction it belongs to.
 UNIT_LEVEL_OF = {"province": "provincial", "city": "city", "county": "county"}
 UNIT_LEVELS = tuple(UNIT_LEVEL_OF.values())
-CATEGORIES = ("党的机关", "人大机关", "行政机关", "政协机关", "监察机关", "审判机关", "检察机关", "人民团体", "参公事业单位")
-LEVEL_ALIASES = {"省级": "provincial", "市级": "city", "县级": "county", "省": "provincial", "市": "city", "县": "county",
-                 "区": "county", "县级/区": "county"}
+CATEGORIES = ("党的机关", "人大机关", "行政机关", "政协机关", "监察机关", "审判机关", "检察机关", "人民团体",
+              "参公事业单位")
+LEVEL_ALIASES = {"省级": "provincial", "市级": "city", "县级": "county", "省": "provincial", "市": "city",
+                 "县": "county", "区": "county", "县级/区": "county"}
 JURISDICTION_LEVEL_ALIASES = {"省": "province", "市": "city", "县": "county", "区": "county", "市州": "city"}
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -160,7 +161,8 @@ def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mappin
     parent = _text(data.get("parent")) or None
     _no_control(where, {"name": name}, problems)
     if not _CODE.match(jid):
-        problems.add(f"{where}.id", f"must be 1–64 of a-z, 0-9, '-', '_' (starting with a letter or digit); got {jid!r}")
+        problems.add(f"{where}.id",
+                     f"must be 1–64 of a-z, 0-9, '-', '_' (starting with a letter or digit); got {jid!r}")
     if not name:
         problems.add(f"{where}.name", "required")
     if level not in JURISDICTION_LEVELS:
@@ -175,7 +177,8 @@ def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mappin
         else:
             want = JURISDICTION_LEVELS[JURISDICTION_LEVELS.index(level) - 1]
             if known_levels[parent] != want:
-                problems.add(f"{where}.parent", f"a {level}'s parent must be a {want}; {parent} is a {known_levels[parent]}")
+                problems.add(f"{where}.parent",
+                             f"a {level}'s parent must be a {want}; {parent} is a {known_levels[parent]}")
     if len(problems.problems) > before:
         return None
     return JurisdictionDraft(jid, name, level, parent)

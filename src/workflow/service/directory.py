@@ -13,8 +13,14 @@ from typing import Any
 from ..domain.case import Actor
 from ..domain.dates import require_aware
 from ..domain.errors import AlreadyExists, InvalidInput, NotFound, Problem, ProblemList
-from ..domain.units import (JURISDICTION_LEVEL_ALIASES, JURISDICTION_LEVELS, UnitDraft, check_contact,
-                            check_jurisdiction, check_unit)
+from ..domain.units import (
+    JURISDICTION_LEVEL_ALIASES,
+    JURISDICTION_LEVELS,
+    UnitDraft,
+    check_contact,
+    check_jurisdiction,
+    check_unit,
+)
 from .cases import take
 from .ports import CoordinatorRecord, JurisdictionRecord, NewUnit, Storage, UnitRecord
 

@@ -27,13 +27,14 @@ from .ports import Calendars, CaseReferent, CoordinatorRecord, OutboxRecord, Rou
 DISPATCHER = Actor("system", "dispatch")
 CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
 DUTY_KINDS = ("duty_reminder", "duty_missed")
-NEEDS_TEXT = {"attachment": "请在系统中登记完成并上传相关材料", "filing_batches": "请先在系统中建立备案批次，再登记完成",
+NEEDS_TEXT = {"attachment": "请在系统中登记完成并上传相关材料",
+              "filing_batches": "请先在系统中建立备案批次，再登记完成",
               "spot_checks": "请在系统中登记抽查记录，再登记完成", "nothing": "请在系统中登记完成"}
 
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    sender: Address = Address("noreply@workflow.local", "节约型机关创建工作")
+    sender: Address = field(default_factory=lambda: Address("noreply@workflow.local", "节约型机关创建工作"))
     message_domain: str = "workflow.local"
     max_attempts: int = 20  # with the backoff capped at 6 h: an SMTP outage of about three days
     base_backoff: timedelta = timedelta(minutes=1)
@@ -64,7 +65,8 @@ def message_id_for(dedupe_key: str, domain: str) -> str:
 
 
 def backoff(attempts: int, settings: DispatchSettings) -> timedelta:
-    return min(settings.base_backoff * (2 ** max(attempts - 1, 0)), settings.max_backoff)
+    factor: int = 2 ** max(attempts - 1, 0)
+    return min(settings.base_backoff * factor, settings.max_backoff)
 
 
 def _claim(db: Storage, now: datetime, settings: DispatchSettings) -> list[OutboxRecord]:
@@ -331,7 +333,8 @@ def _record(db: Storage, rows: list[OutboxRecord], outcomes: list[tuple[int, dic
         return
 
 
-def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport) -> dict[str, Any]:
+def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport
+           ) -> dict[str, Any]:
     attempts = row.attempts + 1
     if attempts >= settings.max_attempts:
         report.failed += 1

@@ -20,8 +20,6 @@ from ..domain.lifecycle import CERTIFIED_STATES
 from .cases import fingerprint, recall, take
 from .ports import CaseStore, FilingRecord, SpotCheckRecord, Storage
 
-SpotCheckResult = SpotCheckRecord  # what a draw returns: its record
-
 
 def _subtree(uow: CaseStore, jurisdiction_id: str) -> str:
     jurisdiction = uow.directory.jurisdiction(jurisdiction_id)

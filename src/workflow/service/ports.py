@@ -27,7 +27,6 @@ from ..domain.events import Event
 from ..domain.lifecycle import Owing
 from ..domain.rubric import Rubric
 
-
 # ---------------------------------------------------------------- records (what the stores hold)
 
 @dataclass(frozen=True, slots=True)

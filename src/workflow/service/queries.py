@@ -12,8 +12,17 @@ from ..domain.duties import waiting_on
 from ..domain.errors import NotFound
 from ..domain.events import Event
 from ..domain.lifecycle import STATES
-from .ports import (CaseFilter, CaseRow, CaseScope, CoordinatorRecord, JurisdictionRecord, OutboxRecord, RoundRecord,
-                    Storage, UnitRecord)
+from .ports import (
+    CaseFilter,
+    CaseRow,
+    CaseScope,
+    CoordinatorRecord,
+    JurisdictionRecord,
+    OutboxRecord,
+    RoundRecord,
+    Storage,
+    UnitRecord,
+)
 
 __all__ = ["CaseDetail", "CaseRow", "case_scope", "list_cases", "list_coordinators", "list_jurisdictions",
            "list_notifications", "list_rounds", "list_units", "round_calendar", "show_case", "unit_history"]

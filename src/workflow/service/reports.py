@@ -23,9 +23,10 @@ SHARE_RULE = {
           "province, or recorded as certified before the system was used; not withdrawn since) ÷ every agency in "
           "scope (every unit of the jurisdiction, taking part this year or not); compared with the target that "
           "applies there (per jurisdiction, per level, else the round's)",
-    "zh": "达标占比 = 截至本年度已建成节约型机关的单位数（本轮或以前各轮认定或已备案，以及启用系统前已建成并登记的单位；"
-          "其后撤回的不计）÷ 范围内全部单位数（该地区所有县级及以上党政机关，无论本年度是否参加）；与适用的目标"
-          "（按地区、按层级，否则为本轮目标）比较",
+    "zh": "达标占比 = 截至本年度已建成节约型机关的单位数（本轮或以前各轮认定或已备案，"
+          "以及启用系统前已建成并登记的单位；其后撤回的不计）÷ 范围内全部单位数"
+          "（该地区所有县级及以上党政机关，无论本年度是否参加）；"
+          "与适用的目标（按地区、按层级，否则为本轮目标）比较",
 }
 ROUND_RATE_RULE = {"en": "round pass rate = certified or filed cases of this round ÷ cases taking part (not withdrawn)",
                    "zh": "本轮通过率 = 本轮认定或已备案的案件数 ÷ 本轮参加的案件数（不含撤回）"}

@@ -61,7 +61,8 @@ def open_round(db: Storage, rubrics: Catalog, calendars: Calendars, *, province_
         share = calendar.overall_target(year)
         if share is None:
             problems.add("target_share", f"calendar {calendar.id} sets no target for {year}: give the round's "
-                                         "target share (e.g. 0.5)", f"日历 {calendar.id} 未规定{year}年的目标，请填写目标占比")
+                                         "target share (e.g. 0.5)",
+                         f"日历 {calendar.id} 未规定{year}年的目标，请填写目标占比")
     round_id = f"{province_id}-{year}"
     if len(round_id) > 64:
         problems.add("province", f"the round id {round_id!r} would be longer than 64 characters")

@@ -9,10 +9,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ...domain.errors import AlreadyExists
 from ...service.ports import CoordinatorRecord, JurisdictionRecord, NewUnit, UnitRecord
-from .tables import Coordinator, Jurisdiction, Unit
+from .tables import coordinators, jurisdictions, units
 
-_UNIT_COLUMNS = (Unit.id, Unit.jurisdiction_id, Unit.name, Unit.level, Unit.category, Unit.contacts,
-                 Unit.certified_year, Unit.certified_note, Unit.created_at, Unit.updated_at, Jurisdiction.path)
+_UNIT_COLUMNS = (units.c.id, units.c.jurisdiction_id, units.c.name, units.c.level, units.c.category, units.c.contacts,
+                 units.c.certified_year, units.c.certified_note, units.c.created_at, units.c.updated_at,
+                 jurisdictions.c.path)
 
 
 def within(column: Any, path: str | None) -> Any:
@@ -30,39 +31,42 @@ class SqlDirectory:
         self.conn = conn
 
     def jurisdictions(self, within_path: str | None = None) -> list[JurisdictionRecord]:
-        rows = self.conn.execute(select(Jurisdiction.id, Jurisdiction.name, Jurisdiction.level, Jurisdiction.parent_id,
-                                        Jurisdiction.path).where(within(Jurisdiction.path, within_path))
-                                 .order_by(Jurisdiction.path))
+        rows = self.conn.execute(select(jurisdictions.c.id, jurisdictions.c.name, jurisdictions.c.level,
+                                        jurisdictions.c.parent_id,
+                                        jurisdictions.c.path).where(within(jurisdictions.c.path, within_path))
+                                 .order_by(jurisdictions.c.path))
         return [JurisdictionRecord(*row) for row in rows]
 
     def jurisdiction(self, jurisdiction_id: str) -> JurisdictionRecord | None:
-        row = self.conn.execute(select(Jurisdiction.id, Jurisdiction.name, Jurisdiction.level, Jurisdiction.parent_id,
-                                       Jurisdiction.path).where(Jurisdiction.id == jurisdiction_id)).first()
+        row = self.conn.execute(select(jurisdictions.c.id, jurisdictions.c.name, jurisdictions.c.level,
+                                       jurisdictions.c.parent_id,
+                                       jurisdictions.c.path).where(jurisdictions.c.id == jurisdiction_id)).first()
         return None if row is None else JurisdictionRecord(*row)
 
     def _units(self, *where: Any, limit: int | None = None) -> list[UnitRecord]:
-        rows = self.conn.execute(select(*_UNIT_COLUMNS).join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id)
-                                 .where(*where).order_by(Unit.id).limit(limit))
+        rows = self.conn.execute(select(*_UNIT_COLUMNS).join(jurisdictions,
+                                                             jurisdictions.c.id == units.c.jurisdiction_id)
+                                 .where(*where).order_by(units.c.id).limit(limit))
         return [_unit(row) for row in rows]
 
     def units(self, within_path: str | None = None, *, after_id: int = 0, limit: int | None = None
               ) -> list[UnitRecord]:
-        return self._units(within(Jurisdiction.path, within_path), Unit.id > after_id, limit=limit)
+        return self._units(within(jurisdictions.c.path, within_path), units.c.id > after_id, limit=limit)
 
     def unit(self, unit_id: int) -> UnitRecord | None:
-        found = self._units(Unit.id == unit_id)
+        found = self._units(units.c.id == unit_id)
         return found[0] if found else None
 
     def unit_named(self, jurisdiction_id: str, name: str) -> UnitRecord | None:
-        found = self._units(Unit.jurisdiction_id == jurisdiction_id, Unit.name == name)
+        found = self._units(units.c.jurisdiction_id == jurisdiction_id, units.c.name == name)
         return found[0] if found else None
 
     def coordinators(self, active_only: bool = False) -> list[CoordinatorRecord]:
-        q = (select(Coordinator.id, Coordinator.jurisdiction_id, Coordinator.name, Coordinator.email,
-                    Coordinator.active, Jurisdiction.name)
-             .join(Jurisdiction, Jurisdiction.id == Coordinator.jurisdiction_id).order_by(Coordinator.id))
+        q = (select(coordinators.c.id, coordinators.c.jurisdiction_id, coordinators.c.name, coordinators.c.email,
+                    coordinators.c.active, jurisdictions.c.name)
+             .join(jurisdictions, jurisdictions.c.id == coordinators.c.jurisdiction_id).order_by(coordinators.c.id))
         if active_only:
-            q = q.where(Coordinator.active.is_(True))
+            q = q.where(coordinators.c.active.is_(True))
         return [CoordinatorRecord(*row) for row in self.conn.execute(q)]
 
     # -- writes
@@ -76,18 +80,18 @@ class SqlDirectory:
             raise AlreadyExists(exists) from exc
 
     def add_jurisdiction(self, record: JurisdictionRecord) -> None:
-        self._insert(insert(Jurisdiction).values(id=record.id, name=record.name, level=record.level,
+        self._insert(insert(jurisdictions).values(id=record.id, name=record.name, level=record.level,
                                                  parent_id=record.parent_id, path=record.path),
                      f"jurisdiction {record.id!r} already exists")
 
     def rename_jurisdiction(self, jurisdiction_id: str, name: str) -> None:
-        self.conn.execute(update(Jurisdiction).where(Jurisdiction.id == jurisdiction_id).values(name=name))
+        self.conn.execute(update(jurisdictions).where(jurisdictions.c.id == jurisdiction_id).values(name=name))
 
     def add_unit(self, unit: NewUnit, now: datetime) -> UnitRecord:
-        unit_id = self._insert(insert(Unit).values(
+        unit_id = self._insert(insert(units).values(
             jurisdiction_id=unit.jurisdiction_id, name=unit.name, level=unit.level, category=unit.category,
             contacts=unit.contacts, certified_year=unit.certified_year, certified_note=unit.certified_note,
-            created_at=now, updated_at=now).returning(Unit.id),
+            created_at=now, updated_at=now).returning(units.c.id),
             f"{unit.name} ({unit.jurisdiction_id}) already exists")
         record = self.unit(unit_id)
         assert record is not None
@@ -96,7 +100,7 @@ class SqlDirectory:
     def save_unit(self, unit: UnitRecord) -> UnitRecord:
         try:
             with self.conn.begin_nested():
-                self.conn.execute(update(Unit).where(Unit.id == unit.id).values(
+                self.conn.execute(update(units).where(units.c.id == unit.id).values(
                     name=unit.name, category=unit.category, contacts=unit.contacts,
                     certified_year=unit.certified_year, certified_note=unit.certified_note,
                     updated_at=unit.updated_at))
@@ -107,7 +111,7 @@ class SqlDirectory:
         return record
 
     def add_coordinator(self, jurisdiction_id: str, name: str, email: str) -> CoordinatorRecord:
-        coordinator_id = self._insert(insert(Coordinator).values(
-            jurisdiction_id=jurisdiction_id, name=name, email=email, active=True).returning(Coordinator.id),
+        coordinator_id = self._insert(insert(coordinators).values(
+            jurisdiction_id=jurisdiction_id, name=name, email=email, active=True).returning(coordinators.c.id),
             f"{email} is already a coordinator of {jurisdiction_id}")
         return next(c for c in self.coordinators() if c.id == coordinator_id)

@@ -12,8 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...domain.duties import DutyEvent, DutyStatus, DutyStream
 from ...domain.errors import ConflictError
-from .tables import DutyEvent as DutyEventRow
-from .tables import DutyStream as DutyStreamRow
+from .tables import duty_events, duty_streams
 
 
 def _stream(row: Any) -> DutyStream:
@@ -46,13 +45,13 @@ class SqlDuties:
 
 
 def load_stream(conn: Connection, round_id: str, jurisdiction_id: str) -> DutyStream:
-    row = conn.execute(select(DutyStreamRow.__table__).where(and_(
-        DutyStreamRow.round_id == round_id, DutyStreamRow.jurisdiction_id == jurisdiction_id))).first()
+    row = conn.execute(select(duty_streams).where(and_(
+        duty_streams.c.round_id == round_id, duty_streams.c.jurisdiction_id == jurisdiction_id))).first()
     return DutyStream(round_id, jurisdiction_id) if row is None else _stream(row)
 
 
 def streams_of_round(conn: Connection, round_id: str) -> dict[str, DutyStream]:
-    rows = conn.execute(select(DutyStreamRow.__table__).where(DutyStreamRow.round_id == round_id))
+    rows = conn.execute(select(duty_streams).where(duty_streams.c.round_id == round_id))
     return {row.jurisdiction_id: _stream(row) for row in rows}
 
 
@@ -62,16 +61,16 @@ def append(conn: Connection, before: DutyStream, event: DutyEvent, after: DutySt
               "updated_at": now}
     try:
         if before.version == 0:
-            conn.execute(insert(DutyStreamRow).values(round_id=after.round_id, jurisdiction_id=after.jurisdiction_id,
+            conn.execute(insert(duty_streams).values(round_id=after.round_id, jurisdiction_id=after.jurisdiction_id,
                                                       **values))
         else:
-            done = conn.execute(update(DutyStreamRow).where(and_(
-                DutyStreamRow.round_id == before.round_id, DutyStreamRow.jurisdiction_id == before.jurisdiction_id,
-                DutyStreamRow.version == before.version)).values(**values))
+            done = conn.execute(update(duty_streams).where(and_(
+                duty_streams.c.round_id == before.round_id, duty_streams.c.jurisdiction_id == before.jurisdiction_id,
+                duty_streams.c.version == before.version)).values(**values))
             if done.rowcount != 1:
                 raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed "
                                     "since they were read; reload and retry")
-        conn.execute(insert(DutyEventRow).values(
+        conn.execute(insert(duty_events).values(
             round_id=event.round_id, jurisdiction_id=event.jurisdiction_id, seq=event.seq, type=event.type,
             actor=event.actor, occurred_at=event.occurred_at, payload=event.payload_json,
             prev_hash=event.prev_hash, hash=event.hash))
@@ -81,26 +80,26 @@ def append(conn: Connection, before: DutyStream, event: DutyEvent, after: DutySt
 
 
 def stream_events(conn: Connection, round_id: str, jurisdiction_id: str) -> list[DutyEvent]:
-    rows = conn.execute(select(DutyEventRow.__table__).where(and_(
-        DutyEventRow.round_id == round_id, DutyEventRow.jurisdiction_id == jurisdiction_id))
-        .order_by(DutyEventRow.seq))
+    rows = conn.execute(select(duty_events).where(and_(
+        duty_events.c.round_id == round_id, duty_events.c.jurisdiction_id == jurisdiction_id))
+        .order_by(duty_events.c.seq))
     return [_event(r) for r in rows]
 
 
 def all_streams(conn: Connection, jurisdiction_ids: list[str] | None = None) -> Iterator[DutyStream]:
     """Every stream (of these jurisdictions), in (round, jurisdiction) order."""
-    query = select(DutyStreamRow.__table__).order_by(DutyStreamRow.round_id, DutyStreamRow.jurisdiction_id)
+    query = select(duty_streams).order_by(duty_streams.c.round_id, duty_streams.c.jurisdiction_id)
     if jurisdiction_ids is not None:
-        query = query.where(DutyStreamRow.jurisdiction_id.in_(jurisdiction_ids))
+        query = query.where(duty_streams.c.jurisdiction_id.in_(jurisdiction_ids))
     for row in conn.execute(query):
         yield _stream(row)
 
 
 def all_duty_events(conn: Connection, jurisdiction_ids: list[str] | None = None) -> Iterator[DutyEvent]:
     """Every duty event (of these jurisdictions), in (round, jurisdiction, seq) order."""
-    query = select(DutyEventRow.__table__).order_by(DutyEventRow.round_id, DutyEventRow.jurisdiction_id,
-                                                    DutyEventRow.seq)
+    query = select(duty_events).order_by(duty_events.c.round_id, duty_events.c.jurisdiction_id,
+                                                    duty_events.c.seq)
     if jurisdiction_ids is not None:
-        query = query.where(DutyEventRow.jurisdiction_id.in_(jurisdiction_ids))
+        query = query.where(duty_events.c.jurisdiction_id.in_(jurisdiction_ids))
     for row in conn.execute(query):
         yield _event(row)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...domain.lifecycle import Owing
 from ...service.ports import OutboxEntry, OutboxRecord
-from .tables import Case, Outbox, SweepMark
+from .tables import cases, outbox, sweep_marks
 from .types import UTCDateTime
 
 _COLUMNS = ["dedupe_key", "kind", "round_id", "case_id", "milestone", "tier", "due_on", "status", "attempts",
@@ -26,9 +26,9 @@ _COLUMNS = ["dedupe_key", "kind", "round_id", "case_id", "milestone", "tier", "d
 
 def owing_clause(owing: Owing, round_id: str) -> Any:
     """The SQL form of the domain's rule: the round's cases that owe (or wait for) a milestone."""
-    cond = [Case.round_id == round_id, Case.state.in_(owing.states)]
+    cond = [cases.c.round_id == round_id, cases.c.state.in_(owing.states)]
     if owing.contact_form_missing:
-        cond.append(Case.contact_form.is_(False))
+        cond.append(cases.c.contact_form.is_(False))
     return and_(*cond)
 
 
@@ -44,7 +44,7 @@ class SqlOutbox:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
 
-    def _insert(self, table: Any = Outbox) -> Any:
+    def _insert(self, table: Any = outbox) -> Any:
         return (postgresql.insert if self.postgres else sqlite.insert)(table)
 
     def _written(self, statement: Any) -> int:
@@ -52,22 +52,22 @@ class SqlOutbox:
         PostgreSQL psycopg reports none here, so the ids are returned and counted."""
         if not self.postgres:
             return max(self.conn.execute(statement).rowcount, 0)
-        return len(self.conn.execute(statement.returning(Outbox.id)).all())
+        return len(self.conn.execute(statement.returning(outbox.c.id)).all())
 
     # -- the sweep's marks
     def marked(self, round_id: str, milestone: str, stage: str) -> bool:
-        return self.conn.execute(select(SweepMark.stage).where(and_(
-            SweepMark.round_id == round_id, SweepMark.milestone == milestone, SweepMark.stage == stage))
+        return self.conn.execute(select(sweep_marks.c.stage).where(and_(
+            sweep_marks.c.round_id == round_id, sweep_marks.c.milestone == milestone, sweep_marks.c.stage == stage))
         ).first() is not None
 
     def mark(self, round_id: str, milestone: str, stage: str, now: datetime) -> None:
-        self.conn.execute(self._insert(SweepMark).values(round_id=round_id, milestone=milestone, stage=stage,
+        self.conn.execute(self._insert(sweep_marks).values(round_id=round_id, milestone=milestone, stage=stage,
                                                          done_at=now).on_conflict_do_nothing())
 
     # -- writing
     def remind_owing(self, round_id: str, milestone: str, tier: int, due: date, owing: Owing, now: datetime) -> int:
-        key = literal("reminder:") + cast(Case.id, String) + literal(f":{milestone}:{tier}")
-        rows = select(key, literal("reminder"), Case.round_id, Case.id, literal(milestone), literal(tier),
+        key = literal("reminder:") + cast(cases.c.id, String) + literal(f":{milestone}:{tier}")
+        rows = select(key, literal("reminder"), cases.c.round_id, cases.c.id, literal(milestone), literal(tier),
                       literal(due, Date()), literal("pending"), literal(0), literal(now, UTCDateTime()),
                       literal(now, UTCDateTime())).where(owing_clause(owing, round_id))
         return self._written(self._insert().from_select(_COLUMNS, rows)
@@ -86,37 +86,38 @@ class SqlOutbox:
 
     # -- delivering
     def claim(self, now: datetime, lease_until: datetime, batch: int) -> list[OutboxRecord]:
-        due = or_(and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
-                  and_(Outbox.status == "sending", Outbox.claimed_until < now))
-        ids = select(Outbox.id).where(due).order_by(Outbox.id).limit(batch)
+        due = or_(and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
+                  and_(outbox.c.status == "sending", outbox.c.claimed_until < now))
+        ids = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(batch)
         if self.postgres:
             ids = ids.with_for_update(skip_locked=True)
         chosen = list(self.conn.execute(ids).scalars())
         if not chosen:
             return []
-        self.conn.execute(update(Outbox).where(Outbox.id.in_(chosen)).values(status="sending",
+        self.conn.execute(update(outbox).where(outbox.c.id.in_(chosen)).values(status="sending",
                                                                             claimed_until=lease_until))
-        return [outbox_record(r) for r in self.conn.execute(select(Outbox.__table__).where(Outbox.id.in_(chosen))
-                                                            .order_by(Outbox.id))]
+        return [outbox_record(r) for r in self.conn.execute(select(outbox).where(outbox.c.id.in_(chosen))
+                                                            .order_by(outbox.c.id))]
 
     def settle(self, row_id: int, claimed_until: datetime | None, values: Mapping[str, Any]) -> bool:
-        held = self.conn.execute(update(Outbox).where(and_(
-            Outbox.id == row_id, Outbox.status == "sending", Outbox.claimed_until == claimed_until)).values(**values))
+        held = self.conn.execute(update(outbox).where(and_(
+            outbox.c.id == row_id, outbox.c.status == "sending",
+                                                           outbox.c.claimed_until == claimed_until)).values(**values))
         return bool(held.rowcount)
 
     def release_claims(self) -> int:
-        return int(self.conn.execute(update(Outbox).where(Outbox.status == "sending")
+        return int(self.conn.execute(update(outbox).where(outbox.c.status == "sending")
                                      .values(status="pending", claimed_until=None)).rowcount)
 
     # -- reading
     def rows(self, *, status: str | None = None, case_id: int | None = None, limit: int = 200) -> list[OutboxRecord]:
-        q = select(Outbox.__table__).order_by(Outbox.id.desc()).limit(limit)
+        q = select(outbox).order_by(outbox.c.id.desc()).limit(limit)
         if status:
-            q = q.where(Outbox.status == status)
+            q = q.where(outbox.c.status == status)
         if case_id is not None:
-            q = q.where(Outbox.case_id == case_id)
+            q = q.where(outbox.c.case_id == case_id)
         return [outbox_record(r) for r in self.conn.execute(q)]
 
     def count_by_status(self) -> dict[str, int]:
-        return {status: int(n) for status, n in self.conn.execute(select(Outbox.status, func.count())
-                                                                   .group_by(Outbox.status))}
+        return {status: int(n) for status, n in self.conn.execute(select(outbox.c.status, func.count())
+                                                                   .group_by(outbox.c.status))}

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from ...service.ports import FilingRecord, SpotCheckRecord
 from .directory import within
-from .tables import Case, FilingBatch, Jurisdiction, SpotCheck, Unit
+from .tables import cases, filing_batches, jurisdictions, spot_checks, units
 
 
 def _json(value: Any) -> Any:
@@ -23,54 +23,57 @@ class SqlOversight:
 
     def cases_in(self, round_id: str, path: str, states: tuple[str, ...]) -> list[int]:
         return list(self.conn.execute(
-            select(Case.id).join(Unit, Unit.id == Case.unit_id).join(Jurisdiction, Jurisdiction.id == Unit.jurisdiction_id)
-            .where(Case.round_id == round_id, Case.state.in_(states), within(Jurisdiction.path, path))
-            .order_by(Case.id)).scalars())
+            select(cases.c.id).join(units, units.c.id == cases.c.unit_id)
+            .join(jurisdictions, jurisdictions.c.id == units.c.jurisdiction_id)
+            .where(cases.c.round_id == round_id, cases.c.state.in_(states), within(jurisdictions.c.path, path))
+            .order_by(cases.c.id)).scalars())
 
     def unit_names(self, case_ids: list[int]) -> dict[int, str]:
         if not case_ids:
             return {}
-        return dict(self.conn.execute(select(Case.id, Unit.name).join(Unit, Unit.id == Case.unit_id)
-                                      .where(Case.id.in_(case_ids))).all())
+        return dict(self.conn.execute(select(cases.c.id, units.c.name).join(units, units.c.id == cases.c.unit_id)
+                                      .where(cases.c.id.in_(case_ids))).all())
 
     def count_spot_checks(self, round_id: str) -> int:
-        return int(self.conn.execute(select(func.count()).select_from(SpotCheck)
-                                     .where(SpotCheck.round_id == round_id)).scalar() or 0)
+        return int(self.conn.execute(select(func.count()).select_from(spot_checks)
+                                     .where(spot_checks.c.round_id == round_id)).scalar() or 0)
 
     def add_spot_check(self, record: SpotCheckRecord) -> None:
-        self.conn.execute(insert(SpotCheck).values(
+        self.conn.execute(insert(spot_checks).values(
             id=record.id, round_id=record.round_id, jurisdiction_id=record.jurisdiction_id, seed=record.seed,
             share=record.share, population=record.population, drawn=record.drawn, drawn_at=record.drawn_at,
             drawn_by=record.drawn_by))
 
     def spot_checks(self, round_id: str, within_path: str | None = None) -> list[SpotCheckRecord]:
         rows = self.conn.execute(
-            select(SpotCheck.__table__, Jurisdiction.path).join(Jurisdiction, Jurisdiction.id == SpotCheck.jurisdiction_id)
-            .where(SpotCheck.round_id == round_id, within(Jurisdiction.path, within_path))
-            .order_by(SpotCheck.drawn_at, SpotCheck.id))
-        return [SpotCheckRecord(r.id, r.round_id, r.jurisdiction_id, r.seed, Decimal(r.share), list(_json(r.population)),
+            select(spot_checks, jurisdictions.c.path)
+            .join(jurisdictions, jurisdictions.c.id == spot_checks.c.jurisdiction_id)
+            .where(spot_checks.c.round_id == round_id, within(jurisdictions.c.path, within_path))
+            .order_by(spot_checks.c.drawn_at, spot_checks.c.id))
+        return [SpotCheckRecord(r.id, r.round_id, r.jurisdiction_id, r.seed, Decimal(r.share),
+                                list(_json(r.population)),
                                 list(_json(r.drawn)), r.drawn_at, r.drawn_by, r.path) for r in rows]
 
     def count_filings(self, round_id: str) -> int:
-        return int(self.conn.execute(select(func.count()).select_from(FilingBatch)
-                                     .where(FilingBatch.round_id == round_id)).scalar() or 0)
+        return int(self.conn.execute(select(func.count()).select_from(filing_batches)
+                                     .where(filing_batches.c.round_id == round_id)).scalar() or 0)
 
     def add_filing(self, record: FilingRecord) -> None:
-        self.conn.execute(insert(FilingBatch).values(
+        self.conn.execute(insert(filing_batches).values(
             id=record.id, round_id=record.round_id, jurisdiction_id=record.jurisdiction_id, cases=record.cases,
             totals=record.totals, filed_at=record.filed_at, filed_by=record.filed_by))
 
     def _filings(self, *where: Any) -> list[FilingRecord]:
         rows = self.conn.execute(
-            select(FilingBatch.__table__, Jurisdiction.path)
-            .join(Jurisdiction, Jurisdiction.id == FilingBatch.jurisdiction_id).where(*where)
-            .order_by(FilingBatch.filed_at, FilingBatch.id))
+            select(filing_batches, jurisdictions.c.path)
+            .join(jurisdictions, jurisdictions.c.id == filing_batches.c.jurisdiction_id).where(*where)
+            .order_by(filing_batches.c.filed_at, filing_batches.c.id))
         return [FilingRecord(r.id, r.round_id, r.jurisdiction_id, list(_json(r.cases)), dict(_json(r.totals)),
                              r.filed_at, r.filed_by, r.path) for r in rows]
 
     def filing(self, batch_id: str) -> FilingRecord | None:
-        found = self._filings(FilingBatch.id == batch_id)
+        found = self._filings(filing_batches.c.id == batch_id)
         return found[0] if found else None
 
     def filings(self, round_id: str, within_path: str | None = None) -> list[FilingRecord]:
-        return self._filings(FilingBatch.round_id == round_id, within(Jurisdiction.path, within_path))
+        return self._filings(filing_batches.c.round_id == round_id, within(jurisdictions.c.path, within_path))

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from ...domain.errors import AlreadyExists
 from ...domain.lifecycle import CERTIFIED_STATES
 from ...service.ports import RoundRecord
-from .tables import Case, Jurisdiction, Round, Unit
+from .tables import cases, jurisdictions, rounds, units
 
 
 def _json(value: Any) -> Any:
@@ -31,18 +31,20 @@ class SqlRounds:
         self.conn = conn
 
     def _select(self) -> Any:
-        return (select(Round.__table__, Jurisdiction.path.label("province_path"))
-                .join(Jurisdiction, Jurisdiction.id == Round.province_id))
+        return (select(rounds, jurisdictions.c.path.label("province_path"))
+                .join(jurisdictions, jurisdictions.c.id == rounds.c.province_id))
 
     def round(self, round_id: str) -> RoundRecord | None:
-        row = self.conn.execute(self._select().where(Round.id == round_id)).first()
+        row = self.conn.execute(self._select().where(rounds.c.id == round_id)).first()
         return None if row is None else round_record(row)
 
     def rounds(self) -> list[RoundRecord]:
-        return [round_record(row) for row in self.conn.execute(self._select().order_by(Round.province_id, Round.year))]
+        return [round_record(row) for row in self.conn.execute(self._select().order_by(rounds.c.province_id,
+                                                                                       rounds.c.year))]
 
     def lock(self, round_id: str) -> bool:
-        return self.conn.execute(select(Round.id).where(Round.id == round_id).with_for_update()).first() is not None
+        row = self.conn.execute(select(rounds.c.id).where(rounds.c.id == round_id).with_for_update()).first()
+        return row is not None
 
     def add(self, record: RoundRecord) -> None:
         try:
@@ -52,7 +54,7 @@ class SqlRounds:
             raise AlreadyExists(f"round {record.id} is already open", round_id=record.id) from exc
 
     def _insert(self, record: RoundRecord) -> None:
-        self.conn.execute(insert(Round).values(
+        self.conn.execute(insert(rounds).values(
             id=record.id, province_id=record.province_id, year=record.year, rubric_id=record.rubric_id,
             calendar_id=record.calendar_id, target_share=record.target_share, pass_mark=record.pass_mark,
             max_total=record.max_total, policy=record.policy, rubric_data=record.rubric_data,
@@ -60,11 +62,12 @@ class SqlRounds:
             opened_by=record.opened_by))
 
     def units_done_by(self, province_id: str, year: int) -> set[int]:
-        earlier = select(Round.id).where(and_(Round.province_id == province_id, Round.year < year))
-        done = set(self.conn.execute(select(Case.unit_id).where(
-            and_(Case.round_id.in_(earlier), Case.state.in_(CERTIFIED_STATES)))).scalars())
-        return done | set(self.conn.execute(select(Unit.id).where(Unit.certified_year <= year)).scalars())
+        earlier = select(rounds.c.id).where(and_(rounds.c.province_id == province_id, rounds.c.year < year))
+        done = set(self.conn.execute(select(cases.c.unit_id).where(
+            and_(cases.c.round_id.in_(earlier), cases.c.state.in_(CERTIFIED_STATES)))).scalars())
+        return done | set(self.conn.execute(select(units.c.id).where(units.c.certified_year <= year)).scalars())
 
     def not_certified_in(self, round_id: str) -> dict[int, int]:
-        return {u: c for u, c in self.conn.execute(select(Case.unit_id, Case.id).where(
-            and_(Case.round_id == round_id, Case.state == "not_certified"))).all()}
+        rows = self.conn.execute(select(cases.c.unit_id, cases.c.id).where(
+            and_(cases.c.round_id == round_id, cases.c.state == "not_certified")))
+        return {int(unit_id): int(case_id) for unit_id, case_id in rows}

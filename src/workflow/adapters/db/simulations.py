@@ -5,7 +5,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, insert, select, update
 
-from .tables import IdempotencyKey, SimulationProgress
+from .tables import idempotency_keys, simulation_progress
 
 
 class SqlSimulations:
@@ -13,20 +13,23 @@ class SqlSimulations:
         self.conn = conn
 
     def progress(self, digest: str) -> tuple[bool, date | None]:
-        row = self.conn.execute(select(SimulationProgress.day_done).where(SimulationProgress.digest == digest)).first()
+        row = self.conn.execute(select(simulation_progress.c.day_done)
+                                .where(simulation_progress.c.digest == digest)).first()
         return (False, None) if row is None else (True, row.day_done)
 
     def start(self, digest: str, scenario: str) -> None:
-        self.conn.execute(insert(SimulationProgress).values(digest=digest, scenario=scenario[-500:]))
+        self.conn.execute(insert(simulation_progress).values(digest=digest, scenario=scenario[-500:]))
 
     def finish_day(self, digest: str, day: date) -> None:
-        self.conn.execute(update(SimulationProgress).where(SimulationProgress.digest == digest).values(day_done=day))
+        self.conn.execute(update(simulation_progress).where(simulation_progress.c.digest == digest)
+                          .values(day_done=day))
 
     def refusal(self, key: str) -> str | None:
-        row = self.conn.execute(select(IdempotencyKey.ref).where(IdempotencyKey.key == f"{key}:refused")).first()
+        row = self.conn.execute(select(idempotency_keys.c.ref)
+                                .where(idempotency_keys.c.key == f"{key}:refused")).first()
         return None if row is None else str(row.ref)
 
     def remember_refusal(self, key: str, why: str, now: datetime) -> None:
         shown = why if len(why) <= 100 else why[:99] + "…"  # the column holds 100 characters: say it was cut
-        self.conn.execute(insert(IdempotencyKey).values(key=f"{key}:refused", what="refused", ref=shown,
+        self.conn.execute(insert(idempotency_keys).values(key=f"{key}:refused", what="refused", ref=shown,
                                                         fingerprint="", created_at=now))

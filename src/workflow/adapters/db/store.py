@@ -11,11 +11,10 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -38,11 +37,19 @@ from .rounds import SqlRounds
 from .simulations import SqlSimulations
 from .tokens import SqlTokens
 
+S = TypeVar("S")
+
+
+def _each_call(engine: Engine, store: Callable[[Connection], S]) -> S:
+    """The store ``S``, each of whose methods runs on a connection of its own (the proxy has
+    the store's methods, which is what the cast says)."""
+    return cast(S, _EachCall(engine, store))
+
 
 class _EachCall:
     """A store read on a connection of its own for each call (outside a unit of work)."""
 
-    def __init__(self, engine: Engine, store: type) -> None:
+    def __init__(self, engine: Engine, store: Callable[[Connection], Any]) -> None:
         self._engine, self._store = engine, store
 
     def __getattr__(self, name: str) -> Any:
@@ -132,10 +139,9 @@ class Codec:
             value = value.astimezone(UTC)
         return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if self.sqlite else value
 
-    def dt_in(self, value: Any) -> datetime:
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    def dt_in(self, value: datetime | str) -> datetime:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
     def date_out(self, value: date | None) -> Any:
         return None if value is None else (value.isoformat() if self.sqlite else value)
@@ -194,6 +200,7 @@ class SqlCaseStore:
         self._done = False
         self._conn = None
         self._texts: dict[int, tuple[tuple[Any, Any], ...]] = {}
+        self._raw: Any  # the driver's DB-API connection (sqlite3 or psycopg): typed by neither
         if core:
             self._conn = database.engine.connect()
             if database.is_sqlite and not read_only:  # a reader does not queue behind writers
@@ -313,7 +320,7 @@ class SqlCaseStore:
         except self._db.integrity_errors as exc:  # registered at the same moment by someone else
             raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
                                 round_id=round_id, unit_id=unit_id) from exc
-        case_id = self._cur.fetchone()[0]
+        (case_id,) = self._cur.fetchone()
         event = registration_event(case_id, round_id, unit_id, actor, now, carried_over_from)
         after = apply(None, event)
         before = CaseState(case_id, round_id, unit_id, "registered", 0, GENESIS_HASH, carried_over_from,
@@ -330,7 +337,7 @@ class SqlCaseStore:
             "self_total": c.dec_out(after.self_total), "verified_total": c.dec_out(after.verified_total),
             "recheck_total": c.dec_out(after.recheck_total), "passed": after.passed,
             "rectification_due": c.date_out(after.rectification_due),
-            "updated_at": when if after.updated_at == event.occurred_at else c.dt_out(after.updated_at),
+            "updated_at": when if after.updated_at in (None, event.occurred_at) else c.dt_out(after.updated_at),
             "self_entries": self._text(before.id, 0, after.self_entries,
                                        lambda v: None if v is None else canonical_json(v)),
             "evidence": self._text(before.id, 1, after.evidence,
@@ -443,18 +450,18 @@ class Database:
         self.codec = Codec(self.dialect)
         self.sql = dict(_SQL) if self.is_sqlite else {k: _pg(v) for k, v in _SQL.items()}
         self.round_cache: dict[str, RoundContext] = {}
-        dbapi = engine.dialect.dbapi
+        dbapi: Any = engine.dialect.dbapi  # the driver module (sqlite3, psycopg)
         self.integrity_errors: tuple[type[BaseException], ...] = (dbapi.IntegrityError, SAIntegrityError)
         self._local = threading.local()
         # The stores, each read on a connection of its own (writes go through a unit of work).
-        self.directory: Any = _EachCall(engine, SqlDirectory)
-        self.tokens: Any = _EachCall(engine, SqlTokens)
-        self.rounds: Any = _EachCall(engine, SqlRounds)
-        self.outbox: Any = _EachCall(engine, SqlOutbox)
-        self.oversight: Any = _EachCall(engine, SqlOversight)
-        self.duties: Any = _EachCall(engine, SqlDuties)
-        self.simulations: Any = _EachCall(engine, SqlSimulations)
-        self.read: Any = _EachCall(engine, SqlReadModels)
+        self.directory = _each_call(engine, SqlDirectory)
+        self.tokens = _each_call(engine, SqlTokens)
+        self.rounds = _each_call(engine, SqlRounds)
+        self.outbox = _each_call(engine, SqlOutbox)
+        self.oversight = _each_call(engine, SqlOversight)
+        self.duties = _each_call(engine, SqlDuties)
+        self.simulations = _each_call(engine, SqlSimulations)
+        self.read = _each_call(engine, SqlReadModels)
 
     def prepare(self) -> None:
         """Create or migrate the schema."""
@@ -474,25 +481,11 @@ class Database:
         """
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            path = self.engine.url.database
+            path = self.engine.url.database or ""
             conn = sqlite3.connect(path, check_same_thread=True, cached_statements=64)
             prepare_sqlite_connection(conn, getattr(self.engine, "sqlite_busy_timeout_ms", 10_000))
             self._local.conn = conn
         return conn
-
-    @contextmanager
-    def write_connection(self) -> Iterator[Any]:
-        """A SQLAlchemy connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite, so a
-        read-then-write never fails to upgrade its lock); committed on success."""
-        with self.engine.connect() as conn:
-            if self.is_sqlite:
-                conn.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
-            with conn.begin():
-                yield conn
-                if faults.ACTIVE:
-                    faults.commit_point("before")
-            if faults.ACTIVE:
-                faults.commit_point("after")
 
     def unit_of_work(self, core: bool = False) -> _UnitOfWork:
         return _UnitOfWork(self, core)
@@ -501,7 +494,7 @@ class Database:
         """A read-only unit of work (on SQLite it takes no write lock, so it never waits for a sweep)."""
         return _UnitOfWork(self, core=True, read_only=True)
 
-    def stream(self, sql: str, params: dict[str, Any] | None = None, batch: int = 5000) -> Iterator[tuple]:
+    def stream(self, sql: str, params: dict[str, Any] | None = None, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
         """Rows of a read query, fetched in batches (server-side cursor on PostgreSQL)."""
         sql = sql if self.is_sqlite else _pg(sql)
         raw = self.engine.raw_connection()

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -32,7 +33,8 @@ class Jurisdiction(SQLModel, table=True):
     id: str = Field(sa_column=Column(String(64), primary_key=True))
     name: str = Field(sa_column=Column(String(200), nullable=False))
     level: str = Field(sa_column=Column(String(16), nullable=False))  # province / city / county
-    parent_id: str | None = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=True))
+    parent_id: str | None = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"),
+                                                                 nullable=True))
     # Materialised path "/shanxi/taiyuan/": a subtree is one prefix match.
     path: str = Field(sa_column=Column(String(700), nullable=False, index=True, unique=True))
 
@@ -42,7 +44,8 @@ class Unit(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("jurisdiction_id", "name", name="uq_unit_jurisdiction_name"),)
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
-    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False, index=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False,
+                                                  index=True))
     name: str = Field(sa_column=Column(String(200), nullable=False))
     level: str = Field(sa_column=Column(String(16), nullable=False))  # provincial / city / county
     category: str = Field(sa_column=Column(String(32), nullable=False))
@@ -102,7 +105,8 @@ class Case(SQLModel, table=True):
     state: str = Field(sa_column=Column(String(32), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
     last_hash: str = Field(sa_column=Column(String(64), nullable=False))
-    carried_over_from: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"), nullable=True))
+    carried_over_from: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("cases.id"),
+                                                                         nullable=True))
     self_total: Decimal | None = Field(default=None, sa_column=Column(DecimalText, nullable=True))
     verified_total: Decimal | None = Field(default=None, sa_column=Column(DecimalText, nullable=True))
     recheck_total: Decimal | None = Field(default=None, sa_column=Column(DecimalText, nullable=True))
@@ -312,3 +316,30 @@ class SimulationProgress(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+
+# ---------------------------------------------------------------- the tables as SQLAlchemy Core sees them
+# The stores build their statements on these (``cases.c.state``): typed columns, where the
+# model classes' attributes are typed as the Python values they hold.
+
+def _core(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table models; undeclared
+    assert isinstance(table, Table)
+    return table
+
+
+jurisdictions = _core(Jurisdiction)
+units = _core(Unit)
+rounds = _core(Round)
+cases = _core(Case)
+events = _core(Event)
+duty_streams = _core(DutyStream)
+duty_events = _core(DutyEvent)
+coordinators = _core(Coordinator)
+outbox = _core(Outbox)
+sweep_marks = _core(SweepMark)
+api_tokens = _core(ApiToken)
+spot_checks = _core(SpotCheck)
+filing_batches = _core(FilingBatch)
+idempotency_keys = _core(IdempotencyKey)
+simulation_progress = _core(SimulationProgress)

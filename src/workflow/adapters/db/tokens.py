@@ -5,15 +5,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.orm import aliased
 
 from ...service.ports import TokenRecord
-from .tables import ApiToken, Jurisdiction, Unit
+from .tables import api_tokens, jurisdictions, units
 
-_UnitPlace = aliased(Jurisdiction)
-_COLUMNS = (ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.unit_id, ApiToken.jurisdiction_id,
-            ApiToken.created_at, ApiToken.created_by, ApiToken.expires_at, ApiToken.revoked_at, Jurisdiction.path,
-            _UnitPlace.path)
+_UnitPlace = jurisdictions.alias("unit_place")
+_COLUMNS = (api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.unit_id, api_tokens.c.jurisdiction_id,
+            api_tokens.c.created_at, api_tokens.c.created_by, api_tokens.c.expires_at, api_tokens.c.revoked_at,
+            jurisdictions.c.path,
+            _UnitPlace.c.path)
 
 
 class SqlTokens:
@@ -22,23 +22,26 @@ class SqlTokens:
 
     def _select(self) -> Any:
         # one query: the token, its jurisdiction's path, and (a unit token) where its unit sits
-        return (select(*_COLUMNS).outerjoin(Jurisdiction, Jurisdiction.id == ApiToken.jurisdiction_id)
-                .outerjoin(Unit, Unit.id == ApiToken.unit_id).outerjoin(_UnitPlace, _UnitPlace.id == Unit.jurisdiction_id))
+        return (select(*_COLUMNS).outerjoin(jurisdictions, jurisdictions.c.id == api_tokens.c.jurisdiction_id)
+                .outerjoin(units, units.c.id == api_tokens.c.unit_id)
+                .outerjoin(_UnitPlace, _UnitPlace.c.id == units.c.jurisdiction_id))
 
     def by_hash(self, token_hash: str) -> TokenRecord | None:
-        row = self.conn.execute(self._select().where(ApiToken.token_hash == token_hash)).first()
+        row = self.conn.execute(self._select().where(api_tokens.c.token_hash == token_hash)).first()
         return None if row is None else TokenRecord(*row)
 
     def all(self) -> list[TokenRecord]:
-        return [TokenRecord(*row) for row in self.conn.execute(self._select().order_by(ApiToken.id))]
+        return [TokenRecord(*row) for row in self.conn.execute(self._select().order_by(api_tokens.c.id))]
 
     def add(self, *, name: str, role: str, unit_id: int | None, jurisdiction_id: str | None, token_hash: str,
             created_at: datetime, created_by: str, expires_at: datetime | None) -> int:
-        return int(self.conn.execute(insert(ApiToken).values(
+        return int(self.conn.execute(insert(api_tokens).values(
             name=name, role=role, unit_id=unit_id, jurisdiction_id=jurisdiction_id, token_hash=token_hash,
-            created_at=created_at, created_by=created_by, expires_at=expires_at).returning(ApiToken.id)).scalar_one())
+            created_at=created_at, created_by=created_by,
+                                                               expires_at=expires_at).returning(api_tokens.c.id)).scalar_one())
 
     def revoke(self, token_id: int, now: datetime) -> bool:
-        done = self.conn.execute(update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        done = self.conn.execute(update(api_tokens).where(api_tokens.c.id == token_id,
+                                                          api_tokens.c.revoked_at.is_(None))
                                  .values(revoked_at=now))
         return bool(done.rowcount)

@@ -9,7 +9,7 @@ from sqlalchemy import DateTime, String
 from sqlalchemy.types import TypeDecorator
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware in, timezone-aware (UTC) out; naive values are refused."""
 
     impl = DateTime(timezone=True)
@@ -33,7 +33,7 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-class DecimalText(TypeDecorator):
+class DecimalText(TypeDecorator[Decimal]):
     """A Decimal stored as its exact text (no floating point anywhere)."""
 
     impl = String(40)

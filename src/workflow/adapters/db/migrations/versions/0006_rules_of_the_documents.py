@@ -17,7 +17,7 @@ still before that date asks its units again to confirm their contact (docs/decis
 """
 import json
 from decimal import Decimal
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
@@ -78,7 +78,7 @@ def upgrade() -> None:
     _sheets_in_points()
 
 
-def _per_occurrence(rubric_data: dict) -> dict[str, tuple[Decimal, Decimal]]:
+def _per_occurrence(rubric_data: dict[str, Any]) -> dict[str, tuple[Decimal, Decimal]]:
     """criterion code → (points per occurrence, cap) of the per-occurrence criteria."""
     out = {}
     for section in rubric_data["sections"]:

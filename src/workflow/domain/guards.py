@@ -1,0 +1,125 @@
+"""The conditions of the transitions (``lifecycle.TRANSITIONS`` names them), and what they
+allow: the actions open to a case now, and the refusal that lists them."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from .dates import end_of_business_day
+from .errors import ActionRefused, Problem
+from .lifecycle import ACTIONS, SYSTEM, Edge
+from .rubric import SheetScore
+from .state import Actor, CaseState, RoundContext
+
+
+def _passed(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return case.passed is True
+
+
+def _failed(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return case.passed is False
+
+
+def _rectification_open(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return case.rectification_due is not None and now <= end_of_business_day(case.rectification_due)
+
+
+def _rectification_expired(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return case.rectification_due is not None and now > end_of_business_day(case.rectification_due)
+
+
+def sheet_passes(sheet: SheetScore, ctx: RoundContext) -> bool:
+    """80 or more (the round's pass mark) and no must-pass criterion at zero."""
+    return sheet.total >= ctx.pass_mark and not must_pass_failed(sheet, ctx)
+
+
+def must_pass_failed(sheet: SheetScore, ctx: RoundContext) -> list[str]:
+    return [c.code for c in ctx.rubric.criteria() if c.must_pass and sheet.criteria[c.code] <= 0]
+
+
+def _outcome_passed(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return "sheet" in inp and sheet_passes(inp["sheet"], ctx)
+
+
+def _outcome_failed(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return "sheet" in inp and not sheet_passes(inp["sheet"], ctx)
+
+
+def _sheet_ready(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return not submission_problems(case, ctx)
+
+
+def submission_problems(case: CaseState, ctx: RoundContext) -> list[Problem]:
+    """What stands between this case and submission: the round's required documents
+    (自评报告, 自评打分表 ...), every criterion answered (zero allowed) and evidence for every
+    criterion scored above zero, in rubric order."""
+    entries = case.self_entries or {}
+    with_evidence = {criterion for criterion, _sha, _name in case.evidence}
+    attached = {document for document, _sha, _name in case.documents}
+    problems = [Problem(f"documents.{d.id}", f"{d.name} not attached", f"未上传{d.name}")
+                for d in ctx.documents if d.id not in attached]
+    for criterion in ctx.rubric.criteria():
+        value = entries.get(criterion.code)
+        if value is None:
+            problems.append(Problem(criterion.code, "no self-assessment entry (zero is allowed)",
+                                    "未自评打分（可填0）"))
+        elif Decimal(value) > 0 and criterion.code not in with_evidence:
+            problems.append(Problem(criterion.code, f"scored {value}: evidence (佐证材料) needed",
+                                    f"自评{value}分，需上传佐证材料"))
+    return problems
+
+
+Guard = Callable[[CaseState, RoundContext, datetime, Mapping[str, Any]], bool]
+GUARDS: dict[str, Guard] = {
+    "passed": _passed,
+    "failed": _failed,
+    "rectification_open": _rectification_open,
+    "rectification_expired": _rectification_expired,
+    "outcome_passed": _outcome_passed,
+    "outcome_failed": _outcome_failed,
+    "sheet_ready": _sheet_ready,
+}
+GUARD_REASONS = {
+    "passed": "the verified score is below the pass mark",
+    "failed": "the verified score passes",
+    "rectification_open": "the rectification deadline has passed",
+    "rectification_expired": "the rectification deadline has not passed yet",
+    "sheet_ready": "the self-assessment is incomplete or lacks evidence or documents",
+}
+
+
+def _case_guards_hold(edge: Edge, case: CaseState, ctx: RoundContext, now: datetime) -> bool:
+    return all(GUARDS[c](case, ctx, now, {}) for c in edge.conditions if not c.startswith("outcome_"))
+
+
+def allowed_actions(case: CaseState, ctx: RoundContext, now: datetime, actor: Actor | None = None) -> list[str]:
+    """What may happen next to this case (for this actor, if given)."""
+    lc = ctx.lifecycle
+    if actor is not None and not owns(actor, case):
+        return []
+    out = []
+    for trigger in lc.triggers(case.state):
+        if actor is not None and not actor.may(trigger):
+            continue
+        if ACTIONS[trigger].bookkeeping and (actor is None or actor.kind != SYSTEM):
+            continue
+        if any(_case_guards_hold(e, case, ctx, now) for e in lc.edges(trigger, case.state)):
+            out.append(trigger)
+    return out
+
+
+def owns(actor: Actor, case: CaseState) -> bool:
+    """A unit acts on its own cases only; other kinds are scoped elsewhere (jurisdictions)."""
+    return actor.kind != "unit" or actor.id == str(case.unit_id)
+
+
+def refuse(case: CaseState, ctx: RoundContext, action: str, now: datetime, why: str) -> ActionRefused:
+    allowed = allowed_actions(case, ctx, now)
+    return ActionRefused(
+        f"case {case.id} is {case.state}: {action} refused ({why}); "
+        f"allowed from {case.state}: {', '.join(allowed) or 'nothing (final state)'}",
+        case_id=case.id, state=case.state, action=action, allowed=allowed,
+    )
+

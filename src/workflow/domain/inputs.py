@@ -1,0 +1,252 @@
+"""An action's input: every field read and checked, every problem named at once.
+
+Each field has one parser (``PARSERS``); an action's spec (``lifecycle.ACTIONS``) says which
+fields it requires and allows. Sheet entries are points, or ``{"count": N}`` for a number of
+occurrences of a per-occurrence criterion.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import InvalidInput, Problem, ProblemList
+from .lifecycle import ACTIONS, CONTACT_FORM, STATES
+from .rubric import Count
+
+
+def _reason(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty text")
+    if len(value) > 2000:
+        raise ValueError(f"must be at most 2000 characters, got {len(value)}")
+    return value.strip()
+
+
+def _note(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a text")
+    if len(value) > 2000:
+        raise ValueError(f"must be at most 2000 characters, got {len(value)}")
+    return value.strip()
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, (bool, float)):
+        raise ValueError("must be a decimal number written as text or an integer (no floating point)")
+    try:
+        d = Decimal(str(value).strip()) if isinstance(value, (str, int, Decimal)) else None
+    except InvalidOperation:
+        d = None
+    if d is None or not d.is_finite():
+        raise ValueError(f"must be a decimal number, got {value!r}")
+    if d.as_tuple().exponent < -2 or d.adjusted() > 5:  # type: ignore[operator]
+        raise ValueError(f"must have at most 2 decimal places and 6 digits before the point, got {value!r}")
+    return d
+
+
+def _days(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"must be a whole number of days, got {value!r}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"must be a whole number of days, got {value!r}") from None
+    if not 1 <= n <= 366:
+        raise ValueError(f"must be from 1 to 366 days, got {n}")
+    return n
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+MAX_COUNT = 1000
+
+
+def _entry(raw: Any) -> Decimal | Count:
+    """Points (text or integer), or ``{"count": N}``: a number of occurrences."""
+    if isinstance(raw, Mapping):
+        if set(raw) != {"count"}:
+            raise ValueError('must be points, or {"count": N} for a number of occurrences; got ' + repr(dict(raw)))
+        n = raw["count"]
+        if isinstance(n, str) and n.strip().isdigit():
+            n = int(n.strip())
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_COUNT:
+            raise ValueError(f"count must be a whole number of occurrences from 0 to {MAX_COUNT}, got {n!r}")
+        return Count(n)
+    return _decimal(raw)
+
+
+def _entries(value: Any, problems: ProblemList) -> tuple[dict[str, Decimal | Count] | None, set[str]]:
+    """The well-formed entries, and the codes of the malformed ones (named in ``problems``)."""
+    if not isinstance(value, Mapping) or not value:
+        problems.add("entries", "must be a non-empty mapping of criterion code to points "
+                                '(or {"count": N} for a number of occurrences)',
+                     "评分须为“评分项编号: 分数”的列表（按次计分的可写 {\"count\": 次数}）")
+        return None, set()
+    out: dict[str, Decimal | Count] = {}
+    bad: set[str] = set()
+    messages = []
+    for code, raw in value.items():
+        try:
+            out[str(code)] = _entry(raw)
+        except ValueError as exc:
+            bad.add(str(code))
+            messages.append(f"{code}: {exc}")
+    if messages:
+        problems.add("entries", "; ".join(messages), "；".join(f"{m.split(':', 1)[0]}：分数格式有误（须为整数或"
+                                                              "最多两位小数的数字，不可用浮点数）" for m in messages))
+    return out, bad
+
+
+def _sha256(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 64 or any(ch not in "0123456789abcdef" for ch in value):
+        raise ValueError(f"must be 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+def _filename(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255 or any(c in value for c in "/\\\0"):
+        raise ValueError(f"must be a file name (1-255 characters, no path), got {value!r}")
+    return value.strip()
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be a positive whole number of bytes, got {value!r}")
+    return value
+
+
+def _code(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 32:
+        raise ValueError(f"must be a criterion code such as 2.2.1.1, got {value!r}")
+    return value.strip()
+
+
+def _milestone(value: Any) -> str:
+    if not isinstance(value, str) or not value.replace("_", "").isalnum() or len(value) > 64:
+        raise ValueError(f"must be a milestone id such as self_assessment, got {value!r}")
+    return value
+
+
+def _states(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not value or any(v not in (*STATES, CONTACT_FORM) for v in value):
+        raise ValueError(f"must be a non-empty list of states (or {CONTACT_FORM}), got {value!r}")
+    return sorted(set(value))
+
+
+def _document(value: Any) -> str:
+    if not isinstance(value, str) or not value.replace("_", "").isalnum() or len(value) > 64:
+        raise ValueError(f"must be a document id such as self_report, got {value!r}")
+    return value
+
+
+def _how(value: Any) -> str:
+    if value not in ("form", "confirmed"):
+        raise ValueError(f"must be form (filled in) or confirmed (the contact on file), got {value!r}")
+    return str(value)
+
+
+def _contacts(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 50:
+        raise ValueError(f"must be the number of contact persons, got {value!r}")
+    return value
+
+
+def _type(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 32:
+        raise ValueError(f"must be a short content type name such as pdf, got {value!r}")
+    return value.strip()
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"must be a whole number from 0 to 2^63-1, got {value!r}")
+    return value
+
+
+def _share(value: Any) -> Decimal:
+    share = _decimal(value)
+    if not Decimal(0) < share <= Decimal(1):
+        raise ValueError(f"must be a share in (0, 1], e.g. 0.1; got {value!r}")
+    return share
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "reason": _reason,
+    "note": _note,
+    "days": _days,
+    "until": _date,
+    "batch": _note,
+    "criterion": _code,
+    "milestone": _milestone,
+    "due_on": _date,
+    "noticed_on": _date,
+    "owed_in": _states,
+    "notification": _note,
+    "kind": _note,
+    "error": _note,
+    "sha256": _sha256,
+    "filename": _filename,
+    "size": _size,
+    "type": _type,
+    "draw": _note,
+    "seed": _seed,
+    "share": _share,
+    "document": _document,
+    "how": _how,
+    "contacts": _contacts,
+}
+
+
+def problems_zh(problems: list[Problem]) -> str:
+    """The gist in Chinese: how many problems, and the first ones as the domain wrote them."""
+    shown = "；".join(f"{p.where}：{p.zh or p.what}" for p in problems[:3])
+    return f"输入有误，共{len(problems)}处：{shown}" + ("等" if len(problems) > 3 else "")
+
+
+def parse_input(action: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check an action's input: every problem (unknown, missing, malformed field) at once."""
+    out, problems = read_input(action, data)
+    if problems:
+        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+    return out
+
+
+def read_input(action: str, data: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[Problem]]:
+    """The input's good fields and the problems of the others. Sheet entries are read one
+    by one: the good ones are kept (and scored later), the bad ones named under ``entries``."""
+    spec = ACTIONS[action]
+    if not data and not spec.required:
+        return {}, []
+    data = dict(data or {})
+    problems = ProblemList()
+    allowed = set(spec.required) | set(spec.optional)
+    for key in sorted(set(data) - allowed):
+        problems.add(key, f"unknown field for {action} (allowed: {', '.join(sorted(allowed)) or 'none'})")
+    out: dict[str, Any] = {}
+    for key in spec.required:
+        if data.get(key) is None:
+            problems.add(key, f"required for {action}")
+    for key in (*spec.required, *spec.optional):
+        if data.get(key) is None:
+            continue
+        if key == "entries":
+            entries, bad = _entries(data[key], problems)
+            if entries is not None:
+                out["entries"], out["bad_entries"] = entries, bad
+            continue
+        try:
+            out[key] = PARSERS[key](data[key])
+        except ValueError as exc:
+            problems.add(key, str(exc))
+    if action == "extend_rectification" and (data.get("days") is None) == (data.get("until") is None):
+        problems.add("days/until", "give exactly one of days (to add) or until (a new due date)")
+    return out, problems.problems
