@@ -762,45 +762,18 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
     """Run the system: the HTTP API, and the scheduler (sweep hourly and at 09:00
     Asia/Shanghai, dispatch every 30 s). Among several processes one is elected to
     schedule (PostgreSQL advisory lock; a lock file on SQLite); every process serves the API."""
-    import asyncio
     import signal
     import socket
     import threading
 
     from .adapters.scheduler import LeaderLock, LeaderLoop, build_scheduler
     from .logging import configure_logging
-    from .service.deadlines import sweep
-    from .service.dispatch import dispatch
 
     application = _app()
     configure_logging(application.settings.log_level)
     st = application.settings
     process = name or f"{socket.gethostname()}:{os.getpid()}"
-    transport, settings = application.transport(), application.dispatch_settings()
-
-    import structlog
-
-    log = structlog.get_logger("workflow.serve")
-
-    from .metrics import DISPATCH_SECONDS, SWEEP_SECONDS
-
-    @SWEEP_SECONDS.time()
-    def run_sweep() -> None:
-        r = sweep(application.db, application.calendars, application.clock.now())
-        log.info("sweep", reminders=r.reminders, coordinator_reminders=r.coordinator_reminders, missed=r.missed,
-                 expired=r.expired, notices=r.unit_notices, digests=r.digests)
-        for line in r.skipped:
-            log.error("sweep skipped a round", reason=line)
-
-    @DISPATCH_SECONDS.time()
-    def run_dispatch() -> None:
-        r = asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(),
-                                 settings))
-        if r.claimed:
-            log.info("dispatch", sent=r.sent, retrying=r.retrying, failed=r.failed, cancelled=r.cancelled)
-        for line in r.errors:
-            log.error("dispatch", problem=line)
-
+    run_sweep, run_dispatch = _scheduled_jobs(application)
     loop = LeaderLoop(LeaderLock(application.engine, process),
                       lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,
                                               dispatch_seconds=st.dispatch_interval_seconds),
@@ -823,6 +796,39 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
     finally:
         loop.stop()
         scheduler.join(timeout=30)
+
+
+def _scheduled_jobs(application: App) -> tuple[Any, Any]:
+    """The sweep and the dispatcher as the scheduler runs them: timed, and logged."""
+    import asyncio
+
+    import structlog
+
+    from .metrics import DISPATCH_SECONDS, SWEEP_SECONDS
+    from .service.deadlines import sweep
+    from .service.dispatch import dispatch
+
+    log = structlog.get_logger("workflow.serve")
+    transport, settings = application.transport(), application.dispatch_settings()
+
+    @SWEEP_SECONDS.time()
+    def run_sweep() -> None:
+        r = sweep(application.db, application.calendars, application.clock.now())
+        log.info("sweep", reminders=r.reminders, coordinator_reminders=r.coordinator_reminders, missed=r.missed,
+                 expired=r.expired, notices=r.unit_notices, digests=r.digests)
+        for line in r.skipped:
+            log.error("sweep skipped a round", reason=line)
+
+    @DISPATCH_SECONDS.time()
+    def run_dispatch() -> None:
+        r = asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(),
+                                 settings))
+        if r.claimed:
+            log.info("dispatch", sent=r.sent, retrying=r.retrying, failed=r.failed, cancelled=r.cancelled)
+        for line in r.errors:
+            log.error("dispatch", problem=line)
+
+    return run_sweep, run_dispatch
 
 
 # ------------------------------------------------------------------ tokens
@@ -975,75 +981,27 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
              ) -> None:
     """Rehearse a round on a simulated clock in a fresh database: every day the 09:00 sweep
     and dispatch, then the scenario's actions through the same services as production."""
-    import tempfile
-
     from rich.progress import Progress
 
-    from .adapters.calendar_files import CalendarCatalog
-    from .adapters.db.engine import make_engine
-    from .adapters.db.store import Database
-    from .clock import ManualClock
-    from .config import Settings
-    from .service.duties import duty_summary
-    from .service.reports import progress as progress_report
     from .simulate import load_scenario, run, timeline
 
     plan = load_scenario(scenario)  # every problem, with its line, before anything runs
-    work = Path(tempfile.mkdtemp(prefix="workflow-simulate-"))
-    url = db or f"sqlite:///{work / 'simulation.db'}"
-    out_dir = Path("var") / "simulate" / scenario.stem
-    overrides: dict[str, Any] = {"database_url": url, "maildir": maildir or out_dir / "mail",
-                                 "evidence_dir": work / "evidence"}
-    if smtp:
-        host, _, port = smtp.rpartition(":")
-        if not host or not port.isdigit():
-            raise DomainError(f"--smtp must be HOST:PORT, got {smtp!r}")
-        overrides.update(smtp_host=host, smtp_port=int(port))
-    settings = Settings(**overrides)
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    application = App(settings=settings, engine=engine, db=Database(engine), clock=ManualClock(_eight_on(plan.start)),
-                      calendars=CalendarCatalog(settings.calendars_dir))
+    application = _simulation_app(plan, db, maildir, smtp)
     days = (plan.end - plan.start).days + 1
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task(f"simulating {plan.title}", total=days)
         result = run(plan, application, application.transport(), on_day=lambda _d: bar.advance(task))
     if timeline_rows:
-        rows = timeline(application, result.round_ids)
-        table = Table(title=f"{plan.title}: timeline ({len(rows)} rows" +
-                      (f", first {timeline_rows} shown)" if len(rows) > timeline_rows else ")"))
-        for column in ("date", "case", "event", "mail"):
-            table.add_column(column)
-        for row in rows[:timeline_rows]:
-            table.add_row(row.at.astimezone(BUSINESS_TZ).date().isoformat(), row.who, row.event, row.mail)
-        console.print(table)
+        _print_timeline(plan.title, timeline(application, result.round_ids), timeline_rows)
     for outcome in result.refused:
         err.print(f"{plan.path}:{outcome.line}: {outcome.day}: {outcome.what}")
-    summary = Table(title=f"{plan.title}: summary")
-    summary.add_column("round")
-    summary.add_column("cases by final state")
-    summary.add_column("certified share of all agencies / target")
-    summary.add_column("unit deadlines missed")
-    summary.add_column("duties of jurisdictions")
-    for round_id in result.round_ids:
-        report = progress_report(application.db, round_id, f"/{plan.round['province']}/")
-        province = report.rows[0]
-        states = ", ".join(f"{k} {v}" for k, v in province.by_state.items() if v)
-        share, met = province.certified_share, province.target_met()
-        duties = duty_summary(application.db, application.calendars, round_id, f"/{plan.round['province']}/",
-                              application.clock.now().astimezone(BUSINESS_TZ).date())
-        summary.add_row(round_id, states,
-                        f"{province.certified_to_date}/{province.agencies} = "
-                        f"{format(share * 100, '.1f') if share is not None else '—'}% / "
-                        f"{format((report.target_share * 100).normalize(), 'f')}%" + (" ✓" if met else ""),
-                        ", ".join(f"{m} {n}" for m, n in sorted(province.missed.items())) or "none",
-                        "; ".join(f"{duty}: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
-                                  for duty, by in duties.items()) or "none")
-    console.print(summary)
+    console.print(_simulation_summary(application, plan.title, f"/{plan.round['province']}/", result.round_ids))
     if result.resumed_after is not None:
         console.print(f"resumed a run that had finished {result.resumed_after}")
     console.print(f"mails sent {result.mails_sent}, failed {result.mails_failed}; actions refused "
                   f"{len(result.refused)}; {result.days} days simulated")
-    console.print(f"mails: {f'{settings.smtp_host}:{settings.smtp_port}' if smtp else settings.maildir} · "
+    st = application.settings
+    console.print(f"mails: {f'{st.smtp_host}:{st.smtp_port}' if smtp else st.maildir} · "
                   f"database: {result.database_url}")
     if events_out:
         with open(events_out, "w", encoding="utf-8") as fh:
@@ -1051,6 +1009,66 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
                 fh.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
         console.print(f"events: {events_out}")
     application.close()
+
+
+def _simulation_app(plan: Any, db: str | None, maildir: Path | None, smtp: str | None) -> App:
+    """An application on a simulated clock: a temporary SQLite file unless ``db`` is given."""
+    import tempfile
+
+    from .adapters.calendar_files import CalendarCatalog
+    from .adapters.db.engine import make_engine
+    from .adapters.db.store import Database
+    from .clock import ManualClock
+    from .config import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="workflow-simulate-"))
+    out_dir = Path("var") / "simulate" / Path(plan.path).stem
+    overrides: dict[str, Any] = {"database_url": db or f"sqlite:///{work / 'simulation.db'}",
+                                 "maildir": maildir or out_dir / "mail", "evidence_dir": work / "evidence"}
+    if smtp:
+        host, _, port = smtp.rpartition(":")
+        if not host or not port.isdigit():
+            raise DomainError(f"--smtp must be HOST:PORT, got {smtp!r}")
+        overrides.update(smtp_host=host, smtp_port=int(port))
+    settings = Settings(**overrides)
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    return App(settings=settings, engine=engine, db=Database(engine), clock=ManualClock(_eight_on(plan.start)),
+               calendars=CalendarCatalog(settings.calendars_dir))
+
+
+def _print_timeline(title: str, rows: list[Any], shown: int) -> None:
+    table = Table(title=f"{title}: timeline ({len(rows)} rows" + (f", first {shown} shown)" if len(rows) > shown
+                                                                   else ")"))
+    for column in ("date", "case", "event", "mail"):
+        table.add_column(column)
+    for row in rows[:shown]:
+        table.add_row(row.at.astimezone(BUSINESS_TZ).date().isoformat(), row.who, row.event, row.mail)
+    console.print(table)
+
+
+def _simulation_summary(application: App, title: str, province_path: str, round_ids: list[str]) -> Table:
+    """Per round: cases by final state, the share of all agencies certified against the target,
+    the units' misses and the jurisdictions' duties."""
+    from .service.duties import duty_summary
+    from .service.reports import progress as progress_report
+
+    summary = Table("round", "cases by final state", "certified share of all agencies / target",
+                    "unit deadlines missed", "duties of jurisdictions", title=f"{title}: summary")
+    today = application.clock.now().astimezone(BUSINESS_TZ).date()
+    for round_id in round_ids:
+        report = progress_report(application.db, round_id, province_path)
+        province = report.rows[0]
+        states = ", ".join(f"{k} {v}" for k, v in province.by_state.items() if v)
+        share, met = province.certified_share, province.target_met()
+        duties = duty_summary(application.db, application.calendars, round_id, province_path, today)
+        summary.add_row(round_id, states,
+                        f"{province.certified_to_date}/{province.agencies} = "
+                        f"{format(share * 100, '.1f') if share is not None else '—'}% / "
+                        f"{format((report.target_share * 100).normalize(), 'f')}%" + (" ✓" if met else ""),
+                        ", ".join(f"{m} {n}" for m, n in sorted(province.missed.items())) or "none",
+                        "; ".join(f"{duty}: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
+                                  for duty, by in duties.items()) or "none")
+    return summary
 
 
 def _eight_on(day: Any) -> Any:

@@ -100,6 +100,53 @@ def _file(base: Path, value: Any, where: str, problems: list[Problem]) -> Path |
     return None
 
 
+Where = Callable[..., str]  # (node, key) → "file:line key"
+
+
+def _units(data: LineDict, base: Path, at: Where, problems: list[Problem]
+           ) -> tuple[Path | None, list[dict[str, Any]], list[str]]:
+    """The roster file or the inline units, and every unit's name (unique in a scenario)."""
+    roster: Path | None = None
+    inline: list[dict[str, Any]] = []
+    names: list[str] = []
+    units = data.get("units")
+    if isinstance(units, str):
+        roster = _file(base, units, at(data, "units"), problems)
+        if roster is not None:
+            try:
+                names = [unit_row_as_dict(r.values)["name"] for r in read_units(roster.read_bytes(), str(roster)).rows]
+            except InvalidInput as exc:
+                problems.extend(exc.problems)
+    elif isinstance(units, list) and units:
+        for i, u in enumerate(units):
+            if not isinstance(u, dict) or not u.get("name") or not u.get("jurisdiction"):
+                problems.append(Problem(at(u if isinstance(u, dict) else data, f"units[{i}]"),
+                                        "a unit needs name, jurisdiction and category"))
+                continue
+            inline.append(dict(u))
+            names.append(str(u["name"]))
+    else:
+        problems.append(Problem(at(data, "units"), "units: a roster file (.csv/.xlsx) or a list of units"))
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(Problem(at(data, "units"), f"two units are named {name!r}: actions name units, so "
+                                                       "names must be unique within a scenario"))
+        seen.add(name)
+    return roster, inline, names
+
+
+def _coordinators(data: LineDict, at: Where, problems: list[Problem]) -> list[dict[str, Any]]:
+    coordinators = []
+    for i, c in enumerate(data.get("coordinators") or []):
+        if not isinstance(c, dict) or set(c) != {"jurisdiction", "name", "email"}:
+            problems.append(Problem(at(c if isinstance(c, dict) else data, f"coordinators[{i}]"),
+                                    "a coordinator is {jurisdiction, name, email}"))
+            continue
+        coordinators.append(dict(c))
+    return coordinators
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read and check a scenario; every problem is reported with its line, before anything runs."""
     path = Path(path)
@@ -128,44 +175,11 @@ def load_scenario(path: Path) -> Scenario:
         problems.append(Problem(at(data, "end"), f"{end} is before the start {start}"))
     if start and end and (end - start).days > 1100:
         problems.append(Problem(at(data, "end"), "a scenario covers at most three years"))
-    base = path.parent
-    jurisdictions = _file(base, data.get("jurisdictions", "examples/jurisdictions.csv"), at(data, "jurisdictions"),
-                          problems)
-    roster: Path | None = None
-    inline: list[dict[str, Any]] = []
-    names: list[str] = []
-    units = data.get("units")
-    if isinstance(units, str):
-        roster = _file(base, units, at(data, "units"), problems)
-        if roster is not None:
-            try:
-                names = [unit_row_as_dict(r.values)["name"] for r in read_units(roster.read_bytes(), str(roster)).rows]
-            except InvalidInput as exc:
-                problems.extend(exc.problems)
-    elif isinstance(units, list) and units:
-        for i, u in enumerate(units):
-            if not isinstance(u, dict) or not u.get("name") or not u.get("jurisdiction"):
-                problems.append(Problem(at(u if isinstance(u, dict) else data, f"units[{i}]"),
-                                        "a unit needs name, jurisdiction and category"))
-                continue
-            inline.append(dict(u))
-            names.append(str(u["name"]))
-    else:
-        problems.append(Problem(at(data, "units"), "units: a roster file (.csv/.xlsx) or a list of units"))
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            problems.append(Problem(at(data, "units"), f"two units are named {name!r}: actions name units, so "
-                                                       "names must be unique within a scenario"))
-        seen.add(name)
+    jurisdictions = _file(path.parent, data.get("jurisdictions", "examples/jurisdictions.csv"),
+                          at(data, "jurisdictions"), problems)
+    roster, inline, names = _units(data, path.parent, at, problems)
     known = set(names)
-    coordinators = []
-    for i, c in enumerate(data.get("coordinators") or []):
-        if not isinstance(c, dict) or set(c) != {"jurisdiction", "name", "email"}:
-            problems.append(Problem(at(c if isinstance(c, dict) else data, f"coordinators[{i}]"),
-                                    "a coordinator is {jurisdiction, name, email}"))
-            continue
-        coordinators.append(dict(c))
+    coordinators = _coordinators(data, at, problems)
     steps: list[Step] = []
     actions = data.get("actions") or []
     if not isinstance(actions, list):

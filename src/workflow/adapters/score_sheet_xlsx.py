@@ -154,25 +154,7 @@ def _fill(
     ws.title = layout.sheet
     fixed = len(layout.columns)
     width = fixed + 2 * len(groups)
-
-    ws.cell(TITLE_ROW, 1, title).font = Font(bold=True, size=16)
-    ws.cell(TITLE_ROW, 1).alignment = Alignment(horizontal="center", vertical="center")
-    ws.merge_cells(start_row=TITLE_ROW, start_column=1, end_row=TITLE_ROW, end_column=width)
-    ws.cell(UNIT_ROW, 1, f"单位：{unit_name}（盖章）").alignment = Alignment(horizontal="left", vertical="center")
-    ws.merge_cells(start_row=UNIT_ROW, start_column=1, end_row=UNIT_ROW, end_column=width)
-
-    for col, column in enumerate(layout.columns, start=1):
-        ws.cell(HEADER_ROW, col, column.header)
-        ws.merge_cells(start_row=HEADER_ROW, start_column=col, end_row=SUBHEADER_ROW, end_column=col)
-        ws.column_dimensions[get_column_letter(col)].width = column.width
-    for g, (name, _) in enumerate(groups):
-        col = fixed + 1 + 2 * g
-        ws.cell(HEADER_ROW, col, name)
-        ws.merge_cells(start_row=HEADER_ROW, start_column=col, end_row=HEADER_ROW, end_column=col + 1)
-        for offset, sub in enumerate(SCORE_SUBHEADERS):
-            ws.cell(SUBHEADER_ROW, col + offset, sub)
-            ws.column_dimensions[get_column_letter(col + offset)].width = SCORE_WIDTH
-
+    _heading(ws, layout, groups, unit_name, title, width)
     row = FIRST_DATA_ROW
     for section in rubric.sections:
         section_start = row
@@ -208,6 +190,28 @@ def _fill(
         ws.merge_cells(start_row=total_row, start_column=col, end_row=total_row, end_column=col + 1)
 
     _style(ws, layout, width, total_row)
+
+
+def _heading(ws: Worksheet, layout: _Layout, groups: list[tuple[str, SheetScore | None]], unit_name: str,
+             title: str, width: int) -> None:
+    """The title, the unit's line, and the two header rows (分项得分 / 项目得分 under each group)."""
+    fixed = len(layout.columns)
+    ws.cell(TITLE_ROW, 1, title).font = Font(bold=True, size=16)
+    ws.cell(TITLE_ROW, 1).alignment = Alignment(horizontal="center", vertical="center")
+    ws.merge_cells(start_row=TITLE_ROW, start_column=1, end_row=TITLE_ROW, end_column=width)
+    ws.cell(UNIT_ROW, 1, f"单位：{unit_name}（盖章）").alignment = Alignment(horizontal="left", vertical="center")
+    ws.merge_cells(start_row=UNIT_ROW, start_column=1, end_row=UNIT_ROW, end_column=width)
+    for col, column in enumerate(layout.columns, start=1):
+        ws.cell(HEADER_ROW, col, column.header)
+        ws.merge_cells(start_row=HEADER_ROW, start_column=col, end_row=SUBHEADER_ROW, end_column=col)
+        ws.column_dimensions[get_column_letter(col)].width = column.width
+    for g, (name, _) in enumerate(groups):
+        col = fixed + 1 + 2 * g
+        ws.cell(HEADER_ROW, col, name)
+        ws.merge_cells(start_row=HEADER_ROW, start_column=col, end_row=HEADER_ROW, end_column=col + 1)
+        for offset, sub in enumerate(SCORE_SUBHEADERS):
+            ws.cell(SUBHEADER_ROW, col + offset, sub)
+            ws.column_dimensions[get_column_letter(col + offset)].width = SCORE_WIDTH
 
 
 def _merge(ws: Worksheet, first_row: int, first_col: int, last_row: int, last_col: int) -> None:

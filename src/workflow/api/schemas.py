@@ -162,34 +162,29 @@ class SheetsOut(Out):
     recheck: SheetOut | None
 
 
-class EvidenceOut(Out):
-    criterion: str
-    item: str
+class StoredFile(Out):
+    """A file as stored: by content (its sha256), with the name it was given and its type by content."""
+
     sha256: str
     filename: str
     size: int
     type: str
+
+
+class DocumentFile(StoredFile):
     attached_by: str
     attached_at: str
 
 
-class EvidenceAttached(Out):
+class EvidenceOut(DocumentFile):
+    criterion: str
+    item: str
+
+
+class EvidenceAttached(StoredFile):
     case_id: int
     version: int
     criterion: str
-    sha256: str
-    filename: str
-    size: int
-    type: str
-
-
-class DocumentFile(Out):
-    sha256: str
-    filename: str
-    size: int
-    type: str
-    attached_by: str
-    attached_at: str
 
 
 class DocumentOut(Out):
@@ -199,14 +194,10 @@ class DocumentOut(Out):
     files: list[DocumentFile]
 
 
-class DocumentAttached(Out):
+class DocumentAttached(StoredFile):
     case_id: int
     version: int
     document: str
-    sha256: str
-    filename: str
-    size: int
-    type: str
 
 
 class NotificationOut(Out):

@@ -389,6 +389,39 @@ def _targets(value: Any, where: str, problems: ProblemList) -> tuple[Target, ...
     return tuple(out)
 
 
+def _milestones(raw: Any, source: str, problems: ProblemList) -> list[Milestone]:
+    if not isinstance(raw, list):
+        problems.add(f"{source}: milestones", f"must be a list of milestones; got {raw!r}")
+        return []
+    milestones: list[Milestone] = []
+    seen: set[str] = set()
+    for i, m in enumerate(raw):
+        milestone = _milestone(m, f"{source}: milestones[{i}]", problems)
+        if milestone is None:
+            continue
+        if milestone.id in seen:
+            problems.add(f"{source}: milestones[{i}].id", f"{milestone.id!r} is used twice")
+        seen.add(milestone.id)
+        milestones.append(milestone)
+    return milestones
+
+
+def _rectification(raw: Any, where: str, policy: Policy | None, problems: ProblemList) -> RectificationRule | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) - _RECT_KNOWN:
+        problems.add(where, f"must be a mapping with {', '.join(sorted(_RECT_KNOWN))}")
+        return None
+    rule = RectificationRule(str(raw.get("name") or "整改"),
+                             _strings(raw.get("remind"), f"{where}.remind", RECIPIENTS, problems),
+                             _strings(raw.get("escalate"), f"{where}.escalate", RECIPIENTS, problems),
+                             _tiers(raw.get("tiers"), f"{where}.tiers", problems),
+                             str(raw.get("what_to_do") or "").strip())
+    if policy is not None and not policy.has_rectification:
+        problems.add(where, "the policy has no rectification (on_fail is not 'rectification')")
+    return rule
+
+
 def calendar_from_dict(data: Any, source: str) -> Calendar:
     problems = ProblemList()
     if not isinstance(data, Mapping):
@@ -410,34 +443,8 @@ def calendar_from_dict(data: Any, source: str) -> Calendar:
         policy = policy_from_dict(data.get("policy"), f"{source}: policy")
     except InvalidInput as exc:
         problems.problems.extend(exc.problems)
-    milestones = []
-    seen: set[str] = set()
-    raw_milestones = data.get("milestones") or []
-    if not isinstance(raw_milestones, list):
-        problems.add(f"{source}: milestones", f"must be a list of milestones; got {raw_milestones!r}")
-        raw_milestones = []
-    for i, m in enumerate(raw_milestones):
-        milestone = _milestone(m, f"{source}: milestones[{i}]", problems)
-        if milestone is None:
-            continue
-        if milestone.id in seen:
-            problems.add(f"{source}: milestones[{i}].id", f"{milestone.id!r} is used twice")
-        seen.add(milestone.id)
-        milestones.append(milestone)
-    rect = None
-    raw_rect = data.get("rectification")
-    if raw_rect is not None:
-        where = f"{source}: rectification"
-        if not isinstance(raw_rect, Mapping) or set(raw_rect) - _RECT_KNOWN:
-            problems.add(where, f"must be a mapping with {', '.join(sorted(_RECT_KNOWN))}")
-        else:
-            rect = RectificationRule(str(raw_rect.get("name") or "整改"),
-                                     _strings(raw_rect.get("remind"), f"{where}.remind", RECIPIENTS, problems),
-                                     _strings(raw_rect.get("escalate"), f"{where}.escalate", RECIPIENTS, problems),
-                                     _tiers(raw_rect.get("tiers"), f"{where}.tiers", problems),
-                                     str(raw_rect.get("what_to_do") or "").strip())
-            if policy is not None and not policy.has_rectification:
-                problems.add(where, "the policy has no rectification (on_fail is not 'rectification')")
+    milestones = _milestones(data.get("milestones") or [], source, problems)
+    rect = _rectification(data.get("rectification"), f"{source}: rectification", policy, problems)
     holidays = _dates(data.get("extra_holidays"), f"{source}: extra_holidays", problems)
     workdays = _dates(data.get("extra_workdays"), f"{source}: extra_workdays", problems)
     documents = _documents(data.get("documents"), f"{source}: documents", problems)

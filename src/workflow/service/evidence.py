@@ -10,36 +10,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..domain.case import Actor
 from ..domain.errors import InvalidInput, StorageUnavailable
+from ..domain.events import Event
 from .cases import ActionResult, dry_run, perform_actions
 from .ports import ArchiveEntry, CaseStoreFactory, EvidenceBlobs
 
 
 @dataclass(frozen=True, slots=True)
-class DocumentItem:
-    document: str
-    name: str
+class AttachedFile:
+    """A file on a case: by content (sha256), its name and type, who attached it and when."""
+
     sha256: str
     filename: str
     size: int
     type: str
     attached_by: str
     attached_at: datetime
+
+    @staticmethod
+    def fields_of(event: Event) -> dict[str, Any]:
+        """The attachment as its event recorded it."""
+        p = event.payload
+        return {"sha256": p["sha256"], "filename": p["filename"], "size": int(p["size"]), "type": p["type"],
+                "attached_by": event.actor, "attached_at": event.occurred_at}
 
 
 @dataclass(frozen=True, slots=True)
-class EvidenceItem:
+class DocumentItem(AttachedFile):
+    document: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceItem(AttachedFile):
     criterion: str
     item_name: str
-    sha256: str
-    filename: str
-    size: int
-    type: str
-    attached_by: str
-    attached_at: datetime
 
 
 def attach_bytes(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, criterion: str,
@@ -98,8 +106,8 @@ def list_evidence(store: CaseStoreFactory, case_id: int) -> list[EvidenceItem]:
     for position, (criterion, sha, filename) in enumerate(case.evidence):
         e = details[(criterion, sha)]  # the latest attachment of this file to this criterion
         out.append((order.get(criterion, len(order)), position, EvidenceItem(
-            criterion, item_of.get(criterion, ""), sha, filename, int(e.payload["size"]), e.payload["type"],
-            e.actor, e.occurred_at)))
+            **{**AttachedFile.fields_of(e), "filename": filename}, criterion=criterion,
+            item_name=item_of.get(criterion, ""))))
     return [item for _, _, item in sorted(out, key=lambda t: (t[0], t[1]))]
 
 
@@ -116,8 +124,8 @@ def list_documents(store: CaseStoreFactory, case_id: int) -> list[DocumentItem]:
     for position, (document, sha, filename) in enumerate(case.documents):
         e = details[(document, sha)]
         out.append((order.get(document, len(order)), position, DocumentItem(
-            document, names.get(document, document), sha, filename, int(e.payload["size"]), e.payload["type"],
-            e.actor, e.occurred_at)))
+            **{**AttachedFile.fields_of(e), "filename": filename}, document=document,
+            name=names.get(document, document))))
     return [item for _, _, item in sorted(out, key=lambda t: (t[0], t[1]))]
 
 

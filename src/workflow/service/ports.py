@@ -462,8 +462,8 @@ class ReadModels(Protocol):
     def timeline(self, round_ids: list[str]) -> list[TimelineRow]: ...
 
 
-class CaseStore(Protocol):
-    """One unit of work: the case store of its transaction, and the other stores bound to it."""
+class Stores(Protocol):
+    """Every store besides the cases: read from a ``Storage``, written through a unit of work."""
 
     @property
     def directory(self) -> DirectoryStore: ...
@@ -488,6 +488,10 @@ class CaseStore(Protocol):
 
     @property
     def read(self) -> ReadModels: ...
+
+
+class CaseStore(Stores, Protocol):
+    """One unit of work: the case store of its transaction, and the other stores bound to it."""
 
     def round_context(self, round_id: str) -> RoundContext: ...
 
@@ -552,32 +556,8 @@ class EventSource(Protocol):
     def all_duty_events(self) -> Iterator[DutyEvent]: ...
 
 
-class Storage(CaseStoreFactory, EventSource, Protocol):
+class Storage(Stores, CaseStoreFactory, EventSource, Protocol):
     """A database as the services see it: units of work to write, stores to read."""
-
-    @property
-    def directory(self) -> DirectoryStore: ...
-
-    @property
-    def tokens(self) -> TokenStore: ...
-
-    @property
-    def rounds(self) -> RoundStore: ...
-
-    @property
-    def outbox(self) -> OutboxStore: ...
-
-    @property
-    def oversight(self) -> OversightStore: ...
-
-    @property
-    def duties(self) -> DutyStore: ...
-
-    @property
-    def simulations(self) -> SimulationStore: ...
-
-    @property
-    def read(self) -> ReadModels: ...
 
     def reader(self) -> UnitOfWorkContext:
         """A unit of work that only reads (it takes no write lock)."""
