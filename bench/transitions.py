@@ -40,7 +40,7 @@ from workflow.adapters.rubric_files import RubricCatalog  # noqa: E402
 from workflow.config import REPO_ROOT  # noqa: E402
 from workflow.domain.case import Actor, apply, decide  # noqa: E402
 from workflow.service.cases import perform_action  # noqa: E402
-from workflow.service.directory import import_jurisdictions  # noqa: E402
+from workflow.files import import_jurisdictions  # noqa: E402
 from workflow.service.rounds import open_round  # noqa: E402
 
 T0 = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
@@ -68,17 +68,19 @@ STEPS = [
 
 
 def attach_evidence(db: Database, cases: list[tuple[int, int]]) -> None:
-    """Setup, not timed: evidence on every criterion the unit will score above zero
-    (submission requires it), one transaction per case."""
+    """Setup, not timed: evidence on every criterion the unit will score above zero and the
+    documents the round asks for (submission requires both), one transaction per case."""
     scored = [code for code, value in SELF.items() if value != "0"]
     for case_id, unit_id in cases:
         with db.unit_of_work() as uow:
             case = uow.get(case_id)
             ctx = uow.round_context(case.round_id)
-            for code in scored:
-                event = decide(case, "attach_evidence", {"criterion": code, "sha256": "ab" * 32,
-                                                         "filename": f"{code}.pdf", "size": 1, "type": "pdf"},
-                               Actor("unit", str(unit_id)), T0, ctx)
+            steps = [("attach_evidence", {"criterion": code, "sha256": "ab" * 32, "filename": f"{code}.pdf",
+                                          "size": 1, "type": "pdf"}) for code in scored]
+            steps += [("attach_document", {"document": d.id, "sha256": "cd" * 32, "filename": f"{d.id}.pdf",
+                                           "size": 1, "type": "pdf"}) for d in ctx.documents]
+            for action, data in steps:
+                event = decide(case, action, data, Actor("unit", str(unit_id)), T0, ctx)
                 after = apply(case, event)
                 uow.append(case, event, after)
                 case = after
