@@ -39,8 +39,8 @@ from workflow.adapters.db.tables import Unit  # noqa: E402
 from workflow.adapters.rubric_files import RubricCatalog  # noqa: E402
 from workflow.config import REPO_ROOT  # noqa: E402
 from workflow.domain.case import Actor, apply, decide  # noqa: E402
-from workflow.service.cases import perform_action  # noqa: E402
 from workflow.files import import_jurisdictions  # noqa: E402
+from workflow.service.cases import perform_action  # noqa: E402
 from workflow.service.rounds import open_round  # noqa: E402
 
 T0 = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)

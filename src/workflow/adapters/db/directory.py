@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ...domain.errors import AlreadyExists
+from ...domain.errors import AlreadyExists, NotFound
 from ...service.ports import CoordinatorRecord, JurisdictionRecord, NewUnit, UnitRecord
 from .tables import coordinators, jurisdictions, units
+from .writes import insert_new, require
 
 _UNIT_COLUMNS = (units.c.id, units.c.jurisdiction_id, units.c.name, units.c.level, units.c.category, units.c.contacts,
                  units.c.certified_year, units.c.certified_note, units.c.created_at, units.c.updated_at,
@@ -27,6 +28,10 @@ def _unit(row: Any) -> UnitRecord:
 
 
 class SqlDirectory:
+    # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
+    WRITES: frozenset[str] = frozenset({"add_jurisdiction", "rename_jurisdiction", "add_unit", "save_unit",
+                                        "add_coordinator"})
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -70,17 +75,10 @@ class SqlDirectory:
         return [CoordinatorRecord(*row) for row in self.conn.execute(q)]
 
     # -- writes
-    def _insert(self, statement: Any, exists: str) -> Any:
-        """Run the insert (in a savepoint) and return the value it returns, if any."""
-        try:
-            with self.conn.begin_nested():
-                result = self.conn.execute(statement)
-                return result.scalar_one() if result.returns_rows else None
-        except IntegrityError as exc:  # taken by a concurrent request meanwhile
-            raise AlreadyExists(exists) from exc
-
     def add_jurisdiction(self, record: JurisdictionRecord) -> None:
-        self._insert(insert(jurisdictions).values(id=record.id, name=record.name, level=record.level,
+        if record.parent_id is not None:
+            require(self.conn, jurisdictions, record.parent_id, "jurisdiction")
+        insert_new(self.conn, insert(jurisdictions).values(id=record.id, name=record.name, level=record.level,
                                                  parent_id=record.parent_id, path=record.path),
                      f"jurisdiction {record.id!r} already exists")
 
@@ -88,7 +86,8 @@ class SqlDirectory:
         self.conn.execute(update(jurisdictions).where(jurisdictions.c.id == jurisdiction_id).values(name=name))
 
     def add_unit(self, unit: NewUnit, now: datetime) -> UnitRecord:
-        unit_id = self._insert(insert(units).values(
+        require(self.conn, jurisdictions, unit.jurisdiction_id, "jurisdiction")
+        unit_id = insert_new(self.conn, insert(units).values(
             jurisdiction_id=unit.jurisdiction_id, name=unit.name, level=unit.level, category=unit.category,
             contacts=unit.contacts, certified_year=unit.certified_year, certified_note=unit.certified_note,
             created_at=now, updated_at=now).returning(units.c.id),
@@ -100,18 +99,20 @@ class SqlDirectory:
     def save_unit(self, unit: UnitRecord) -> UnitRecord:
         try:
             with self.conn.begin_nested():
-                self.conn.execute(update(units).where(units.c.id == unit.id).values(
+                done = self.conn.execute(update(units).where(units.c.id == unit.id).values(
                     name=unit.name, category=unit.category, contacts=unit.contacts,
                     certified_year=unit.certified_year, certified_note=unit.certified_note,
                     updated_at=unit.updated_at))
         except IntegrityError as exc:
             raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists") from exc
-        record = self.unit(unit.id)
-        assert record is not None
+        record = self.unit(unit.id) if done.rowcount else None
+        if record is None:
+            raise NotFound(f"unit {unit.id} does not exist", unit_id=unit.id)
         return record
 
     def add_coordinator(self, jurisdiction_id: str, name: str, email: str) -> CoordinatorRecord:
-        coordinator_id = self._insert(insert(coordinators).values(
+        require(self.conn, jurisdictions, jurisdiction_id, "jurisdiction")
+        coordinator_id = insert_new(self.conn, insert(coordinators).values(
             jurisdiction_id=jurisdiction_id, name=name, email=email, active=True).returning(coordinators.c.id),
             f"{email} is already a coordinator of {jurisdiction_id}")
         return next(c for c in self.coordinators() if c.id == coordinator_id)

@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ...domain.duties import DutyEvent, DutyStatus, DutyStream
 from ...domain.errors import ConflictError
-from .tables import duty_events, duty_streams
+from .tables import duty_events, duty_streams, jurisdictions, rounds
+from .writes import require
 
 
 def _stream(row: Any) -> DutyStream:
@@ -27,6 +28,9 @@ def _event(row: Any) -> DutyEvent:
 
 class SqlDuties:
     """The ``DutyStore`` port over one connection."""
+    # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
+    WRITES: frozenset[str] = frozenset({"append"})
+
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -59,24 +63,32 @@ def append(conn: Connection, before: DutyStream, event: DutyEvent, after: DutySt
     """Store ``event`` and the new projection if the stream is still at ``before.version``."""
     values = {"version": after.version, "last_hash": after.last_hash, "duties": after.duties_data(),
               "updated_at": now}
+    if before.version == 0:  # a stream's first event: what it belongs to must exist
+        require(conn, rounds, after.round_id, "round")
+        require(conn, jurisdictions, after.jurisdiction_id, "jurisdiction")
     try:
-        if before.version == 0:
-            conn.execute(insert(duty_streams).values(round_id=after.round_id, jurisdiction_id=after.jurisdiction_id,
-                                                      **values))
-        else:
-            done = conn.execute(update(duty_streams).where(and_(
-                duty_streams.c.round_id == before.round_id, duty_streams.c.jurisdiction_id == before.jurisdiction_id,
-                duty_streams.c.version == before.version)).values(**values))
-            if done.rowcount != 1:
-                raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed "
-                                    "since they were read; reload and retry")
-        conn.execute(insert(duty_events).values(
-            round_id=event.round_id, jurisdiction_id=event.jurisdiction_id, seq=event.seq, type=event.type,
-            actor=event.actor, occurred_at=event.occurred_at, payload=event.payload_json,
-            prev_hash=event.prev_hash, hash=event.hash))
+        with conn.begin_nested():  # a refusal leaves the transaction usable (PostgreSQL)
+            _write(conn, before, event, after, values)
     except IntegrityError as exc:
         raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed since they "
                             "were read; reload and retry") from exc
+
+
+def _write(conn: Connection, before: DutyStream, event: DutyEvent, after: DutyStream, values: dict[str, Any]) -> None:
+    if before.version == 0:
+        conn.execute(insert(duty_streams).values(round_id=after.round_id, jurisdiction_id=after.jurisdiction_id,
+                                                  **values))
+    else:
+        done = conn.execute(update(duty_streams).where(and_(
+            duty_streams.c.round_id == before.round_id, duty_streams.c.jurisdiction_id == before.jurisdiction_id,
+            duty_streams.c.version == before.version)).values(**values))
+        if done.rowcount != 1:
+            raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed "
+                                "since they were read; reload and retry")
+    conn.execute(insert(duty_events).values(
+        round_id=event.round_id, jurisdiction_id=event.jurisdiction_id, seq=event.seq, type=event.type,
+        actor=event.actor, occurred_at=event.occurred_at, payload=event.payload_json,
+        prev_hash=event.prev_hash, hash=event.hash))
 
 
 def stream_events(conn: Connection, round_id: str, jurisdiction_id: str) -> list[DutyEvent]:

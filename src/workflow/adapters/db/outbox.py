@@ -40,6 +40,9 @@ def outbox_record(row: Any) -> OutboxRecord:
 
 
 class SqlOutbox:
+    # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
+    WRITES: frozenset[str] = frozenset({"mark", "remind_owing", "add", "claim", "settle", "release_claims"})
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"

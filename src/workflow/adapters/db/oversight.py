@@ -9,6 +9,7 @@ from sqlalchemy import Connection, func, insert, select
 from ...service.ports import FilingRecord, SpotCheckRecord
 from .directory import within
 from .tables import cases, filing_batches, jurisdictions, spot_checks, units
+from .writes import insert_new
 
 
 def _json(value: Any) -> Any:
@@ -18,6 +19,9 @@ def _json(value: Any) -> Any:
 
 
 class SqlOversight:
+    # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
+    WRITES: frozenset[str] = frozenset({"add_spot_check", "add_filing"})
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -39,10 +43,10 @@ class SqlOversight:
                                      .where(spot_checks.c.round_id == round_id)).scalar() or 0)
 
     def add_spot_check(self, record: SpotCheckRecord) -> None:
-        self.conn.execute(insert(spot_checks).values(
+        insert_new(self.conn, insert(spot_checks).values(
             id=record.id, round_id=record.round_id, jurisdiction_id=record.jurisdiction_id, seed=record.seed,
             share=record.share, population=record.population, drawn=record.drawn, drawn_at=record.drawn_at,
-            drawn_by=record.drawn_by))
+            drawn_by=record.drawn_by), f"spot check {record.id} already exists", spot_check=record.id)
 
     def spot_checks(self, round_id: str, within_path: str | None = None) -> list[SpotCheckRecord]:
         rows = self.conn.execute(
@@ -59,9 +63,10 @@ class SqlOversight:
                                      .where(filing_batches.c.round_id == round_id)).scalar() or 0)
 
     def add_filing(self, record: FilingRecord) -> None:
-        self.conn.execute(insert(filing_batches).values(
+        insert_new(self.conn, insert(filing_batches).values(
             id=record.id, round_id=record.round_id, jurisdiction_id=record.jurisdiction_id, cases=record.cases,
-            totals=record.totals, filed_at=record.filed_at, filed_by=record.filed_by))
+            totals=record.totals, filed_at=record.filed_at, filed_by=record.filed_by),
+            f"filing batch {record.id} already exists", batch_id=record.id)
 
     def _filings(self, *where: Any) -> list[FilingRecord]:
         rows = self.conn.execute(

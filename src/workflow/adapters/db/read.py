@@ -34,6 +34,8 @@ _OWING_COLUMNS = (cases.c.id, cases.c.unit_id, units.c.name, units.c.jurisdictio
 
 
 class SqlReadModels:
+    WRITES: frozenset[str] = frozenset()
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -103,10 +105,13 @@ class SqlReadModels:
         return [_owing(r) for r in rows]
 
     def overdue_cases(self, round_id: str, milestone: str) -> list[OwingCase]:
-        rows = self.conn.execute(select(*_OWING_COLUMNS).join(units, units.c.id == cases.c.unit_id)
+        # The LIKE only narrows the rows read (the id may also stand in a miss's owed_in list, and
+        # LIKE reads _ as any character); the misses themselves decide.
+        rows = self.conn.execute(select(*_OWING_COLUMNS, cases.c.missed).join(units, units.c.id == cases.c.unit_id)
                                  .where(cases.c.round_id == round_id, cases.c.overdue.is_(True),
-                                        cases.c.missed.like(f'%"{milestone}"%')).order_by(cases.c.id))
-        return [_owing(r) for r in rows]
+                                        cases.c.missed.contains(f'"{milestone}"', autoescape=True))
+                                 .order_by(cases.c.id))
+        return [_owing(r) for r in rows if any(m == milestone for m, _ in json.loads(r[-1] or "[]"))]
 
     def rectifications(self, round_id: str) -> list[OwingCase]:
         # By the partial index of cases in rectification (a round_id filter in SQL would make

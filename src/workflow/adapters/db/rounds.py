@@ -11,6 +11,7 @@ from ...domain.errors import AlreadyExists
 from ...domain.lifecycle import CERTIFIED_STATES
 from ...service.ports import RoundRecord
 from .tables import cases, jurisdictions, rounds, units
+from .writes import require
 
 
 def _json(value: Any) -> Any:
@@ -27,6 +28,9 @@ def round_record(row: Any) -> RoundRecord:
 
 
 class SqlRounds:
+    # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
+    WRITES: frozenset[str] = frozenset({"add", "lock"})
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -47,6 +51,7 @@ class SqlRounds:
         return row is not None
 
     def add(self, record: RoundRecord) -> None:
+        require(self.conn, jurisdictions, record.province_id, "province")
         try:
             with self.conn.begin_nested():
                 self._insert(record)

@@ -6,9 +6,13 @@ from datetime import date, datetime
 from sqlalchemy import Connection, insert, select, update
 
 from .tables import idempotency_keys, simulation_progress
+from .writes import insert_new
 
 
 class SqlSimulations:
+    # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
+    WRITES: frozenset[str] = frozenset({"start", "finish_day", "remember_refusal"})
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -18,7 +22,8 @@ class SqlSimulations:
         return (False, None) if row is None else (True, row.day_done)
 
     def start(self, digest: str, scenario: str) -> None:
-        self.conn.execute(insert(simulation_progress).values(digest=digest, scenario=scenario[-500:]))
+        insert_new(self.conn, insert(simulation_progress).values(digest=digest, scenario=scenario[-500:]),
+                   "a run of this scenario was started here already")
 
     def finish_day(self, digest: str, day: date) -> None:
         self.conn.execute(update(simulation_progress).where(simulation_progress.c.digest == digest)
@@ -31,5 +36,6 @@ class SqlSimulations:
 
     def remember_refusal(self, key: str, why: str, now: datetime) -> None:
         shown = why if len(why) <= 100 else why[:99] + "…"  # the column holds 100 characters: say it was cut
-        self.conn.execute(insert(idempotency_keys).values(key=f"{key}:refused", what="refused", ref=shown,
-                                                        fingerprint="", created_at=now))
+        insert_new(self.conn, insert(idempotency_keys).values(key=f"{key}:refused", what="refused", ref=shown,
+                                                             fingerprint="", created_at=now),
+                   f"the refusal of {key} is recorded already")

@@ -24,6 +24,7 @@ from ...domain.calendar import RequiredDocument
 from ...domain.case import CaseState, Notice, RoundContext, apply, registration_event
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
 from ...domain.events import GENESIS_HASH, Event, canonical_json
+from ...domain.lifecycle import TERMINAL_STATES
 from ...domain.policy import policy_from_dict
 from ...domain.rubric import rubric_from_dict
 from ...service.ports import Remembered
@@ -54,6 +55,9 @@ class _EachCall:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._store, name)
+        if name in getattr(self._store, "WRITES", ()):
+            raise RuntimeError(f"{name} writes: call it through a unit of work (uow.<store>.{name}), where it "
+                               "commits with the rest or not at all")
 
         def call(*args: Any, **kwargs: Any) -> Any:
             with self._engine.connect() as conn:
@@ -112,8 +116,9 @@ _SQL = {
     "case_events": f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = :case_id ORDER BY seq",
     "round": "SELECT id, policy, pass_mark, max_total, rubric_data, documents FROM rounds WHERE id = :id",
     "unit_exists": "SELECT 1 FROM units WHERE id = :id",
+    "case_exists": "SELECT 1 FROM cases WHERE id = :id",
     "open_cases": ("SELECT id FROM cases WHERE unit_id = :unit_id AND state NOT IN "
-                   "('not_certified', 'withdrawn', 'filed') ORDER BY id"),
+                   f"({', '.join(repr(s) for s in sorted(TERMINAL_STATES))}) ORDER BY id"),
     "recall": "SELECT what, case_id, seq, ref, fingerprint FROM idempotency_keys WHERE key = :key",
     "notice": ("INSERT INTO outbox (dedupe_key, kind, round_id, case_id, milestone, due_on, status, attempts, "
                "next_attempt_at, created_at) VALUES (:key, :kind, :round_id, :case_id, :milestone, :due_on, "
@@ -135,6 +140,8 @@ class Codec:
         self.sqlite = dialect == "sqlite"
 
     def dt_out(self, value: datetime) -> Any:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: times must be timezone-aware")
         if value.tzinfo is not UTC:
             value = value.astimezone(UTC)
         return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if self.sqlite else value
@@ -200,6 +207,7 @@ class SqlCaseStore:
         self._done = False
         self._conn = None
         self._texts: dict[int, tuple[tuple[Any, Any], ...]] = {}
+        self._rounds_read: dict[str, RoundContext] = {}
         self._raw: Any  # the driver's DB-API connection (sqlite3 or psycopg): typed by neither
         if core:
             self._conn = database.engine.connect()
@@ -261,7 +269,7 @@ class SqlCaseStore:
 
     # -- reads
     def round_context(self, round_id: str) -> RoundContext:
-        cached = self._db.round_cache.get(round_id)
+        cached = self._db.round_cache.get(round_id) or self._rounds_read.get(round_id)
         if cached is not None:
             return cached
         self._cur.execute(self._sql["round"], {"id": round_id})
@@ -272,7 +280,9 @@ class SqlCaseStore:
         rubric = rubric_from_dict(self._codec.json_in(row[4]), f"round {round_id} rubric")
         documents = tuple(RequiredDocument(**d) for d in self._codec.json_in(row[5]) or ())
         ctx = RoundContext(row[0], policy, Decimal(row[2]), Decimal(row[3]), rubric, documents)
-        self._db.round_cache[round_id] = ctx
+        # Kept for the other units of work once this one commits: a round read in a transaction
+        # that rolls back (the one that was opening it) must not outlive it.
+        self._rounds_read[round_id] = ctx
         return ctx
 
     def _case(self, row: Any) -> CaseState:
@@ -312,6 +322,11 @@ class SqlCaseStore:
         if self.find(round_id, unit_id) is not None:
             raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
                                 round_id=round_id, unit_id=unit_id)
+        if carried_over_from is not None:  # rare (a carried-over unit): checked, not left to the foreign key
+            self._cur.execute(self._sql["case_exists"], {"id": carried_over_from})
+            if self._cur.fetchone() is None:
+                raise NotFound(f"case {carried_over_from} (carried over from) does not exist",
+                               case_id=carried_over_from)
         c = self._codec
         try:
             self._cur.execute(self._sql["insert_case"], {
@@ -379,12 +394,15 @@ class SqlCaseStore:
     def remember(self, key: str, what: str, now: datetime, *, fingerprint: str, case_id: int | None = None,
                  seq: int | None = None, ref: str | None = None) -> None:
         """Record the request's result in this transaction (a concurrent twin fails on the key)."""
+        self._cur.execute("SAVEPOINT remember")  # a refusal leaves the transaction usable (PostgreSQL)
         try:
             self._cur.execute(self._sql["remember"], {"key": key, "what": what, "case_id": case_id, "seq": seq,
                                                       "ref": ref, "fingerprint": fingerprint,
                                                       "created_at": self._codec.dt_out(now)})
         except self._db.integrity_errors as exc:
+            self._cur.execute("ROLLBACK TO SAVEPOINT remember")
             raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request", key=key) from exc
+        self._cur.execute("RELEASE SAVEPOINT remember")
 
     def _text(self, case_id: int, column: int, value: Any, encode: Any) -> Any:
         """The column's text: as read when the value is the very object read, else encoded."""
@@ -402,6 +420,7 @@ class SqlCaseStore:
         else:
             self._raw.commit()
         self._done = True
+        self._db.round_cache.update(self._rounds_read)
         if faults.ACTIVE:
             faults.commit_point("after")
 

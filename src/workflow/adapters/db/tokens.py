@@ -8,6 +8,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from ...service.ports import TokenRecord
 from .tables import api_tokens, jurisdictions, units
+from .writes import insert_new
 
 _UnitPlace = jurisdictions.alias("unit_place")
 _COLUMNS = (api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.unit_id, api_tokens.c.jurisdiction_id,
@@ -17,6 +18,9 @@ _COLUMNS = (api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.
 
 
 class SqlTokens:
+    # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
+    WRITES: frozenset[str] = frozenset({"add", "revoke"})
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -35,10 +39,10 @@ class SqlTokens:
 
     def add(self, *, name: str, role: str, unit_id: int | None, jurisdiction_id: str | None, token_hash: str,
             created_at: datetime, created_by: str, expires_at: datetime | None) -> int:
-        return int(self.conn.execute(insert(api_tokens).values(
+        return int(insert_new(self.conn, insert(api_tokens).values(
             name=name, role=role, unit_id=unit_id, jurisdiction_id=jurisdiction_id, token_hash=token_hash,
-            created_at=created_at, created_by=created_by,
-                                                               expires_at=expires_at).returning(api_tokens.c.id)).scalar_one())
+            created_at=created_at, created_by=created_by, expires_at=expires_at).returning(api_tokens.c.id),
+            "a token with this secret already exists"))
 
     def revoke(self, token_id: int, now: datetime) -> bool:
         done = self.conn.execute(update(api_tokens).where(api_tokens.c.id == token_id,
