@@ -562,11 +562,11 @@ def documents_attach(case_id: int, document: str = typer.Argument(..., help="the
 @documents_app.command("list")
 def documents_list(case_id: int) -> None:
     """The documents the case's round asks for, and the files on each."""
+    from .service.cases import read_case
     from .service.evidence import DocumentItem, list_documents
 
     application = _app()
-    with application.db.reader() as uow:
-        ctx = uow.round_context(uow.get(case_id).round_id)
+    ctx = read_case(application.db, case_id).ctx
     files = list_documents(application.db, case_id)
     table = Table("document", "name", "file", "type", "bytes", "attached")
     for d in ctx.documents:

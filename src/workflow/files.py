@@ -16,7 +16,7 @@ from .domain.errors import InvalidInput, Problem
 from .service.cases import ActionResult
 from .service.directory import ImportResult, import_jurisdiction_rows, import_unit_rows
 from .service.evidence import attach_bytes
-from .service.ports import CaseStoreFactory, EvidenceBlobs, Storage
+from .service.ports import EvidenceBlobs, Storage
 from .service.reports import Progress
 from .service.sheets import CaseSheets
 
@@ -55,7 +55,7 @@ def read_bounded(paths: list[Path], max_bytes: int) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in map(Path, paths)]
 
 
-def attach_files(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, criterion: str, paths: list[Path],
+def attach_files(store: Storage, blobs: EvidenceBlobs, case_id: int, criterion: str, paths: list[Path],
                  actor: Actor, now: datetime, *, max_bytes: int) -> list[ActionResult]:
     """Attach files from disk to ``criterion`` of the case, all or none."""
     return attach_bytes(store, blobs, case_id, criterion, read_bounded(paths, max_bytes), actor, now)

@@ -27,7 +27,7 @@ from .domain.errors import ActionRefused, AlreadyExists, DomainError, InvalidInp
 from .domain.rubric import Rubric, complete_sheet
 from .domain.units import unit_row_as_dict
 from .files import import_jurisdictions, import_units
-from .service.cases import perform_action
+from .service.cases import perform_action, read_case
 from .service.deadlines import sweep
 from .service.directory import add_coordinator, create_unit, give_contact_form
 from .service.dispatch import dispatch
@@ -483,8 +483,7 @@ class _Run:
         actor = unit if step.do in UNIT_ACTIONS else Actor("coordinator", str(step.params.get("by") or "simulation"))
         data: dict[str, Any] = {k: step.params[k] for k in ("note", "reason", "days") if k in step.params}
         if step.do in SHEET_ACTIONS:
-            with self.db.reader() as uow:
-                data["entries"] = self._sheet(step, uow.round_context(uow.get(case_id).round_id).rubric)
+            data["entries"] = self._sheet(step, read_case(self.db, case_id).ctx.rubric)
         if step.do == "submit" and step.params.get("documents", True):
             self._attach_documents(case_id, unit, now)
         perform_action(self.db, case_id, step.do, data, actor, now, idempotency_key=key)
@@ -500,8 +499,7 @@ class _Run:
 
     def _attach_evidence(self, case_id: int, unit: Actor, now: datetime) -> None:
         """A file for every criterion the sheet gives points, as a unit would attach them."""
-        with self.db.reader() as uow:
-            case = uow.get(case_id)
+        case = read_case(self.db, case_id).case
         have = {c for c, _, _ in case.evidence}
         for code, points in (case.self_entries or {}).items():  # the sheet in points
             if Decimal(points) > 0 and code not in have:
@@ -510,9 +508,8 @@ class _Run:
 
     def _attach_documents(self, case_id: int, unit: Actor, now: datetime) -> None:
         """The documents the round asks for (自评报告 ...), as a unit would attach them before submitting."""
-        with self.db.reader() as uow:
-            case = uow.get(case_id)
-            documents = uow.round_context(case.round_id).documents
+        found = read_case(self.db, case_id)
+        case, documents = found.case, found.ctx.documents
         have = {d for d, _, _ in case.documents}
         for d in documents:
             if d.id not in have and case.state in ("registered", "self_assessed"):

@@ -24,7 +24,7 @@ from ..domain.lifecycle import ACTIONS
 from ..domain.rubric import SheetScore
 from ..files import score_sheet_xlsx
 from ..metrics import TRANSITIONS
-from ..service.cases import perform_action
+from ..service.cases import perform_action, read_case
 from ..service.evidence import attach_bytes, attach_document_bytes, export_archive, list_documents, list_evidence
 from ..service.ports import CaseScope
 from ..service.queries import list_cases, list_notifications, round_calendar
@@ -116,9 +116,8 @@ def cases(who: Caller, application: Application, round: str | None = Query(None,
 def get_case(case: SeenCase, who: Caller, application: Application) -> CaseOut:
     """A case: state, version, scores, and what this caller may do next."""
     now = application.clock.now()
-    with application.db.reader() as uow:
-        c = uow.get(case.id)
-        ctx = uow.round_context(c.round_id)
+    found = read_case(application.db, case.id)
+    c, ctx = found.case, found.ctx
     calendar, year = round_calendar(application.db, application.calendars, c.round_id)
     attached = {d for d, _, _ in c.documents}
     return CaseOut(
@@ -135,8 +134,7 @@ def get_case(case: SeenCase, who: Caller, application: Application) -> CaseOut:
 
 
 def _history(application: App, case: CaseScope) -> list[Event]:
-    with application.db.reader() as uow:
-        return uow.events(case.id)
+    return read_case(application.db, case.id, events=True).events
 
 
 @router.get("/cases/{case_id}/history", tags=["audit"])
@@ -256,8 +254,7 @@ async def upload_evidence(case: SeenCase, request: Request,
 @router.get("/cases/{case_id}/documents", tags=["evidence"])
 def documents(case: SeenCase, application: Application) -> list[DocumentOut]:
     """The documents the round asks for (自评报告, 自评打分表 ...) and the files on each."""
-    with application.db.reader() as uow:
-        ctx = uow.round_context(case.round_id)
+    ctx = read_case(application.db, case.id).ctx
     files = list_documents(application.db, case.id)
     return [DocumentOut(id=d.id, name=d.name, note=d.note, files=[
         DocumentFile(sha256=f.sha256, filename=f.filename, size=f.size, type=f.type, attached_by=f.attached_by,

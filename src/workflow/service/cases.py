@@ -19,7 +19,7 @@ from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply
 from ..domain.dates import require_aware
 from ..domain.errors import ConflictError
 from ..domain.events import Event
-from .ports import CaseStore, CaseStoreFactory, Remembered
+from .ports import CaseStore, CaseStoreFactory, Remembered, Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +136,28 @@ def perform_actions(store: CaseStoreFactory, case_id: int, steps: Sequence[tuple
     return results
 
 
-def dry_run(store: Any, case_id: int, steps: Sequence[tuple[str, Mapping[str, Any]]], actor: Actor,
+@dataclass(frozen=True, slots=True)
+class CaseRead:
+    """A case as stored, its round's rules, and (when asked for) its events, read together."""
+
+    case: CaseState
+    ctx: RoundContext
+    events: list[Event]
+
+
+def read_case(db: Storage, case_id: int, *, events: bool = False) -> CaseRead:
+    """The case (NotFound if there is none), its round's rules and, with ``events``, its history,
+    in one read-only unit of work."""
+    with db.reader() as uow:
+        case = uow.get(case_id)
+        return CaseRead(case, uow.round_context(case.round_id), uow.events(case_id) if events else [])
+
+
+def dry_run(db: Storage, case_id: int, steps: Sequence[tuple[str, Mapping[str, Any]]], actor: Actor,
             now: datetime) -> None:
     """Decide every step on the case as it is now, writing nothing (raises what the real run would)."""
-    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
-        case = uow.get(case_id)
-        ctx = uow.round_context(case.round_id)
+    found = read_case(db, case_id)
+    case, ctx = found.case, found.ctx
     for action, data in steps:
         case = apply(case, decide(case, action, data, actor, now, ctx))
 

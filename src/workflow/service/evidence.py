@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 from ..domain.case import Actor
 from ..domain.errors import InvalidInput, StorageUnavailable
 from ..domain.events import Event
-from .cases import ActionResult, dry_run, perform_actions
-from .ports import ArchiveEntry, CaseStoreFactory, EvidenceBlobs
+from .cases import ActionResult, dry_run, perform_actions, read_case
+from .ports import ArchiveEntry, EvidenceBlobs, Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class EvidenceItem(AttachedFile):
     item_name: str
 
 
-def attach_bytes(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, criterion: str,
+def attach_bytes(store: Storage, blobs: EvidenceBlobs, case_id: int, criterion: str,
                  files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
     """Attach named files to ``criterion`` of the case, all or none.
 
@@ -60,13 +60,13 @@ def attach_bytes(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, cr
     return _attach(store, blobs, case_id, "attach_evidence", {"criterion": criterion}, files, actor, now)
 
 
-def attach_document_bytes(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, document: str,
+def attach_document_bytes(store: Storage, blobs: EvidenceBlobs, case_id: int, document: str,
                           files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
     """Attach named files as one of the round's required documents (自评报告 ...), all or none."""
     return _attach(store, blobs, case_id, "attach_document", {"document": document}, files, actor, now)
 
 
-def _attach(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, action: str, target: dict[str, str],
+def _attach(store: Storage, blobs: EvidenceBlobs, case_id: int, action: str, target: dict[str, str],
             files: list[tuple[str, bytes]], actor: Actor, now: datetime) -> list[ActionResult]:
     problems = []
     for name, data in files:
@@ -90,12 +90,10 @@ def _attach(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, action:
     return perform_actions(store, case_id, steps, actor, now)
 
 
-def list_evidence(store: CaseStoreFactory, case_id: int) -> list[EvidenceItem]:
+def list_evidence(store: Storage, case_id: int) -> list[EvidenceItem]:
     """The case's evidence in rubric order (the order the notice asks for), then attachment order."""
-    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
-        case = uow.get(case_id)
-        ctx = uow.round_context(case.round_id)
-        events = uow.events(case_id)
+    found = read_case(store, case_id, events=True)
+    case, ctx, events = found.case, found.ctx, found.events
     details = {}
     for e in events:
         if e.type == "EvidenceAttached":
@@ -111,12 +109,10 @@ def list_evidence(store: CaseStoreFactory, case_id: int) -> list[EvidenceItem]:
     return [item for _, _, item in sorted(out, key=lambda t: (t[0], t[1]))]
 
 
-def list_documents(store: CaseStoreFactory, case_id: int) -> list[DocumentItem]:
+def list_documents(store: Storage, case_id: int) -> list[DocumentItem]:
     """The case's required documents on file, in the order the round's calendar lists them."""
-    with (store.reader() if hasattr(store, "reader") else store.unit_of_work()) as uow:
-        case = uow.get(case_id)
-        ctx = uow.round_context(case.round_id)
-        events = uow.events(case_id) if case.documents else []
+    found = read_case(store, case_id, events=True)
+    case, ctx, events = found.case, found.ctx, found.events
     details = {(e.payload["document"], e.payload["sha256"]): e for e in events if e.type == "DocumentAttached"}
     names = {d.id: d.name for d in ctx.documents}
     order = {d.id: i for i, d in enumerate(ctx.documents)}
@@ -140,7 +136,7 @@ def _named_by_content(item: EvidenceItem | DocumentItem) -> str:
     return f"{path.stem}{_SUFFIXES.get(item.type, (f'.{item.type}',))[0]}"
 
 
-def export_archive(store: CaseStoreFactory, blobs: EvidenceBlobs, case_id: int, out: Path | BinaryIO) -> int:
+def export_archive(store: Storage, blobs: EvidenceBlobs, case_id: int, out: Path | BinaryIO) -> int:
     """One ZIP of what the case submits: the required documents first (``00 报送材料/<nn>
     <document> <file name>``), then the evidence in rubric order (``<criterion> <item>/<nn>
     <file name>``), as the notice asks (按照评价标准项目编号顺序)."""

@@ -12,6 +12,7 @@ from ..domain.duties import waiting_on
 from ..domain.errors import NotFound
 from ..domain.events import Event
 from ..domain.lifecycle import STATES
+from .cases import read_case
 from .ports import (
     CaseFilter,
     CaseRow,
@@ -76,10 +77,8 @@ class CaseDetail:
 
 
 def show_case(db: Storage, case_id: int, now: datetime, calendars: Any = None) -> CaseDetail:
-    with db.reader() as uow:
-        state = uow.get(case_id)
-        ctx = uow.round_context(state.round_id)
-        events = uow.events(case_id)
+    found = read_case(db, case_id, events=True)
+    state, ctx, events = found.case, found.ctx, found.events
     unit = db.directory.unit(state.unit_id)
     rnd = db.rounds.round(state.round_id)
     assert unit is not None and rnd is not None

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..domain.rubric import Rubric, SheetScore, entries_as_points, score_sheet
+from .cases import read_case
 from .ports import Storage
 
 _KINDS = {"SelfAssessmentRecorded": "self", "CaseVerified": "verified", "CaseRechecked": "recheck"}
@@ -20,10 +21,8 @@ class CaseSheets:
 
 
 def case_sheets(db: Storage, case_id: int) -> CaseSheets:
-    with db.reader() as uow:
-        case = uow.get(case_id)
-        rubric = uow.round_context(case.round_id).rubric
-        events = uow.events(case_id)
+    found = read_case(db, case_id, events=True)
+    case, rubric, events = found.case, found.ctx.rubric, found.events
     unit = db.directory.unit(case.unit_id)
     assert unit is not None
     latest: dict[str, dict[str, Decimal]] = {}
