@@ -41,3 +41,35 @@ class Settings(BaseSettings):
     sweep_interval_minutes: int = Field(default=60, ge=1)
     dispatch_interval_seconds: int = Field(default=30, ge=1)
     log_level: str = "INFO"
+
+    # --- bounds on what a request may make the server read or hold (docs/security.md)
+    request_max_bytes: int = Field(default=1024 * 1024, ge=1024,
+                                   description="largest request body other than a file upload")
+    roster_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="largest roster file accepted")
+    sheet_max_rows: int = Field(default=200_000, ge=1, description="most rows a spreadsheet read may have")
+    sheet_max_columns: int = Field(default=64, ge=1, description="most columns a spreadsheet read may have")
+    sheet_max_cells: int = Field(default=4_000_000, ge=1, description="most cells (rows x columns) of a spreadsheet")
+    sheet_max_merged: int = Field(default=10_000, ge=0, description="most merged ranges a spreadsheet may have")
+    sheet_max_uncompressed_bytes: int = Field(default=256 * 1024 * 1024, ge=1024,
+                                              description="largest total uncompressed size of an .xlsx's parts")
+    evidence_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1,
+                                      description="most bytes of evidence and documents one case may hold")
+    evidence_quota_files: int = Field(default=2000, ge=1, description="most evidence and document files per case")
+    error_list_max: int = Field(default=100, ge=1, description="most problems listed in one error (and a count)")
+
+    # --- the audit chain's checkpoints, signed with a key kept outside the database
+    checkpoint_dir: Path = Field(default=Path("var") / "checkpoints",
+                                 description="where signed checkpoints are written (outside the database)")
+    checkpoint_key: Path = Field(default=Path("var") / "keys" / "checkpoint-ed25519.pem",
+                                 description="the Ed25519 private key that signs checkpoints (PEM)")
+    checkpoint_interval_minutes: int = Field(default=60, ge=1, description="how often serve writes a checkpoint")
+
+    # --- mail, metrics and connections
+    smtp_allow_plaintext_login: bool = Field(default=False, description="send SMTP credentials without TLS "
+                                                                       "(only for a server on a trusted host)")
+    metrics_token: str | None = Field(default=None, description="when set, /metrics needs "
+                                                                "'Authorization: Bearer <this>'")
+    metrics_enabled: bool = Field(default=True, description="false: /metrics answers 404")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, description="time a client has to send its headers")
+    body_timeout_seconds: float = Field(default=30.0, gt=0, description="longest pause while a body streams in")
+    keep_alive_seconds: float = Field(default=5.0, gt=0, description="idle keep-alive connections are closed after")

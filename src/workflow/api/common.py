@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import structlog
 from fastapi import Depends, Path, Request, Security
@@ -167,6 +168,15 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(data) > limit:
             raise ApiError("too_large", f"more than {limit} bytes; the limit is {limit}", limit=limit)
     return bytes(data)
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """Headers of a download: ``Content-Disposition: attachment`` with the name as an ASCII
+    fallback (anything else replaced by ``_``, quotes and backslashes too) and as RFC 5987
+    ``filename*`` in UTF-8 (a Chinese name survives), and never sniffed as another type."""
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;' else "_" for ch in filename) or "download"
+    return {"Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}",
+            "X-Content-Type-Options": "nosniff"}
 
 
 def binary_body(required: bool = True, *types: str) -> dict[str, Any]:
