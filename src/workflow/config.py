@@ -55,7 +55,6 @@ class Settings(BaseSettings):
     evidence_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1,
                                       description="most bytes of evidence and documents one case may hold")
     evidence_quota_files: int = Field(default=2000, ge=1, description="most evidence and document files per case")
-    error_list_max: int = Field(default=100, ge=1, description="most problems listed in one error (and a count)")
 
     # --- the audit chain's checkpoints, signed with a key kept outside the database
     checkpoint_dir: Path = Field(default=Path("var") / "checkpoints",

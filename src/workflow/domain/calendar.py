@@ -268,7 +268,7 @@ def _owes(data: Mapping[str, Any], where: str, owed_by: str, problems: ProblemLi
 
 
 def _milestone(data: Any, where: str, problems: ProblemList) -> Milestone | None:
-    before = len(problems.problems)
+    before = problems.count
     if not isinstance(data, Mapping):
         problems.add(where, "must be a mapping")
         return None
@@ -305,7 +305,7 @@ def _milestone(data: Any, where: str, problems: ProblemList) -> Milestone | None
         problems.add(where, "an informational milestone (no owes) has no reminders or escalation")
     if not informational and tiers and not remind:
         problems.add(f"{where}.remind", "tiers are given but nobody is reminded")
-    if len(problems.problems) > before:
+    if problems.count > before:
         return None
     assert isinstance(mid, str) and isinstance(name, str)  # checked above (a problem was added otherwise)
     return Milestone(mid, name.strip(), month, day, data.get("next_year") is True, states, contact_form, remind,
@@ -442,7 +442,7 @@ def calendar_from_dict(data: Any, source: str) -> Calendar:
     try:
         policy = policy_from_dict(data.get("policy"), f"{source}: policy")
     except InvalidInput as exc:
-        problems.problems.extend(exc.problems)
+        problems.extend(exc.problems, exc.problem_count)
     milestones = _milestones(data.get("milestones") or [], source, problems)
     rect = _rectification(data.get("rectification"), f"{source}: rectification", policy, problems)
     holidays = _dates(data.get("extra_holidays"), f"{source}: extra_holidays", problems)

@@ -76,20 +76,33 @@ class Problem:
         return out
 
 
+# An error lists at most this many problems, and says how many there were in all: a file
+# with a million bad rows is answered with its first problems and a count, not a million.
+MAX_PROBLEMS = 100
+
+
 class InvalidInput(DomainError):
-    """Bad input; lists every problem found, not just the first."""
+    """Bad input; lists every problem found (the first :data:`MAX_PROBLEMS` of them, and
+    ``problem_count``, how many there were in all)."""
 
     code = "invalid_input"
 
     def __init__(self, message: str, problems: list[Problem] | None = None, message_zh: str | None = None,
-                 **details: Any) -> None:
-        self.problems = list(problems or [])
+                 *, problem_count: int | None = None, **details: Any) -> None:
+        given = list(problems or [])
+        self.problem_count = max(problem_count or 0, len(given))
+        self.problems = given[:MAX_PROBLEMS]
+        if self.problem_count > len(self.problems):
+            details = {**details, "problem_count": self.problem_count, "problems_listed": len(self.problems)}
         super().__init__(message, message_zh, problems=[p.to_dict() for p in self.problems], **details)
 
     def __str__(self) -> str:
         if not self.problems:
             return self.message
         lines = [self.message] + [f"  - {p}" for p in self.problems]
+        if self.problem_count > len(self.problems):
+            lines.append(f"  ... and {self.problem_count - len(self.problems)} more problems "
+                         f"({self.problem_count} in all)")
         return "\n".join(lines)
 
 
@@ -104,13 +117,26 @@ class ProblemList:
     """Collects problems; raise once at the end with every one of them."""
 
     problems: list[Problem] = field(default_factory=list)
+    count: int = 0  # every problem added, kept or not (only the first MAX_PROBLEMS are kept)
+
+    def __post_init__(self) -> None:
+        self.count = max(self.count, len(self.problems))
+        del self.problems[MAX_PROBLEMS:]
+
+    def extend(self, problems: list[Problem], count: int | None = None) -> None:
+        """Add problems found elsewhere (``count``: how many there were, if more than listed)."""
+        for problem in problems:
+            self.add(problem.where, problem.what, problem.zh)
+        self.count += max(0, (count or 0) - len(problems))
 
     def add(self, where: str, what: str, zh: str | None = None) -> None:
-        self.problems.append(Problem(where, what, zh))
+        self.count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(where, what, zh))
 
     def __bool__(self) -> bool:
-        return bool(self.problems)
+        return self.count > 0
 
     def raise_if_any(self, message: str, message_zh: str | None = None, **details: Any) -> None:
-        if self.problems:
-            raise InvalidInput(message, self.problems, message_zh, **details)
+        if self.count:
+            raise InvalidInput(message, self.problems, message_zh, problem_count=self.count, **details)

@@ -101,7 +101,7 @@ def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList) ->
 def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping[str, str],
                problems: ProblemList) -> UnitDraft | None:
     """Validate one unit; ``jurisdiction_levels`` maps known jurisdiction ids to their level."""
-    before = len(problems.problems)
+    before = problems.count
     name = _text(data.get("name"))
     _no_control(where, {"name": name, "jurisdiction": _text(data.get("jurisdiction")),
                         "category": _text(data.get("category"))}, problems)
@@ -143,9 +143,9 @@ def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping
     note = _text(data.get("certified_note"))
     if len(note) > 200:
         problems.add(f"{where}.certified_note", f"at most 200 characters, got {len(note)}")
-    if note and certified_year is None and not problems.problems[before:]:
+    if note and certified_year is None and problems.count == before:
         problems.add(f"{where}.certified_note", "a note on a certification needs its year (certified_year)")
-    if len(problems.problems) > before:
+    if problems.count > before:
         return None
     return UnitDraft(name=name, jurisdiction_id=jid, level=expected or level, category=category,
                      contacts=tuple(contacts), certified_year=certified_year, certified_note=note)
@@ -154,7 +154,7 @@ def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping
 def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mapping[str, str],
                        problems: ProblemList) -> JurisdictionDraft | None:
     """Validate one jurisdiction; a child is one level below its parent (province → city → county)."""
-    before = len(problems.problems)
+    before = problems.count
     jid, name = _text(data.get("id")), _text(data.get("name"))
     level = _text(data.get("level"))
     level = JURISDICTION_LEVEL_ALIASES.get(level, level)
@@ -179,7 +179,7 @@ def check_jurisdiction(data: Mapping[str, Any], where: str, known_levels: Mappin
             if known_levels[parent] != want:
                 problems.add(f"{where}.parent",
                              f"a {level}'s parent must be a {want}; {parent} is a {known_levels[parent]}")
-    if len(problems.problems) > before:
+    if problems.count > before:
         return None
     return JurisdictionDraft(jid, name, level, parent)
 

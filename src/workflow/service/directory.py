@@ -60,7 +60,7 @@ def import_jurisdiction_rows(db: Storage, sheet: Any, source: str) -> ImportResu
                 continue
             levels[draft.id] = draft.level
             drafts.append(draft)
-        problems.raise_if_any(f"{source}: {len(problems.problems)} problem(s); nothing imported")
+        problems.raise_if_any(f"{source}: {problems.count} problem(s); nothing imported")
         paths = {j.id: j.path for j in existing.values()}
         created = updated = unchanged = 0
         for d in sorted(drafts, key=lambda d: JURISDICTION_LEVELS.index(d.level)):  # parents first
@@ -115,7 +115,7 @@ def import_unit_rows(db: Storage, sheet: Any, source: str, now: datetime, *, upd
                                               f"(unit {existing[key].id}); use --update to replace it")
                 continue
             drafts.append(draft)
-        problems.raise_if_any(f"{source}: {len(problems.problems)} problem(s); nothing imported")
+        problems.raise_if_any(f"{source}: {problems.count} problem(s); nothing imported")
         created = updated = unchanged = 0
         for d in drafts:
             new = _new_unit(d)
