@@ -23,11 +23,10 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from typing import cast
 
+from .addresses import check_address
+
 __all__ = ["Address", "Attachment", "OutgoingMessage", "to_email"]
 
-# Characters never allowed in an address: whitespace, controls, and the ones that end or
-# split an address inside a header.
-_BAD_ADDRESS_CHARS = re.compile(r'[\s\x00-\x1f\x7f<>(),;:"\[\]\\]')
 _MESSAGE_ID = re.compile(r"<[^<>@\s\x00-\x1f\x7f]+@[^<>@\s\x00-\x1f\x7f]+>")
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322: printable ASCII except ':'
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 2045 token (MIME type parts)
@@ -64,9 +63,10 @@ class Address:
     name: str = ""
 
     def __post_init__(self) -> None:
-        local, at, domain = self.email.partition("@")
-        if not at or not local or not domain or "@" in domain or _BAD_ADDRESS_CHARS.search(self.email):
-            raise ValueError(f"invalid email address: {self.email!r}")
+        try:  # the same rule as at input (addresses.py)
+            check_address(self.email)
+        except ValueError as exc:
+            raise ValueError(f"invalid email address: {self.email!r} ({exc})") from None
         _no_line_breaks("display name", self.name)
 
     def header(self) -> _HeaderAddress:

@@ -20,7 +20,9 @@ Kinds and their context variables (all required):
 ``digest`` (to a coordinator: overdue items in a jurisdiction)
     ``coordinator_name``, ``jurisdiction_name``, ``round_title``, ``as_of`` date,
     ``rows``: a list of mappings with ``unit_name``, ``milestone_name``, ``due_date``
-    (date), ``days_overdue`` (int), ``case_id``. The subject states the count.
+    (date), ``days_overdue`` (int), ``case_id``. The subject states the count. Optional:
+    ``anchor``, a mapping with ``sequence``, ``created_at`` (str) and ``merkle_root``: the latest
+    checkpoint of the audit chain, quoted so that a copy lands in the coordinators' mailboxes.
 
 ``rectification`` (to a unit whose verified score is below the pass mark)
     ``unit_name``, ``round_title``, ``due_date`` date, ``days_left`` int, ``case_id``,

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 _DROPPED = 421
 
 
+class PlaintextLoginRefused(aiosmtplib.SMTPException):
+    """The server offered no TLS, and credentials are not sent in clear."""
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
     """The outcome of one message: ``ok``, or why not (``permanent`` = do not retry)."""
@@ -104,8 +108,11 @@ class _Connection:
         self._client = self._transport.new_client()
         try:
             await self._client.connect()
+            await self._transport.login_if_configured(self._client)
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.warning("smtp connect to %s:%s failed: %s", self._transport.host, self._transport.port, exc)
+            if self._client.is_connected:  # connected, but the login failed or was refused
+                self._client.close()
             self._failure = exc
             return exc
         return None
@@ -168,7 +175,11 @@ class SmtpTransport:
     ``starttls=None`` upgrades with STARTTLS when the server offers it (aiosmtplib's
     default), ``False`` never does (a plain local server), ``True`` requires it.
     ``use_tls`` connects over TLS from the start (port 465). With ``username`` set the
-    transport logs in after connecting. If the server drops the connection mid-batch the
+    transport logs in after connecting, and only over TLS: on a connection that is not
+    encrypted (no STARTTLS offered) it refuses to send the password and fails the batch
+    (temporarily, with the reason), unless ``allow_plaintext_login`` says the server is on a
+    trusted host. ``cert_bundle`` names CA certificates to trust besides the system's
+    (a bureau's own mail server). If the server drops the connection mid-batch the
     transport reconnects once and retries the message it was sending; after that, the
     remaining messages are temporary failures.
     """
@@ -184,9 +195,16 @@ class SmtpTransport:
         use_tls: bool = False,
         timeout: float = 30.0,
         sender_hostname: str | None = None,
+        allow_plaintext_login: bool = False,
+        cert_bundle: str | None = None,
     ) -> None:
         if use_tls and starttls:
             raise ValueError("use_tls and starttls are mutually exclusive")
+        if username is not None and starttls is False and not use_tls and not allow_plaintext_login:
+            raise ValueError("SMTP credentials are only sent over TLS: with starttls=False and no use_tls, "
+                             "allow_plaintext_login must be set explicitly")
+        self.allow_plaintext_login = allow_plaintext_login
+        self.cert_bundle = cert_bundle
         self.host = host
         self.port = port
         self.username = username
@@ -201,16 +219,28 @@ class SmtpTransport:
 
     def new_client(self) -> aiosmtplib.SMTP:
         """A not yet connected aiosmtplib client with this transport's settings."""
+        # No credentials here: the login happens after the connection is known to be
+        # encrypted (see login_if_configured).
         return aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
-            username=self.username,
-            password=self._password if self.username is not None else None,
             start_tls=False if self.use_tls else self.starttls,
             use_tls=self.use_tls,
             timeout=self.timeout,
             local_hostname=self.sender_hostname,
+            cert_bundle=self.cert_bundle,
         )
+
+    async def login_if_configured(self, client: aiosmtplib.SMTP) -> None:
+        """Log in on a connected client, if a username is set: only over TLS unless allowed."""
+        if self.username is None:
+            return
+        encrypted = client.get_transport_info("sslcontext") is not None
+        if not encrypted and not self.allow_plaintext_login:
+            raise PlaintextLoginRefused(
+                f"{self.host}:{self.port} offered no TLS; the SMTP password is not sent unencrypted "
+                "(WORKFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN allows it for a server on a trusted host)")
+        await client.login(self.username, self._password or "")
 
     async def send_many(
         self, messages: Sequence[tuple[OutgoingMessage, datetime]]

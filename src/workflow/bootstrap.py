@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -56,7 +57,9 @@ class App:
         st = self.settings
         if st.smtp_host:
             return SmtpTransport(st.smtp_host, st.smtp_port, username=st.smtp_username, password=st.smtp_password,
-                                 starttls=st.smtp_starttls, use_tls=st.smtp_tls, timeout=st.smtp_timeout)
+                                 starttls=st.smtp_starttls, use_tls=st.smtp_tls, timeout=st.smtp_timeout,
+                                 allow_plaintext_login=st.smtp_allow_plaintext_login,
+                                 cert_bundle=str(st.smtp_ca_file) if st.smtp_ca_file else None)
         return MaildirTransport(st.maildir)
 
     def dispatch_settings(self) -> Any:
@@ -65,9 +68,46 @@ class App:
         from .service.dispatch import DispatchSettings
 
         st = self.settings
+        from .service.checkpoints import anchor
+
         return DispatchSettings(sender=Address(st.mail_from, st.mail_from_name), message_domain=st.message_domain,
                                 max_attempts=st.dispatch_max_attempts,
-                                lease=timedelta(seconds=st.dispatch_lease_seconds))
+                                lease=timedelta(seconds=st.dispatch_lease_seconds),
+                                anchor=lambda: anchor(self.checkpoint_store()))
+
+    def checkpoint_store(self) -> Any:
+        """The signed checkpoints of the audit chain (a directory outside the database)."""
+        from .adapters.checkpoint_files import CheckpointDirectory
+
+        return CheckpointDirectory(self.settings.checkpoint_dir)
+
+    def checkpoint_signer(self) -> Any:
+        """The key that signs checkpoints (ConfigError, saying what to do, when there is none)."""
+        from .adapters.checkpoint_files import Ed25519Signer
+
+        return Ed25519Signer.from_file(self.settings.checkpoint_key)
+
+    def checkpoint_verifier(self, public_key: Path | None = None) -> Any:
+        """What checks checkpoint signatures: the public key given, else the public half of the
+        private key, else the public key kept beside it; None when there is none of them."""
+        from .adapters.checkpoint_files import Ed25519Verifier, public_key_path
+
+        if public_key is not None:
+            return Ed25519Verifier.from_file(public_key)
+        key = self.settings.checkpoint_key
+        for path in (key, public_key_path(key)):
+            if path.is_file():
+                return Ed25519Verifier.from_file(path)
+        return None
+
+    def checkpoint_job(self) -> Any:
+        """The scheduler's checkpoint job: a checkpoint when a chain moved since the last one."""
+        from .adapters.scheduler import CheckpointJob
+        from .service.checkpoints import write_checkpoint
+
+        return CheckpointJob(lambda: write_checkpoint(self.db, self.checkpoint_store(), self.checkpoint_signer(),
+                                                      self.clock.now(), skip_unchanged=True),
+                             self.settings.checkpoint_key)
 
     def scheduler_holder(self) -> str | None:
         """Which process holds the scheduler's lock (None: none); raises when the database

@@ -122,11 +122,14 @@ def jurisdictions_list() -> None:
 def units_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
                  update: bool = typer.Option(False, "--update", help="replace existing units' category and contacts")
                  ) -> None:
-    """Import units from CSV (UTF-8 or GBK); every bad row is reported and nothing is written."""
+    """Import units from CSV (UTF-8 or GBK) or .xlsx; every bad row is reported and nothing is written.
+    A roster past the settings' bounds (roster_max_bytes, sheet_max_*) is refused unread."""
+    from .adapters.rosters import SheetLimits
     from .files import import_units
 
     application = _app()
-    r = import_units(application.db, file, application.clock.now(), update=update)
+    r = import_units(application.db, file, application.clock.now(), update=update,
+                     limits=SheetLimits.from_settings(application.settings))
     console.print(f"{file}: {r.created} created, {r.updated} updated, {r.unchanged} unchanged")
 
 
@@ -448,16 +451,17 @@ def cases_act(case_id: int, action: str,
               days: int | None = typer.Option(None, help="extend_rectification by this many days"),
               until: str | None = typer.Option(None, help="extend_rectification to this date (YYYY-MM-DD)"),
               note: str | None = typer.Option(None),
-              batch: str | None = typer.Option(None, help="filing batch (file)"),
               expected_version: int | None = typer.Option(None, "--expected-version",
                                                              help="refuse if the case is no longer at this version")
               ) -> None:
-    """Take an action on a case (submit, verify, certify, order_rectification, ...)."""
-    from .service.cases import perform_action
+    """Take an action on a case (submit, verify, certify, order_rectification, ...). Filing, spot-check
+    draws and the contact form are not actions taken by name: they go through their own resource."""
+    from .service.cases import by_name_only, perform_action
 
+    by_name_only(action)
     entries = _read_entries(entry, sheet, count)
     data = {k: v for k, v in {"reason": reason, "entries": entries or None, "days": days, "until": until,
-                               "note": note, "batch": batch}.items() if v is not None}
+                               "note": note}.items() if v is not None}
     application = _app()
     r = perform_action(application.db, case_id, action, data, Actor.parse(actor), application.clock.now(),
                        expected_version)
@@ -471,21 +475,94 @@ def cases_act(case_id: int, action: str,
 
 # ------------------------------------------------------------------ audit
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check every case's hash chain and that each case row equals the replay of its events."""
+def audit_verify(checkpoints: bool = typer.Option(
+                     False, "--checkpoints", help="also check the signed checkpoints (every one) and that every "
+                     "chain still holds what they saw: finds a chain cut short or rewritten with new hashes"),
+                 public_key: Path | None = typer.Option(
+                     None, "--public-key", exists=True, dir_okay=False, readable=True,
+                     help="the public key (PEM) to check signatures with (implies --checkpoints; default: the "
+                     "public half of the checkpoint_key setting's key, or the .pub.pem beside it)"),
+                 anchor: str | None = typer.Option(
+                     None, "--anchor", help="SEQUENCE:MERKLE_ROOT of a checkpoint as the digest mail gave it "
+                     "(implies --checkpoints): finds checkpoints deleted or replaced since")) -> None:
+    """Check every case's hash chain, that each case row equals the replay of its events and that
+    the filing batches agree with the events; with --checkpoints, against the signed checkpoints."""
     from .service.audit import verify
 
-    report = verify(_app().db)
+    application = _app()
+    report = verify(application.db)
+    anchored = None
+    if checkpoints or public_key is not None or anchor is not None:
+        from .domain.errors import ConfigError
+        from .service.checkpoints import verify_checkpoints
+
+        verifier = application.checkpoint_verifier(public_key)
+        if verifier is None:
+            raise ConfigError(f"no key to check checkpoints with: give --public-key FILE (no key at "
+                              f"{application.settings.checkpoint_key})", "没有可用于验证检查点签名的公钥，请用 "
+                              "--public-key 指定")
+        anchored = verify_checkpoints(application.db, application.checkpoint_store(), verifier,
+                                      anchor=_anchor(anchor) if anchor else None)
+        report.findings.extend(anchored.findings)
     if report.ok:
         console.print(f"audit ok: {report.cases} cases, {report.events} events, {report.duty_streams} duty "
                       f"streams, {report.duty_events} duty events; every chain intact, every case and stream "
                       "equals its replay")
+        if anchored is not None and anchored.latest is not None:
+            latest = anchored.latest
+            console.print(f"checkpoints ok: {anchored.checked} checked, signed by key {verifier.key_id()[:16]}…, "
+                          f"in sequence; {anchored.chains} chains hold what they saw; latest #{latest.sequence} at "
+                          f"{latest.created_at.astimezone(BUSINESS_TZ).isoformat(timespec='seconds')} (Beijing "
+                          f"time), merkle root {latest.merkle_root}")
         return
     err.print(f"audit FAILED: {len(report.findings)} problem(s) in {report.cases} cases, "
               f"{report.events} events; first: {report.findings[0]}")
     for f in report.findings[:50]:
         err.print(f"  - {f}")
     raise typer.Exit(1)
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    from .domain.errors import InvalidInput, Problem
+
+    number, _, root = text.partition(":")
+    if not number.isdigit() or len(root) != 64 or any(c not in "0123456789abcdefABCDEF" for c in root):
+        raise InvalidInput("bad --anchor", [Problem("--anchor", f"SEQUENCE:MERKLE_ROOT (64 hex digits), got {text!r}",
+                                                    "格式应为 序号:默克尔根（64位十六进制）")])
+    return int(number), root.lower()
+
+
+@audit_app.command("keygen")
+def audit_keygen(key: Path | None = typer.Option(None, "--key", dir_okay=False,
+                                                 help="where to write the private key (default: the "
+                                                 "checkpoint_key setting)"),
+                 public_key: Path | None = typer.Option(None, "--public-key", dir_okay=False,
+                                                        help="where to write the public key (default: beside "
+                                                        "the private key, .pub.pem)")) -> None:
+    """Make the Ed25519 key that signs checkpoints (private key: mode 0600, kept outside the
+    database; never overwritten). Give the public key to the auditors."""
+    from .adapters.checkpoint_files import generate_key
+    from .config import Settings
+
+    private = key or Settings().checkpoint_key
+    written, verifier = generate_key(private, public_key)
+    console.print(f"private key written to {private} (mode 0600): keep it outside the database and its backups")
+    console.print(f"public key written to {written} (key id {verifier.key_id()}); give it to the auditors:")
+    console.print(verifier.public_pem().rstrip("\n"))
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Write a signed checkpoint now: the head of every case's and duty stream's chain."""
+    from .service.checkpoints import write_checkpoint
+
+    application = _app()
+    store = application.checkpoint_store()
+    done = write_checkpoint(application.db, store, application.checkpoint_signer(), application.clock.now())
+    c = done.checkpoint
+    console.print(f"checkpoint #{c.sequence} written to {Path(store.describe()) / done.name}: {c.counts['cases']} "
+                  f"cases ({c.counts['case_events']} events), {c.counts['duty_streams']} duty streams "
+                  f"({c.counts['duty_events']} events); merkle root {c.merkle_root}")
 
 
 # ------------------------------------------------------------------ evidence
@@ -495,10 +572,13 @@ def evidence_attach(case_id: int, criterion: str,
                     actor: str = ActorOption) -> None:
     """Attach files to a criterion of a case (stored once by content; type checked by content)."""
     from .files import attach_files
+    from .service.evidence import EvidenceQuota
 
     application = _app()
+    st = application.settings
     results = attach_files(application.db, application.evidence, case_id, criterion, files, Actor.parse(actor),
-                     application.clock.now(), max_bytes=application.settings.evidence_max_bytes)
+                           application.clock.now(), max_bytes=st.evidence_max_bytes,
+                           quota=EvidenceQuota(st.evidence_quota_bytes, st.evidence_quota_files))
     for r in results:
         p = r.event.payload
         console.print(f"case {case_id} {criterion}: {p['filename']} attached ({p['type']}, {p['size']} bytes, "
@@ -544,16 +624,15 @@ def documents_attach(case_id: int, document: str = typer.Argument(..., help="the
                      files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True),
                      actor: str = ActorOption) -> None:
     """Attach files as a document the round asks for (自评报告, 自评打分表 ...); type checked by content."""
-    from .service.evidence import attach_document_bytes
+    from .files import read_bounded
+    from .service.evidence import EvidenceQuota, attach_document_bytes
 
     application = _app()
-    limit = application.settings.evidence_max_bytes
-    too_big = [f for f in files if f.stat().st_size > limit]
-    if too_big:
-        raise DomainError(f"{too_big[0]}: {too_big[0].stat().st_size} bytes; the limit is {limit}")
+    st = application.settings
     results = attach_document_bytes(application.db, application.evidence, case_id, document,
-                                    [(f.name, f.read_bytes()) for f in files], Actor.parse(actor),
-                                    application.clock.now())
+                                    read_bounded(files, st.evidence_max_bytes), Actor.parse(actor),
+                                    application.clock.now(),
+                                    quota=EvidenceQuota(st.evidence_quota_bytes, st.evidence_quota_files))
     for r in results:
         p = r.event.payload
         console.print(f"case {case_id} {document}: {p['filename']} attached ({p['type']}, {p['size']} bytes)")
@@ -774,9 +853,12 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
     st = application.settings
     process = name or f"{socket.gethostname()}:{os.getpid()}"
     run_sweep, run_dispatch = _scheduled_jobs(application)
+    checkpoint_job = application.checkpoint_job()  # signed checkpoints of the audit chain (skipped without a key)
     loop = LeaderLoop(LeaderLock(application.engine, process),
                       lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,
-                                              dispatch_seconds=st.dispatch_interval_seconds),
+                                              dispatch_seconds=st.dispatch_interval_seconds,
+                                              checkpoint=checkpoint_job,
+                                              checkpoint_minutes=st.checkpoint_interval_minutes),
                       on_lead=run_sweep)
     console.print(f"workflow serving as {process} on {application.engine.url.render_as_string(hide_password=True)}; "
                   f"mail to {st.smtp_host or st.maildir}" + (f"; API on http://{host}:{port}/docs" if api else ""))
@@ -785,14 +867,14 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
         signal.signal(signal.SIGINT, lambda *_: loop.stop())
         loop.run()
         return
-    import uvicorn
-
     from .api.app import create_app
+    from .api.server import run
 
     scheduler = threading.Thread(target=loop.run, name="scheduler", daemon=True)
     scheduler.start()
     try:  # uvicorn handles SIGTERM/SIGINT; the scheduler stops with it
-        uvicorn.run(create_app(application), host=host, port=port, log_config=None, access_log=False)
+        run(create_app(application), host=host, port=port, header_timeout=st.header_timeout_seconds,
+            keep_alive=st.keep_alive_seconds)
     finally:
         loop.stop()
         scheduler.join(timeout=30)
@@ -865,21 +947,23 @@ def tokens_list() -> None:
     """Tokens (never their secrets)."""
     from .service.tokens import list_tokens
 
-    table = Table("id", "name", "role", "scope", "created", "expires", "revoked")
+    table = Table("id", "name", "role", "scope", "created", "created by", "expires", "revoked", "revoked by")
     for t in list_tokens(_app().db):
         table.add_row(str(t.id), t.name, t.role, _fmt(t.unit_id if t.role == "unit" else t.jurisdiction_id),
-                      f"{t.created_at:%Y-%m-%d}", _fmt(t.expires_at), _fmt(t.revoked_at))
+                      f"{t.created_at:%Y-%m-%d}", t.created_by, _fmt(t.expires_at), _fmt(t.revoked_at),
+                      _fmt(t.revoked_by))
     console.print(table)
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: int) -> None:
-    """Revoke a token at once."""
+def tokens_revoke(token_id: int, actor: str = ActorOption) -> None:
+    """Revoke a token at once; the revocation records who made it (--actor)."""
     from .service.tokens import revoke_token
 
     application = _app()
-    revoke_token(application.db, token_id, application.clock.now())
-    console.print(f"token {token_id} revoked")
+    by = str(Actor.parse(actor))
+    revoke_token(application.db, token_id, application.clock.now(), by=by)
+    console.print(f"token {token_id} revoked by {by}")
 
 
 # ------------------------------------------------------------------ rubrics

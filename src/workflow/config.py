@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # --- mail, metrics and connections
     smtp_allow_plaintext_login: bool = Field(default=False, description="send SMTP credentials without TLS "
                                                                        "(only for a server on a trusted host)")
+    smtp_ca_file: Path | None = Field(default=None, description="CA certificates to trust for the SMTP server's "
+                                                                "TLS, besides the system's")
     metrics_token: str | None = Field(default=None, description="when set, /metrics needs "
                                                                 "'Authorization: Bearer <this>'")
     metrics_enabled: bool = Field(default=True, description="false: /metrics answers 404")

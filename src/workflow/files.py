@@ -9,32 +9,36 @@ from datetime import datetime
 from pathlib import Path
 
 from .adapters.progress_xlsx import progress_xlsx
-from .adapters.rosters import read_jurisdictions_csv, read_units
+from .adapters.rosters import DEFAULT_LIMITS, SheetLimits, read_file, read_jurisdictions_csv, read_units
 from .adapters.score_sheet_xlsx import export_score_sheet, layout_for
 from .domain.case import Actor
 from .domain.errors import InvalidInput, Problem
 from .service.cases import ActionResult
 from .service.directory import ImportResult, import_jurisdiction_rows, import_unit_rows
-from .service.evidence import attach_bytes
+from .service.evidence import EvidenceQuota, attach_bytes
 from .service.ports import EvidenceBlobs, Storage
 from .service.reports import Progress
 from .service.sheets import CaseSheets
 
 
-def import_jurisdictions(db: Storage, path: Path) -> ImportResult:
+def import_jurisdictions(db: Storage, path: Path, *, limits: SheetLimits = DEFAULT_LIMITS) -> ImportResult:
     """Import jurisdictions from CSV (id, name, level, parent); all rows or none."""
-    return import_jurisdiction_rows(db, read_jurisdictions_csv(Path(path)), str(path))
+    return import_jurisdiction_rows(db, read_jurisdictions_csv(Path(path), limits), str(path))
 
 
 def import_units_data(db: Storage, data: bytes, source: str, now: datetime, *, update: bool = False,
-                      within_path: str | None = None) -> ImportResult:
-    """Import a unit roster (.csv UTF-8/GBK, or .xlsx); every bad row named, nothing imported."""
-    return import_unit_rows(db, read_units(data, source), source, now, update=update, within_path=within_path)
+                      within_path: str | None = None, limits: SheetLimits = DEFAULT_LIMITS) -> ImportResult:
+    """Import a unit roster (.csv UTF-8/GBK, or .xlsx); every bad row named, nothing imported. A
+    roster past ``limits`` (bytes, rows, columns, cells, merged ranges, unpacked size) is refused
+    whole before its rows are read."""
+    return import_unit_rows(db, read_units(data, source, limits), source, now, update=update,
+                            within_path=within_path)
 
 
-def import_units(db: Storage, path: Path, now: datetime, *, update: bool = False) -> ImportResult:
-    """Import a unit roster file; see :func:`import_units_data`."""
-    return import_units_data(db, Path(path).read_bytes(), str(path), now, update=update)
+def import_units(db: Storage, path: Path, now: datetime, *, update: bool = False,
+                 limits: SheetLimits = DEFAULT_LIMITS) -> ImportResult:
+    """Import a unit roster file (refused unread past ``limits.max_bytes``); see :func:`import_units_data`."""
+    return import_units_data(db, read_file(Path(path), limits), str(path), now, update=update, limits=limits)
 
 
 def read_bounded(paths: list[Path], max_bytes: int) -> list[tuple[str, bytes]]:
@@ -56,9 +60,9 @@ def read_bounded(paths: list[Path], max_bytes: int) -> list[tuple[str, bytes]]:
 
 
 def attach_files(store: Storage, blobs: EvidenceBlobs, case_id: int, criterion: str, paths: list[Path],
-                 actor: Actor, now: datetime, *, max_bytes: int) -> list[ActionResult]:
-    """Attach files from disk to ``criterion`` of the case, all or none."""
-    return attach_bytes(store, blobs, case_id, criterion, read_bounded(paths, max_bytes), actor, now)
+                 actor: Actor, now: datetime, *, max_bytes: int, quota: EvidenceQuota) -> list[ActionResult]:
+    """Attach files from disk to ``criterion`` of the case, all or none (within the case's ``quota``)."""
+    return attach_bytes(store, blobs, case_id, criterion, read_bounded(paths, max_bytes), actor, now, quota=quota)
 
 
 def write_score_sheet(sheets: CaseSheets, out: Path) -> None:

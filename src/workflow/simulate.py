@@ -20,19 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from .adapters.data_files import LineDict, read_yaml
-from .adapters.rosters import read_units
+from .adapters.rosters import read_file, read_units
 from .clock import BUSINESS_TZ, ManualClock
 from .domain.case import Actor
 from .domain.errors import ActionRefused, AlreadyExists, DomainError, InvalidInput, Problem
 from .domain.rubric import Rubric, complete_sheet
 from .domain.units import unit_row_as_dict
 from .files import import_jurisdictions, import_units
-from .service.cases import perform_action, read_case
+from .service.cases import by_name_only, perform_action, read_case
 from .service.deadlines import sweep
 from .service.directory import add_coordinator, create_unit, give_contact_form
 from .service.dispatch import dispatch
 from .service.duties import record_duty
-from .service.evidence import attach_bytes, attach_document_bytes
+from .service.evidence import EvidenceQuota, attach_bytes, attach_document_bytes
 from .service.oversight import file_round, spot_check
 from .service.ports import Storage, TimelineRow
 from .service.rounds import open_round, roll_over
@@ -114,7 +114,7 @@ def _units(data: LineDict, base: Path, at: Where, problems: list[Problem]
         roster = _file(base, units, at(data, "units"), problems)
         if roster is not None:
             try:
-                names = [unit_row_as_dict(r.values)["name"] for r in read_units(roster.read_bytes(), str(roster)).rows]
+                names = [unit_row_as_dict(r.values)["name"] for r in read_units(read_file(roster), str(roster)).rows]
             except InvalidInput as exc:
                 problems.extend(exc.problems)
     elif isinstance(units, list) and units:
@@ -486,6 +486,7 @@ class _Run:
             data["entries"] = self._sheet(step, read_case(self.db, case_id).ctx.rubric)
         if step.do == "submit" and step.params.get("documents", True):
             self._attach_documents(case_id, unit, now)
+        by_name_only(step.do)
         perform_action(self.db, case_id, step.do, data, actor, now, idempotency_key=key)
         if step.do == "self_assess" and step.params.get("evidence", True):
             self._attach_evidence(case_id, unit, now)
@@ -497,6 +498,10 @@ class _Run:
                     for k, v in dict(step.params["entries"]).items()}
         return complete_sheet(rubric, step.params["total"])
 
+    def _quota(self) -> EvidenceQuota:
+        """A case's evidence quota, as the served system sets it."""
+        return EvidenceQuota(self.app.settings.evidence_quota_bytes, self.app.settings.evidence_quota_files)
+
     def _attach_evidence(self, case_id: int, unit: Actor, now: datetime) -> None:
         """A file for every criterion the sheet gives points, as a unit would attach them."""
         case = read_case(self.db, case_id).case
@@ -504,7 +509,7 @@ class _Run:
         for code, points in (case.self_entries or {}).items():  # the sheet in points
             if Decimal(points) > 0 and code not in have:
                 attach_bytes(self.db, self.app.evidence, case_id, code,
-                             [(f"{code} 佐证材料.pdf", _pdf(f"{case_id} {code}"))], unit, now)
+                             [(f"{code} 佐证材料.pdf", _pdf(f"{case_id} {code}"))], unit, now, quota=self._quota())
 
     def _attach_documents(self, case_id: int, unit: Actor, now: datetime) -> None:
         """The documents the round asks for (自评报告 ...), as a unit would attach them before submitting."""
@@ -514,7 +519,8 @@ class _Run:
         for d in documents:
             if d.id not in have and case.state in ("registered", "self_assessed"):
                 attach_document_bytes(self.db, self.app.evidence, case_id, d.id,
-                                      [(f"{d.name}.pdf", _pdf(f"{case_id} {d.id}"))], unit, now)
+                                      [(f"{d.name}.pdf", _pdf(f"{case_id} {d.id}"))], unit, now,
+                                      quota=self._quota())
 
 
 def run(scenario: Scenario, application: Any, transport: Any, *,

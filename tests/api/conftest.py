@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.adapters.checkpoint_files import generate_key
 from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
@@ -25,7 +26,9 @@ def client(db, db_url, tmp_path):
 
     clock = ManualClock(NOW)
     settings = Settings(database_url=db_url, evidence_dir=tmp_path / "evidence", maildir=tmp_path / "mail",
-                        evidence_max_bytes=1024 * 1024)
+                        evidence_max_bytes=1024 * 1024, checkpoint_dir=tmp_path / "checkpoints",
+                        checkpoint_key=tmp_path / "keys" / "checkpoint-ed25519.pem")
+    generate_key(settings.checkpoint_key)  # the audit chain's checkpoints are signed (never in the working tree)
     application = App(settings=settings, engine=db.engine, db=db, clock=clock,
                       calendars=CalendarCatalog(REPO_ROOT / "calendars"))
     open_shanxi(db, NOW)

@@ -62,7 +62,7 @@ from workflow.config import REPO_ROOT, Settings
 from workflow.domain.access import ROLES
 from workflow.files import import_units
 from workflow.service.cases import perform_action, register_case
-from workflow.service.evidence import attach_bytes, attach_document_bytes
+from workflow.service.evidence import EvidenceQuota, attach_bytes, attach_document_bytes
 from workflow.service.oversight import file_round, spot_check
 from workflow.service.rounds import open_round
 from workflow.service.tokens import create_token
@@ -99,6 +99,7 @@ def pdf(*tags: Any) -> bytes:
 
 CSV_ROW = "name,jurisdiction,category\n{name},{jurisdiction},行政机关\n"
 CONTACTS = {"contacts": [{"name": "张三", "phone": "0351-1234567"}]}
+QUOTA = EvidenceQuota(1024**3, 2000)  # a case's evidence quota (the settings' defaults)
 
 
 # ---------------------------------------------------------------- the world of one cell
@@ -129,7 +130,8 @@ class World:
         """The sha256 of a PDF its unit attached to the case (unit n owns case n)."""
         def make() -> str:
             results = attach_bytes(self.db, self.application.evidence, case_id, "1.1.1",
-                                   [(f"case-{case_id}.pdf", pdf("case", case_id))], unit_actor(case_id), NOW)
+                                   [(f"case-{case_id}.pdf", pdf("case", case_id))], unit_actor(case_id), NOW,
+                                   quota=QUOTA)
             return results[-1].event.payload["sha256"]
         return self._once(("evidence", case_id), make)
 
@@ -149,10 +151,11 @@ class World:
             for code, value in entries.items():
                 if value != "0":
                     attach_bytes(self.db, self.application.evidence, case_id, code,
-                                 [(f"{code}.pdf", pdf("case", case_id, code))], unit, NOW)
+                                 [(f"{code}.pdf", pdf("case", case_id, code))], unit, NOW, quota=QUOTA)
             for document in ("self_report", "score_sheet"):  # stored too: the ZIP carries them first
                 attach_document_bytes(self.db, self.application.evidence, case_id, document,
-                                      [(f"{document}.pdf", pdf("case", case_id, document))], unit, NOW)
+                                      [(f"{document}.pdf", pdf("case", case_id, document))], unit, NOW,
+                                      quota=QUOTA)
             perform_action(self.db, case_id, "submit", {}, unit, NOW)
             perform_action(self.db, case_id, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "90")},
                            COORDINATOR, NOW)
@@ -178,6 +181,20 @@ class World:
             return {"shanxi-taiyuan": city, "shanxi": province}
         return self._once("filings", make)
 
+    def checkpointed(self) -> None:
+        """A checkpoint key and directory of this world's own (beside its evidence), and one
+        signed checkpoint written."""
+        def make() -> None:
+            from workflow.adapters.checkpoint_files import generate_key
+            from workflow.service.checkpoints import write_checkpoint
+
+            settings = self.application.settings
+            folder = settings.evidence_dir.parent / "checkpointing"
+            settings.checkpoint_key, settings.checkpoint_dir = folder / "key.pem", folder / "checkpoints"
+            generate_key(settings.checkpoint_key)
+            write_checkpoint(self.db, self.application.checkpoint_store(), self.application.checkpoint_signer(), NOW)
+        self._once("checkpointed", make)
+
     def prepare(self) -> None:
         """Everything any read cell needs, in an order that works (evidence is attached
         while the cases are still open; draws before the certified cases are filed)."""
@@ -186,6 +203,7 @@ class World:
         self.hunan_round()
         self.spot_checks()
         self.filings()
+        self.checkpointed()
 
 
 # ---------------------------------------------------------------- the table's vocabulary
@@ -318,6 +336,14 @@ def verify_scope(scope: str, cases: int) -> Callable[[Any], None]:
     def check(r: Any) -> None:
         body = r.json()
         assert (body["scope"], body["cases"]) == (scope, cases), body
+    return check
+
+
+def checkpoint_scope(scope: str, chains: int) -> Callable[[Any], None]:
+    def check(r: Any) -> None:
+        body = r.json()
+        assert (body["scope"], body["signature_ok"]) == (scope, True), body
+        assert len([c for c in body["chains"] if c["kind"] == "case"]) == chains, body
     return check
 
 
@@ -657,6 +683,26 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         auditor__in=Cell(200, check=verify_scope("/shanxi/shanxi-taiyuan/", 1)),
         auditor__out=NO_RESOURCE,
         admin__in=Cell(200, check=verify_scope("/", 36)),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("POST", "/api/v1/audit/checkpoints"): endpoint(  # an admin only: it signs for the whole database
+        unit__in=Cell(403, setup=World.checkpointed),
+        unit__out=NO_RESOURCE,
+        coordinator__in=Cell(403, setup=World.checkpointed),
+        coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(403, setup=World.checkpointed),
+        auditor__out=NO_RESOURCE,
+        admin__in=Cell(201, setup=World.checkpointed),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/audit/checkpoints/latest"): endpoint(  # the heads of the caller's scope's chains
+        unit__in=Cell(403, setup=World.checkpointed),
+        unit__out=NO_RESOURCE,
+        coordinator__in=Cell(200, setup=World.checkpointed, check=checkpoint_scope("/shanxi/shanxi-taiyuan/", 1)),
+        coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(200, setup=World.checkpointed, check=checkpoint_scope("/shanxi/shanxi-taiyuan/", 1)),
+        auditor__out=NO_RESOURCE,
+        admin__in=Cell(200, setup=World.checkpointed, check=checkpoint_scope("/", 36)),
         admin__out=ADMIN_SEES_ALL,
     ),
 }

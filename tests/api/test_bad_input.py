@@ -367,9 +367,12 @@ def test_garbage_and_empty_rosters_are_refused_and_import_nothing(api, db, evide
     assert_unchanged(before, snapshot(db, evidence_dir))
 
 
-def test_a_roster_over_10_mib_is_413(api, db, evidence_dir) -> None:
+def test_a_roster_over_roster_max_bytes_is_413(api, db, evidence_dir) -> None:
+    from workflow.config import Settings
+
+    limit = Settings().roster_max_bytes
     before = snapshot(db, evidence_dir)
-    refused(import_roster(api, roster(["山西测试局,shanxi,行政机关"], "gbk") + b" " * (10 * 1024 * 1024), "big.csv"),
+    refused(import_roster(api, roster(["山西测试局,shanxi,行政机关"], "gbk") + b" " * limit, "big.csv"),
             413, "too_large")
     assert_unchanged(before, snapshot(db, evidence_dir))
 

@@ -74,7 +74,7 @@ def test_revoked_and_expired_tokens_stop_working(client, db) -> None:
     client.clock.advance(timedelta(hours=2))
     assert client.get("/api/v1/cases/1", headers=headers).status_code == 401
     other = create_token(db, name="other", role="admin", created_by="admin:test", now=client.clock.now())
-    revoke_token(db, other.id, client.clock.now())
+    revoke_token(db, other.id, client.clock.now(), by="admin:test")
     assert client.get("/api/v1/cases/1", headers={"Authorization": f"Bearer {other.secret}"}).status_code == 401
 
 

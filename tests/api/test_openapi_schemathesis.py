@@ -106,6 +106,8 @@ UNDOCUMENTED: dict[str, set[int]] = {
     "GET /api/v1/filings/{batch_id}.csv": _SCOPED | _ROLE,
     "GET /api/v1/filings/{batch_id}": _SCOPED | _ROLE,
     "GET /api/v1/audit/verify": _ROLE,
+    "POST /api/v1/audit/checkpoints": _ROLE | {409},
+    "GET /api/v1/audit/checkpoints/latest": _ROLE | {404},
 }
 
 

@@ -297,7 +297,7 @@ def test_history_exports_and_scoped_audit_check(client, db) -> None:
     assert [r["hash"] for r in rows] == [e["hash"] for e in events]
     check = client.get("/api/v1/audit/verify", headers=auditor).json()
     assert check == {"ok": True, "scope": "/shanxi/shanxi-taiyuan/", "cases": 1, "events": len(events),
-                     "duty_streams": 0, "duty_events": 0, "findings": []}
+                     "duty_streams": 0, "duty_events": 0, "findings": [], "checkpoint": None}  # none written
     everything = client.get("/api/v1/audit/verify", headers=client.token("admin")).json()
     assert everything["cases"] == 36 and everything["ok"]
     assert client.get("/api/v1/audit/verify", headers=client.token("unit", unit_id=36)).status_code == 403

@@ -205,13 +205,14 @@ def test_revoke_a_token_once(world: World) -> None:
     token = add_token(world.db, "管理员", "admin", "h-admin")
     later = NOW + timedelta(hours=2)
     with world.db.unit_of_work(core=True) as uow:
-        assert uow.tokens.revoke(token, later.astimezone(SHANGHAI))
-        assert not uow.tokens.revoke(token, later + timedelta(hours=1))
-        assert not uow.tokens.revoke(token + 1000, later)
+        assert uow.tokens.revoke(token, later.astimezone(SHANGHAI), "admin:王科长")
+        assert not uow.tokens.revoke(token, later + timedelta(hours=1), "admin:x")
+        assert not uow.tokens.revoke(token + 1000, later, "admin:x")
         assert world.db.tokens.by_hash("h-admin").revoked_at is None  # type: ignore[union-attr]
         uow.commit()
     assert world.db.tokens.by_hash("h-admin").revoked_at == later  # type: ignore[union-attr]
     assert world.db.tokens.all()[0].revoked_at == later
+    assert world.db.tokens.all()[0].revoked_by == "admin:王科长"  # who revoked it, not who tried again
 
 
 # ---------------------------------------------------------------- known bugs of the SQL adapters

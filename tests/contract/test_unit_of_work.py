@@ -79,7 +79,7 @@ def write_everywhere(uow: CaseStore, world: World) -> None:
     d.add_coordinator("shanxi-jinzhong", "赵", "zhao@example.gov.cn")
     uow.tokens.add(name="晋中", role="coordinator", unit_id=None, jurisdiction_id="shanxi-jinzhong",
                    token_hash="h-2", created_at=LATER, created_by="admin:test", expires_at=None)
-    assert uow.tokens.revoke(uow.tokens.all()[0].id, LATER)
+    assert uow.tokens.revoke(uow.tokens.all()[0].id, LATER, "admin:x")
     uow.rounds.add(round_record("shanxi-2022", year=2022))
     case, _ = uow.create("shanxi-2021", unit.id, "admin:test", LATER)
     a = uow.get(world.cases["省直甲"])

@@ -86,7 +86,7 @@ def test_fifty_clients_racing_on_a_hundred_cases(tmp_path: Path) -> None:
                             choices = [a for a in choices if a not in ("withdraw", "close")] or choices
                         action = rng.choice(choices or ["submit"])
                         if rng.random() < 0.1:
-                            action = rng.choice(["certify", "submit", "verify", "file", "request_recheck"])
+                            action = rng.choice(["certify", "submit", "verify", "fail", "request_recheck"])
                         version = case["version"] - (1 if rng.random() < 0.15 and case["version"] > 1 else 0)
                         try:
                             r = http.post(f"/api/v1/cases/{case_id}/actions/{action}",

@@ -30,6 +30,7 @@ from workflow.domain.case import Actor
 from workflow.domain.rubric import Rubric, diff_rubrics
 from workflow.files import import_units
 from workflow.service.cases import perform_action
+from workflow.service.oversight import file_round
 
 from ..support import RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
 
@@ -274,7 +275,14 @@ def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -
     act(["request_recheck", "--actor", unit], "recheck", 6 + n)
     act(["recheck", "--sheet", str(recheck_csv), "--entry", f"1.1.1={recheck_sheet['1.1.1']}",
          "--actor", COORDINATOR], "certified", 7 + n)
-    act(["file", "--actor", COORDINATOR, "--batch", "2021-1"], "filed", 8 + n)
+    # filing is not an action taken by name: only a filing batch files a case (docs/security.md)
+    p = run(shanxi, "cases", "act", str(case), "file", "--actor", COORDINATOR, columns=1000)
+    assert_clean_refusal(p, "forbidden", "filing batch")
+    engine = make_engine(f"sqlite:///{shanxi}")
+    batch = file_round(Database(engine), "shanxi-2021", "shanxi", actor=Actor.parse(COORDINATOR),
+                       now=datetime.now(UTC), note="2021年度")
+    engine.dispose()
+    assert [c["case_id"] for c in batch.cases] == [case]
 
     p = run(shanxi, "cases", "show", str(case), "--json")
     assert p.returncode == 0, p.stderr
@@ -309,7 +317,7 @@ def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -
     assert ordered["payload"] == {"days": 20, "due_on": d["rectification_due"]}
     assert rechecked["payload"] == {"v": 2, "entries": recheck_sheet, "total": "85", "pass_mark": "80",
                                     "passed": True, "must_pass_failed": []}
-    assert filed["payload"] == {"batch": "2021-1"}
+    assert filed["payload"] == {"batch": batch.id, "note": "2021年度"} and batch.id == "shanxi-2021-filing-1"
     for before, after in zip(events, events[1:]):
         assert after["prev_hash"] == before["hash"]
 

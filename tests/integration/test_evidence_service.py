@@ -10,16 +10,22 @@ import pytest
 from workflow.adapters.db.store import Database
 from workflow.adapters.evidence_store import LocalEvidenceStore
 from workflow.domain.errors import Incomplete, InvalidInput
-from workflow.files import attach_files as attach
+from workflow.files import attach_files
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
-from workflow.service.evidence import attach_document_bytes, export_archive, list_evidence
+from workflow.service.evidence import EvidenceQuota, attach_document_bytes, export_archive, list_evidence
 
 from ..support import RUBRICS, open_shanxi, sheet_with, unit_actor
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 RUBRIC = RUBRICS.get("shanxi-2020")
 MAX = 1024 * 1024
+QUOTA = EvidenceQuota(1024**3, 2000)  # the settings' defaults: no test here comes near them
+
+
+def attach(*args, **kwargs):
+    """attach_files within the default quota."""
+    return attach_files(*args, quota=QUOTA, **kwargs)
 
 
 def pdf(tmp_path: Path, name: str, body: str = "") -> Path:
@@ -46,9 +52,9 @@ def test_submission_waits_for_evidence_then_goes_through(db: Database, blobs, tm
     assert [p.where for p in err.value.problems] == ["documents.self_report", "documents.score_sheet",
                                                     "1.1.1", "2.1.2"]
     attach_document_bytes(db, blobs, 1, "self_report", [("自评报告.pdf", pdf(tmp_path, "r.pdf").read_bytes())],
-                          unit, NOW)
+                          unit, NOW, quota=QUOTA)
     attach_document_bytes(db, blobs, 1, "score_sheet", [("自评打分表（盖章）.pdf", pdf(tmp_path, "s.pdf").read_bytes())],
-                          unit, NOW)
+                          unit, NOW, quota=QUOTA)
     attach(db, blobs, 1, "2.1.2", [pdf(tmp_path, "管理机构职责.pdf")], unit, NOW, max_bytes=MAX)
     with pytest.raises(Incomplete) as err:
         perform_action(db, 1, "submit", {}, unit, NOW)

@@ -196,7 +196,8 @@ def test_421_closing_reply_is_temporary_and_the_next_message_reconnects(smtp_ser
 
 def test_logs_in_when_a_username_is_set(smtp_server: SmtpServer) -> None:
     t = SmtpTransport(
-        smtp_server.host, smtp_server.port, username=USERNAME, password=PASSWORD, starttls=False, sender_hostname="tests.local"
+        smtp_server.host, smtp_server.port, username=USERNAME, password=PASSWORD, starttls=False, sender_hostname="tests.local",
+        allow_plaintext_login=True,
     )
 
     assert all(r.ok for r in send(t, [(message(1), NOW), (message(2), NOW)]))
@@ -207,7 +208,8 @@ def test_logs_in_when_a_username_is_set(smtp_server: SmtpServer) -> None:
 
 def test_failed_login_fails_the_batch_temporarily(smtp_server: SmtpServer) -> None:
     t = SmtpTransport(
-        smtp_server.host, smtp_server.port, username=USERNAME, password="wrong", starttls=False, sender_hostname="tests.local"
+        smtp_server.host, smtp_server.port, username=USERNAME, password="wrong", starttls=False, sender_hostname="tests.local",
+        allow_plaintext_login=True,
     )
 
     results = send(t, [(message(1), NOW), (message(2), NOW)])

@@ -106,7 +106,7 @@ class Catalog(Generic[T]):
         items = self._load()
         if ident not in items:
             known = ", ".join(sorted(items)) or "none"
-            raise NotFound(f"no {self.kind} {ident!r} in {self.directory} (known: {known})")
+            raise NotFound(f"no {self.kind} {ident!r} (known: {known})")
         return items[ident]
 
     def all(self) -> list[T]:

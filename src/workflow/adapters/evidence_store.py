@@ -13,15 +13,20 @@ import os
 import re
 import secrets
 import struct
+import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
+
+import structlog
 
 from ..domain.errors import DomainError, InvalidInput, NotFound, Problem
 from ..service.ports import ArchiveEntry, EvidenceBlobs
+
+log = structlog.get_logger("workflow.evidence")
 
 ALLOWED_TYPES: dict[str, str] = {
     "pdf": "application/pdf",
@@ -78,6 +83,8 @@ _HTML_START = re.compile(
     re.IGNORECASE,
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+CHUNK = 1024 * 1024
+"""Bytes read from a blob at a time when it is streamed (a download, a ZIP)."""
 
 
 def sniff(data: bytes) -> str | None:
@@ -210,7 +217,8 @@ class LocalEvidenceStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise NotFound(f"evidence blob {sha256} not found (looked at {path})", sha256=sha256) from None
+            log.warning("evidence blob missing", sha256=sha256, path=str(path))
+            raise NotFound(f"evidence file {sha256} is missing from the storage", sha256=sha256) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256.lower():
             raise CorruptBlob(
@@ -222,11 +230,52 @@ class LocalEvidenceStore:
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).is_file()
 
+    def size(self, sha256: str) -> int:
+        path = self._path(sha256)
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            log.warning("evidence blob missing", sha256=sha256, path=str(path))
+            raise NotFound(f"evidence file {sha256} is missing from the storage", sha256=sha256) from None
+
+    def chunks(self, sha256: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """The blob's bytes, ``chunk_size`` at a time, hashed as they are read: when they do not
+        hash to the name, CorruptBlob is raised instead of the last chunk (a reader never gets
+        the whole of a damaged file). The file is opened on the first ``next``."""
+        path = self._path(sha256)
+        try:
+            with open(path, "rb") as stream:
+                yield from _verified(stream, sha256, path, chunk_size)
+        except FileNotFoundError:
+            log.warning("evidence blob missing", sha256=sha256, path=str(path))
+            raise NotFound(f"evidence file {sha256} is missing from the storage", sha256=sha256) from None
+
     def archive(self, entries: list[ArchiveEntry], out: Path | BinaryIO) -> None:
         build_archive(self, entries, out)
 
+    def archive_chunks(self, entries: list[ArchiveEntry]) -> Iterator[bytes]:
+        return stream_archive(self, entries)
+
     def path_hint(self, sha256: str) -> str | None:
         return str(self._path(sha256))
+
+
+def _verified(stream: BinaryIO, sha256: str, path: Path, chunk_size: int) -> Iterator[bytes]:
+    """The stream's chunks; the last one only once all of them hash to ``sha256``."""
+    digest = hashlib.sha256()
+    chunk = stream.read(chunk_size)
+    while chunk:
+        digest.update(chunk)
+        following = stream.read(chunk_size)
+        if not following:
+            break
+        yield chunk
+        chunk = following
+    if digest.hexdigest() != sha256.lower():
+        raise CorruptBlob(f"evidence blob {sha256} is corrupt: its bytes at {path} hash to {digest.hexdigest()}",
+                          sha256=sha256, actual=digest.hexdigest())
+    if chunk:
+        yield chunk
 
 
 def _temp_beside(path: Path) -> Path:
@@ -281,6 +330,15 @@ def _check_entries(entries: Sequence[ArchiveEntry]) -> None:
         raise InvalidInput(f"archive: {len(problems)} bad entries", problems)
 
 
+def _check_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry]) -> None:
+    """Every entry well named and every blob present, or the error saying which are not."""
+    _check_entries(entries)
+    missing = sorted({e.sha256 for e in entries if not store.exists(e.sha256)})
+    if missing:
+        lines = [f"{e.path_in_zip}: blob {e.sha256}" for e in entries if e.sha256 in missing]
+        raise NotFound(f"archive: {len(missing)} evidence blobs not found: {'; '.join(lines)}", sha256=missing)
+
+
 def build_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], out: Path | BinaryIO) -> None:
     """Write a deflated ZIP of the blobs, in exactly the order of ``entries``.
 
@@ -288,18 +346,16 @@ def build_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], out: Pa
     ``out`` is a Path the ZIP goes to a temp file renamed into place at the end, so a
     failure never leaves a file at ``out``; a stream gets whatever was written before it.
     """
-    _check_entries(entries)
-    missing = sorted({e.sha256 for e in entries if not store.exists(e.sha256)})
-    if missing:
-        lines = [f"{e.path_in_zip}: blob {e.sha256}" for e in entries if e.sha256 in missing]
-        raise NotFound(f"archive: {len(missing)} evidence blobs not found: {'; '.join(lines)}", sha256=missing)
+    _check_archive(store, entries)
     if not isinstance(out, Path):
-        _write_zip(store, entries, out)
+        for _ in _write_zip(store, entries, out):
+            pass
         return
     temp = _temp_beside(out)
     try:
         with open(temp, "xb") as stream:
-            _write_zip(store, entries, stream)
+            for _ in _write_zip(store, entries, stream):
+                pass
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp, out)
@@ -308,8 +364,56 @@ def build_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], out: Pa
         raise
 
 
-def _write_zip(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], stream: BinaryIO) -> None:
+class _Pipe:
+    """A write-only, unseekable stream that keeps what was written until it is taken: the
+    ZIP writer writes into it and the download sends what it holds (zipfile, seeing no
+    ``tell``, writes each member's sizes after its data instead of seeking back)."""
+
+    def __init__(self) -> None:
+        self._held = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._held += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = bytes(self._held)
+        self._held.clear()
+        return data
+
+
+def stream_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry]) -> Iterator[bytes]:
+    """The ZIP of ``build_archive`` as it is written, piece by piece: it is never whole in
+    memory, nor is any blob. The entries and the blobs' presence are checked before this
+    returns, so those errors come before the first byte; a blob found damaged on the way
+    stops the stream with CorruptBlob (the ZIP is left without its directory)."""
+    _check_archive(store, entries)
+    return _piped(store, list(entries))
+
+
+def _piped(store: EvidenceBlobs, entries: list[ArchiveEntry]) -> Iterator[bytes]:
+    pipe = _Pipe()
+    for _ in _write_zip(store, entries, pipe):
+        data = pipe.take()
+        if data:
+            yield data
+
+
+def _write_zip(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], stream: BinaryIO | _Pipe) -> Iterator[None]:
+    """Write the ZIP to ``stream``, each blob read in chunks; pauses (yields) after every chunk
+    and at the end, so that a caller can pass on what was written so far."""
     # zipfile sets the UTF-8 flag (0x800) on every non-ASCII name, so Chinese names survive.
-    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(cast(BinaryIO, stream), "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for entry in entries:
-            zf.writestr(entry.path_in_zip, store.open(entry.sha256))
+            info = zipfile.ZipInfo(entry.path_in_zip, time.localtime(time.time())[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o600 << 16  # as ZipFile.writestr marks a file
+            info.file_size = store.size(entry.sha256)  # ZIP64 headers when a member needs them
+            with zf.open(info, "w") as member:
+                for chunk in store.chunks(entry.sha256):
+                    member.write(chunk)
+                    yield
+    yield

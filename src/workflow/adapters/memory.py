@@ -37,7 +37,7 @@ from typing import Any, cast
 
 from ..domain.calendar import RequiredDocument
 from ..domain.case import CaseState, Notice, RoundContext, apply, registration_event
-from ..domain.duties import DutyEvent, DutyStatus, DutyStream
+from ..domain.duties import DutyEvent, DutyStatus, DutyStream, stream_key
 from ..domain.errors import AlreadyExists, ConflictError, NotFound
 from ..domain.events import GENESIS_HASH, Event
 from ..domain.lifecycle import CERTIFIED_STATES, TERMINAL_STATES, Owing
@@ -50,6 +50,7 @@ from ..service.ports import (
     CaseReferent,
     CaseRow,
     CaseScope,
+    ChainHead,
     CoordinatorRecord,
     FilingRecord,
     JurisdictionRecord,
@@ -479,14 +480,14 @@ class MemoryTokens(_Store):
             token_hash)
         return token_id
 
-    def revoke(self, token_id: int, now: datetime) -> bool:
+    def revoke(self, token_id: int, now: datetime, by: str) -> bool:
         """Revoke a token not revoked yet (False: unknown or revoked already)."""
         self._v.writing()
         token = self._v.state().tokens.get(token_id)
         if token is None or token.record.revoked_at is not None:
             return False
         at = _utc(now)
-        self._v.table("tokens")[token_id] = replace(token, record=replace(token.record, revoked_at=at))
+        self._v.table("tokens")[token_id] = replace(token, record=replace(token.record, revoked_at=at, revoked_by=by))
         return True
 
 
@@ -1172,6 +1173,27 @@ class _Within:
         return iter([_duty_event_out(e) for (_, j), stream in sorted(s.duty_events.items()) if j in places
                      for e in stream])
 
+    def chain_heads(self) -> Iterator[ChainHead]:
+        """The last stored event of every case (of the subtree's units), by id; then of every duty
+        stream (of its jurisdictions), by round and jurisdiction."""
+        s = self._db._state
+        units, places = self._units(s), self._jurisdictions(s)
+        cases = [ChainHead("case", str(i), events[-1].seq, events[-1].hash) for i, events in sorted(s.events.items())
+                 if events and i in s.cases and s.cases[i].unit_id in units]
+        streams = [ChainHead("duties", stream_key(r, j), events[-1].seq, events[-1].hash)
+                   for (r, j), events in sorted(s.duty_events.items()) if events and j in places]
+        return iter(cases + streams)
+
+    def all_filings(self) -> Iterator[FilingRecord]:
+        """Every filing batch of a jurisdiction in the subtree or above it, in id order."""
+        s = self._db._state
+        found = []
+        for _, record in sorted(s.filings.items()):
+            path = s.jurisdictions[record.jurisdiction_id].path
+            if self._path is None or path.startswith(self._path) or self._path.startswith(path):
+                found.append(_filing_out(s, record))
+        return iter(found)
+
 
 class MemoryDatabase:
     """The in-memory ``Storage``: units of work to write, stores to read (each call reads the
@@ -1280,3 +1302,9 @@ class MemoryDatabase:
 
     def all_duty_events(self) -> Iterator[DutyEvent]:
         return self.within(None).all_duty_events()
+
+    def chain_heads(self) -> Iterator[ChainHead]:
+        return self.within(None).chain_heads()
+
+    def all_filings(self) -> Iterator[FilingRecord]:
+        return self.within(None).all_filings()

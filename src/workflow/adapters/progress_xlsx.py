@@ -5,12 +5,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.lifecycle import STATE_NAMES, STATES
+from ..domain.text import safe_row
 from ..service.reports import LEVEL_NAMES, ROUND_RATE_RULE, SHARE_RULE, UNIT_LEVELS, LevelShare, Progress
 
 
 def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
     """One row per jurisdiction, indented by depth; the share of all agencies certified to date
-    against the target, per level, then the round's own case counts; the rule under the table."""
+    against the target, per level, then the round's own case counts; the rule under the table.
+    Every row goes through ``safe_row``: a jurisdiction named ``=...`` is text, not a formula."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 
@@ -20,14 +22,14 @@ def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
     sheet.title = "进度"
     milestones = sorted({m for r in report.rows for m in r.missed})
     levels = [lv for lv in UNIT_LEVELS if any(r.by_level.get(lv) and r.by_level[lv].agencies for r in report.rows)]
-    sheet.append([f"{report.round_id} 节约型机关创建进度（截至{report.year}年底目标 {report.target_share}）"])
+    sheet.append(safe_row([f"{report.round_id} 节约型机关创建进度（截至{report.year}年底目标 {report.target_share}）"]))
     sheet["A1"].font = Font(bold=True, size=14)
     header = ["地区", "层级", "单位总数", "已建成", "达标占比", "目标", "达到目标"]
     for lv in levels:
         header += [f"{LEVEL_NAMES[lv]}单位", f"{LEVEL_NAMES[lv]}已建成", f"{LEVEL_NAMES[lv]}占比"]
     header += ["本轮案件", *[STATE_NAMES[s] for s in STATES], "本轮通过", "本轮通过率", "逾期",
                *[f"逾期:{m}" for m in milestones]]
-    sheet.append(header)
+    sheet.append(safe_row(header))
     for cell in sheet[2]:
         cell.font = Font(bold=True)
     percent_columns = {5, 6}
@@ -42,12 +44,12 @@ def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
         values += [r.cases, *[r.by_state[s] for s in STATES], r.certified, r.round_pass_rate, r.overdue,
                    *[r.missed.get(m, 0) for m in milestones]]
         percent_columns.add(len(values) - 1 - len(milestones))
-        sheet.append(values)
+        sheet.append(safe_row(values))
         sheet.cell(sheet.max_row, 1).alignment = Alignment(indent=r.depth)
         for column in percent_columns:
             sheet.cell(sheet.max_row, column).number_format = "0.00%"
     sheet.append([])
-    sheet.append([SHARE_RULE["zh"]])
-    sheet.append([ROUND_RATE_RULE["zh"]])
+    sheet.append(safe_row([SHARE_RULE["zh"]]))
+    sheet.append(safe_row([ROUND_RATE_RULE["zh"]]))
     sheet.column_dimensions["A"].width = 28
     book.save(out)

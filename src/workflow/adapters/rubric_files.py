@@ -51,7 +51,7 @@ class RubricCatalog:
         except KeyError:
             known = ", ".join(sorted(self._rubrics)) or "none"
             raise NotFound(
-                f"no rubric {rubric_id!r} in {self.directory} (known: {known})",
+                f"no rubric {rubric_id!r} (known: {known})",
                 rubric_id=rubric_id,
                 known=sorted(self._rubrics),
             ) from None

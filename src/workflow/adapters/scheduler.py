@@ -112,12 +112,46 @@ class LeaderLock:
             return None
 
 
+class CheckpointJob:
+    """Write a signed checkpoint of the audit chain (``write``), when a key is there: without
+    one, warn once (``workflow audit keygen`` makes one) and skip, until a key appears. A failure
+    is logged, never raised: the other jobs go on."""
+
+    def __init__(self, write: Callable[[], Any], key: Path) -> None:
+        self.write = write
+        self.key = key
+        self._warned = False
+
+    def __call__(self) -> Any:
+        if not self.key.is_file():
+            if not self._warned:
+                log.warning("no checkpoint key: signed checkpoints of the audit chain are not written",
+                            key=str(self.key), hint="workflow audit keygen")
+                self._warned = True
+            return None
+        self._warned = False
+        try:
+            done = self.write()
+        except Exception as exc:
+            log.error("checkpoint failed", error=str(exc))
+            return None
+        if done.written:
+            log.info("checkpoint written", sequence=done.checkpoint.sequence, file=done.name,
+                     merkle_root=done.checkpoint.merkle_root)
+        return done
+
+
 def build_scheduler(sweep: Callable[[], Any], dispatch: Callable[[], Any], *, sweep_minutes: int,
-                    dispatch_seconds: int) -> BackgroundScheduler:
-    """Sweep hourly and at 09:00 Asia/Shanghai (morning reminders), dispatch every N seconds.
-    A missed run (the process was down) runs once when it comes back, never in a burst."""
+                    dispatch_seconds: int, checkpoint: Callable[[], Any] | None = None,
+                    checkpoint_minutes: int = 60) -> BackgroundScheduler:
+    """Sweep hourly and at 09:00 Asia/Shanghai (morning reminders), dispatch every N seconds,
+    and (given ``checkpoint``, e.g. a ``CheckpointJob``) checkpoint the audit chain every N
+    minutes. A missed run (the process was down) runs once when it comes back, never in a burst."""
     scheduler = BackgroundScheduler(timezone=BUSINESS_TZ, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    if checkpoint is not None:
+        scheduler.add_job(checkpoint, IntervalTrigger(minutes=checkpoint_minutes, timezone=BUSINESS_TZ),
+                          id="checkpoint", name="checkpoint of the audit chain")
     scheduler.add_job(sweep, IntervalTrigger(minutes=sweep_minutes, timezone=BUSINESS_TZ), id="sweep",
                       name="sweep (interval)")
     scheduler.add_job(sweep, CronTrigger(hour=9, minute=0, timezone=BUSINESS_TZ), id="sweep-0900",

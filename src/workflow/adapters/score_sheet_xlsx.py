@@ -10,7 +10,9 @@ and 项目得分 (per item, merged over the item's rows).
 Both start with a title row and a ``单位：…（盖章）`` row, then a two-row header (rows 3–4), one
 row per criterion, and a 总分 row. Scores are written as numbers: ``int`` when whole, else the
 ``Decimal`` itself (openpyxl serialises numbers with 16 significant digits, exact for any score
-a rubric allows); nothing here computes with floats.
+a rubric allows); nothing here computes with floats. Every text cell goes through ``safe_cell``
+(a rubric text or unit name starting like a formula is written as text); the sheet has no
+formulas of its own.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from ..domain.jsonnum import json_number
 from ..domain.rubric import Criterion, Item, Rubric, Section, SheetScore
+from ..domain.text import safe_cell
 
 Value = str | int | Decimal | None
 
@@ -163,7 +166,7 @@ def _fill(
             for criterion in item.criteria:
                 for col, column in enumerate(layout.columns, start=1):
                     if column.scope == "row" or row == (item_start if column.scope == "item" else section_start):
-                        ws.cell(row, col, column.value(section, item, criterion))
+                        ws.cell(row, col, safe_cell(column.value(section, item, criterion)))
                 for g, (_, score) in enumerate(groups):
                     if score is not None:
                         col = fixed + 1 + 2 * g
@@ -196,10 +199,11 @@ def _heading(ws: Worksheet, layout: _Layout, groups: list[tuple[str, SheetScore 
              title: str, width: int) -> None:
     """The title, the unit's line, and the two header rows (分项得分 / 项目得分 under each group)."""
     fixed = len(layout.columns)
-    ws.cell(TITLE_ROW, 1, title).font = Font(bold=True, size=16)
+    ws.cell(TITLE_ROW, 1, safe_cell(title)).font = Font(bold=True, size=16)
     ws.cell(TITLE_ROW, 1).alignment = Alignment(horizontal="center", vertical="center")
     ws.merge_cells(start_row=TITLE_ROW, start_column=1, end_row=TITLE_ROW, end_column=width)
-    ws.cell(UNIT_ROW, 1, f"单位：{unit_name}（盖章）").alignment = Alignment(horizontal="left", vertical="center")
+    unit_cell = ws.cell(UNIT_ROW, 1, safe_cell(f"单位：{unit_name}（盖章）"))
+    unit_cell.alignment = Alignment(horizontal="left", vertical="center")
     ws.merge_cells(start_row=UNIT_ROW, start_column=1, end_row=UNIT_ROW, end_column=width)
     for col, column in enumerate(layout.columns, start=1):
         ws.cell(HEADER_ROW, col, column.header)

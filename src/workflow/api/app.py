@@ -22,12 +22,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..bootstrap import App
-from ..domain.errors import DomainError
+from ..domain.errors import MAX_PROBLEMS, DomainError
 from ..metrics import LATENCY, REQUESTS
 from . import audit, cases, directory, operations, rounds
 from .common import ApiError, error, log
+from .guard import BodyTooLarge, Guard, closing, security_headers
 from .schemas import ErrorBody
 
+# Errors that are the server's, not the caller's: the caller reads what happened, the log why.
+_SERVER_SIDE = {
+    "config": "the server is misconfigured; an operator has to fix it (logged)",
+    "corrupt_blob": "a stored file is damaged; an operator has to restore it (logged)",
+    "not_migrated": "the database schema is older than this version; an operator has to run workflow db upgrade",
+}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LOGGED_IDS = ("case_id", "unit_id", "round_id", "batch_id")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -46,6 +54,7 @@ class RequestContext:
             # No id, code or filter of this API contains NUL (PostgreSQL text cannot hold one).
             response = error("invalid_input", "the path or query contains a NUL character",
                              problems=[{"where": "url", "what": "contains a NUL character"}])
+            response.headers.update({k.decode(): v.decode() for k, v in security_headers([], scope["path"])})
             await response(scope, receive, send)
             return
         given = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
@@ -60,7 +69,8 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode()),
+                                      *security_headers(message["headers"], scope["path"])]
             await send(message)
 
         started_response = False
@@ -81,8 +91,9 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(elapsed)
+            method = scope["method"] if scope["method"] in _METHODS else "other"  # labels from a fixed set
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
             if route not in ("/healthz", "/metrics"):
                 ids = {k: v for k, v in (scope.get("path_params") or {}).items() if k in _LOGGED_IDS}
                 (log.warning if status >= 400 else log.info)(
@@ -109,10 +120,23 @@ def create_app(application: App) -> FastAPI:
                               "filing and the audit trail. Authenticate with `Authorization: Bearer <token>` "
                               "(`workflow tokens create`).")
     api.state.application = application
+    api.add_middleware(Guard, application=application)
     api.add_middleware(RequestContext)
+    _caller_errors(api)
+    _server_errors(api)
+    for module in (operations, cases, directory, rounds, audit):
+        api.include_router(module.router)
+    return api
+
+
+def _caller_errors(api: FastAPI) -> None:
+    """What the caller did wrong: said, with every problem (the first MAX_PROBLEMS and a count)."""
 
     @api.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        if exc.code in _SERVER_SIDE:  # the server's fault: its details (paths, settings) go to the log only
+            log.error("server-side error", code=exc.code, error=exc.message)
+            return error(exc.code, _SERVER_SIDE[exc.code])
         return error(exc.code, exc.message, zh=exc.message_zh, **_jsonable(exc.details))
 
     @api.exception_handler(ApiError)
@@ -123,22 +147,35 @@ def create_app(application: App) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [{"where": ".".join(str(p) for p in e["loc"]), "what": e["msg"]} for e in exc.errors()]
-        return error("invalid_input", f"{len(problems)} invalid field(s)", problems=problems)
+        errors = exc.errors()
+        problems = [{"where": ".".join(str(p) for p in e["loc"]), "what": e["msg"]} for e in errors[:MAX_PROBLEMS]]
+        counted: dict[str, Any] = {"problem_count": len(errors), "problems_listed": len(problems)} \
+            if len(errors) > len(problems) else {}
+        return error("invalid_input", f"{len(errors)} invalid field(s)", problems=problems, **counted)
+
+    @api.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return closing(error("too_large", str(exc.detail), limit=exc.limit))
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "bad_request")
-        return error(code, str(exc.detail), status=exc.status_code)
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large",
+                408: "request_timeout"}.get(exc.status_code, "bad_request")
+        response = error(code, str(exc.detail), status=exc.status_code)
+        return closing(response) if exc.status_code in (408, 413) else response
+
+
+def _server_errors(api: FastAPI) -> None:
+    """What went wrong on the server: the caller reads what happened and that nothing was
+    changed; hosts, paths and driver messages go to the log only."""
 
     async def database_down(_: Request, exc: Exception) -> JSONResponse:
         # unreachable, or (SQLite) locked longer than the busy timeout: the transaction was
         # rolled back, nothing was written
         orig = getattr(exc, "orig", None) or exc
-        reason = f"{type(orig).__name__}: {orig}"
-        log.error("database unavailable", error=reason)
-        response = error("database_unavailable", f"the database is unavailable ({reason}); nothing was changed, "
-                         "retry", status=503)
+        log.error("database unavailable", error=f"{type(orig).__name__}: {orig}")  # host and driver text: log only
+        why = "locked by another write" if "locked" in str(orig).lower() else "unavailable"
+        response = error("database_unavailable", f"the database is {why}; nothing was changed, retry", status=503)
         response.headers["Retry-After"] = "5"
         return response
 
@@ -148,7 +185,7 @@ def create_app(application: App) -> FastAPI:
     @api.exception_handler(IntegrityError)
     async def concurrent_write(_: Request, exc: IntegrityError) -> JSONResponse:
         # a unique key taken by a concurrent request between our check and our write
-        log.warning("concurrent write", error=str(exc.orig))
+        log.warning("concurrent write", error=str(exc.orig))  # the driver's text names tables: log only
         return error("conflict", "a concurrent request wrote the same record; nothing was changed, reload and retry",
                      status=409)
 
@@ -156,10 +193,6 @@ def create_app(application: App) -> FastAPI:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error", error_type=type(exc).__name__, error=str(exc), exc_info=exc)
         return error("internal", "an unexpected error; it has been logged with this request's id", status=500)
-
-    for module in (operations, cases, directory, rounds, audit):
-        api.include_router(module.router)
-    return api
 
 
 def _database_errors() -> tuple[type[Exception], ...]:

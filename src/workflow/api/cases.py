@@ -6,9 +6,8 @@ import io
 import json
 from collections.abc import Iterable
 from typing import Annotated, Any
-from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -22,14 +21,35 @@ from ..domain.errors import DomainError
 from ..domain.events import Event
 from ..domain.lifecycle import ACTIONS
 from ..domain.rubric import SheetScore
+from ..domain.text import safe_row
 from ..files import score_sheet_xlsx
 from ..metrics import TRANSITIONS
-from ..service.cases import perform_action, read_case
-from ..service.evidence import attach_bytes, attach_document_bytes, export_archive, list_documents, list_evidence
+from ..service.cases import by_name_only, perform_action, read_case
+from ..service.evidence import (
+    EvidenceQuota,
+    archive_chunks,
+    attach_bytes,
+    attach_document_bytes,
+    list_documents,
+    list_evidence,
+    named_by_content,
+)
 from ..service.ports import CaseScope
 from ..service.queries import list_cases, list_notifications, round_calendar
 from ..service.sheets import case_sheets
-from .common import XLSX, ApiError, Application, Caller, SeenCase, binary_body, log, read_body, scope_root, writer
+from .common import (
+    XLSX,
+    ApiError,
+    Application,
+    Caller,
+    SeenCase,
+    attachment,
+    binary_body,
+    log,
+    read_body,
+    scope_root,
+    writer,
+)
 from .schemas import (
     ActionOut,
     CaseItem,
@@ -52,6 +72,11 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/api/v1")
+# An action's name as the lifecycle spells them (an unknown one of this shape is 404: decision 28).
+ActionName = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
+                                 description="an action, e.g. submit (GET /api/v1/actions lists them)")]
+Sha256 = Annotated[str, Path(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$",
+                             description="the file's sha256 (64 lowercase hex digits)")]
 
 
 class ActionRequest(BaseModel):
@@ -77,19 +102,23 @@ CSV_FIELDS = ("case_id", "seq", "type", "actor", "occurred_at", "payload", "prev
 
 
 def events_csv(events: Iterable[Event]) -> str:
+    """The events as CSV (UTF-8 with BOM); every cell through ``safe_row`` (no cell a
+    spreadsheet would run as a formula)."""
     out = io.StringIO()
     out.write("\ufeff")  # Excel reads the Chinese as UTF-8
     w = csv.writer(out)
     w.writerow(CSV_FIELDS)
     for e in events:
         d = e.to_dict()
-        w.writerow([d["case_id"], d["seq"], d["type"], d["actor"], d["occurred_at"],
-                    json.dumps(d["payload"], ensure_ascii=False, sort_keys=True), d["prev_hash"], d["hash"]])
+        w.writerow(safe_row([d["case_id"], d["seq"], d["type"], d["actor"], d["occurred_at"],
+                             json.dumps(d["payload"], ensure_ascii=False, sort_keys=True), d["prev_hash"],
+                             d["hash"]]))
     return out.getvalue()
 
 
-def attachment(name: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
+def quota(application: App) -> EvidenceQuota:
+    """The evidence quota of a case, from the settings."""
+    return EvidenceQuota(application.settings.evidence_quota_bytes, application.settings.evidence_quota_files)
 
 
 @router.get("/cases", tags=["cases"])
@@ -165,6 +194,9 @@ def _may_act(who: Principal, action: str) -> None:
         TRANSITIONS.labels("unknown", "not_found").inc()
         raise ApiError("not_found", f"there is no action {action!r}; the actions: {', '.join(sorted(ACTIONS))}",
                        action=action)
+    if ACTIONS[action].bookkeeping and not who.read_only:
+        TRANSITIONS.labels(action, "forbidden").inc()
+        by_name_only(action)  # 403 naming the resource that records it (a filing batch, a spot check)
     if who.read_only or not who.actor.may(action) or ACTIONS[action].bookkeeping:
         TRANSITIONS.labels(action, "forbidden").inc()
         log.warning("action refused", action=action, reason="role", role=who.role)
@@ -177,7 +209,7 @@ def _may_act(who: Principal, action: str) -> None:
 
 
 @router.post("/cases/{case_id}/actions/{action}", tags=["cases"])
-def act(case: SeenCase, action: str, body: ActionRequest, who: Caller, application: Application,
+def act(case: SeenCase, action: ActionName, body: ActionRequest, who: Caller, application: Application,
         idempotency_key: Annotated[str | None, Header(min_length=8, max_length=120, description=(
             "retrying with the same key answers with the recorded result instead of acting twice"))] = None,
         ) -> ActionOut:
@@ -244,8 +276,9 @@ async def upload_evidence(case: SeenCase, request: Request,
     if not who.actor.may("attach_evidence"):
         raise ApiError("forbidden", f"a {who.role} may not attach evidence", action="attach_evidence")
     data = await read_body(request, application.settings.evidence_max_bytes)
-    results = await run_in_threadpool(attach_bytes, application.db, application.evidence, case.id, criterion,
-                                      [(filename, data)], who.actor, application.clock.now())
+    results = await run_in_threadpool(lambda: attach_bytes(
+        application.db, application.evidence, case.id, criterion, [(filename, data)], who.actor,
+        application.clock.now(), quota=quota(application)))
     p = results[-1].event.payload
     return EvidenceAttached(case_id=case.id, version=results[-1].case.version, criterion=p["criterion"],
                             sha256=p["sha256"], filename=p["filename"], size=p["size"], type=p["type"])
@@ -272,31 +305,36 @@ async def upload_document(case: SeenCase, request: Request,
     if not who.actor.may("attach_document"):
         raise ApiError("forbidden", f"a {who.role} may not attach documents", action="attach_document")
     data = await read_body(request, application.settings.evidence_max_bytes)
-    results = await run_in_threadpool(attach_document_bytes, application.db, application.evidence, case.id,
-                                      document, [(filename, data)], who.actor, application.clock.now())
+    results = await run_in_threadpool(lambda: attach_document_bytes(
+        application.db, application.evidence, case.id, document, [(filename, data)], who.actor,
+        application.clock.now(), quota=quota(application)))
     p = results[-1].event.payload
     return DocumentAttached(case_id=case.id, version=results[-1].case.version, document=p["document"],
                             sha256=p["sha256"], filename=p["filename"], size=p["size"], type=p["type"])
 
 
-@router.get("/cases/{case_id}/evidence.zip", tags=["evidence"], response_class=Response,
+@router.get("/cases/{case_id}/evidence.zip", tags=["evidence"], response_class=StreamingResponse,
             responses={200: {"content": {"application/zip": {}}}})
-def evidence_zip(case: SeenCase, application: Application) -> Response:
-    """All the case's evidence as one ZIP, in rubric order."""
-    out = io.BytesIO()
-    export_archive(application.db, application.evidence, case.id, out)
-    return Response(out.getvalue(), media_type="application/zip", headers=attachment(f"case-{case.id}-evidence.zip"))
+def evidence_zip(case: SeenCase, application: Application) -> StreamingResponse:
+    """All the case's evidence as one ZIP, in rubric order, sent as it is written (the
+    archive is never whole in the server's memory). A missing file is a 404 before anything
+    is sent; a file found damaged on the way cuts the download short (the ZIP is unreadable)."""
+    chunks = archive_chunks(application.db, application.evidence, case.id)  # checked here, in the thread pool
+    return StreamingResponse(chunks, media_type="application/zip",  # a sync iterator: read in the thread pool
+                             headers=attachment(f"case-{case.id}-evidence.zip"))
 
 
-@router.get("/cases/{case_id}/evidence/{sha256}", tags=["evidence"], response_class=Response,
+@router.get("/cases/{case_id}/evidence/{sha256}", tags=["evidence"], response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}}})
-def evidence_file(case: SeenCase, sha256: str, application: Application) -> Response:
-    """One evidence file of the case (only files attached to this case are served)."""
+def evidence_file(case: SeenCase, sha256: Sha256, application: Application) -> StreamingResponse:
+    """One evidence file of the case (only files attached to this case are served), sent as
+    it is read; a damaged file is cut short before its last bytes."""
     item = next((i for i in list_evidence(application.db, case.id) if i.sha256 == sha256), None)
     if item is None:
         raise ApiError("not_found", f"case {case.id} has no evidence file {sha256}", case_id=case.id)
-    return Response(application.evidence.open(item.sha256), media_type="application/octet-stream",
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(item.filename)}"})
+    size = application.evidence.size(item.sha256)  # a missing file: 404 before anything is sent
+    return StreamingResponse(application.evidence.chunks(item.sha256), media_type="application/octet-stream",
+                             headers={**attachment(named_by_content(item)), "Content-Length": str(size)})
 
 
 # ------------------------------------------------------------ notifications

@@ -30,12 +30,13 @@ ZH = {
     "unavailable": "服务暂不可用", "too_large": "文件过大", "internal": "服务器内部错误",
     "not_migrated": "数据库结构需要升级", "storage_unavailable": "文件存储空间不足或不可用",
     "database_unavailable": "数据库暂不可用，请稍后重试", "corrupt_blob": "存储的文件已损坏",
-    "method_not_allowed": "不支持该请求方法",
+    "method_not_allowed": "不支持该请求方法", "request_timeout": "请求体传输超时，请重新发送",
 }
 STATUS = {"not_found": 404, "already_exists": 409, "action_refused": 409, "conflict": 409, "invalid_input": 422,
           "incomplete": 422, "unauthorized": 401, "forbidden": 403, "too_large": 413, "config": 500,
           "unavailable": 503, "internal": 500, "not_migrated": 503, "corrupt_blob": 500, "method_not_allowed": 405,
-          "storage_unavailable": 507, "database_unavailable": 503}
+          "storage_unavailable": 507, "database_unavailable": 503,
+          "request_timeout": 408}
 CODE = r"^[a-z0-9][a-z0-9_-]*$"  # jurisdiction, rubric and calendar ids
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -64,12 +65,13 @@ bearer = HTTPBearer(auto_error=False, scheme_name="token",
                     description="an API token (`workflow tokens create`): `Authorization: Bearer wf_…`")
 
 
-async def principal(application: Application,
+async def principal(request: Request, application: Application,
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Principal:
-    """The holder of the request's bearer token (401 without a valid one). Async so that the
-    actor it binds to the log context stays bound for the rest of the request."""
-    found = None
-    if credentials is not None and credentials.scheme.lower() == "bearer":
+    """The holder of the request's bearer token (401 without a valid one); a request with a
+    body was authenticated before it was read (``api/guard.py``), and is not looked up again.
+    Async so that the actor it binds to the log context stays bound for the rest of the request."""
+    found: Principal | None = getattr(request.state, "principal", None)
+    if found is None and credentials is not None and credentials.scheme.lower() == "bearer":
         found = await run_in_threadpool(authenticate, application.db, credentials.credentials.strip(),
                                         application.clock.now())
     if found is None:
@@ -83,6 +85,12 @@ Caller = Annotated[Principal, Depends(principal)]
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a case id")]
 UnitId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a unit id")]
 RoundId = Annotated[str, Path(min_length=1, max_length=80, description="a round id, e.g. shanxi-2021")]
+# Every path parameter is bounded before anything looks it up (a malformed one is 422).
+DutyName = Annotated[str, Path(min_length=1, max_length=64, pattern=CODE,
+                               description="a duty of the round's calendar, e.g. summary_report")]
+JurisdictionCode = Annotated[str, Path(min_length=1, max_length=64, pattern=CODE, description="a jurisdiction id")]
+BatchId = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                              description="a filing batch id, e.g. shanxi-2021-filing-1")]
 
 
 def role_in(*roles: str, doing: str) -> Callable[[Principal], Principal]:

@@ -8,18 +8,20 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..adapters.rosters import SheetLimits
 from ..domain.access import Principal
+from ..domain.errors import InvalidInput, Problem
 from ..domain.events import Event
+from ..domain.text import filename_problem
 from ..files import import_units_data
 from ..service.directory import create_jurisdiction, create_unit, give_contact_form, update_unit
 from ..service.ports import JurisdictionRecord, UnitRecord
 from ..service.queries import unit_history as history_of
-from .cases import attachment, event_out, events_csv, events_jsonl
-from .common import CODE, XLSX, Application, Caller, SeenUnit, read_body, role_in, scope_root
+from .cases import event_out, events_csv, events_jsonl
+from .common import CODE, XLSX, Application, Caller, SeenUnit, attachment, read_body, role_in, scope_root
 from .schemas import ContactFormOut, ContactOut, EventOut, ImportOut, JurisdictionOut, UnitOut, UnitPage
 
 router = APIRouter(prefix="/api/v1")
-ROSTER_LIMIT = 10 * 1024 * 1024
 
 
 class JurisdictionIn(BaseModel):
@@ -131,10 +133,19 @@ async def import_units(request: Request,
                        filename: str = Query("roster", max_length=200)) -> ImportOut:
     """Import a roster (.csv in UTF-8 or GBK as Excel writes it, or .xlsx): every row is
     checked, every problem is reported with its row, and nothing is imported when any row is bad.
-    A roster may be at most 10 MiB."""
-    data = await read_body(request, ROSTER_LIMIT)
+    A roster may be at most ``roster_max_bytes`` (20 MiB unless set), and its sheet at most
+    ``sheet_max_rows`` rows, ``sheet_max_columns`` columns, ``sheet_max_cells`` cells and
+    ``sheet_max_merged`` merged ranges (an .xlsx unpacking to at most ``sheet_max_uncompressed_bytes``):
+    a roster past any of them is refused whole, the limit named, before its rows are read."""
+    bad_name = filename_problem(filename)
+    if bad_name is not None:  # the name is shown escaped: it may hide its own letters
+        raise InvalidInput("roster refused: its file name; nothing imported",
+                           [Problem("query.filename", f"{filename!r}: {bad_name[0]}", f"{filename!r}：{bad_name[1]}")],
+                           "名单文件名不符合要求，未导入")
+    limits = SheetLimits.from_settings(application.settings)
+    data = await read_body(request, limits.max_bytes)
     result = await run_in_threadpool(import_units_data, application.db, data, filename, application.clock.now(),
-                                     update=update, within_path=who.jurisdiction_path)
+                                     update=update, within_path=who.jurisdiction_path, limits=limits)
     return ImportOut(created=result.created, updated=result.updated, unchanged=result.unchanged)
 
 

@@ -1,7 +1,10 @@
 """For operators and their monitoring: liveness, readiness, Prometheus metrics."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -29,8 +32,17 @@ def readyz(application: Application) -> Ready:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-def metrics(application: Application) -> Response:
-    """Prometheus metrics: requests, latency, transitions, outbox backlog, sweep duration."""
+def metrics(application: Application, authorization: Annotated[str | None, Header()] = None) -> Response:
+    """Prometheus metrics: requests, latency, transitions, outbox backlog, sweep duration.
+    With ``WORKFLOW_METRICS_TOKEN`` set, only a scraper sending it as a bearer token reads them;
+    with ``WORKFLOW_METRICS_ENABLED=false`` the path does not exist."""
+    st = application.settings
+    if not st.metrics_enabled:
+        raise ApiError("not_found", "/metrics is turned off on this server")
+    if st.metrics_token is not None:
+        given = (authorization or "").removeprefix("Bearer ").strip().encode()
+        if not hmac.compare_digest(given, st.metrics_token.encode()):
+            raise ApiError("unauthorized", "/metrics needs the metrics token (Authorization: Bearer ...)")
     try:
         counts = application.db.outbox.count_by_status()
         for status in ("pending", "sending", "sent", "failed", "cancelled"):

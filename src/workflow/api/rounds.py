@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from ..domain.access import Principal
 from ..domain.dates import business_date
 from ..domain.errors import NotFound
+from ..domain.text import filename_problem
 from ..files import progress_xlsx_bytes
 from ..service.duties import DutyRow, duty_board, duty_history, record_duty
 from ..service.oversight import file_round, filing_csv, get_filing, list_filings, list_spot_checks, spot_check
@@ -18,14 +19,17 @@ from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
 from ..service.reports import at_risk as risky
 from ..service.reports import progress as progress_of
 from ..service.rounds import OpenedRound, open_round, roll_over
-from .cases import attachment
 from .common import (
     CODE,
     XLSX,
     ApiError,
     Application,
+    BatchId,
     Caller,
+    DutyName,
+    JurisdictionCode,
     SeenRound,
+    attachment,
     binary_body,
     read_body,
     role_in,
@@ -224,7 +228,7 @@ def duties(rnd: SeenRound, who: Reading, application: Application,
 @router.post("/rounds/{round_id}/duties/{duty}", tags=["duties"], status_code=201,
              openapi_extra=binary_body(False))
 async def record_duty_done(
-        rnd: SeenRound, duty: str, request: Request,
+        rnd: SeenRound, duty: DutyName, request: Request,
         who: Annotated[Principal, Depends(role_in("coordinator", "admin", doing="record duties"))],
         application: Application, jurisdiction: str = Query(min_length=1, max_length=64, pattern=CODE),
         filename: str | None = Query(None, min_length=1, max_length=200,
@@ -237,6 +241,11 @@ async def record_duty_done(
     if data and not filename:
         raise ApiError("invalid_input", "an attachment needs its file name (?filename=...)",
                        problems=[{"where": "filename", "what": "required with a body", "zh": "上传附件须提供文件名"}])
+    bad_name = filename_problem(filename) if data and filename else None
+    if bad_name is not None:  # the evidence rule (service/evidence.py), for a duty's attachment
+        raise ApiError("invalid_input", f"{filename!r}: {bad_name[0]}; nothing was recorded",
+                       problems=[{"where": "filename", "what": f"{filename!r}: {bad_name[0]}",
+                                  "zh": f"{filename!r}：{bad_name[1]}"}])
     files = [(filename, data)] if data and filename else []
     event = await run_in_threadpool(lambda: record_duty(
         application.db, application.calendars, application.evidence, rnd.id, jurisdiction, duty,
@@ -245,7 +254,7 @@ async def record_duty_done(
 
 
 @router.get("/rounds/{round_id}/duties/{jurisdiction}/history", tags=["duties", "audit"])
-def duty_events(rnd: SeenRound, jurisdiction: str,
+def duty_events(rnd: SeenRound, jurisdiction: JurisdictionCode,
                 who: Annotated[Principal, Depends(role_in("coordinator", "auditor", "admin",
                                                           doing="read duty histories"))],
                 application: Application) -> list[DutyEventOut]:
@@ -305,13 +314,13 @@ def _seen_filing(application: Application, batch_id: str, who: Principal) -> Fil
 
 @router.get("/filings/{batch_id}.csv", tags=["oversight"], response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
-def filing_as_csv(batch_id: str, who: FilingReader, application: Application) -> Response:
+def filing_as_csv(batch_id: BatchId, who: FilingReader, application: Application) -> Response:
     """The batch as CSV, for the national bureau."""
     return Response(filing_csv(_seen_filing(application, batch_id, who)), media_type="text/csv; charset=utf-8",
                     headers=attachment(f"{batch_id}.csv"))
 
 
 @router.get("/filings/{batch_id}", tags=["oversight"])
-def filing(batch_id: str, who: FilingReader, application: Application) -> FilingOut:
+def filing(batch_id: BatchId, who: FilingReader, application: Application) -> FilingOut:
     return filing_out(_seen_filing(application, batch_id, who))
 

@@ -432,6 +432,8 @@ class AuditOut(Out):
     duty_streams: int
     duty_events: int
     findings: list[Finding]
+    checkpoint: CheckpointCheckOut | None = Field(
+        default=None, description="the latest signed checkpoint checked against the chains (null: none kept)")
 
 
 class Health(Out):
@@ -441,3 +443,38 @@ class Health(Out):
 class Ready(Out):
     database: str
     scheduler: str | None = Field(description="the process that holds the scheduler's lock, if any")
+
+
+# ---------------------------------------------------------------- checkpoints of the audit chain
+
+class CheckpointCheckOut(Out):
+    sequence: int | None = Field(description="the latest checkpoint whose signature holds")
+    created_at: datetime | None
+    merkle_root: str | None
+    ok: bool
+    findings: list[Finding] = Field(description="a bad signature, a checkpoint missing from the sequence, a chain "
+                                                "truncated or rewritten since the checkpoint saw it")
+
+
+class ChainHeadOut(Out):
+    kind: str = Field(description="case or duties")
+    key: str = Field(description="the case id, or the duty stream's round/jurisdiction")
+    seq: int = Field(description="the last event's sequence number the checkpoint saw")
+    hash: str
+
+
+class CheckpointOut(Out):
+    sequence: int
+    created_at: datetime
+    previous: str | None = Field(description="the previous checkpoint's digest (null for the first)")
+    digest: str = Field(description="SHA-256 of this checkpoint's signed bytes")
+    key_id: str = Field(description="SHA-256 of the Ed25519 public key that signed it")
+    merkle_root: str
+    counts: dict[str, int]
+    file: str = Field(description="the checkpoint's file name in the checkpoint directory")
+    signature_ok: bool | None = Field(description="null: the server has no key to check it with")
+    scope: str
+    chains: list[ChainHeadOut] = Field(description="the heads it saw of the chains in the caller's scope")
+
+
+AuditOut.model_rebuild()

@@ -89,9 +89,11 @@ def _input(case: CaseState, action: str, data: Mapping[str, Any] | None, ctx: Ro
         try:
             inp["sheet"], inp["entries"] = _score(case, action, inp["entries"], ctx, check_missing=not bad)
         except InvalidInput as exc:
-            problems.extend(p for p in exc.problems if p.where not in bad)
+            kept = [p for p in exc.problems if p.where not in bad]
+            problems.extend(kept, exc.problem_count - (len(exc.problems) - len(kept)))
     if problems:
-        raise InvalidInput(f"invalid input for action {action}", problems, problems_zh(problems), action=action)
+        raise InvalidInput(f"invalid input for action {action}", problems.problems, problems_zh(problems),
+                           problem_count=problems.count, action=action)
     return inp
 
 

@@ -45,6 +45,12 @@ class ActionRefused(DomainError):
     code = "action_refused"
 
 
+class Forbidden(DomainError):
+    """Not allowed this way (e.g. an action recorded only through its own resource)."""
+
+    code = "forbidden"
+
+
 class StorageUnavailable(DomainError):
     """Files could not be written (disk full, file too large for the file system, I/O error)."""
 

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .errors import InvalidInput, Problem, ProblemList
+from .errors import InvalidInput, ProblemList
 from .lifecycle import ACTIONS, CONTACT_FORM, STATES
 from .rubric import Count
 
@@ -206,26 +206,27 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def problems_zh(problems: list[Problem]) -> str:
+def problems_zh(problems: ProblemList) -> str:
     """The gist in Chinese: how many problems, and the first ones as the domain wrote them."""
-    shown = "；".join(f"{p.where}：{p.zh or p.what}" for p in problems[:3])
-    return f"输入有误，共{len(problems)}处：{shown}" + ("等" if len(problems) > 3 else "")
+    shown = "；".join(f"{p.where}：{p.zh or p.what}" for p in problems.problems[:3])
+    return f"输入有误，共{problems.count}处：{shown}" + ("等" if problems.count > 3 else "")
 
 
 def parse_input(action: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check an action's input: every problem (unknown, missing, malformed field) at once."""
     out, problems = read_input(action, data)
     if problems:
-        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+        raise InvalidInput(f"invalid input for action {action}", problems.problems, problem_count=problems.count,
+                           action=action)
     return out
 
 
-def read_input(action: str, data: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[Problem]]:
+def read_input(action: str, data: Mapping[str, Any] | None) -> tuple[dict[str, Any], ProblemList]:
     """The input's good fields and the problems of the others. Sheet entries are read one
     by one: the good ones are kept (and scored later), the bad ones named under ``entries``."""
     spec = ACTIONS[action]
     if not data and not spec.required:
-        return {}, []
+        return {}, ProblemList()
     data = dict(data or {})
     problems = ProblemList()
     allowed = set(spec.required) | set(spec.optional)
@@ -249,4 +250,4 @@ def read_input(action: str, data: Mapping[str, Any] | None) -> tuple[dict[str, A
             problems.add(key, str(exc))
     if action == "extend_rectification" and (data.get("days") is None) == (data.get("until") is None):
         problems.add("days/until", "give exactly one of days (to add) or until (a new due date)")
-    return out, problems.problems
+    return out, problems

@@ -77,9 +77,11 @@ class ActionSpec:
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     description: str = ""
-    # Bookkeeping by the system (not a step anyone takes): not listed as a next action
-    # except to the system itself.
+    # Bookkeeping: recorded by the system, or through its own resource (a filing batch, a spot
+    # check, the contact form), never taken by name (the action endpoint and `cases act`
+    # refuse it); not listed as a next action except to the system itself.
     bookkeeping: bool = False
+    through: str = ""  # the resource that records it, for the refusal's message
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -102,6 +104,7 @@ ACTIONS: dict[str, ActionSpec] = {
                    description="take a file off a required document"),
         ActionSpec("give_contact_form", "ContactFormGiven", frozenset({UNIT, COORDINATOR}),
                    required=("how", "contacts"), bookkeeping=True,
+                   through="the unit's contact form (PUT /api/v1/units/{id}/contacts, workflow units contact-form)",
                    description="the contact-person form (附件2) for this round: filled in, or the contact on "
                                "file confirmed (only through the unit's contact form)"),
         ActionSpec("submit", "SelfAssessmentSubmitted", frozenset({UNIT}), optional=("note",),
@@ -136,9 +139,12 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("withdraw", "CaseWithdrawn", frozenset({COORDINATOR}), required=("reason",),
                    description="withdraw the case from the round"),
         ActionSpec("file", "CaseFiled", frozenset({COORDINATOR}), optional=("batch", "note"),
-                   description="file the certified case with the national bureau"),
+                   bookkeeping=True,
+                   through="a filing batch (POST /api/v1/rounds/{id}/filings)",
+                   description="file the certified case with the national bureau (only inside a filing batch)"),
         ActionSpec("record_spot_check", "SpotCheckDrawn", frozenset({COORDINATOR}),
                    required=("draw", "seed", "share"), bookkeeping=True,
+                   through="a spot check (POST /api/v1/rounds/{id}/spot-checks)",
                    description="the case was drawn in a spot check (抽查) of certified cases"),
     )
 }

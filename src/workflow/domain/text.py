@@ -15,7 +15,10 @@ from typing import Any
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Bidirectional controls: embeddings, overrides, isolates and the invisible marks.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+# Letters that show as nothing (fillers): they pad a name to push its real ending out of sight.
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 MAX_FILENAME = 200
+MAX_FILENAME_BYTES = 200  # in UTF-8: a file system's name (255 bytes) with room for a ZIP entry's folder
 
 
 def safe_cell(value: Any) -> Any:
@@ -39,12 +42,16 @@ def filename_problem(name: str) -> tuple[str, str] | None:
     if len(name) > MAX_FILENAME:
         return (f"longer than {MAX_FILENAME} characters ({len(name)})",
                 f"文件名超过 {MAX_FILENAME} 个字符（{len(name)}）")
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
+        return (f"longer than {MAX_FILENAME_BYTES} bytes in UTF-8 ({len(name.encode('utf-8'))}; a Chinese character "
+                "takes 3)", f"文件名过长：超过 {MAX_FILENAME_BYTES} 字节（约 {MAX_FILENAME_BYTES // 3} 个汉字）")
     for ch in name:
         if ch in BIDI_CONTROLS:
             return (f"contains a bidirectional control character (U+{ord(ch):04X}) that disguises the name",
                     f"文件名含有改变文字方向的控制字符（U+{ord(ch):04X}）")
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            return (f"contains a control character (U+{ord(ch):04X})", f"文件名含有控制字符（U+{ord(ch):04X}）")
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch in INVISIBLE:
+            return (f"contains a control or invisible character (U+{ord(ch):04X})",
+                    f"文件名含有控制字符或不可见字符（U+{ord(ch):04X}）")
     if "/" in name or "\\" in name or name in (".", ".."):
         return "names a folder (contains / or \\, or is . or ..)", "文件名不能包含路径（/ 或 \\）"
     return None

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from notifications.addresses import check_address
+
 from .errors import ProblemList
 
 JURISDICTION_LEVELS = ("province", "city", "county")
@@ -19,7 +21,6 @@ LEVEL_ALIASES = {"省级": "provincial", "市级": "city", "县级": "county", "
 JURISDICTION_LEVEL_ALIASES = {"省": "province", "市": "city", "县": "county", "区": "county", "市州": "city"}
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^[0-9+()\- ]{5,30}$")
 
 
@@ -91,8 +92,12 @@ def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList) ->
         problems.add(f"{where}.name", f"at most 50 characters, got {len(name)}")
     if phone and not _PHONE.match(phone):
         problems.add(f"{where}.phone", f"not a phone number: {phone!r}")
-    if email and not _EMAIL.match(email):
-        problems.add(f"{where}.email", f"not an email address: {email!r}")
+    if email:  # the mailer's own rule, so that an address accepted here can always be mailed
+        try:
+            email = check_address(email)
+        except ValueError as exc:
+            problems.add(f"{where}.email", f"not an email address: {email!r} ({exc})",
+                         f"邮箱地址格式不正确：{email!r}")
     if not phone and not email:
         problems.add(f"{where}", "a contact needs a phone or an email")
     return Contact(name, position, phone, email)

@@ -1,6 +1,10 @@
-"""``audit verify``: every hash chain intact, every case row equal to its replay."""
+"""``audit verify``: every hash chain intact, every case row equal to its replay, every filing
+batch and the ``CaseFiled`` events that name it in agreement. (What the database itself cannot
+show — a chain cut short or rewritten with every hash recomputed — is checked against the signed
+checkpoints kept outside it: ``service/checkpoints.py``.)"""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -10,16 +14,20 @@ from ..domain.events import GENESIS_HASH, Event
 from ..domain.rubric import Rubric
 from .ports import EventSource
 
+_NAMES = {"case": "case", "duties": "duty stream", "filing": "filing batch", "checkpoint": "checkpoint"}
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    case_id: int | str  # a case id, or a duty stream's key (round/jurisdiction)
+    # a case id, a duty stream's key (round/jurisdiction), a filing batch's id, or a checkpoint
+    # ("#3"; "directory": the checkpoints as a whole)
+    case_id: int | str
     seq: int | None  # the bad event, or None when the row itself is wrong
     what: str
-    kind: str = "case"  # or "duties"
+    kind: str = "case"  # or "duties", "filing", "checkpoint"
 
     def __str__(self) -> str:
-        name = "case" if self.kind == "case" else "duty stream"
+        name = _NAMES.get(self.kind, self.kind)
         where = f"{name} {self.case_id} event #{self.seq}" if self.seq is not None else f"{name} {self.case_id}"
         return f"{where}: {self.what}"
 
@@ -48,14 +56,22 @@ def _grouped(events: Iterator[Event]) -> Iterator[tuple[int, list[Event]]]:
         yield current[0].case_id, current
 
 
+def sequence_gap(expected: int, seq: int) -> str:
+    """What is wrong when the event numbered ``seq`` comes where ``expected`` should."""
+    if seq < expected:
+        return f"event #{seq} again after #{expected - 1} (a duplicate, or out of order)"
+    missing = f"event #{expected} is missing" if seq == expected + 1 else f"events #{expected}–#{seq - 1} are missing"
+    return f"{missing}: the chain starts at #{seq}" if expected == 1 else f"{missing}: #{expected - 1} is followed " \
+                                                                          f"by #{seq}"
+
+
 def _check_chain(case_id: int, events: list[Event], rubric: Rubric | None = None
                  ) -> tuple[CaseState | None, Finding | None]:
     state: CaseState | None = None
     prev = GENESIS_HASH
     for expected_seq, event in enumerate(events, start=1):
         if event.seq != expected_seq:
-            missing = f"event #{expected_seq} is missing" if event.seq > expected_seq else "duplicate sequence number"
-            return state, Finding(case_id, event.seq, f"follows #{expected_seq - 1}: {missing}")
+            return state, Finding(case_id, event.seq, sequence_gap(expected_seq, event.seq))
         if event.prev_hash != prev:
             return state, Finding(case_id, event.seq, "previous-hash link does not match the event before it")
         if event.expected_hash() != event.hash:
@@ -73,10 +89,13 @@ _COMPARED = ("round_id", "unit_id", "state", "version", "last_hash", "carried_ov
              "overdue", "documents", "contact_form")
 
 
-def verify(source: EventSource) -> AuditReport:
+def verify(source: EventSource, *, scoped: bool = False) -> AuditReport:
     """Stream every case and every event (both in case order) and check them; then every
-    jurisdiction's duty stream the same way."""
+    jurisdiction's duty stream the same way, and the filing batches against the ``CaseFiled``
+    events. ``scoped``: ``source`` is one subtree (a batch may list cases outside it)."""
     report = AuditReport()
+    filed: dict[int, list[tuple[int, str | None]]] = {}  # case → (seq, batch named) of its CaseFiled events
+    seen: set[int] = set()
     rubrics: dict[str, Rubric] = {}
 
     def rubric_of(round_id: str) -> Rubric:  # a version-1 sheet is read with its round's rubric
@@ -96,12 +115,14 @@ def verify(source: EventSource) -> AuditReport:
             continue
         assert row is not None
         report.cases += 1
+        seen.add(row.id)
         if group is None or group[0] > row.id:
             report.findings.append(Finding(row.id, None, "case row has no events"))
             row = next(cases, None)
             continue
         events = group[1]
         report.events += len(events)
+        filed[row.id] = [(e.seq, e.payload.get("batch")) for e in events if e.type == "CaseFiled"]
         replayed, finding = _check_chain(row.id, events, rubric_of(row.round_id))
         if finding is not None:
             report.findings.append(finding)
@@ -114,7 +135,41 @@ def verify(source: EventSource) -> AuditReport:
         row = next(cases, None)
         group = next(groups, None)
     _verify_duties(source, report)
+    _verify_filings(source, report, filed, seen, scoped)
     return report
+
+
+_BATCH_ID = re.compile(r"-filing-\d+$")  # the ids ``service/oversight.file_round`` gives its batches
+
+
+def _verify_filings(source: EventSource, report: AuditReport, filed: dict[int, list[tuple[int, str | None]]],
+                    seen: set[int], scoped: bool) -> None:
+    """Every case a batch lists has a ``CaseFiled`` event naming the batch; every ``CaseFiled``
+    event naming a batch of this system (``<round>-filing-<n>``) names one that exists and lists
+    the case. (A case filed by hand may name a reference from outside the system, or none.)"""
+    batches = {batch.id: batch for batch in source.all_filings()}
+    for batch in batches.values():
+        for listed in batch.cases:
+            case_id = listed.get("case_id")
+            if case_id not in seen:
+                if not scoped:
+                    report.findings.append(Finding(batch.id, None, f"lists case {case_id}, which does not exist",
+                                                   "filing"))
+                continue
+            if all(named != batch.id for _, named in filed.get(case_id, ())):
+                report.findings.append(Finding(case_id, None, f"filing batch {batch.id} lists this case, but no "
+                                                              "CaseFiled event of the case names that batch"))
+    for case_id, events in sorted(filed.items()):
+        for seq, named in events:
+            if not isinstance(named, str):
+                continue
+            found = batches.get(named)
+            if found is None and _BATCH_ID.search(named):
+                report.findings.append(Finding(case_id, seq, f"CaseFiled names filing batch {named}, which does "
+                                                             "not exist"))
+            elif found is not None and all(c.get("case_id") != case_id for c in found.cases):
+                report.findings.append(Finding(case_id, seq, f"CaseFiled names filing batch {named}, which does "
+                                                             "not list this case"))
 
 
 def _verify_duties(source: EventSource, report: AuditReport) -> None:
@@ -135,7 +190,7 @@ def _verify_duties(source: EventSource, report: AuditReport) -> None:
         bad = None
         for expected_seq, event in enumerate(events, start=1):
             if event.seq != expected_seq:
-                bad = Finding(name, event.seq, f"follows #{expected_seq - 1}: an event is missing or doubled", "duties")
+                bad = Finding(name, event.seq, sequence_gap(expected_seq, event.seq), "duties")
             elif event.prev_hash != prev:
                 bad = Finding(name, event.seq, "previous-hash link does not match the event before it", "duties")
             elif event.expected_hash() != event.hash:

@@ -17,8 +17,9 @@ from typing import Any
 
 from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply, decide, notices_for
 from ..domain.dates import require_aware
-from ..domain.errors import ConflictError
+from ..domain.errors import ConflictError, Forbidden
 from ..domain.events import Event
+from ..domain.lifecycle import ACTIONS
 from .ports import CaseStore, CaseStoreFactory, Remembered, Storage
 
 
@@ -82,6 +83,19 @@ def _recalled(uow: CaseStore, key: str | None, action: str, case_id: int, now: d
     case = uow.get(case_id)
     event = uow.events(case_id)[found.seq - 1]
     return ActionResult(case, event, uow.round_context(case.round_id), now)
+
+
+def by_name_only(action: str) -> None:
+    """Refuse an action that is recorded only through its own resource (``file`` inside a
+    filing batch, a spot-check draw inside a spot check, the contact form), so that a filing
+    cannot name a batch that does not exist, nor a draw a spot check nobody made. Every entry
+    point that takes an action by name (the API's action route, ``workflow cases act``, a
+    scenario's case step) calls this first."""
+    spec = ACTIONS.get(action)
+    if spec is not None and spec.bookkeeping:
+        where = f" through {spec.through}" if spec.through else " by the system"
+        raise Forbidden(f"{action} is recorded only{where}, not as an action on a case",
+                        f"“{action}”只能通过其专门的功能办理，不能作为案件操作直接提交", action=action)
 
 
 def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Mapping[str, Any] | None,

@@ -41,7 +41,8 @@ def import_jurisdiction_rows(db: Storage, sheet: Any, source: str) -> ImportResu
         for row in sheet.rows:  # parents named anywhere in the file are known
             level = JURISDICTION_LEVEL_ALIASES.get(row.values.get("level", ""), row.values.get("level", ""))
             levels.setdefault(row.values.get("id", ""), level)
-        problems = ProblemList(list(sheet.problems))
+        problems = ProblemList()
+        problems.extend(sheet.problems, sheet.problem_count)  # the reader's first problems, and a count
         drafts = []
         seen: dict[str, int] = {}
         for row in sheet.rows:
@@ -97,7 +98,8 @@ def import_unit_rows(db: Storage, sheet: Any, source: str, now: datetime, *, upd
     with db.unit_of_work(core=True) as uow:
         levels = {j.id: j.level for j in uow.directory.jurisdictions(within_path)}
         existing = {(u.jurisdiction_id, u.name): u for u in uow.directory.units()}
-        problems = ProblemList(list(sheet.problems))
+        problems = ProblemList()
+        problems.extend(sheet.problems, sheet.problem_count)  # the reader's first problems, and a count
         seen: dict[tuple[str, str], int] = {}
         drafts = []
         for row in sheet.rows:
@@ -145,9 +147,12 @@ def add_coordinator(db: Storage, jurisdiction_id: str, name: str, email: str) ->
         if contact is not None and not contact.email:
             problems.add("coordinator.email", "an email is needed (digests are mailed)")
         problems.raise_if_any("cannot add coordinator")
-        if any(c.jurisdiction_id == jurisdiction_id and c.email == email for c in uow.directory.coordinators()):
+        assert contact is not None
+        email = contact.email  # the normal form, so one address is one coordinator
+        if any(c.jurisdiction_id == jurisdiction_id and c.email.lower() == email.lower()
+               for c in uow.directory.coordinators()):
             raise AlreadyExists(f"{email} is already a coordinator of {jurisdiction_id}")
-        coordinator = uow.directory.add_coordinator(jurisdiction_id, name.strip(), email.strip())
+        coordinator = uow.directory.add_coordinator(jurisdiction_id, name.strip(), email)
         uow.commit()
     return coordinator
 

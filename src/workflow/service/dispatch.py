@@ -11,6 +11,7 @@ dedupe key, so a mail is recognisable as the same mail whatever happens.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -41,6 +42,8 @@ class DispatchSettings:
     max_backoff: timedelta = timedelta(hours=6)
     lease: timedelta = timedelta(minutes=10)
     batch: int = 200
+    # the latest checkpoint of the audit chain, quoted in coordinators' digests (None: not quoted)
+    anchor: Callable[[], Mapping[str, Any] | None] | None = None
 
 
 @dataclass
@@ -217,7 +220,8 @@ def _coordinator_message(db: Storage, calendar: Calendar, batch: _Batch, row: Ou
 
         context.update(as_of=today, rows=[{"unit_name": r["unit_name"], "case_id": r["case_id"],
                                            "milestone_name": name, "due_date": due_of(r),
-                                           "days_overdue": (today - due_of(r)).days} for r in rows])
+                                           "days_overdue": (today - due_of(r)).days} for r in rows],
+                       anchor=settings.anchor() if settings.anchor is not None else None)
     kind = "coordinator_reminder" if row.kind == "coordinator_reminder" else "digest"
     return _message(row, render(kind, context), [Address(coordinator.email, coordinator.name)], settings)
 

@@ -150,7 +150,8 @@ def record_duty(db: Storage, calendars: Calendars, blobs: EvidenceBlobs, round_i
             try:
                 blobs.put(data, name)
             except OSError as exc:
-                raise StorageUnavailable(f"cannot store {name}: {exc.strerror or exc}; nothing was recorded",
+                raise StorageUnavailable(f"cannot store {name}: {exc.strerror or type(exc).__name__}; "
+                                     f"nothing was recorded",
                                          errno=exc.errno) from exc
         uow.duties.append(stream, event, apply_duty(stream, event), now)
         uow.commit()

@@ -17,6 +17,7 @@ from ..domain.case import PARSERS, Actor
 from ..domain.dates import business_date, require_aware
 from ..domain.errors import ActionRefused, InvalidInput, NotFound, Problem
 from ..domain.lifecycle import CERTIFIED_STATES
+from ..domain.text import safe_row
 from .cases import fingerprint, recall, take
 from .ports import CaseStore, FilingRecord, SpotCheckRecord, Storage
 
@@ -148,12 +149,14 @@ def list_filings(db: Storage, round_id: str, within_path: str | None = None) -> 
 
 
 def filing_csv(batch: FilingRecord) -> str:
-    """The batch as CSV (UTF-8 with BOM, so Excel opens the Chinese names)."""
+    """The batch as CSV (UTF-8 with BOM, so Excel opens the Chinese names); every row through
+    ``safe_row`` (a unit named ``=...`` is text, not a formula)."""
     out = io.StringIO()
     out.write("\ufeff")
     w = csv.writer(out)
     w.writerow(["batch", "round", "case_id", "unit_id", "unit_name", "score", "rechecked", "filed_at", "filed_by"])
     for c in batch.cases:
-        w.writerow([batch.id, batch.round_id, c["case_id"], c["unit_id"], c["unit_name"], c["score"],
-                    "yes" if c["rechecked"] else "no", batch.filed_at.isoformat(), batch.filed_by])
+        score = None if c["score"] is None else Decimal(c["score"])  # a number, written as it was recorded
+        w.writerow(safe_row([batch.id, batch.round_id, c["case_id"], c["unit_id"], c["unit_name"], score,
+                             "yes" if c["rechecked"] else "no", batch.filed_at.isoformat(), batch.filed_by]))
     return out.getvalue()

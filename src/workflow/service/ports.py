@@ -106,6 +106,7 @@ class TokenRecord:
     revoked_at: datetime | None
     path: str | None = None  # the jurisdiction's path (a coordinator's or an auditor's scope)
     unit_path: str | None = None  # a unit token's: the path of the unit's jurisdiction
+    revoked_by: str | None = None  # the actor who revoked it
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +274,16 @@ class CaseReferent:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last stored event of one hash chain: a case's events, or a duty stream's."""
+
+    kind: str  # "case" or "duties"
+    key: str  # the case id as text, or the duty stream's key (round/jurisdiction)
+    seq: int  # the last event's sequence number (= how many events the chain has, when intact)
+    hash: str  # the last event's stored hash
+
+
+@dataclass(frozen=True, slots=True)
 class TimelineRow:
     at: datetime
     who: str
@@ -320,7 +331,7 @@ class TokenStore(Protocol):
     def add(self, *, name: str, role: str, unit_id: int | None, jurisdiction_id: str | None, token_hash: str,
             created_at: datetime, created_by: str, expires_at: datetime | None) -> int: ...
 
-    def revoke(self, token_id: int, now: datetime) -> bool: ...
+    def revoke(self, token_id: int, now: datetime, by: str) -> bool: ...
 
 
 class RoundStore(Protocol):
@@ -555,6 +566,16 @@ class EventSource(Protocol):
 
     def all_duty_events(self) -> Iterator[DutyEvent]: ...
 
+    def chain_heads(self) -> Iterator[ChainHead]:
+        """The last stored event of every chain (read from the events, never from the case or
+        stream rows): cases in id order, then duty streams in (round, jurisdiction) order."""
+        ...
+
+    def all_filings(self) -> Iterator[FilingRecord]:
+        """Every filing batch that may list a case of this source (its jurisdiction in the
+        subtree, or above it), in id order."""
+        ...
+
 
 class Storage(Stores, CaseStoreFactory, EventSource, Protocol):
     """A database as the services see it: units of work to write, stores to read."""
@@ -619,6 +640,55 @@ class EvidenceBlobs(Protocol):
 
     def exists(self, sha256: str) -> bool: ...
 
+    def size(self, sha256: str) -> int:
+        """The blob's size in bytes (NotFound if there is none)."""
+        ...
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        """The blob's bytes a piece at a time, never whole in memory; CorruptBlob instead of
+        the last piece when they do not hash to the name."""
+        ...
+
     def archive(self, entries: list[ArchiveEntry], out: Path | BinaryIO) -> None:
         """Write the entries' blobs as one ZIP (checked before anything is written)."""
         ...
+
+    def archive_chunks(self, entries: list[ArchiveEntry]) -> Iterator[bytes]:
+        """The same ZIP as it is written, piece by piece; the entries and the blobs' presence
+        are checked before this returns (those errors come before the first byte)."""
+        ...
+
+
+class CheckpointSigner(Protocol):
+    """Signs checkpoints with a private key kept outside the database."""
+
+    def key_id(self) -> str:
+        """The SHA-256 (hex) of the raw public key: which key signed a checkpoint."""
+        ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class CheckpointVerifier(Protocol):
+    """Checks checkpoint signatures with the public key alone."""
+
+    def key_id(self) -> str: ...
+
+    def verify(self, message: bytes, signature: bytes) -> bool: ...
+
+
+class CheckpointStore(Protocol):
+    """Signed checkpoints, kept outside the database (a directory), numbered from 1."""
+
+    def sequences(self) -> list[int]:
+        """The sequence numbers of the checkpoints kept, in order."""
+        ...
+
+    def read(self, sequence: int) -> bytes: ...
+
+    def add(self, sequence: int, data: bytes) -> str:
+        """Keep a new checkpoint (never replacing one: AlreadyExists when the number is taken);
+        its name, for people (a file name, never a server path)."""
+        ...
+
+    def name(self, sequence: int) -> str: ...

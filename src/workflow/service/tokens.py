@@ -9,7 +9,7 @@ from datetime import datetime
 
 from ..domain.access import ROLES, Principal
 from ..domain.dates import require_aware
-from ..domain.errors import NotFound, ProblemList
+from ..domain.errors import InvalidInput, NotFound, Problem, ProblemList
 from .ports import Storage, TokenRecord
 
 PREFIX = "wf_"
@@ -58,9 +58,13 @@ def create_token(db: Storage, *, name: str, role: str, unit_id: int | None = Non
     return NewToken(token_id, secret)
 
 
-def revoke_token(db: Storage, token_id: int, now: datetime) -> None:
+def revoke_token(db: Storage, token_id: int, now: datetime, *, by: str) -> None:
+    """Revoke a token at once, recording who revoked it (an actor, e.g. ``admin:王科长``)."""
+    if not by or not by.strip() or len(by) > 200:
+        raise InvalidInput("who revokes the token must be named",
+                           [Problem("revoked_by", "an actor of 1-200 characters", "需注明撤销人")], "需注明撤销人")
     with db.unit_of_work(core=True) as uow:
-        done = uow.tokens.revoke(token_id, now)
+        done = uow.tokens.revoke(token_id, now, by.strip())
         uow.commit()
     if not done:
         raise NotFound(f"no active token {token_id}")
@@ -73,6 +77,7 @@ def authenticate(db: Storage, secret: str, now: datetime) -> Principal | None:
     token = db.tokens.by_hash(_hash(secret))
     if token is None or token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None
+    # a coordinator's or auditor's jurisdiction that cannot be resolved gives a principal that sees nothing
     return Principal(token.id, token.name, token.role, token.unit_id, token.path, token.unit_path)
 
 

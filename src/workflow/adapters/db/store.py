@@ -22,12 +22,13 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from ... import faults
 from ...domain.calendar import RequiredDocument
 from ...domain.case import CaseState, Notice, RoundContext, apply, registration_event
+from ...domain.duties import stream_key
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
 from ...domain.events import GENESIS_HASH, Event, canonical_json
 from ...domain.lifecycle import TERMINAL_STATES
 from ...domain.policy import policy_from_dict
 from ...domain.rubric import rubric_from_dict
-from ...service.ports import Remembered
+from ...service.ports import ChainHead, FilingRecord, Remembered
 from .directory import SqlDirectory
 from .duty_store import SqlDuties
 from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
@@ -86,6 +87,12 @@ class _Within:
 
     def all_duty_events(self) -> Iterator[Any]:
         return self.db.all_duty_events(self.path)
+
+    def chain_heads(self) -> Iterator[ChainHead]:
+        return self.db.chain_heads(self.path)
+
+    def all_filings(self) -> Iterator[FilingRecord]:
+        return self.db.all_filings(self.path)
 
 
 _CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
@@ -570,6 +577,38 @@ class Database:
         where, params = _within(within_path, "case_id", through_cases=True)
         for row in self.stream(f"SELECT {_EVENT_COLUMNS} FROM events {where} ORDER BY case_id, seq", params):
             yield self.codec.event_from_row(row)
+
+    def chain_heads(self, within_path: str | None = None) -> Iterator[ChainHead]:
+        """The last stored event of every case (of those units), by id; then of every duty
+        stream (of the subtree's jurisdictions), by round and jurisdiction."""
+        where, params = _within(within_path, "case_id", through_cases=True)
+        for case_id, seq, hash_ in self.stream(
+                "SELECT e.case_id, e.seq, e.hash FROM events e JOIN (SELECT case_id, MAX(seq) AS seq FROM events "
+                f"{where} GROUP BY case_id) m ON m.case_id = e.case_id AND m.seq = e.seq ORDER BY e.case_id", params):
+            yield ChainHead("case", str(case_id), seq, hash_)
+        where = "" if within_path is None else (
+            "WHERE jurisdiction_id IN (SELECT id FROM jurisdictions WHERE substr(path, 1, :path_len) = :path)")
+        for round_id, jurisdiction_id, seq, hash_ in self.stream(
+                "SELECT d.round_id, d.jurisdiction_id, d.seq, d.hash FROM duty_events d JOIN (SELECT round_id, "
+                f"jurisdiction_id, MAX(seq) AS seq FROM duty_events {where} GROUP BY round_id, jurisdiction_id) m "
+                "ON m.round_id = d.round_id AND m.jurisdiction_id = d.jurisdiction_id AND m.seq = d.seq "
+                "ORDER BY d.round_id, d.jurisdiction_id", params):
+            yield ChainHead("duties", stream_key(round_id, jurisdiction_id), seq, hash_)
+
+    def all_filings(self, within_path: str | None = None) -> Iterator[FilingRecord]:
+        """Every filing batch of a jurisdiction in the subtree or above it, in id order."""
+        from sqlalchemy import select
+
+        from .tables import filing_batches, jurisdictions
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(filing_batches, jurisdictions.c.path)
+                                .join(jurisdictions, jurisdictions.c.id == filing_batches.c.jurisdiction_id)
+                                .order_by(filing_batches.c.id)).all()
+        for r in rows:
+            if within_path is None or r.path.startswith(within_path) or within_path.startswith(r.path):
+                yield FilingRecord(r.id, r.round_id, r.jurisdiction_id, list(self.codec.json_in(r.cases)),
+                                   dict(self.codec.json_in(r.totals)), r.filed_at, r.filed_by, r.path)
 
 
 def _within(path: str | None, column: str, through_cases: bool = False) -> tuple[str, dict[str, Any]]:

@@ -254,6 +254,7 @@ class ApiToken(SQLModel, table=True):
     created_by: str = Field(sa_column=Column(String(200), nullable=False))
     expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    revoked_by: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
 
 
 class SpotCheck(SQLModel, table=True):

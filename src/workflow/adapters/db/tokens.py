@@ -14,7 +14,7 @@ _UnitPlace = jurisdictions.alias("unit_place")
 _COLUMNS = (api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.unit_id, api_tokens.c.jurisdiction_id,
             api_tokens.c.created_at, api_tokens.c.created_by, api_tokens.c.expires_at, api_tokens.c.revoked_at,
             jurisdictions.c.path,
-            _UnitPlace.c.path)
+            _UnitPlace.c.path, api_tokens.c.revoked_by)
 
 
 class SqlTokens:
@@ -44,8 +44,8 @@ class SqlTokens:
             created_at=created_at, created_by=created_by, expires_at=expires_at).returning(api_tokens.c.id),
             "a token with this secret already exists"))
 
-    def revoke(self, token_id: int, now: datetime) -> bool:
+    def revoke(self, token_id: int, now: datetime, by: str) -> bool:
         done = self.conn.execute(update(api_tokens).where(api_tokens.c.id == token_id,
                                                           api_tokens.c.revoked_at.is_(None))
-                                 .values(revoked_at=now))
+                                 .values(revoked_at=now, revoked_by=by))
         return bool(done.rowcount)

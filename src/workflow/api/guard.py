@@ -1,0 +1,135 @@
+"""What every request passes before the API reads it (pure ASGI, outermost but one).
+
+- A request that carries a body is authenticated before a byte of the body is read: no
+  token, no reading (401 at once). The principal is kept in the request's state, so the
+  routes' ``Caller`` does not look the token up a second time.
+- Every body has a size limit, enforced as it streams: ``Content-Length`` over the limit
+  is refused before reading (413), and a body that grows past it (chunked, or lying about
+  its length) is cut off at the limit (413). File uploads have their own, larger limits
+  (evidence, documents, rosters); everything else ``request_max_bytes``.
+- A body that stalls longer than ``body_timeout_seconds`` between chunks is answered 408.
+  (A client slow to send its headers is closed by the server: see ``api/server.py``.)
+- Every response says ``X-Content-Type-Options: nosniff`` and may not be framed; API
+  answers are not stored by caches (they hold a bureau's data).
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..bootstrap import App
+from ..service.tokens import authenticate
+from .common import error
+
+_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer")]
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+# The routes whose body is a file, and the setting that bounds it.
+UPLOADS = ((re.compile(r"^/api/v1/cases/\d+/(evidence|documents)$"), "evidence_max_bytes"),
+           (re.compile(r"^/api/v1/rounds/[^/]+/duties/[^/]+$"), "evidence_max_bytes"),
+           (re.compile(r"^/api/v1/units/import$"), "roster_max_bytes"))
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes, the limit for this request")
+        self.limit = limit
+
+
+class BodyStalled(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body stopped arriving for {seconds:g} s; send it again")
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, application: App) -> None:
+        self.app = app
+        self.application = application
+
+    def limit_for(self, path: str) -> int:
+        for pattern, setting in UPLOADS:
+            if pattern.match(path):
+                return int(getattr(self.application.settings, setting))
+        return self.application.settings.request_max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith("/api/")
+        headers = dict(scope.get("headers") or ())
+        # HTTP/1.1: without a length or a transfer coding there is no body (RFC 9112 6.3)
+        has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
+        if not (api and has_body):
+            await self.app(scope, receive, send)
+            return
+        if not await self._authenticated(scope, headers):
+            await closing(error("unauthorized", "a valid bearer token is needed before a request body is read "
+                                                "(workflow tokens create)"))(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            await closing(error("too_large", f"the request body is {declared} bytes; the limit for this request is "
+                                             f"{limit}", limit=limit))(scope, receive, send)
+            return
+        await self.app(scope, _bounded(receive, limit, self.application.settings.body_timeout_seconds), send)
+
+    async def _authenticated(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return False
+        found = await run_in_threadpool(authenticate, self.application.db, secret.strip(),
+                                        self.application.clock.now())
+        if found is None:
+            return False
+        scope.setdefault("state", {})["principal"] = found
+        return True
+
+
+def closing(response: JSONResponse) -> JSONResponse:
+    """A refusal that leaves the body unread: the connection is closed after it, so the
+    server does not go on receiving (and discarding) what the client still sends."""
+    response.headers["Connection"] = "close"
+    return response
+
+
+def security_headers(present: list[tuple[bytes, bytes]], path: str) -> list[tuple[bytes, bytes]]:
+    """The headers every answer carries (those it does not carry already): never sniffed,
+    never framed, and (an API answer) never stored by a cache. Added by the outermost
+    middleware, so that its own answers (a NUL in the path, an unexpected error) carry them."""
+    names = {k.lower() for k, _ in present}
+    extra = [h for h in _HEADERS if h[0] not in names]
+    if path.startswith("/api/") and _NO_STORE[0] not in names:
+        extra.append(_NO_STORE)
+    return extra
+
+
+def _bounded(receive: Receive, limit: int, timeout: float) -> Receive:
+    """``receive``, refusing a body past ``limit`` bytes or pausing longer than ``timeout``."""
+    seen = 0
+    done = False
+
+    async def receiving() -> Message:
+        nonlocal seen, done
+        if done:  # after the body: waiting for a disconnect is not bounded
+            return await receive()
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except TimeoutError:
+            raise BodyStalled(timeout) from None
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+            done = not message.get("more_body", False)
+        return message
+
+    return receiving
