@@ -47,11 +47,15 @@ duties_app = typer.Typer(help="Duties of jurisdictions in a round: a city's repo
                          no_args_is_help=True)
 calendars_app = typer.Typer(help="Calendars (dates, duties, documents, targets) as loaded from the data files.",
                             no_args_is_help=True)
+spot_app = typer.Typer(help="Spot checks (抽查): reproducible draws of certified cases, recorded on each.",
+                       no_args_is_help=True)
+filings_app = typer.Typer(help="Filing batches (备案): certified cases filed with the national bureau, one batch "
+                               "at a time (the only way a case is filed).", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (jur_app, "jurisdictions"), (units_app, "units"), (rounds_app, "rounds"),
                   (cases_app, "cases"), (audit_app, "audit"), (rubrics_app, "rubrics"),
                   (evidence_app, "evidence"), (coord_app, "coordinators"), (notif_app, "notifications"),
                   (tokens_app, "tokens"), (documents_app, "documents"), (duties_app, "duties"),
-                  (calendars_app, "calendars")):
+                  (calendars_app, "calendars"), (spot_app, "spot-checks"), (filings_app, "filings")):
     app.add_typer(sub, name=name)
 
 ActorOption = typer.Option(..., "--actor", envvar="WORKFLOW_ACTOR",
@@ -240,6 +244,69 @@ def rounds_list() -> None:
         table.add_row(r.id, r.province_id, str(r.year), r.rubric_id, r.calendar_id, _fmt(r.target_share),
                       _fmt(r.pass_mark), r.policy["on_fail"])
     console.print(table)
+
+
+@spot_app.command("draw")
+def spot_checks_draw(round_id: str, jurisdiction: str = typer.Option(..., help="the subtree to draw from"),
+                     share: str = typer.Option(..., help="the share of certified cases to draw, e.g. 0.1"),
+                     seed: int = typer.Option(..., help="the seed: the same seed draws the same cases"),
+                     actor: str = ActorOption) -> None:
+    """Draw a spot check of a round's certified cases in a subtree (one transaction: the draw
+    and a SpotCheckDrawn event on each drawn case)."""
+    from .service.oversight import spot_check
+
+    application = _app()
+    s = spot_check(application.db, round_id, jurisdiction, share=share, seed=seed, actor=Actor.parse(actor),
+                   now=application.clock.now())
+    console.print(f"spot check {s.id}: drew {len(s.drawn)} of {len(s.population)} certified cases "
+                  f"(share {s.share}, seed {s.seed}): {', '.join(map(str, s.drawn))}")
+
+
+@spot_app.command("list")
+def spot_checks_list(round_id: str) -> None:
+    """The spot checks of a round: who drew what, when (Beijing time)."""
+    from .service.oversight import list_spot_checks
+
+    table = Table("id", "jurisdiction", "share", "seed", "drawn", "of", "drawn at", "by", title=round_id)
+    for s in list_spot_checks(_app().db, round_id):
+        table.add_row(s.id, s.jurisdiction_id, _fmt(s.share), str(s.seed), ", ".join(map(str, s.drawn)),
+                      str(len(s.population)), f"{s.drawn_at.astimezone(BUSINESS_TZ):%Y-%m-%d %H:%M}", s.drawn_by)
+    console.print(table)
+
+
+@filings_app.command("create")
+def filings_create(round_id: str, jurisdiction: str = typer.Option(..., help="the subtree whose cases are filed"),
+                   note: str | None = typer.Option(None, help="e.g. 2021年度山西省节约型机关名单"),
+                   actor: str = ActorOption) -> None:
+    """File every certified case of a round in a subtree as one batch (each case moves to filed)."""
+    from .service.oversight import file_round
+
+    application = _app()
+    b = file_round(application.db, round_id, jurisdiction, actor=Actor.parse(actor), now=application.clock.now(),
+                   note=note)
+    console.print(f"filing batch {b.id}: {len(b.cases)} cases filed: {', '.join(str(c['case_id']) for c in b.cases)}")
+
+
+@filings_app.command("list")
+def filings_list(round_id: str) -> None:
+    """The filing batches of a round."""
+    from .service.oversight import list_filings
+
+    table = Table("id", "jurisdiction", "cases", "filed at", "by", title=round_id)
+    for b in list_filings(_app().db, round_id):
+        table.add_row(b.id, b.jurisdiction_id, str(len(b.cases)),
+                      f"{b.filed_at.astimezone(BUSINESS_TZ):%Y-%m-%d %H:%M}", b.filed_by)
+    console.print(table)
+
+
+@filings_app.command("export")
+def filings_export(batch_id: str, out: Path = typer.Argument(..., dir_okay=False, help="the .csv to write")) -> None:
+    """A filing batch as CSV (UTF-8 with BOM, as Excel opens it; formulas neutralised)."""
+    from .service.oversight import filing_csv, get_filing
+
+    batch = get_filing(_app().db, batch_id)
+    out.write_text(filing_csv(batch), encoding="utf-8", newline="")
+    console.print(f"{out}: filing batch {batch.id}, {len(batch.cases)} cases")
 
 
 @rounds_app.command("progress")

@@ -503,3 +503,15 @@ def test_a_refused_sheet_says_what_is_allowed_in_chinese_too(api, db, evidence_d
                  json={"version": 1, "data": {"entries": {"5.1.1": {"count": 1}}}}, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["event"]["payload"]["entries"] == {"5.1.1": "2"}
+
+
+def test_an_unknown_round_in_a_list_filter_is_404_with_the_nearest_ids(client) -> None:
+    coordinator = client.token("coordinator", jurisdiction_id="shanxi")
+    r = client.get("/api/v1/cases", params={"round": "shanxi-2012"}, headers=coordinator)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["details"]["did_you_mean"] == ["shanxi-2021"]
+    assert "did you mean shanxi-2021" in r.json()["error"]["message"]["en"]
+    city_unit = client.token("unit", unit_id=36)
+    assert client.get("/api/v1/rounds/shanxi-2012", headers=city_unit).json()["error"]["details"]["did_you_mean"] \
+        == ["shanxi-2021"]  # its own round; never one it cannot see
+    assert len(client.get("/api/v1/cases", params={"round": "shanxi-2021"}, headers=coordinator).json()["items"]) == 36

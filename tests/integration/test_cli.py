@@ -30,7 +30,6 @@ from workflow.domain.case import Actor
 from workflow.domain.rubric import Rubric, diff_rubrics
 from workflow.files import import_units
 from workflow.service.cases import perform_action
-from workflow.service.oversight import file_round
 
 from ..support import RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
 
@@ -277,12 +276,11 @@ def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -
          "--actor", COORDINATOR], "certified", 7 + n)
     # filing is not an action taken by name: only a filing batch files a case (docs/security.md)
     p = run(shanxi, "cases", "act", str(case), "file", "--actor", COORDINATOR, columns=1000)
-    assert_clean_refusal(p, "forbidden", "filing batch")
-    engine = make_engine(f"sqlite:///{shanxi}")
-    batch = file_round(Database(engine), "shanxi-2021", "shanxi", actor=Actor.parse(COORDINATOR),
-                       now=datetime.now(UTC), note="2021年度")
-    engine.dispose()
-    assert [c["case_id"] for c in batch.cases] == [case]
+    assert_clean_refusal(p, "forbidden", "filing batch", "workflow filings create")
+    p = run(shanxi, "filings", "create", "shanxi-2021", "--jurisdiction", "shanxi", "--note", "2021年度",
+            "--actor", COORDINATOR, columns=200)
+    assert p.returncode == 0 and f"filing batch shanxi-2021-filing-1: 1 cases filed: {case}" in p.stdout, p.stderr
+    batch_id = "shanxi-2021-filing-1"
 
     p = run(shanxi, "cases", "show", str(case), "--json")
     assert p.returncode == 0, p.stderr
@@ -317,7 +315,7 @@ def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -
     assert ordered["payload"] == {"days": 20, "due_on": d["rectification_due"]}
     assert rechecked["payload"] == {"v": 2, "entries": recheck_sheet, "total": "85", "pass_mark": "80",
                                     "passed": True, "must_pass_failed": []}
-    assert filed["payload"] == {"batch": batch.id, "note": "2021年度"} and batch.id == "shanxi-2021-filing-1"
+    assert filed["payload"] == {"batch": batch_id, "note": "2021年度"}
     for before, after in zip(events, events[1:]):
         assert after["prev_hash"] == before["hash"]
 
@@ -703,3 +701,59 @@ def test_contact_form_and_a_unit_certified_before_through_the_cli(shanxi: Path) 
     assert p.returncode == 0 and "certified in 2020" in p.stdout, p.stderr
     p = run(shanxi, "units", "certified-before", "4", "--year", "1999")
     assert_clean_refusal(p, "invalid_input", "unit.certified_year")
+
+
+def test_spot_checks_and_filing_batches_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{shanxi}")
+    db = Database(engine)
+    for case_id in (1, 2, 3):
+        ready_to_submit(db, case_id, case_id, "90", datetime.now(UTC))
+        for step, data, actor in (("submit", {}, Actor("unit", str(case_id))),
+                                  ("verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "90")}, Actor.parse(COORDINATOR)),
+                                  ("certify", {}, Actor.parse(COORDINATOR))):
+            if step == "submit":
+                from ..support import attach_documents
+
+                attach_documents(db, case_id, Actor("unit", str(case_id)), datetime.now(UTC))
+            perform_action(db, case_id, step, data, actor, datetime.now(UTC))
+    engine.dispose()
+    p = run(shanxi, "spot-checks", "draw", "shanxi-2021", "--jurisdiction", "shanxi", "--share", "0.5", "--seed", "7",
+            "--actor", COORDINATOR, columns=200)
+    assert p.returncode == 0 and "drew 2 of 3 certified cases" in p.stdout, p.stderr
+    p = run(shanxi, "spot-checks", "list", "shanxi-2021", columns=200)
+    assert (p.returncode == 0 and "shanxi-2021-spot-1" in flat(p.stdout)) or "spot" in p.stdout, p.stdout
+    p = run(shanxi, "cases", "act", "1", "record_spot_check", "--actor", COORDINATOR, columns=1000)
+    assert_clean_refusal(p, "forbidden", "workflow spot-checks draw")
+    p = run(shanxi, "filings", "create", "shanxi-2021", "--jurisdiction", "shanxi", "--actor", COORDINATOR, columns=200)
+    assert p.returncode == 0 and "3 cases filed: 1, 2, 3" in p.stdout, p.stderr
+    p = run(shanxi, "filings", "list", "shanxi-2021", columns=200)
+    assert p.returncode == 0 and "shanxi-2021-filing-1" in p.stdout, p.stdout
+    out = tmp_path / "备案.csv"
+    p = run(shanxi, "filings", "export", "shanxi-2021-filing-1", str(out), columns=200)
+    assert p.returncode == 0, p.stderr
+    rows = out.read_text(encoding="utf-8-sig").splitlines()
+    assert rows[0].startswith("batch,round,case_id") and len(rows) == 4
+    p = run(shanxi, "filings", "create", "shanxi-2021", "--jurisdiction", "shanxi", "--actor", COORDINATOR,
+            columns=1000)
+    assert p.returncode == 2 and "Traceback" not in p.stderr  # nothing certified is left to file
+
+
+def test_every_command_answers_help() -> None:
+    """Every command of the CLI builds its help (a command whose options cannot be built, or
+    whose module cannot be imported at call time, fails here before a user meets it)."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from workflow.cli import app
+
+    runner = CliRunner()
+    group = typer.main.get_command(app)
+    paths: list[list[str]] = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        paths.extend([[name, sub] for sub in subcommands] if subcommands else [[name]])
+    assert ["filings", "create"] in paths and ["spot-checks", "draw"] in paths and len(paths) > 40
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output, path

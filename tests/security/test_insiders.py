@@ -263,3 +263,4 @@ def test_names_that_hide_their_ending_or_overflow_a_file_system_are_refused() ->
     assert filename_problem("报告\u3164\u3164\u3164.pdf") is not None  # invisible filler letters
     assert filename_problem("报" * 67 + ".pdf") is not None  # 205 bytes in UTF-8
     assert filename_problem("报" * 60 + ".pdf") is None
+

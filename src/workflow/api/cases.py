@@ -47,6 +47,7 @@ from .common import (
     binary_body,
     log,
     read_body,
+    round_or_404,
     scope_root,
     writer,
 )
@@ -131,6 +132,8 @@ def cases(who: Caller, application: Application, round: str | None = Query(None,
     """Cases the caller may see, filtered, in pages (``next`` is the cursor of the next page)."""
     if jurisdiction is not None:  # a jurisdiction outside the caller's scope does not exist for them
         scope_root(application, who, jurisdiction)
+    if round is not None:  # an unknown round is an error, not an empty page
+        round_or_404(application, round, who)
     rows = list_cases(application.db, round_id=round, state=state, jurisdiction_id=jurisdiction, after_id=after,
                       limit=limit, overdue=overdue, category=category, level=level,
                       unit_id=who.unit_id if who.role == "unit" else None, within_path=who.jurisdiction_path)

@@ -8,6 +8,7 @@ request, in the order a route declares them: scope (404) before role (403).
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -139,9 +140,18 @@ def visible_round(application: App, round_id: str, who: Principal) -> RoundRecor
 
 
 def seen_round(round_id: RoundId, who: Caller, application: Application) -> RoundRecord:
+    return round_or_404(application, round_id, who)
+
+
+def round_or_404(application: App, round_id: str, who: Principal) -> RoundRecord:
+    """The round the caller may see, or 404 naming the nearest ids among those they may see."""
     rnd = visible_round(application, round_id, who)
     if rnd is None:
-        raise ApiError("not_found", f"round {round_id} does not exist", round_id=round_id)
+        seen = [r.id for r in application.db.rounds.rounds() if visible_round(application, r.id, who) is not None]
+        near = difflib.get_close_matches(round_id, seen, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise ApiError("not_found", f"round {round_id} does not exist{hint}", round_id=round_id,
+                       did_you_mean=near)
     return rnd
 
 

@@ -140,11 +140,11 @@ ACTIONS: dict[str, ActionSpec] = {
                    description="withdraw the case from the round"),
         ActionSpec("file", "CaseFiled", frozenset({COORDINATOR}), optional=("batch", "note"),
                    bookkeeping=True,
-                   through="a filing batch (POST /api/v1/rounds/{id}/filings)",
+                   through="a filing batch (POST /api/v1/rounds/{id}/filings, workflow filings create)",
                    description="file the certified case with the national bureau (only inside a filing batch)"),
         ActionSpec("record_spot_check", "SpotCheckDrawn", frozenset({COORDINATOR}),
                    required=("draw", "seed", "share"), bookkeeping=True,
-                   through="a spot check (POST /api/v1/rounds/{id}/spot-checks)",
+                   through="a spot check (POST /api/v1/rounds/{id}/spot-checks, workflow spot-checks draw)",
                    description="the case was drawn in a spot check (抽查) of certified cases"),
     )
 }
