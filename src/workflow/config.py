@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     sheet_max_merged: int = Field(default=10_000, ge=0, description="most merged ranges a spreadsheet may have")
     sheet_max_uncompressed_bytes: int = Field(default=256 * 1024 * 1024, ge=1024,
                                               description="largest total uncompressed size of an .xlsx's parts")
+    upload_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024,
+                                  description="largest upload request of several files (multipart/form-data)")
+    upload_max_files: int = Field(default=20, ge=1, description="most files in one upload request")
     evidence_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1,
                                       description="most bytes of evidence and documents one case may hold")
     evidence_quota_files: int = Field(default=2000, ge=1, description="most evidence and document files per case")

@@ -1,7 +1,9 @@
 """End to end: `workflow serve` in a subprocess on a free port, driven over HTTP."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -46,3 +48,29 @@ def test_serve_answers_and_acts(served) -> None:
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully and then re-raises the signal, as a server should
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_upload_works_as_written(served, tmp_path: Path) -> None:
+    """The README's upload line, run with curl against a real server: two files with Chinese
+    names in one multipart request, stored as themselves (not the multipart wrapper)."""
+    base, _, _ = served
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
+    env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db")  # the served database (same tmp_path)
+    token = _run(env, "tokens", "create", "--name", "省委办公厅", "--role", "unit", "--unit", "1",
+                 "--actor", "admin:test").strip().splitlines()[-1]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in readme.split("\ncurl ")[1:] if "-F file=@" in b)
+    command = "curl " + " ".join(part.split("#")[0].strip().rstrip("\\").strip() for part in block.splitlines()[:2])
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for name in ("方案.pdf", "节水照片.pdf"):
+        (folder / name).write_bytes(b"%PDF-1.4\n% " + name.encode() + b"\n%%EOF\n")
+    done = subprocess.run(["bash", "-c", command.replace("http://127.0.0.1:8000", base) + " -s --fail-with-body"],
+                          cwd=folder, capture_output=True, text=True, env={**env, "TOKEN": token}, timeout=60)
+    assert done.returncode == 0, (command, done.stdout, done.stderr)
+    files = json.loads(done.stdout)["files"]
+    assert [f["filename"] for f in files] == ["方案.pdf", "节水照片.pdf"]
+    got = httpx.get(f"{base}/api/v1/cases/1/evidence/{files[0]['sha256']}", headers={"Authorization": f"Bearer {token}"})
+    assert got.content == (folder / "方案.pdf").read_bytes()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -46,9 +46,9 @@ from .common import (
     attachment,
     binary_body,
     log,
-    read_body,
     round_or_404,
     scope_root,
+    uploaded_files,
     writer,
 )
 from .schemas import (
@@ -66,6 +66,7 @@ from .schemas import (
     RequiredDocument,
     SheetOut,
     SheetsOut,
+    StoredFile,
     UnitRef,
     WaitingOn,
     iso,
@@ -270,21 +271,28 @@ def evidence(case: SeenCase, application: Application) -> list[EvidenceOut]:
             for i in list_evidence(application.db, case.id)]
 
 
-@router.post("/cases/{case_id}/evidence", tags=["evidence"], status_code=201, openapi_extra=binary_body())
+@router.post("/cases/{case_id}/evidence", tags=["evidence"], status_code=201,
+             openapi_extra=binary_body(several=True))
 async def upload_evidence(case: SeenCase, request: Request,
                           who: Annotated[Principal, Depends(writer("attach evidence"))], application: Application,
                           criterion: str = Query(min_length=1, max_length=32),
-                          filename: str = Query(min_length=1, max_length=200)) -> EvidenceAttached:
-    """Upload one evidence file (the request body) and attach it to a criterion of the unit's case."""
+                          filename: str | None = Query(None, min_length=1, max_length=200)) -> EvidenceAttached:
+    """Upload evidence and attach it to a criterion of the unit's case: one file as the request
+    body (named by ``filename``), or several as ``multipart/form-data`` (as a browser's form
+    sends them; each named as it was picked). All are attached or none; the answer describes
+    the last and lists every one under ``files``."""
     if not who.actor.may("attach_evidence"):
         raise ApiError("forbidden", f"a {who.role} may not attach evidence", action="attach_evidence")
-    data = await read_body(request, application.settings.evidence_max_bytes)
+    st = application.settings
+    files = await uploaded_files(request, filename, max_file_bytes=st.evidence_max_bytes,
+                                 max_files=st.upload_max_files)
     results = await run_in_threadpool(lambda: attach_bytes(
-        application.db, application.evidence, case.id, criterion, [(filename, data)], who.actor,
+        application.db, application.evidence, case.id, criterion, files, who.actor,
         application.clock.now(), quota=quota(application)))
     p = results[-1].event.payload
     return EvidenceAttached(case_id=case.id, version=results[-1].case.version, criterion=p["criterion"],
-                            sha256=p["sha256"], filename=p["filename"], size=p["size"], type=p["type"])
+                            sha256=p["sha256"], filename=p["filename"], size=p["size"], type=p["type"],
+                            files=[_stored(r.event.payload) for r in results])
 
 
 @router.get("/cases/{case_id}/documents", tags=["evidence"])
@@ -298,22 +306,31 @@ def documents(case: SeenCase, application: Application) -> list[DocumentOut]:
         for d in ctx.documents]
 
 
-@router.post("/cases/{case_id}/documents", tags=["evidence"], status_code=201, openapi_extra=binary_body())
+@router.post("/cases/{case_id}/documents", tags=["evidence"], status_code=201,
+             openapi_extra=binary_body(several=True))
 async def upload_document(case: SeenCase, request: Request,
                           who: Annotated[Principal, Depends(writer("attach documents"))], application: Application,
                           document: str = Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$"),
-                          filename: str = Query(min_length=1, max_length=200)) -> DocumentAttached:
-    """Upload one file (the request body) as a document the round asks for (``document`` is
-    its id, e.g. ``self_report`` for 自评报告)."""
+                          filename: str | None = Query(None, min_length=1, max_length=200)) -> DocumentAttached:
+    """Upload a document the round asks for (``document`` is its id, e.g. ``self_report`` for
+    自评报告): one file as the request body (named by ``filename``), or several as
+    ``multipart/form-data``; all are attached or none."""
     if not who.actor.may("attach_document"):
         raise ApiError("forbidden", f"a {who.role} may not attach documents", action="attach_document")
-    data = await read_body(request, application.settings.evidence_max_bytes)
+    st = application.settings
+    files = await uploaded_files(request, filename, max_file_bytes=st.evidence_max_bytes,
+                                 max_files=st.upload_max_files)
     results = await run_in_threadpool(lambda: attach_document_bytes(
-        application.db, application.evidence, case.id, document, [(filename, data)], who.actor,
+        application.db, application.evidence, case.id, document, files, who.actor,
         application.clock.now(), quota=quota(application)))
     p = results[-1].event.payload
     return DocumentAttached(case_id=case.id, version=results[-1].case.version, document=p["document"],
-                            sha256=p["sha256"], filename=p["filename"], size=p["size"], type=p["type"])
+                            sha256=p["sha256"], filename=p["filename"], size=p["size"], type=p["type"],
+                            files=[_stored(r.event.payload) for r in results])
+
+
+def _stored(p: Mapping[str, Any]) -> StoredFile:
+    return StoredFile(sha256=p["sha256"], filename=p["filename"], size=p["size"], type=p["type"])
 
 
 @router.get("/cases/{case_id}/evidence.zip", tags=["evidence"], response_class=StreamingResponse,

@@ -18,6 +18,7 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from ..bootstrap import App
 from ..domain.access import Principal
@@ -188,6 +189,42 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(data)
 
 
+async def uploaded_files(request: Request, filename: str | None, *, max_file_bytes: int,
+                         max_files: int) -> list[tuple[str, bytes]]:
+    """The files of an upload: the raw body, named by ``filename``; or every file part of a
+    ``multipart/form-data`` body, named as the client's file picker named them (a browser
+    sends several files at once this way). Each file is bounded by ``max_file_bytes``, the
+    request by the guard; file parts are spooled to disk as they arrive, not held whole."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        if filename is None:
+            raise ApiError("invalid_input", "a raw upload needs ?filename=...; or send multipart/form-data",
+                           problems=[{"where": "query.filename", "what": "required for a raw upload",
+                                      "zh": "直接上传文件内容时须提供 filename 参数"}])
+        return [(filename, await read_body(request, max_file_bytes))]
+    form = await request.form(max_files=max_files, max_fields=max_files + 10, max_part_size=64 * 1024)
+    files: list[tuple[str, bytes]] = []
+    try:
+        for _, part in form.multi_items():
+            if not isinstance(part, StarletteUpload):
+                continue
+            if part.size is not None and part.size > max_file_bytes:
+                raise ApiError("too_large", f"{part.filename}: {part.size} bytes; the limit is {max_file_bytes}",
+                               limit=max_file_bytes, filename=part.filename)
+            files.append((part.filename or "", await part.read()))
+    finally:
+        await form.close()
+    if not files:
+        raise ApiError("invalid_input", "the multipart body holds no file",
+                       problems=[{"where": "body", "what": "no file part", "zh": "未包含任何文件"}])
+    if filename is not None:  # ?filename= renames the one file uploaded; with several it names none
+        if len(files) > 1:
+            raise ApiError("invalid_input", f"?filename= names one file; this upload has {len(files)}",
+                           problems=[{"where": "query.filename", "what": f"{len(files)} files uploaded",
+                                      "zh": "上传多个文件时不能指定 filename"}])
+        files = [(filename, files[0][1])]
+    return files
+
+
 def attachment(filename: str) -> dict[str, str]:
     """Headers of a download: ``Content-Disposition: attachment`` with the name as an ASCII
     fallback (anything else replaced by ``_``, quotes and backslashes too) and as RFC 5987
@@ -197,7 +234,12 @@ def attachment(filename: str) -> dict[str, str]:
             "X-Content-Type-Options": "nosniff"}
 
 
-def binary_body(required: bool = True, *types: str) -> dict[str, Any]:
-    """The OpenAPI of a route whose body is a file's bytes."""
-    content = {t: {"schema": {"type": "string", "format": "binary"}} for t in types or ("application/octet-stream",)}
+def binary_body(required: bool = True, *types: str, several: bool = False) -> dict[str, Any]:
+    """The OpenAPI of a route whose body is a file's bytes (``several``: or several files as
+    multipart/form-data, each in a part named ``file``)."""
+    content: dict[str, Any] = {t: {"schema": {"type": "string", "format": "binary"}}
+                               for t in types or ("application/octet-stream",)}
+    if several:
+        content["multipart/form-data"] = {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}
     return {"requestBody": {"required": required, "content": content}}

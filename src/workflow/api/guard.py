@@ -32,9 +32,9 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 
 # The routes whose body is a file, and the setting that bounds it.
-UPLOADS = ((re.compile(r"^/api/v1/cases/\d+/(evidence|documents)$"), "evidence_max_bytes"),
-           (re.compile(r"^/api/v1/rounds/[^/]+/duties/[^/]+$"), "evidence_max_bytes"),
-           (re.compile(r"^/api/v1/units/import$"), "roster_max_bytes"))
+UPLOADS = ((re.compile(r"^/api/v1/cases/\d+/(evidence|documents)$"), ("evidence_max_bytes", "upload_max_bytes")),
+           (re.compile(r"^/api/v1/rounds/[^/]+/duties/[^/]+$"), ("evidence_max_bytes",)),
+           (re.compile(r"^/api/v1/units/import$"), ("roster_max_bytes",)))
 
 
 class BodyTooLarge(HTTPException):
@@ -54,9 +54,9 @@ class Guard:
         self.application = application
 
     def limit_for(self, path: str) -> int:
-        for pattern, setting in UPLOADS:
-            if pattern.match(path):
-                return int(getattr(self.application.settings, setting))
+        for pattern, settings in UPLOADS:
+            if pattern.match(path):  # one file as the body, or several (multipart): the larger bound
+                return max(int(getattr(self.application.settings, s)) for s in settings)
         return self.application.settings.request_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -185,6 +185,7 @@ class EvidenceAttached(StoredFile):
     case_id: int
     version: int
     criterion: str
+    files: list[StoredFile] = Field(default_factory=list, description="every file this upload attached, in order")
 
 
 class DocumentOut(Out):
@@ -198,6 +199,7 @@ class DocumentAttached(StoredFile):
     case_id: int
     version: int
     document: str
+    files: list[StoredFile] = Field(default_factory=list, description="every file this upload attached, in order")
 
 
 class NotificationOut(Out):
