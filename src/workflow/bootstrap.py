@@ -101,13 +101,15 @@ class App:
         return None
 
     def checkpoint_job(self) -> Any:
-        """The scheduler's checkpoint job: a checkpoint when a chain moved since the last one."""
+        """The scheduler's checkpoint job: a checkpoint when a chain moved since the last one, and
+        once a day the latest one's anchor mailed to the provinces' coordinators."""
         from .adapters.scheduler import CheckpointJob
-        from .service.checkpoints import write_checkpoint
+        from .service.checkpoints import queue_anchor_mails, write_checkpoint
 
         return CheckpointJob(lambda: write_checkpoint(self.db, self.checkpoint_store(), self.checkpoint_signer(),
                                                       self.clock.now(), skip_unchanged=True),
-                             self.settings.checkpoint_key)
+                             self.settings.checkpoint_key,
+                             after=lambda done: queue_anchor_mails(self.db, done, self.clock.now()))
 
     def scheduler_holder(self) -> str | None:
         """Which process holds the scheduler's lock (None: none); raises when the database

@@ -515,3 +515,13 @@ def test_an_unknown_round_in_a_list_filter_is_404_with_the_nearest_ids(client) -
     assert client.get("/api/v1/rounds/shanxi-2012", headers=city_unit).json()["error"]["details"]["did_you_mean"] \
         == ["shanxi-2021"]  # its own round; never one it cannot see
     assert len(client.get("/api/v1/cases", params={"round": "shanxi-2021"}, headers=coordinator).json()["items"]) == 36
+
+
+def test_an_unknown_action_is_404_with_the_nearest_actions(client) -> None:
+    unit = client.token("unit", unit_id=1)
+    r = client.post("/api/v1/cases/1/actions/submitt", json={"version": 1, "data": {}}, headers=unit)
+    assert r.status_code == 404
+    assert r.json()["error"]["details"]["did_you_mean"] == ["submit"]
+    assert "did you mean submit?" in r.json()["error"]["message"]["en"]
+    r = client.post("/api/v1/cases/1/actions/zzzz", json={"version": 1, "data": {}}, headers=unit)
+    assert r.status_code == 404 and r.json()["error"]["details"]["did_you_mean"] == []

@@ -54,6 +54,10 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         items=[dict(jurisdiction_name="山西省", rows=[dict(unit_name="甲局", case_id="C-1")]),
                dict(jurisdiction_name="太原市", rows=[])],
     ),
+    "checkpoint": dict(
+        coordinator_name="王科长", round_title=ROUND, as_of=date(2021, 10, 21), sequence=12, chains=3500,
+        created_at="2021-10-21 09:00", merkle_root="9481972c58e493ad2de8b4ecf82ea29e36bc558544677969d08107520889375d",
+    ),
 }
 
 
@@ -136,6 +140,8 @@ def test_html_is_escaped(kind: str) -> None:
         context["rows"] = [{**context["rows"][0], "unit_name": evil}]
     elif kind == "duty_reminder":
         context["jurisdiction_name"] = evil
+    elif kind == "checkpoint":
+        context["coordinator_name"] = evil
     elif kind == "duty_missed":
         context["items"] = [{"jurisdiction_name": evil, "rows": [{"unit_name": evil, "case_id": "C-1"}]}]
     else:

@@ -505,10 +505,22 @@ def test_the_coordinators_digest_quotes_the_latest_checkpoint(db: Database, db_u
     sweep(db, CALENDARS, clock.now())
     transport = InMemoryTransport()
     asyncio.run(dispatch(db, CALENDARS, transport, clock.now(), application.dispatch_settings()))
-    digests = transport.to("wang@jgswj.example.cn")  # the self-assessments and the contact forms overdue
-    assert len(digests) == 2 and all(m.subject.startswith("【汇总】") for m in digests)
+    mails = transport.to("wang@jgswj.example.cn")
+    digests = [m for m in mails if m.subject.startswith("【汇总】")]  # the self-assessments and contact forms overdue
+    assert len(digests) == 2
     line = f"审计锚点：第1号检查点（2021-10-21 09:00:00，北京时间），Merkle根 {done.checkpoint.merkle_root}。"
     assert all(line in m.text and done.checkpoint.merkle_root in m.html for m in digests)
+    # and the day's anchor on its own, once a day, with the command that checks it
+    anchors = [m for m in mails if m.subject.startswith("【审计锚点】")]
+    assert len(anchors) == 1 and f"--anchor 1:{done.checkpoint.merkle_root}" in anchors[0].text
+    assert "2021年10月21日" in anchors[0].subject
+    application.checkpoint_job()()  # later the same day: nothing moved, no second anchor mail
+    asyncio.run(dispatch(db, CALENDARS, transport, clock.now(), application.dispatch_settings()))
+    assert len([m for m in transport.to("wang@jgswj.example.cn") if m.subject.startswith("【审计锚点】")]) == 1
+    clock.advance(timedelta(days=1))
+    application.checkpoint_job()()
+    asyncio.run(dispatch(db, CALENDARS, transport, clock.now(), application.dispatch_settings()))
+    assert len([m for m in transport.to("wang@jgswj.example.cn") if m.subject.startswith("【审计锚点】")]) == 2
 
 
 # ---------------------------------------------------------------- the commands

@@ -117,9 +117,10 @@ class CheckpointJob:
     one, warn once (``workflow audit keygen`` makes one) and skip, until a key appears. A failure
     is logged, never raised: the other jobs go on."""
 
-    def __init__(self, write: Callable[[], Any], key: Path) -> None:
+    def __init__(self, write: Callable[[], Any], key: Path, after: Callable[[Any], Any] | None = None) -> None:
         self.write = write
         self.key = key
+        self.after = after  # e.g. the day's anchor mail, given what was written (or kept)
         self._warned = False
 
     def __call__(self) -> Any:
@@ -132,12 +133,14 @@ class CheckpointJob:
         self._warned = False
         try:
             done = self.write()
+            if done.written:
+                log.info("checkpoint written", sequence=done.checkpoint.sequence, file=done.name,
+                         merkle_root=done.checkpoint.merkle_root)
+            if self.after is not None:
+                self.after(done)
         except Exception as exc:
             log.error("checkpoint failed", error=str(exc))
             return None
-        if done.written:
-            log.info("checkpoint written", sequence=done.checkpoint.sequence, file=done.name,
-                     merkle_root=done.checkpoint.merkle_root)
         return done
 
 

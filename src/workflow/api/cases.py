@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 from collections.abc import Iterable, Mapping
@@ -196,8 +197,10 @@ def _may_act(who: Principal, action: str) -> None:
     """404 for an action that does not exist; 403 for one the caller's role may not take."""
     if action not in ACTIONS:
         TRANSITIONS.labels("unknown", "not_found").inc()
-        raise ApiError("not_found", f"there is no action {action!r}; the actions: {', '.join(sorted(ACTIONS))}",
-                       action=action)
+        near = difflib.get_close_matches(action, sorted(ACTIONS), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        raise ApiError("not_found", f"there is no action {action!r}; {hint}the actions: {', '.join(sorted(ACTIONS))}",
+                       action=action, did_you_mean=near)
     if ACTIONS[action].bookkeeping and not who.read_only:
         TRANSITIONS.labels(action, "forbidden").inc()
         by_name_only(action)  # 403 naming the resource that records it (a filing batch, a spot check)

@@ -53,7 +53,7 @@ from ..domain.duties import stream_key
 from ..domain.errors import DomainError
 from ..domain.events import GENESIS_HASH, Chained, chain_hash, utc_iso
 from .audit import Finding
-from .ports import ChainHead, CheckpointSigner, CheckpointStore, CheckpointVerifier, EventSource
+from .ports import ChainHead, CheckpointSigner, CheckpointStore, CheckpointVerifier, EventSource, OutboxEntry, Storage
 
 FORMAT = "workflow-checkpoint/1"
 KINDS = ("case", "duties")
@@ -468,3 +468,35 @@ def _compare_chain(key: tuple[str, str], events: list[Chained], wanted: dict[int
         return _finding(key, None, saw + f"the database has {count}")
     return _finding(key, None, saw + f"the stored chain follows on only to #{count} (next is #{events[count].seq}: "
                                      "an event is missing or doubled)")
+
+
+ANCHOR_KIND = "checkpoint"
+
+
+def queue_anchor_mails(db: Storage, written: Written, now: datetime) -> int:
+    """Once a business day, the latest checkpoint's anchor (sequence, time, Merkle root) to every
+    active coordinator of a province, through the outbox (exactly once a day each: the dedupe key
+    names the day): a copy of the anchor in mailboxes the server cannot rewrite, for
+    ``workflow audit verify --anchor``. Returns how many mails were queued (0: already today)."""
+    require_aware(now, "now")
+    today = now.astimezone(BUSINESS_TZ).date()
+    c = written.checkpoint
+    context = {"sequence": c.sequence, "merkle_root": c.merkle_root, "chains": len(c.chains),
+               "created_at": c.created_at.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M"), "file": written.name}
+    rounds: dict[str, str] = {}  # province → its latest round (an outbox row belongs to a round)
+    for rnd in sorted(db.rounds.rounds(), key=lambda r: r.year):
+        rounds[rnd.province_id] = rnd.id
+    entries = []
+    for coordinator in db.directory.coordinators(active_only=True):
+        place = db.directory.jurisdiction(coordinator.jurisdiction_id)
+        if place is None or place.parent_id is not None or place.id not in rounds:
+            continue  # the anchor goes to the province's own coordinators
+        entries.append(OutboxEntry(f"{ANCHOR_KIND}:{today.isoformat()}:{coordinator.id}", ANCHOR_KIND,
+                                   rounds[place.id], ANCHOR_KIND, today, coordinator_id=coordinator.id,
+                                   context=context))
+    if not entries:
+        return 0
+    with db.unit_of_work(core=True) as uow:
+        queued = uow.outbox.add(entries, now)
+        uow.commit()
+    return queued

@@ -149,6 +149,11 @@ def _build(db: Storage, calendars: Calendars, batch: _Batch, row: OutboxRecord, 
     calendar = calendars.get(rnd.calendar_id)
     if row.kind in DUTY_KINDS:
         return _duty_message(db, calendar, batch, row, rnd, business_date(now), settings)
+    if row.kind == "checkpoint":  # the audit chain's daily anchor (service/checkpoints.py)
+        coordinator = _coordinator(batch, row)
+        values = {**json.loads(row.context or "{}"), "coordinator_name": coordinator.name,
+                  "round_title": calendar.title_for(rnd.year), "as_of": row.due_on}
+        return _message(row, render("checkpoint", values), [Address(coordinator.email, coordinator.name)], settings)
     if row.kind in ("reminder", "rectification", "coordinator_reminder", "rectification_notice") and \
             business_date(now) > row.due_on:
         raise _Skip("cancelled", f"the deadline {row.due_on} passed before this reminder went out "
