@@ -12,6 +12,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
 from workflow.adapters.db.tables import Event, Unit
+from workflow.clock import BUSINESS_TZ
 from workflow.service.cases import perform_action
 from workflow.service.oversight import draw_sample
 
@@ -466,3 +467,26 @@ def test_a_rollover_past_the_schedule_says_it_needs_a_target(client, db) -> None
     assert problem["where"] == "target_share" and "2022" in problem["what"] and "2022" in problem["zh"]
     r = client.post("/api/v1/rounds/shanxi-2021/rollover", json={"target_share": "0.6"}, headers=province)
     assert r.status_code == 201 and r.json()["round"]["calendar"] == "shanxi", r.text
+
+
+def test_csv_exports_read_as_a_clerk_reads_them(client, db) -> None:
+    """Times in Beijing time with their offset; each event's Chinese name beside its code."""
+    certify(db, 1)
+    coordinator = client.token("coordinator", jurisdiction_id="shanxi")
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/v1/cases/1/history.csv", headers=coordinator)
+                                           .content.decode("utf-8-sig"))))
+    assert [(r["type"], r["event"]) for r in rows][:1] == [("CaseRegistered", "登记")]
+    assert ("CaseCertified", "认定为节约型机关") in [(r["type"], r["event"]) for r in rows]
+    assert all(r["occurred_at"].endswith("+08:00") for r in rows)
+    assert rows[0]["occurred_at"] == NOW.astimezone(BUSINESS_TZ).isoformat(timespec="seconds")
+    batch = client.post("/api/v1/rounds/shanxi-2021/filings", json={}, headers=coordinator).json()
+    filed = list(csv.DictReader(io.StringIO(client.get(f"/api/v1/filings/{batch['id']}.csv", headers=coordinator)
+                                            .content.decode("utf-8-sig"))))
+    assert filed[0]["filed_at"].endswith("+08:00") and filed[0]["rechecked"] == "否"
+
+
+def test_every_event_has_a_chinese_name() -> None:
+    from workflow.domain.case import REGISTERED
+    from workflow.domain.lifecycle import ACTIONS, EVENT_NAMES
+
+    assert set(EVENT_NAMES) == {spec.event for spec in ACTIONS.values()} | {REGISTERED}

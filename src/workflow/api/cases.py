@@ -16,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from ..bootstrap import App
 from ..domain.access import Principal
 from ..domain.case import allowed_actions
-from ..domain.dates import business_date
+from ..domain.dates import BUSINESS_TZ, business_date
 from ..domain.duties import waiting_on
 from ..domain.errors import DomainError
 from ..domain.events import Event
-from ..domain.lifecycle import ACTIONS
+from ..domain.lifecycle import ACTIONS, EVENT_NAMES
 from ..domain.rubric import SheetScore
 from ..domain.text import safe_row
 from ..files import score_sheet_xlsx
@@ -101,19 +101,22 @@ def events_jsonl(events: Iterable[Event]) -> Iterable[str]:
         yield json.dumps(e.to_dict(), ensure_ascii=False) + "\n"
 
 
-CSV_FIELDS = ("case_id", "seq", "type", "actor", "occurred_at", "payload", "prev_hash", "hash")
+CSV_FIELDS = ("case_id", "seq", "event", "type", "actor", "occurred_at", "payload", "prev_hash", "hash")
 
 
 def events_csv(events: Iterable[Event]) -> str:
-    """The events as CSV (UTF-8 with BOM); every cell through ``safe_row`` (no cell a
-    spreadsheet would run as a formula)."""
+    """The events as CSV (UTF-8 with BOM) for a clerk: the event's Chinese name beside its code,
+    the time in Beijing time with its offset (+08:00); every cell through ``safe_row`` (no cell
+    a spreadsheet would run as a formula). JSON lines keep the canonical UTC times the hashes
+    are computed over."""
     out = io.StringIO()
     out.write("\ufeff")  # Excel reads the Chinese as UTF-8
     w = csv.writer(out)
     w.writerow(CSV_FIELDS)
     for e in events:
         d = e.to_dict()
-        w.writerow(safe_row([d["case_id"], d["seq"], d["type"], d["actor"], d["occurred_at"],
+        w.writerow(safe_row([d["case_id"], d["seq"], EVENT_NAMES.get(d["type"], d["type"]), d["type"], d["actor"],
+                             e.occurred_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
                              json.dumps(d["payload"], ensure_ascii=False, sort_keys=True), d["prev_hash"],
                              d["hash"]]))
     return out.getvalue()

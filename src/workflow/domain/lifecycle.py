@@ -33,6 +33,17 @@ STATES: tuple[str, ...] = (
 STATE_NAMES = {"registered": "已登记", "self_assessed": "已自评", "submitted": "已报送", "verified": "已评价验收",
                "rectification": "整改中", "recheck": "待复核验收", "certified": "已认定", "not_certified": "未通过",
                "withdrawn": "已撤回", "filed": "已备案"}
+# What a bureau calls each event (exports show it beside the code).
+EVENT_NAMES = {
+    "CaseRegistered": "登记", "SelfAssessmentRecorded": "填写自评", "EvidenceAttached": "上传佐证材料",
+    "EvidenceRemoved": "删除佐证材料", "DocumentAttached": "上传报送材料", "DocumentRemoved": "删除报送材料",
+    "ContactFormGiven": "报送联络员信息", "SelfAssessmentSubmitted": "报送自评材料", "CaseReturned": "退回修改",
+    "CaseVerified": "评价验收", "CaseCertified": "认定为节约型机关", "RectificationOrdered": "通知整改",
+    "CaseFailed": "评价未通过", "RectificationExtended": "延长整改期限", "RecheckRequested": "申请复核验收",
+    "CaseRechecked": "复核验收", "RectificationExpired": "整改逾期", "DeadlineMissed": "逾期未报",
+    "NotificationFailed": "通知发送失败", "CaseClosed": "本轮结束未认定", "CaseWithdrawn": "撤回",
+    "CaseFiled": "报国管局备案", "SpotCheckDrawn": "抽查抽中",
+}
 TERMINAL_STATES = frozenset({"not_certified", "withdrawn", "filed"})
 CERTIFIED_STATES = ("certified", "filed")
 # A miss "owed in" this is owed until the round's contact form is given (not by a state).

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..domain.case import PARSERS, Actor
-from ..domain.dates import business_date, require_aware
+from ..domain.dates import BUSINESS_TZ, business_date, require_aware
 from ..domain.errors import ActionRefused, InvalidInput, NotFound, Problem
 from ..domain.lifecycle import CERTIFIED_STATES
 from ..domain.text import safe_row
@@ -149,8 +149,8 @@ def list_filings(db: Storage, round_id: str, within_path: str | None = None) -> 
 
 
 def filing_csv(batch: FilingRecord) -> str:
-    """The batch as CSV (UTF-8 with BOM, so Excel opens the Chinese names); every row through
-    ``safe_row`` (a unit named ``=...`` is text, not a formula)."""
+    """The batch as CSV (UTF-8 with BOM, so Excel opens the Chinese names), times in Beijing time
+    with their offset; every row through ``safe_row`` (a unit named ``=...`` is text, not a formula)."""
     out = io.StringIO()
     out.write("\ufeff")
     w = csv.writer(out)
@@ -158,5 +158,6 @@ def filing_csv(batch: FilingRecord) -> str:
     for c in batch.cases:
         score = None if c["score"] is None else Decimal(c["score"])  # a number, written as it was recorded
         w.writerow(safe_row([batch.id, batch.round_id, c["case_id"], c["unit_id"], c["unit_name"], score,
-                             "yes" if c["rechecked"] else "no", batch.filed_at.isoformat(), batch.filed_by]))
+                             "是" if c["rechecked"] else "否",
+                             batch.filed_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"), batch.filed_by]))
     return out.getvalue()
