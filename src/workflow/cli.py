@@ -381,6 +381,33 @@ def cases_list(round_id: str | None = typer.Option(None, "--round"),
         console.print(f"more: --after {rows[-1].id}")
 
 
+@cases_app.command("due")
+def cases_due(case_id: int) -> None:
+    """What the case still owes and by when, the reminders to come and to whom, what stands
+    between it and submission, and what it waits for from its bureau (dates in Beijing time)."""
+    from .service.due import RECIPIENTS, what_is_due
+
+    application = _app()
+    d = what_is_due(application.db, application.calendars, case_id, application.clock.now())
+    console.print(f"case {d.case_id} ({d.state}), today {d.today:%Y-%m-%d}:")
+    if not d.owed:
+        console.print("  owes nothing dated now")
+    for o in d.owed:
+        when = f"{-o.days_left} days overdue" if o.days_left < 0 else f"{o.days_left} days left"
+        console.print(f"  {o.name} ({o.id}): due {o.due_on:%Y-%m-%d}, {when}")
+        for r in o.reminders:
+            console.print(f"    reminder {r.on:%Y-%m-%d} ({r.days_before} days before) to "
+                          + "; ".join(RECIPIENTS.get(t, t) for t in r.to))
+    for m in d.missing[:10]:
+        console.print(f"  missing before submission: {m['where']}: {m.get('zh') or m['what']}")
+    if len(d.missing) > 10:
+        console.print(f"  … and {len(d.missing) - 10} more missing before submission ({len(d.missing)} in all)")
+    for w in d.waiting_on:
+        console.print(f"  waits on the bureau: {w['name']} (due {w['due_on']:%Y-%m-%d})")
+    if d.unit_emails == 0:
+        console.print("  [yellow]the unit has no contact email: its reminders cannot be mailed[/yellow]")
+
+
 @cases_app.command("show")
 def cases_show(case_id: int, as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show a case: state, allowed actions and its full history."""

@@ -417,6 +417,7 @@ TABLE: dict[tuple[str, str], Endpoint] = {
     ),
     ("GET", "/api/v1/cases/{case_id}"): endpoint(each_case(READ)),
     ("GET", "/api/v1/cases/{case_id}/history"): endpoint(each_case(READ)),
+    ("GET", "/api/v1/cases/{case_id}/due"): endpoint(each_case(READ)),
     ("GET", "/api/v1/cases/{case_id}/history.jsonl"): endpoint(each_case(READ)),
     ("GET", "/api/v1/cases/{case_id}/history.csv"): endpoint(each_case(READ)),
     ("POST", "/api/v1/cases/{case_id}/actions/{action}"): endpoint(

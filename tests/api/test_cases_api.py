@@ -100,3 +100,23 @@ def test_unit_history_is_scoped(client) -> None:
     assert [e["type"] for e in history] == ["CaseRegistered"] and history[0]["hash"]
     assert client.get("/api/v1/units/1/history", headers=city).status_code == 404
     assert client.get("/api/v1/units/999/history", headers=unit1).status_code == 404
+
+
+def test_what_a_case_owes_and_by_when(client, db) -> None:
+    """On 2021-10-12 (Beijing), a Shanxi case just registered owes its self-assessment by
+    October 20 (the contact form of June 5 was missed long ago, still owed), with the reminders
+    still to come, and lists what stands between it and submission."""
+    unit = client.token("unit", unit_id=1)
+    r = client.get("/api/v1/cases/1/due", headers=unit)
+    assert r.status_code == 200, r.text
+    due = r.json()
+    assert due["state"] == "registered" and due["today"] == "2021-10-12"
+    owed = {o["id"]: o for o in due["owed"]}
+    assert "self_assessment" in owed and owed["self_assessment"]["due_on"] == "2021-10-20"
+    assert owed["self_assessment"]["days_left"] == 8
+    assert all(rm["on"] >= "2021-10-12" and rm["on"] <= "2021-10-20" for rm in owed["self_assessment"]["reminders"])
+    assert owed["self_assessment"]["reminders"] and "unit" in owed["self_assessment"]["reminders"][0]["to"]
+    assert [o["due_on"] for o in due["owed"]] == sorted(o["due_on"] for o in due["owed"])
+    assert any(o["days_left"] < 0 for o in due["owed"])  # the June contact form, overdue and still owed
+    assert any(m["where"].startswith("documents.") for m in due["missing"])
+    assert client.get("/api/v1/cases/2/due", headers=unit).status_code == 404  # another unit's case

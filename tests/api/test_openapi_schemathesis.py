@@ -71,6 +71,7 @@ UNDOCUMENTED: dict[str, set[int]] = {
     "GET /api/v1/cases": _SCOPED,
     "GET /api/v1/cases/{case_id}": _SCOPED,
     "GET /api/v1/cases/{case_id}/history": _SCOPED,
+    "GET /api/v1/cases/{case_id}/due": _SCOPED,
     "GET /api/v1/cases/{case_id}/history.jsonl": _SCOPED,
     "GET /api/v1/cases/{case_id}/history.csv": _SCOPED,
     "POST /api/v1/cases/{case_id}/actions/{action}": _JSON_WRITE | {404},

@@ -757,3 +757,10 @@ def test_every_command_answers_help() -> None:
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "Usage" in result.output, path
+
+
+def test_what_a_case_owes_through_the_cli(shanxi: Path) -> None:
+    p = run(shanxi, "cases", "due", "1", columns=200)
+    assert p.returncode == 0, p.stderr
+    assert "(self_assessment): due 2021-10-20" in p.stdout and "days overdue" in p.stdout
+    assert "missing before submission: documents.self_report" in p.stdout and "more missing" in p.stdout

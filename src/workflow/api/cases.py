@@ -26,6 +26,7 @@ from ..domain.text import safe_row
 from ..files import score_sheet_xlsx
 from ..metrics import TRANSITIONS
 from ..service.cases import by_name_only, perform_action, read_case
+from ..service.due import what_is_due
 from ..service.evidence import (
     EvidenceQuota,
     archive_chunks,
@@ -60,10 +61,14 @@ from .schemas import (
     DocumentAttached,
     DocumentFile,
     DocumentOut,
+    DueOut,
     EventOut,
     EvidenceAttached,
     EvidenceOut,
+    MissingOut,
     NotificationOut,
+    OwedOut,
+    ReminderOut,
     RequiredDocument,
     SheetOut,
     SheetsOut,
@@ -168,6 +173,21 @@ def get_case(case: SeenCase, who: Caller, application: Application) -> CaseOut:
         passed=c.passed, rectification_due=iso(c.rectification_due), carried_over_from=c.carried_over_from,
         evidence_count=len(c.evidence),
         allowed_actions=[] if who.read_only else allowed_actions(c, ctx, now, actor=who.actor))
+
+
+@router.get("/cases/{case_id}/due", tags=["cases"])
+def due(case: SeenCase, application: Application) -> DueOut:
+    """What the case still owes and by when (each milestone the unit owes, the rectification
+    deadline), the reminders still to come and who receives them, what stands between it and
+    submission, and what it waits for from its bureau."""
+    d = what_is_due(application.db, application.calendars, case.id, application.clock.now())
+    return DueOut(case_id=d.case_id, state=d.state, today=d.today.isoformat(), unit_emails=d.unit_emails,
+                  owed=[OwedOut(id=o.id, name=o.name, due_on=o.due_on.isoformat(), days_left=o.days_left,
+                                what_to_do=o.what_to_do, escalate=list(o.escalate),
+                                reminders=[ReminderOut(on=r.on.isoformat(), days_before=r.days_before, to=list(r.to))
+                                           for r in o.reminders]) for o in d.owed],
+                  missing=[MissingOut(**m) for m in d.missing],
+                  waiting_on=[WaitingOn(**{**w, "due_on": w["due_on"].isoformat()}) for w in d.waiting_on])
 
 
 def _history(application: App, case: CaseScope) -> list[Event]:

@@ -480,3 +480,39 @@ class CheckpointOut(Out):
 
 
 AuditOut.model_rebuild()
+
+
+class MissingOut(Out):
+    where: str
+    what: str
+    zh: str | None = None
+
+
+class ReminderOut(Out):
+    on: str = Field(description="the working day the reminder goes out (Beijing date)")
+    days_before: int
+    to: list[str] = Field(description="who receives it: unit (its contacts), coordinators")
+
+
+class OwedOut(Out):
+    id: str = Field(description="the milestone (or rectification)")
+    name: str
+    due_on: str
+    days_left: int = Field(description="negative: overdue by that many days")
+    what_to_do: str
+    reminders: list[ReminderOut] = Field(description="the reminders still to come, earliest first")
+    escalate: list[str] = Field(description="who is told when it is missed")
+
+
+class DueOut(Out):
+    """What a case still owes and by when, what stands between it and submission, and what it
+    waits for from its bureau."""
+
+    case_id: int
+    state: str
+    today: str
+    owed: list[OwedOut]
+    missing: list[MissingOut] = Field(description="before submission: criteria without a score or evidence, "
+                                                  "documents")
+    waiting_on: list[WaitingOn]
+    unit_emails: int = Field(description="how many of the unit's contacts a mail reaches (0: reminders fail)")

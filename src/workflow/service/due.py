@@ -1,0 +1,93 @@
+"""What a case still owes, and by when: the one answer a unit (and its coordinator) reads.
+
+For a case now: every milestone of the round's calendar the unit owes (the same rule the sweep
+and the dispatcher use: ``Milestone.owing``), with its date, the days left (negative: overdue),
+what to do, and the reminders still to come (the working day each tier goes out, and to whom);
+the rectification deadline while rectification runs; what still stands between the case and
+submission (criteria without a score or evidence, documents); and what the case waits for from
+its bureau.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from ..domain.calendar import Calendar, reminder_date
+from ..domain.dates import business_date, require_aware
+from ..domain.duties import waiting_on
+from ..domain.guards import submission_problems
+from ..domain.state import CaseState
+from .cases import read_case
+from .ports import Calendars, Storage, Workdays
+
+RECIPIENTS = {"unit": "the unit's contacts (附件2)", "coordinators": "the coordinators of its jurisdiction"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    on: date
+    days_before: int
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    id: str
+    name: str
+    due_on: date
+    days_left: int  # negative: overdue by that many days
+    what_to_do: str
+    reminders: tuple[Reminder, ...]  # still to come, earliest first
+    escalate: tuple[str, ...]  # told when it is missed
+
+
+@dataclass
+class Due:
+    case_id: int
+    state: str
+    today: date
+    owed: list[Owed] = field(default_factory=list)
+    missing: list[dict[str, str]] = field(default_factory=list)  # before submission
+    waiting_on: list[dict[str, Any]] = field(default_factory=list)  # the bureau's part
+    unit_emails: int = 0  # how many contacts of the unit a mail reaches
+
+
+def what_is_due(db: Storage, calendars: Calendars, case_id: int, now: datetime) -> Due:
+    require_aware(now, "now")
+    found = read_case(db, case_id)
+    case, ctx = found.case, found.ctx
+    rnd = db.rounds.round(case.round_id)
+    assert rnd is not None  # a case's round exists
+    calendar = calendars.get(rnd.calendar_id)
+    workdays = calendars.workdays(calendar)
+    today = business_date(now)
+    due = Due(case.id, case.state, today, waiting_on=waiting_on(calendar, rnd.year, case.state, today))
+    due.owed = _owed(calendar, rnd.year, case, today, workdays)
+    if case.state in ("registered", "self_assessed"):
+        due.missing = [p.to_dict() for p in submission_problems(case, ctx)]
+    referent = db.read.case_states([case.id]).get(case.id)
+    due.unit_emails = len([c for c in (referent.contacts if referent else []) if c.get("email")])
+    return due
+
+
+def _owed(calendar: Calendar, year: int, case: CaseState, today: date, workdays: Workdays) -> list[Owed]:
+    out = []
+    for m in calendar.milestones:
+        if m.informational or m.owed_by != "unit" or not m.owing.holds(case.state, case.contact_form):
+            continue
+        on = m.due_on(year)
+        out.append(Owed(m.id, m.name, on, (on - today).days, m.what_to_do,
+                        _to_come(on, m.tiers, m.remind, today, workdays), m.escalate))
+    rule = calendar.rectification
+    if case.state == "rectification" and case.rectification_due is not None and rule is not None:
+        on = case.rectification_due
+        out.append(Owed("rectification", rule.name, on, (on - today).days, rule.what_to_do,
+                        _to_come(on, rule.tiers, rule.remind, today, workdays), rule.escalate))
+    return sorted(out, key=lambda o: o.due_on)
+
+
+def _to_come(on: date, tiers: tuple[int, ...], remind: tuple[str, ...], today: date,
+             workdays: Workdays) -> tuple[Reminder, ...]:
+    dates = [Reminder(reminder_date(on, t, workdays), t, remind) for t in tiers]
+    return tuple(sorted((r for r in dates if r.on >= today), key=lambda r: r.on))
