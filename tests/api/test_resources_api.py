@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import zipfile
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from openpyxl import Workbook, load_workbook
@@ -490,3 +491,22 @@ def test_every_event_has_a_chinese_name() -> None:
     from workflow.domain.lifecycle import ACTIONS, EVENT_NAMES
 
     assert set(EVENT_NAMES) == {spec.event for spec in ACTIONS.values()} | {REGISTERED}
+
+
+def test_at_risk_includes_rectification_deadlines(client, db) -> None:
+    ready_to_submit(db, 2, 2, "70", NOW)
+    attach_documents(db, 2, unit_actor(2), NOW)
+    perform_action(db, 2, "submit", {}, unit_actor(2), NOW)
+    perform_action(db, 2, "verify", {"entries": sheet_for(RUBRICS.get("shanxi-2020"), "70")}, COORDINATOR, NOW)
+    perform_action(db, 2, "order_rectification", {}, COORDINATOR, NOW)
+    province = client.token("coordinator", jurisdiction_id="shanxi")
+    due = date.fromisoformat(client.get("/api/v1/cases/2", headers=province).json()["rectification_due"])
+    client.clock.set(datetime.combine(due - timedelta(days=2), time(2, 0), tzinfo=UTC))
+    items = client.get("/api/v1/rounds/shanxi-2021/at-risk", params={"days": 3}, headers=province).json()["items"]
+    rect = [a for a in items if a["milestone"] == "rectification"]
+    assert [(a["case_id"], a["days_left"], a["due_on"]) for a in rect] == [(2, 2, due.isoformat())]
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")  # case 2 is not in the city's subtree
+    assert not [a for a in client.get("/api/v1/rounds/shanxi-2021/at-risk", params={"days": 3},
+                                      headers=city).json()["items"] if a["milestone"] == "rectification"]
+    assert not [a for a in client.get("/api/v1/rounds/shanxi-2021/at-risk", params={"days": 1},
+                                      headers=province).json()["items"] if a["milestone"] == "rectification"]

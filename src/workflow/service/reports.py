@@ -192,12 +192,24 @@ class AtRisk:
     state: str
 
 
+def _rectifications_at_risk(db: Storage, calendar: Any, round_id: str, root_path: str, today: date,
+                            within_days: int) -> list[AtRisk]:
+    paths = {j.id: j.path for j in db.directory.jurisdictions()}
+    name = calendar.rectification.name if calendar.rectification is not None else "整改"
+    return [AtRisk("rectification", name, c.rectification_due, (c.rectification_due - today).days, c.case_id,
+                   c.unit_id, c.unit_name, c.jurisdiction_id, c.state)
+            for c in db.read.rectifications(round_id)
+            if c.rectification_due is not None and today <= c.rectification_due <= today + timedelta(days=within_days)
+            and paths.get(c.jurisdiction_id, "").startswith(root_path)]
+
+
 def at_risk(db: Storage, calendars: Any, round_id: str, root_path: str, today: date,
             within_days: int = 3) -> list[AtRisk]:
-    """Cases that still owe a milestone due within ``within_days`` from ``today`` (inclusive)."""
+    """Cases that still owe a milestone due within ``within_days`` from ``today`` (inclusive),
+    and cases whose rectification deadline falls in the same days."""
     rnd = _round(db, round_id)
     calendar = calendars.get(rnd.calendar_id)
-    out: list[AtRisk] = []
+    out: list[AtRisk] = _rectifications_at_risk(db, calendar, round_id, root_path, today, within_days)
     for m in calendar.milestones:
         if m.informational or m.by_level:  # a jurisdiction's duty is on the duty board, not a case's
             continue
