@@ -219,6 +219,19 @@ def rounds_open(province: str = typer.Option(..., help="province jurisdiction id
                        now=application.clock.now()))
 
 
+@rounds_app.command("register")
+def rounds_register(round_id: str, unit_id: int, actor: str = ActorOption) -> None:
+    """Register a unit in a round already open (a unit added to the roster since it opened).
+    Deadlines already past are not recorded as missed against it; `workflow cases due` shows
+    what it still owes. To take a unit out of a round, withdraw its case."""
+    from .service.rounds import register_unit
+
+    application = _app()
+    case = register_unit(application.db, round_id, unit_id, actor=Actor.parse(actor), now=application.clock.now())
+    carried = f" (carried over from case {case.carried_over_from})" if case.carried_over_from else ""
+    console.print(f"unit {unit_id} registered in {round_id}: case {case.id}{carried}")
+
+
 @rounds_app.command("rollover")
 def rounds_rollover(round_id: str,
                     rubric: str | None = typer.Option(None, help="default: the round's rubric"),

@@ -568,6 +568,13 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         coordinator__in__province=Cell(201, path=hunan, json={}, as_="coordinator@hunan"),
         admin__in=Cell(201, path=hunan, json={}),
     ),
+    ("POST", "/api/v1/rounds/{round_id}/cases"): endpoint(
+        # unit 36 (太原) has its case already: in the coordinator's subtree the registration is
+        # refused as a duplicate (409); unit 1 is outside the city's subtree (404)
+        each_round({"unit": (403, 404), "coordinator": (409, 404), "auditor": (403, 404), "admin": (409, None)},
+                   json={"unit_id": 36}),
+        coordinator__in__outside_unit=Cell(404, path={"round_id": SHANXI}, json={"unit_id": 1}),
+    ),
     ("GET", "/api/v1/rounds/{round_id}/progress"): endpoint(
         each_round(REPORT),
         coordinator__out__subtree=Cell(404, path={"round_id": SHANXI}, params={"jurisdiction": SIBLING}),

@@ -510,3 +510,20 @@ def test_at_risk_includes_rectification_deadlines(client, db) -> None:
                                       headers=city).json()["items"] if a["milestone"] == "rectification"]
     assert not [a for a in client.get("/api/v1/rounds/shanxi-2021/at-risk", params={"days": 1},
                                       headers=province).json()["items"] if a["milestone"] == "rectification"]
+
+
+def test_a_unit_added_after_the_round_opened_is_registered_through_the_api(client, db, tmp_path) -> None:
+    from workflow.files import import_units
+
+    from ..support import write_units_csv
+
+    import_units(db, write_units_csv(tmp_path / "new.csv", [("太原市新设局", "shanxi-taiyuan", "行政机关")]), NOW)
+    unit_id = max(u.id for u in db.directory.units("/"))
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    r = client.post("/api/v1/rounds/shanxi-2021/cases", json={"unit_id": unit_id}, headers=city)
+    assert r.status_code == 201, r.text
+    case_id = r.json()["case_id"]
+    assert r.json()["state"] == "registered" and r.json()["version"] == 1
+    assert client.get(f"/api/v1/cases/{case_id}/due", headers=city).json()["owed"]
+    again = client.post("/api/v1/rounds/shanxi-2021/cases", json={"unit_id": unit_id}, headers=city)
+    assert again.status_code == 409

@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 
 from workflow.adapters.db.store import Database
 from workflow.adapters.db.tables import Case, Round
-from workflow.domain.errors import AlreadyExists, InvalidInput
+from workflow.domain.errors import AlreadyExists, InvalidInput, NotFound
 from workflow.service.audit import verify
-from workflow.service.cases import perform_action
+from workflow.service.cases import perform_action, read_case
 from workflow.service.rounds import open_round
 
 from ..support import (
@@ -116,3 +116,56 @@ def test_target_share_must_be_a_decimal_share(db: Database, share) -> None:
     with pytest.raises(InvalidInput, match="target_share"):
         open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                    calendar_id="shanxi-2021", target_share=share, actor=ADMIN, now=NOW)
+
+
+def test_a_unit_added_after_the_round_opened_is_registered_late(db: Database, tmp_path) -> None:
+    """A unit added to the roster in August gets its case; the contact form of June 5 it never
+    had a chance at is not recorded as missed against it (that miss was swept in June), while
+    the self-assessment of October 20 is owed and, once missed, recorded as for everyone."""
+    from workflow.files import import_units
+    from workflow.service.deadlines import sweep
+    from workflow.service.due import what_is_due
+    from workflow.service.rounds import register_unit
+
+    from ..support import CALENDARS, write_units_csv
+
+    june = datetime(2021, 5, 20, 2, tzinfo=UTC)
+    open_shanxi(db, june)
+    sweep(db, CALENDARS, datetime(2021, 6, 7, 2, tzinfo=UTC))  # the contact-form misses of the 35
+    august = datetime(2021, 8, 2, 2, tzinfo=UTC)
+    import_units(db, write_units_csv(tmp_path / "new.csv", [("省新设机构", "shanxi", "行政机关")]), august)
+    late_unit = max(u.id for u in db.directory.units("/"))
+    case = register_unit(db, "shanxi-2021", late_unit, actor=ADMIN, now=august)
+    assert case.state == "registered" and case.round_id == "shanxi-2021"
+    with pytest.raises(AlreadyExists):
+        register_unit(db, "shanxi-2021", late_unit, actor=ADMIN, now=august)
+    with pytest.raises(NotFound):  # a coordinator of 太原 cannot register a provincial unit
+        register_unit(db, "shanxi-2021", 2, actor=ADMIN, now=august, within_path="/shanxi/shanxi-taiyuan/")
+    sweep(db, CALENDARS, datetime(2021, 8, 3, 2, tzinfo=UTC))
+    assert read_case(db, case.id).case.missed == ()  # June's miss is not its own
+    owed = {o.id for o in what_is_due(db, CALENDARS, case.id, august).owed}
+    assert {"contact_form", "self_assessment"} <= owed  # still to give, but not held against it
+    sweep(db, CALENDARS, datetime(2021, 10, 21, 2, tzinfo=UTC))
+    assert "self_assessment" in [m for m, _ in read_case(db, case.id).case.missed]
+    assert verify(db).ok
+
+
+
+def test_a_certified_unit_or_one_of_another_province_is_not_registered(db: Database, tmp_path) -> None:
+    from workflow.domain.errors import ActionRefused
+    from workflow.files import import_units_data
+    from workflow.service.rounds import register_unit
+
+    now = datetime(2021, 5, 20, 2, tzinfo=UTC)
+    open_shanxi(db, now)
+    open_hunan(db, now, tmp_path)
+    roster = "name,jurisdiction,category,certified_year\n省节能示范机构,shanxi,行政机关,2020\n".encode()
+    import_units_data(db, roster, "certified.csv", now)
+    units = {u.name: u for u in db.directory.units("/")}
+    with pytest.raises(ActionRefused, match="already certified"):
+        register_unit(db, "shanxi-2021", units["省节能示范机构"].id, actor=ADMIN, now=now)
+    hunan_unit = next(u for u in units.values() if u.path.startswith("/hunan/"))
+    with pytest.raises(InvalidInput, match="not a unit of shanxi"):
+        register_unit(db, "shanxi-2021", hunan_unit.id, actor=ADMIN, now=now)
+    with pytest.raises(NotFound):
+        register_unit(db, "shanxi-2099", hunan_unit.id, actor=ADMIN, now=now)

@@ -18,7 +18,7 @@ from ..service.oversight import file_round, filing_csv, get_filing, list_filings
 from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
 from ..service.reports import at_risk as risky
 from ..service.reports import progress as progress_of
-from ..service.rounds import OpenedRound, open_round, roll_over
+from ..service.rounds import OpenedRound, open_round, register_unit, roll_over
 from .common import (
     CODE,
     XLSX,
@@ -49,6 +49,7 @@ from .schemas import (
     JurisdictionRef,
     OpenedOut,
     ProgressOut,
+    RegisteredOut,
     RoundOut,
     SpotCheckOut,
     TargetOut,
@@ -61,6 +62,11 @@ SHARE = r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$"
 
 Opening = Annotated[Principal, Depends(role_in("coordinator", "admin", doing="open rounds"))]
 Reading = Annotated[Principal, Depends(role_in("coordinator", "auditor", "admin", doing="read reports"))]
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"unit_id": 36}]})
+    unit_id: int = Field(ge=1, le=2**31 - 1, description="a unit of the round's province added after it opened")
 
 
 class RoundIn(BaseModel):
@@ -324,3 +330,18 @@ def filing_as_csv(batch_id: BatchId, who: FilingReader, application: Application
 def filing(batch_id: BatchId, who: FilingReader, application: Application) -> FilingOut:
     return filing_out(_seen_filing(application, batch_id, who))
 
+
+
+Registering = Annotated[Principal, Depends(role_in("coordinator", "admin", doing="register units in a round"))]
+
+
+@router.post("/rounds/{round_id}/cases", tags=["rounds"], status_code=201)
+def register_late(rnd: SeenRound, body: RegisterIn, who: Registering, application: Application) -> RegisteredOut:
+    """Register a unit in this round after it opened (a unit added to the roster since): a unit
+    of the province in the caller's subtree, not certified already, one case per round.
+    Deadlines already past are not recorded as missed against it; ``GET /cases/{id}/due`` shows
+    what it still owes. To take a unit out of a round, withdraw its case."""
+    case = register_unit(application.db, rnd.id, body.unit_id, actor=who.actor, now=application.clock.now(),
+                         within_path=who.jurisdiction_path)
+    return RegisteredOut(case_id=case.id, round_id=case.round_id, unit_id=case.unit_id, state=case.state,
+                         version=case.version, carried_over_from=case.carried_over_from)

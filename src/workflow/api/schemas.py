@@ -516,3 +516,14 @@ class DueOut(Out):
                                                   "documents")
     waiting_on: list[WaitingOn]
     unit_emails: int = Field(description="how many of the unit's contacts a mail reaches (0: reminders fail)")
+
+
+class RegisteredOut(Out):
+    """A case registered in a round already open."""
+
+    case_id: int
+    round_id: str
+    unit_id: int
+    state: str
+    version: int
+    carried_over_from: int | None

@@ -7,9 +7,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..domain.calendar import Calendar
-from ..domain.case import Actor
+from ..domain.case import Actor, CaseState
 from ..domain.dates import require_aware
-from ..domain.errors import AlreadyExists, NotFound, ProblemList
+from ..domain.errors import ActionRefused, AlreadyExists, InvalidInput, NotFound, Problem, ProblemList
 from ..domain.rubric import Rubric, rubric_to_data
 from .ports import Calendars, Catalog, RoundRecord, Storage
 
@@ -125,3 +125,34 @@ def roll_over(db: Storage, rubrics: Catalog, calendars: Calendars, round_id: str
     return open_round(db, rubrics, calendars, province_id=row.province_id, year=row.year + 1,
                       rubric_id=rubric_id or row.rubric_id, calendar_id=calendar_id, target_share=target_share,
                       actor=actor, now=now)
+
+
+def register_unit(db: Storage, round_id: str, unit_id: int, *, actor: Actor, now: datetime,
+                  within_path: str | None = None) -> CaseState:
+    """Register a unit in a round already open — a unit added to the roster after the round
+    opened (the rule of ``open_round``: a unit of the province, not certified in an earlier
+    round or before the system, one case per round; carried over when the province carries
+    failed units into the next round). Deadlines already past when it is registered are not
+    recorded as missed against it (the sweep records each miss once, on the day after the due
+    date); what it still owes shows in ``cases due``. ``within_path``: the caller's subtree."""
+    require_aware(now, "now")
+    with db.unit_of_work(core=True) as uow:
+        rnd = uow.rounds.round(round_id)
+        if rnd is None:
+            raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+        unit = uow.directory.unit(unit_id)
+        province = uow.directory.jurisdiction(rnd.province_id)
+        if unit is None or (within_path is not None and not unit.path.startswith(within_path)):
+            raise NotFound(f"unit {unit_id} does not exist", unit_id=unit_id)
+        if province is None or not unit.path.startswith(province.path):
+            raise InvalidInput(f"unit {unit_id} is not a unit of {rnd.province_id}",
+                               [Problem("unit_id", f"{unit.name} belongs to {unit.jurisdiction_id}, outside the "
+                                                   f"province of round {round_id}", f"{unit.name}不属于本轮所在省份")])
+        if unit_id in uow.rounds.units_done_by(rnd.province_id, rnd.year):
+            raise ActionRefused(f"unit {unit_id} ({unit.name}) is already certified (in an earlier round or before "
+                                "the system): it is not registered again", unit_id=unit_id)
+        carried = uow.rounds.not_certified_in(f"{rnd.province_id}-{rnd.year - 1}") \
+            if (rnd.policy or {}).get("carry_over") else {}
+        case, _ = uow.create(round_id, unit_id, str(actor), now, carried.get(unit_id))
+        uow.commit()
+    return case
