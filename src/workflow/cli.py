@@ -379,10 +379,28 @@ def cases_list(round_id: str | None = typer.Option(None, "--round"),
                state: str | None = typer.Option(None),
                jurisdiction: str | None = typer.Option(None, help="only this jurisdiction's subtree"),
                after: int = typer.Option(0, help="cursor: list cases with an id above this"),
-               limit: int = typer.Option(100, min=1, max=10_000)) -> None:
-    """List cases with their state."""
+               limit: int = typer.Option(100, min=1, max=10_000),
+               xlsx: Path | None = typer.Option(None, "--xlsx", dir_okay=False,
+                                                help="write every matching case (not one page) as a workbook")) -> None:
+    """List cases with their state (--xlsx: all of them, as a workbook a clerk can print)."""
     from .service.queries import list_cases
 
+    if xlsx is not None:
+        from .adapters.case_list_xlsx import case_list_xlsx
+
+        db = _app().db
+
+        def every() -> Any:
+            cursor = 0
+            while page := list_cases(db, round_id=round_id, state=state, jurisdiction_id=jurisdiction,
+                                     after_id=cursor, limit=1000):
+                yield from page
+                cursor = page[-1].id
+
+        with open(xlsx, "wb") as out:
+            n = case_list_xlsx(every(), out, f"案件清单：{round_id or '全部轮次'}")
+        console.print(f"{xlsx}: {n} cases")
+        return
     rows = list_cases(_app().db, round_id=round_id, state=state, jurisdiction_id=jurisdiction, after_id=after,
                       limit=limit)
     table = Table("id", "round", "unit", "jurisdiction", "state", "v", "self", "verified", "recheck", "due")

@@ -318,6 +318,18 @@ def ids(*expected: Any, key: str = "id", items: str | None = "items") -> Callabl
     return check
 
 
+def workbook_ids(*expected: int) -> Callable[[Any], None]:
+    """The case ids of a case-list workbook (its rows under the title and the header)."""
+    def check(r: Any) -> None:
+        import io
+
+        from openpyxl import load_workbook
+
+        got = [row[0] for row in load_workbook(io.BytesIO(r.content)).active.iter_rows(min_row=3, values_only=True)]
+        assert got == list(expected), f"case ids in the workbook: {got}, expected {list(expected)}"
+    return check
+
+
 def all_under(prefix: str, key: str = "path") -> Callable[[Any], None]:
     def check(r: Any) -> None:
         got = [x[key] for x in r.json()]
@@ -413,6 +425,16 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         auditor__in=Cell(200, check=ids(36)),
         auditor__out=Cell(404, params={"jurisdiction": SIBLING}, check=ids()),
         admin__in=Cell(200, check=ids(*range(1, 37))),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/cases.xlsx"): endpoint(
+        unit__in=Cell(200, check=workbook_ids(1)),
+        unit__out=Cell(404, params={"jurisdiction": "shanxi-taiyuan"}),
+        coordinator__in=Cell(200, check=workbook_ids(36)),
+        coordinator__out=Cell(404, params={"jurisdiction": SIBLING}),
+        auditor__in=Cell(200, check=workbook_ids(36)),
+        auditor__out=Cell(404, params={"jurisdiction": SIBLING}),
+        admin__in=Cell(200, check=workbook_ids(*range(1, 37))),
         admin__out=ADMIN_SEES_ALL,
     ),
     ("GET", "/api/v1/cases/{case_id}"): endpoint(each_case(READ)),

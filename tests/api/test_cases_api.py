@@ -120,3 +120,29 @@ def test_what_a_case_owes_and_by_when(client, db) -> None:
     assert any(o["days_left"] < 0 for o in due["owed"])  # the June contact form, overdue and still owed
     assert any(m["where"].startswith("documents.") for m in due["missing"])
     assert client.get("/api/v1/cases/2/due", headers=unit).status_code == 404  # another unit's case
+
+
+def test_the_filtered_case_list_as_a_workbook(client, db) -> None:
+    """Exactly the cases GET /cases gives for the same filters, every one (not a page), with
+    Chinese headers and state names beside their codes."""
+    import io
+
+    from openpyxl import load_workbook
+
+    coordinator = client.token("coordinator", jurisdiction_id="shanxi")
+    r = client.get("/api/v1/cases.xlsx", params={"round": "shanxi-2021", "state": "registered"}, headers=coordinator)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/vnd.openxmlformats")
+    sheet = load_workbook(io.BytesIO(r.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[1][:3] == ("案件编号", "轮次", "单位") and rows[1][5:7] == ("状态", "状态代码")
+    listed = [i["id"] for i in client.get("/api/v1/cases", params={"round": "shanxi-2021", "state": "registered",
+                                                                   "limit": 1000}, headers=coordinator).json()["items"]]
+    assert [row[0] for row in rows[2:]] == listed and len(listed) == 36
+    assert {row[5] for row in rows[2:]} == {"已登记"} and {row[6] for row in rows[2:]} == {"registered"}
+    assert sheet.print_title_rows == "$2:$2" and sheet.page_setup.orientation == "landscape"
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    city_rows = list(load_workbook(io.BytesIO(client.get("/api/v1/cases.xlsx", headers=city).content)).active
+                     .iter_rows(values_only=True))
+    assert [row[0] for row in city_rows[2:]] == [36]  # the caller's scope, as GET /cases
+    assert client.get("/api/v1/cases.xlsx", params={"round": "nowhere-2021"}, headers=city).status_code == 404

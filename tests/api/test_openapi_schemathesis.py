@@ -69,6 +69,7 @@ _JSON_WRITE = {400, 401, 403, 409}
 UNDOCUMENTED: dict[str, set[int]] = {
     "GET /readyz": {503},
     "GET /api/v1/cases": _SCOPED,
+    "GET /api/v1/cases.xlsx": _SCOPED,
     "GET /api/v1/cases/{case_id}": _SCOPED,
     "GET /api/v1/cases/{case_id}/history": _SCOPED,
     "GET /api/v1/cases/{case_id}/due": _SCOPED,

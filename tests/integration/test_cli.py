@@ -764,3 +764,13 @@ def test_what_a_case_owes_through_the_cli(shanxi: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "(self_assessment): due 2021-10-20" in p.stdout and "days overdue" in p.stdout
     assert "missing before submission: documents.self_report" in p.stdout and "more missing" in p.stdout
+
+
+def test_the_case_list_as_a_workbook_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    out = tmp_path / "案件清单.xlsx"
+    p = run(shanxi, "cases", "list", "--round", "shanxi-2021", "--xlsx", str(out), columns=200)
+    assert p.returncode == 0 and "35 cases" in p.stdout, p.stderr
+    rows = list(load_workbook(out).active.iter_rows(min_row=3, values_only=True))
+    assert [r[0] for r in rows] == list(range(1, 36)) and {r[5] for r in rows} == {"已登记"}

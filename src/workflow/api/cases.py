@@ -5,7 +5,8 @@ import csv
 import difflib
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -13,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..adapters.case_list_xlsx import case_list_xlsx
 from ..bootstrap import App
 from ..domain.access import Principal
 from ..domain.case import allowed_actions
@@ -36,7 +38,7 @@ from ..service.evidence import (
     list_evidence,
     named_by_content,
 )
-from ..service.ports import CaseScope
+from ..service.ports import CaseRow, CaseScope
 from ..service.queries import list_cases, list_notifications, round_calendar
 from ..service.sheets import case_sheets
 from .common import (
@@ -132,21 +134,67 @@ def quota(application: App) -> EvidenceQuota:
     return EvidenceQuota(application.settings.evidence_quota_bytes, application.settings.evidence_quota_files)
 
 
-@router.get("/cases", tags=["cases"])
-def cases(who: Caller, application: Application, round: str | None = Query(None, max_length=80),
-          state: str | None = Query(None, max_length=40), jurisdiction: str | None = Query(None, max_length=64),
-          overdue: bool | None = None, category: str | None = Query(None, max_length=32),
-          level: str | None = Query(None, max_length=32),
-          after: int = Query(0, ge=0, le=2**31 - 1, description="cursor: cases with an id above this"),
-          limit: int = Query(100, ge=1, le=1000)) -> CasePage:
-    """Cases the caller may see, filtered, in pages (``next`` is the cursor of the next page)."""
+@dataclass(frozen=True, slots=True)
+class CaseQuery:
+    """The filters of a case list, checked against the caller's scope."""
+
+    who: Principal
+    round: str | None
+    state: str | None
+    jurisdiction: str | None
+    overdue: bool | None
+    category: str | None
+    level: str | None
+
+    def page(self, application: App, after: int, limit: int) -> list[CaseRow]:
+        who = self.who
+        return list_cases(application.db, round_id=self.round, state=self.state, jurisdiction_id=self.jurisdiction,
+                          after_id=after, limit=limit, overdue=self.overdue, category=self.category,
+                          level=self.level, unit_id=who.unit_id if who.role == "unit" else None,
+                          within_path=who.jurisdiction_path)
+
+
+def case_query(who: Caller, application: Application, round: str | None = Query(None, max_length=80),
+               state: str | None = Query(None, max_length=40), jurisdiction: str | None = Query(None, max_length=64),
+               overdue: bool | None = None, category: str | None = Query(None, max_length=32),
+               level: str | None = Query(None, max_length=32)) -> CaseQuery:
     if jurisdiction is not None:  # a jurisdiction outside the caller's scope does not exist for them
         scope_root(application, who, jurisdiction)
     if round is not None:  # an unknown round is an error, not an empty page
         round_or_404(application, round, who)
-    rows = list_cases(application.db, round_id=round, state=state, jurisdiction_id=jurisdiction, after_id=after,
-                      limit=limit, overdue=overdue, category=category, level=level,
-                      unit_id=who.unit_id if who.role == "unit" else None, within_path=who.jurisdiction_path)
+    return CaseQuery(who, round, state, jurisdiction, overdue, category, level)
+
+
+Cases = Annotated[CaseQuery, Depends(case_query)]
+LIST_XLSX_MAX = 200_000  # a workbook of more is refused (narrow the filter), never cut silently
+
+
+@router.get("/cases.xlsx", tags=["cases"], response_class=Response, responses={200: {"content": {XLSX: {}}}})
+def cases_xlsx(query: Cases, application: Application) -> Response:
+    """Exactly the list ``GET /cases`` gives for these filters, as a workbook a clerk can file
+    and print (Chinese headers, state names beside their codes, Beijing time)."""
+    def rows() -> Iterator[CaseRow]:
+        after, seen = 0, 0
+        while page := query.page(application, after, 1000):
+            seen += len(page)
+            if seen > LIST_XLSX_MAX:
+                raise ApiError("invalid_input", f"more than {LIST_XLSX_MAX} cases match; narrow the filter",
+                               problems=[{"where": "query", "what": f"more than {LIST_XLSX_MAX} cases",
+                                          "zh": f"符合条件的案件超过 {LIST_XLSX_MAX} 件，请缩小筛选范围"}])
+            yield from page
+            after = page[-1].id
+    out = io.BytesIO()
+    title = f"案件清单：{query.round or '全部轮次'}" + (f"，{query.jurisdiction}" if query.jurisdiction else "")
+    case_list_xlsx(rows(), out, title)
+    return Response(out.getvalue(), media_type=XLSX, headers=attachment(f"cases-{query.round or 'all'}.xlsx"))
+
+
+@router.get("/cases", tags=["cases"])
+def cases(query: Cases, application: Application,
+          after: int = Query(0, ge=0, le=2**31 - 1, description="cursor: cases with an id above this"),
+          limit: int = Query(100, ge=1, le=1000)) -> CasePage:
+    """Cases the caller may see, filtered, in pages (``next`` is the cursor of the next page)."""
+    rows = query.page(application, after, limit)
     return CasePage(items=[CaseItem(
         id=r.id, round_id=r.round_id, unit=UnitRef(id=r.unit_id, name=r.unit_name), jurisdiction=r.jurisdiction_id,
         category=r.category, state=r.state, version=r.version, self_total=num(r.self_total),
