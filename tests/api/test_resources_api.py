@@ -527,3 +527,20 @@ def test_a_unit_added_after_the_round_opened_is_registered_through_the_api(clien
     assert client.get(f"/api/v1/cases/{case_id}/due", headers=city).json()["owed"]
     again = client.post("/api/v1/rounds/shanxi-2021/cases", json={"unit_id": unit_id}, headers=city)
     assert again.status_code == 409
+
+
+def test_a_rounds_rubric_and_dated_calendar(client) -> None:
+    unit = client.token("unit", unit_id=1)
+    rubric = client.get("/api/v1/rounds/shanxi-2021/rubric", headers=unit)
+    assert rubric.status_code == 200 and rubric.json()["rubric"] == "shanxi-2020"
+    assert rubric.json()["data"]["sections"][0]["items"][0]["criteria"]  # 附件3, as the round snapshot keeps it
+    assert rubric.json()["data"]["pass_mark"] == "80"
+    calendar = client.get("/api/v1/rounds/shanxi-2021/calendar", headers=unit).json()
+    dated = {m["id"]: m for m in calendar["milestones"]}
+    assert dated["contact_form"]["due_on"] == "2021-06-05" and "contact_form" in dated["contact_form"]["owes"]
+    self_assessment = dated["self_assessment"]
+    assert self_assessment["due_on"] == "2021-10-20" and self_assessment["owed_by"] == "unit"
+    assert all(r["on"] < "2021-10-20" and "unit" in r["to"] for r in self_assessment["reminders"])
+    assert [m["due_on"] for m in calendar["milestones"]] == sorted(m["due_on"] for m in calendar["milestones"])
+    assert calendar["rectification_days"] == 20
+    assert client.get("/api/v1/rounds/hunan-2021/calendar", headers=unit).status_code == 404

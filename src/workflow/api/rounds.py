@@ -13,6 +13,7 @@ from ..domain.dates import business_date
 from ..domain.errors import NotFound
 from ..domain.text import filename_problem
 from ..files import progress_xlsx_bytes
+from ..service.due import round_timeline
 from ..service.duties import DutyRow, duty_board, duty_history, record_duty
 from ..service.oversight import file_round, filing_csv, get_filing, list_filings, list_spot_checks, spot_check
 from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
@@ -39,6 +40,7 @@ from .common import (
 from .schemas import (
     AtRiskItem,
     AtRiskOut,
+    DatedOut,
     DocumentSpec,
     DutiesOut,
     DutyEventOut,
@@ -50,9 +52,12 @@ from .schemas import (
     OpenedOut,
     ProgressOut,
     RegisteredOut,
+    ReminderOut,
     RoundOut,
+    RubricOut,
     SpotCheckOut,
     TargetOut,
+    TimelineOut,
     UnitRef,
     iso,
 )
@@ -345,3 +350,24 @@ def register_late(rnd: SeenRound, body: RegisterIn, who: Registering, applicatio
                          within_path=who.jurisdiction_path)
     return RegisteredOut(case_id=case.id, round_id=case.round_id, unit_id=case.unit_id, state=case.state,
                          version=case.version, carried_over_from=case.carried_over_from)
+
+
+@router.get("/rounds/{round_id}/rubric", tags=["rounds"])
+def round_rubric(rnd: SeenRound) -> RubricOut:
+    """The rubric the round scores by (附件3: items, criteria, points, caps), as it was when the
+    round opened."""
+    return RubricOut(round_id=rnd.id, rubric=rnd.rubric_id, data=rnd.rubric_data)
+
+
+@router.get("/rounds/{round_id}/calendar", tags=["rounds"])
+def round_calendar_out(rnd: SeenRound, application: Application) -> TimelineOut:
+    """The round's calendar dated for its year: each milestone's due date, who owes it, what to
+    do, and the working day each reminder goes out and to whom."""
+    calendar, dated = round_timeline(application.db, application.calendars, rnd.id)
+    return TimelineOut(round_id=rnd.id, calendar=calendar.id, title=calendar.title_for(rnd.year),
+                       rectification_days=rnd.policy.get("rectification_days"),
+                       milestones=[DatedOut(id=d.id, name=d.name, due_on=d.due_on.isoformat(), owed_by=d.owed_by,
+                                            owes=list(d.owes), what_to_do=d.what_to_do, escalate=list(d.escalate),
+                                            reminders=[ReminderOut(on=r.on.isoformat(), days_before=r.days_before,
+                                                                   to=list(r.to)) for r in d.reminders])
+                                   for d in dated])

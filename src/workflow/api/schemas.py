@@ -527,3 +527,32 @@ class RegisteredOut(Out):
     state: str
     version: int
     carried_over_from: int | None
+
+
+class RubricOut(Out):
+    """The round's rubric as it was when the round opened (items, criteria, points, caps)."""
+
+    round_id: str
+    rubric: str
+    data: dict[str, Any] = Field(description="the rubric snapshot: items, criteria, points allowed, caps, pass mark")
+
+
+class DatedOut(Out):
+    id: str
+    name: str
+    due_on: str
+    owed_by: str = Field(description="unit, bureau, each jurisdiction, or informational")
+    owes: list[str] = Field(description="the case states that owe it; contact_form: owed until the form is given")
+    what_to_do: str
+    reminders: list[ReminderOut]
+    escalate: list[str]
+
+
+class TimelineOut(Out):
+    """The round's calendar dated for its year."""
+
+    round_id: str
+    calendar: str
+    title: str
+    milestones: list[DatedOut]
+    rectification_days: int | None = Field(description="days a rectification is given (the province's policy)")

@@ -91,3 +91,39 @@ def _to_come(on: date, tiers: tuple[int, ...], remind: tuple[str, ...], today: d
              workdays: Workdays) -> tuple[Reminder, ...]:
     dates = [Reminder(reminder_date(on, t, workdays), t, remind) for t in tiers]
     return tuple(sorted((r for r in dates if r.on >= today), key=lambda r: r.on))
+
+
+@dataclass(frozen=True, slots=True)
+class Dated:
+    """A milestone of a round's calendar, dated for the round's year."""
+
+    id: str
+    name: str
+    due_on: date
+    owed_by: str  # unit, bureau, or each jurisdiction of a level
+    owes: tuple[str, ...]  # the case states that owe it (and "contact_form" when the form does)
+    what_to_do: str
+    reminders: tuple[Reminder, ...]  # every tier's working day, earliest first
+    escalate: tuple[str, ...]
+
+
+def round_timeline(db: Storage, calendars: Calendars, round_id: str) -> tuple[Calendar, list[Dated]]:
+    """The round's calendar dated for its year: each milestone's due date, who owes it, and the
+    working day each reminder tier goes out (official holidays and the calendar's extras)."""
+    rnd = db.rounds.round(round_id)
+    if rnd is None:
+        from ..domain.errors import NotFound
+
+        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+    calendar = calendars.get(rnd.calendar_id)
+    workdays = calendars.workdays(calendar)
+    out = []
+    for m in calendar.milestones:
+        on = m.due_on(rnd.year)
+        owes = tuple(sorted(m.owes_states)) + (("contact_form",) if m.owes_contact_form else ())
+        reminders = tuple(sorted((Reminder(reminder_date(on, t, workdays), t, m.remind) for t in m.tiers),
+                                 key=lambda r: r.on))
+        who = "informational" if m.informational else ("bureau" if m.by_bureau else
+                                                       ("each jurisdiction" if m.by_level else m.owed_by))
+        out.append(Dated(m.id, m.name, on, who, owes, m.what_to_do, reminders, m.escalate))
+    return calendar, sorted(out, key=lambda d: d.due_on)
