@@ -598,6 +598,7 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         coordinator__in__outside_unit=Cell(404, path={"round_id": SHANXI}, json={"unit_id": 1}),
     ),
     ("GET", "/api/v1/rounds/{round_id}/rubric"): endpoint(each_round(READ)),
+    ("GET", "/api/v1/rounds/{round_id}/reminders"): endpoint(each_round(REPORT)),
     ("GET", "/api/v1/rounds/{round_id}/calendar"): endpoint(each_round(READ)),
     ("GET", "/api/v1/rounds/{round_id}/progress"): endpoint(
         each_round(REPORT),

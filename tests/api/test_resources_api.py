@@ -510,6 +510,10 @@ def test_at_risk_includes_rectification_deadlines(client, db) -> None:
                                       headers=city).json()["items"] if a["milestone"] == "rectification"]
     assert not [a for a in client.get("/api/v1/rounds/shanxi-2021/at-risk", params={"days": 1},
                                       headers=province).json()["items"] if a["milestone"] == "rectification"]
+    client.clock.set(NOW)  # three weeks before: tier 7, and tiers 3 and 1 moved back to the same Friday (one mail)
+    coming = client.get("/api/v1/rounds/shanxi-2021/reminders", params={"days": 30}, headers=province).json()["items"]
+    rect = [i for i in coming if i["milestone"] == "rectification"]
+    assert len(rect) == 2 and all(i["case_ids"] == [2] and i["due_on"] == due.isoformat() for i in rect)
 
 
 def test_a_unit_added_after_the_round_opened_is_registered_through_the_api(client, db, tmp_path) -> None:
@@ -544,3 +548,22 @@ def test_a_rounds_rubric_and_dated_calendar(client) -> None:
     assert [m["due_on"] for m in calendar["milestones"]] == sorted(m["due_on"] for m in calendar["milestones"])
     assert calendar["rectification_days"] == 20
     assert client.get("/api/v1/rounds/hunan-2021/calendar", headers=unit).status_code == 404
+
+
+def test_upcoming_reminders_of_a_subtree(client, db) -> None:
+    """On 2021-10-12 the self-assessment reminders before October 20 are still to come, for the
+    cases that owe it; a case that has submitted is not among them."""
+    certify(db, 1)
+    province = client.token("coordinator", jurisdiction_id="shanxi")
+    r = client.get("/api/v1/rounds/shanxi-2021/reminders", params={"days": 10}, headers=province)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    coming = [i for i in items if i["milestone"] == "self_assessment"]
+    assert coming and all("2021-10-12" <= i["on"] <= "2021-10-20" and i["due_on"] == "2021-10-20" for i in coming)
+    assert all(1 not in i["case_ids"] and 2 in i["case_ids"] for i in coming)
+    assert [i["on"] for i in items] == sorted(i["on"] for i in items)
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    city_items = client.get("/api/v1/rounds/shanxi-2021/reminders", params={"days": 10}, headers=city).json()["items"]
+    assert all(i["case_ids"] == [36] for i in city_items if i["milestone"] == "self_assessment")
+    assert client.get("/api/v1/rounds/shanxi-2021/reminders", params={"days": 0}, headers=province).json()["items"] \
+        == [i for i in items if i["on"] == "2021-10-12"]

@@ -13,7 +13,7 @@ from ..domain.dates import business_date
 from ..domain.errors import NotFound
 from ..domain.text import filename_problem
 from ..files import progress_xlsx_bytes
-from ..service.due import round_timeline
+from ..service.due import round_timeline, upcoming_reminders
 from ..service.duties import DutyRow, duty_board, duty_history, record_duty
 from ..service.oversight import file_round, filing_csv, get_filing, list_filings, list_spot_checks, spot_check
 from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
@@ -59,6 +59,8 @@ from .schemas import (
     TargetOut,
     TimelineOut,
     UnitRef,
+    UpcomingOut,
+    UpcomingPage,
     iso,
 )
 
@@ -220,6 +222,21 @@ def at_risk(rnd: SeenRound, who: Reading, application: Application,
         milestone=a.milestone, name=a.name, due_on=a.due_on.isoformat(), days_left=a.days_left, case_id=a.case_id,
         unit=UnitRef(id=a.unit_id, name=a.unit_name), jurisdiction=a.jurisdiction_id, state=a.state)
         for a in risky(application.db, application.calendars, rnd.id, path, today, days)])
+
+
+@router.get("/rounds/{round_id}/reminders", tags=["reports"])
+def reminders(rnd: SeenRound, who: Reading, application: Application,
+              jurisdiction: str | None = Query(None, max_length=64),
+              days: int = Query(14, ge=0, le=120, description="reminders due out within this many days")
+              ) -> UpcomingPage:
+    """The reminders due out in the next ``days`` for the subtree: which milestone, the day, to
+    whom, and the cases owing it now (rectification deadlines included)."""
+    _, path = _subtree(application, who, rnd, jurisdiction)
+    today = business_date(application.clock.now())
+    return UpcomingPage(today=today.isoformat(), within_days=days, items=[UpcomingOut(
+        on=u.on.isoformat(), milestone=u.milestone, name=u.name, due_on=u.due_on.isoformat(),
+        days_before=u.days_before, to=list(u.to), case_ids=list(u.case_ids))
+        for u in upcoming_reminders(application.db, application.calendars, rnd.id, path, today, days)])
 
 
 # ------------------------------------------------------------ duties of jurisdictions

@@ -556,3 +556,19 @@ class TimelineOut(Out):
     title: str
     milestones: list[DatedOut]
     rectification_days: int | None = Field(description="days a rectification is given (the province's policy)")
+
+
+class UpcomingOut(Out):
+    on: str = Field(description="the working day the reminder goes out")
+    milestone: str
+    name: str
+    due_on: str
+    days_before: int
+    to: list[str]
+    case_ids: list[int] = Field(description="the subtree's cases it concerns (those owing it now)")
+
+
+class UpcomingPage(Out):
+    today: str
+    within_days: int
+    items: list[UpcomingOut]

@@ -89,8 +89,17 @@ def _owed(calendar: Calendar, year: int, case: CaseState, today: date, workdays:
 
 def _to_come(on: date, tiers: tuple[int, ...], remind: tuple[str, ...], today: date,
              workdays: Workdays) -> tuple[Reminder, ...]:
-    dates = [Reminder(reminder_date(on, t, workdays), t, remind) for t in tiers]
-    return tuple(sorted((r for r in dates if r.on >= today), key=lambda r: r.on))
+    return tuple(r for r in _reminders(on, tiers, remind, workdays) if r.on >= today)
+
+
+def _reminders(on: date, tiers: tuple[int, ...], remind: tuple[str, ...], workdays: Workdays) -> tuple[Reminder, ...]:
+    """One reminder a working day, earliest first: two tiers moved back to the same working day
+    (over a weekend) are one mail, the nearer tier's, as the sweep sends it (``tier_due``)."""
+    by_day: dict[date, Reminder] = {}
+    for t in sorted(tiers, reverse=True):
+        r = Reminder(reminder_date(on, t, workdays), t, remind)
+        by_day[r.on] = r  # a smaller tier on the same day replaces the larger one
+    return tuple(sorted(by_day.values(), key=lambda r: r.on))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +130,55 @@ def round_timeline(db: Storage, calendars: Calendars, round_id: str) -> tuple[Ca
     for m in calendar.milestones:
         on = m.due_on(rnd.year)
         owes = tuple(sorted(m.owes_states)) + (("contact_form",) if m.owes_contact_form else ())
-        reminders = tuple(sorted((Reminder(reminder_date(on, t, workdays), t, m.remind) for t in m.tiers),
-                                 key=lambda r: r.on))
+        reminders = _reminders(on, m.tiers, m.remind, workdays)
         who = "informational" if m.informational else ("bureau" if m.by_bureau else
                                                        ("each jurisdiction" if m.by_level else m.owed_by))
         out.append(Dated(m.id, m.name, on, who, owes, m.what_to_do, reminders, m.escalate))
     return calendar, sorted(out, key=lambda d: d.due_on)
+
+
+@dataclass(frozen=True, slots=True)
+class Upcoming:
+    """A reminder the sweep will send within the days asked: of which milestone, on which day,
+    to whom, and the cases of the subtree it concerns (those owing it now)."""
+
+    on: date
+    milestone: str
+    name: str
+    due_on: date
+    days_before: int
+    to: tuple[str, ...]
+    case_ids: tuple[int, ...]
+
+
+def upcoming_reminders(db: Storage, calendars: Calendars, round_id: str, root_path: str, today: date,
+                       days: int) -> list[Upcoming]:
+    """Every reminder due out from ``today`` to ``today + days`` for the round's cases in the
+    subtree: the milestones' tiers (for the cases that owe them now) and each open
+    rectification's tiers. A case that moves on before the day is not reminded (the dispatcher
+    checks again when it sends)."""
+    from datetime import timedelta
+
+    calendar, dated = round_timeline(db, calendars, round_id)
+    last = today + timedelta(days=days)
+    out = []
+    for d in dated:
+        m = calendar.milestone(d.id)
+        if m.informational or m.owed_by != "unit" or not m.remind:
+            continue
+        coming = [r for r in d.reminders if today <= r.on <= last]
+        if coming:
+            owing = tuple(c.case_id for c in db.read.owing_cases(round_id, m.owing, root_path))
+            out += [Upcoming(r.on, d.id, d.name, d.due_on, r.days_before, r.to, owing) for r in coming if owing]
+    rule = calendar.rectification
+    if rule is not None and rule.remind:
+        paths = {j.id: j.path for j in db.directory.jurisdictions()}
+        workdays = calendars.workdays(calendar)
+        for c in db.read.rectifications(round_id):
+            if c.rectification_due is None or not paths.get(c.jurisdiction_id, "").startswith(root_path):
+                continue
+            for r in _to_come(c.rectification_due, rule.tiers, rule.remind, today, workdays):
+                if r.on <= last:
+                    out.append(Upcoming(r.on, "rectification", rule.name, c.rectification_due, r.days_before, r.to,
+                                        (c.case_id,)))
+    return sorted(out, key=lambda u: (u.on, u.milestone, u.case_ids))
