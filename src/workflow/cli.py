@@ -219,6 +219,42 @@ def rounds_open(province: str = typer.Option(..., help="province jurisdiction id
                        now=application.clock.now()))
 
 
+@rounds_app.command("at-risk")
+def rounds_at_risk(round_id: str, jurisdiction: str | None = typer.Option(None, help="default: the province"),
+                   days: int = typer.Option(3, min=0, max=60, help="deadlines due within this many days")) -> None:
+    """Cases that still owe a deadline due within DAYS (rectification deadlines included)."""
+    from .clock import business_date
+    from .service.reports import at_risk
+
+    application = _app()
+    today = business_date(application.clock.now())
+    table = Table("due", "days left", "milestone", "case", "unit", "jurisdiction", "state",
+                  title=f"{round_id}: due within {days} days of {today}")
+    for a in at_risk(application.db, application.calendars, round_id,
+                     _jurisdiction_path(application, round_id, jurisdiction), today, days):
+        table.add_row(a.due_on.isoformat(), str(a.days_left), a.name, str(a.case_id), a.unit_name, a.jurisdiction_id,
+                      a.state)
+    console.print(table)
+
+
+@rounds_app.command("reminders")
+def rounds_reminders(round_id: str, jurisdiction: str | None = typer.Option(None, help="default: the province"),
+                     days: int = typer.Option(14, min=0, max=120, help="reminders due out within this many days")
+                     ) -> None:
+    """The reminders due out in the next DAYS: the day, the milestone, to whom, how many cases."""
+    from .clock import business_date
+    from .service.due import RECIPIENTS, upcoming_reminders
+
+    application = _app()
+    today = business_date(application.clock.now())
+    table = Table("day", "milestone", "due", "to", "cases", title=f"{round_id}: reminders from {today}, {days} days")
+    for u in upcoming_reminders(application.db, application.calendars, round_id,
+                                _jurisdiction_path(application, round_id, jurisdiction), today, days):
+        table.add_row(u.on.isoformat(), u.name, u.due_on.isoformat(), "; ".join(RECIPIENTS.get(t, t) for t in u.to),
+                      str(len(u.case_ids)))
+    console.print(table)
+
+
 @rounds_app.command("register")
 def rounds_register(round_id: str, unit_id: int, actor: str = ActorOption) -> None:
     """Register a unit in a round already open (a unit added to the roster since it opened).

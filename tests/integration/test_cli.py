@@ -774,3 +774,15 @@ def test_the_case_list_as_a_workbook_through_the_cli(shanxi: Path, tmp_path: Pat
     assert p.returncode == 0 and "35 cases" in p.stdout, p.stderr
     rows = list(load_workbook(out).active.iter_rows(min_row=3, values_only=True))
     assert [r[0] for r in rows] == list(range(1, 36)) and {r[5] for r in rows} == {"已登记"}
+
+
+def test_reminders_and_at_risk_through_the_cli(shanxi: Path) -> None:
+    """The commands answer on today's clock (the demo round is of 2021: nothing is due now, the
+    tables are empty; what they list is tested through the API on a frozen clock)."""
+    p = run(shanxi, "rounds", "reminders", "shanxi-2021", "--days", "10", columns=200)
+    assert p.returncode == 0 and "shanxi-2021:remindersfrom" in flat(p.stdout), p.stderr
+    p = run(shanxi, "rounds", "at-risk", "shanxi-2021", "--days", "10", "--jurisdiction", "shanxi-taiyuan",
+            columns=200)
+    assert p.returncode == 0 and "duewithin10days" in flat(p.stdout), p.stderr
+    p = run(shanxi, "rounds", "at-risk", "shanxi-2021", "--jurisdiction", "nowhere", columns=200)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
