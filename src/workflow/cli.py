@@ -219,6 +219,26 @@ def rounds_open(province: str = typer.Option(..., help="province jurisdiction id
                        now=application.clock.now()))
 
 
+@rounds_app.command("history")
+def rounds_history(round_id: str, out: Path = typer.Argument(..., dir_okay=False, help="a .jsonl or .csv file"),
+                   jurisdiction: str | None = typer.Option(None, help="default: the province")) -> None:
+    """Every event of the round's cases (in a subtree) to a file, written as it is read: JSON
+    lines (the canonical form the hashes cover) or CSV (Beijing time, Chinese event names)."""
+    from .api.cases import events_csv_lines, events_jsonl
+    from .domain.errors import InvalidInput, Problem
+
+    if out.suffix not in (".jsonl", ".csv"):
+        raise InvalidInput("unknown export format", [Problem("OUT", f"{out.name}: name a .jsonl or .csv file",
+                                                             "导出文件须为 .jsonl 或 .csv")])
+    application = _app()
+    source = application.db.within(_jurisdiction_path(application, round_id, jurisdiction))
+    in_round = {c.id for c in source.all_cases() if c.round_id == round_id}
+    events = (e for e in source.all_events() if e.case_id in in_round)
+    with open(out, "w", encoding="utf-8", newline="") as f:
+        f.writelines(events_jsonl(events) if out.suffix == ".jsonl" else events_csv_lines(events))
+    console.print(f"{out}: the history of {len(in_round)} cases of {round_id}")
+
+
 @rounds_app.command("at-risk")
 def rounds_at_risk(round_id: str, jurisdiction: str | None = typer.Option(None, help="default: the province"),
                    days: int = typer.Option(3, min=0, max=60, help="deadlines due within this many days")) -> None:

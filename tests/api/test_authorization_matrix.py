@@ -599,6 +599,8 @@ TABLE: dict[tuple[str, str], Endpoint] = {
     ),
     ("GET", "/api/v1/rounds/{round_id}/rubric"): endpoint(each_round(READ)),
     ("GET", "/api/v1/rounds/{round_id}/reminders"): endpoint(each_round(REPORT)),
+    ("GET", "/api/v1/rounds/{round_id}/history.jsonl"): endpoint(each_round(REPORT)),
+    ("GET", "/api/v1/rounds/{round_id}/history.csv"): endpoint(each_round(REPORT)),
     ("GET", "/api/v1/rounds/{round_id}/calendar"): endpoint(each_round(READ)),
     ("GET", "/api/v1/rounds/{round_id}/progress"): endpoint(
         each_round(REPORT),

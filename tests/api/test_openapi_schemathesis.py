@@ -101,6 +101,8 @@ UNDOCUMENTED: dict[str, set[int]] = {
     "POST /api/v1/rounds/{round_id}/cases": _JSON_WRITE | {404},
     "GET /api/v1/rounds/{round_id}/rubric": _SCOPED,
     "GET /api/v1/rounds/{round_id}/reminders": _SCOPED | _ROLE,
+    "GET /api/v1/rounds/{round_id}/history.jsonl": _SCOPED | _ROLE,
+    "GET /api/v1/rounds/{round_id}/history.csv": _SCOPED | _ROLE,
     "GET /api/v1/rounds/{round_id}/calendar": _SCOPED,
     "GET /api/v1/rounds/{round_id}/progress": _SCOPED | _ROLE,
     "GET /api/v1/rounds/{round_id}/progress.xlsx": _SCOPED | _ROLE,

@@ -567,3 +567,21 @@ def test_upcoming_reminders_of_a_subtree(client, db) -> None:
     assert all(i["case_ids"] == [36] for i in city_items if i["milestone"] == "self_assessment")
     assert client.get("/api/v1/rounds/shanxi-2021/reminders", params={"days": 0}, headers=province).json()["items"] \
         == [i for i in items if i["on"] == "2021-10-12"]
+
+
+def test_a_whole_round_or_subtree_history_streams_as_json_lines_and_csv(client, db) -> None:
+    certify(db, 36)
+    auditor = client.token("auditor", jurisdiction_id="shanxi-taiyuan")
+    lines = client.get("/api/v1/rounds/shanxi-2021/history.jsonl", headers=auditor).text.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert {e["case_id"] for e in events} == {36} and events[-1]["type"] == "CaseCertified"
+    assert events == [json.loads(x) for x in client.get("/api/v1/cases/36/history.jsonl", headers=auditor)
+                      .text.splitlines()]  # the same events as the case's own export
+    province = client.token("auditor", jurisdiction_id="shanxi")
+    every = client.get("/api/v1/rounds/shanxi-2021/history.csv", headers=province)
+    rows = list(csv.DictReader(io.StringIO(every.content.decode("utf-8-sig"))))
+    assert len({r["case_id"] for r in rows}) == 36 and all(r["occurred_at"].endswith("+08:00") for r in rows)
+    assert [r["hash"] for r in rows if r["case_id"] == "36"] == [e["hash"] for e in events]
+    city_only = client.get("/api/v1/rounds/shanxi-2021/history.csv", params={"jurisdiction": "shanxi-taiyuan"},
+                           headers=province)
+    assert {r["case_id"] for r in csv.DictReader(io.StringIO(city_only.content.decode("utf-8-sig")))} == {"36"}

@@ -786,3 +786,16 @@ def test_reminders_and_at_risk_through_the_cli(shanxi: Path) -> None:
     assert p.returncode == 0 and "duewithin10days" in flat(p.stdout), p.stderr
     p = run(shanxi, "rounds", "at-risk", "shanxi-2021", "--jurisdiction", "nowhere", columns=200)
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_a_round_history_export_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
+    out = tmp_path / "全省.jsonl"
+    p = run(shanxi, "rounds", "history", "shanxi-2021", str(out), columns=200)
+    assert p.returncode == 0 and "35 cases" in p.stdout, p.stderr
+    events = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(events) == 35 and {e["type"] for e in events} == {"CaseRegistered"}
+    csv_out = tmp_path / "全省.csv"
+    assert run(shanxi, "rounds", "history", "shanxi-2021", str(csv_out), columns=200).returncode == 0
+    assert csv_out.read_text(encoding="utf-8-sig").splitlines()[1].split(",")[2] == "登记"
+    p = run(shanxi, "rounds", "history", "shanxi-2021", str(tmp_path / "x.txt"), columns=200)
+    assert p.returncode == 2 and ".jsonl or .csv" in p.stderr
