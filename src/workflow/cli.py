@@ -393,7 +393,11 @@ def rounds_progress(round_id: str, jurisdiction: str | None = typer.Option(None,
         sys.stdout.write(dumps_json(report.to_dict(), indent=2) + "\n")
         return
     if xlsx is not None:
-        xlsx.write_bytes(progress_xlsx_bytes(report))
+        from .service.reports import lagging_units
+
+        path = _jurisdiction_path(application, round_id, jurisdiction)
+        xlsx.write_bytes(progress_xlsx_bytes(report, lagging_units(application.db, application.calendars, round_id,
+                                                                   path)))
         console.print(f"{xlsx}: progress of {round_id}")
         return
     table = Table("jurisdiction", "agencies", "certified to date", "share", "target", "met", "by level",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .service.cases import ActionResult
 from .service.directory import ImportResult, import_jurisdiction_rows, import_unit_rows
 from .service.evidence import EvidenceQuota, attach_bytes
 from .service.ports import EvidenceBlobs, Storage
-from .service.reports import Progress
+from .service.reports import Lagging, Progress
 from .service.sheets import CaseSheets
 
 
@@ -78,7 +79,8 @@ def score_sheet_xlsx(sheets: CaseSheets) -> bytes:
         return out.read_bytes()
 
 
-def progress_xlsx_bytes(report: Progress) -> bytes:
+def progress_xlsx_bytes(report: Progress, lagging: Sequence[Lagging] = ()) -> bytes:
+    """The progress workbook: the share per jurisdiction and level, and the 滞后单位 sheet."""
     out = io.BytesIO()
-    progress_xlsx(report, out)
+    progress_xlsx(report, out, lagging)
     return out.getvalue()

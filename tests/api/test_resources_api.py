@@ -585,3 +585,28 @@ def test_a_whole_round_or_subtree_history_streams_as_json_lines_and_csv(client, 
     city_only = client.get("/api/v1/rounds/shanxi-2021/history.csv", params={"jurisdiction": "shanxi-taiyuan"},
                            headers=province)
     assert {r["case_id"] for r in csv.DictReader(io.StringIO(city_only.content.decode("utf-8-sig")))} == {"36"}
+
+
+def test_the_progress_workbook_lists_the_lagging_units(client, db) -> None:
+    """After the October sweep the workbook's 滞后单位 sheet names every overdue case of the
+    subtree and what it missed, by its Chinese name and due date."""
+    from openpyxl import load_workbook
+
+    from workflow.adapters.calendar_files import CalendarCatalog
+    from workflow.config import REPO_ROOT
+    from workflow.service.deadlines import sweep
+
+    certify(db, 1)
+    sweep(db, CalendarCatalog(REPO_ROOT / "calendars"), NOW.replace(month=10, day=21))
+    city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
+    book = load_workbook(io.BytesIO(client.get("/api/v1/rounds/shanxi-2021/progress.xlsx", headers=city).content))
+    assert book.sheetnames == ["进度", "滞后单位"]
+    rows = list(book["滞后单位"].iter_rows(min_row=3, values_only=True))
+    assert {r[0] for r in rows} == {36} and {r[5] for r in rows} >= {"自评报告、自评打分表和佐证材料报送"}
+    assert all(r[4] == "已登记" for r in rows)
+    province = client.token("coordinator", jurisdiction_id="shanxi")
+    everyone = load_workbook(io.BytesIO(client.get("/api/v1/rounds/shanxi-2021/progress.xlsx",
+                                                   headers=province).content))["滞后单位"]
+    ids = {r[0] for r in everyone.iter_rows(min_row=3, values_only=True)}
+    overdue = client.get("/api/v1/rounds/shanxi-2021/progress", headers=province).json()["jurisdictions"][0]["overdue"]
+    assert 36 in ids and len(ids) == overdue  # the same cases the report counts as overdue

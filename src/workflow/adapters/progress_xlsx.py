@@ -1,15 +1,16 @@
 """The progress report as a workbook (openpyxl)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..domain.lifecycle import STATE_NAMES, STATES
 from ..domain.text import safe_row
-from ..service.reports import LEVEL_NAMES, ROUND_RATE_RULE, SHARE_RULE, UNIT_LEVELS, LevelShare, Progress
+from ..service.reports import LEVEL_NAMES, ROUND_RATE_RULE, SHARE_RULE, UNIT_LEVELS, Lagging, LevelShare, Progress
 
 
-def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
+def progress_xlsx(report: Progress, out: Path | BinaryIO, lagging: Sequence[Lagging] = ()) -> None:
     """One row per jurisdiction, indented by depth; the share of all agencies certified to date
     against the target, per level, then the round's own case counts; the rule under the table.
     Every row goes through ``safe_row``: a jurisdiction named ``=...`` is text, not a formula."""
@@ -51,5 +52,27 @@ def progress_xlsx(report: Progress, out: Path | BinaryIO) -> None:
     sheet.append([])
     sheet.append(safe_row([SHARE_RULE["zh"]]))
     sheet.append(safe_row([ROUND_RATE_RULE["zh"]]))
+    _lagging_sheet(book, report, lagging)
     sheet.column_dimensions["A"].width = 28
     book.save(out)
+
+
+def _lagging_sheet(book: Any, report: Progress, lagging: Sequence[Lagging]) -> None:
+    """滞后单位: every overdue case of the subtree, one row per deadline it missed and still owes."""
+    from openpyxl.styles import Font
+
+    sheet = book.create_sheet("滞后单位")
+    sheet.append(safe_row([f"{report.round_id} 滞后单位（逾期未报事项）：{len(lagging)}个单位"]))
+    sheet["A1"].font = Font(bold=True, size=14)
+    sheet.append(["案件编号", "单位", "所属地区", "单位类别", "状态", "逾期事项", "截止日期"])
+    for cell in sheet[2]:
+        cell.font = Font(bold=True)
+    for lag in lagging:
+        for name, due in lag.missed or (("", None),):
+            sheet.append(safe_row([lag.case_id, lag.unit_name, lag.jurisdiction_id, lag.category,
+                                   STATE_NAMES.get(lag.state, lag.state), name, due]))
+    for column, width in zip("ABCDEFG", (10, 32, 16, 12, 10, 30, 12), strict=True):
+        sheet.column_dimensions[column].width = width
+    sheet.print_title_rows = "2:2"
+    if not lagging:
+        sheet.append(["（无逾期单位）"])

@@ -20,6 +20,7 @@ from ..service.duties import DutyRow, duty_board, duty_history, record_duty
 from ..service.oversight import file_round, filing_csv, get_filing, list_filings, list_spot_checks, spot_check
 from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
 from ..service.reports import at_risk as risky
+from ..service.reports import lagging_units
 from ..service.reports import progress as progress_of
 from ..service.rounds import OpenedRound, open_round, register_unit, roll_over
 from .cases import events_csv_lines, events_jsonl
@@ -210,7 +211,8 @@ def progress(rnd: SeenRound, who: Reading, application: Application,
 def progress_xlsx(rnd: SeenRound, who: Reading, application: Application,
                   jurisdiction: str | None = Query(None, max_length=64)) -> Response:
     jid, path = _subtree(application, who, rnd, jurisdiction)
-    return Response(progress_xlsx_bytes(progress_of(application.db, rnd.id, path)), media_type=XLSX,
+    lagging = lagging_units(application.db, application.calendars, rnd.id, path)
+    return Response(progress_xlsx_bytes(progress_of(application.db, rnd.id, path), lagging), media_type=XLSX,
                     headers=attachment(f"{rnd.id}-{jid}-progress.xlsx"))
 
 

@@ -220,3 +220,38 @@ def at_risk(db: Storage, calendars: Any, round_id: str, root_path: str, today: d
             out.append(AtRisk(m.id, m.name, due, (due - today).days, c.case_id, c.unit_id, c.unit_name,
                               c.jurisdiction_id, c.state))
     return sorted(out, key=lambda a: (a.due_on, a.milestone, a.case_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Lagging:
+    """A case of the subtree behind: a deadline it missed and still owes (overdue)."""
+
+    case_id: int
+    unit_name: str
+    jurisdiction_id: str
+    category: str
+    state: str
+    missed: tuple[tuple[str, date | None], ...]  # (what a bureau calls the milestone, its due date)
+
+
+def lagging_units(db: Storage, calendars: Any, round_id: str, root_path: str) -> list[Lagging]:
+    """The round's overdue cases in the subtree (a missed deadline still owed), with what they
+    missed and when it was due: the progress workbook's 滞后单位 sheet."""
+    from .cases import read_case
+    from .ports import CaseFilter
+
+    rnd = _round(db, round_id)
+    calendar = calendars.get(rnd.calendar_id)
+    named = {m.id: (m.name, m.due_on(rnd.year)) for m in calendar.milestones}
+    rect = calendar.rectification.name if calendar.rectification is not None else "整改"
+    out: list[Lagging] = []
+    after = 0
+    while rows := db.read.case_rows(CaseFilter(round_id=round_id, within_path=root_path, overdue=True,
+                                               after_id=after, limit=1000)):
+        for r in rows:
+            case = read_case(db, r.id).case
+            missed = tuple((rect, case.rectification_due) if m == "rectification" else named.get(m, (m, None))
+                           for m, _ in case.missed)
+            out.append(Lagging(r.id, r.unit_name, r.jurisdiction_id, r.category, r.state, missed))
+        after = rows[-1].id
+    return out
