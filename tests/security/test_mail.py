@@ -122,7 +122,7 @@ def test_settings_reach_the_transport(tmp_path: Path) -> None:
 
 def _accepted_at_input(email: str) -> str | None:
     problems = ProblemList()
-    contact = check_contact({"name": "王科长", "email": email}, "contact", problems)
+    contact = check_contact({"name": "王科长", "email": email}, "contact", problems, address=check_address)
     return None if problems or contact is None else contact.email
 
 

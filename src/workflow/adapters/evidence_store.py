@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import struct
-import time
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from typing import BinaryIO, cast
 
 import structlog
 
+from ..domain.dates import BUSINESS_TZ
 from ..domain.errors import DomainError, InvalidInput, NotFound, Problem
 from ..service.ports import ArchiveEntry, EvidenceBlobs
 
@@ -408,7 +408,8 @@ def _write_zip(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], stream: Bi
     # zipfile sets the UTF-8 flag (0x800) on every non-ASCII name, so Chinese names survive.
     with zipfile.ZipFile(cast(BinaryIO, stream), "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for entry in entries:
-            info = zipfile.ZipInfo(entry.path_in_zip, time.localtime(time.time())[:6])
+            when = entry.modified.astimezone(BUSINESS_TZ).timetuple()[:6] if entry.modified else (1980, 1, 1, 0, 0, 0)
+            info = zipfile.ZipInfo(entry.path_in_zip, when)  # the file's date: when it was attached (Beijing)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o600 << 16  # as ZipFile.writestr marks a file
             info.file_size = store.size(entry.sha256)  # ZIP64 headers when a member needs them

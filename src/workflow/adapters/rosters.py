@@ -21,6 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from xml.parsers import expat
@@ -456,10 +457,10 @@ class _PartScan:
             return int(number)
         except ValueError:
             try:
-                value = float(number)
-            except ValueError:
-                value = float("nan")
-            if not value.is_integer():
+                value = Decimal(number)
+            except InvalidOperation:
+                value = Decimal("NaN")
+            if not value.is_finite() or value != value.to_integral_value():
                 self.fail(f"part {self.name}: row number {number[:20]!r} is not a number",
                           f"部件 {self.name} 的行号 {number[:20]!r} 不是数字")
             return int(value)

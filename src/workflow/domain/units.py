@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from notifications.addresses import check_address
 
 from .errors import ProblemList
 
@@ -80,7 +78,14 @@ def _no_control(where: str, values: Mapping[str, str], problems: ProblemList) ->
             problems.add(f"{where}.{key}", "contains a control character (NUL, tab, line break, ...)")
 
 
-def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList) -> Contact | None:
+# The rule for an email address, given by the caller: the mailer's own (``notifications.addresses
+# .check_address``), so that an address accepted here can always be mailed. It answers the
+# address in its normal form, or raises ValueError with the reason.
+AddressRule = Callable[[str], str]
+
+
+def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList, *,
+                  address: AddressRule) -> Contact | None:
     name, position = _text(data.get("name")), _text(data.get("position"))
     phone, email = _text(data.get("phone")), _text(data.get("email"))
     _no_control(where, {"name": name, "position": position, "phone": phone, "email": email}, problems)
@@ -94,7 +99,7 @@ def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList) ->
         problems.add(f"{where}.phone", f"not a phone number: {phone!r}")
     if email:  # the mailer's own rule, so that an address accepted here can always be mailed
         try:
-            email = check_address(email)
+            email = address(email)
         except ValueError as exc:
             problems.add(f"{where}.email", f"not an email address: {email!r} ({exc})",
                          f"邮箱地址格式不正确：{email!r}")
@@ -104,7 +109,7 @@ def check_contact(data: Mapping[str, Any], where: str, problems: ProblemList) ->
 
 
 def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping[str, str],
-               problems: ProblemList) -> UnitDraft | None:
+               problems: ProblemList, *, address: AddressRule) -> UnitDraft | None:
     """Validate one unit; ``jurisdiction_levels`` maps known jurisdiction ids to their level."""
     before = problems.count
     name = _text(data.get("name"))
@@ -139,7 +144,7 @@ def check_unit(data: Mapping[str, Any], where: str, jurisdiction_levels: Mapping
         if not isinstance(c, Mapping):
             problems.add(f"{where}.contacts[{i}]", "must be an object with name, position, phone, email")
             continue
-        contact = check_contact(c, f"{where}.contacts[{i}]", problems)
+        contact = check_contact(c, f"{where}.contacts[{i}]", problems, address=address)
         if contact is None:
             problems.add(f"{where}.contacts[{i}]", "an empty contact: give a name, and a phone or an email")
         if contact is not None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from notifications.addresses import check_address  # the mailer's rule, at input too
+
 from ..domain.case import Actor
 from ..domain.dates import require_aware
 from ..domain.errors import AlreadyExists, InvalidInput, NotFound, Problem, ProblemList
@@ -104,7 +106,7 @@ def import_unit_rows(db: Storage, sheet: Any, source: str, now: datetime, *, upd
         drafts = []
         for row in sheet.rows:
             where = f"{source}:{row.line}"
-            draft = check_unit(unit_row_as_dict(row.values), where, levels, problems)
+            draft = check_unit(unit_row_as_dict(row.values), where, levels, problems, address=check_address)
             if draft is None:
                 continue
             key = (draft.jurisdiction_id, draft.name)
@@ -143,7 +145,7 @@ def add_coordinator(db: Storage, jurisdiction_id: str, name: str, email: str) ->
     with db.unit_of_work(core=True) as uow:
         if uow.directory.jurisdiction(jurisdiction_id) is None:
             problems.add("jurisdiction", f"unknown jurisdiction {jurisdiction_id!r}")
-        contact = check_contact({"name": name, "email": email}, "coordinator", problems)
+        contact = check_contact({"name": name, "email": email}, "coordinator", problems, address=check_address)
         if contact is not None and not contact.email:
             problems.add("coordinator.email", "an email is needed (digests are mailed)")
         problems.raise_if_any("cannot add coordinator")
@@ -185,7 +187,7 @@ def create_unit(db: Storage, data: dict[str, Any], now: datetime, *, within_path
     problems = ProblemList()
     with db.unit_of_work(core=True) as uow:
         levels = {j.id: j.level for j in uow.directory.jurisdictions(within_path)}
-        draft = check_unit(data, "unit", levels, problems)
+        draft = check_unit(data, "unit", levels, problems, address=check_address)
         problems.raise_if_any("cannot add the unit")
         assert draft is not None
         exists = uow.directory.unit_named(draft.jurisdiction_id, draft.name)
@@ -217,7 +219,8 @@ def update_unit(db: Storage, unit_id: int, changes: dict[str, Any], now: datetim
         merged.update({k: v for k, v in changes.items() if k in UNIT_FIELDS})
         jurisdiction = uow.directory.jurisdiction(unit.jurisdiction_id)
         assert jurisdiction is not None
-        draft = check_unit(merged, "unit", {unit.jurisdiction_id: jurisdiction.level}, problems)
+        draft = check_unit(merged, "unit", {unit.jurisdiction_id: jurisdiction.level}, problems,
+                           address=check_address)
         problems.raise_if_any(f"cannot change unit {unit_id}")
         assert draft is not None
         if draft.name != unit.name and uow.directory.unit_named(unit.jurisdiction_id, draft.name) is not None:
@@ -254,7 +257,8 @@ def give_contact_form(db: Storage, unit_id: int, contacts: list[dict[str, Any]] 
     checked: list[dict[str, Any]] | None = None
     if contacts is not None:
         problems = ProblemList()
-        given = [check_contact(c, f"unit.contacts[{i}]", problems) for i, c in enumerate(contacts)]
+        given = [check_contact(c, f"unit.contacts[{i}]", problems, address=check_address)
+                 for i, c in enumerate(contacts)]
         if not contacts or any(c is None for c in given):
             problems.add("unit.contacts", "the form needs at least one contact with a name and a phone or an email",
                          "联系人信息表至少填写一名联系人（姓名及电话或邮箱）")

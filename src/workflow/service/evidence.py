@@ -235,12 +235,12 @@ def _archive_entries(store: Storage, case_id: int) -> list[ArchiveEntry]:
     entries = []
     for n, doc in enumerate(list_documents(store, case_id), start=1):
         name = f"{doc.name} {named_by_content(doc)}".replace(":", "：").replace("/", "／")
-        entries.append(ArchiveEntry(f"00 报送材料/{n:02d} {name}", doc.sha256))
+        entries.append(ArchiveEntry(f"00 报送材料/{n:02d} {name}", doc.sha256, doc.attached_at))
     for item in items:
         counters[item.criterion] = counters.get(item.criterion, 0) + 1
         folder = f"{item.criterion} {item.item_name}".replace(":", "：").replace("/", "／")
         entries.append(ArchiveEntry(f"{folder}/{counters[item.criterion]:02d} {named_by_content(item)}",
-                                    item.sha256))
+                                    item.sha256, item.attached_at))
     return entries
 
 

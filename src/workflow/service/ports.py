@@ -625,6 +625,7 @@ class ArchiveEntry:
 
     path_in_zip: str  # e.g. "2.2.1.1 管理制度/01 实施方案.pdf"
     sha256: str
+    modified: datetime | None = None  # the file's date in the ZIP: when it was attached (None: 1980-01-01)
 
 
 class EvidenceBlobs(Protocol):
