@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +26,7 @@ from ..domain.errors import MAX_PROBLEMS, DomainError
 from ..metrics import LATENCY, REQUESTS
 from . import audit, cases, directory, operations, rounds
 from .common import ApiError, error, log
-from .guard import BodyTooLarge, Guard, closing, security_headers
+from .guard import BodyTooLarge, Guard, closing, database_errors, security_headers
 from .schemas import ErrorBody
 
 # Errors that are the server's, not the caller's: the caller reads what happened, the log why.
@@ -179,7 +179,7 @@ def _server_errors(api: FastAPI) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
-    for kind in _database_errors():
+    for kind in database_errors():
         api.add_exception_handler(kind, database_down)
 
     @api.exception_handler(IntegrityError)
@@ -193,21 +193,6 @@ def _server_errors(api: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error", error_type=type(exc).__name__, error=str(exc), exc_info=exc)
         return error("internal", "an unexpected error; it has been logged with this request's id", status=500)
-
-
-def _database_errors() -> tuple[type[Exception], ...]:
-    """The errors that mean "the database cannot be used now", from SQLAlchemy and from the
-    drivers (the write path runs on the DB-API connection itself)."""
-    import sqlite3
-
-    kinds: list[type[Exception]] = [OperationalError, sqlite3.OperationalError]
-    try:
-        import psycopg
-
-        kinds.append(psycopg.OperationalError)
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        pass
-    return tuple(kinds)
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

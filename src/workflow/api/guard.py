@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..bootstrap import App
 from ..service.tokens import authenticate
-from .common import error
+from .common import error, log
 
 _HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"no-referrer")]
@@ -70,7 +70,17 @@ class Guard:
         if not (api and has_body):
             await self.app(scope, receive, send)
             return
-        if not await self._authenticated(scope, headers):
+        try:
+            known = await self._authenticated(scope, headers)
+        except database_errors() as exc:  # as the routes answer it: 503, the driver's text to the log only
+            orig = getattr(exc, "orig", None) or exc
+            log.error("database unavailable", error=f"{type(orig).__name__}: {orig}")
+            down = closing(error("database_unavailable", "the database is unavailable; nothing was changed, retry",
+                                 status=503))
+            down.headers["Retry-After"] = "5"
+            await down(scope, receive, send)
+            return
+        if not known:
             await closing(error("unauthorized", "a valid bearer token is needed before a request body is read "
                                                 "(workflow tokens create)"))(scope, receive, send)
             return
@@ -92,6 +102,23 @@ class Guard:
             return False
         scope.setdefault("state", {})["principal"] = found
         return True
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean "the database cannot be used now", from SQLAlchemy and from the
+    drivers (the write path runs on the DB-API connection itself)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    kinds: list[type[Exception]] = [OperationalError, sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    return tuple(kinds)
 
 
 def closing(response: JSONResponse) -> JSONResponse:
