@@ -1039,12 +1039,17 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
     process = name or f"{socket.gethostname()}:{os.getpid()}"
     run_sweep, run_dispatch = _scheduled_jobs(application)
     checkpoint_job = application.checkpoint_job()  # signed checkpoints of the audit chain (skipped without a key)
+
+    def on_lead() -> None:  # the elected process catches up, then anchors the chains at once
+        run_sweep()
+        checkpoint_job()
+
     loop = LeaderLoop(LeaderLock(application.engine, process),
                       lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,
                                               dispatch_seconds=st.dispatch_interval_seconds,
                                               checkpoint=checkpoint_job,
                                               checkpoint_minutes=st.checkpoint_interval_minutes),
-                      on_lead=run_sweep)
+                      on_lead=on_lead)
     console.print(f"workflow serving as {process} on {application.engine.url.render_as_string(hide_password=True)}; "
                   f"mail to {st.smtp_host or st.maildir}" + (f"; API on http://{host}:{port}/docs" if api else ""))
     if not api:

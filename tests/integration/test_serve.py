@@ -74,3 +74,27 @@ def test_the_readme_upload_works_as_written(served, tmp_path: Path) -> None:
     assert [f["filename"] for f in files] == ["方案.pdf", "节水照片.pdf"]
     got = httpx.get(f"{base}/api/v1/cases/1/evidence/{files[0]['sha256']}", headers={"Authorization": f"Bearer {token}"})
     assert got.content == (folder / "方案.pdf").read_bytes()
+
+
+def test_serve_signs_a_checkpoint_as_soon_as_it_leads(tmp_path: Path) -> None:
+    """With a key, the elected process anchors the audit chain at once (then every hour)."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
+    env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
+               WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), WORKFLOW_CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
+               WORKFLOW_CHECKPOINT_KEY=str(tmp_path / "keys" / "k.pem"), COLUMNS="200")
+    _run(env, "demo")
+    _run(env, "audit", "keygen")
+    proc, _ = start_serve(env, tmp_path / "serve.log", "--name", "anchor")
+    try:
+        written = []
+        for _ in range(300):  # waiting for the subprocess to lead, not timing anything
+            written = sorted((tmp_path / "checkpoints").glob("checkpoint-*.json"))
+            if written:
+                break
+            time.sleep(0.1)
+        assert [p.name for p in written] == ["checkpoint-00000001.json"], (tmp_path / "serve.log").read_text()[-2000:]
+    finally:
+        stop(proc)
+    assert "checkpoints ok" in _run(env, "audit", "verify", "--checkpoints")
