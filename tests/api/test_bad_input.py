@@ -525,3 +525,21 @@ def test_an_unknown_action_is_404_with_the_nearest_actions(client) -> None:
     assert "did you mean submit?" in r.json()["error"]["message"]["en"]
     r = client.post("/api/v1/cases/1/actions/zzzz", json={"version": 1, "data": {}}, headers=unit)
     assert r.status_code == 404 and r.json()["error"]["details"]["did_you_mean"] == []
+
+
+def test_the_chinese_message_is_as_specific_as_the_english(client) -> None:
+    """The refusals a clerk meets most say in Chinese what they say in English: which case,
+    unit, round or action, and the nearest round ids."""
+    unit = client.token("unit", unit_id=1)
+    checks = [
+        (client.get("/api/v1/cases/999", headers=unit), "案件 999 不存在"),
+        (client.get("/api/v1/units/2", headers=unit), "单位 2 不存在"),
+        (client.get("/api/v1/rounds/shanxi-2012", headers=unit), "是否要找 shanxi-2021"),
+        (client.post("/api/v1/cases/1/actions/submitt", json={"version": 1, "data": {}}, headers=unit), "submit"),
+        (client.post("/api/v1/cases/1/actions/certify", json={"version": 1, "data": {}}, headers=unit), "创建单位无权"),
+        (client.get("/api/v1/rounds/shanxi-2021/progress", headers=unit), "创建单位无权执行此操作"),
+        (client.get("/api/v1/cases/1"), "令牌"),
+    ]
+    for r, words in checks:
+        zh = r.json()["error"]["message"]["zh"]
+        assert words in zh, (r.request.url, zh)

@@ -143,7 +143,7 @@ def _caller_errors(api: FastAPI) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         if exc.code in ("forbidden", "unauthorized"):
             log.warning("refused", code=exc.code, reason=exc.message)
-        return error(exc.code, exc.message, **exc.details)
+        return error(exc.code, exc.message, zh=exc.zh, **exc.details)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

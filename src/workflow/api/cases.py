@@ -42,6 +42,7 @@ from ..service.ports import CaseRow, CaseScope
 from ..service.queries import list_cases, list_notifications, round_calendar
 from ..service.sheets import case_sheets
 from .common import (
+    ROLE_ZH,
     XLSX,
     ApiError,
     Application,
@@ -279,15 +280,17 @@ def _may_act(who: Principal, action: str) -> None:
         TRANSITIONS.labels("unknown", "not_found").inc()
         near = difflib.get_close_matches(action, sorted(ACTIONS), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(near)}? " if near else ""
+        zh_hint = f"是否要找 {'、'.join(near)}？" if near else ""
         raise ApiError("not_found", f"there is no action {action!r}; {hint}the actions: {', '.join(sorted(ACTIONS))}",
-                       action=action, did_you_mean=near)
+                       zh=f"没有名为 {action} 的操作；{zh_hint}", action=action, did_you_mean=near)
     if ACTIONS[action].bookkeeping and not who.read_only:
         TRANSITIONS.labels(action, "forbidden").inc()
         by_name_only(action)  # 403 naming the resource that records it (a filing batch, a spot check)
     if who.read_only or not who.actor.may(action) or ACTIONS[action].bookkeeping:
         TRANSITIONS.labels(action, "forbidden").inc()
         log.warning("action refused", action=action, reason="role", role=who.role)
-        raise ApiError("forbidden", f"a {who.role} may not {action}", action=action)
+        raise ApiError("forbidden", f"a {who.role} may not {action}",
+                       zh=f"{ROLE_ZH.get(who.role, who.role)}无权执行“{action}”", action=action)
     if action in ("attach_evidence", "attach_document"):  # by uploading the bytes, never by naming a hash
         TRANSITIONS.labels(action, "forbidden").inc()
         where = "evidence" if action == "attach_evidence" else "documents"
@@ -434,7 +437,8 @@ def evidence_file(case: SeenCase, sha256: Sha256, application: Application) -> S
     it is read; a damaged file is cut short before its last bytes."""
     item = next((i for i in list_evidence(application.db, case.id) if i.sha256 == sha256), None)
     if item is None:
-        raise ApiError("not_found", f"case {case.id} has no evidence file {sha256}", case_id=case.id)
+        raise ApiError("not_found", f"case {case.id} has no evidence file {sha256}",
+                       zh=f"案件 {case.id} 没有该佐证材料（{sha256[:12]}…）", case_id=case.id)
     size = application.evidence.size(item.sha256)  # a missing file: 404 before anything is sent
     return StreamingResponse(application.evidence.chunks(item.sha256), media_type="application/octet-stream",
                              headers={**attachment(named_by_content(item)), "Content-Length": str(size)})

@@ -25,6 +25,7 @@ from ..domain.access import Principal
 from ..service.ports import CaseScope, RoundRecord, UnitRecord
 from ..service.tokens import authenticate
 
+ROLE_ZH = {"unit": "创建单位", "coordinator": "协调人员", "auditor": "审计人员", "admin": "管理员"}
 ZH = {
     "not_found": "未找到", "already_exists": "已存在", "action_refused": "当前状态不允许该操作",
     "conflict": "数据已被他人修改，请刷新后重试", "invalid_input": "输入有误", "incomplete": "材料不完整",
@@ -51,9 +52,12 @@ def error(code: str, message: str, status: int | None = None, zh: str | None = N
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str, **details: Any) -> None:
+    """A refusal of the API itself; ``zh`` says the same in Chinese, as specifically (else the
+    code's general Chinese message is shown)."""
+
+    def __init__(self, code: str, message: str, *, zh: str | None = None, **details: Any) -> None:
         super().__init__(message)
-        self.code, self.message, self.details = code, message, details
+        self.code, self.message, self.zh, self.details = code, message, zh, details
 
 
 def app_of(request: Request) -> App:
@@ -77,7 +81,8 @@ async def principal(request: Request, application: Application,
         found = await run_in_threadpool(authenticate, application.db, credentials.credentials.strip(),
                                         application.clock.now())
     if found is None:
-        raise ApiError("unauthorized", "a valid bearer token is needed (workflow tokens create)")
+        raise ApiError("unauthorized", "a valid bearer token is needed (workflow tokens create)",
+                       zh="需要有效的访问令牌（由管理员用 workflow tokens create 发放）")
     structlog.contextvars.bind_contextvars(actor=str(found.actor), token_id=found.token_id)
     return found
 
@@ -99,7 +104,9 @@ def role_in(*roles: str, doing: str) -> Callable[[Principal], Principal]:
     """A dependency: the caller, if their role is one of ``roles`` (else 403)."""
     def check(who: Caller) -> Principal:
         if who.role not in roles:
-            raise ApiError("forbidden", f"a {who.role} may not {doing}", role=who.role, allowed_roles=list(roles))
+            raise ApiError("forbidden", f"a {who.role} may not {doing}",
+                           zh=f"{ROLE_ZH.get(who.role, who.role)}无权执行此操作", role=who.role,
+                           allowed_roles=list(roles))
         return who
 
     return check
@@ -115,7 +122,7 @@ async def seen_case(case_id: CaseId, who: Caller, application: Application) -> C
     lookup in the thread pool) so that the case id it binds to the log context stays bound."""
     scope = await run_in_threadpool(application.db.read.case_scope, case_id)
     if scope is None or not who.sees(scope.unit_id, scope.path):
-        raise ApiError("not_found", f"case {case_id} does not exist", case_id=case_id)
+        raise ApiError("not_found", f"case {case_id} does not exist", zh=f"案件 {case_id} 不存在", case_id=case_id)
     structlog.contextvars.bind_contextvars(case_id=case_id)
     return scope
 
@@ -123,7 +130,7 @@ async def seen_case(case_id: CaseId, who: Caller, application: Application) -> C
 def seen_unit(unit_id: UnitId, who: Caller, application: Application) -> UnitRecord:
     unit = application.db.directory.unit(unit_id)
     if unit is None or not who.sees(unit.id, unit.path):
-        raise ApiError("not_found", f"unit {unit_id} does not exist", unit_id=unit_id)
+        raise ApiError("not_found", f"unit {unit_id} does not exist", zh=f"单位 {unit_id} 不存在", unit_id=unit_id)
     return unit
 
 
@@ -151,8 +158,9 @@ def round_or_404(application: App, round_id: str, who: Principal) -> RoundRecord
         seen = [r.id for r in application.db.rounds.rounds() if visible_round(application, r.id, who) is not None]
         near = difflib.get_close_matches(round_id, seen, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise ApiError("not_found", f"round {round_id} does not exist{hint}", round_id=round_id,
-                       did_you_mean=near)
+        zh_hint = f"；是否要找 {'、'.join(near)}？" if near else ""
+        raise ApiError("not_found", f"round {round_id} does not exist{hint}", zh=f"轮次 {round_id} 不存在{zh_hint}",
+                       round_id=round_id, did_you_mean=near)
     return rnd
 
 
@@ -172,7 +180,8 @@ def scope_root(application: App, who: Principal, jurisdiction_id: str | None, de
     path = None if found is None else found.path
     if path is None or (who.jurisdiction_path is not None and not path.startswith(who.jurisdiction_path)) or \
             (who.role == "unit" and not (who.unit_path or "").startswith(path)):
-        raise ApiError("not_found", f"jurisdiction {jurisdiction_id!r} does not exist", jurisdiction_id=jurisdiction_id)
+        raise ApiError("not_found", f"jurisdiction {jurisdiction_id!r} does not exist",
+                       zh=f"地区 {jurisdiction_id} 不存在", jurisdiction_id=jurisdiction_id)
     return jurisdiction_id, path
 
 

@@ -341,7 +341,8 @@ def _seen_filing(application: Application, batch_id: str, who: Principal) -> Fil
     except NotFound:
         batch = None
     if batch is None or (who.jurisdiction_path is not None and not batch.path.startswith(who.jurisdiction_path)):
-        raise ApiError("not_found", f"filing batch {batch_id} does not exist", batch_id=batch_id)
+        raise ApiError("not_found", f"filing batch {batch_id} does not exist", zh=f"备案批次 {batch_id} 不存在",
+                       batch_id=batch_id)
     return batch
 
 
