@@ -224,19 +224,17 @@ def rounds_history(round_id: str, out: Path = typer.Argument(..., dir_okay=False
                    jurisdiction: str | None = typer.Option(None, help="default: the province")) -> None:
     """Every event of the round's cases (in a subtree) to a file, written as it is read: JSON
     lines (the canonical form the hashes cover) or CSV (Beijing time, Chinese event names)."""
-    from .api.cases import events_csv_lines, events_jsonl
     from .domain.errors import InvalidInput, Problem
+    from .service.histories import events_csv_lines, events_jsonl, round_events
 
     if out.suffix not in (".jsonl", ".csv"):
         raise InvalidInput("unknown export format", [Problem("OUT", f"{out.name}: name a .jsonl or .csv file",
                                                              "导出文件须为 .jsonl 或 .csv")])
     application = _app()
-    source = application.db.within(_jurisdiction_path(application, round_id, jurisdiction))
-    in_round = {c.id for c in source.all_cases() if c.round_id == round_id}
-    events = (e for e in source.all_events() if e.case_id in in_round)
+    cases, events = round_events(application.db, round_id, _jurisdiction_path(application, round_id, jurisdiction))
     with open(out, "w", encoding="utf-8", newline="") as f:
         f.writelines(events_jsonl(events) if out.suffix == ".jsonl" else events_csv_lines(events))
-    console.print(f"{out}: the history of {len(in_round)} cases of {round_id}")
+    console.print(f"{out}: the history of {cases} cases of {round_id}")
 
 
 @rounds_app.command("at-risk")

@@ -24,7 +24,6 @@ from openpyxl import load_workbook
 
 from workflow.adapters.calendar_files import CalendarCatalog
 from workflow.adapters.rubric_files import RubricCatalog
-from workflow.api.cases import events_csv
 from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
@@ -32,6 +31,7 @@ from workflow.domain.events import Event
 from workflow.domain.text import FORMULA_STARTS
 from workflow.files import import_units
 from workflow.service.cases import perform_action
+from workflow.service.histories import events_csv
 from workflow.service.oversight import filing_csv
 from workflow.service.ports import FilingRecord
 from workflow.service.rounds import open_round

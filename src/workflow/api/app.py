@@ -26,7 +26,7 @@ from ..domain.errors import MAX_PROBLEMS, DomainError
 from ..metrics import LATENCY, REQUESTS
 from . import audit, cases, directory, operations, rounds
 from .common import ApiError, error, log
-from .guard import BodyTooLarge, Guard, closing, database_errors, security_headers
+from .guard import BodyTooLarge, Guard, closing, database_errors, database_unavailable, security_headers
 from .schemas import ErrorBody
 
 # Errors that are the server's, not the caller's: the caller reads what happened, the log why.
@@ -170,14 +170,7 @@ def _server_errors(api: FastAPI) -> None:
     changed; hosts, paths and driver messages go to the log only."""
 
     async def database_down(_: Request, exc: Exception) -> JSONResponse:
-        # unreachable, or (SQLite) locked longer than the busy timeout: the transaction was
-        # rolled back, nothing was written
-        orig = getattr(exc, "orig", None) or exc
-        log.error("database unavailable", error=f"{type(orig).__name__}: {orig}")  # host and driver text: log only
-        why = "locked by another write" if "locked" in str(orig).lower() else "unavailable"
-        response = error("database_unavailable", f"the database is {why}; nothing was changed, retry", status=503)
-        response.headers["Retry-After"] = "5"
-        return response
+        return database_unavailable(exc)
 
     for kind in database_errors():
         api.add_exception_handler(kind, database_down)

@@ -1,11 +1,10 @@
 """Cases: lists, one case, actions, history, sheets, evidence, notifications."""
 from __future__ import annotations
 
-import csv
 import difflib
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -18,13 +17,12 @@ from ..adapters.case_list_xlsx import case_list_xlsx
 from ..bootstrap import App
 from ..domain.access import Principal
 from ..domain.case import allowed_actions
-from ..domain.dates import BUSINESS_TZ, business_date
+from ..domain.dates import business_date
 from ..domain.duties import waiting_on
 from ..domain.errors import DomainError
 from ..domain.events import Event
-from ..domain.lifecycle import ACTIONS, EVENT_NAMES
+from ..domain.lifecycle import ACTIONS
 from ..domain.rubric import SheetScore
-from ..domain.text import safe_row
 from ..files import score_sheet_xlsx
 from ..metrics import TRANSITIONS
 from ..service.cases import by_name_only, perform_action, read_case
@@ -38,6 +36,7 @@ from ..service.evidence import (
     list_evidence,
     named_by_content,
 )
+from ..service.histories import events_csv, events_jsonl
 from ..service.ports import CaseRow, CaseScope
 from ..service.queries import list_cases, list_notifications, round_calendar
 from ..service.sheets import case_sheets
@@ -102,41 +101,6 @@ class ActionRequest(BaseModel):
 
 def event_out(e: Event) -> EventOut:
     return EventOut(**e.to_dict())
-
-
-def events_jsonl(events: Iterable[Event]) -> Iterable[str]:
-    for e in events:
-        yield json.dumps(e.to_dict(), ensure_ascii=False) + "\n"
-
-
-CSV_FIELDS = ("case_id", "seq", "event", "type", "actor", "occurred_at", "payload", "prev_hash", "hash")
-
-
-def events_csv(events: Iterable[Event]) -> str:
-    """The events as CSV (UTF-8 with BOM) for a clerk: the event's Chinese name beside its code,
-    the time in Beijing time with its offset (+08:00); every cell through ``safe_row`` (no cell
-    a spreadsheet would run as a formula). JSON lines keep the canonical UTC times the hashes
-    are computed over."""
-    return "".join(events_csv_lines(events))
-
-
-def events_csv_lines(events: Iterable[Event], every: int = 500) -> Iterator[str]:
-    """:func:`events_csv` in pieces of ``every`` rows, for a download that streams."""
-    out = io.StringIO()
-    out.write("\ufeff")  # Excel reads the Chinese as UTF-8
-    w = csv.writer(out)
-    w.writerow(CSV_FIELDS)
-    for n, e in enumerate(events, start=1):
-        d = e.to_dict()
-        w.writerow(safe_row([d["case_id"], d["seq"], EVENT_NAMES.get(d["type"], d["type"]), d["type"], d["actor"],
-                             e.occurred_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
-                             json.dumps(d["payload"], ensure_ascii=False, sort_keys=True), d["prev_hash"],
-                             d["hash"]]))
-        if n % every == 0:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
 
 
 def quota(application: App) -> EvidenceQuota:

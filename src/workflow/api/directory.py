@@ -15,9 +15,10 @@ from ..domain.events import Event
 from ..domain.text import filename_problem
 from ..files import import_units_data
 from ..service.directory import create_jurisdiction, create_unit, give_contact_form, update_unit
+from ..service.histories import events_csv, events_jsonl
 from ..service.ports import JurisdictionRecord, UnitRecord
 from ..service.queries import unit_history as history_of
-from .cases import event_out, events_csv, events_jsonl
+from .cases import event_out
 from .common import CODE, XLSX, Application, Caller, SeenUnit, attachment, read_body, role_in, scope_root
 from .schemas import ContactFormOut, ContactOut, EventOut, ImportOut, JurisdictionOut, UnitOut, UnitPage
 

@@ -72,13 +72,8 @@ class Guard:
             return
         try:
             known = await self._authenticated(scope, headers)
-        except database_errors() as exc:  # as the routes answer it: 503, the driver's text to the log only
-            orig = getattr(exc, "orig", None) or exc
-            log.error("database unavailable", error=f"{type(orig).__name__}: {orig}")
-            down = closing(error("database_unavailable", "the database is unavailable; nothing was changed, retry",
-                                 status=503))
-            down.headers["Retry-After"] = "5"
-            await down(scope, receive, send)
+        except database_errors() as exc:  # as the routes answer it
+            await closing(database_unavailable(exc))(scope, receive, send)
             return
         if not known:
             await closing(error("unauthorized", "a valid bearer token is needed before a request body is read "
@@ -119,6 +114,17 @@ def database_errors() -> tuple[type[Exception], ...]:
     except ImportError:  # pragma: no cover - psycopg is a dependency
         pass
     return tuple(kinds)
+
+
+def database_unavailable(exc: Exception) -> JSONResponse:
+    """503 for a database that is unreachable, or (SQLite) locked longer than the busy timeout:
+    the transaction was rolled back, nothing was written. Host and driver text go to the log."""
+    orig = getattr(exc, "orig", None) or exc
+    log.error("database unavailable", error=f"{type(orig).__name__}: {orig}")
+    why = "locked by another write" if "locked" in str(orig).lower() else "unavailable"
+    response = error("database_unavailable", f"the database is {why}; nothing was changed, retry", status=503)
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def closing(response: JSONResponse) -> JSONResponse:

@@ -1,7 +1,6 @@
 """Rounds, coordinators' reports, duties, spot checks (抽查) and filing batches (备案)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,18 +11,17 @@ from starlette.concurrency import run_in_threadpool
 from ..domain.access import Principal
 from ..domain.dates import business_date
 from ..domain.errors import NotFound
-from ..domain.events import Event
 from ..domain.text import filename_problem
 from ..files import progress_xlsx_bytes
 from ..service.due import round_timeline, upcoming_reminders
 from ..service.duties import DutyRow, duty_board, duty_history, record_duty
+from ..service.histories import events_csv_lines, events_jsonl, round_events
 from ..service.oversight import file_round, filing_csv, get_filing, list_filings, list_spot_checks, spot_check
 from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
 from ..service.reports import at_risk as risky
 from ..service.reports import lagging_units
 from ..service.reports import progress as progress_of
 from ..service.rounds import OpenedRound, open_round, register_unit, roll_over
-from .cases import events_csv_lines, events_jsonl
 from .common import (
     CODE,
     XLSX,
@@ -396,13 +394,6 @@ def round_calendar_out(rnd: SeenRound, application: Application) -> TimelineOut:
                                    for d in dated])
 
 
-def _round_events(application: Application, rnd: RoundRecord, path: str) -> Iterator[Event]:
-    """Every event of the round's cases in the subtree, case by case, in order (streamed)."""
-    source = application.db.within(path)
-    in_round = {c.id for c in source.all_cases() if c.round_id == rnd.id}
-    return (e for e in source.all_events() if e.case_id in in_round)
-
-
 @router.get("/rounds/{round_id}/history.jsonl", tags=["audit"], response_class=StreamingResponse,
             responses={200: {"content": {"application/x-ndjson": {}}}})
 def round_history_jsonl(rnd: SeenRound, who: Reading, application: Application,
@@ -410,7 +401,8 @@ def round_history_jsonl(rnd: SeenRound, who: Reading, application: Application,
     """Every event of the round's cases in the subtree as JSON lines (the canonical form the
     hashes are computed over), streamed as it is read."""
     jid, path = _subtree(application, who, rnd, jurisdiction)
-    return StreamingResponse(events_jsonl(_round_events(application, rnd, path)), media_type="application/x-ndjson",
+    _, events = round_events(application.db, rnd.id, path)
+    return StreamingResponse(events_jsonl(events), media_type="application/x-ndjson",
                              headers=attachment(f"{rnd.id}-{jid}-history.jsonl"))
 
 
@@ -421,5 +413,6 @@ def round_history_csv(rnd: SeenRound, who: Reading, application: Application,
     """Every event of the round's cases in the subtree as CSV for a clerk (Beijing time, Chinese
     event names beside their codes), streamed as it is read."""
     jid, path = _subtree(application, who, rnd, jurisdiction)
-    return StreamingResponse(events_csv_lines(_round_events(application, rnd, path)),
+    _, events = round_events(application.db, rnd.id, path)
+    return StreamingResponse(events_csv_lines(events),
                              media_type="text/csv; charset=utf-8", headers=attachment(f"{rnd.id}-{jid}-history.csv"))
