@@ -132,10 +132,15 @@ def score_cols(exp: Expected, groups: int) -> list[tuple[str, str]]:
     return [(get_column_letter(start + 2 * g), get_column_letter(start + 2 * g + 1)) for g in range(groups)]
 
 
+def code_col(exp: Expected, groups: int) -> str:
+    """The last column, 编号: each criterion's code."""
+    return get_column_letter(len(exp.headers) + 2 * groups + 1)
+
+
 def expected_merges(exp: Expected, rubric: Rubric, groups: int) -> set[str]:
-    width = get_column_letter(len(exp.headers) + 2 * groups)
+    width = code_col(exp, groups)
     total = FIRST + len(rubric.criteria())
-    merges = {f"A1:{width}1", f"A2:{width}2"}
+    merges = {f"A1:{width}1", f"A2:{width}2", f"{width}3:{width}4"}
     merges |= {f"{get_column_letter(n)}3:{get_column_letter(n)}4" for n in range(1, len(exp.headers) + 1)}
     merges |= {f"{sub}3:{item}3" for sub, item in score_cols(exp, groups)}
     merges |= {f"{sub}{total}:{item}{total}" for sub, item in score_cols(exp, groups)}
@@ -158,8 +163,9 @@ def check_sheet(ws: Worksheet, exp: Expected, rubric: Rubric, scores: list[Sheet
                 group_names: tuple[str, ...]) -> None:
     """Everything about a sheet: header, merges, every criterion row, the 总分 row."""
     assert ws.title == exp.sheet
-    assert ws.max_column == len(exp.headers) + 2 * len(scores)
+    assert ws.max_column == len(exp.headers) + 2 * len(scores) + 1  # 编号 last
     assert [ws.cell(3, n).value for n in range(1, len(exp.headers) + 1)] == list(exp.headers)
+    assert ws[f"{code_col(exp, len(scores))}3"].value == "编号"
     cols = score_cols(exp, len(scores))
     assert [ws[f"{sub}3"].value for sub, _ in cols] == list(group_names)
     assert [(ws[f"{sub}4"].value, ws[f"{item}4"].value) for sub, item in cols] == [("分项得分", "项目得分")] * len(cols)
@@ -182,6 +188,7 @@ def check_sheet(ws: Worksheet, exp: Expected, rubric: Rubric, scores: list[Sheet
             want_item = None if score is None or row not in first_of_item else score.items[i.code]
             assert number(ws[f"{sub}{row}"].value) == want_sub, (sub, row, c.code)
             assert number(ws[f"{item_col}{row}"].value) == want_item, (item_col, row, i.code)
+        assert ws[f"{code_col(exp, len(scores))}{row}"].value == c.code
 
     total = FIRST + len(rubric.criteria())
     assert ws.max_row == total
@@ -272,7 +279,7 @@ def test_title_override_and_formatting(tmp_path: Path) -> None:
     assert int(ws.page_setup.paperSize) == int(ws.PAPERSIZE_A4)
     assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1
     header = [cell for row in ws.iter_rows(min_row=3, max_row=4) for cell in row if not isinstance(cell, MergedCell)]
-    assert len(header) == 4 + 2 + 4  # 序号..评价标准, 自评得分, 核查得分, four 分项/项目得分
+    assert len(header) == 4 + 2 + 4 + 1  # 序号..评价标准, 自评得分, 核查得分, four 分项/项目得分, 编号
     assert all(cell.font.bold and cell.alignment.horizontal == "center" for cell in header)
     assert ws["D6"].alignment.wrap_text
     assert ws.column_dimensions["D"].width > 2 * ws.column_dimensions["C"].width

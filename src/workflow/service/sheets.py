@@ -18,6 +18,8 @@ class CaseSheets:
     self: SheetScore | None
     verified: SheetScore | None
     recheck: SheetScore | None
+    case_id: int | None = None  # printed on the sheet, so that a filled-in sheet comes back to its case
+    round_id: str | None = None
 
 
 def case_sheets(db: Storage, case_id: int) -> CaseSheets:
@@ -36,4 +38,4 @@ def case_sheets(db: Storage, case_id: int) -> CaseSheets:
             return None
         return score_sheet(rubric, entries, complete=False)
 
-    return CaseSheets(rubric, unit.name, scored("self"), scored("verified"), scored("recheck"))
+    return CaseSheets(rubric, unit.name, scored("self"), scored("verified"), scored("recheck"), case.id, case.round_id)
