@@ -11,7 +11,7 @@ from typing import Any
 
 from ..domain.calendar import Calendar, calendar_from_dict, merge_calendar_data
 from ..domain.errors import InvalidInput, NotFound
-from .data_files import Catalog, read_yaml
+from .data_files import KIND_NAMES, Catalog, read_yaml
 from .workdays import WorkdayCalendar
 
 
@@ -29,14 +29,17 @@ class CalendarCatalog(Catalog[Calendar]):
                 ident = data.get("id") if isinstance(data, dict) else None
                 key = ident if isinstance(ident, str) else str(path)
                 if key in raw:
-                    raise InvalidInput(f"{path}: {self.kind} id {ident!r} is used by another file too", [])
+                    raise InvalidInput(f"{path}: {self.kind} id {ident!r} is used by another file too", [],
+                                       f"{path}：{KIND_NAMES.get(self.kind, self.kind)}编号 {ident!r} "
+                                       "已被另一个文件使用")
                 raw[key] = (path, data)
             found: dict[str, Calendar] = {}
             for key, (path, data) in raw.items():
                 extends = data.get("extends") if isinstance(data, dict) else None
                 if isinstance(extends, str):
                     if extends not in raw:
-                        raise InvalidInput(f"{path}: extends {extends!r}, which no calendar file defines", [])
+                        raise InvalidInput(f"{path}: extends {extends!r}, which no calendar file defines", [],
+                                           f"{path}：所扩展的 {extends!r} 不是任何工作日程文件定义的编号")
                     data = merge_calendar_data(raw[extends][1], data, str(path))
                 found[key] = self._parse(data, str(path))
             self._cache = found
@@ -59,4 +62,6 @@ class CalendarCatalog(Catalog[Calendar]):
         if calendars:
             return calendars[0]
         raise NotFound(f"no calendar serves {province}'s round of {year}: add a recurring calendar for "
-                       f"{province} or one for {year}", province=province, year=year)
+                       f"{province} or one for {year}",
+                       f"没有适用于 {province} {year}年度轮次的工作日程：请为 {province} 添加每年适用的工作日程，"
+                       f"或{year}年度的工作日程", province=province, year=year)

@@ -64,9 +64,14 @@ def read_yaml(path: Path, *, lines: bool = False) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: not UTF-8 text", [Problem(str(path), f"not UTF-8 at byte {exc.start}")]) from None
+        raise InvalidInput(f"{path}: not UTF-8 text",
+                           [Problem(str(path), f"not UTF-8 at byte {exc.start}",
+                                    f"第 {exc.start} 字节处不是 UTF-8 编码")],
+                           f"{path}：不是 UTF-8 编码的文本") from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}", [Problem(str(path), exc.strerror or str(exc))]) from None
+        raise InvalidInput(f"cannot read {path}",
+                           [Problem(str(path), exc.strerror or str(exc), f"无法读取（{exc.strerror or exc}）")],
+                           f"无法读取 {path}") from None
     try:
         return yaml.load(text, Loader=_LineLoader if lines else _StrictLoader)
     except yaml.YAMLError as exc:
@@ -74,10 +79,16 @@ def read_yaml(path: Path, *, lines: bool = False) -> Any:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         what = getattr(exc, "problem", None) or str(exc)
         raise InvalidInput(f"{where}: YAML syntax error: {what}",
-                           [Problem(where, f"YAML syntax error: {what}")]) from None
+                           [Problem(where, f"YAML syntax error: {what}", f"YAML 语法错误：{what}")],
+                           f"{where}：YAML 语法错误：{what}") from None
     except (ValueError, OverflowError, TypeError, RecursionError) as exc:  # e.g. a date 2021-02-30, an unhashable key
         what = f"a value YAML cannot read: {exc}"
-        raise InvalidInput(f"{path}: {what}", [Problem(str(path), what)]) from None
+        raise InvalidInput(f"{path}: {what}", [Problem(str(path), what, f"YAML 无法读取的值：{exc}")],
+                           f"{path}：YAML 无法读取的值：{exc}") from None
+
+
+# What each kind of data file is called in Chinese.
+KIND_NAMES = {"file": "文件", "calendar": "工作日程", "rubric": "评价标准"}
 
 
 class Catalog(Generic[T]):
@@ -97,7 +108,9 @@ class Catalog(Generic[T]):
                 item = self._parse(read_yaml(path), str(path))
                 ident = item.id
                 if ident in found:
-                    raise InvalidInput(f"{path}: {self.kind} id {ident!r} is used by another file too", [])
+                    raise InvalidInput(f"{path}: {self.kind} id {ident!r} is used by another file too", [],
+                                       f"{path}：{KIND_NAMES.get(self.kind, self.kind)}编号 {ident!r} "
+                                       "已被另一个文件使用")
                 found[ident] = item
             self._cache = found
         return self._cache
@@ -106,7 +119,9 @@ class Catalog(Generic[T]):
         items = self._load()
         if ident not in items:
             known = ", ".join(sorted(items)) or "none"
-            raise NotFound(f"no {self.kind} {ident!r} (known: {known})")
+            raise NotFound(f"no {self.kind} {ident!r} (known: {known})",
+                           f"没有{KIND_NAMES.get(self.kind, self.kind)} {ident!r}"
+                           f"（现有：{'、'.join(sorted(items)) or '无'}）")
         return items[ident]
 
     def all(self) -> list[T]:

@@ -166,7 +166,9 @@ class StoredBlob:
 def _check_sha256(sha256: str) -> str:
     value = sha256.lower()
     if not _SHA256.fullmatch(value):
-        raise InvalidInput(f"not a sha256: {sha256!r}", [Problem("sha256", f"{sha256!r} is not 64 hex digits")])
+        raise InvalidInput(f"not a sha256: {sha256!r}",
+                           [Problem("sha256", f"{sha256!r} is not 64 hex digits", f"{sha256!r} 不是64位十六进制数")],
+                           f"不是有效的 sha256：{sha256!r}")
     return value
 
 
@@ -192,15 +194,22 @@ class LocalEvidenceStore:
     def check(self, data: bytes, filename: str) -> tuple[str, str]:
         """The content's sha256 and type, or InvalidInput if it would be refused; writes nothing."""
         if not data:
-            raise InvalidInput(f"{filename}: empty file", [Problem(filename, "empty file (0 bytes)")])
+            raise InvalidInput(f"{filename}: empty file",
+                               [Problem(filename, "empty file (0 bytes)", "空文件（0字节）")],
+                               f"{filename}：空文件（0字节）")
         if len(data) > self.max_bytes:
             what = f"{len(data)} bytes, more than the limit of {self.max_bytes} bytes"
-            raise InvalidInput(f"{filename}: too large: {what}", [Problem(filename, what)])
+            what_zh = f"{len(data)}字节，超过上限{self.max_bytes}字节"
+            raise InvalidInput(f"{filename}: too large: {what}", [Problem(filename, what, what_zh)],
+                               f"{filename}：文件过大：{what_zh}")
         kind = sniff(data)
         if kind is None or kind not in self.allowed:
             seen = "unrecognised content" if kind is None else f"content is {kind}"
             what = f"{seen}; allowed types: {', '.join(sorted(self.allowed))}"
-            raise InvalidInput(f"{filename}: type not allowed: {what}", [Problem(filename, what)])
+            what_zh = (f"{'无法识别的文件内容' if kind is None else f'文件内容为 {kind}'}；"
+                       f"允许的类型：{'、'.join(sorted(self.allowed))}")
+            raise InvalidInput(f"{filename}: type not allowed: {what}", [Problem(filename, what, what_zh)],
+                               f"{filename}：文件类型不允许：{what_zh}")
         return hashlib.sha256(data).hexdigest(), kind
 
     def put(self, data: bytes, filename: str) -> StoredBlob:
@@ -218,11 +227,13 @@ class LocalEvidenceStore:
             data = path.read_bytes()
         except FileNotFoundError:
             log.warning("evidence blob missing", sha256=sha256, path=str(path))
-            raise NotFound(f"evidence file {sha256} is missing from the storage", sha256=sha256) from None
+            raise NotFound(f"evidence file {sha256} is missing from the storage",
+                           f"佐证材料文件 {sha256} 在存储中缺失", sha256=sha256) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256.lower():
             raise CorruptBlob(
                 f"evidence blob {sha256} is corrupt: its {len(data)} bytes at {path} hash to {actual}",
+                f"佐证材料文件 {sha256} 已损坏：{path} 处的{len(data)}字节的哈希值为 {actual}",
                 sha256=sha256, actual=actual,
             )
         return data
@@ -236,7 +247,8 @@ class LocalEvidenceStore:
             return path.stat().st_size
         except FileNotFoundError:
             log.warning("evidence blob missing", sha256=sha256, path=str(path))
-            raise NotFound(f"evidence file {sha256} is missing from the storage", sha256=sha256) from None
+            raise NotFound(f"evidence file {sha256} is missing from the storage",
+                           f"佐证材料文件 {sha256} 在存储中缺失", sha256=sha256) from None
 
     def chunks(self, sha256: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
         """The blob's bytes, ``chunk_size`` at a time, hashed as they are read: when they do not
@@ -248,7 +260,8 @@ class LocalEvidenceStore:
                 yield from _verified(stream, sha256, path, chunk_size)
         except FileNotFoundError:
             log.warning("evidence blob missing", sha256=sha256, path=str(path))
-            raise NotFound(f"evidence file {sha256} is missing from the storage", sha256=sha256) from None
+            raise NotFound(f"evidence file {sha256} is missing from the storage",
+                           f"佐证材料文件 {sha256} 在存储中缺失", sha256=sha256) from None
 
     def archive(self, entries: list[ArchiveEntry], out: Path | BinaryIO) -> None:
         build_archive(self, entries, out)
@@ -273,6 +286,7 @@ def _verified(stream: BinaryIO, sha256: str, path: Path, chunk_size: int) -> Ite
         chunk = following
     if digest.hexdigest() != sha256.lower():
         raise CorruptBlob(f"evidence blob {sha256} is corrupt: its bytes at {path} hash to {digest.hexdigest()}",
+                          f"佐证材料文件 {sha256} 已损坏：{path} 处的内容哈希值为 {digest.hexdigest()}",
                           sha256=sha256, actual=digest.hexdigest())
     if chunk:
         yield chunk
@@ -318,16 +332,18 @@ def _check_entries(entries: Sequence[ArchiveEntry]) -> None:
         name = entry.path_in_zip
         parts = name.split("/")
         if not name or "\\" in name or ":" in parts[0] or any(part in ("", ".", "..") for part in parts):
-            problems.append(Problem(where, "not a relative path with '/' separators (no '..', empty or drive parts)"))
+            problems.append(Problem(where, "not a relative path with '/' separators (no '..', empty or drive parts)",
+                                    "须为以 '/' 分隔的相对路径（不能含 '..'、空段或盘符）"))
         key = name.casefold()  # Windows and macOS would extract 'A.pdf' and 'a.pdf' to one file
         if key in seen:
-            problems.append(Problem(where, f"duplicate path (same as {seen[key]!r})"))
+            problems.append(Problem(where, f"duplicate path (same as {seen[key]!r})",
+                                    f"路径重复（与 {seen[key]!r} 相同）"))
         else:
             seen[key] = name
         if not _SHA256.fullmatch(entry.sha256.lower()):
-            problems.append(Problem(where, f"{entry.sha256!r} is not a sha256"))
+            problems.append(Problem(where, f"{entry.sha256!r} is not a sha256", f"{entry.sha256!r} 不是有效的 sha256"))
     if problems:
-        raise InvalidInput(f"archive: {len(problems)} bad entries", problems)
+        raise InvalidInput(f"archive: {len(problems)} bad entries", problems, f"压缩包：{len(problems)}个条目有误")
 
 
 def _check_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry]) -> None:
@@ -336,7 +352,9 @@ def _check_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry]) -> Non
     missing = sorted({e.sha256 for e in entries if not store.exists(e.sha256)})
     if missing:
         lines = [f"{e.path_in_zip}: blob {e.sha256}" for e in entries if e.sha256 in missing]
-        raise NotFound(f"archive: {len(missing)} evidence blobs not found: {'; '.join(lines)}", sha256=missing)
+        lines_zh = [f"{e.path_in_zip}：文件 {e.sha256}" for e in entries if e.sha256 in missing]
+        raise NotFound(f"archive: {len(missing)} evidence blobs not found: {'; '.join(lines)}",
+                       f"压缩包：{len(missing)}个佐证材料文件在存储中缺失：{'；'.join(lines_zh)}", sha256=missing)
 
 
 def build_archive(store: EvidenceBlobs, entries: Sequence[ArchiveEntry], out: Path | BinaryIO) -> None:

@@ -99,7 +99,9 @@ def decode(data: bytes, source: str) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise InvalidInput(f"{source}: neither UTF-8 nor GBK text", [Problem(source, "neither UTF-8 nor GBK text")])
+    raise InvalidInput(f"{source}: neither UTF-8 nor GBK text",
+                       [Problem(source, "neither UTF-8 nor GBK text", "既不是 UTF-8 也不是 GBK 编码的文本")],
+                       f"{source}：既不是 UTF-8 也不是 GBK 编码的文本")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,8 @@ def _csv_records(text: str, source: str, limits: SheetLimits) -> Iterator[tuple[
         except StopIteration:
             return
         except csv.Error as exc:
-            raise _Unreadable(f"{source}:{reader.line_num}", f"unreadable CSV: {exc}") from None
+            raise _Unreadable(f"{source}:{reader.line_num}", f"unreadable CSV: {exc}",
+                              f"无法读取的 CSV：{exc}") from None
         line = reader.line_num + 1
         yield start, record
 
@@ -614,7 +617,8 @@ def _xlsx_records(sheet: Any, merges: list[Merge], source: str,
     except InvalidInput:
         raise
     except Exception as exc:  # XML that openpyxl cannot read (the scan stopped where it broke)
-        raise _Unreadable(f"{source}:{r + 1}", f"unreadable .xlsx ({type(exc).__name__})") from None
+        raise _Unreadable(f"{source}:{r + 1}", f"unreadable .xlsx ({type(exc).__name__})",
+                          f"无法读取的 .xlsx（{type(exc).__name__}）") from None
 
 
 def read_xlsx(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
@@ -652,9 +656,9 @@ def read_roster(data: bytes, source: str, columns: dict[str, tuple[str, ...]], r
 
 
 class _Unreadable(Exception):
-    def __init__(self, where: str, what: str) -> None:
+    def __init__(self, where: str, what: str, zh: str) -> None:
         super().__init__(what)
-        self.where, self.what = where, what
+        self.where, self.what, self.zh = where, what, zh
 
 
 def _header(records: Iterator[tuple[int, list[str]]], source: str) -> tuple[list[str], int]:
@@ -663,8 +667,10 @@ def _header(records: Iterator[tuple[int, list[str]]], source: str) -> tuple[list
             if any(cell.strip() for cell in record):
                 return record, number
     except _Unreadable as exc:
-        raise InvalidInput(f"{source}: unreadable", [Problem(exc.where, exc.what)]) from None
-    raise InvalidInput(f"{source}: empty file", [Problem(f"{source}:1", "empty file: a header row is needed")])
+        raise InvalidInput(f"{source}: unreadable", [Problem(exc.where, exc.what, exc.zh)],
+                           f"{source}：无法读取（{exc.where}：{exc.zh}）") from None
+    raise InvalidInput(f"{source}: empty file", [Problem(f"{source}:1", "empty file: a header row is needed",
+                                                         "空文件：须有表头行")], f"{source}：空文件")
 
 
 def _keys(header: list[str], where: str, source: str, columns: dict[str, tuple[str, ...]],
@@ -677,14 +683,16 @@ def _keys(header: list[str], where: str, source: str, columns: dict[str, tuple[s
         label = name.strip().lower()
         key = alias.get(label)
         if key is None and label:
-            problems.add(where, f"unknown column {name.strip()!r} (column {i + 1})")
+            problems.add(where, f"unknown column {name.strip()!r} (column {i + 1})",
+                         f"未知的列 {name.strip()!r}（第 {i + 1} 列）")
         if key is not None and key != "_ignored" and key in keys:
-            problems.add(where, f"column {name.strip()!r} given twice")
+            problems.add(where, f"column {name.strip()!r} given twice", f"列 {name.strip()!r} 重复")
         keys.append(key or "_ignored")
     for key in required:
         if key not in keys:
-            problems.add(where, f"missing column {key!r} ({' / '.join(columns[key])})")
-    problems.raise_if_any(f"{source}: bad header")
+            problems.add(where, f"missing column {key!r} ({' / '.join(columns[key])})",
+                         f"缺少列 {key!r}（{' / '.join(columns[key])}）")
+    problems.raise_if_any(f"{source}: bad header", f"{source}：表头有误")
     return keys
 
 
@@ -725,7 +733,7 @@ def read_records(records: Iterator[tuple[int, list[str]]], source: str, columns:
                        f"各行文字超过 {max_text} 个字符", source)
             rows.append(Row(start, values))
     except _Unreadable as exc:
-        problems.add(exc.where, exc.what)
+        problems.add(exc.where, exc.what, exc.zh)
     return Sheet(rows, problems.problems, problems.count)
 
 

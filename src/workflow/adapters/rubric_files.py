@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..domain.errors import InvalidInput, NotFound, Problem
+from ..domain.errors import InvalidInput, NotFound, Problem, problems_gist_zh
 from ..domain.rubric import Rubric, rubric_from_dict
 from .data_files import read_yaml
 
@@ -26,7 +26,8 @@ class RubricCatalog:
         if not self.directory.is_dir():
             raise InvalidInput(
                 f"rubric directory {self.directory} does not exist",
-                [Problem(str(self.directory), "not a directory")],
+                [Problem(str(self.directory), "not a directory", "不是文件夹")],
+                f"评价标准文件夹 {self.directory} 不存在",
             )
         rubrics: dict[str, Rubric] = {}
         problems: list[Problem] = []
@@ -38,11 +39,14 @@ class RubricCatalog:
                 continue
             if rubric.id != path.stem:
                 problems.append(Problem(f"{path}: id",
-                                        f"rubric id {rubric.id!r} must match the file name {path.stem!r}"))
+                                        f"rubric id {rubric.id!r} must match the file name {path.stem!r}",
+                                        f"评价标准编号 {rubric.id!r} 须与文件名 {path.stem!r} 一致"))
             else:
                 rubrics[rubric.id] = rubric
         if problems:
-            raise InvalidInput(f"invalid rubrics in {self.directory}", problems, directory=str(self.directory))
+            raise InvalidInput(f"invalid rubrics in {self.directory}", problems,
+                               f"{self.directory} 中的评价标准有误：{problems_gist_zh(problems)}",
+                               directory=str(self.directory))
         self._rubrics = rubrics
 
     def get(self, rubric_id: str) -> Rubric:
@@ -52,6 +56,7 @@ class RubricCatalog:
             known = ", ".join(sorted(self._rubrics)) or "none"
             raise NotFound(
                 f"no rubric {rubric_id!r} (known: {known})",
+                f"没有评价标准 {rubric_id!r}（现有：{'、'.join(sorted(self._rubrics)) or '无'}）",
                 rubric_id=rubric_id,
                 known=sorted(self._rubrics),
             ) from None

@@ -14,11 +14,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from .dates import business_date
+from .dates import business_date, date_zh
 from .errors import Incomplete, InvalidInput, Problem
 from .events import Event
 from .guards import must_pass_failed, refuse, sheet_passes, submission_problems
-from .lifecycle import ACTIONS, ActionSpec
+from .lifecycle import ACTIONS, ActionSpec, action_zh
 from .rubric import Rubric, SheetScore, entries_as_points
 from .state import SHEET_PAYLOAD_VERSION, CaseState, RoundContext
 
@@ -49,7 +49,7 @@ def _check_submit(case: CaseState, inp: Input, ctx: RoundContext, now: datetime)
     if missing:
         raise Incomplete(f"case {case.id} cannot be submitted: {len(missing)} thing(s) missing "
                          "(documents, entries or evidence)", missing,
-                         f"尚不能报送：缺少{len(missing)}项（材料、自评分或佐证材料）", case_id=case.id)
+                         f"案件 {case.id} 尚不能报送：缺少{len(missing)}项（材料、自评分或佐证材料）", case_id=case.id)
 
 
 def _evidence(action: str) -> Check:
@@ -60,14 +60,18 @@ def _check_evidence(action: str, case: CaseState, inp: Input, ctx: RoundContext)
     code, sha = inp["criterion"], inp["sha256"]
     problems = []
     if code not in {c.code for c in ctx.rubric.criteria()}:
-        problems.append(Problem("criterion", f"rubric {ctx.rubric.id} has no criterion {code!r}"))
+        problems.append(Problem("criterion", f"rubric {ctx.rubric.id} has no criterion {code!r}",
+                                f"评价标准 {ctx.rubric.id} 中没有编号为 {code!r} 的评分项"))
     attached = any(c == code and h == sha for c, h, _ in case.evidence)
     if action == "attach_evidence" and attached:
-        problems.append(Problem("sha256", f"this file is already attached to {code} of case {case.id}"))
+        problems.append(Problem("sha256", f"this file is already attached to {code} of case {case.id}",
+                                f"该文件已作为案件 {case.id} 评分项 {code} 的佐证材料上传"))
     if action == "remove_evidence" and not attached:
-        problems.append(Problem("sha256", f"no such file on {code} of case {case.id}"))
+        problems.append(Problem("sha256", f"no such file on {code} of case {case.id}",
+                                f"案件 {case.id} 的评分项 {code} 下没有这个文件"))
     if problems:
-        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+        raise InvalidInput(f"invalid input for action {action}", problems, _input_zh(action, problems),
+                           action=action)
 
 
 def _document(action: str) -> Check:
@@ -79,21 +83,32 @@ def _check_document(action: str, case: CaseState, inp: Input, ctx: RoundContext)
     problems = []
     if document not in {d.id for d in ctx.documents}:
         names = ", ".join(f"{d.id} ({d.name})" for d in ctx.documents) or "none"
+        names_zh = "、".join(f"{d.name}（{d.id}）" for d in ctx.documents) or "无"
         problems.append(Problem("document", f"round {ctx.round_id} asks for no document {document!r} "
-                                            f"(it asks for: {names})", f"本轮不要求材料 {document}"))
+                                            f"(it asks for: {names})",
+                                f"轮次 {ctx.round_id} 不要求材料 {document!r}（要求的材料：{names_zh}）"))
     attached = any(d == document and h == sha for d, h, _ in case.documents)
     if action == "attach_document" and attached:
         problems.append(Problem("sha256", f"this file is already attached as {document} of case {case.id}",
-                                "该文件已上传"))
+                                f"该文件已作为案件 {case.id} 的材料 {document} 上传"))
     if action == "remove_document" and not attached:
-        problems.append(Problem("sha256", f"no such file as {document} of case {case.id}", "没有这个文件"))
+        problems.append(Problem("sha256", f"no such file as {document} of case {case.id}",
+                                f"案件 {case.id} 的材料 {document} 中没有这个文件"))
     if problems:
-        raise InvalidInput(f"invalid input for action {action}", problems, action=action)
+        raise InvalidInput(f"invalid input for action {action}", problems, _input_zh(action, problems),
+                           action=action)
+
+
+def _input_zh(action: str, problems: list[Problem]) -> str:
+    """An action's bad input in Chinese: which action, and each problem."""
+    listed = "；".join(f"{p.where}：{p.zh or p.what}" for p in problems)
+    return f"“{action_zh(action)}”（{action}）的输入有误：{listed}"
 
 
 def _check_contact_form(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) -> None:
     if inp["how"] == "confirmed" and case.contact_form:
-        raise refuse(case, ctx, "give_contact_form", now, "the contact form of this round is already on file")
+        raise refuse(case, ctx, "give_contact_form", now, "the contact form of this round is already on file",
+                     "本轮联络员信息表已经报送")
 
 
 # ---------------------------------------------------------------- payloads
@@ -118,7 +133,8 @@ def _verification_sheet(case: CaseState, inp: Input, ctx: RoundContext, now: dat
 
 def _missed(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) -> dict[str, Any]:
     if any(m == inp["milestone"] for m, _ in case.missed):
-        raise refuse(case, ctx, "record_missed_deadline", now, f"the miss of {inp['milestone']} is already recorded")
+        raise refuse(case, ctx, "record_missed_deadline", now, f"the miss of {inp['milestone']} is already recorded",
+                     f"{inp['milestone']} 的逾期已经记录")
     return {k: inp[k] for k in ("milestone", "due_on", "noticed_on", "owed_in")}
 
 
@@ -131,14 +147,17 @@ def _extension(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) ->
     assert case.rectification_due is not None
     new_due = case.rectification_due + timedelta(days=inp["days"]) if "days" in inp else inp["until"]
     if new_due <= case.rectification_due:
-        raise InvalidInput("invalid input for action extend_rectification",
-                           [Problem("until", f"must be after the current due date {case.rectification_due}, "
-                                             f"got {new_due}")], action="extend_rectification")
+        problems = [Problem("until", f"must be after the current due date {case.rectification_due}, got {new_due}",
+                            f"须晚于当前整改期限{date_zh(case.rectification_due)}，填写的是{date_zh(new_due)}")]
+        raise InvalidInput("invalid input for action extend_rectification", problems,
+                           _input_zh("extend_rectification", problems), action="extend_rectification")
     if new_due < business_date(now):
-        raise InvalidInput("invalid input for action extend_rectification",
-                           [Problem("days" if "days" in inp else "until",
-                                    f"the new due date {new_due} is already past (today is {business_date(now)})")],
-                           action="extend_rectification")
+        today = business_date(now)
+        problems = [Problem("days" if "days" in inp else "until",
+                            f"the new due date {new_due} is already past (today is {today})",
+                            f"新的整改期限{date_zh(new_due)}已经过去（今天是{date_zh(today)}）")]
+        raise InvalidInput("invalid input for action extend_rectification", problems,
+                           _input_zh("extend_rectification", problems), action="extend_rectification")
     return {"reason": inp["reason"], "previous_due_on": case.rectification_due, "due_on": new_due}
 
 

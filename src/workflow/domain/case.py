@@ -21,9 +21,9 @@ from typing import Any
 from .actions import PROJECTIONS, RULES, CorruptHistory
 from .errors import ActionRefused, InvalidInput
 from .events import GENESIS_HASH, Event, new_event
-from .guards import GUARD_REASONS, GUARDS, allowed_actions, owns, refuse, submission_problems
+from .guards import GUARD_REASONS, GUARD_REASONS_ZH, GUARDS, allowed_actions, owns, refuse, submission_problems
 from .inputs import PARSERS, parse_input, problems_zh, read_input
-from .lifecycle import ACTIONS, TRANSITIONS, Edge, lifecycle_for
+from .lifecycle import ACTIONS, ACTOR_NAMES, TRANSITIONS, Edge, action_zh, lifecycle_for, state_zh
 from .policy import Policy
 from .rubric import Rubric, SheetScore, score_sheet
 from .state import SHEET_PAYLOAD_VERSION, Actor, CaseState, RoundContext, still_owed
@@ -63,20 +63,26 @@ def _possible(case: CaseState, action: str, actor: Actor, now: datetime, ctx: Ro
     round's policy (refused otherwise)."""
     lc = ctx.lifecycle
     if action not in ACTIONS:
+        known_zh = "、".join(f"{a}（{action_zh(a)}）" for a in lc.actions())
         raise ActionRefused(
             f"unknown action {action!r} for case {case.id}; known actions: {', '.join(lc.actions())}",
+            f"案件 {case.id} 没有 {action!r} 这一操作；已有的操作：{known_zh}",
             case_id=case.id, state=case.state, action=action, allowed=allowed_actions(case, ctx, now),
         )
     if action not in lc.action_set:
-        raise refuse(case, ctx, action, now, f"the policy of round {ctx.round_id} has no {action}")
+        raise refuse(case, ctx, action, now, f"the policy of round {ctx.round_id} has no {action}",
+                     f"轮次 {ctx.round_id} 的政策没有“{action_zh(action)}”这一步骤")
     if not actor.may(action):
-        raise refuse(case, ctx, action, now, f"a {actor.kind} may not {action}")
+        raise refuse(case, ctx, action, now, f"a {actor.kind} may not {action}",
+                     f"{ACTOR_NAMES.get(actor.kind, actor.kind)}无权办理“{action_zh(action)}”")
     if not owns(actor, case):
         raise refuse(case, ctx, action, now, f"{actor} may act only on its own unit's cases; "
-                                              f"case {case.id} is unit {case.unit_id}'s")
+                                              f"case {case.id} is unit {case.unit_id}'s",
+                     f"{actor} 只能办理本单位的案件；案件 {case.id} 属于单位 {case.unit_id}")
     edges = lc.edges(action, case.state)
     if not edges:
-        raise refuse(case, ctx, action, now, f"not possible from {case.state}")
+        raise refuse(case, ctx, action, now, f"not possible from {case.state}",
+                     f"“{state_zh(case.state)}”状态下不能办理此操作")
     return edges
 
 
@@ -106,7 +112,8 @@ def _chosen(case: CaseState, action: str, edges: tuple[Edge, ...], inp: Mapping[
         if not bad:
             return edge
         failed = failed or bad[0]
-    raise refuse(case, ctx, action, now, GUARD_REASONS.get(failed or "", f"guard {failed} does not hold"))
+    raise refuse(case, ctx, action, now, GUARD_REASONS.get(failed or "", f"guard {failed} does not hold"),
+                 GUARD_REASONS_ZH.get(failed or "", f"条件 {failed} 不满足"))
 
 
 def _score(case: CaseState, action: str, entries: dict[str, Any], ctx: RoundContext,

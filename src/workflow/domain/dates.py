@@ -25,3 +25,15 @@ def business_date(moment: datetime) -> date:
 def end_of_business_day(day: date) -> datetime:
     """The last instant of ``day`` in Asia/Shanghai ("due means by the end of that day")."""
     return datetime(day.year, day.month, day.day, tzinfo=BUSINESS_TZ) + timedelta(days=1) - timedelta(microseconds=1)
+
+
+def date_zh(day: date | str) -> str:
+    """A date as a person reads it in Chinese: 2021年10月20日 (an ISO text is read first;
+    text that is not a date is shown as it is)."""
+    if isinstance(day, str):
+        try:
+            read = date.fromisoformat(day)
+        except ValueError:
+            return day
+        return date_zh(read)
+    return f"{day.year}年{day.month}月{day.day}日"

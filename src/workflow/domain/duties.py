@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from .calendar import Calendar, Milestone
-from .dates import business_date
+from .dates import BUSINESS_TZ, business_date, date_zh
 from .errors import ActionRefused, InvalidInput, Problem
 from .events import GENESIS_HASH, Chained, canonical_json, chain_hash, to_payload_value, utc_iso
 
@@ -101,6 +101,12 @@ def _event(stream: DutyStream, type_: str, actor: str, now: datetime, payload: M
                                 stream.last_hash), payload_text=body)
 
 
+def _when_zh(moment: datetime) -> str:
+    """A moment as a clerk reads it: 2021年10月20日 10:00（北京时间）."""
+    local = moment.astimezone(BUSINESS_TZ)
+    return f"{date_zh(local.date())} {local:%H:%M}（北京时间）"
+
+
 def record_done(stream: DutyStream, duty: Milestone, *, actor: str, now: datetime, due_on: date,
                 attachments: Iterable[Mapping[str, Any]] = (), batches: Iterable[str] = (),
                 spot_checks: Iterable[str] = (), note: str | None = None) -> DutyEvent:
@@ -112,7 +118,9 @@ def record_done(stream: DutyStream, duty: Milestone, *, actor: str, now: datetim
     done_at = stream.status(duty.id).done_at
     if done_at is not None:
         raise ActionRefused(f"{duty.id} of {stream.jurisdiction_id} in round {stream.round_id} is already recorded "
-                            f"done ({utc_iso(done_at)})", f"“{duty.name}”已登记完成",
+                            f"done ({utc_iso(done_at)})",
+                            f"{stream.jurisdiction_id} 在轮次 {stream.round_id} 的“{duty.name}”（{duty.id}）已于"
+                            f"{_when_zh(done_at)}登记完成，不能重复登记",
                             duty=duty.id, jurisdiction_id=stream.jurisdiction_id)
     attachments, batches, spot_checks = list(attachments), sorted(batches), sorted(spot_checks)
     given = {"attachment": attachments, "filing_batches": batches, "spot_checks": spot_checks}
@@ -123,7 +131,8 @@ def record_done(stream: DutyStream, duty: Milestone, *, actor: str, now: datetim
                            f"登记“{duty.name}”完成需要{zh}", duty=duty.id)
     if note is not None and len(note) > 2000:
         raise InvalidInput("note too long", [Problem("note", f"at most 2000 characters, got {len(note)}",
-                                                     f"最多2000字，实际{len(note)}字")])
+                                                     f"最多2000字，实际{len(note)}字")],
+                           f"备注过长：最多2000字，实际{len(note)}字")
     payload: dict[str, Any] = {"duty": duty.id, "due_on": due_on, "late": business_date(now) > due_on}
     if attachments:
         payload["attachments"] = [dict(a) for a in attachments]

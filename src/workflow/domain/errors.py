@@ -82,6 +82,29 @@ class Problem:
         return out
 
 
+class BadValue(ValueError):
+    """A value refused by a field's parser, said in English (the message) and in Chinese
+    (``zh``), as specifically: whoever names the problem passes both on."""
+
+    def __init__(self, message: str, zh: str) -> None:
+        super().__init__(message)
+        self.zh = zh
+
+
+def zh_of(exc: BaseException) -> str | None:
+    """The Chinese of an error that has one (:class:`BadValue`, :class:`DomainError`), else None."""
+    zh = getattr(exc, "zh", None) or getattr(exc, "message_zh", None)
+    return zh if isinstance(zh, str) else None
+
+
+def problems_gist_zh(problems: list[Problem], count: int | None = None, shown: int = 3) -> str:
+    """The gist in Chinese: how many problems, and the first ones as they were written (in
+    Chinese where they were, else as they are)."""
+    count = max(count or 0, len(problems))
+    listed = "；".join(f"{p.where}：{p.zh or p.what}" for p in problems[:shown])
+    return f"输入有误，共{count}处：{listed}" + ("等" if count > shown else "")
+
+
 # An error lists at most this many problems, and says how many there were in all: a file
 # with a million bad rows is answered with its first problems and a count, not a million.
 MAX_PROBLEMS = 100
@@ -100,6 +123,8 @@ class InvalidInput(DomainError):
         self.problems = given[:MAX_PROBLEMS]
         if self.problem_count > len(self.problems):
             details = {**details, "problem_count": self.problem_count, "problems_listed": len(self.problems)}
+        if message_zh is None and self.problems:  # no Chinese gist given: the problems' own Chinese
+            message_zh = problems_gist_zh(self.problems, self.problem_count)
         super().__init__(message, message_zh, problems=[p.to_dict() for p in self.problems], **details)
 
     def __str__(self) -> str:

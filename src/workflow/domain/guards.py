@@ -2,6 +2,7 @@
 allow: the actions open to a case now, and the refusal that lists them."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -9,7 +10,7 @@ from typing import Any
 
 from .dates import end_of_business_day
 from .errors import ActionRefused, Problem
-from .lifecycle import ACTIONS, SYSTEM, Edge
+from .lifecycle import ACTIONS, ACTOR_NAMES, SYSTEM, Edge, action_zh, state_zh
 from .rubric import SheetScore
 from .state import Actor, CaseState, RoundContext
 
@@ -88,6 +89,14 @@ GUARD_REASONS = {
     "rectification_expired": "the rectification deadline has not passed yet",
     "sheet_ready": "the self-assessment is incomplete or lacks evidence or documents",
 }
+GUARD_REASONS_ZH = {
+    "passed": "核查得分低于合格分",
+    "failed": "核查得分已合格",
+    "rectification_open": "整改期限已过",
+    "rectification_expired": "整改期限尚未届满",
+    "sheet_ready": "自评尚未完成，或缺少佐证材料、报送材料",
+}
+_GUARD_WHY = {why: guard for guard, why in GUARD_REASONS.items()}
 
 
 def _case_guards_hold(edge: Edge, case: CaseState, ctx: RoundContext, now: datetime) -> bool:
@@ -115,11 +124,36 @@ def owns(actor: Actor, case: CaseState) -> bool:
     return actor.kind != "unit" or actor.id == str(case.unit_id)
 
 
-def refuse(case: CaseState, ctx: RoundContext, action: str, now: datetime, why: str) -> ActionRefused:
+def why_zh(case: CaseState, ctx: RoundContext, action: str, why: str) -> str:
+    """The Chinese of a refusal's reason written only in English (the reasons ``case.decide``
+    gives), as specifically; a reason not known here is shown as it is."""
+    if why in _GUARD_WHY:
+        return GUARD_REASONS_ZH[_GUARD_WHY[why]]
+    if why == f"the policy of round {ctx.round_id} has no {action}":
+        return f"轮次 {ctx.round_id} 的政策没有“{action_zh(action)}”这一步骤"
+    if why == f"not possible from {case.state}":
+        return f"“{state_zh(case.state)}”状态下不能办理此操作"
+    if m := re.fullmatch(r"a (\w+) may not (\w+)", why):
+        return f"{ACTOR_NAMES.get(m[1], m[1])}无权办理“{action_zh(m[2])}”"
+    if m := re.fullmatch(r"(.+) may act only on its own unit's cases; case (\d+) is unit (\d+)'s", why):
+        return f"{m[1]} 只能办理本单位的案件；案件 {m[2]} 属于单位 {m[3]}"
+    if m := re.fullmatch(r"guard (\w+) does not hold", why):
+        return f"条件 {m[1]} 不满足"
+    return why
+
+
+def refuse(case: CaseState, ctx: RoundContext, action: str, now: datetime, why: str,
+           why_zh_text: str | None = None) -> ActionRefused:
+    """The refusal of ``action`` on the case, ``why`` (``why_zh_text``: the same in Chinese;
+    without it the reasons ``case.decide`` gives are put in Chinese by :func:`why_zh`)."""
     allowed = allowed_actions(case, ctx, now)
+    state = state_zh(case.state)
+    allowed_zh = "、".join(action_zh(a) for a in allowed) or "无（已是最终状态）"
     return ActionRefused(
         f"case {case.id} is {case.state}: {action} refused ({why}); "
         f"allowed from {case.state}: {', '.join(allowed) or 'nothing (final state)'}",
+        f"案件 {case.id} 当前为“{state}”状态，不能办理“{action_zh(action)}”"
+        f"（{why_zh_text or why_zh(case, ctx, action, why)}）；“{state}”状态下可办理：{allowed_zh}",
         case_id=case.id, state=case.state, action=action, allowed=allowed,
     )
 

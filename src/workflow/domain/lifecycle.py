@@ -44,6 +44,22 @@ EVENT_NAMES = {
     "NotificationFailed": "通知发送失败", "CaseClosed": "本轮结束未认定", "CaseWithdrawn": "撤回",
     "CaseFiled": "报国管局备案", "SpotCheckDrawn": "抽查抽中",
 }
+# What a bureau calls each kind of actor (the API's ``ROLE_ZH`` says the same of the roles).
+ACTOR_NAMES = {"unit": "创建单位", "coordinator": "协调人员", "auditor": "审计人员", "admin": "管理员",
+               "system": "系统"}
+
+
+def state_zh(state: str) -> str:
+    """A state's Chinese name (its code when it has none)."""
+    return STATE_NAMES.get(state, state)
+
+
+def action_zh(action: str) -> str:
+    """An action's Chinese name: the name of the event it records (its code when it has none)."""
+    spec = ACTIONS.get(action)
+    return EVENT_NAMES.get(spec.event, action) if spec is not None else action
+
+
 TERMINAL_STATES = frozenset({"not_certified", "withdrawn", "filed"})
 CERTIFIED_STATES = ("certified", "filed")
 # A miss "owed in" this is owed until the round's contact form is given (not by a state).
@@ -93,6 +109,7 @@ class ActionSpec:
     # refuse it); not listed as a next action except to the system itself.
     bookkeeping: bool = False
     through: str = ""  # the resource that records it, for the refusal's message
+    through_zh: str = ""  # the same in Chinese
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -116,6 +133,7 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("give_contact_form", "ContactFormGiven", frozenset({UNIT, COORDINATOR}),
                    required=("how", "contacts"), bookkeeping=True,
                    through="the unit's contact form (PUT /api/v1/units/{id}/contacts, workflow units contact-form)",
+                   through_zh="本单位的联络员信息表（PUT /api/v1/units/{id}/contacts，workflow units contact-form）",
                    description="the contact-person form (附件2) for this round: filled in, or the contact on "
                                "file confirmed (only through the unit's contact form)"),
         ActionSpec("submit", "SelfAssessmentSubmitted", frozenset({UNIT}), optional=("note",),
@@ -152,10 +170,12 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("file", "CaseFiled", frozenset({COORDINATOR}), optional=("batch", "note"),
                    bookkeeping=True,
                    through="a filing batch (POST /api/v1/rounds/{id}/filings, workflow filings create)",
+                   through_zh="备案批次（POST /api/v1/rounds/{id}/filings，workflow filings create）",
                    description="file the certified case with the national bureau (only inside a filing batch)"),
         ActionSpec("record_spot_check", "SpotCheckDrawn", frozenset({COORDINATOR}),
                    required=("draw", "seed", "share"), bookkeeping=True,
                    through="a spot check (POST /api/v1/rounds/{id}/spot-checks, workflow spot-checks draw)",
+                   through_zh="抽查（POST /api/v1/rounds/{id}/spot-checks，workflow spot-checks draw）",
                    description="the case was drawn in a spot check (抽查) of certified cases"),
     )
 }

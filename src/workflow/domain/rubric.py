@@ -129,7 +129,8 @@ class Rubric:
         try:
             return self._by_code[code]
         except KeyError:
-            raise NotFound(f"rubric {self.id} has no criterion {code!r}", rubric=self.id, code=code) from None
+            raise NotFound(f"rubric {self.id} has no criterion {code!r}",
+                           f"评价标准 {self.id} 中没有编号为 {code!r} 的评分项", rubric=self.id, code=code) from None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The rubric as JSON-ready data; numbers are ``int`` when whole, else ``Decimal``."""
@@ -279,17 +280,18 @@ class _Reader:
         self.problems = ProblemList()
         self.codes: dict[str, str] = {}
 
-    def add(self, path: str, what: str) -> None:
-        self.problems.add(f"{self.source}: {path}" if path else self.source, what)
+    def add(self, path: str, what: str, zh: str) -> None:
+        self.problems.add(f"{self.source}: {path}" if path else self.source, what, zh)
 
     def mapping(self, data: Any, path: str, required: set[str], optional: set[str]) -> Mapping[str, Any] | None:
         if not isinstance(data, Mapping):
-            self.add(path, f"must be a mapping, got {type(data).__name__}")
+            self.add(path, f"must be a mapping, got {type(data).__name__}",
+                     f"须为“字段: 值”的映射，实际是 {type(data).__name__}")
             return None
         for key in sorted(required - set(data)):
-            self.add(_join_path(path, key), "missing field")
+            self.add(_join_path(path, key), "missing field", "缺少此字段")
         for key in sorted(set(map(str, data)) - required - optional):
-            self.add(_join_path(path, key), "unknown field")
+            self.add(_join_path(path, key), "unknown field", "未知字段")
         return data
 
     def text(self, data: Mapping[str, Any], key: str, path: str, *, nullable: bool = False) -> str | None:
@@ -297,7 +299,8 @@ class _Reader:
         if key not in data or (value is None and nullable):
             return None
         if not isinstance(value, str) or not value.strip():
-            self.add(_join_path(path, key), f"must be a non-empty string, got {value!r}")
+            self.add(_join_path(path, key), f"must be a non-empty string, got {value!r}",
+                     f"须为非空文字，填写的是 {value!r}")
             return None
         return value
 
@@ -306,24 +309,26 @@ class _Reader:
             return None
         number = _to_decimal(data[key])
         if number is None:
-            self.add(_join_path(path, key), f"must be a number, got {data[key]!r}")
+            self.add(_join_path(path, key), f"must be a number, got {data[key]!r}", f"须为数字，填写的是 {data[key]!r}")
             return None
         if number < 0 or (positive and number == 0):
-            self.add(_join_path(path, key), f"must be {'> 0' if positive else '>= 0'}, got {_fmt(number)}")
+            self.add(_join_path(path, key), f"must be {'> 0' if positive else '>= 0'}, got {_fmt(number)}",
+                     f"须{'大于0' if positive else '不小于0'}，填写的是 {_fmt(number)}")
             return None
         return number
 
     def flag(self, data: Mapping[str, Any], key: str, path: str) -> bool | None:
         value = data.get(key, False)
         if not isinstance(value, bool):
-            self.add(_join_path(path, key), f"must be true or false, got {value!r}")
+            self.add(_join_path(path, key), f"must be true or false, got {value!r}",
+                     f"须为 true 或 false，填写的是 {value!r}")
             return None
         return value
 
     def children(self, data: Mapping[str, Any], key: str, path: str) -> list[Any]:
         value = data.get(key)
         if key in data and (not isinstance(value, list) or not value):
-            self.add(_join_path(path, key), "must be a non-empty list")
+            self.add(_join_path(path, key), "must be a non-empty list", "须为非空列表")
         return value if isinstance(value, list) else []
 
     def code(self, data: Mapping[str, Any], path: str, parent: str | None) -> str | None:
@@ -332,20 +337,24 @@ class _Reader:
             return None
         where = _join_path(path, "code")
         if code in self.codes:
-            self.add(where, f"duplicate code {code!r} (also at {self.codes[code]})")
+            self.add(where, f"duplicate code {code!r} (also at {self.codes[code]})",
+                     f"编号 {code!r} 重复（另见 {self.codes[code]}）")
         else:
             self.codes[code] = where
         if parent is not None and not code.startswith(parent + "."):
-            self.add(where, f"code {code!r} must start with {parent + '.'!r}")
+            self.add(where, f"code {code!r} must start with {parent + '.'!r}",
+                     f"编号 {code!r} 须以 {parent + '.'!r} 开头")
         return code
 
-    def sum_check(self, parts: list[Decimal | None], whole: Decimal | None, path: str, what: str) -> None:
-        """``what`` is a message template with ``{parts}`` (their sum) and ``{whole}``."""
+    def sum_check(self, parts: list[Decimal | None], whole: Decimal | None, path: str, what: str, zh: str) -> None:
+        """``what`` (and ``zh``, the same in Chinese) is a message template with ``{parts}``
+        (their sum) and ``{whole}``."""
         if whole is None or not parts or any(p is None for p in parts):
             return  # already reported; a sum would only mislead
         total = sum((p for p in parts if p is not None), Decimal(0))
         if total != whole:
-            self.add(path, what.format(parts=_fmt(total), whole=_fmt(whole)))
+            self.add(path, what.format(parts=_fmt(total), whole=_fmt(whole)),
+                     zh.format(parts=_fmt(total), whole=_fmt(whole)))
 
     def criterion(self, data: Any, path: str, parent: str | None, default_step: Decimal | None) -> Criterion | None:
         crit = self.mapping(data, path, _CRITERION_FIELDS, _CRITERION_OPTIONAL)
@@ -361,22 +370,28 @@ class _Reader:
         step = self.number(crit, "step", path, positive=True) if "step" in crit else default_step
         per = self.per(crit, path, per_occurrence)
         if label is not None and code is not None and parent is not None and code != f"{parent}.{label}":
-            self.add(_join_path(path, "label"), f"label {label!r} does not match code {code!r}")
+            self.add(_join_path(path, "label"), f"label {label!r} does not match code {code!r}",
+                     f"标号 {label!r} 与编号 {code!r} 不符")
         if points is not None and cap is not None and per_occurrence is not None:
-            if per_occurrence and cap < points:
-                self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} is below points per occurrence {_fmt(points)}")
-            elif per_occurrence and not _is_multiple(cap, points):
-                self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} is not a multiple of points {_fmt(points)}")
-            elif not per_occurrence and points != cap:
-                self.add(_join_path(path, "cap"),
-                         f"cap {_fmt(cap)} differs from points {_fmt(points)} (not per_occurrence)")
-            elif not per_occurrence and step is not None and not _is_multiple(cap, step):
-                self.add(_join_path(path, "cap"), f"cap {_fmt(cap)} is not a multiple of step {_fmt(step)}")
+            self.cap_check(path, points, cap, per_occurrence, step)
         if None in (code, text, points, cap, per_occurrence, must_pass, step) or per is False:
             return None
         assert code and text and points and cap and step
         return Criterion(code, label, text, points, cap, bool(per_occurrence), bool(must_pass), step,
                          per if isinstance(per, tuple) else None)
+
+    def cap_check(self, path: str, points: Decimal, cap: Decimal, per_occurrence: bool, step: Decimal | None) -> None:
+        where, c, p = _join_path(path, "cap"), _fmt(cap), _fmt(points)
+        if per_occurrence and cap < points:
+            self.add(where, f"cap {c} is below points per occurrence {p}", f"上限 {c} 低于每次（项）分值 {p}")
+        elif per_occurrence and not _is_multiple(cap, points):
+            self.add(where, f"cap {c} is not a multiple of points {p}", f"上限 {c} 不是分值 {p} 的整数倍")
+        elif not per_occurrence and points != cap:
+            self.add(where, f"cap {c} differs from points {p} (not per_occurrence)",
+                     f"上限 {c} 与分值 {p} 不同（非按次计分）")
+        elif not per_occurrence and step is not None and not _is_multiple(cap, step):
+            self.add(where, f"cap {c} is not a multiple of step {_fmt(step)}",
+                     f"上限 {c} 不是步长 {_fmt(step)} 的整数倍")
 
     def per(self, crit: Mapping[str, Any], path: str, per_occurrence: bool | None) -> tuple[str, str] | bool | None:
         """The occurrence's name ``{zh, en}``; False when malformed (reported)."""
@@ -384,24 +399,35 @@ class _Reader:
             return None
         value, where = crit["per"], _join_path(path, "per")
         if not per_occurrence:
-            self.add(where, "only a per_occurrence criterion names its occurrence")
+            self.add(where, "only a per_occurrence criterion names its occurrence",
+                     "只有按次（项）计分（per_occurrence）的评分项才写 per")
             return False
         if (not isinstance(value, Mapping) or set(value) != {"zh", "en"}
                 or not all(isinstance(v, str) and v.strip() for v in value.values())):
-            self.add(where, f"must be {{zh: ..., en: ...}} naming one occurrence (项活动 / activity), got {value!r}")
+            self.add(where, f"must be {{zh: ..., en: ...}} naming one occurrence (项活动 / activity), got {value!r}",
+                     f"须为 {{zh: ..., en: ...}}，写明计分的一次（如 项活动 / activity），填写的是 {value!r}")
             return False
         return value["zh"].strip(), value["en"].strip()
 
 
-def rubric_from_dict(data: Mapping[str, Any], source: str) -> Rubric:
-    """Validate rubric data; raise one ``InvalidInput`` listing every problem found.
+# The sums a rubric checks: (English, Chinese) templates with ``{parts}`` (their sum) and ``{whole}``.
+_SUMS = {
+    "item": ("criteria caps sum to {parts}, item says {whole}", "各评分标准上限合计 {parts}，评价项目写的是 {whole}"),
+    "section": ("item max_points sum to {parts}, section says {whole}",
+                "各评价项目分值合计 {parts}，评价单元写的是 {whole}"),
+    "total": ("section max_points sum to {parts}, total says {whole}",
+              "各评价单元分值合计 {parts}，总分写的是 {whole}"),
+}
 
-    ``source`` names the document (e.g. the file path) in every problem's ``where``.
-    """
+
+def rubric_from_dict(data: Mapping[str, Any], source: str) -> Rubric:
+    """Validate rubric data; raise one ``InvalidInput`` listing every problem found (``source``,
+    e.g. the file path, names the document in every problem's ``where``)."""
     read = _Reader(source)
     top = read.mapping(data, "", _RUBRIC_FIELDS, _RUBRIC_OPTIONAL)
     if top is None:
-        raise InvalidInput(f"invalid rubric {source}", read.problems.problems, source=source)
+        raise InvalidInput(f"invalid rubric {source}", read.problems.problems, f"评价标准 {source} 有误",
+                           source=source)
     rubric_id = read.text(top, "id", "")
     title = read.text(top, "title", "")
     province = read.text(top, "province", "")
@@ -410,7 +436,8 @@ def rubric_from_dict(data: Mapping[str, Any], source: str) -> Rubric:
     total = read.number(top, "total", "", positive=True)
     pass_mark = read.number(top, "pass_mark", "")
     if pass_mark is not None and total is not None and pass_mark > total:
-        read.add("pass_mark", f"must be within 0..{_fmt(total)}, got {_fmt(pass_mark)}")
+        read.add("pass_mark", f"must be within 0..{_fmt(total)}, got {_fmt(pass_mark)}",
+                 f"须在0至{_fmt(total)}之间，填写的是 {_fmt(pass_mark)}")
 
     sections: list[Section] = []
     section_maxes: list[Decimal | None] = []
@@ -437,18 +464,19 @@ def rubric_from_dict(data: Mapping[str, Any], source: str) -> Rubric:
                 for ci, c in enumerate(read.children(item, "criteria", ip))
             ]
             read.sum_check([c.cap if c else None for c in crits], item_max, f"{ip}.max_points",
-                           "criteria caps sum to {parts}, item says {whole}")
+                           *_SUMS["item"])
             name = read.text(item, "name", ip)
             requirement = read.text(item, "requirement", ip, nullable=True)
             if item_code and name and item_max is not None:
                 items.append(Item(item_code, name, item_max, requirement, tuple(c for c in crits if c)))
-        read.sum_check(item_maxes, sec_max, f"{sp}.max_points", "item max_points sum to {parts}, section says {whole}")
+        read.sum_check(item_maxes, sec_max, f"{sp}.max_points", *_SUMS["section"])
         name = read.text(sec, "name", sp)
         if sec_code and name and sec_max is not None:
             sections.append(Section(sec_code, name, sec_max, tuple(items)))
-    read.sum_check(section_maxes, total, "total", "section max_points sum to {parts}, total says {whole}")
+    read.sum_check(section_maxes, total, "total", *_SUMS["total"])
 
-    read.problems.raise_if_any(f"invalid rubric {source}", source=source)
+    read.problems.raise_if_any(f"invalid rubric {source}", f"评价标准 {source} 有误，共{read.problems.count}处",
+                               source=source)
     assert rubric_id and title and province and total is not None and pass_mark is not None and step
     return Rubric(rubric_id, title, province, source_text, total, pass_mark, step, tuple(sections))
 
@@ -476,7 +504,8 @@ class SheetScore:
     def passed(self, rubric: Rubric) -> bool:
         """Total at or above the pass mark and no must-pass criterion scored 0."""
         if rubric.id != self.rubric_id:
-            raise InvalidInput(f"sheet was scored with rubric {self.rubric_id}, not {rubric.id}")
+            raise InvalidInput(f"sheet was scored with rubric {self.rubric_id}, not {rubric.id}",
+                               message_zh=f"该评分表是按评价标准 {self.rubric_id} 评分的，不是 {rubric.id}")
         if self.total < rubric.pass_mark:
             return False
         return all(self.criteria[c.code] > 0 for c in rubric.criteria() if c.must_pass)
@@ -602,5 +631,7 @@ def complete_sheet(rubric: Rubric, total: Decimal) -> dict[str, str]:
             left -= give
     if left != 0:
         raise InvalidInput(f"no complete sheet of rubric {rubric.id} scores {total}",
-                           [Problem("total", f"cannot be reached with rubric {rubric.id} (max {rubric.total})")])
+                           [Problem("total", f"cannot be reached with rubric {rubric.id} (max {rubric.total})",
+                                    f"按评价标准 {rubric.id} 无法得到（满分 {rubric.total}）")],
+                           f"按评价标准 {rubric.id} 没有总分为 {total} 的完整评分表")
     return {c.code: entries[c.code] for c in rubric.criteria()}

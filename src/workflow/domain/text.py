@@ -44,7 +44,8 @@ def filename_problem(name: str) -> tuple[str, str] | None:
                 f"文件名超过 {MAX_FILENAME} 个字符（{len(name)}）")
     if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
         return (f"longer than {MAX_FILENAME_BYTES} bytes in UTF-8 ({len(name.encode('utf-8'))}; a Chinese character "
-                "takes 3)", f"文件名过长：超过 {MAX_FILENAME_BYTES} 字节（约 {MAX_FILENAME_BYTES // 3} 个汉字）")
+                "takes 3)", f"文件名过长：UTF-8 编码超过 {MAX_FILENAME_BYTES} 字节（{len(name.encode('utf-8'))} 字节；"
+                            f"一个汉字占 3 字节，最多约 {MAX_FILENAME_BYTES // 3} 个汉字）")
     for ch in name:
         if ch in BIDI_CONTROLS:
             return (f"contains a bidirectional control character (U+{ord(ch):04X}) that disguises the name",

@@ -19,7 +19,7 @@ from ..domain.case import Actor, CaseState, RoundContext, allowed_actions, apply
 from ..domain.dates import require_aware
 from ..domain.errors import ConflictError, Forbidden
 from ..domain.events import Event
-from ..domain.lifecycle import ACTIONS
+from ..domain.lifecycle import ACTIONS, action_zh
 from .ports import CaseStore, CaseStoreFactory, Remembered, Storage
 
 
@@ -68,10 +68,15 @@ def recall(uow: CaseStore, key: str | None, what: str, request: str, case_id: in
     if (found.what, found.case_id) != (what, case_id):
         raise ConflictError(f"idempotency key {key!r} was used for {found.what}"
                             + (f" on case {found.case_id}" if found.case_id else "")
-                            + f", not {what}" + (f" on case {case_id}" if case_id else ""), key=key)
+                            + f", not {what}" + (f" on case {case_id}" if case_id else ""),
+                            f"幂等键 {key!r} 已用于" + (f"案件 {found.case_id} 的" if found.case_id else "")
+                            + f"“{action_zh(found.what)}”，不能用于" + (f"案件 {case_id} 的" if case_id else "")
+                            + f"“{action_zh(what)}”", key=key)
     if found.fingerprint != request:
         raise ConflictError(f"idempotency key {key!r} was used for {what} with other input; "
-                            "a new request needs a new key", key=key)
+                            "a new request needs a new key",
+                            f"幂等键 {key!r} 已用于输入不同的“{action_zh(what)}”请求；新的请求须使用新的幂等键",
+                            key=key)
     return found
 
 
@@ -94,8 +99,9 @@ def by_name_only(action: str) -> None:
     spec = ACTIONS.get(action)
     if spec is not None and spec.bookkeeping:
         where = f" through {spec.through}" if spec.through else " by the system"
+        where_zh = f"通过{spec.through_zh or spec.through}" if spec.through else "由系统"
         raise Forbidden(f"{action} is recorded only{where}, not as an action on a case",
-                        f"“{action}”只能通过其专门的功能办理，不能作为案件操作直接提交", action=action)
+                        f"“{action_zh(action)}”（{action}）只能{where_zh}登记，不能作为案件操作直接提交", action=action)
 
 
 def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Mapping[str, Any] | None,
@@ -118,6 +124,8 @@ def perform_action(store: CaseStoreFactory, case_id: int, action: str, data: Map
             raise ConflictError(
                 f"case {case_id} is at version {case.version}, not {expected_version}: "
                 "it changed since you read it; reload and retry",
+                f"案件 {case_id} 已是第 {case.version} 版，不是您读取时的第 {expected_version} 版："
+                "读取后已被他人修改，请刷新后重试",
                 case_id=case_id, expected_version=expected_version, version=case.version)
         ctx = uow.round_context(case.round_id)
         after, event = take(uow, case, action, data, actor, now, ctx)

@@ -123,7 +123,7 @@ def round_timeline(db: Storage, calendars: Calendars, round_id: str) -> tuple[Ca
     if rnd is None:
         from ..domain.errors import NotFound
 
-        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+        raise NotFound(f"round {round_id!r} does not exist", f"轮次 {round_id!r} 不存在", round_id=round_id)
     calendar = calendars.get(rnd.calendar_id)
     workdays = calendars.workdays(calendar)
     out = []

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from ..domain.calendar import Calendar, Milestone
+from ..domain.calendar import OWED_BY_NAMES, Calendar, Milestone
 from ..domain.case import Actor
 from ..domain.dates import require_aware
 from ..domain.duties import DutyEvent, DutyStream, apply_duty, record_done
-from ..domain.errors import ActionRefused, InvalidInput, NotFound, StorageUnavailable
+from ..domain.errors import ActionRefused, InvalidInput, NotFound, Problem, StorageUnavailable
 from ..domain.lifecycle import Owing
 from .ports import Calendars, CaseStore, EvidenceBlobs, JurisdictionRecord, RoundRecord, Storage
 
-LEVEL_NAMES = {"province": "省级", "city": "市级", "county": "县级", "bureau": "各级机关事务管理部门"}
+LEVEL_NAMES = OWED_BY_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class DutyRow:
 def round_of(db: Storage, round_id: str) -> RoundRecord:
     rnd = db.rounds.round(round_id)
     if rnd is None:
-        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+        raise NotFound(f"round {round_id!r} does not exist", f"轮次 {round_id!r} 不存在", round_id=round_id)
     return rnd
 
 
@@ -99,8 +99,10 @@ def _duty(calendar: Calendar, round_id: str, duty_id: str) -> Milestone:
     duty = next((d for d in calendar.duties() if d.id == duty_id), None)
     if duty is None:
         known = ", ".join(f"{d.id} ({d.name})" for d in calendar.duties() if d.by_level) or "none"
+        known_zh = "、".join(f"{d.name}（{d.id}）" for d in calendar.duties() if d.by_level) or "无"
         raise NotFound(f"round {round_id} has no duty {duty_id!r}; duties recorded done: {known}",
-                       f"本轮没有“{duty_id}”这项工作", round_id=round_id, duty=duty_id)
+                       f"轮次 {round_id} 没有 {duty_id!r} 这项工作；可登记完成的工作：{known_zh}",
+                       round_id=round_id, duty=duty_id)
     return duty
 
 
@@ -113,8 +115,19 @@ def _attachments(blobs: EvidenceBlobs, files: list[tuple[str, bytes]]) -> list[d
         except InvalidInput as exc:
             problems.extend(exc.problems)
     if problems:
-        raise InvalidInput("attachment refused; nothing was recorded", problems, "附件不符合要求，未登记")
+        raise InvalidInput("attachment refused; nothing was recorded", problems,
+                           f"附件不符合要求，未登记：{_listed_zh(problems)}")
     return attachments
+
+
+def _owed_by_zh(level: str) -> str:
+    """省级地区, 市级地区 ... (the bureaus as they are)."""
+    name = LEVEL_NAMES.get(level, level)
+    return name if level == "bureau" or name == level else f"{name}地区（{level}）"
+
+
+def _listed_zh(problems: list[Problem]) -> str:
+    return "；".join(f"{p.where}：{p.zh or p.what}" for p in problems)
 
 
 def record_duty(db: Storage, calendars: Calendars, blobs: EvidenceBlobs, round_id: str, jurisdiction_id: str,
@@ -129,12 +142,14 @@ def record_duty(db: Storage, calendars: Calendars, blobs: EvidenceBlobs, round_i
     duty = _duty(calendars.get(rnd.calendar_id), round_id, duty_id)
     jurisdiction = db.directory.jurisdiction(jurisdiction_id)
     if jurisdiction is None:
-        raise NotFound(f"jurisdiction {jurisdiction_id!r} does not exist", jurisdiction_id=jurisdiction_id)
+        raise NotFound(f"jurisdiction {jurisdiction_id!r} does not exist", f"地区 {jurisdiction_id!r} 不存在",
+                       jurisdiction_id=jurisdiction_id)
     if duty.by_level and (jurisdiction.level != duty.owed_by or
                           jurisdiction_id not in {j.id for j in owners(db, rnd, duty.owed_by)}):
         raise ActionRefused(f"{duty.id} ({duty.name}) is owed by each {duty.owed_by} of {rnd.province_id}; "
                             f"{jurisdiction_id} is a {jurisdiction.level}",
-                            f"“{duty.name}”由{LEVEL_NAMES.get(duty.owed_by, duty.owed_by)}承担",
+                            f"“{duty.name}”（{duty.id}）由 {rnd.province_id} 的各{_owed_by_zh(duty.owed_by)}承担；"
+                            f"{jurisdiction_id} 是{_owed_by_zh(jurisdiction.level)}",
                             duty=duty.id, jurisdiction_id=jurisdiction_id)
     batches = [f.id for f in db.oversight.filings(round_id, jurisdiction.path)] \
         if duty.needs == "filing_batches" else []
@@ -151,7 +166,8 @@ def record_duty(db: Storage, calendars: Calendars, blobs: EvidenceBlobs, round_i
                 blobs.put(data, name)
             except OSError as exc:
                 raise StorageUnavailable(f"cannot store {name}: {exc.strerror or type(exc).__name__}; "
-                                     f"nothing was recorded",
+                                         f"nothing was recorded",
+                                         f"无法保存 {name}（{exc.strerror or type(exc).__name__}），未登记",
                                          errno=exc.errno) from exc
         uow.duties.append(stream, event, apply_duty(stream, event), now)
         uow.commit()

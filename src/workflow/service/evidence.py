@@ -106,7 +106,8 @@ def _checked(blobs: EvidenceBlobs, action: str, target: dict[str, str],
             continue
         steps.append((action, {**target, "sha256": sha256, "filename": name, "size": len(data), "type": kind}))
     if problems:
-        raise InvalidInput("evidence refused; nothing was attached", problems, "佐证材料不符合要求，未添加")
+        listed = "；".join(f"{p.where}：{p.zh or p.what}" for p in problems)
+        raise InvalidInput("evidence refused; nothing was attached", problems, f"佐证材料不符合要求，未添加：{listed}")
     return steps
 
 
@@ -127,6 +128,7 @@ def _attach(store: Storage, blobs: EvidenceBlobs, case_id: int, action: str, tar
         except OSError as exc:  # disk full, file size limit, I/O error: nothing is attached
             raise StorageUnavailable(f"cannot store {name}: {exc.strerror or type(exc).__name__}; "
                                      f"nothing was attached",
+                                     f"无法保存 {name}（{exc.strerror or type(exc).__name__}），未添加任何文件",
                                      errno=exc.errno) from exc
     results = []
     with store.unit_of_work() as uow:
@@ -144,6 +146,10 @@ def _attach(store: Storage, blobs: EvidenceBlobs, case_id: int, action: str, tar
 
 def _amount(size: int) -> str:
     return f"{size} bytes ({size / 2**20:.1f} MiB)"
+
+
+def _amount_zh(size: int) -> str:
+    return f"{size} 字节（{size / 2**20:.1f} MiB）"
 
 
 def _within_quota(uow: CaseStore, case: CaseState, steps: list[tuple[str, dict[str, Any]]],
@@ -165,7 +171,8 @@ def _within_quota(uow: CaseStore, case: CaseState, steps: list[tuple[str, dict[s
     if used_bytes + add_bytes > quota.max_bytes:
         problems.append(Problem("bytes", f"{_amount(used_bytes)} used + {_amount(add_bytes)} > the quota of "
                                          f"{_amount(quota.max_bytes)}",
-                                f"已用 {used_bytes} 字节 + 本次 {add_bytes} 字节，超过配额 {quota.max_bytes} 字节"))
+                                f"已用 {_amount_zh(used_bytes)} + 本次 {_amount_zh(add_bytes)}，"
+                                f"超过配额 {_amount_zh(quota.max_bytes)}"))
     if used_files + add_files > quota.max_files:
         problems.append(Problem("files", f"{used_files} files used + {add_files} > the quota of {quota.max_files}",
                                 f"已有 {used_files} 个文件 + 本次 {add_files} 个，超过配额 {quota.max_files} 个"))
@@ -174,8 +181,9 @@ def _within_quota(uow: CaseStore, case: CaseState, steps: list[tuple[str, dict[s
             f"case {case.id} would pass its evidence quota of {_amount(quota.max_bytes)} in {quota.max_files} "
             f"files: {_amount(used_bytes)} in {used_files} files are used, and this upload would add "
             f"{_amount(add_bytes)} in {add_files} files; nothing was attached", problems,
-            f"超出本案件佐证材料配额（{quota.max_bytes} 字节、{quota.max_files} 个文件）：已用 {used_bytes} 字节、"
-            f"{used_files} 个文件，本次上传将增加 {add_bytes} 字节、{add_files} 个文件；未添加任何文件",
+            f"案件 {case.id} 将超出佐证材料配额（{_amount_zh(quota.max_bytes)}、{quota.max_files} 个文件）："
+            f"已用 {_amount_zh(used_bytes)}、{used_files} 个文件，本次上传将增加 {_amount_zh(add_bytes)}、"
+            f"{add_files} 个文件；未添加任何文件",
             quota_bytes=quota.max_bytes, quota_files=quota.max_files, used_bytes=used_bytes, used_files=used_files,
             adding_bytes=add_bytes, adding_files=add_files)
 

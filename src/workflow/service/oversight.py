@@ -15,7 +15,7 @@ from typing import Any
 
 from ..domain.case import PARSERS, Actor
 from ..domain.dates import BUSINESS_TZ, business_date, require_aware
-from ..domain.errors import ActionRefused, InvalidInput, NotFound, Problem
+from ..domain.errors import ActionRefused, InvalidInput, NotFound, Problem, zh_of
 from ..domain.lifecycle import CERTIFIED_STATES
 from ..domain.text import safe_row
 from .cases import fingerprint, recall, take
@@ -25,7 +25,8 @@ from .ports import CaseStore, FilingRecord, SpotCheckRecord, Storage
 def _subtree(uow: CaseStore, jurisdiction_id: str) -> str:
     jurisdiction = uow.directory.jurisdiction(jurisdiction_id)
     if jurisdiction is None:
-        raise NotFound(f"jurisdiction {jurisdiction_id!r} does not exist", jurisdiction_id=jurisdiction_id)
+        raise NotFound(f"jurisdiction {jurisdiction_id!r} does not exist", f"地区 {jurisdiction_id!r} 不存在",
+                       jurisdiction_id=jurisdiction_id)
     return jurisdiction.path
 
 
@@ -33,7 +34,7 @@ def _require_round(uow: CaseStore, round_id: str) -> None:
     """The round exists; its row is locked (PostgreSQL) so that two draws or batches of one
     round at once number themselves one after the other (SQLite's writer lock does that)."""
     if not uow.rounds.lock(round_id):
-        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+        raise NotFound(f"round {round_id!r} does not exist", f"轮次 {round_id!r} 不存在", round_id=round_id)
 
 
 def draw_sample(population: list[int], share: Decimal, seed: int) -> list[int]:
@@ -51,9 +52,10 @@ def _parsed(share: Any, seed: Any) -> dict[str, Any]:
         try:
             parsed[key] = PARSERS[key](value)
         except ValueError as exc:
-            problems.append(Problem(key, str(exc)))
+            problems.append(Problem(key, str(exc), zh_of(exc)))
     if problems:
-        raise InvalidInput("invalid spot check", problems)
+        raise InvalidInput("invalid spot check", problems,
+                           "抽查输入有误：" + "；".join(f"{p.where}：{p.zh or p.what}" for p in problems))
     return parsed
 
 
@@ -74,6 +76,7 @@ def spot_check(db: Storage, round_id: str, jurisdiction_id: str, *, share: Any, 
         population = uow.oversight.cases_in(round_id, path, CERTIFIED_STATES)
         if not population:
             raise ActionRefused(f"round {round_id} has no certified cases in {jurisdiction_id} to draw from",
+                                f"轮次 {round_id} 在地区 {jurisdiction_id} 没有可供抽查的已认定案件",
                                 round_id=round_id, jurisdiction_id=jurisdiction_id)
         drawn = draw_sample(population, parsed["share"], parsed["seed"])
         record = SpotCheckRecord(f"{round_id}-spot-{uow.oversight.count_spot_checks(round_id) + 1}", round_id,
@@ -112,6 +115,7 @@ def file_round(db: Storage, round_id: str, jurisdiction_id: str, *, actor: Actor
         ids = uow.oversight.cases_in(round_id, path, ("certified",))
         if not ids:
             raise ActionRefused(f"round {round_id} has no certified cases in {jurisdiction_id} to file",
+                                f"轮次 {round_id} 在地区 {jurisdiction_id} 没有可备案的已认定案件",
                                 round_id=round_id, jurisdiction_id=jurisdiction_id)
         batch_id = f"{round_id}-filing-{uow.oversight.count_filings(round_id) + 1}"
         names = uow.oversight.unit_names(ids)
@@ -134,13 +138,13 @@ def file_round(db: Storage, round_id: str, jurisdiction_id: str, *, actor: Actor
 
 
 def _missing(ref: Any) -> FilingRecord:
-    raise NotFound(f"filing batch {ref!r} does not exist", batch_id=ref)
+    raise NotFound(f"filing batch {ref!r} does not exist", f"备案批次 {ref!r} 不存在", batch_id=ref)
 
 
 def get_filing(db: Storage, batch_id: str) -> FilingRecord:
     found = db.oversight.filing(batch_id)
     if found is None:
-        raise NotFound(f"filing batch {batch_id!r} does not exist", batch_id=batch_id)
+        raise NotFound(f"filing batch {batch_id!r} does not exist", f"备案批次 {batch_id!r} 不存在", batch_id=batch_id)
     return found
 
 

@@ -11,7 +11,7 @@ from ..domain.dates import business_date
 from ..domain.duties import waiting_on
 from ..domain.errors import NotFound
 from ..domain.events import Event
-from ..domain.lifecycle import STATES
+from ..domain.lifecycle import STATES, state_zh
 from .cases import read_case
 from .ports import (
     CaseFilter,
@@ -36,12 +36,13 @@ def list_cases(db: Storage, *, round_id: str | None = None, state: str | None = 
     """Cases in id order after ``after_id`` (a cursor). ``unit_id`` and ``within_path`` are
     the caller's scope (a unit's own cases; a jurisdiction subtree); the rest are filters."""
     if state is not None and state not in STATES:
-        raise NotFound(f"unknown state {state!r}; states: {', '.join(STATES)}")
+        raise NotFound(f"unknown state {state!r}; states: {', '.join(STATES)}",
+                       f"没有状态 {state!r}；可用的状态：{'、'.join(f'{state_zh(s)}（{s}）' for s in STATES)}")
     filter_path = None
     if jurisdiction_id:
         jurisdiction = db.directory.jurisdiction(jurisdiction_id)
         if jurisdiction is None:
-            raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
+            raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}", f"地区 {jurisdiction_id!r} 不存在")
         filter_path = jurisdiction.path
     return db.read.case_rows(CaseFilter(round_id=round_id or None, state=state or None, within_path=within_path,
                                         filter_path=filter_path, unit_id=unit_id, overdue=overdue,
@@ -57,7 +58,7 @@ def unit_history(db: Storage, unit_id: int) -> tuple[UnitRecord, list[Event]]:
     """A unit (with its jurisdiction's path) and every event of its cases, all years, in order."""
     unit = db.directory.unit(unit_id)
     if unit is None:
-        raise NotFound(f"unit {unit_id} does not exist")
+        raise NotFound(f"unit {unit_id} does not exist", f"单位 {unit_id} 不存在")
     events: list[Event] = []
     with db.reader() as uow:
         for case_id in db.read.unit_case_ids(unit_id):
@@ -96,7 +97,7 @@ def round_calendar(db: Storage, calendars: Any, round_id: str) -> tuple[Calendar
     """The calendar a round runs by, and its year."""
     rnd = db.rounds.round(round_id)
     if rnd is None:
-        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+        raise NotFound(f"round {round_id!r} does not exist", f"轮次 {round_id!r} 不存在", round_id=round_id)
     return calendars.get(rnd.calendar_id), rnd.year
 
 
@@ -105,7 +106,7 @@ def list_units(db: Storage, jurisdiction_id: str | None = None) -> list[UnitReco
     if jurisdiction_id:
         jurisdiction = db.directory.jurisdiction(jurisdiction_id)
         if jurisdiction is None:
-            raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}")
+            raise NotFound(f"unknown jurisdiction {jurisdiction_id!r}", f"地区 {jurisdiction_id!r} 不存在")
         path = jurisdiction.path
     return db.directory.units(path)
 

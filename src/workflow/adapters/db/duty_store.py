@@ -71,7 +71,9 @@ def append(conn: Connection, before: DutyStream, event: DutyEvent, after: DutySt
             _write(conn, before, event, after, values)
     except IntegrityError as exc:
         raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed since they "
-                            "were read; reload and retry") from exc
+                            "were read; reload and retry",
+                            f"{before.jurisdiction_id} 在轮次 {before.round_id} 的工作事项在读取后已被他人修改，"
+                            "请刷新后重试") from exc
 
 
 def _write(conn: Connection, before: DutyStream, event: DutyEvent, after: DutyStream, values: dict[str, Any]) -> None:
@@ -84,7 +86,9 @@ def _write(conn: Connection, before: DutyStream, event: DutyEvent, after: DutySt
             duty_streams.c.version == before.version)).values(**values))
         if done.rowcount != 1:
             raise ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed "
-                                "since they were read; reload and retry")
+                                "since they were read; reload and retry",
+                                f"{before.jurisdiction_id} 在轮次 {before.round_id} 的工作事项在读取后已被他人修改，"
+                                "请刷新后重试")
     conn.execute(insert(duty_events).values(
         round_id=event.round_id, jurisdiction_id=event.jurisdiction_id, seq=event.seq, type=event.type,
         actor=event.actor, occurred_at=event.occurred_at, payload=event.payload_json,
