@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from .adapters.calendar_files import CalendarCatalog
 from .adapters.db.engine import make_engine
-from .adapters.db.migrate import current_revision, head_revision
+from .adapters.db.migrate import current_revision, head_revision, is_empty, upgrade
 from .adapters.db.store import Database
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -122,12 +122,22 @@ class App:
             conn.execute(text("SELECT 1"))
         return LeaderLock(self.engine, "readyz").holder()
 
-    def require_schema(self) -> None:
+    def require_schema(self, *, create_new_sqlite: bool = False) -> None:
+        """Refuse a database whose schema is not the code's (``NotMigrated``, saying to run
+        ``workflow db upgrade``). With ``create_new_sqlite`` a new SQLite database (no table at
+        all: the embedded default on its first start) gets the schema here; an SQLite database
+        at an older revision and any PostgreSQL database are migrated only on purpose."""
+        if create_new_sqlite and self.engine.dialect.name == "sqlite" and is_empty(self.engine):
+            upgrade(self.engine)
         current, head = current_revision(self.engine), head_revision(self.engine)
         if current != head:
+            where = self.engine.url.render_as_string(hide_password=True)
+            if current is None and is_empty(self.engine):
+                raise NotMigrated(f"the database at {where} has no schema yet (schema none; the code needs {head}): "
+                                  "run `workflow db upgrade` to create it, then start again")
             raise NotMigrated(
-                f"the database at {self.engine.url.render_as_string(hide_password=True)} is at schema "
-                f"{current or 'none'}, the code needs {head}: run `workflow db upgrade`")
+                f"the database at {where} is at schema {current or 'none'}, the code needs {head}: "
+                "run `workflow db upgrade`")
 
     def close(self) -> None:
         self.engine.dispose()

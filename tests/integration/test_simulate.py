@@ -197,3 +197,46 @@ def test_a_refused_sheet_in_a_scenario_shows_every_problem(tmp_path: Path) -> No
     assert refused.line == 12
     assert "5.1.1: 3 分 is not possible: 2 分 per activity, up to 4 (0, 2, 4)" in refused.what
     assert "2.2.2: 7 分 is not possible: 1 分 per rule, up to 5 (0, 1, 2, 3, 4, 5)" in refused.what
+
+
+# ---------------------------------------------------------------- its files: temporary, or kept beside --db
+def _leftovers(tmp: Path) -> list[str]:
+    return sorted(p.name for p in tmp.glob("workflow-simulate-*"))
+
+
+def test_a_run_without_db_leaves_no_temporary_files(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(SMALL, encoding="utf-8")
+    done = _cli("simulate", str(scenario), "--maildir", str(tmp_path / "mail"), "--timeline-rows", "0",
+                env={"TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr
+    assert "database: temporary, removed at the end" in done.stdout
+    assert _leftovers(tmp) == [] and list(tmp.iterdir()) == []
+    assert any((tmp_path / "mail" / "new").iterdir())  # the mails are kept: they are the output
+    # a run that fails half-way (an unknown rubric: refused when the round opens) cleans up too
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(SMALL.replace("rubric: shanxi-2020", "rubric: shanxi-1999"), encoding="utf-8")
+    failed = _cli("simulate", str(broken), "--maildir", str(tmp_path / "mail2"), env={"TMPDIR": str(tmp)})
+    assert failed.returncode == 2 and "shanxi-1999" in failed.stderr, failed.stdout + failed.stderr
+    assert _leftovers(tmp) == []
+
+
+def test_a_run_with_db_keeps_the_evidence_beside_it(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(SMALL, encoding="utf-8")
+    kept = tmp_path / "kept"
+    done = _cli("simulate", str(scenario), "--db", f"sqlite:///{kept / 'small.db'}", "--maildir",
+                str(tmp_path / "mail"), "--timeline-rows", "0", env={"TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr
+    evidence = kept / "small-evidence"
+    assert f"evidence: {evidence}" in done.stdout
+    assert sorted(p.name for p in kept.iterdir() if not p.name.startswith("small.db")) == ["small-evidence"]
+    stored = [p for p in evidence.rglob("*") if p.is_file()]
+    (attached,), = sqlite3.connect(kept / "small.db").execute(
+        "SELECT count(DISTINCT json_extract(payload, '$.sha256')) FROM events WHERE type = 'EvidenceAttached'")
+    assert attached > 0 and len(stored) >= attached  # every attached file is there to read
+    assert _leftovers(tmp) == []

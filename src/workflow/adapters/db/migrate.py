@@ -7,7 +7,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -40,3 +40,9 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def is_empty(engine: Engine) -> bool:
+    """Whether the database has no table at all (nothing was ever created in it)."""
+    with engine.connect() as conn:
+        return not inspect(conn).get_table_names()
