@@ -23,7 +23,7 @@ from workflow.clock import ManualClock
 PG_URL = os.environ.get("WORKFLOW_TEST_DATABASE_URL", "")
 PG_SKIP_REASON = "PostgreSQL not configured: set WORKFLOW_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 # Every table a test writes: TRUNCATE … CASCADE also empties the tables that refer to these.
-TABLES = "events, cases, rounds, units, jurisdictions, idempotency_keys, simulation_progress"
+TABLES = "events, cases, rounds, units, jurisdictions, idempotency_keys, simulation_progress, operator_events"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -99,6 +99,7 @@ def pg_url(pg_schema: str) -> str:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        conn.execute(text("UPDATE operator_streams SET version = 0, last_hash = :genesis"), {"genesis": "0" * 64})
     engine.dispose()
     return url
 

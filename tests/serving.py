@@ -47,3 +47,22 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def cli_account(env: dict[str, str], login: str, name: str, role: str, *scope: str, actor: str | None = "ops",
+                token: bool = False, cwd: Path | None = None) -> str:
+    """An account made through the CLI as an operator makes it: ``workflow accounts create`` by
+    ``actor`` (None: the very first account, an admin, which nobody names); ``scope`` e.g.
+    ``"--unit", "1"`` or ``"--jurisdiction", "shanxi"``. With ``token``, then a token for it
+    (``workflow tokens create --account``, by ``actor`` or the account itself): its secret;
+    otherwise the command's output."""
+    def run(*args: str) -> str:
+        done = subprocess.run([WORKFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    made = run("accounts", "create", "--login", login, "--name", name, "--role", role, *scope,
+               *(("--actor", actor) if actor else ()))
+    if not token:
+        return made
+    return run("tokens", "create", "--account", login, "--actor", actor or login).strip().splitlines()[-1]

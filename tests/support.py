@@ -1,7 +1,7 @@
 """Test helpers: a small world of jurisdictions, units and a round, built through the services."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from workflow.adapters.calendar_files import CalendarCatalog
@@ -18,6 +18,9 @@ CALENDARS = CalendarCatalog(REPO_ROOT / "calendars")
 ADMIN = Actor("admin", "test")
 COORDINATOR = Actor("coordinator", "wang")
 SYSTEM = Actor("system", "sweep")
+# Who changes the directory in a test (recorded on the operator streams), and when.
+OPERATOR = Actor("admin", "tests", channel="cli")
+OPERATOR_NOW = datetime(2021, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def unit_actor(unit_id: int) -> Actor:
@@ -32,13 +35,13 @@ def write_units_csv(path: Path, rows: list[tuple[str, str, str]], encoding: str 
 
 
 def seed_jurisdictions(db: Database) -> None:
-    import_jurisdictions(db, EXAMPLES / "jurisdictions.csv")
+    import_jurisdictions(db, EXAMPLES / "jurisdictions.csv", actor=OPERATOR, now=OPERATOR_NOW)
 
 
 def open_shanxi(db: Database, now: datetime) -> OpenedRound:
     """Jurisdictions, the 35 Shanxi provincial units and the shanxi-2021 round."""
     seed_jurisdictions(db)
-    import_units(db, EXAMPLES / "shanxi-2021-units.csv", now)
+    import_units(db, EXAMPLES / "shanxi-2021-units.csv", now, actor=OPERATOR)
     return open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                       calendar_id="shanxi-2021", target_share="0.5", actor=ADMIN, now=now)
 
@@ -48,7 +51,7 @@ def open_hunan(db: Database, now: datetime, tmp_path: Path, units: int = 3, year
     csv = write_units_csv(tmp_path / "hunan-units.csv",
                           [(f"湖南测试单位{i}", "hunan-changsha" if i % 2 else "hunan", "行政机关")
                            for i in range(1, units + 1)])
-    import_units(db, csv, now)
+    import_units(db, csv, now, actor=OPERATOR)
     return open_round(db, RUBRICS, CALENDARS, province_id="hunan", year=year, rubric_id="hunan-2020",
                       calendar_id="hunan", target_share="0.5", actor=ADMIN, now=now)
 
@@ -108,3 +111,40 @@ def attach_documents(store, case_id: int, unit, now) -> None:
             perform_action(store, case_id, "attach_document",
                            {"document": d.id, "sha256": fake_sha(f"{case_id}-{d.id}"), "filename": f"{d.name}.pdf",
                             "size": 1000, "type": "pdf"}, actor, now)
+
+
+def test_admin(db, now: datetime):
+    """The principal of the tests' admin account (made on first use: the first account needs no maker)."""
+    from workflow.service.accounts import create_account, principal_of
+
+    account = db.accounts.by_login("tests-admin")
+    if account is None:
+        first = not db.accounts.all()
+        by = None if first else principal_of(db.accounts.all()[0], "cli")
+        account = create_account(db, by=by, login="tests-admin", name="测试管理员", role="admin", now=now)
+    return principal_of(account, "cli")
+
+
+def account_for(db, role: str, now: datetime, *, name: str | None = None, unit_id: int | None = None,
+                jurisdiction_id: str | None = None, login: str | None = None):
+    """A new account of this role and scope, made by the tests' admin."""
+    from workflow.domain.errors import InvalidInput
+    from workflow.service.accounts import create_account
+
+    admin = test_admin(db, now)
+    n = len(db.accounts.all()) + 1
+    try:
+        return create_account(db, by=admin, login=login or f"{role}-{n}", name=name or f"{role} {n}", role=role,
+                              unit_id=unit_id, jurisdiction_id=jurisdiction_id, now=now)
+    except InvalidInput:  # the name is taken there: the same person's second account
+        return create_account(db, by=admin, login=login or f"{role}-{n}", name=f"{name} {n}", role=role,
+                              unit_id=unit_id, jurisdiction_id=jurisdiction_id, now=now)
+
+
+def token_for(db, role: str, now: datetime, *, name: str | None = None, unit_id: int | None = None,
+              jurisdiction_id: str | None = None, expires_at: datetime | None = None):
+    """A new account of this role and scope and a token for it (``.secret``, ``.id``)."""
+    from workflow.service.tokens import create_token
+
+    account = account_for(db, role, now, name=name, unit_id=unit_id, jurisdiction_id=jurisdiction_id)
+    return create_token(db, account_id=account.id, by=test_admin(db, now), now=now, expires_at=expires_at)

@@ -21,6 +21,7 @@ from .domain.jsonnum import dumps_json
 
 if TYPE_CHECKING:
     from .adapters.rubric_files import RubricCatalog
+    from .domain.access import Principal
 
 # No markup (names and messages are data, never Rich markup) and no wrapping of lines
 # (an error stays one line in a pipe, a file or cron mail).
@@ -51,15 +52,37 @@ spot_app = typer.Typer(help="Spot checks (抽查): reproducible draws of certifi
                        no_args_is_help=True)
 filings_app = typer.Typer(help="Filing batches (备案): certified cases filed with the national bureau, one batch "
                                "at a time (the only way a case is filed).", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts for people (账号): role, scope, contact, password; tokens belong to them.",
+                           no_args_is_help=True)
 for sub, name in ((db_app, "db"), (jur_app, "jurisdictions"), (units_app, "units"), (rounds_app, "rounds"),
                   (cases_app, "cases"), (audit_app, "audit"), (rubrics_app, "rubrics"),
                   (evidence_app, "evidence"), (coord_app, "coordinators"), (notif_app, "notifications"),
                   (tokens_app, "tokens"), (documents_app, "documents"), (duties_app, "duties"),
-                  (calendars_app, "calendars"), (spot_app, "spot-checks"), (filings_app, "filings")):
+                  (calendars_app, "calendars"), (spot_app, "spot-checks"), (filings_app, "filings"),
+                  (accounts_app, "accounts")):
     app.add_typer(sub, name=name)
 
 ActorOption = typer.Option(..., "--actor", envvar="WORKFLOW_ACTOR",
-                           help="who acts, KIND:ID (e.g. coordinator:wang, unit:12, admin:ops); env WORKFLOW_ACTOR")
+                           help="the account acting: its login, or ROLE:LOGIN (e.g. wang.li, coordinator:wang.li); "
+                                "recorded with its name and 'via cli' in every event; env WORKFLOW_ACTOR")
+OPERATORS = ("admin", "coordinator")  # who changes the directory, rosters, rounds and accounts
+
+
+def _principal(application: App, text: str, *roles: str) -> Principal:
+    """The enabled account ``--actor`` names, acting through the CLI (of one of ``roles``, if given)."""
+    from .domain.errors import Forbidden
+    from .service.accounts import ROLE_ZH, principal_for
+
+    who = principal_for(application.db, text, "cli")
+    if roles and who.role not in roles:
+        raise Forbidden(f"--actor {text!r} is a {who.role} account: this needs a {' or '.join(roles)} account",
+                        f"--actor {text!r} 是{ROLE_ZH.get(who.role, who.role)}账号，此操作需要"
+                        f"{'或'.join(ROLE_ZH.get(r, r) for r in roles)}账号")
+    return who
+
+
+def _actor(application: App, text: str, *roles: str) -> Actor:
+    return _principal(application, text, *roles).actor
 
 
 def _app(migrated: bool = True) -> App:
@@ -101,11 +124,14 @@ def db_current() -> None:
 
 # ------------------------------------------------------------------ jurisdictions
 @jur_app.command("import")
-def jurisdictions_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True)) -> None:
+def jurisdictions_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+                         actor: str = ActorOption) -> None:
     """Import jurisdictions from CSV (id,name,level,parent); all rows or none."""
     from .files import import_jurisdictions
 
-    r = import_jurisdictions(_app().db, file)
+    application = _app()
+    r = import_jurisdictions(application.db, file, actor=_actor(application, actor, "admin"),
+                             now=application.clock.now())
     console.print(f"{file}: {r.created} created, {r.updated} updated, {r.unchanged} unchanged")
 
 
@@ -124,16 +150,18 @@ def jurisdictions_list() -> None:
 # ------------------------------------------------------------------ units
 @units_app.command("import")
 def units_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-                 update: bool = typer.Option(False, "--update", help="replace existing units' category and contacts")
-                 ) -> None:
+                 update: bool = typer.Option(False, "--update", help="replace existing units' category and contacts"),
+                 actor: str = ActorOption) -> None:
     """Import units from CSV (UTF-8 or GBK) or .xlsx; every bad row is reported and nothing is written.
     A roster past the settings' bounds (roster_max_bytes, sheet_max_*) is refused unread."""
-    from .adapters.rosters import SheetLimits
-    from .files import import_units
+    from .adapters.rosters import SheetLimits, read_file
+    from .files import import_units_data
 
     application = _app()
-    r = import_units(application.db, file, application.clock.now(), update=update,
-                     limits=SheetLimits.from_settings(application.settings))
+    who = _principal(application, actor, *OPERATORS)
+    limits = SheetLimits.from_settings(application.settings)
+    r = import_units_data(application.db, read_file(file, limits), str(file), application.clock.now(), update=update,
+                          limits=limits, within_path=who.jurisdiction_path, actor=who.actor)
     console.print(f"{file}: {r.created} created, {r.updated} updated, {r.unchanged} unchanged")
 
 
@@ -160,7 +188,8 @@ def units_contact_form(unit_id: int,
 
     application = _app()
     r = give_contact_form(application.db, unit_id, [{"name": name, "position": position, "phone": phone,
-                                                      "email": email}], Actor.parse(actor), application.clock.now())
+                                                      "email": email}], _actor(application, actor),
+                          application.clock.now())
     cases = ", ".join(map(str, r.cases)) or "(none open)"
     console.print(f"unit {unit_id}: contact form given; recorded on cases {cases}")
 
@@ -171,7 +200,7 @@ def units_confirm_contact(unit_id: int, actor: str = ActorOption) -> None:
     from .service.directory import give_contact_form
 
     application = _app()
-    r = give_contact_form(application.db, unit_id, None, Actor.parse(actor), application.clock.now())
+    r = give_contact_form(application.db, unit_id, None, _actor(application, actor), application.clock.now())
     names = ", ".join(c["name"] for c in r.contacts)
     console.print(f"unit {unit_id}: contacts confirmed ({names}); recorded on cases {', '.join(map(str, r.cases))}")
 
@@ -179,15 +208,15 @@ def units_confirm_contact(unit_id: int, actor: str = ActorOption) -> None:
 @units_app.command("certified-before")
 def units_certified_before(unit_id: int,
                            year: int | None = typer.Option(..., help="the year it was certified (建成节约型机关)"),
-                           note: str = typer.Option("", help="where it is written, e.g. the list that named it")
-                           ) -> None:
+                           note: str = typer.Option("", help="where it is written, e.g. the list that named it"),
+                           actor: str = ActorOption) -> None:
     """Record that a unit was certified before the system kept the province's rounds; it counts
     towards progress from that year and is not registered in later rounds."""
     from .service.directory import update_unit
 
     application = _app()
     u = update_unit(application.db, unit_id, {"certified_year": year, "certified_note": note or None},
-                    application.clock.now())
+                    application.clock.now(), actor=_actor(application, actor, *OPERATORS))
     console.print(f"unit {u.id} {u.name}: certified in {u.certified_year}" + (f" ({u.certified_note})"
                                                                              if u.certified_note else ""))
 
@@ -215,7 +244,7 @@ def rounds_open(province: str = typer.Option(..., help="province jurisdiction id
 
     application = _app()
     _opened(open_round(application.db, application.rubrics, application.calendars, province_id=province, year=year,
-                       rubric_id=rubric, calendar_id=calendar, target_share=target, actor=Actor.parse(actor),
+                       rubric_id=rubric, calendar_id=calendar, target_share=target, actor=_actor(application, actor),
                        now=application.clock.now()))
 
 
@@ -281,7 +310,8 @@ def rounds_register(round_id: str, unit_id: int, actor: str = ActorOption) -> No
     from .service.rounds import register_unit
 
     application = _app()
-    case = register_unit(application.db, round_id, unit_id, actor=Actor.parse(actor), now=application.clock.now())
+    case = register_unit(application.db, round_id, unit_id, actor=_actor(application, actor, *OPERATORS),
+                         now=application.clock.now())
     carried = f" (carried over from case {case.carried_over_from})" if case.carried_over_from else ""
     console.print(f"unit {unit_id} registered in {round_id}: case {case.id}{carried}")
 
@@ -297,15 +327,21 @@ def rounds_rollover(round_id: str,
 
     application = _app()
     _opened(roll_over(application.db, application.rubrics, application.calendars, round_id, rubric_id=rubric,
-                      calendar_id=calendar, target_share=target, actor=Actor.parse(actor),
+                      calendar_id=calendar, target_share=target, actor=_actor(application, actor),
                       now=application.clock.now()))
 
 
 @rounds_app.command("list")
-def rounds_list() -> None:
+def rounds_list(as_json: bool = typer.Option(False, "--json", help="as JSON (for scripts)")) -> None:
     """List rounds."""
     from .service.queries import list_rounds
 
+    if as_json:
+        sys.stdout.write(dumps_json([{"id": r.id, "province": r.province_id, "year": r.year, "rubric": r.rubric_id,
+                                      "calendar": r.calendar_id, "target_share": r.target_share,
+                                      "pass_mark": r.pass_mark, "on_fail": r.policy["on_fail"]}
+                                     for r in list_rounds(_app().db)], indent=2) + "\n")
+        return
     table = Table("id", "province", "year", "rubric", "calendar", "target", "pass mark", "on fail")
     for r in list_rounds(_app().db):
         table.add_row(r.id, r.province_id, str(r.year), r.rubric_id, r.calendar_id, _fmt(r.target_share),
@@ -323,7 +359,7 @@ def spot_checks_draw(round_id: str, jurisdiction: str = typer.Option(..., help="
     from .service.oversight import spot_check
 
     application = _app()
-    s = spot_check(application.db, round_id, jurisdiction, share=share, seed=seed, actor=Actor.parse(actor),
+    s = spot_check(application.db, round_id, jurisdiction, share=share, seed=seed, actor=_actor(application, actor),
                    now=application.clock.now())
     console.print(f"spot check {s.id}: drew {len(s.drawn)} of {len(s.population)} certified cases "
                   f"(share {s.share}, seed {s.seed}): {', '.join(map(str, s.drawn))}")
@@ -349,8 +385,8 @@ def filings_create(round_id: str, jurisdiction: str = typer.Option(..., help="th
     from .service.oversight import file_round
 
     application = _app()
-    b = file_round(application.db, round_id, jurisdiction, actor=Actor.parse(actor), now=application.clock.now(),
-                   note=note)
+    b = file_round(application.db, round_id, jurisdiction, actor=_actor(application, actor, *OPERATORS),
+                   now=application.clock.now(), note=note)
     console.print(f"filing batch {b.id}: {len(b.cases)} cases filed: {', '.join(str(c['case_id']) for c in b.cases)}")
 
 
@@ -391,11 +427,12 @@ def rounds_progress(round_id: str, jurisdiction: str | None = typer.Option(None,
         sys.stdout.write(dumps_json(report.to_dict(), indent=2) + "\n")
         return
     if xlsx is not None:
-        from .service.reports import lagging_units
+        from .service.reports import lagging_units, milestone_names
 
         path = _jurisdiction_path(application, round_id, jurisdiction)
         xlsx.write_bytes(progress_xlsx_bytes(report, lagging_units(application.db, application.calendars, round_id,
-                                                                   path)))
+                                                                   path),
+                                             milestone_names(application.db, application.calendars, round_id)))
         console.print(f"{xlsx}: progress of {round_id}")
         return
     table = Table("jurisdiction", "agencies", "certified to date", "share", "target", "met", "by level",
@@ -646,7 +683,7 @@ def cases_act(case_id: int, action: str,
     data = {k: v for k, v in {"reason": reason, "entries": entries or None, "days": days, "until": until,
                                "note": note}.items() if v is not None}
     application = _app()
-    r = perform_action(application.db, case_id, action, data, Actor.parse(actor), application.clock.now(),
+    r = perform_action(application.db, case_id, action, data, _actor(application, actor), application.clock.now(),
                        expected_version)
     console.print(f"case {case_id}: {r.event.type} → {r.case.state} (version {r.case.version}); "
                   f"allowed next: {', '.join(r.allowed) or 'nothing (final state)'}")
@@ -654,6 +691,31 @@ def cases_act(case_id: int, action: str,
         console.print(f"  {code}: {n} occurrence(s) → {r.event.payload['entries'][code]} 分")
     if "total" in r.event.payload:
         console.print(f"  total {r.event.payload['total']} 分")
+
+
+@cases_app.command("upload-sheet")
+def cases_upload_sheet(case_id: int, file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+                       actor: str = ActorOption,
+                       kind: str | None = typer.Option(None, help="self: the 自评得分 column, as the unit's "
+                                                       "self-assessment; verify: the 核查得分 column, as the "
+                                                       "verification (default: by the actor's role)")
+                       ) -> None:
+    """Record the case's score sheet (附件3, `cases sheet ID --xlsx`) as filled in: each criterion's
+    points from its row; every problem named by row and criterion, and nothing recorded."""
+    from functools import partial
+
+    from .adapters.rosters import SheetLimits, read_file
+    from .adapters.score_sheet_upload import read_score_sheet
+    from .service.sheet_upload import record_sheet_upload
+
+    application = _app()
+    limits = SheetLimits.from_settings(application.settings)
+    who = _actor(application, actor)
+    r = record_sheet_upload(application.db, case_id, read_file(file, limits), who, application.clock.now(),
+                            kind=kind or ("verify" if who.kind == "coordinator" else "self"),
+                            read=partial(read_score_sheet, limits=limits), source=file.name)
+    console.print(f"{file}: case {case_id}: {r.event.type} → {r.case.state} (version {r.case.version}); "
+                  f"total {r.event.payload['total']} 分")
 
 
 # ------------------------------------------------------------------ audit
@@ -689,7 +751,8 @@ def audit_verify(checkpoints: bool = typer.Option(
         report.findings.extend(anchored.findings)
     if report.ok:
         console.print(f"audit ok: {report.cases} cases, {report.events} events, {report.duty_streams} duty "
-                      f"streams, {report.duty_events} duty events; every chain intact, every case and stream "
+                      f"streams, {report.duty_events} duty events, {report.operator_events} operator events in "
+                      f"{report.operator_streams} streams; every chain intact, every case and stream "
                       "equals its replay")
         if anchored is not None and anchored.latest is not None:
             latest = anchored.latest
@@ -713,6 +776,36 @@ def _anchor(text: str) -> tuple[int, str]:
         raise InvalidInput("bad --anchor", [Problem("--anchor", f"SEQUENCE:MERKLE_ROOT (64 hex digits), got {text!r}",
                                                     "格式应为 序号:默克尔根（64位十六进制）")])
     return int(number), root.lower()
+
+
+@audit_app.command("operator-events")
+def audit_operator_events(stream: str | None = typer.Option(None, help="accounts, tokens, jurisdictions, units, "
+                                                                       "coordinators or rounds (default: all)"),
+                          fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv"),
+                          out: Path | None = typer.Option(None, "--out", help="write to this file (default: "
+                                                                             "standard output)")) -> None:
+    """The operator audit log (who changed accounts, tokens, the directory, coordinators and
+    rounds), as JSON lines or CSV (Beijing time, Chinese names)."""
+    from .domain.errors import InvalidInput
+    from .domain.operator import STREAMS
+    from .service.histories import operator_csv_lines, operator_jsonl
+
+    if stream is not None and stream not in STREAMS:
+        raise InvalidInput(f"unknown stream {stream!r} (one of {', '.join(STREAMS)})", [],
+                           f"没有名为 {stream!r} 的操作日志（可选：{'、'.join(STREAMS)}）")
+    if fmt not in ("jsonl", "csv"):
+        raise InvalidInput(f"--format must be jsonl or csv, not {fmt!r}", [],
+                           f"--format 须为 jsonl 或 csv，收到 {fmt!r}")
+    events = _app().db.operator.events(stream)
+    lines = operator_csv_lines(events) if fmt == "csv" else operator_jsonl(events)
+    if out is None:
+        for piece in lines:
+            sys.stdout.write(piece)
+        return
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        for piece in lines:
+            fh.write(piece)
+    console.print(f"{len(events)} operator events written to {out}")
 
 
 @audit_app.command("keygen")
@@ -759,7 +852,7 @@ def evidence_attach(case_id: int, criterion: str,
 
     application = _app()
     st = application.settings
-    results = attach_files(application.db, application.evidence, case_id, criterion, files, Actor.parse(actor),
+    results = attach_files(application.db, application.evidence, case_id, criterion, files, _actor(application, actor),
                            application.clock.now(), max_bytes=st.evidence_max_bytes,
                            quota=EvidenceQuota(st.evidence_quota_bytes, st.evidence_quota_files))
     for r in results:
@@ -775,7 +868,7 @@ def evidence_remove(case_id: int, criterion: str, sha256: str, actor: str = Acto
 
     application = _app()
     perform_action(application.db, case_id, "remove_evidence", {"criterion": criterion, "sha256": sha256},
-                   Actor.parse(actor), application.clock.now())
+                   _actor(application, actor), application.clock.now())
     console.print(f"case {case_id} {criterion}: {sha256[:12]}… removed")
 
 
@@ -813,7 +906,7 @@ def documents_attach(case_id: int, document: str = typer.Argument(..., help="the
     application = _app()
     st = application.settings
     results = attach_document_bytes(application.db, application.evidence, case_id, document,
-                                    read_bounded(files, st.evidence_max_bytes), Actor.parse(actor),
+                                    read_bounded(files, st.evidence_max_bytes), _actor(application, actor),
                                     application.clock.now(),
                                     quota=EvidenceQuota(st.evidence_quota_bytes, st.evidence_quota_files))
     for r in results:
@@ -873,7 +966,7 @@ def duties_done(round_id: str, duty: str,
     application = _app()
     files = [(file.name, file.read_bytes())] if file is not None else []
     e = record_duty(application.db, application.calendars, application.evidence, round_id, jurisdiction, duty,
-                    actor=Actor.parse(actor), now=application.clock.now(), files=files, note=note)
+                    actor=_actor(application, actor), now=application.clock.now(), files=files, note=note)
     extra = e.payload.get("filing_batches") or e.payload.get("spot_checks") or \
         [a["filename"] for a in e.payload.get("attachments", [])]
     console.print(f"{jurisdiction} {duty}: recorded done (event #{e.seq}" + (", late" if e.payload["late"] else "")
@@ -938,11 +1031,13 @@ def calendars_show(calendar_id: str, year: int | None = typer.Option(None, help=
 
 # ------------------------------------------------------------------ coordinators
 @coord_app.command("add")
-def coordinators_add(jurisdiction: str, name: str, email: str) -> None:
+def coordinators_add(jurisdiction: str, name: str, email: str, actor: str = ActorOption) -> None:
     """Add a coordinator of a jurisdiction (receives its reminders and digests)."""
     from .service.directory import add_coordinator
 
-    c = add_coordinator(_app().db, jurisdiction, name, email)
+    application = _app()
+    c = add_coordinator(application.db, jurisdiction, name, email, actor=_actor(application, actor, *OPERATORS),
+                        now=application.clock.now())
     console.print(f"coordinator {c.id}: {c.name} <{c.email}> for {c.jurisdiction_id}")
 
 
@@ -1023,7 +1118,9 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
           api: bool = typer.Option(True, help="serve the HTTP API (--no-api: the scheduler only)")) -> None:
     """Run the system: the HTTP API, and the scheduler (sweep hourly and at 09:00
     Asia/Shanghai, dispatch every 30 s). Among several processes one is elected to
-    schedule (PostgreSQL advisory lock; a lock file on SQLite); every process serves the API."""
+    schedule (PostgreSQL advisory lock; a lock file on SQLite); every process serves the API.
+    A new SQLite database gets its schema on the first start; PostgreSQL, or an SQLite database
+    at an older schema, is refused until `workflow db upgrade` has run."""
     import signal
     import socket
     import threading
@@ -1031,7 +1128,8 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
     from .adapters.scheduler import LeaderLock, LeaderLoop, build_scheduler
     from .logging import configure_logging
 
-    application = _app()
+    application = _app(migrated=False)
+    application.require_schema(create_new_sqlite=True)  # a new SQLite file: the schema; anything else: db upgrade
     configure_logging(application.settings.log_level)
     st = application.settings
     process = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -1103,13 +1201,11 @@ def _scheduled_jobs(application: App) -> tuple[Any, Any]:
 
 # ------------------------------------------------------------------ tokens
 @tokens_app.command("create")
-def tokens_create(name: str = typer.Option(..., help="who holds it (shown as the actor in the history)"),
-                  role: str = typer.Option(..., help="unit, coordinator, auditor or admin"),
-                  unit: int | None = typer.Option(None, help="the unit of a unit token"),
-                  jurisdiction: str | None = typer.Option(None, help="the subtree of a coordinator or auditor"),
+def tokens_create(account: str = typer.Option(..., help="the login of the account the token belongs to (its role "
+                                                     "and scope are the account's)"),
                   expires: str | None = typer.Option(None, help="expiry, ISO time (Asia/Shanghai if no zone)"),
                   actor: str = ActorOption) -> None:
-    """Make a token; its secret is printed once and never stored."""
+    """Make a token for an account; its secret is printed once and never stored."""
     from datetime import datetime
 
     from .domain.errors import InvalidInput, Problem
@@ -1124,9 +1220,13 @@ def tokens_create(name: str = typer.Option(..., help="who holds it (shown as the
             raise InvalidInput("bad --expires", [Problem("--expires", f"not an ISO time: {expires!r}")]) from None
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=BUSINESS_TZ)
-    made = create_token(application.db, name=name, role=role, unit_id=unit, jurisdiction_id=jurisdiction,
-                        expires_at=expires_at, created_by=str(Actor.parse(actor)), now=application.clock.now())
-    console.print(f"token {made.id} for {name} ({role}); the secret (shown once):")
+    owner = application.db.accounts.by_login(account)
+    if owner is None:
+        raise InvalidInput(f"no account {account!r} (workflow accounts list)", [],
+                           f"没有登录名为 {account!r} 的账号（见 workflow accounts list）")
+    made = create_token(application.db, account_id=owner.id, by=_principal(application, actor),
+                        expires_at=expires_at, now=application.clock.now())
+    console.print(f"token {made.id} for {owner.name} ({owner.login}, {owner.role}); the secret (shown once):")
     sys.stdout.write(made.secret + "\n")
 
 
@@ -1135,9 +1235,11 @@ def tokens_list() -> None:
     """Tokens (never their secrets)."""
     from .service.tokens import list_tokens
 
-    table = Table("id", "name", "role", "scope", "created", "created by", "expires", "revoked", "revoked by")
+    table = Table("id", "account", "name", "role", "scope", "created", "created by", "expires", "revoked",
+                  "revoked by")
     for t in list_tokens(_app().db):
-        table.add_row(str(t.id), t.name, t.role, _fmt(t.unit_id if t.role == "unit" else t.jurisdiction_id),
+        table.add_row(str(t.id), _fmt(t.account_login), _fmt(t.account_name), t.role,
+                      _fmt(t.unit_id if t.role == "unit" else t.jurisdiction_id),
                       f"{t.created_at:%Y-%m-%d}", t.created_by, _fmt(t.expires_at), _fmt(t.revoked_at),
                       _fmt(t.revoked_by))
     console.print(table)
@@ -1149,9 +1251,112 @@ def tokens_revoke(token_id: int, actor: str = ActorOption) -> None:
     from .service.tokens import revoke_token
 
     application = _app()
-    by = str(Actor.parse(actor))
+    by = _actor(application, actor, "admin")
     revoke_token(application.db, token_id, application.clock.now(), by=by)
-    console.print(f"token {token_id} revoked by {by}")
+    console.print(f"token {token_id} revoked by {by.label}")
+
+
+# ------------------------------------------------------------------ accounts
+def _password(prompted: bool) -> str | None:
+    """A password read from the terminal twice (never from an option: it would stay in the
+    shell's history), or from WORKFLOW_PASSWORD for scripts."""
+    if not prompted:
+        return None
+    given = os.environ.get("WORKFLOW_PASSWORD")
+    if given is not None:
+        return given
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _account_row(table: Table, a: Any) -> None:
+    scope = a.unit_id if a.role == "unit" else a.jurisdiction_id
+    table.add_row(str(a.id), a.login, a.name, a.role, _fmt(scope), _fmt(a.email), _fmt(a.phone),
+                  "yes" if a.password_hash else "no", "disabled" if a.disabled_at else "active", a.created_by)
+
+
+@accounts_app.command("create")
+def accounts_create(login: str = typer.Option(..., help="what they sign in with (a-z 0-9 . _ -)"),
+                    name: str = typer.Option(..., help="display name (姓名), unique within the jurisdiction"),
+                    role: str = typer.Option(..., help="unit, coordinator, auditor or admin"),
+                    unit: int | None = typer.Option(None, help="a unit account's unit id"),
+                    jurisdiction: str | None = typer.Option(None, help="a coordinator's or auditor's jurisdiction"),
+                    email: str | None = typer.Option(None), phone: str | None = typer.Option(None),
+                    password: bool = typer.Option(False, "--password", help="set a password (asked twice; or "
+                                                                            "WORKFLOW_PASSWORD)"),
+                    actor: str | None = typer.Option(None, "--actor", envvar="WORKFLOW_ACTOR",
+                                                     help="the admin or coordinator making it (only the very first "
+                                                          "account, an admin, is made without one)")) -> None:
+    """Make an account; recorded on the operator stream 'accounts' with who made it."""
+    from .service.accounts import create_account
+
+    application = _app()
+    by = _principal(application, actor, *OPERATORS) if actor else None
+    a = create_account(application.db, by=by, login=login, name=name, role=role, unit_id=unit,
+                       jurisdiction_id=jurisdiction, email=email, phone=phone, password=_password(password),
+                       now=application.clock.now())
+    console.print(f"account {a.id}: {a.login} ({a.name}, {a.role}) made by {a.created_by}")
+
+
+@accounts_app.command("list")
+def accounts_list(actor: str = ActorOption) -> None:
+    """The accounts the actor may see (an admin: all; a coordinator or auditor: their subtree's)."""
+    from .service.accounts import list_accounts
+
+    application = _app()
+    table = Table("id", "login", "name", "role", "scope", "email", "phone", "password", "state", "created by")
+    for a in list_accounts(application.db, _principal(application, actor)):
+        _account_row(table, a)
+    console.print(table)
+
+
+@accounts_app.command("change")
+def accounts_change(account_id: int, name: str | None = typer.Option(None), email: str | None = typer.Option(None),
+                    phone: str | None = typer.Option(None), actor: str = ActorOption) -> None:
+    """Change an account's display name or contact (an empty value clears email or phone)."""
+    from .service.accounts import change_account
+
+    application = _app()
+    changes = {k: v for k, v in (("name", name), ("email", email), ("phone", phone)) if v is not None}
+    a = change_account(application.db, account_id, changes, by=_principal(application, actor, *OPERATORS),
+                       now=application.clock.now())
+    console.print(f"account {a.id}: {a.login} ({a.name}) {_fmt(a.email)} {_fmt(a.phone)}")
+
+
+@accounts_app.command("disable")
+def accounts_disable(account_id: int, reason: str = typer.Option(..., help="why (recorded)"),
+                     actor: str = ActorOption) -> None:
+    """Disable an account: it can no longer sign in or act, and its tokens are revoked at once."""
+    from .service.accounts import set_enabled
+
+    application = _app()
+    a, revoked = set_enabled(application.db, account_id, False, by=_principal(application, actor, *OPERATORS),
+                             now=application.clock.now(), reason=reason)
+    console.print(f"account {a.id} ({a.login}) disabled; {revoked} token(s) revoked")
+
+
+@accounts_app.command("enable")
+def accounts_enable(account_id: int, actor: str = ActorOption) -> None:
+    """Enable a disabled account again (its old tokens stay revoked)."""
+    from .service.accounts import set_enabled
+
+    application = _app()
+    a, _ = set_enabled(application.db, account_id, True, by=_principal(application, actor, *OPERATORS),
+                       now=application.clock.now())
+    console.print(f"account {a.id} ({a.login}) enabled")
+
+
+@accounts_app.command("password")
+def accounts_password(account_id: int, actor: str = ActorOption) -> None:
+    """Set an account's password (asked twice; or WORKFLOW_PASSWORD): by its person, the
+    coordinator above them or an admin."""
+    from .service.accounts import set_password
+
+    application = _app()
+    password = _password(True)
+    assert password is not None
+    set_password(application.db, account_id, password, by=_principal(application, actor),
+                 now=application.clock.now())
+    console.print(f"account {account_id}: password set")
 
 
 # ------------------------------------------------------------------ rubrics
@@ -1212,80 +1417,109 @@ def rubrics_diff(a: str, b: str) -> None:
 
 # ------------------------------------------------------------------ demo
 @app.command("demo")
-def demo(db: str | None = typer.Option(None, help="database URL (default: the configured one)")) -> None:
-    """Set up the Shanxi 2021 example (jurisdictions, the 35 provincial units, the round) and list it."""
+def demo(db: str | None = typer.Option(None, help="database URL (default: the configured one)"),
+         example_only: bool = typer.Option(False, "--example-only",
+                                           help="only the 2021 example: the 35 units and round shanxi-2021 open, "
+                                                "nothing done (a blank round to practise on)")) -> None:
+    """Load a Shanxi round that is live today: its calendar is Shanxi's with the dates moved so
+    that today is in the evaluation month (the self-assessment deadline passed, the evaluation
+    due in 10 days); units ahead and behind, contacts and coordinators. Then `workflow serve`
+    sends today's reminders. The 2021 notice's example round is kept as a past round."""
     if db:
         os.environ["WORKFLOW_DATABASE_URL"] = db
     from .adapters.db.migrate import upgrade
-    from .config import REPO_ROOT
-    from .files import import_jurisdictions, import_units
-    from .service.queries import list_cases
-    from .service.rounds import open_round
+    from .demo import run_demo, run_example
 
     application = _app(migrated=False)
     upgrade(application.engine)
     application.require_schema()
-    now = application.clock.now()
-    examples = REPO_ROOT / "examples"
-    import_jurisdictions(application.db, examples / "jurisdictions.csv")
-    import_units(application.db, examples / "shanxi-2021-units.csv", now, update=True)
-    if application.db.rounds.round("shanxi-2021") is None:
-        open_round(application.db, application.rubrics, application.calendars, province_id="shanxi", year=2021,
-                   rubric_id="shanxi-2020", calendar_id="shanxi-2021", target_share="0.5",
-                   actor=Actor("admin", "demo"), now=now)
-    rows = list_cases(application.db, round_id="shanxi-2021", limit=1000)
-    console.print(f"round shanxi-2021: {len(rows)} cases in "
-                  f"{application.engine.url.render_as_string(hide_password=True)}")
-    console.print("next: workflow cases list --round shanxi-2021 · workflow cases show 1 · "
-                  "workflow rubrics show shanxi-2020 · "
-                  "workflow cases act 1 self_assess --entry 1.1.1=9 --actor unit:1 · workflow audit verify")
+    where = application.engine.url.render_as_string(hide_password=True)
+    if example_only:
+        console.print(f"round shanxi-2021: {run_example(application)} cases in {where}")
+        console.print("next: workflow cases list --round shanxi-2021 · workflow cases show 1 · "
+                      "workflow rubrics show shanxi-2020 · workflow audit verify")
+        return
+    r, st = run_demo(application), application.settings
+    for line in r.warnings:
+        err.print(f"WARNING: {line}")
+    states = ", ".join(f"{state} {n}" for state, n in r.by_state.items())
+    console.print(f"round {r.round_id}: {sum(r.by_state.values())} cases ({states}) in {where}"
+                  + ("" if r.created else " — loaded before, nothing changed"))
+    console.print(f"calendar {r.calendar_id}: Shanxi's calendar moved so that {r.today} falls 10 days before the "
+                  "end of the evaluation month:")
+    for on, name in r.schedule:
+        days = (on - r.today).days
+        console.print(f"  {on}  {name}  ({f'in {days} days' if days >= 0 else f'{-days} days ago'})")
+    console.print(f"round {r.example_round}: {r.example_cases} cases (the 2021 notice's example, a past round)")
+    people = ", ".join(f"{login} ({name}, {role})" for login, name, role in r.accounts if role != "unit")
+    clerks = [login for login, _, role in r.accounts if role == "unit"]
+    console.print(f"accounts (--actor LOGIN): demo-admin (admin), {people}, and a clerk of each unit: "
+                  f"{clerks[0] if clerks else ''} … {clerks[-1] if clerks else ''}")
+    console.print("a token for the API: workflow tokens create --account coord-shanxi --actor demo-admin")
+    console.print(f"next: workflow serve (its first sweep sends today's reminders to {st.smtp_host or st.maildir}) · "
+                  f"workflow rounds at-risk {r.round_id} --days 14 · workflow rounds reminders {r.round_id} · "
+                  f"workflow rounds progress {r.round_id} · workflow cases list --round {r.round_id}")
 
 
 @app.command()
 def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML), e.g. examples/shanxi-2021.yaml"),
              db: str | None = typer.Option(None, help="database URL to keep (empty, or holding a killed run of "
                                                          "the same scenario, which resumes); default a temporary "
-                                                         "SQLite file"),
+                                                         "SQLite file, removed at the end"),
              maildir: Path | None = typer.Option(None, help="where the mails go (default var/simulate/<name>/mail)"),
              smtp: str | None = typer.Option(None, help="HOST:PORT of an SMTP server to send the mails to instead"),
              events_out: Path | None = typer.Option(None, "--events-out", help="write every event as JSON lines"),
              timeline_rows: int = typer.Option(200, "--timeline-rows", help="rows of the timeline shown (0: none)"),
              ) -> None:
     """Rehearse a round on a simulated clock in a fresh database: every day the 09:00 sweep
-    and dispatch, then the scenario's actions through the same services as production."""
+    and dispatch, then the scenario's actions through the same services as production. Without
+    --db the database and the evidence are temporary files, removed at the end (also after an
+    error); with --db the evidence is kept beside the database."""
+    import shutil
+
     from rich.progress import Progress
 
     from .simulate import load_scenario, run, timeline
 
     plan = load_scenario(scenario)  # every problem, with its line, before anything runs
-    application = _simulation_app(plan, db, maildir, smtp)
-    days = (plan.end - plan.start).days + 1
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task(f"simulating {plan.title}", total=days)
-        result = run(plan, application, application.transport(), on_day=lambda _d: bar.advance(task))
-    if timeline_rows:
-        _print_timeline(plan.title, timeline(application, result.round_ids), timeline_rows)
-    for outcome in result.refused:
-        err.print(f"{plan.path}:{outcome.line}: {outcome.day}: {outcome.what}")
-    console.print(_simulation_summary(application, plan.title, f"/{plan.round['province']}/", result.round_ids))
-    if result.resumed_after is not None:
-        console.print(f"resumed a run that had finished {result.resumed_after}")
-    console.print(f"mails sent {result.mails_sent}, failed {result.mails_failed}; actions refused "
-                  f"{len(result.refused)}; {result.days} days simulated")
-    st = application.settings
-    console.print(f"mails: {f'{st.smtp_host}:{st.smtp_port}' if smtp else st.maildir} · "
-                  f"database: {result.database_url}")
-    if events_out:
-        with open(events_out, "w", encoding="utf-8") as fh:
-            for event in application.db.all_events():
-                fh.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-        console.print(f"events: {events_out}")
-    application.close()
+    application, work = _simulation_app(plan, db, maildir, smtp)
+    try:
+        days = (plan.end - plan.start).days + 1
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"simulating {plan.title}", total=days)
+            result = run(plan, application, application.transport(), on_day=lambda _d: bar.advance(task))
+        if timeline_rows:
+            _print_timeline(plan.title, timeline(application, result.round_ids), timeline_rows)
+        for outcome in result.refused:
+            err.print(f"{plan.path}:{outcome.line}: {outcome.day}: {outcome.what}")
+        console.print(_simulation_summary(application, plan.title, f"/{plan.round['province']}/", result.round_ids))
+        if result.resumed_after is not None:
+            console.print(f"resumed a run that had finished {result.resumed_after}")
+        console.print(f"mails sent {result.mails_sent}, failed {result.mails_failed}; actions refused "
+                      f"{len(result.refused)}; {result.days} days simulated")
+        st = application.settings
+        console.print(f"mails: {f'{st.smtp_host}:{st.smtp_port}' if smtp else st.maildir} · database: "
+                      + ("temporary, removed at the end (--db URL keeps it)" if work else
+                         f"{result.database_url} · evidence: {st.evidence_dir}"))
+        if events_out:
+            with open(events_out, "w", encoding="utf-8") as fh:
+                for event in application.db.all_events():
+                    fh.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            console.print(f"events: {events_out}")
+    finally:
+        application.close()
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def _simulation_app(plan: Any, db: str | None, maildir: Path | None, smtp: str | None) -> App:
-    """An application on a simulated clock: a temporary SQLite file unless ``db`` is given."""
+def _simulation_app(plan: Any, db: str | None, maildir: Path | None, smtp: str | None) -> tuple[App, Path | None]:
+    """An application on a simulated clock, and its temporary folder (None: nothing temporary).
+    Without ``db``: a temporary folder holding the SQLite file and the evidence, for the caller
+    to remove. With ``db``: the evidence kept beside it (``<file's folder>/<stem>-evidence`` for
+    SQLite; ``var/simulate/<scenario>/evidence`` for a server database)."""
     import tempfile
+
+    from sqlalchemy.engine import make_url
 
     from .adapters.calendar_files import CalendarCatalog
     from .adapters.db.engine import make_engine
@@ -1293,19 +1527,33 @@ def _simulation_app(plan: Any, db: str | None, maildir: Path | None, smtp: str |
     from .clock import ManualClock
     from .config import Settings
 
-    work = Path(tempfile.mkdtemp(prefix="workflow-simulate-"))
     out_dir = Path("var") / "simulate" / Path(plan.path).stem
-    overrides: dict[str, Any] = {"database_url": db or f"sqlite:///{work / 'simulation.db'}",
-                                 "maildir": maildir or out_dir / "mail", "evidence_dir": work / "evidence"}
+    overrides: dict[str, Any] = {"maildir": maildir or out_dir / "mail"}
     if smtp:
         host, _, port = smtp.rpartition(":")
         if not host or not port.isdigit():
             raise DomainError(f"--smtp must be HOST:PORT, got {smtp!r}")
         overrides.update(smtp_host=host, smtp_port=int(port))
-    settings = Settings(**overrides)
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    return App(settings=settings, engine=engine, db=Database(engine), clock=ManualClock(_eight_on(plan.start)),
-               calendars=CalendarCatalog(settings.calendars_dir))
+    work = None
+    if db is None:
+        work = Path(tempfile.mkdtemp(prefix="workflow-simulate-"))
+        overrides.update(database_url=f"sqlite:///{work / 'simulation.db'}", evidence_dir=work / "evidence")
+    else:
+        url = make_url(db)
+        beside = Path(url.database or "simulation.db") if url.get_backend_name() == "sqlite" else None
+        overrides.update(database_url=db, evidence_dir=beside.with_name(f"{beside.stem}-evidence") if beside
+                         else out_dir / "evidence")
+    try:
+        settings = Settings(**overrides)
+        engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    except BaseException:
+        if work is not None:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    return (App(settings=settings, engine=engine, db=Database(engine), clock=ManualClock(_eight_on(plan.start)),
+                calendars=CalendarCatalog(settings.calendars_dir)), work)
 
 
 def _print_timeline(title: str, rows: list[Any], shown: int) -> None:

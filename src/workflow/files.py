@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -22,24 +22,27 @@ from .service.reports import Lagging, Progress
 from .service.sheets import CaseSheets
 
 
-def import_jurisdictions(db: Storage, path: Path, *, limits: SheetLimits = DEFAULT_LIMITS) -> ImportResult:
+def import_jurisdictions(db: Storage, path: Path, *, actor: Actor, now: datetime,
+                         limits: SheetLimits = DEFAULT_LIMITS) -> ImportResult:
     """Import jurisdictions from CSV (id, name, level, parent); all rows or none."""
-    return import_jurisdiction_rows(db, read_jurisdictions_csv(Path(path), limits), str(path))
+    return import_jurisdiction_rows(db, read_jurisdictions_csv(Path(path), limits), str(path), actor=actor, now=now)
 
 
 def import_units_data(db: Storage, data: bytes, source: str, now: datetime, *, update: bool = False,
-                      within_path: str | None = None, limits: SheetLimits = DEFAULT_LIMITS) -> ImportResult:
+                      within_path: str | None = None, limits: SheetLimits = DEFAULT_LIMITS,
+                      actor: Actor) -> ImportResult:
     """Import a unit roster (.csv UTF-8/GBK, or .xlsx); every bad row named, nothing imported. A
     roster past ``limits`` (bytes, rows, columns, cells, merged ranges, unpacked size) is refused
     whole before its rows are read."""
     return import_unit_rows(db, read_units(data, source, limits), source, now, update=update,
-                            within_path=within_path)
+                            within_path=within_path, actor=actor)
 
 
 def import_units(db: Storage, path: Path, now: datetime, *, update: bool = False,
-                 limits: SheetLimits = DEFAULT_LIMITS) -> ImportResult:
+                 limits: SheetLimits = DEFAULT_LIMITS, actor: Actor) -> ImportResult:
     """Import a unit roster file (refused unread past ``limits.max_bytes``); see :func:`import_units_data`."""
-    return import_units_data(db, read_file(Path(path), limits), str(path), now, update=update, limits=limits)
+    return import_units_data(db, read_file(Path(path), limits), str(path), now, update=update, limits=limits,
+                             actor=actor)
 
 
 def read_bounded(paths: list[Path], max_bytes: int) -> list[tuple[str, bytes]]:
@@ -50,13 +53,14 @@ def read_bounded(paths: list[Path], max_bytes: int) -> list[tuple[str, bytes]]:
         try:
             size = path.stat().st_size
         except OSError as exc:
-            problems.append(Problem(path.name, exc.strerror or str(exc), "无法读取文件"))
+            problems.append(Problem(path.name, exc.strerror or str(exc), f"无法读取文件（{exc.strerror or exc}）"))
             continue
         if size > max_bytes:
             problems.append(Problem(path.name, f"{size} bytes; the limit is {max_bytes}",
                                     f"{size} 字节，超过上限 {max_bytes} 字节"))
     if problems:
-        raise InvalidInput("evidence refused; nothing was attached", problems, "佐证材料不符合要求，未添加")
+        raise InvalidInput("evidence refused; nothing was attached", problems,
+                           "佐证材料不符合要求，未添加：" + "；".join(f"{p.where}：{p.zh}" for p in problems))
     return [(p.name, p.read_bytes()) for p in map(Path, paths)]
 
 
@@ -69,7 +73,8 @@ def attach_files(store: Storage, blobs: EvidenceBlobs, case_id: int, criterion: 
 def write_score_sheet(sheets: CaseSheets, out: Path) -> None:
     """The case's score sheet (自评表) as .xlsx in the province's printed layout."""
     export_score_sheet(sheets.rubric, unit_name=sheets.unit_name, layout=layout_for(sheets.rubric),
-                       self_score=sheets.self, verified_score=sheets.verified, recheck_score=sheets.recheck, out=out)
+                       self_score=sheets.self, verified_score=sheets.verified, recheck_score=sheets.recheck, out=out,
+                       case_id=sheets.case_id, round_id=sheets.round_id)
 
 
 def score_sheet_xlsx(sheets: CaseSheets) -> bytes:
@@ -79,8 +84,10 @@ def score_sheet_xlsx(sheets: CaseSheets) -> bytes:
         return out.read_bytes()
 
 
-def progress_xlsx_bytes(report: Progress, lagging: Sequence[Lagging] = ()) -> bytes:
-    """The progress workbook: the share per jurisdiction and level, and the 滞后单位 sheet."""
+def progress_xlsx_bytes(report: Progress, lagging: Sequence[Lagging] = (),
+                        milestone_names: Mapping[str, str] | None = None) -> bytes:
+    """The progress workbook: the share per jurisdiction and level, and the 滞后单位 sheet
+    (``milestone_names``: the calendar's names of its milestones, for the overdue columns)."""
     out = io.BytesIO()
-    progress_xlsx(report, out, lagging)
+    progress_xlsx(report, out, lagging, milestone_names)
     return out.getvalue()

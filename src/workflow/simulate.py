@@ -307,7 +307,7 @@ class _Run:
     """One run of a scenario on an application (its database empty, or holding a killed run of
     the same scenario to resume; its clock a ManualClock)."""
 
-    ADMIN = Actor("admin", "simulation")
+    ADMIN = Actor("admin", "simulation", channel="simulation")
 
     def __init__(self, scenario: Scenario, application: Any, transport: Any) -> None:
         self.scenario, self.app, self.transport = scenario, application, transport
@@ -341,17 +341,17 @@ class _Run:
 
     def _directory(self, now: datetime) -> None:
         s = self.scenario
-        import_jurisdictions(self.db, s.jurisdictions)
+        import_jurisdictions(self.db, s.jurisdictions, actor=self.ADMIN, now=now)
         if s.roster is not None and not self.db.directory.units():  # all the roster or none of it
-            import_units(self.db, s.roster, now)
+            import_units(self.db, s.roster, now, actor=self.ADMIN)
         for u in s.inline_units:
             try:
-                create_unit(self.db, u, now)
+                create_unit(self.db, u, now, actor=self.ADMIN)
             except AlreadyExists:
                 pass
         for c in s.coordinators:
             try:
-                add_coordinator(self.db, c["jurisdiction"], c["name"], c["email"])
+                add_coordinator(self.db, c["jurisdiction"], c["name"], c["email"], actor=self.ADMIN, now=now)
             except AlreadyExists:
                 pass
         self.unit_ids = {u.name: u.id for u in self.db.directory.units()}
@@ -415,7 +415,7 @@ class _Run:
     # -- a round's acts (a spot check, a filing, a duty, the next round)
     def _round_step(self, step: Step, day: date) -> None:
         now = self.clock.now()
-        coordinator = Actor("coordinator", str(step.params.get("by") or "simulation"))
+        coordinator = Actor("coordinator", str(step.params.get("by") or "simulation"), channel="simulation")
         try:
             self._outcome(day, step, self._round_act(step, coordinator, now), True)
         except AlreadyExists as exc:  # opened before a restart: nothing to do again
@@ -470,7 +470,7 @@ class _Run:
                 uow.commit()
 
     def _unit_act(self, step: Step, name: str, unit_id: int, key: str) -> None:
-        now, unit = self.clock.now(), Actor("unit", str(unit_id))
+        now, unit = self.clock.now(), Actor("unit", str(unit_id), channel="simulation")
         if step.do in ("contacts", "confirm_contact"):
             contact = dict(step.params.get("contact") or {"name": "联络员", "phone": "0351-0000000",
                                                            "email": f"unit{unit_id}@example.gov.cn"})
@@ -480,7 +480,8 @@ class _Run:
         if not cases:
             raise DomainError(f"{name} has no case")
         case_id = cases[-1]  # the latest round's
-        actor = unit if step.do in UNIT_ACTIONS else Actor("coordinator", str(step.params.get("by") or "simulation"))
+        actor = unit if step.do in UNIT_ACTIONS else Actor("coordinator", str(step.params.get("by") or "simulation"),
+                                                           channel="simulation")
         data: dict[str, Any] = {k: step.params[k] for k in ("note", "reason", "days") if k in step.params}
         if step.do in SHEET_ACTIONS:
             data["entries"] = self._sheet(step, read_case(self.db, case_id).ctx.rubric)

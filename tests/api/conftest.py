@@ -13,9 +13,8 @@ from workflow.adapters.checkpoint_files import generate_key
 from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
-from workflow.service.tokens import create_token
 
-from ..support import ADMIN, open_shanxi, write_units_csv
+from ..support import ADMIN, OPERATOR, open_shanxi, token_for, write_units_csv
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 
@@ -37,11 +36,11 @@ def client(db, db_url, tmp_path):
     from workflow.service.cases import register_case
 
     import_units(db, write_units_csv(tmp_path / "ty.csv", [("太原市财政局", "shanxi-taiyuan",
-                                                                          "行政机关")]), NOW)
+                                                                          "行政机关")]), NOW, actor=OPERATOR)
     register_case(db, "shanxi-2021", 36, ADMIN, NOW)
 
     def token(role: str, **scope) -> dict[str, str]:
-        made = create_token(db, name=f"{role}-x", role=role, created_by="admin:test", now=NOW, **scope)
+        made = token_for(db, name=f"{role}-x", role=role, now=NOW, **scope)
         return {"Authorization": f"Bearer {made.secret}"}
 
     c = TestClient(create_app(application))

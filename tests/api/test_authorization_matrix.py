@@ -65,10 +65,21 @@ from workflow.service.cases import perform_action, register_case
 from workflow.service.evidence import EvidenceQuota, attach_bytes, attach_document_bytes
 from workflow.service.oversight import file_round, spot_check
 from workflow.service.rounds import open_round
-from workflow.service.tokens import create_token
 
 from ..conftest import PG_SKIP_REASON, PG_URL, pg_schema_url
-from ..support import ADMIN, CALENDARS, COORDINATOR, RUBRICS, open_shanxi, sheet_for, unit_actor, write_units_csv
+from ..support import (
+    ADMIN,
+    CALENDARS,
+    COORDINATOR,
+    OPERATOR,
+    RUBRICS,
+    account_for,
+    open_shanxi,
+    sheet_for,
+    token_for,
+    unit_actor,
+    write_units_csv,
+)
 from .conftest import NOW
 
 MATRIX_DATABASES = ["sqlite", "postgres"] if os.environ.get("WORKFLOW_TEST_MATRIX_ALL_DATABASES") else ["sqlite"]
@@ -139,7 +150,7 @@ class World:
         """A contact person on the unit's record (not yet confirmed for the round)."""
         from workflow.service.directory import update_unit
 
-        self._once(("contact", unit_id), lambda: update_unit(self.db, unit_id, CONTACTS, NOW))
+        self._once(("contact", unit_id), lambda: update_unit(self.db, unit_id, CONTACTS, NOW, actor=OPERATOR))
 
     def certify(self, case_id: int) -> None:
         """Self-assessed at 90 with a stored PDF for every scored criterion (so the evidence
@@ -409,8 +420,98 @@ def batch(jurisdiction: str) -> Callable[[World], dict]:
     return lambda world: {"batch_id": world.filings()[jurisdiction]}
 
 
+def account(unit: int) -> Callable[[World], dict]:
+    """The path of a new unit account of ``unit`` (never the principal's own: a unit sees only
+    its own account, not a colleague's)."""
+    def path(world: World) -> dict:
+        return {"account_id": account_for(world.db, "unit", NOW, unit_id=unit).id}
+    return path
+
+
+def a_token(world: World) -> dict:
+    return {"token_id": token_for(world.db, "unit", NOW, unit_id=3).id}
+
+
+def filled_sheet(case_id: int) -> Callable[[World], bytes]:
+    """The case's own printed 附件3 with 1.1.1 scored 9 in the self-assessment column."""
+    def content(world: World) -> bytes:
+        import io
+
+        from openpyxl import load_workbook
+
+        from workflow.files import score_sheet_xlsx
+        from workflow.service.sheets import case_sheets
+
+        book = load_workbook(io.BytesIO(score_sheet_xlsx(case_sheets(world.db, case_id))))
+        ws = book.active
+        head = {str(ws.cell(3, c).value): c for c in range(1, ws.max_column + 1) if ws.cell(3, c).value}
+        row = next(r for r in range(5, ws.max_row + 1) if ws.cell(r, head["编号"]).value == "1.1.1")
+        ws.cell(row, head["自评得分"]).value = 9
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()
+    return content
+
+
+NEW_ACCOUNT = {"login": "li.new", "name": "李新", "role": "unit", "email": "li@example.gov.cn"}
+
+
+def accounts_cells(ok: int, method_body: dict[str, Any] | None = None) -> Cells:
+    """A change to an account: a coordinator or an admin, in the account's subtree."""
+    body = {} if method_body is None else {"json": method_body}
+    return endpoint(
+        unit__in=Cell(403, path=account(1), **body), unit__out=Cell(403, path=account(2), **body),
+        coordinator__in=Cell(ok, path=account(36), **body), coordinator__out=Cell(404, path=account(1), **body),
+        auditor__in=Cell(403, path=account(36), **body), auditor__out=Cell(403, path=account(1), **body),
+        admin__in=Cell(ok, path=account(1), **body), admin__out=ADMIN_SEES_ALL).cells
+
+
 # ---------------------------------------------------------------- the table
 TABLE: dict[tuple[str, str], Endpoint] = {
+    ("POST", "/api/v1/cases/{case_id}/score-sheet.xlsx"): endpoint(
+        unit__in=Cell(200, path={"case_id": 1}, content=filled_sheet(1)),
+        unit__out=Cell(404, path={"case_id": 2}, content=filled_sheet(2)),
+        # a coordinator's upload is the verification sheet: a registered case cannot be verified yet
+        coordinator__in=Cell(409, path={"case_id": 36}, content=filled_sheet(36)),
+        coordinator__out=Cell(404, path={"case_id": 1}, content=filled_sheet(1)),
+        auditor__in=Cell(403, path={"case_id": 36}, content=filled_sheet(36)),
+        auditor__out=Cell(404, path={"case_id": 1}, content=filled_sheet(1)),
+        admin__in=Cell(200, path={"case_id": 1}, content=filled_sheet(1)), admin__out=ADMIN_SEES_ALL),
+    # ------------------------------------------------------------ accounts and the operator log
+    ("GET", "/api/v1/accounts"): endpoint(
+        unit__in=Cell(200), unit__out=NO_RESOURCE, coordinator__in=Cell(200), coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(200), auditor__out=NO_RESOURCE, admin__in=Cell(200), admin__out=ADMIN_SEES_ALL),
+    ("GET", "/api/v1/accounts/me"): endpoint(
+        unit__in=Cell(200), unit__out=NO_RESOURCE, coordinator__in=Cell(200), coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(200), auditor__out=NO_RESOURCE, admin__in=Cell(200), admin__out=ADMIN_SEES_ALL),
+    ("POST", "/api/v1/accounts"): endpoint(
+        unit__in=Cell(403, json={**NEW_ACCOUNT, "unit_id": 1}), unit__out=Cell(403, json={**NEW_ACCOUNT, "unit_id": 2}),
+        coordinator__in=Cell(201, json={**NEW_ACCOUNT, "unit_id": 36}),
+        coordinator__out=Cell(403, json={**NEW_ACCOUNT, "unit_id": 1}),
+        auditor__in=Cell(403, json={**NEW_ACCOUNT, "unit_id": 36}),
+        auditor__out=Cell(403, json={**NEW_ACCOUNT, "unit_id": 1}),
+        admin__in=Cell(201, json={**NEW_ACCOUNT, "unit_id": 1}), admin__out=ADMIN_SEES_ALL),
+    ("GET", "/api/v1/accounts/{account_id}"): endpoint(
+        unit__in=Cell(404, path=account(1)), unit__out=Cell(404, path=account(2)),
+        coordinator__in=Cell(200, path=account(36)), coordinator__out=Cell(404, path=account(1)),
+        auditor__in=Cell(200, path=account(36)), auditor__out=Cell(404, path=account(1)),
+        admin__in=Cell(200, path=account(1)), admin__out=ADMIN_SEES_ALL),
+    ("PATCH", "/api/v1/accounts/{account_id}"): Endpoint(accounts_cells(200, {"phone": "0351-1234567"})),
+    ("POST", "/api/v1/accounts/{account_id}/disable"): Endpoint(accounts_cells(200, {"reason": "调离岗位"})),
+    ("POST", "/api/v1/accounts/{account_id}/enable"): Endpoint(accounts_cells(200)),
+    ("POST", "/api/v1/accounts/{account_id}/tokens"): endpoint(
+        unit__in=Cell(404, path=account(1), json={}), unit__out=Cell(404, path=account(2), json={}),
+        coordinator__in=Cell(201, path=account(36), json={}), coordinator__out=Cell(404, path=account(1), json={}),
+        auditor__in=Cell(403, path=account(36), json={}), auditor__out=Cell(404, path=account(1), json={}),
+        admin__in=Cell(201, path=account(1), json={}), admin__out=ADMIN_SEES_ALL),
+    ("DELETE", "/api/v1/tokens/{token_id}"): endpoint(
+        unit__in=Cell(403, path=a_token), unit__out=NO_RESOURCE, coordinator__in=Cell(403, path=a_token),
+        coordinator__out=NO_RESOURCE, auditor__in=Cell(403, path=a_token), auditor__out=NO_RESOURCE,
+        admin__in=Cell(204, path=a_token), admin__out=ADMIN_SEES_ALL),
+    ("GET", "/api/v1/audit/operator-events"): endpoint(
+        unit__in=Cell(403), unit__out=NO_RESOURCE, coordinator__in=Cell(403), coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(403), auditor__out=NO_RESOURCE, admin__in=Cell(200), admin__out=ADMIN_SEES_ALL),
+
     # ------------------------------------------------------------ operations (no token)
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
@@ -745,7 +846,7 @@ TABLE: dict[tuple[str, str], Endpoint] = {
 # Path parameters for the no-token cells (401 comes before any look-up).
 PLACEHOLDERS = {"case_id": "1", "unit_id": "1", "round_id": SHANXI, "batch_id": "shanxi-2021-filing-1",
                 "sha256": "0" * 64, "action": "withdraw", "duty": "city_report",
-                "jurisdiction": "shanxi-taiyuan"}
+                "jurisdiction": "shanxi-taiyuan", "account_id": "1", "token_id": "1"}
 ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 422: "invalid_input"}
 
 
@@ -805,11 +906,11 @@ def make_client(db: Database, db_url: str, folder: Any) -> TestClient:
     application = App(settings=settings, engine=db.engine, db=db, clock=ManualClock(NOW),
                       calendars=CalendarCatalog(REPO_ROOT / "calendars"))
     open_shanxi(db, NOW)
-    import_units(db, write_units_csv(folder / "ty.csv", [("太原市财政局", "shanxi-taiyuan", "行政机关")]), NOW)
+    import_units(db, write_units_csv(folder / "ty.csv", [("太原市财政局", "shanxi-taiyuan", "行政机关")]), NOW, actor=OPERATOR)
     register_case(db, SHANXI, 36, ADMIN, NOW)
 
     def token(role: str, **scope: Any) -> dict[str, str]:
-        made = create_token(db, name=f"{role}-x", role=role, created_by="admin:test", now=NOW, **scope)
+        made = token_for(db, name=f"{role}-x", role=role, now=NOW, **scope)
         return {"Authorization": f"Bearer {made.secret}"}
 
     client = TestClient(create_app(application))

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from workflow.service.tokens import create_token, revoke_token
+from workflow.service.tokens import revoke_token
 
-from ..support import ready_to_submit
+from ..support import OPERATOR, ready_to_submit, token_for
 from .conftest import NOW
 
 
@@ -53,7 +53,8 @@ def test_actions_with_version_role_and_state(client, db) -> None:
     r = client.post("/api/v1/cases/1/actions/submit", json={"version": r.json()["version"]}, headers=unit1)
     assert r.status_code == 409 and r.json()["error"]["code"] == "action_refused"
     history = client.get("/api/v1/cases/1/history", headers=auditor).json()
-    assert history[-1]["type"] == "SelfAssessmentSubmitted" and history[-1]["actor"] == "unit:1"
+    assert history[-1]["type"] == "SelfAssessmentSubmitted" and history[-1]["actor"].split(";")[0] == "unit:1"
+    assert history[-1]["actor"].endswith(";name=unit-x;via=api")  # the account, its name and the channel
 
 
 def test_bad_bodies_list_every_field(client) -> None:
@@ -67,14 +68,14 @@ def test_bad_bodies_list_every_field(client) -> None:
 
 
 def test_revoked_and_expired_tokens_stop_working(client, db) -> None:
-    made = create_token(db, name="short", role="admin", created_by="admin:test", now=NOW,
+    made = token_for(db, name="short", role="admin", now=NOW,
                         expires_at=NOW + timedelta(hours=1))
     headers = {"Authorization": f"Bearer {made.secret}"}
     assert client.get("/api/v1/cases/1", headers=headers).status_code == 200
     client.clock.advance(timedelta(hours=2))
     assert client.get("/api/v1/cases/1", headers=headers).status_code == 401
-    other = create_token(db, name="other", role="admin", created_by="admin:test", now=client.clock.now())
-    revoke_token(db, other.id, client.clock.now(), by="admin:test")
+    other = token_for(db, name="other", role="admin", now=client.clock.now())
+    revoke_token(db, other.id, client.clock.now(), by=OPERATOR)
     assert client.get("/api/v1/cases/1", headers={"Authorization": f"Bearer {other.secret}"}).status_code == 401
 
 

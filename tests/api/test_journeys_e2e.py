@@ -1,6 +1,7 @@
 """End to end over HTTP against `workflow serve` in a subprocess (SQLite, maildir, the
 scheduler and the dispatcher running): one unit from registration to filed, and a failing
-unit through rectification and recheck. Tokens come from the CLI, as an operator makes them.
+unit through rectification and recheck. The accounts and their tokens come from the CLI, as an
+operator makes them.
 
 The client behaves as a real one: it reads a case's version and, when the scheduler's
 sweep moved the case in between (409 conflict), reads it again and retries.
@@ -19,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..serving import WORKFLOW, start_serve, stop
+from workflow.demo import ADMIN_LOGIN
+
+from ..serving import WORKFLOW, cli_account, start_serve, stop
 from ..support import RUBRICS, sheet_for
 
 
@@ -29,9 +32,9 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def _token(env: dict[str, str], name: str, role: str, *scope: str) -> dict[str, str]:
-    secret = _cli(env, "tokens", "create", "--name", name, "--role", role, *scope,
-                  "--actor", "admin:e2e").strip().splitlines()[-1]
+def _token(env: dict[str, str], login: str, name: str, role: str, *scope: str) -> dict[str, str]:
+    """An account made by the demo's admin and a token for it."""
+    secret = cli_account(env, login, name, role, *scope, actor=ADMIN_LOGIN, token=True)
     return {"Authorization": f"Bearer {secret}"}
 
 
@@ -40,12 +43,13 @@ def system(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
     env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
                WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), WORKFLOW_DISPATCH_INTERVAL_SECONDS="1", COLUMNS="200")
-    _cli(env, "demo")
-    _cli(env, "coordinators", "add", "shanxi", "王科长", "wang@jgswj.shanxi.example")  # receives the digests
-    tokens = {"unit1": _token(env, "省委办公厅", "unit", "--unit", "1"),
-              "unit2": _token(env, "省人大办公厅", "unit", "--unit", "2"),
-              "coordinator": _token(env, "王科长", "coordinator", "--jurisdiction", "shanxi"),
-              "auditor": _token(env, "审计员", "auditor", "--jurisdiction", "shanxi")}
+    _cli(env, "demo", "--example-only")
+    _cli(env, "coordinators", "add", "shanxi", "王科长", "wang@jgswj.shanxi.example",  # receives the digests
+         "--actor", ADMIN_LOGIN)
+    tokens = {"unit1": _token(env, "sw.bgt", "省委办公厅", "unit", "--unit", "1"),
+              "unit2": _token(env, "rd.bgt", "省人大办公厅", "unit", "--unit", "2"),
+              "coordinator": _token(env, "wang", "王科长", "coordinator", "--jurisdiction", "shanxi"),
+              "auditor": _token(env, "shenji", "审计员", "auditor", "--jurisdiction", "shanxi")}
     proc, base = start_serve(env, tmp_path / "serve.log", "--name", "e2e")
     with httpx.Client(base_url=base, timeout=30) as http:
         yield http, tokens, tmp_path
@@ -113,6 +117,9 @@ def test_a_unit_from_registration_to_filed(system) -> None:
     types = [e["type"] for e in history]
     assert types[0] == "CaseRegistered" and types[-1] == "CaseFiled"
     assert {"SelfAssessmentSubmitted", "CaseVerified", "CaseCertified", "SpotCheckDrawn"} <= set(types)
+    by = {e["type"]: e["actor"] for e in history}  # the account, its display name and the channel
+    assert by["SelfAssessmentSubmitted"].startswith("unit:1;account=") and "name=省委办公厅" in by["SelfAssessmentSubmitted"]
+    assert by["CaseVerified"].startswith("coordinator:wang;account=") and by["CaseVerified"].endswith(";via=api")
     check = http.get("/api/v1/audit/verify", headers=t["auditor"]).json()
     assert check["ok"] is True and check["cases"] == 35
     progress = http.get("/api/v1/rounds/shanxi-2021/progress", headers=t["auditor"]).json()

@@ -17,7 +17,15 @@ from workflow.clock import BUSINESS_TZ
 from workflow.service.cases import perform_action
 from workflow.service.oversight import draw_sample
 
-from ..support import COORDINATOR, RUBRICS, attach_documents, ready_to_submit, sheet_for, unit_actor
+from ..support import (
+    COORDINATOR,
+    OPERATOR,
+    RUBRICS,
+    attach_documents,
+    ready_to_submit,
+    sheet_for,
+    unit_actor,
+)
 from .conftest import NOW
 
 PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
@@ -242,7 +250,8 @@ def test_filing_batch_files_every_certified_case_once(client, db) -> None:
     city = client.token("auditor", jurisdiction_id="shanxi-taiyuan")
     assert client.get(f"/api/v1/filings/{batch['id']}", headers=city).status_code == 404
     assert client.get("/api/v1/rounds/shanxi-2021/filings", headers=city).json() == []
-    assert client.get(f"/api/v1/filings/{batch['id']}", headers=coordinator).json()["filed_by"] == "coordinator:coordinator-x"
+    assert client.get(f"/api/v1/filings/{batch['id']}", headers=coordinator).json()["filed_by"].endswith(
+        ";name=coordinator-x;via=api")
 
 
 # ---------------------------------------------------------------- evidence, sheets, notifications
@@ -299,7 +308,8 @@ def test_history_exports_and_scoped_audit_check(client, db) -> None:
     assert [r["hash"] for r in rows] == [e["hash"] for e in events]
     check = client.get("/api/v1/audit/verify", headers=auditor).json()
     assert check == {"ok": True, "scope": "/shanxi/shanxi-taiyuan/", "cases": 1, "events": len(events),
-                     "duty_streams": 0, "duty_events": 0, "findings": [], "checkpoint": None}  # none written
+                     "duty_streams": 0, "duty_events": 0, "operator_streams": 0, "operator_events": 0,
+                     "findings": [], "checkpoint": None}  # none written; a city's check has no operator streams
     everything = client.get("/api/v1/audit/verify", headers=client.token("admin")).json()
     assert everything["cases"] == 36 and everything["ok"]
     assert client.get("/api/v1/audit/verify", headers=client.token("unit", unit_id=36)).status_code == 403
@@ -345,7 +355,7 @@ def test_refusals_are_logged_with_the_actor(client, capsys) -> None:
         logging.getLogger().handlers[:] = []
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     refused = [entry for entry in lines if entry.get("event") == "action refused"]
-    assert refused and refused[0]["actor"] == "unit:1" and refused[0]["request_id"] == "req-42"
+    assert refused and refused[0]["actor"].split(";")[0] == "unit:1" and refused[0]["request_id"] == "req-42"
     assert refused[0]["case_id"] == 1 and refused[0]["action"] == "verify"
 
 
@@ -451,8 +461,8 @@ def test_duties_over_http(client, db) -> None:
                             "note": "报省局"})
     assert r.status_code == 201, r.text
     event = r.json()
-    assert (event["type"], event["payload"]["duty"], event["actor"]) == ("DutyDone", "city_report",
-                                                                          "coordinator:coordinator-x")
+    assert (event["type"], event["payload"]["duty"]) == ("DutyDone", "city_report")
+    assert event["actor"].startswith("coordinator:") and event["actor"].endswith(";name=coordinator-x;via=api")
     history = client.get("/api/v1/rounds/shanxi-2021/duties/shanxi-taiyuan/history", headers=city).json()
     assert [e["hash"] for e in history] == [event["hash"]]
     board = client.get("/api/v1/rounds/shanxi-2021/duties", headers=city).json()["items"]
@@ -521,7 +531,7 @@ def test_a_unit_added_after_the_round_opened_is_registered_through_the_api(clien
 
     from ..support import write_units_csv
 
-    import_units(db, write_units_csv(tmp_path / "new.csv", [("太原市新设局", "shanxi-taiyuan", "行政机关")]), NOW)
+    import_units(db, write_units_csv(tmp_path / "new.csv", [("太原市新设局", "shanxi-taiyuan", "行政机关")]), NOW, actor=OPERATOR)
     unit_id = max(u.id for u in db.directory.units("/"))
     city = client.token("coordinator", jurisdiction_id="shanxi-taiyuan")
     r = client.post("/api/v1/rounds/shanxi-2021/cases", json={"unit_id": unit_id}, headers=city)

@@ -34,19 +34,30 @@ def test_the_chain_heads_are_the_last_stored_events(storage: Storage) -> None:
     perform_action(storage, ids[1], "self_assess", {"entries": {"1.1.1": "9"}}, unit_actor(world.unit("太原丙")),
                    NOW + timedelta(minutes=1))
     _duty(storage, "shanxi-taiyuan")
+    with storage.unit_of_work(core=True) as uow:  # two operator streams, one with two events
+        for stream_name, type_ in (("units", "UnitCreated"), ("rounds", "RoundOpened"), ("units", "UnitChanged")):
+            uow.operator.append(stream_name, type_, "admin:test;via=cli", NOW, {"n": 1})
+        uow.commit()
     with storage.reader() as uow:
         last = {case_id: uow.events(case_id)[-1] for case_id in ids}
     stream = storage.duties.stream("shanxi-2021", "shanxi-taiyuan")
-    heads = list(storage.chain_heads())
+    every = list(storage.chain_heads())
+    heads = [h for h in every if h.kind != "operator"]
     assert heads == [*(ChainHead("case", str(i), last[i].seq, last[i].hash) for i in ids),
                      ChainHead("duties", "shanxi-2021/shanxi-taiyuan", 1, stream.last_hash)]
     assert [h.seq for h in heads] == [1, 2, 1, 1]
+    # then the operator streams (the whole database's only), each at its last event
+    operator: dict[str, tuple[int, str]] = {}
+    for e in storage.operator.events():
+        operator[f"operator/{e.stream_name}"] = (e.seq, e.hash)
+    assert len(operator) == 2 and operator["operator/units"][0] == 2 and every[len(heads):] == [ChainHead("operator", k, *v) for k, v in sorted(operator.items())]
     taiyuan = storage.within("/shanxi/shanxi-taiyuan/")
     assert list(taiyuan.chain_heads()) == [heads[1], heads[3]]
     assert list(storage.within("/hunan/").chain_heads()) == []
     checkpoint = new_checkpoint(storage.chain_heads(), NOW, None, "0" * 64)
-    assert checkpoint.merkle_root == merkle_root(heads) and checkpoint.counts == {
-        "cases": 3, "case_events": 4, "duty_streams": 1, "duty_events": 1}
+    assert checkpoint.merkle_root == merkle_root(every) and checkpoint.counts == {
+        "cases": 3, "case_events": 4, "duty_streams": 1, "duty_events": 1, "operator_streams": len(operator),
+        "operator_events": sum(seq for seq, _ in operator.values())}
 
 
 def test_the_filing_batches_of_a_subtree_and_above_it(storage: Storage) -> None:

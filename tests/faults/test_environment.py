@@ -27,6 +27,8 @@ from workflow.bootstrap import App
 from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
 
+from ..support import token_for
+
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 PDF = b"%PDF-1.4\n" + b"0" * (3 * 1024 * 1024) + b"\n%%EOF\n"
 
@@ -77,7 +79,6 @@ def test_disk_full_while_storing_evidence_is_a_507_and_nothing_is_attached(tmp_p
     """A real file-size limit (RLIMIT_FSIZE) in a child process: writing the 3 MiB upload
     fails with EFBIG as a full disk fails with ENOSPC; the database file stays small."""
     from workflow.adapters.db.migrate import upgrade
-    from workflow.service.tokens import create_token
 
     from ..support import open_shanxi
 
@@ -86,7 +87,7 @@ def test_disk_full_while_storing_evidence_is_a_507_and_nothing_is_attached(tmp_p
     upgrade(engine)
     db = Database(engine)
     open_shanxi(db, NOW)
-    secret = create_token(db, name="u1", role="unit", unit_id=1, created_by="admin:test", now=NOW).secret
+    secret = token_for(db, name="u1", role="unit", unit_id=1, now=NOW).secret
     engine.dispose()
     evidence = tmp_path / "evidence"
     read, write = os.pipe()

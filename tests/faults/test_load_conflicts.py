@@ -16,7 +16,7 @@ import httpx
 
 from workflow.simulate import complete_sheet
 
-from ..serving import WORKFLOW, start_serve, stop
+from ..serving import WORKFLOW, cli_account, start_serve, stop
 from ..support import RUBRICS
 
 SECONDS = float(os.environ.get("WORKFLOW_LOAD_SECONDS", "60"))
@@ -51,11 +51,11 @@ def test_fifty_clients_racing_on_a_hundred_cases(tmp_path: Path) -> None:
         return done.stdout
 
     cli("db", "upgrade")
-    cli("jurisdictions", "import", "examples/jurisdictions.csv")
-    cli("units", "import", str(roster))
+    secret = cli_account(env, "load", "负载测试", "admin", actor=None, token=True, cwd=root)  # the first account
+    cli("jurisdictions", "import", "examples/jurisdictions.csv", "--actor", "load")
+    cli("units", "import", str(roster), "--actor", "load")
     cli("rounds", "open", "--province", "shanxi", "--year", "2021", "--rubric", "shanxi-2020", "--calendar",
-        "shanxi-2021", "--target", "0.5", "--actor", "admin:load")
-    secret = cli("tokens", "create", "--name", "load", "--role", "admin", "--actor", "admin:load").strip().splitlines()[-1]
+        "shanxi-2021", "--target", "0.5", "--actor", "load")
     proc, base = start_serve(env, tmp_path / "serve.log", "--name", "load", cwd=root)
     try:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as http:

@@ -79,10 +79,11 @@ def test_the_scheduler_fails_over_and_every_mail_goes_once(schema_url: str, tmp_
     roster.write_text("name,jurisdiction,category,contact_name,contact_email\n" + "".join(
         f"演练单位{i},shanxi,行政机关,联络员{i},unit{i}@drill.example\n" for i in range(1, UNITS + 1)), encoding="utf-8")
     year = datetime.now(BUSINESS_TZ).year
-    for args in (["db", "upgrade"], ["jurisdictions", "import", "examples/jurisdictions.csv"],
-                 ["units", "import", str(roster)],
+    for args in (["db", "upgrade"], ["accounts", "create", "--login", "drill", "--name", "演练", "--role", "admin"],
+                 ["jurisdictions", "import", "examples/jurisdictions.csv", "--actor", "drill"],
+                 ["units", "import", str(roster), "--actor", "drill"],
                  ["rounds", "open", "--province", "shanxi", "--year", str(year), "--rubric", "shanxi-2020",
-                  "--calendar", "shanxi-drill", "--target", "0.5", "--actor", "admin:drill"]):
+                  "--calendar", "shanxi-drill", "--target", "0.5", "--actor", "drill"]):
         done = subprocess.run([WORKFLOW, *args], env=env, capture_output=True, text=True, timeout=120,
                               cwd=Path(__file__).resolve().parents[2])
         assert done.returncode == 0, done.stderr

@@ -1,12 +1,15 @@
 """The installed ``workflow`` command, run as a user runs it: in a subprocess, on a SQLite file.
 
 Each run costs about a second (interpreter start and imports), so the Shanxi demo
-database is built once per module and copied, and preparatory actions that are not
-themselves under test (e.g. attaching evidence before a submission) are taken in-process
-through the services.
+database (the 2021 example round and the demo's admin, then the accounts who act: two
+coordinators and some units' people, made through ``workflow accounts create``) is built once
+per module and copied, and preparatory actions that are not themselves under test (e.g. attaching evidence
+before a submission) are taken in-process through the services.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -26,15 +29,18 @@ from sqlalchemy.exc import DBAPIError
 from workflow.adapters.db.engine import make_engine
 from workflow.adapters.db.store import Database
 from workflow.clock import BUSINESS_TZ
+from workflow.demo import ADMIN_LOGIN
 from workflow.domain.case import Actor
 from workflow.domain.rubric import Rubric, diff_rubrics
 from workflow.files import import_units
 from workflow.service.cases import perform_action
 
-from ..support import RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
+from ..support import EXAMPLES, OPERATOR, RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
 
 WORKFLOW = Path(sys.executable).parent / "workflow"
-COORDINATOR = "coordinator:wang"
+COORDINATOR = "coordinator:wang"  # ROLE:LOGIN of the coordinator account made by the fixture
+ADMIN = ADMIN_LOGIN  # the demo's admin account (the installation's first)
+UNIT_ACCOUNTS = (3, 4, 6, 9, 10)  # the units whose people act through the CLI here: account unit-<id>
 SX = RUBRICS.get("shanxi-2020")
 HN = RUBRICS.get("hunan-2020")
 
@@ -103,8 +109,23 @@ def act_in_process(db_file: Path, case_id: int, *steps: tuple[str, dict[str, Any
 
 
 def unit_of(db_file: Path, case_id: int) -> str:
+    """The case's unit as an in-process actor (``unit:N``)."""
     (unit_id,), = sql(db_file, "SELECT unit_id FROM cases WHERE id = ?", case_id)
     return f"unit:{unit_id}"
+
+
+def unit_login(db_file: Path, case_id: int) -> str:
+    """The login of the account of the case's unit, for ``--actor``."""
+    (unit_id,), = sql(db_file, "SELECT unit_id FROM cases WHERE id = ?", case_id)
+    assert unit_id in UNIT_ACCOUNTS, f"no account was made for unit {unit_id}"
+    return f"unit-{unit_id}"
+
+
+def recorded_actor(db_file: Path, login: str) -> str:
+    """What an event records for an action the account ``login`` took through the CLI."""
+    (account_id, role, name, unit_id), = sql(db_file, "SELECT id, role, name, unit_id FROM accounts WHERE login = ?",
+                                             login)
+    return f"{role}:{unit_id if role == 'unit' else login};account={account_id};name={name};via=cli"
 
 
 def plain(value: str) -> str:
@@ -162,18 +183,28 @@ def version_of(db_file: Path, case_id: int) -> int:
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """``workflow demo`` run once into a fresh file: (the file, the run)."""
+    """``workflow demo --example-only`` run once into a fresh file, and the accounts who act made
+    through the CLI by the demo's admin: (the file, the demo's run)."""
     assert WORKFLOW.exists(), f"the console script is not installed at {WORKFLOW}"
     path = tmp_path_factory.mktemp("demo") / "demo.db"
-    p = run(path, "demo")
+    p = run(path, "demo", "--example-only")
     assert p.returncode == 0, p.stderr
+    accounts = [["--login", "wang", "--name", "王科长", "--role", "coordinator", "--jurisdiction", "shanxi"],
+                ["--login", "zhang", "--name", "张主任", "--role", "coordinator", "--jurisdiction", "shanxi-taiyuan"],
+                *[["--login", f"unit-{u}", "--name", f"联络员{u}", "--role", "unit", "--unit", str(u)]
+                  for u in UNIT_ACCOUNTS]]
+    for args in accounts:
+        made = run(path, "accounts", "create", *args, "--actor", ADMIN, columns=200)
+        assert made.returncode == 0 and f": {args[1]} ({args[3]}, {args[5]}) made by admin:{ADMIN};" in made.stdout, \
+            (made.stdout, made.stderr)
     checkpoint(path)
     return path, p
 
 
 @pytest.fixture
 def shanxi(demo: tuple[Path, Any], tmp_path: Path) -> Path:
-    """A private copy of the demo database: 27 jurisdictions, 35 units, round shanxi-2021 with 35 cases."""
+    """A private copy of the demo database: 27 jurisdictions, 35 units, round shanxi-2021 with 35 cases,
+    the accounts of ``demo``."""
     path = tmp_path / "workflow.db"
     shutil.copy(demo[0], path)
     return path
@@ -204,6 +235,47 @@ def test_unexpected_error_exits_70_without_a_traceback(tmp_path: Path) -> None:
     assert "WORKFLOW_DEBUG" in p.stderr
 
 
+# ---------------------------------------------------------------- accounts
+def test_the_first_account_is_an_admin_made_without_actor_and_then_actor_is_an_account(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    assert run(path, "db", "upgrade").returncode == 0
+    p = run(path, "accounts", "create", "--login", "ops", "--name", "运维", "--role", "admin", columns=200)
+    assert p.returncode == 0 and "account 1: ops (运维, admin) made by system:setup" in p.stdout, p.stderr
+    p = run(path, "accounts", "create", "--login", "ops2", "--name", "运维二", "--role", "admin", columns=1000)
+    assert_clean_refusal(p, "forbidden", "only the first account, an admin, may be made without one")
+    p = run(path, "jurisdictions", "import", str(EXAMPLES / "jurisdictions.csv"), "--actor", "admin:test",
+            columns=1000)  # free text is no actor any more
+    assert_clean_refusal(p, "invalid_input", "--actor 'admin:test' names no account")
+    p = run(path, "jurisdictions", "import", str(EXAMPLES / "jurisdictions.csv"), "--actor", "ops", columns=200)
+    assert p.returncode == 0 and "27 created" in p.stdout, p.stderr
+    p = run(path, "accounts", "create", "--login", "Wang Li", "--name", "王科长", "--role", "coordinator",
+            "--jurisdiction", "shanxi", "--actor", "ops", columns=1000)
+    assert_clean_refusal(p, "invalid_input", "login", "2-48 of a-z 0-9 . _ -")
+    p = run(path, "accounts", "create", "--login", "wang.li", "--name", "王科长", "--role", "coordinator",
+            "--jurisdiction", "shanxi", "--email", "wang@example.cn", "--actor", "ops", columns=200)
+    assert p.returncode == 0 and "account 2: wang.li (王科长, coordinator) made by admin:ops;account=1;name=运维;" \
+        "via=cli" in p.stdout, p.stdout
+    p = run(path, "accounts", "create", "--login", "wang.li2", "--name", "王科长", "--role", "coordinator",
+            "--jurisdiction", "shanxi", "--actor", "ops", columns=1000)
+    assert_clean_refusal(p, "invalid_input", "'王科长' already names an account in shanxi")
+    p = run(path, "jurisdictions", "import", str(EXAMPLES / "jurisdictions.csv"), "--actor", "coordinator:wang.li",
+            columns=1000)
+    assert_clean_refusal(p, "forbidden", "coordinator account", "admin account")
+    p = run(path, "tokens", "create", "--account", "wang.li", "--actor", "ops", columns=200)
+    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1].startswith("wf_"), p.stderr
+    p = run(path, "tokens", "list", columns=300)
+    assert p.returncode == 0 and re.search(r"│ 1\s+│ wang\.li\s+│ 王科长\s+│ coordinator │ shanxi\s+│", p.stdout), p.stdout
+    p = run(path, "accounts", "list", "--actor", "ops", columns=300)
+    assert p.returncode == 0 and "wang@example.cn" in p.stdout and "ops" in p.stdout, p.stderr
+    p = run(path, "audit", "operator-events", "--stream", "accounts", "--format", "csv", columns=300)
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(io.StringIO(p.stdout.lstrip("\ufeff"))))  # the refusals wrote nothing
+    assert [(r["type"], r["actor"].split(";")[0]) for r in rows] == [("AccountCreated", "system:setup"),
+                                                                      ("AccountCreated", "admin:ops")]
+    assert rows[1]["actor"] == "admin:ops;account=1;name=运维;via=cli" and json.loads(rows[1]["payload"])["login"] == \
+        "wang.li"
+
+
 # ---------------------------------------------------------------- demo and listing
 def test_demo_sets_up_35_shanxi_cases(demo: tuple[Path, subprocess.CompletedProcess[str]], shanxi: Path) -> None:
     assert "roundshanxi-2021:35cases" in flat(demo[1].stdout)
@@ -224,7 +296,7 @@ def test_demo_sets_up_35_shanxi_cases(demo: tuple[Path, subprocess.CompletedProc
 
 def test_demo_run_twice_changes_nothing(shanxi: Path) -> None:
     before = sql(shanxi, "SELECT id, state, version, last_hash FROM cases ORDER BY id")
-    p = run(shanxi, "demo")
+    p = run(shanxi, "demo", "--example-only")
     assert p.returncode == 0, p.stderr
     assert "roundshanxi-2021:35cases" in flat(p.stdout)
     assert sql(shanxi, "SELECT id, state, version, last_hash FROM cases ORDER BY id") == before
@@ -235,7 +307,7 @@ def test_demo_run_twice_changes_nothing(shanxi: Path) -> None:
 # ---------------------------------------------------------------- a full Shanxi path
 def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
     case = 4
-    unit = unit_of(shanxi, case)
+    unit = unit_login(shanxi, case)
     self_sheet = sheet(SX, "86")
     verify_sheet = sheet(SX, "79.5")
     recheck_sheet = sheet(SX, "85")
@@ -303,8 +375,11 @@ def test_full_rectification_path_through_the_cli(shanxi: Path, tmp_path: Path) -
         (1 + n, "DocumentAttached"), (2 + n, "DocumentAttached"),
         (3 + n, "SelfAssessmentSubmitted"), (4 + n, "CaseVerified"), (5 + n, "RectificationOrdered"),
         (6 + n, "RecheckRequested"), (7 + n, "CaseRechecked"), (8 + n, "CaseFiled")]
-    assert [e["actor"] for e in events] == ["admin:demo", unit, *[unit] * n, unit, COORDINATOR, COORDINATOR, unit,
-                                            COORDINATOR, COORDINATOR]
+    # who acted: the account, its display name and the channel (the evidence was attached in-process)
+    by_unit, by_wang = recorded_actor(shanxi, unit), recorded_actor(shanxi, "wang")
+    assert by_unit.startswith("unit:4;account=") and by_wang.startswith("coordinator:wang;account=")
+    assert [e["actor"] for e in events] == [recorded_actor(shanxi, ADMIN), by_unit, *[unit_of(shanxi, case)] * (n - 2),
+                                            by_unit, by_unit, by_unit, by_wang, by_wang, by_unit, by_wang, by_wang]
     recorded, verified, ordered, rechecked, filed = (events[1], events[3 + n], events[4 + n], events[6 + n],
                                                      events[7 + n])
     assert recorded["payload"] == {"v": 2, "entries": self_sheet, "total": "86", "complete": True}
@@ -332,6 +407,7 @@ def test_refusals_change_nothing(shanxi: Path, tmp_path: Path) -> None:
     unit = unit_of(shanxi, case)
     ready_in_process(shanxi, case, "70")
     act_in_process(shanxi, case, ("submit", {}, unit), ("verify", {"entries": sheet(SX, "79.5")}, COORDINATOR))
+    unit = unit_login(shanxi, case)
     version = version_of(shanxi, case)
     assert sql(shanxi, "SELECT state FROM cases WHERE id = ?", case) == [("verified",)]
     (events_before,), = sql(shanxi, "SELECT count(*) FROM events")
@@ -341,7 +417,10 @@ def test_refusals_change_nothing(shanxi: Path, tmp_path: Path) -> None:
         (["certify", "--actor", COORDINATOR], "action_refused", ["certify refused", "below the pass mark"], 1),
         (["frobnicate", "--actor", COORDINATOR], "action_refused", ["unknown action 'frobnicate'"], 1),
         (["verify", "--entry", "1.1.1=9", "--actor", unit], "action_refused", ["a unit may not verify"], 1),
-        (["certify", "--actor", "boss"], "invalid_input", ["actor 'boss'", "KIND:ID"], 1),
+        (["certify", "--actor", "boss"], "invalid_input", ["--actor 'boss' names no account", f"accounts: {ADMIN}"], 1),
+        (["certify", "--actor", "admin:test"], "invalid_input", ["--actor 'admin:test' names no account"], 1),
+        (["certify", "--actor", f"coordinator:{unit}"], "invalid_input",
+         [f"account '{unit}' is a unit account, not coordinator"], 1),
         (["order_rectification", "--actor", COORDINATOR, "--expected-version", str(version - 1)], "conflict",
          [f"version {version}, not {version - 1}"], 1),
     ]
@@ -352,7 +431,7 @@ def test_refusals_change_nothing(shanxi: Path, tmp_path: Path) -> None:
 
     # bad sheet entries on a case where a sheet is asked for: named, and nothing is written
     case2 = 10
-    unit2 = unit_of(shanxi, case2)
+    unit2 = unit_login(shanxi, case2)
     unknown_csv = write_csv_sheet(tmp_path / "unknown.csv", {"1.1.1": "9", "9.9.9": "1", "2.1.1": "1"})
     unknown_json = write_json_sheet(tmp_path / "unknown.json", {"1.1.1": "8.5", "8.8": "1"})
     short_row = tmp_path / "short.csv"
@@ -376,6 +455,9 @@ def test_refusals_change_nothing(shanxi: Path, tmp_path: Path) -> None:
         assert_clean_refusal(p, "invalid_input", *words)
     p = run(shanxi, "cases", "act", str(case2), "self_assess", "--actor", unit2, columns=1000)
     assert_clean_refusal(p, "invalid_input", "entries", "required for self_assess")
+    # another unit's account may not act on the case
+    p = run(shanxi, "cases", "act", str(case2), "self_assess", "--entry", "1.1.1=9", "--actor", unit, columns=1000)
+    assert_clean_refusal(p, "action_refused", "may act only on its own unit's cases")
 
     # missing --actor is a usage error (Click's), still exit 2 and no traceback
     p = run(shanxi, "cases", "act", str(case), "certify")
@@ -409,7 +491,7 @@ def test_units_import_of_a_bad_csv_names_the_lines_and_writes_nothing(shanxi: Pa
         "大同市民政局,shanxi-nowhere,行政机关,,",  # 5 unknown jurisdiction
         "省委组织部,shanxi,党的机关,,",  # 6 exists already (no --update)
     ]).encode("gbk") + b"\n")
-    p = run(shanxi, "units", "import", str(bad))
+    p = run(shanxi, "units", "import", str(bad), "--actor", ADMIN)
     assert_clean_refusal(p, "invalid_input", "nothing imported", f"{bad}:3", "审计机关", f"{bad}:5", "shanxi-nowhere",
                          f"{bad}:6", "省委组织部", "already exists", "unit 4")
     assert flat(f"{bad}:2") not in flat(p.stderr) and flat(f"{bad}:4") not in flat(p.stderr)
@@ -419,7 +501,7 @@ def test_units_import_of_a_bad_csv_names_the_lines_and_writes_nothing(shanxi: Pa
 def test_markup_like_input_in_an_error_is_printed_verbatim(shanxi: Path, tmp_path: Path) -> None:
     bad = tmp_path / "markup.csv"
     bad.write_text("name,jurisdiction,category,[/b]\n省民政厅,shanxi,行政机关,\n", encoding="utf-8")
-    p = run(shanxi, "units", "import", str(bad), columns=1000)
+    p = run(shanxi, "units", "import", str(bad), "--actor", ADMIN, columns=1000)
     assert_clean_refusal(p, "invalid_input", "unknown column '[/b]'")
 
 
@@ -428,7 +510,7 @@ def test_units_list_shows_a_name_with_brackets(shanxi: Path, tmp_path: Path) -> 
     roster.write_text("name,jurisdiction,category\n省委[/x]办公室,shanxi,党的机关\n", encoding="utf-8")
     engine = make_engine(f"sqlite:///{shanxi}")
     try:
-        assert import_units(Database(engine), roster, datetime.now(UTC)).created == 1
+        assert import_units(Database(engine), roster, datetime.now(UTC), actor=OPERATOR).created == 1
     finally:
         engine.dispose()
     checkpoint(shanxi)
@@ -615,7 +697,7 @@ def test_a_sheet_is_points_a_count_says_so_and_a_refusal_lists_every_problem(sha
     """附件3 records points: "5.1.1 开展1项活动得2分，累计最高得4分" — 3 分 is refused with the values
     allowed, a count is given with --count, and every problem of a refused sheet is printed."""
     case = 6
-    unit = unit_of(shanxi, case)
+    unit = unit_login(shanxi, case)
     before = sql(shanxi, "SELECT count(*) FROM events")
     p = run(shanxi, "cases", "act", str(case), "self_assess", "--entry", "5.1.1=3", "--entry", "2.2.2=7",
             "--count", "3.1.1=1", "--entry", "1.1.1=9", "--actor", unit, columns=1000)
@@ -649,9 +731,9 @@ def test_rounds_list_progress_and_rollover_through_the_cli(shanxi: Path, tmp_pat
     assert data["jurisdictions"][0]["agencies"] == 35 and data["rule"]["zh"].startswith("达标占比")
     out = tmp_path / "progress.xlsx"
     assert run(shanxi, "rounds", "progress", "shanxi-2021", "--xlsx", str(out)).returncode == 0 and out.stat().st_size
-    p = run(shanxi, "rounds", "rollover", "shanxi-2021", "--actor", "admin:ops")
+    p = run(shanxi, "rounds", "rollover", "shanxi-2021", "--actor", f"admin:{ADMIN}")  # ROLE:LOGIN
     assert_clean_refusal(p, "invalid_input", "target_share", "calendar shanxi sets no target for 2022")
-    p = run(shanxi, "rounds", "rollover", "shanxi-2021", "--target", "0.6", "--actor", "admin:ops")
+    p = run(shanxi, "rounds", "rollover", "shanxi-2021", "--target", "0.6", "--actor", f"admin:{ADMIN}")
     assert p.returncode == 0, p.stderr
     assert flat("round shanxi-2022 open (calendar shanxi, target 0.6): 35 cases registered") in flat(p.stdout)
 
@@ -673,6 +755,7 @@ def test_duties_through_the_cli(shanxi: Path, tmp_path: Path) -> None:
     assert_clean_refusal(p, "action_refused", "already recorded done")
     p = run(shanxi, "duties", "history", "shanxi-2021", "shanxi-taiyuan", columns=300)
     assert p.returncode == 0 and "DutyDone" in p.stdout and "coordinator:zhang" in p.stdout
+    assert flat(recorded_actor(shanxi, "zhang")) in flat(p.stdout)  # the account, its name, the channel
     p = run(shanxi, "audit", "verify")
     assert p.returncode == 0 and "1 duty streams, 1 duty events" in p.stdout, p.stdout
 
@@ -691,15 +774,19 @@ def test_calendars_show_dates_duties_documents_targets_and_missing_holidays(shan
 
 
 def test_contact_form_and_a_unit_certified_before_through_the_cli(shanxi: Path) -> None:
-    p = run(shanxi, "units", "confirm-contact", "3", "--actor", "unit:3")
+    p = run(shanxi, "units", "confirm-contact", "3", "--actor", "unit:unit-3")
     assert_clean_refusal(p, "invalid_input", "no contact on file", "请填写联系人信息表")
     p = run(shanxi, "units", "contact-form", "3", "--name", "张三", "--phone", "0351-1234567", "--email",
-            "zhang@sx.example.cn", "--actor", "unit:3")
+            "zhang@sx.example.cn", "--actor", "unit-3")
     assert p.returncode == 0 and "recorded on cases 3" in p.stdout, p.stderr
     assert show(shanxi, 3)["contact_form"] is True
-    p = run(shanxi, "units", "certified-before", "4", "--year", "2020", "--note", "2020年省级示范单位")
+    p = run(shanxi, "units", "certified-before", "4", "--year", "2020", "--note", "2020年省级示范单位",
+            "--actor", "unit-4")  # a unit does not record its own certification
+    assert_clean_refusal(p, "forbidden", "unit account")
+    p = run(shanxi, "units", "certified-before", "4", "--year", "2020", "--note", "2020年省级示范单位",
+            "--actor", ADMIN)
     assert p.returncode == 0 and "certified in 2020" in p.stdout, p.stderr
-    p = run(shanxi, "units", "certified-before", "4", "--year", "1999")
+    p = run(shanxi, "units", "certified-before", "4", "--year", "1999", "--actor", ADMIN)
     assert_clean_refusal(p, "invalid_input", "unit.certified_year")
 
 

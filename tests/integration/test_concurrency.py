@@ -16,7 +16,7 @@ from workflow.domain.errors import ConflictError, DomainError
 from workflow.service.audit import verify
 from workflow.service.cases import perform_action
 
-from ..support import COORDINATOR, RUBRICS, open_shanxi, ready_to_submit, sheet_for, unit_actor
+from ..support import COORDINATOR, OPERATOR, RUBRICS, open_shanxi, ready_to_submit, sheet_for, unit_actor
 from .workers import fire_action
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
@@ -152,7 +152,7 @@ def test_the_same_unit_registered_twice_at_once_is_one_case(db: Database) -> Non
 
     open_shanxi(db, NOW)
     import_units(db, write_units_csv(Path(tempfile.mkdtemp()) / "late.csv", [("省新设局", "shanxi", "行政机关")]),
-                 NOW)
+                 NOW, actor=OPERATOR)
     with db.engine.connect() as conn:
         unit_id = conn.exec_driver_sql("SELECT id FROM units WHERE name = '省新设局'").scalar()
     barrier = threading.Barrier(8)

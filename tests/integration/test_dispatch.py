@@ -36,6 +36,8 @@ from ..support import (
     ADMIN,
     CALENDARS,
     COORDINATOR,
+    OPERATOR,
+    OPERATOR_NOW,
     RUBRICS,
     attach_documents,
     ready_to_submit,
@@ -77,7 +79,7 @@ def build(db: Database, tmp_path: Path, units: list[tuple[str, str]] = UNITS, *,
         person = "张联络" if email or contact_phone else ""
         lines.append(f"{name},shanxi,行政机关,{person},{'' if email else contact_phone},{email}")
     csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    import_units(db, csv, at(date(2021, 5, 26), 8))
+    import_units(db, csv, at(date(2021, 5, 26), 8), actor=OPERATOR)
     opened = open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                         calendar_id="shanxi-2021", target_share="0.5", actor=ADMIN, now=at(date(2021, 5, 26), 8))
     rows = list_cases(db, round_id=opened.round_id, limit=1000)
@@ -159,8 +161,8 @@ def test_the_message_id_is_the_dedupe_key_made_safe_and_stable() -> None:
 def test_misses_and_the_digest_are_delivered_in_chinese(db: Database, tmp_path: Path,
                                                         smtp_server: SmtpServer) -> None:
     world = build(db, tmp_path)
-    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn")
-    add_coordinator(db, "shanxi-datong", "钱协调", "qian@datong.example.cn")
+    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
+    add_coordinator(db, "shanxi-datong", "钱协调", "qian@datong.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     sweep(db, CALENDARS, at(date(2021, 10, 21)))
 
     report = run(db, smtp_server.transport(), at(date(2021, 10, 21), 9, 1))
@@ -182,7 +184,7 @@ def test_misses_and_the_digest_are_delivered_in_chinese(db: Database, tmp_path: 
 def test_the_digest_of_an_expired_rectification_gives_the_case_due_date(
         db: Database, tmp_path: Path, smtp_server: SmtpServer) -> None:
     world = build(db, tmp_path)
-    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn")
+    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     for name in world.case:
         case_id, unit_id = world.case[name], world.unit[name]
         ready_to_submit(db, case_id, unit_id, "85", at(date(2021, 10, 12)))
@@ -424,7 +426,7 @@ def test_two_dispatchers_at_once_send_each_row_exactly_once(pg_url: str, tmp_pat
                                                             smtp_server: SmtpServer) -> None:
     db = Database(make_engine(pg_url))
     build(db, tmp_path, [(f"单位{i:02d}", f"u{i}@units.example.cn") for i in range(60)])
-    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn")
+    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     settings = DispatchSettings(sender=SETTINGS.sender, message_domain=DOMAIN, batch=7)
 
     sweep(db, CALENDARS, at(date(2021, 10, 19)))

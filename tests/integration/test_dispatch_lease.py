@@ -13,7 +13,7 @@ from workflow.clock import BUSINESS_TZ
 from workflow.service.deadlines import sweep
 from workflow.service.dispatch import DispatchSettings, _claim, _record, dispatch
 
-from ..support import CALENDARS, open_shanxi
+from ..support import CALENDARS, OPERATOR, OPERATOR_NOW, open_shanxi
 
 SEPT_30 = datetime(2021, 9, 30, 9, 0, tzinfo=BUSINESS_TZ)
 
@@ -22,7 +22,7 @@ def test_an_expired_lease_loses_its_rows(db: Database) -> None:
     open_shanxi(db, SEPT_30 - timedelta(days=120))
     from workflow.service.directory import add_coordinator
 
-    add_coordinator(db, "shanxi", "王科长", "wang@bureau.example")
+    add_coordinator(db, "shanxi", "王科长", "wang@bureau.example", actor=OPERATOR, now=OPERATOR_NOW)
     assert sweep(db, CALENDARS, SEPT_30).reminders == 35
     settings = DispatchSettings(batch=5)
     slow = _claim(db, SEPT_30, settings)  # dispatcher A claims five rows and stalls

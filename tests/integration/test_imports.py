@@ -24,7 +24,7 @@ from workflow.domain.units import CATEGORIES
 from workflow.files import import_jurisdictions, import_units
 from workflow.service.directory import ImportResult
 
-from ..support import EXAMPLES, seed_jurisdictions
+from ..support import EXAMPLES, OPERATOR, OPERATOR_NOW, seed_jurisdictions
 
 UNITS_CSV = EXAMPLES / "shanxi-2021-units.csv"
 JURISDICTIONS_CSV = EXAMPLES / "jurisdictions.csv"
@@ -87,7 +87,7 @@ def snapshot(db: Database) -> list[tuple[Any, ...]]:
 
 # ---------------------------------------------------------------- the shipped examples
 def test_example_jurisdictions_import_as_a_tree(db: Database) -> None:
-    result = import_jurisdictions(db, JURISDICTIONS_CSV)
+    result = import_jurisdictions(db, JURISDICTIONS_CSV, actor=OPERATOR, now=OPERATOR_NOW)
     assert result == ImportResult(created=27, updated=0, unchanged=0)
     js = jurisdictions(db)
     assert len(js) == 27
@@ -110,13 +110,13 @@ def test_example_jurisdictions_import_as_a_tree(db: Database) -> None:
     assert sum(1 for j in js.values() if j.parent_id == "hunan") == 14
 
     # importing the same file again changes nothing
-    assert import_jurisdictions(db, JURISDICTIONS_CSV) == ImportResult(created=0, updated=0, unchanged=27)
+    assert import_jurisdictions(db, JURISDICTIONS_CSV, actor=OPERATOR, now=OPERATOR_NOW) == ImportResult(created=0, updated=0, unchanged=27)
     assert count(db, Jurisdiction) == 27
 
 
 def test_example_shanxi_units_import_with_their_categories(db: Database, clock) -> None:
     seed_jurisdictions(db)
-    result = import_units(db, UNITS_CSV, clock.now())
+    result = import_units(db, UNITS_CSV, clock.now(), actor=OPERATOR)
     assert result == ImportResult(created=35, updated=0, unchanged=0)
     by_name = units_by_name(db)
     assert len(by_name) == 35
@@ -173,7 +173,7 @@ def reference_snapshot(tmp_path_factory: pytest.TempPathFactory, sqlite_template
         seed_jurisdictions(ref)
         csv = path.parent / "roster.csv"
         csv.write_bytes(VARIANTS["utf8"](shanxi_roster_lines()))
-        import_units(ref, csv, ManualClock(datetime(2021, 6, 1, 1, 0, tzinfo=UTC)).now())
+        import_units(ref, csv, ManualClock(datetime(2021, 6, 1, 1, 0, tzinfo=UTC)).now(), actor=OPERATOR)
         return snapshot(ref)
     finally:
         engine.dispose()
@@ -185,7 +185,7 @@ def test_roster_variants_import_identically(db: Database, clock, tmp_path: Path,
     seed_jurisdictions(db)
     path = tmp_path / f"roster-{variant}.csv"
     path.write_bytes(VARIANTS[variant](shanxi_roster_lines()))
-    assert import_units(db, path, clock.now()) == ImportResult(created=35, updated=0, unchanged=0)
+    assert import_units(db, path, clock.now(), actor=OPERATOR) == ImportResult(created=35, updated=0, unchanged=0)
     got = snapshot(db)
     assert got == reference_snapshot
     assert len(got) == 35
@@ -255,7 +255,7 @@ def test_bad_roster_is_refused_whole(db: Database, clock, tmp_path: Path, lines:
         path.write_bytes(b"")
     assert count(db, Unit) == 0
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     exc = info.value
     assert exc.code == "invalid_input"
     assert lines_named(exc, path) == set(expect), exc.problems
@@ -274,7 +274,7 @@ def test_empty_bom_only_file_is_an_empty_file(db: Database, clock, tmp_path: Pat
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbf")
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     assert [p.where for p in info.value.problems] == [f"{path}:1"]
     assert "empty" in info.value.problems[0].what
     assert count(db, Unit) == 0
@@ -284,7 +284,7 @@ def test_duplicate_unit_in_file_names_both_lines(db: Database, clock, tmp_path: 
     seed_jurisdictions(db)
     path = write(tmp_path / "dup.csv", [HEADER, GOOD_1, GOOD_2, "", "省委组织部,shanxi,,党的机关,,"])
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     exc = info.value
     assert lines_named(exc, path) == {5}
     text = str(at_line(exc, path, 5)[0])
@@ -293,7 +293,7 @@ def test_duplicate_unit_in_file_names_both_lines(db: Database, clock, tmp_path: 
 
     # the same name in another jurisdiction is another unit, not a duplicate
     ok = write(tmp_path / "ok.csv", [HEADER, GOOD_1, "省委组织部,shanxi-taiyuan,,党的机关,,"])
-    assert import_units(db, ok, clock.now()) == ImportResult(created=2, updated=0, unchanged=0)
+    assert import_units(db, ok, clock.now(), actor=OPERATOR) == ImportResult(created=2, updated=0, unchanged=0)
 
 
 def test_every_problem_of_a_file_is_reported_at_once(db: Database, clock, tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_every_problem_of_a_file_is_reported_at_once(db: Database, clock, tmp_pa
     ]
     path = write(tmp_path / "many.csv", lines, encoding="gbk")
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     exc = info.value
     assert lines_named(exc, path) == {4, 5, 6, 7, 8, 9}
     assert "line 2" in str(at_line(exc, path, 9)[0])
@@ -329,7 +329,7 @@ def test_extra_cells_do_not_hide_the_other_problems(db: Database, clock, tmp_pat
         GOOD_2,  # 4
     ])
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     assert lines_named(info.value, path) == {2, 3}
 
 
@@ -339,7 +339,7 @@ def test_a_bad_row_in_the_shipped_roster_blocks_the_whole_roster(db: Database, c
     lines[20] = lines[20].replace("行政机关", "行政单位")  # line 21 of the file
     path = write(tmp_path / "roster.csv", lines)
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     assert lines_named(info.value, path) == {21}
     assert "行政单位" in str(at_line(info.value, path, 21)[0])
     assert count(db, Unit) == 0
@@ -349,7 +349,7 @@ def test_multiline_record_is_named_by_its_first_line(db: Database, clock, tmp_pa
     seed_jurisdictions(db)
     path = write(tmp_path / "multi.csv", [HEADER, '"省委宣传部', '（新闻出版局）",shanxi,,宣传机关,,', GOOD_2])
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     assert lines_named(info.value, path) == {2}
 
 
@@ -357,14 +357,14 @@ def test_multiline_record_is_named_by_its_first_line(db: Database, clock, tmp_pa
 def test_reimport_of_existing_unit_without_update_is_refused(db: Database, clock, tmp_path: Path) -> None:
     seed_jurisdictions(db)
     first = write(tmp_path / "first.csv", [HEADER, GOOD_1, GOOD_2])
-    assert import_units(db, first, clock.now()) == ImportResult(created=2, updated=0, unchanged=0)
+    assert import_units(db, first, clock.now(), actor=OPERATOR) == ImportResult(created=2, updated=0, unchanged=0)
     existing = units_by_name(db)["太原市机关事务管理局"]
     before = snapshot(db)
 
     again = write(tmp_path / "again.csv", [HEADER, "省民政厅,shanxi,,行政机关,,", "",
                                            "太原市机关事务管理局,shanxi-taiyuan,,行政机关,刘洋,0351-7654321"])
     with pytest.raises(InvalidInput) as info:
-        import_units(db, again, clock.now())
+        import_units(db, again, clock.now(), actor=OPERATOR)
     exc = info.value
     assert lines_named(exc, again) == {4}
     text = str(at_line(exc, again, 4)[0])
@@ -383,7 +383,7 @@ def test_reimport_with_update_replaces_category_and_contacts(db: Database, clock
         "省民政厅,shanxi,行政机关,赵敏,,,zhao@example.cn",
         "太原市机关事务管理局,shanxi-taiyuan,行政机关,,,,",
     ])
-    assert import_units(db, first, clock.now()) == ImportResult(created=3, updated=0, unchanged=0)
+    assert import_units(db, first, clock.now(), actor=OPERATOR) == ImportResult(created=3, updated=0, unchanged=0)
     ids = {u.name: u.id for u in units(db)}
 
     later = clock.now()
@@ -394,7 +394,7 @@ def test_reimport_with_update_replaces_category_and_contacts(db: Database, clock
         "太原市机关事务管理局,shanxi-taiyuan,参公事业单位,,,,",  # category changed
         "省信访局,shanxi,行政机关,,,,",  # new
     ], encoding="gbk")
-    assert import_units(db, second, later, update=True) == ImportResult(created=1, updated=2, unchanged=1)
+    assert import_units(db, second, later, update=True, actor=OPERATOR) == ImportResult(created=1, updated=2, unchanged=1)
     by_name = units_by_name(db)
     assert len(by_name) == 4
     assert {n: by_name[n].id for n in ids} == ids, "updated units keep their ids"
@@ -407,17 +407,17 @@ def test_reimport_with_update_replaces_category_and_contacts(db: Database, clock
     assert by_name["省信访局"].category == "行政机关"
 
     # the same file again: all unchanged
-    assert import_units(db, second, later, update=True) == ImportResult(created=0, updated=0, unchanged=4)
+    assert import_units(db, second, later, update=True, actor=OPERATOR) == ImportResult(created=0, updated=0, unchanged=4)
 
     # dropping a contact is an update too
     third = write(tmp_path / "third.csv", ["name,jurisdiction,category", "省委组织部,shanxi,党的机关"])
-    assert import_units(db, third, later, update=True) == ImportResult(created=0, updated=1, unchanged=0)
+    assert import_units(db, third, later, update=True, actor=OPERATOR) == ImportResult(created=0, updated=1, unchanged=0)
     assert units_by_name(db)["省委组织部"].contacts == []
 
 
 def test_update_with_a_bad_row_writes_nothing(db: Database, clock, tmp_path: Path) -> None:
     seed_jurisdictions(db)
-    import_units(db, UNITS_CSV, clock.now())
+    import_units(db, UNITS_CSV, clock.now(), actor=OPERATOR)
     before = snapshot(db)
     lines = UNITS_CSV.read_text("utf-8").splitlines()
     lines[4] = lines[4].replace("党的机关", "人民团体")  # a valid change on line 5
@@ -425,7 +425,7 @@ def test_update_with_a_bad_row_writes_nothing(db: Database, clock, tmp_path: Pat
     lines.append("37,省某某局,shanxi,provincial,行政机关,联系人甲,,,")  # line 38: contact without phone/email
     path = write(tmp_path / "update.csv", lines)
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now(), update=True)
+        import_units(db, path, clock.now(), update=True, actor=OPERATOR)
     assert lines_named(info.value, path) == {38}
     assert snapshot(db) == before
     assert count(db, Unit) == 35
@@ -482,7 +482,7 @@ def test_bad_jurisdictions_are_refused_whole(db: Database, tmp_path: Path, lines
     else:
         path.write_bytes(b"")
     with pytest.raises(InvalidInput) as info:
-        import_jurisdictions(db, path)
+        import_jurisdictions(db, path, actor=OPERATOR, now=OPERATOR_NOW)
     exc = info.value
     assert lines_named(exc, path) == set(expect), exc.problems
     for line, words in expect.items():
@@ -503,7 +503,7 @@ def test_jurisdictions_three_levels_and_renames(db: Database, tmp_path: Path) ->
         "jiangsu-nanjing-jiangning,江宁区,区,jiangsu-nanjing",
         "shanxi-taiyuan,太原市（省会）,city,shanxi",
     ], encoding="gbk")
-    assert import_jurisdictions(db, path) == ImportResult(created=4, updated=1, unchanged=0)
+    assert import_jurisdictions(db, path, actor=OPERATOR, now=OPERATOR_NOW) == ImportResult(created=4, updated=1, unchanged=0)
     js = jurisdictions(db)
     assert js["jiangsu-nanjing-jiangning"].path == "/jiangsu/jiangsu-nanjing/jiangsu-nanjing-jiangning/"
     assert js["jiangsu-nanjing-jiangning"].level == "county"
@@ -516,17 +516,17 @@ def test_jurisdictions_three_levels_and_renames(db: Database, tmp_path: Path) ->
 def test_unit_level_follows_a_county_jurisdiction(db: Database, clock, tmp_path: Path) -> None:
     seed_jurisdictions(db)
     write(tmp_path / "j.csv", [JHEADER, "shanxi-taiyuan-qingxu,清徐县,county,shanxi-taiyuan"])
-    import_jurisdictions(db, tmp_path / "j.csv")
+    import_jurisdictions(db, tmp_path / "j.csv", actor=OPERATOR, now=OPERATOR_NOW)
     path = write(tmp_path / "u.csv", [HEADER, "清徐县机关事务中心,shanxi-taiyuan-qingxu,县级,参公事业单位,,",
                                       "清徐县发改局,shanxi-taiyuan-qingxu,,行政机关,,",
                                       "清徐县审计局,shanxi-taiyuan-qingxu,city,行政机关,,"])
     with pytest.raises(InvalidInput) as info:
-        import_units(db, path, clock.now())
+        import_units(db, path, clock.now(), actor=OPERATOR)
     assert lines_named(info.value, path) == {4}
     assert count(db, Unit) == 0
     write(path, [HEADER, "清徐县机关事务中心,shanxi-taiyuan-qingxu,县级,参公事业单位,,",
                  "清徐县发改局,shanxi-taiyuan-qingxu,,行政机关,,"])
-    assert import_units(db, path, clock.now()).created == 2
+    assert import_units(db, path, clock.now(), actor=OPERATOR).created == 2
     assert {u.level for u in units(db)} == {"county"}
 
 
@@ -534,7 +534,7 @@ def test_a_parent_may_come_later_in_the_file(db: Database, tmp_path: Path) -> No
     path = tmp_path / "j.csv"
     path.write_text("id,name,level,parent\nhenan-zhengzhou,郑州市,city,henan\nhenan-zhengzhou-jinshui,金水区,county,"
                     "henan-zhengzhou\nhenan,河南省,province,\n", encoding="utf-8")
-    assert import_jurisdictions(db, path) == ImportResult(created=3, updated=0, unchanged=0)
+    assert import_jurisdictions(db, path, actor=OPERATOR, now=OPERATOR_NOW) == ImportResult(created=3, updated=0, unchanged=0)
     with db.engine.connect() as conn:
         paths = dict(conn.execute(select(Jurisdiction.id, Jurisdiction.path)).all())
     assert paths["henan-zhengzhou-jinshui"] == "/henan/henan-zhengzhou/henan-zhengzhou-jinshui/"
@@ -545,9 +545,9 @@ def test_blank_lines_before_the_header_are_skipped(db: Database, clock, tmp_path
     path = tmp_path / "u.csv"
     path.write_text("\n\nname,jurisdiction,category\n省委组织部,shanxi,党的机关\n,,\n省委编办,shanxi,党的机关,\n",
                     encoding="utf-8")
-    assert import_units(db, path, clock.now()).created == 2
+    assert import_units(db, path, clock.now(), actor=OPERATOR).created == 2
     bad = tmp_path / "bad.csv"
     bad.write_text("\n名称错,jurisdiction,category\n", encoding="utf-8")
     with pytest.raises(InvalidInput) as info:
-        import_units(db, bad, clock.now())
+        import_units(db, bad, clock.now(), actor=OPERATOR)
     assert {p.where for p in info.value.problems} == {f"{bad}:2"}

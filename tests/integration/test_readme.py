@@ -39,6 +39,29 @@ def test_the_readme_marks_its_newcomer_commands() -> None:
     assert len(_blocks("<!-- test-command -->")) == 1
 
 
+def test_the_readme_walks_a_unit_a_coordinator_and_an_auditor_through_a_day() -> None:
+    unit, coordinator, auditor = _blocks("<!-- day -->")
+    assert any("--actor unit01" in c for c in unit) and any("curl" in c for c in unit)
+    assert any("--actor coord-shanxi" in c for c in coordinator) and any("curl" in c for c in coordinator)
+    assert any("audit verify" in c for c in auditor) and any("curl" in c for c in auditor)
+
+
+def _a_day_in_the_round(clone: Path, env: dict[str, str], base: str) -> None:
+    """Each ``<!-- day -->`` block as one script (its variables carry from line to line), on the
+    demo's database while the server runs; then what the day left behind."""
+    for block in _blocks("<!-- day -->"):
+        done = subprocess.run(["bash", "-ec", "\n".join(block)], cwd=clone, env={**env, "API": base},
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{block}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    history = next((clone / "var").glob("*-历史.csv")).read_text(encoding="utf-8-sig")
+    certified = [line for line in history.splitlines() if ",CaseCertified," in line and line.startswith("10,")]
+    assert certified and ",王科长," in certified[0] and ",cli," in certified[0], certified
+    assessed = [line for line in history.splitlines() if ",SelfAssessmentRecorded," in line and line.startswith("1,")]
+    assert assessed and ",unit:1;account=" in assessed[-1], assessed
+    assert "发放令牌" in (clone / "var" / "令牌变更.csv").read_text(encoding="utf-8-sig")
+    assert any((clone / "var").glob("*-进度.xlsx")) and any((clone / "var").glob("*-案件.xlsx"))
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
@@ -85,6 +108,7 @@ def test_a_newcomer_follows_the_readme(tmp_path: Path) -> None:
         cases = httpx.get(f"{base}/api/v1/cases?round=shanxi-2021", headers={"Authorization": f"Bearer {secret}"})
         assert cases.status_code == 200 and len(cases.json()["items"]) == 35
         assert httpx.get(f"{base}/docs").status_code == 200
+        _a_day_in_the_round(clone, env, base)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -18,6 +18,7 @@ from ..support import (
     ADMIN,
     CALENDARS,
     COORDINATOR,
+    OPERATOR,
     RUBRICS,
     attach_documents,
     open_hunan,
@@ -133,7 +134,7 @@ def test_a_unit_added_after_the_round_opened_is_registered_late(db: Database, tm
     open_shanxi(db, june)
     sweep(db, CALENDARS, datetime(2021, 6, 7, 2, tzinfo=UTC))  # the contact-form misses of the 35
     august = datetime(2021, 8, 2, 2, tzinfo=UTC)
-    import_units(db, write_units_csv(tmp_path / "new.csv", [("省新设机构", "shanxi", "行政机关")]), august)
+    import_units(db, write_units_csv(tmp_path / "new.csv", [("省新设机构", "shanxi", "行政机关")]), august, actor=OPERATOR)
     late_unit = max(u.id for u in db.directory.units("/"))
     case = register_unit(db, "shanxi-2021", late_unit, actor=ADMIN, now=august)
     assert case.state == "registered" and case.round_id == "shanxi-2021"
@@ -160,7 +161,7 @@ def test_a_certified_unit_or_one_of_another_province_is_not_registered(db: Datab
     open_shanxi(db, now)
     open_hunan(db, now, tmp_path)
     roster = "name,jurisdiction,category,certified_year\n省节能示范机构,shanxi,行政机关,2020\n".encode()
-    import_units_data(db, roster, "certified.csv", now)
+    import_units_data(db, roster, "certified.csv", now, actor=OPERATOR)
     units = {u.name: u for u in db.directory.units("/")}
     with pytest.raises(ActionRefused, match="already certified"):
         register_unit(db, "shanxi-2021", units["省节能示范机构"].id, actor=ADMIN, now=now)

@@ -35,6 +35,8 @@ from ..support import (
     ADMIN,
     CALENDARS,
     COORDINATOR,
+    OPERATOR,
+    OPERATOR_NOW,
     RUBRICS,
     attach_documents,
     ready_to_submit,
@@ -61,7 +63,7 @@ def hunan_units(db: Database, tmp_path: Path) -> None:
                    "省丁厅,hunan,行政机关,丁,ding@hn.example.cn,,\n"
                    "长沙甲局,hunan-changsha,行政机关,戊,wu@cs.example.cn,,\n"
                    "长沙乙局,hunan-changsha,行政机关,己,ji@cs.example.cn,,\n", encoding="utf-8")
-    import_units(db, csv, at(2020, 5, 1))
+    import_units(db, csv, at(2020, 5, 1), actor=OPERATOR)
 
 
 def cases_by_name(db: Database, round_id: str) -> dict[str, tuple[int, int]]:
@@ -136,7 +138,7 @@ def test_targets_per_level_and_per_jurisdiction_apply_where_they_are_set(db: Dat
 def test_a_round_past_the_schedule_needs_its_target_given(db: Database, tmp_path: Path) -> None:
     """Shanxi's notice sets 50% for 2021 only: a 2022 round without a target is refused, saying so."""
     seed_jurisdictions(db)
-    import_units(db, REPO_ROOT / "examples" / "shanxi-2021-units.csv", at(2021, 5, 26))
+    import_units(db, REPO_ROOT / "examples" / "shanxi-2021-units.csv", at(2021, 5, 26), actor=OPERATOR)
     first = open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                        calendar_id=None, target_share=None, actor=ADMIN, now=at(2021, 5, 26))
     assert (first.calendar_id, first.target_share) == ("shanxi-2021", Decimal("0.5"))
@@ -156,9 +158,9 @@ def test_a_round_past_the_schedule_needs_its_target_given(db: Database, tmp_path
 def test_a_unit_certified_before_is_recorded_and_counts(db: Database, tmp_path: Path) -> None:
     hunan_units(db, tmp_path)
     with pytest.raises(InvalidInput) as err:
-        update_unit(db, 2, {"certified_year": "去年"}, at(2020, 5, 1))
+        update_unit(db, 2, {"certified_year": "去年"}, at(2020, 5, 1), actor=OPERATOR)
     assert [p.where for p in err.value.problems] == ["unit.certified_year"]
-    unit = update_unit(db, 2, {"certified_year": 2020, "certified_note": "省级示范单位"}, at(2020, 5, 1))
+    unit = update_unit(db, 2, {"certified_year": 2020, "certified_note": "省级示范单位"}, at(2020, 5, 1), actor=OPERATOR)
     assert (unit.certified_year, unit.certified_note) == (2020, "省级示范单位")
     opened = open_round(db, RUBRICS, CALENDARS, province_id="hunan", year=2020, rubric_id="hunan-2020",
                         calendar_id="hunan", target_share=None, actor=ADMIN, now=at(2020, 5, 20))
@@ -175,7 +177,7 @@ def test_the_contact_form_is_given_once_per_round_and_settles_a_miss(db: Databas
     csv = tmp_path / "u.csv"
     csv.write_text("name,jurisdiction,category,contact_name,contact_email\n甲局,shanxi,行政机关,甲,jia@sx.example.cn\n"
                    "乙局,shanxi,行政机关,,\n", encoding="utf-8")
-    import_units(db, csv, at(2021, 5, 26))
+    import_units(db, csv, at(2021, 5, 26), actor=OPERATOR)
     open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                calendar_id="shanxi-2021", target_share=None, actor=ADMIN, now=at(2021, 5, 26))
     cases = cases_by_name(db, "shanxi-2021")
@@ -211,7 +213,7 @@ def test_the_contact_form_is_given_once_per_round_and_settles_a_miss(db: Databas
 @pytest.fixture
 def shanxi(db: Database) -> Database:
     seed_jurisdictions(db)
-    import_units(db, REPO_ROOT / "examples" / "shanxi-2021-units.csv", at(2021, 5, 26))
+    import_units(db, REPO_ROOT / "examples" / "shanxi-2021-units.csv", at(2021, 5, 26), actor=OPERATOR)
     open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                calendar_id="shanxi-2021", target_share=None, actor=ADMIN, now=at(2021, 5, 26))
     return db
@@ -229,9 +231,9 @@ def test_a_citys_report_is_reminded_to_its_own_coordinators_and_missed_on_its_ow
     reminders to that city's coordinators only; a miss on the city's own stream, escalated to the
     province; never on a unit's case."""
     db = shanxi
-    province = add_coordinator(db, "shanxi", "王科长", "wang@sx.example.cn")
-    taiyuan = add_coordinator(db, "shanxi-taiyuan", "张主任", "zhang@ty.example.cn")
-    datong = add_coordinator(db, "shanxi-datong", "钱主任", "qian@dt.example.cn")
+    province = add_coordinator(db, "shanxi", "王科长", "wang@sx.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
+    taiyuan = add_coordinator(db, "shanxi-taiyuan", "张主任", "zhang@ty.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
+    datong = add_coordinator(db, "shanxi-datong", "钱主任", "qian@dt.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     sweep(db, CALENDARS, at(2021, 11, 16, 9))   # 14 days before November 30
     reminders = outbox(db, "duty_reminder")
     assert sorted((cid, ctx["jurisdiction_id"]) for cid, ctx in reminders) == [
@@ -281,7 +283,7 @@ def test_the_evaluation_past_its_date_is_the_bureaus_miss_not_the_units(shanxi: 
     """"11月，省机关事务管理局将组织对省级创建单位进行评价验收": a case still waiting for it after
     November 30 shows it waits on the bureau; the unit's case records no miss."""
     db = shanxi
-    add_coordinator(db, "shanxi", "王科长", "wang@sx.example.cn")
+    add_coordinator(db, "shanxi", "王科长", "wang@sx.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     ready_to_submit(db, 1, 1, "90", at(2021, 10, 12))
     perform_action(db, 1, "submit", {}, unit_actor(1), at(2021, 10, 12))
     sweep(db, CALENDARS, at(2021, 12, 1, 9))
@@ -303,8 +305,8 @@ def test_the_national_filing_lists_the_batches_and_is_owed_by_the_province_only(
                                                                                tmp_path: Path) -> None:
     """"2022年3月，省机关事务管理局…报国管局备案": the province's duty (no city coordinator is reminded)."""
     db = shanxi
-    province = add_coordinator(db, "shanxi", "王科长", "wang@sx.example.cn")
-    add_coordinator(db, "shanxi-taiyuan", "张主任", "zhang@ty.example.cn")
+    province = add_coordinator(db, "shanxi", "王科长", "wang@sx.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
+    add_coordinator(db, "shanxi-taiyuan", "张主任", "zhang@ty.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     sweep(db, CALENDARS, at(2022, 3, 17, 9))
     national = [(cid, ctx) for cid, ctx in outbox(db, "duty_reminder") if ctx["jurisdiction_id"] == "shanxi"]
     assert [cid for cid, _ in national] == [province.id]

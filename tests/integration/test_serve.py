@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..serving import WORKFLOW, start_serve, stop
+from workflow.demo import ADMIN_LOGIN
+
+from ..serving import WORKFLOW, cli_account, start_serve, stop
 
 
 def _run(env: dict[str, str], *args: str) -> str:
@@ -25,9 +27,9 @@ def served(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
     env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
                WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), COLUMNS="200")
-    _run(env, "demo")
-    secret = _run(env, "tokens", "create", "--name", "王科长", "--role", "coordinator", "--jurisdiction", "shanxi",
-                  "--actor", "admin:test").strip().splitlines()[-1]
+    _run(env, "demo", "--example-only")
+    secret = cli_account(env, "wang", "王科长", "coordinator", "--jurisdiction", "shanxi", actor=ADMIN_LOGIN,
+                         token=True)  # made by the demo's admin
     proc, base = start_serve(env, tmp_path / "serve.log", "--name", "e2e")
     yield base, {"Authorization": f"Bearer {secret}"}, proc
     stop(proc)
@@ -43,7 +45,9 @@ def test_serve_answers_and_acts(served) -> None:
                    json={"version": case["version"], "data": {"reason": "机构改革，单位撤并"}})
     assert r.status_code == 200 and r.json()["state"] == "withdrawn"
     history = httpx.get(f"{base}/api/v1/cases/1/history", headers=auth).json()
-    assert [e["type"] for e in history][-1] == "CaseWithdrawn" and history[-1]["actor"] == "coordinator:王科长"
+    assert [e["type"] for e in history][-1] == "CaseWithdrawn"
+    actor = history[-1]["actor"]  # the account, its display name and the channel
+    assert actor.startswith("coordinator:wang;account=") and actor.endswith(";name=王科长;via=api"), actor
     assert httpx.get(f"{base}/openapi.json").json()["info"]["version"] == "1"
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully and then re-raises the signal, as a server should
@@ -58,8 +62,7 @@ def test_the_readme_upload_works_as_written(served, tmp_path: Path) -> None:
     base, _, _ = served
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
     env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db")  # the served database (same tmp_path)
-    token = _run(env, "tokens", "create", "--name", "省委办公厅", "--role", "unit", "--unit", "1",
-                 "--actor", "admin:test").strip().splitlines()[-1]
+    token = cli_account(env, "sw.bgt", "省委办公厅", "unit", "--unit", "1", actor=ADMIN_LOGIN, token=True)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     block = next(b for b in readme.split("\ncurl ")[1:] if "-F file=@" in b)
     command = "curl " + " ".join(part.split("#")[0].strip().rstrip("\\").strip() for part in block.splitlines()[:2])
@@ -84,7 +87,7 @@ def test_serve_signs_a_checkpoint_as_soon_as_it_leads(tmp_path: Path) -> None:
     env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
                WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), WORKFLOW_CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
                WORKFLOW_CHECKPOINT_KEY=str(tmp_path / "keys" / "k.pem"), COLUMNS="200")
-    _run(env, "demo")
+    _run(env, "demo", "--example-only")
     _run(env, "audit", "keygen")
     proc, _ = start_serve(env, tmp_path / "serve.log", "--name", "anchor")
     try:

@@ -36,6 +36,8 @@ from ..support import (
     ADMIN,
     CALENDARS,
     COORDINATOR,
+    OPERATOR,
+    OPERATOR_NOW,
     RUBRICS,
     attach_documents,
     ready_to_submit,
@@ -74,7 +76,7 @@ def build(db: Database, tmp_path: Path, units: list[tuple[str, str, str]], *, pr
     lines = ["name,jurisdiction,category,contact_name,contact_email"]
     lines += [f"{name},{jur},行政机关,{'张联络' if email else ''},{email}" for name, jur, email in units]
     csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    import_units(db, csv, opened)
+    import_units(db, csv, opened, actor=OPERATOR)
     rubric_id, calendar_id = ("shanxi-2020", "shanxi-2021") if province == "shanxi" else ("hunan-2020", "hunan")
     opened_round = open_round(db, RUBRICS, CALENDARS, province_id=province, year=2021, rubric_id=rubric_id,
                               calendar_id=calendar_id, target_share="0.5", actor=ADMIN, now=opened)
@@ -195,7 +197,7 @@ def test_after_the_due_date_each_owing_case_gets_one_miss_and_is_overdue_until_i
     assert day_after.missed == 2 and again.missed == 0
     for case_id in (registered, self_assessed):
         [missed] = events(db, case_id, "DeadlineMissed")
-        assert missed.actor == "system:sweep"
+        assert missed.actor == "system:sweep;via=scheduler"
         assert missed.payload["milestone"] == "self_assessment"
         assert missed.payload["due_on"] == "2021-10-20"
         assert missed.payload["noticed_on"] == "2021-10-21"
@@ -246,10 +248,10 @@ def test_one_digest_per_coordinator_of_the_case_jurisdiction(db: Database, tmp_p
         ("太原丁局", "shanxi-taiyuan", "ding@units.example.cn"),
     ])
     submit(db, world, "太原丁局", at(date(2021, 10, 1)))
-    wang = add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn")
-    li = add_coordinator(db, "shanxi", "李协调", "li@jgswj.example.cn")
-    taiyuan = add_coordinator(db, "shanxi-taiyuan", "赵协调", "zhao@taiyuan.example.cn")
-    datong = add_coordinator(db, "shanxi-datong", "钱协调", "qian@datong.example.cn")
+    wang = add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
+    li = add_coordinator(db, "shanxi", "李协调", "li@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
+    taiyuan = add_coordinator(db, "shanxi-taiyuan", "赵协调", "zhao@taiyuan.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
+    datong = add_coordinator(db, "shanxi-datong", "钱协调", "qian@datong.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
 
     sweep(db, CALENDARS, at(date(2021, 10, 21)))
     sweep(db, CALENDARS, at(date(2021, 10, 22)))
@@ -325,7 +327,7 @@ def _rectification_rows_by_day(db: Database, first: date, last: date, after_swee
 
 def test_a_rectification_failed_on_november_10_is_reminded_then_expires(db: Database, tmp_path: Path) -> None:
     world = build(db, tmp_path, three_units())
-    coordinator = add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn")
+    coordinator = add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     for name in ("单位A", "单位B"):
         submit(db, world, name, at(date(2021, 10, 12), 10))
         fail_verification(db, world, name, at(date(2021, 11, 10), 10))
@@ -351,7 +353,7 @@ def test_a_rectification_failed_on_november_10_is_reminded_then_expires(db: Data
     expired = case_state(db, expires)
     assert expired.state == "not_certified"
     [event_] = events(db, expires, "RectificationExpired")
-    assert event_.actor == "system:sweep" and event_.occurred_at == at(date(2021, 12, 1))
+    assert event_.actor == "system:sweep;via=scheduler" and event_.occurred_at == at(date(2021, 12, 1))
     assert event_.payload["due_on"] == "2021-11-30"
     [digest] = [r for r in outbox(db, kind="digest") if r.milestone == "rectification"]
     assert digest.coordinator_id == coordinator.id and listed(digest) == [expires]
@@ -435,7 +437,7 @@ def test_the_hunan_round_never_gets_rectification_rows(db: Database, tmp_path: P
 
 def _report_counts(db: Database, tmp_path: Path) -> None:
     world = build(db, tmp_path, three_units())
-    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn")
+    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     submit(db, world, "单位A", at(date(2021, 10, 12), 10))
     fail_verification(db, world, "单位A", at(date(2021, 11, 10), 10))
 
@@ -520,8 +522,8 @@ def _pg_world(pg_url: str, tmp_path: Path) -> tuple[Database, World, list[int]]:
     units = [(f"单位{i:02d}", "shanxi" if i % 3 else "shanxi-taiyuan", f"u{i}@units.example.cn") for i in range(40)]
     world = build(db, tmp_path, units)
     submit(db, world, "单位00", at(date(2021, 9, 20)))
-    coordinators = [add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn").id,
-                    add_coordinator(db, "shanxi-taiyuan", "赵协调", "zhao@taiyuan.example.cn").id]
+    coordinators = [add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW).id,
+                    add_coordinator(db, "shanxi-taiyuan", "赵协调", "zhao@taiyuan.example.cn", actor=OPERATOR, now=OPERATOR_NOW).id]
     return db, world, coordinators
 
 

@@ -36,6 +36,8 @@ from ..support import (
     ADMIN,
     CALENDARS,
     COORDINATOR,
+    OPERATOR,
+    OPERATOR_NOW,
     RUBRICS,
     attach_documents,
     ready_to_submit,
@@ -302,9 +304,9 @@ def _open_round(db: Database, tmp_path: Path) -> dict[str, tuple[int, int]]:
     """The round opened on 05-26 at 08:00; case and unit ids by unit key."""
     seed_jurisdictions(db)
     write_units(tmp_path / "units.csv", list(UNITS), FIRST_DAY)
-    import_units(db, tmp_path / "units.csv", at(FIRST_DAY, 8))
+    import_units(db, tmp_path / "units.csv", at(FIRST_DAY, 8), actor=OPERATOR)
     for c in COORDINATORS:
-        add_coordinator(db, c.jurisdiction, c.name, c.email)
+        add_coordinator(db, c.jurisdiction, c.name, c.email, actor=OPERATOR, now=OPERATOR_NOW)
     opened = open_round(db, RUBRICS, CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                         calendar_id="shanxi-2021", target_share="0.5", actor=ADMIN, now=at(FIRST_DAY, 8))
     by_name = {r.unit_name: (r.id, r.unit_id) for r in list_cases(db, round_id=opened.round_id)}

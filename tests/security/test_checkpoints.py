@@ -47,6 +47,8 @@ from workflow.service.ports import ChainHead
 from ..support import (
     CALENDARS,
     COORDINATOR,
+    OPERATOR,
+    OPERATOR_NOW,
     RUBRICS,
     attach_documents,
     fake_sha,
@@ -160,7 +162,11 @@ def test_a_checkpoint_is_the_signed_head_of_every_chain(db: Database, history: d
     assert set(document) == {"checkpoint", "signature"}
     assert (body["format"], body["sequence"], body["previous"], body["created_at"]) == (
         "workflow-checkpoint/1", 1, None, "2021-10-12T02:00:00.000000+00:00")
-    assert body["counts"] == {"cases": 35, "case_events": 35 + 2 * 6, "duty_streams": 0, "duty_events": 0}
+    # the operator streams: the jurisdictions' and units' imports and the round's opening, one event each
+    assert body["counts"] == {"cases": 35, "case_events": 35 + 2 * 6, "duty_streams": 0, "duty_events": 0,
+                              "operator_streams": 3, "operator_events": 3}
+    assert [c[:3] for c in body["chains"][-3:]] == [["operator", "operator/jurisdictions", 1],
+                                                    ["operator", "operator/rounds", 1], ["operator", "operator/units", 1]]
     assert body["chains"][:4] == [["case", "1", 1, body["chains"][0][3]], ["case", "2", 1, body["chains"][1][3]],
                                   ["case", "3", 7, checkpoint.chains[2].hash], ["case", "4", 7, body["chains"][3][3]]]
     with db.unit_of_work() as uow:
@@ -251,7 +257,8 @@ def test_a_deleted_duty_event_is_a_truncation(db: Database, history: dict, store
     before = _row(db, "duty_streams", where)
     _duty(db, "shanxi-taiyuan", NOW + timedelta(hours=1))
     checkpoint = _checkpoint(db, store, key, NOW + timedelta(hours=2))
-    assert checkpoint.counts == {"cases": 35, "case_events": 47, "duty_streams": 1, "duty_events": 2}
+    assert {k: v for k, v in checkpoint.counts.items() if not k.startswith("operator")} == {
+        "cases": 35, "case_events": 47, "duty_streams": 1, "duty_events": 2}
     unguarded()
     _sql(db, f"DELETE FROM duty_events WHERE {where} AND seq = 2")
     _put_back(db, "duty_streams", where, before)
@@ -356,7 +363,7 @@ def test_the_public_key_alone_verifies(db: Database, history: dict, store: Check
     auditor.write_bytes(key["public"].read_bytes())
     key["private"].unlink()
     audit = verify_checkpoints(db, store, Ed25519Verifier.from_file(auditor))
-    assert (audit.ok, audit.checked, audit.chains) == (True, 1, 35)
+    assert (audit.ok, audit.checked, audit.chains) == (True, 1, 35 + 3)  # and the 3 operator streams
     assert audit.latest is not None and audit.latest.sequence == 1
 
 
@@ -496,7 +503,7 @@ def test_the_coordinators_digest_quotes_the_latest_checkpoint(db: Database, db_u
     from workflow.service.dispatch import dispatch
 
     open_shanxi(db, datetime(2021, 5, 26, tzinfo=UTC))
-    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn")
+    add_coordinator(db, "shanxi", "王协调", "wang@jgswj.example.cn", actor=OPERATOR, now=OPERATOR_NOW)
     clock = ManualClock(datetime(2021, 10, 21, 1, tzinfo=UTC))
     application = _application(db, db_url, tmp_path, clock)
     assert application.dispatch_settings().anchor() is None  # none yet: the digest says nothing of it
@@ -589,7 +596,10 @@ def test_the_api_writes_and_reads_checkpoints_by_role(client: Any, keyed: Any) -
     written = r.json()
     assert (written["sequence"], written["file"], written["signature_ok"], written["scope"]) == (
         1, "checkpoint-00000001.json", True, "/")
-    assert len(written["chains"]) == 36 and written["counts"]["cases"] == 36
+    cases = [c for c in written["chains"] if c["kind"] == "case"]
+    operator = [c for c in written["chains"] if c["kind"] == "operator"]
+    assert len(cases) == 36 and written["counts"]["cases"] == 36
+    assert len(operator) == written["counts"]["operator_streams"] == len(written["chains"]) - 36
     assert client.get("/api/v1/audit/checkpoints/latest", headers=unit).status_code == 403
     for who in (auditor, coordinator):
         r = client.get("/api/v1/audit/checkpoints/latest", headers=who)

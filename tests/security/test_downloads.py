@@ -22,9 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from workflow.adapters.evidence_store import LocalEvidenceStore
+from workflow.demo import ADMIN_LOGIN
 from workflow.service.cases import perform_action
 
-from ..serving import WORKFLOW, start_serve, stop
+from ..serving import WORKFLOW, cli_account, start_serve, stop
 from ..support import COORDINATOR, RUBRICS, attach_documents, ready_to_submit, sheet_for, unit_actor
 
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
@@ -206,19 +207,19 @@ def _zip_memory_growth(tmp_path: Path, files: int, size: int) -> tuple[int, int]
     env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
                WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), WORKFLOW_EVIDENCE_MAX_BYTES=str(size + MiB),
                COLUMNS="200")
-    subprocess.run([WORKFLOW, "demo"], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([WORKFLOW, "demo", "--example-only"], env=env, check=True, capture_output=True, timeout=120)
+    secret = cli_account(env, "shenji", "审计", "admin", actor=ADMIN_LOGIN, token=True)
+    cli_account(env, "sw.bgt", "省委办公厅", "unit", "--unit", "1", actor="shenji")
     for n in range(files):  # random bytes: deflate cannot shrink them
         path = tmp_path / f"证据{n}.pdf"
         with open(path, "wb") as out:
             out.write(b"%PDF-1.4\n")
             for _ in range(size // MiB):
                 out.write(os.urandom(MiB))
-        done = subprocess.run([WORKFLOW, "evidence", "attach", "1", "1.1.1", str(path), "--actor", "unit:1"],
+        done = subprocess.run([WORKFLOW, "evidence", "attach", "1", "1.1.1", str(path), "--actor", "unit:sw.bgt"],
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         path.unlink()
-    secret = subprocess.run([WORKFLOW, "tokens", "create", "--name", "审计", "--role", "admin", "--actor", "admin:t"],
-                            env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     proc, base = start_serve(env, tmp_path / "serve.log", "--name", "zip-memory")
     try:
         auth = {"Authorization": f"Bearer {secret}"}

@@ -35,17 +35,18 @@ from workflow.service.histories import events_csv
 from workflow.service.oversight import filing_csv
 from workflow.service.ports import FilingRecord
 from workflow.service.rounds import open_round
-from workflow.service.tokens import create_token
 
 from ..support import (
     ADMIN,
     CALENDARS,
     COORDINATOR,
     EXAMPLES,
+    OPERATOR,
     attach_documents,
     ready_to_submit,
     seed_jurisdictions,
     sheet_for,
+    token_for,
     unit_actor,
 )
 
@@ -113,7 +114,7 @@ def world(db, db_url, tmp_path) -> Any:
     application = App(settings=settings, engine=db.engine, db=db, clock=ManualClock(NOW),
                       calendars=CalendarCatalog(REPO_ROOT / "calendars"))
     seed_jurisdictions(db)
-    import_units(db, EXAMPLES / "shanxi-2021-units.csv", NOW)
+    import_units(db, EXAMPLES / "shanxi-2021-units.csv", NOW, actor=OPERATOR)
     open_round(db, RubricCatalog(rubrics), CALENDARS, province_id="shanxi", year=2021, rubric_id="shanxi-2020",
                calendar_id="shanxi-2021", target_share="0.5", actor=ADMIN, now=NOW)
     from workflow.api.app import create_app
@@ -121,7 +122,7 @@ def world(db, db_url, tmp_path) -> Any:
     client = TestClient(create_app(application))
 
     def token(role: str, **scope: Any) -> dict[str, str]:
-        made = create_token(db, name=f"{role}-x", role=role, created_by="admin:test", now=NOW, **scope)
+        made = token_for(db, name=f"{role}-x", role=role, now=NOW, **scope)
         return {"Authorization": f"Bearer {made.secret}"}
 
     client.token = token  # type: ignore[attr-defined]

@@ -21,10 +21,12 @@ from workflow.clock import ManualClock
 from workflow.config import REPO_ROOT, Settings
 from workflow.domain.access import Principal
 from workflow.domain.errors import Forbidden
+from workflow.domain.state import Actor
 from workflow.service.cases import by_name_only
-from workflow.service.tokens import create_token, list_tokens, revoke_token
+from workflow.service.tokens import list_tokens, revoke_token
 
 from ..api.test_resources_api import certify
+from ..support import OPERATOR, OPERATOR_NOW, token_for
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
 
@@ -84,7 +86,7 @@ def _orphan_token(db, token_id: int) -> None:
 
 @pytest.mark.parametrize("role", ["coordinator", "auditor"])
 def test_a_token_whose_jurisdiction_cannot_be_resolved_sees_nothing(client, db, role) -> None:
-    made = create_token(db, name="失联", role=role, jurisdiction_id="shanxi", created_by="admin:test", now=NOW)
+    made = token_for(db, name="失联", role=role, jurisdiction_id="shanxi", now=NOW)
     _orphan_token(db, made.id)
     lost = {"Authorization": f"Bearer {made.secret}"}
     assert client.get("/api/v1/cases", headers=lost).json()["items"] == []
@@ -102,13 +104,15 @@ def test_a_token_whose_jurisdiction_cannot_be_resolved_sees_nothing(client, db, 
 # ---------------------------------------------------------------- tokens and /metrics
 
 def test_a_revocation_records_who_revoked(client, db) -> None:
-    made = create_token(db, name="李科员", role="unit", unit_id=1, created_by="admin:王", now=NOW)
-    revoke_token(db, made.id, NOW, by="coordinator:王科长")
+    made = token_for(db, name="李科员", role="unit", unit_id=1, now=NOW)
+    by = Actor("admin", "wang", 7, "王科长", "cli")
+    revoke_token(db, made.id, NOW, by=by)
     token = next(t for t in list_tokens(db) if t.id == made.id)
-    assert token.revoked_at == NOW and token.revoked_by == "coordinator:王科长"
+    assert token.revoked_at == NOW and token.revoked_by == "admin:wang;account=7;name=王科长;via=cli"
     assert client.get("/api/v1/cases/1", headers={"Authorization": f"Bearer {made.secret}"}).status_code == 401
-    with pytest.raises(Exception, match="revok|named|撤销"):
-        revoke_token(db, made.id, NOW, by=" ")
+    assert [e.type for e in db.operator.events("tokens")][-1] == "TokenRevoked"
+    with pytest.raises(Exception, match="no active token"):  # revoked already
+        revoke_token(db, made.id, NOW, by=by)
 
 
 def _app(db, db_url, tmp_path, **settings) -> TestClient:
@@ -215,7 +219,7 @@ def test_one_evidence_file_is_downloaded_under_the_type_of_its_content(client) -
 
 
 def test_a_unit_token_whose_unit_cannot_be_resolved_sees_nothing(client, db) -> None:
-    made = create_token(db, name="失联单位", role="unit", unit_id=1, created_by="admin:test", now=NOW)
+    made = token_for(db, name="失联单位", role="unit", unit_id=1, now=NOW)
     if db.engine.dialect.name == "sqlite":
         with sqlite3.connect(db.engine.url.database) as conn:
             conn.execute("UPDATE api_tokens SET unit_id = NULL WHERE id = ?", (made.id,))
@@ -254,11 +258,11 @@ def test_a_coordinator_address_is_one_coordinator_however_it_is_typed(db) -> Non
     from ..support import seed_jurisdictions
 
     seed_jurisdictions(db)
-    first = add_coordinator(db, "shanxi", "王科长", "Wang@EXAMPLE.CN")
+    first = add_coordinator(db, "shanxi", "王科长", "Wang@EXAMPLE.CN", actor=OPERATOR, now=OPERATOR_NOW)
     assert first.email == "Wang@example.cn"  # the normal form: the domain lower-cased
     for again in ("Wang@example.cn", " Wang@example.cn ", "wang@example.cn"):
         with pytest.raises(AlreadyExists):
-            add_coordinator(db, "shanxi", "王科长", again)
+            add_coordinator(db, "shanxi", "王科长", again, actor=OPERATOR, now=OPERATOR_NOW)
 
 
 def test_names_that_hide_their_ending_or_overflow_a_file_system_are_refused() -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ..serving import WORKFLOW, start_serve, stop
+from workflow.demo import ADMIN_LOGIN
+
+from ..serving import WORKFLOW, cli_account, start_serve, stop
 
 BODY_LIMIT = 64 * 1024
 
@@ -34,9 +36,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                WORKFLOW_EVIDENCE_DIR=str(tmp / "ev"), COLUMNS="200", WORKFLOW_REQUEST_MAX_BYTES=str(BODY_LIMIT),
                WORKFLOW_HEADER_TIMEOUT_SECONDS="1", WORKFLOW_BODY_TIMEOUT_SECONDS="1",
                WORKFLOW_SWEEP_INTERVAL_MINUTES="600", WORKFLOW_DISPATCH_INTERVAL_SECONDS="3600")
-    _run(env, "demo")
-    secret = _run(env, "tokens", "create", "--name", "王科长", "--role", "coordinator", "--jurisdiction", "shanxi",
-                  "--actor", "admin:test").strip().splitlines()[-1]
+    _run(env, "demo", "--example-only")
+    secret = cli_account(env, "wang", "王科长", "coordinator", "--jurisdiction", "shanxi", actor=ADMIN_LOGIN,
+                         token=True)  # made by the demo's admin
     proc, base = start_serve(env, tmp / "serve.log", "--name", "security")
     host, port = base.removeprefix("http://").split(":")
     yield proc, (host, int(port)), secret

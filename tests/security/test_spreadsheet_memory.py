@@ -21,8 +21,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from workflow.demo import ADMIN_LOGIN
+
 from ..conftest import PG_SKIP_REASON, PG_URL
-from ..serving import WORKFLOW, start_serve, stop
+from ..serving import WORKFLOW, cli_account, start_serve, stop
 from .test_spreadsheets import HEADER, HOSTILE, XLSX_MEDIA, package, row, sheet
 
 BOUND_MB = 300  # the most one request may grow the server's peak memory by
@@ -53,9 +55,8 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         with make_engine(PG_URL).begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         env["WORKFLOW_DATABASE_URL"] = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    _run(env, "demo")
-    secret = _run(env, "tokens", "create", "--name", "内存测试", "--role", "admin",
-                  "--actor", "admin:test").strip().splitlines()[-1]
+    _run(env, "demo", "--example-only")
+    secret = cli_account(env, "memory", "内存测试", "admin", actor=ADMIN_LOGIN, token=True)
     yield env, {"Authorization": f"Bearer {secret}"}, request.param, folder
     if schema is not None:
         with make_engine(PG_URL).begin() as conn:

@@ -32,6 +32,8 @@ from workflow.config import Settings
 from workflow.domain.errors import MAX_PROBLEMS, InvalidInput
 from workflow.files import import_units, import_units_data
 
+from ..support import OPERATOR
+
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 PACKAGE_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
 DOC_RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -314,7 +316,7 @@ def test_a_hostile_roster_is_refused_naming_the_limit_and_nothing_is_imported(
     assert len(data) <= Settings().roster_max_bytes  # refused for what it holds, not for its size
     before = units_in(db)
     with pytest.raises(InvalidInput) as refused:
-        import_units_data(db, data, filename, NOW)
+        import_units_data(db, data, filename, NOW, actor=OPERATOR)
     the_problem([p.to_dict() for p in refused.value.problems], f"{filename}{where}", what)
     assert units_in(db) == before
     r = upload(client, data, filename)
@@ -333,7 +335,7 @@ def test_a_roster_within_the_limits_next_to_a_hostile_one_still_imports(client: 
     """The checks refuse what is past a limit, not what looks like it: the hand-written package
     with its one good row imports (through the API too)."""
     before = units_in(db)
-    assert import_units_data(db, package(good_sheet(before='<dimension ref="A1:C2"/>')), "名单.xlsx", NOW).created == 1
+    assert import_units_data(db, package(good_sheet(before='<dimension ref="A1:C2"/>')), "名单.xlsx", NOW, actor=OPERATOR).created == 1
     r = upload(client, package(sheet(row(1, HEADER), row(2, ("山西防线测试二局", "shanxi", "行政机关")))), "名单.xlsx")
     assert r.status_code == 200 and r.json()["created"] == 1, r.text
     assert units_in(db) == before + 2
@@ -494,14 +496,16 @@ def test_the_cli_reads_the_limits_from_its_settings_and_a_huge_file_is_never_rea
     roster.write_text("name,jurisdiction,category\n" + "".join(f"命令测试局{i},shanxi,行政机关\n" for i in range(2)),
                       encoding="utf-8")
     subprocess.run([WORKFLOW, "db", "upgrade"], env=env, capture_output=True, check=True, timeout=120)
-    done = subprocess.run([WORKFLOW, "units", "import", str(roster)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    subprocess.run([WORKFLOW, "accounts", "create", "--login", "ops", "--name", "运维", "--role", "admin"], env=env,
+                   capture_output=True, check=True, timeout=120)
+    done = subprocess.run([WORKFLOW, "units", "import", str(roster), "--actor", "ops"], env=env, capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode != 0 and "more than 2 rows" in done.stdout + done.stderr, done
     huge = tmp_path / "huge.csv"
     with huge.open("wb") as f:  # 30 GB as the file system says, nothing on the disk: read, it would take the memory
         f.truncate(30 * 1024**3)
     with pytest.raises(InvalidInput) as refused:
-        import_units(None, huge, NOW)  # type: ignore[arg-type]  # refused before any storage is needed
+        import_units(None, huge, NOW, actor=OPERATOR)  # type: ignore[arg-type]  # refused before any storage is needed
     assert f"{30 * 1024**3} bytes; the limit is {DEFAULT_LIMITS.max_bytes}" in refused.value.problems[0].what
 
 
@@ -510,7 +514,7 @@ def test_150000_bad_rows_answer_with_the_first_100_problems_and_the_count(client
     data = ("name,jurisdiction,category\n" + "".join(f"错误类别测试局{i},shanxi,乱写\n" for i in range(150_000))).encode()
     before = units_in(db)
     with pytest.raises(InvalidInput) as refused:
-        import_units_data(db, data, "坏名单.csv", NOW)
+        import_units_data(db, data, "坏名单.csv", NOW, actor=OPERATOR)
     assert len(refused.value.problems) == MAX_PROBLEMS and refused.value.problem_count == 150_000
     assert refused.value.problems[0].where == "坏名单.csv:2.category"
     r = upload(client, data, "坏名单.csv")
@@ -569,5 +573,5 @@ def test_a_roster_of_100000_units_within_the_limits_imports(db: Any) -> None:
 
     seed_jurisdictions(db)
     data = ("name,jurisdiction,category\n" + "".join(f"测试单位{i},shanxi,行政机关\n" for i in range(100_000))).encode()
-    assert import_units_data(db, data, "十万.csv", NOW).created == 100_000
+    assert import_units_data(db, data, "十万.csv", NOW, actor=OPERATOR).created == 100_000
     assert units_in(db) == 100_000

@@ -41,9 +41,13 @@ from ..domain.duties import DutyEvent, DutyStatus, DutyStream, stream_key
 from ..domain.errors import AlreadyExists, ConflictError, NotFound
 from ..domain.events import GENESIS_HASH, Event
 from ..domain.lifecycle import CERTIFIED_STATES, TERMINAL_STATES, Owing
+from ..domain.operator import STREAMS as OPERATOR_STREAMS
+from ..domain.operator import OperatorEvent, new_operator_event
+from ..domain.operator import stream_key as operator_key
 from ..domain.policy import policy_from_dict
 from ..domain.rubric import Rubric, rubric_from_dict
 from ..service.ports import (
+    AccountRecord,
     AgencyGroup,
     CaseFilter,
     CaseGroup,
@@ -143,6 +147,8 @@ class _State:
     streams: dict[tuple[str, str], DutyStream] = field(default_factory=dict)  # (round, jurisdiction)
     duty_events: dict[tuple[str, str], tuple[DutyEvent, ...]] = field(default_factory=dict)
     simulations: dict[str, _Simulation] = field(default_factory=dict)
+    accounts: dict[int, AccountRecord] = field(default_factory=dict)  # path None (joined)
+    operator_events: dict[str, tuple[OperatorEvent, ...]] = field(default_factory=dict)  # stream → events
 
 
 _TABLES = frozenset(f.name for f in fields(_State))
@@ -246,8 +252,20 @@ def _round_out(s: _State, record: RoundRecord) -> RoundRecord:
                    province_path=s.jurisdictions[record.province_id].path)
 
 
+def _account_out(s: _State, account: AccountRecord) -> AccountRecord:
+    place = s.jurisdictions.get(account.jurisdiction_id) if account.jurisdiction_id is not None else None
+    unit = s.units.get(account.unit_id) if account.unit_id is not None else None
+    if place is None and unit is not None:
+        place = s.jurisdictions.get(unit.jurisdiction_id)
+    return replace(account, path=None if place is None else place.path)
+
+
 def _token_out(s: _State, token: _Token) -> TokenRecord:
     record = token.record
+    account = s.accounts.get(record.account_id) if record.account_id is not None else None
+    if account is not None:
+        record = replace(record, account_login=account.login, account_name=account.name,
+                         account_disabled=account.disabled_at is not None)
     place = s.jurisdictions.get(record.jurisdiction_id) if record.jurisdiction_id is not None else None
     unit = s.units.get(record.unit_id) if record.unit_id is not None else None
     unit_place = s.jurisdictions.get(unit.jurisdiction_id) if unit is not None else None
@@ -332,10 +350,17 @@ def _round_context(record: RoundRecord) -> RoundContext:
     return RoundContext(record.id, policy, Decimal(record.pass_mark), Decimal(record.max_total), rubric, documents)
 
 
+# What the rows a write refers to are called in Chinese (as ``adapters.db.writes`` names them).
+_NAMES_ZH = {"round": "轮次", "jurisdiction": "地区", "province": "省", "unit": "单位", "case": "案件",
+             "coordinator": "协调人员", "account": "账号"}
+
+
 def _require(found: bool, what: str, **details: Any) -> None:
-    """NotFound for a row referred to that does not exist (a foreign key in SQL)."""
+    """NotFound for a row referred to that does not exist (a foreign key in SQL); ``what``: the
+    kind of row and its key (``unit 5``, ``round 'shanxi-2021'``)."""
     if not found:
-        raise NotFound(f"{what} does not exist", **details)
+        kind, _, key = what.partition(" ")
+        raise NotFound(f"{what} does not exist", f"{_NAMES_ZH.get(kind, kind)} {key} 不存在", **details)
 
 
 # ---------------------------------------------------------------- the stores
@@ -387,7 +412,7 @@ class MemoryDirectory(_Store):
         self._v.writing()
         s = self._v.state()
         if record.id in s.jurisdictions or any(j.path == record.path for j in s.jurisdictions.values()):
-            raise AlreadyExists(f"jurisdiction {record.id!r} already exists")
+            raise AlreadyExists(f"jurisdiction {record.id!r} already exists", f"地区 {record.id!r} 已存在")
         if record.parent_id is not None:
             _require(record.parent_id in s.jurisdictions, f"jurisdiction {record.parent_id!r}",
                      jurisdiction_id=record.parent_id)
@@ -413,7 +438,8 @@ class MemoryDirectory(_Store):
         _require(unit.jurisdiction_id in s.jurisdictions, f"jurisdiction {unit.jurisdiction_id!r}",
                  jurisdiction_id=unit.jurisdiction_id)
         if self._name_taken(unit.jurisdiction_id, unit.name):
-            raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists")
+            raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists",
+                                f"{unit.name}（{unit.jurisdiction_id}）已存在")
         at = _utc(now)
         unit_id = self._v.next_id("units")
         self._v.table("units")[unit_id] = UnitRecord(
@@ -429,7 +455,8 @@ class MemoryDirectory(_Store):
         _require(current is not None, f"unit {unit.id}", unit_id=unit.id)
         assert current is not None
         if self._name_taken(current.jurisdiction_id, unit.name, other_than=unit.id):
-            raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists")
+            raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists",
+                                f"{unit.name}（{unit.jurisdiction_id}）已存在")
         self._v.table("units")[unit.id] = replace(
             current, name=unit.name, category=unit.category, contacts=list(_json(unit.contacts) or []),
             certified_year=unit.certified_year, certified_note=unit.certified_note, updated_at=_utc(unit.updated_at))
@@ -442,7 +469,8 @@ class MemoryDirectory(_Store):
         _require(jurisdiction_id in s.jurisdictions, f"jurisdiction {jurisdiction_id!r}",
                  jurisdiction_id=jurisdiction_id)
         if any(c.jurisdiction_id == jurisdiction_id and c.email == email for c in s.coordinators.values()):
-            raise AlreadyExists(f"{email} is already a coordinator of {jurisdiction_id}")
+            raise AlreadyExists(f"{email} is already a coordinator of {jurisdiction_id}",
+                                f"{email} 已是地区 {jurisdiction_id} 的协调人员")
         coordinator_id = self._v.next_id("coordinators")
         self._v.table("coordinators")[coordinator_id] = CoordinatorRecord(coordinator_id, jurisdiction_id, name,
                                                                          email, True)
@@ -462,7 +490,7 @@ class MemoryTokens(_Store):
         return [_token_out(s, t) for _, t in sorted(s.tokens.items())]
 
     def add(self, *, name: str, role: str, unit_id: int | None, jurisdiction_id: str | None, token_hash: str,
-            created_at: datetime, created_by: str, expires_at: datetime | None) -> int:
+            created_at: datetime, created_by: str, expires_at: datetime | None, account_id: int | None = None) -> int:
         """Store a token; its new id (AlreadyExists for a hash taken; NotFound for an unknown scope)."""
         self._v.writing()
         s = self._v.state()
@@ -472,13 +500,15 @@ class MemoryTokens(_Store):
             _require(jurisdiction_id in s.jurisdictions, f"jurisdiction {jurisdiction_id!r}",
                      jurisdiction_id=jurisdiction_id)
         if any(t.token_hash == token_hash for t in s.tokens.values()):
-            raise AlreadyExists("a token with this hash already exists")
+            raise AlreadyExists("a token with this hash already exists", "已有相同哈希值的令牌")
         created, expires = _utc(created_at), _utc_or_none(expires_at)
         token_id = self._v.next_id("tokens")
         self._v.table("tokens")[token_id] = _Token(
-            TokenRecord(token_id, name, role, unit_id, jurisdiction_id, created, created_by, expires, None),
+            TokenRecord(token_id, name, role, unit_id, jurisdiction_id, created, created_by, expires, None,
+                        account_id=account_id),
             token_hash)
         return token_id
+
 
     def revoke(self, token_id: int, now: datetime, by: str) -> bool:
         """Revoke a token not revoked yet (False: unknown or revoked already)."""
@@ -490,6 +520,75 @@ class MemoryTokens(_Store):
         self._v.table("tokens")[token_id] = replace(token, record=replace(token.record, revoked_at=at, revoked_by=by))
         return True
 
+
+class MemoryAccounts(_Store):
+    """People's accounts (the ``AccountStore`` port)."""
+
+    def get(self, account_id: int) -> AccountRecord | None:
+        s = self._v.state()
+        account = s.accounts.get(account_id)
+        return None if account is None else _account_out(s, account)
+
+    def by_login(self, login: str) -> AccountRecord | None:
+        s = self._v.state()
+        return next((_account_out(s, a) for a in s.accounts.values() if a.login == login), None)
+
+    def by_name(self, home: str, name: str) -> AccountRecord | None:
+        s = self._v.state()
+        return next((_account_out(s, a) for a in s.accounts.values() if a.home == home and a.name == name), None)
+
+    def all(self, within_path: str | None = None) -> list[AccountRecord]:
+        s = self._v.state()
+        out = [_account_out(s, a) for _, a in sorted(s.accounts.items())]
+        return [a for a in out if within_path is None or (a.path is not None and a.path.startswith(within_path))]
+
+    def _taken(self, account: AccountRecord) -> None:
+        for other in self._v.state().accounts.values():
+            if other.id != account.id and (other.login == account.login
+                                           or (other.home, other.name) == (account.home, account.name)):
+                raise AlreadyExists(f"an account with the login {account.login!r} or the name {account.name!r} "
+                                    "already exists there",
+                                    f"{account.home or '系统'} 内已有登录名为 {account.login!r} 或名为 "
+                                    f"{account.name!r} 的账号", login=account.login)
+
+    def add(self, account: AccountRecord) -> int:
+        self._v.writing()
+        s = self._v.state()
+        if account.unit_id is not None:
+            _require(account.unit_id in s.units, f"unit {account.unit_id}", unit_id=account.unit_id)
+        if account.jurisdiction_id is not None:
+            _require(account.jurisdiction_id in s.jurisdictions, f"jurisdiction {account.jurisdiction_id!r}")
+        account_id = self._v.next_id("accounts")
+        stored = replace(account, id=account_id, path=None, created_at=_utc(account.created_at))
+        self._taken(stored)
+        self._v.table("accounts")[account_id] = stored
+        return account_id
+
+    def save(self, account: AccountRecord) -> None:
+        self._v.writing()
+        self._taken(account)
+        self._v.table("accounts")[account.id] = replace(account, path=None,
+                                                         disabled_at=_utc_or_none(account.disabled_at))
+
+
+class MemoryOperatorLog(_Store):
+    """The operator audit log (the ``OperatorLog`` port)."""
+
+    def append(self, stream: str, type_: str, actor: str, now: datetime, payload: dict[str, Any]) -> OperatorEvent:
+        self._v.writing()
+        if stream not in OPERATOR_STREAMS:
+            raise ValueError(f"unknown operator stream {stream!r}")
+        events = self._v.state().operator_events.get(stream, ())
+        last = events[-1] if events else None
+        event = new_operator_event(stream, 1 if last is None else last.seq + 1, type_, actor, now, payload,
+                                   GENESIS_HASH if last is None else last.hash)
+        stored = replace(event, position=self._v.next_id("operator_events"))
+        self._v.table("operator_events")[stream] = events + (stored,)
+        return stored
+
+    def events(self, stream: str | None = None) -> list[OperatorEvent]:
+        s = self._v.state()
+        return [e for name, events in sorted(s.operator_events.items()) if stream in (None, name) for e in events]
 
 class MemoryRounds(_Store):
     """Rounds (the ``RoundStore`` port)."""
@@ -515,7 +614,7 @@ class MemoryRounds(_Store):
         s = self._v.state()
         if record.id in s.rounds or any(r.province_id == record.province_id and r.year == record.year
                                         for r in s.rounds.values()):
-            raise AlreadyExists(f"round {record.id} is already open", round_id=record.id)
+            raise AlreadyExists(f"round {record.id} is already open", f"轮次 {record.id} 已开启", round_id=record.id)
         _require(record.province_id in s.jurisdictions, f"jurisdiction {record.province_id!r}",
                  jurisdiction_id=record.province_id)
         self._v.table("rounds")[record.id] = RoundRecord(
@@ -675,7 +774,7 @@ class MemoryOversight(_Store):
         self._v.writing()
         s = self._v.state()
         if record.id in s.spot_checks:
-            raise AlreadyExists(f"spot check {record.id!r} already exists")
+            raise AlreadyExists(f"spot check {record.id!r} already exists", f"抽查 {record.id!r} 已存在")
         _require(record.round_id in s.rounds, f"round {record.round_id!r}", round_id=record.round_id)
         _require(record.jurisdiction_id in s.jurisdictions, f"jurisdiction {record.jurisdiction_id!r}",
                  jurisdiction_id=record.jurisdiction_id)
@@ -697,7 +796,7 @@ class MemoryOversight(_Store):
         self._v.writing()
         s = self._v.state()
         if record.id in s.filings:
-            raise AlreadyExists(f"filing batch {record.id!r} already exists")
+            raise AlreadyExists(f"filing batch {record.id!r} already exists", f"备案批次 {record.id!r} 已存在")
         _require(record.round_id in s.rounds, f"round {record.round_id!r}", round_id=record.round_id)
         _require(record.jurisdiction_id in s.jurisdictions, f"jurisdiction {record.jurisdiction_id!r}",
                  jurisdiction_id=record.jurisdiction_id)
@@ -741,7 +840,9 @@ class MemoryDuties(_Store):
             _require(jurisdiction_id in s.jurisdictions, f"jurisdiction {jurisdiction_id!r}",
                      jurisdiction_id=jurisdiction_id)
         conflict = ConflictError(f"the duties of {before.jurisdiction_id} in round {before.round_id} changed since "
-                                 "they were read; reload and retry")
+                                 "they were read; reload and retry",
+                                 f"{before.jurisdiction_id} 在轮次 {before.round_id} 的工作事项在读取后已被他人修改，"
+                                 "请刷新后重试")
         if before.version == 0:
             key = (after.round_id, after.jurisdiction_id)
             if key in s.streams:
@@ -777,7 +878,7 @@ class MemorySimulations(_Store):
         """Record a run started (AlreadyExists for a run of this scenario started before)."""
         self._v.writing()
         if digest in self._v.state().simulations:
-            raise AlreadyExists(f"a simulation of {digest} is already started here")
+            raise AlreadyExists(f"a simulation of {digest} is already started here", f"{digest} 的模拟运行已在此开始")
         self._v.table("simulations")[digest] = _Simulation(scenario[-500:], None)
 
     def finish_day(self, digest: str, day: date) -> None:
@@ -799,7 +900,7 @@ class MemorySimulations(_Store):
         shown = why if len(why) <= 100 else why[:99] + "…"
         stored = f"{key}:refused"
         if stored in self._v.state().keys:
-            raise ConflictError(f"the refusal of {key!r} is remembered already", key=key)
+            raise ConflictError(f"the refusal of {key!r} is remembered already", f"{key!r} 的拒绝已有记录", key=key)
         self._v.table("keys")[stored] = Remembered("refused", None, None, shown, "")
 
 
@@ -972,6 +1073,14 @@ class MemoryCaseStore:
         return MemoryTokens(self._bound())
 
     @property
+    def accounts(self) -> MemoryAccounts:
+        return MemoryAccounts(self._bound())
+
+    @property
+    def operator(self) -> MemoryOperatorLog:
+        return MemoryOperatorLog(self._bound())
+
+    @property
     def rounds(self) -> MemoryRounds:
         return MemoryRounds(self._bound())
 
@@ -1000,14 +1109,14 @@ class MemoryCaseStore:
         """The round's rules as its row holds them (NotFound for an unknown round)."""
         record = self._v.state().rounds.get(round_id)
         if record is None:
-            raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+            raise NotFound(f"round {round_id!r} does not exist", f"轮次 {round_id!r} 不存在", round_id=round_id)
         return self._db._context(record)
 
     def get(self, case_id: int) -> CaseState:
         """The case as stored (NotFound for an unknown case)."""
         case = self._v.state().cases.get(case_id)
         if case is None:
-            raise NotFound(f"case {case_id} does not exist", case_id=case_id)
+            raise NotFound(f"case {case_id} does not exist", f"案件 {case_id} 不存在", case_id=case_id)
         return _case_out(case)
 
     def find(self, round_id: str, unit_id: int) -> CaseState | None:
@@ -1033,7 +1142,7 @@ class MemoryCaseStore:
         _require(unit_id in s.units, f"unit {unit_id}", unit_id=unit_id)
         if self.find(round_id, unit_id) is not None:
             raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
-                                round_id=round_id, unit_id=unit_id)
+                                f"单位 {unit_id} 在轮次 {round_id} 中已有案件", round_id=round_id, unit_id=unit_id)
         if carried_over_from is not None:
             _require(carried_over_from in s.cases, f"case {carried_over_from}", case_id=carried_over_from)
         at = _utc(now)
@@ -1055,10 +1164,12 @@ class MemoryCaseStore:
         if current is None or current.version != before.version:
             raise ConflictError(
                 f"case {before.id} changed since it was read (expected version {before.version}); reload and retry",
+                f"案件 {before.id} 在读取后已被他人修改（读取时为第 {before.version} 版），请刷新后重试",
                 case_id=before.id, expected_version=before.version)
         _require(event.case_id in s.cases, f"case {event.case_id}", case_id=event.case_id)
         if any(e.seq == event.seq for e in s.events.get(event.case_id, ())):
-            raise ConflictError(f"case {before.id}: event #{event.seq} already exists", case_id=before.id)
+            raise ConflictError(f"case {before.id}: event #{event.seq} already exists",
+                                f"案件 {before.id}：第 {event.seq} 号事件已存在，请刷新后重试", case_id=before.id)
         row = _case_row(after, current, event)
         stored = _stored_event(event, self._v.next_id("event_positions"))
         self._v.table("cases")[before.id] = row
@@ -1084,7 +1195,8 @@ class MemoryCaseStore:
         self._v.writing()
         _utc(now)
         if key in self._v.state().keys:
-            raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request", key=key)
+            raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request",
+                                f"幂等键 {key!r} 正被另一个同时进行的请求使用", key=key)
         self._v.table("keys")[key] = Remembered(what, case_id, seq, ref, fingerprint)
 
     def commit(self) -> None:
@@ -1182,7 +1294,17 @@ class _Within:
                  if events and i in s.cases and s.cases[i].unit_id in units]
         streams = [ChainHead("duties", stream_key(r, j), events[-1].seq, events[-1].hash)
                    for (r, j), events in sorted(s.duty_events.items()) if events and j in places]
-        return iter(cases + streams)
+        operator = [] if self._path is not None else [
+            ChainHead("operator", operator_key(name), events[-1].seq, events[-1].hash)
+            for name, events in sorted(s.operator_events.items()) if events]
+        return iter(cases + streams + operator)
+
+    def all_operator_events(self) -> Iterator[OperatorEvent]:
+        """Every operator event, by stream then seq (none for a subtree)."""
+        if self._path is not None:
+            return iter(())
+        s = self._db._state
+        return iter([e for _, events in sorted(s.operator_events.items()) for e in events])
 
     def all_filings(self) -> Iterator[FilingRecord]:
         """Every filing batch of a jurisdiction in the subtree or above it, in id order."""
@@ -1245,6 +1367,14 @@ class MemoryDatabase:
         return MemoryTokens(_Committed(self))
 
     @property
+    def accounts(self) -> MemoryAccounts:
+        return MemoryAccounts(_Committed(self))
+
+    @property
+    def operator(self) -> MemoryOperatorLog:
+        return MemoryOperatorLog(_Committed(self))
+
+    @property
     def rounds(self) -> MemoryRounds:
         return MemoryRounds(_Committed(self))
 
@@ -1305,6 +1435,9 @@ class MemoryDatabase:
 
     def chain_heads(self) -> Iterator[ChainHead]:
         return self.within(None).chain_heads()
+
+    def all_operator_events(self) -> Iterator[OperatorEvent]:
+        return self.within(None).all_operator_events()
 
     def all_filings(self) -> Iterator[FilingRecord]:
         return self.within(None).all_filings()

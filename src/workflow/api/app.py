@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..bootstrap import App
 from ..domain.errors import MAX_PROBLEMS, DomainError
 from ..metrics import LATENCY, REQUESTS
-from . import audit, cases, directory, operations, rounds
+from . import accounts, audit, cases, directory, operations, rounds, sheets
 from .common import ApiError, error, log
 from .guard import BodyTooLarge, Guard, closing, database_errors, database_unavailable, security_headers
 from .schemas import ErrorBody
@@ -118,15 +118,53 @@ def create_app(application: App) -> FastAPI:
                   description="Cases of the yearly conservation-oriented agency rounds (节约型机关创建): "
                               "units, rounds, cases and their actions, sheets, evidence, reports, spot checks, "
                               "filing and the audit trail. Authenticate with `Authorization: Bearer <token>` "
-                              "(`workflow tokens create`).")
+                              "(`workflow tokens create`).",
+                  docs_url=None, redoc_url=None)  # /docs is served offline below; no ReDoc
     api.state.application = application
     api.add_middleware(Guard, application=application)
     api.add_middleware(RequestContext)
     _caller_errors(api)
     _server_errors(api)
-    for module in (operations, cases, directory, rounds, audit):
+    for module in (operations, cases, directory, rounds, audit, accounts, sheets):
         api.include_router(module.router)
+    _offline_docs(api)
     return api
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _offline_docs(api: FastAPI) -> None:
+    """``/docs``: Swagger UI with every file served from here (``DOCS_ASSETS``: the Swagger UI 5
+    build the ``fastapi-offline`` package ships), so the page works on a network without the
+    internet, and it says so to the browser: a Content-Security-Policy that lets it load
+    nothing from another host (its one inline script allowed by its hash)."""
+    import base64
+    import hashlib
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    api.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"),
+              name="docs-assets")
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(openapi_url=f"{root}{api.openapi_url}", title=f"{api.title} — API",
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no badge from swagger.io
+        inline = re.findall(rb"<script>(.*?)</script>", bytes(page.body), re.S)
+        hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in inline)
+        page.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        return page
 
 
 def _caller_errors(api: FastAPI) -> None:

@@ -19,8 +19,9 @@ Reader = Annotated[Principal, Depends(role_in("auditor", "coordinator", "admin",
 
 
 def _finding(f: Found) -> Finding:
-    return Finding(case_id=f.case_id if f.kind == "case" else None, stream=f.case_id if f.kind == "duties" else None,
-                   seq=f.seq, what=f.what if f.kind in ("case", "duties") else str(f))
+    return Finding(case_id=f.case_id if f.kind == "case" else None,
+                   stream=f.case_id if f.kind in ("duties", "operator") else None,
+                   seq=f.seq, what=f.what if f.kind in ("case", "duties", "operator") else str(f))
 
 
 def _checkpoint_check(application: Application, who: Principal) -> CheckpointCheckOut | None:
@@ -57,7 +58,8 @@ def verify(who: Reader, application: Application) -> AuditOut:
     anchored = _checkpoint_check(application, who)
     return AuditOut(ok=report.ok and (anchored is None or anchored.ok), scope=who.jurisdiction_path or "/",
                     cases=report.cases, events=report.events, duty_streams=report.duty_streams,
-                    duty_events=report.duty_events, findings=[_finding(f) for f in report.findings],
+                    duty_events=report.duty_events, operator_streams=report.operator_streams,
+                    operator_events=report.operator_events, findings=[_finding(f) for f in report.findings],
                     checkpoint=anchored)
 
 

@@ -22,10 +22,11 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from ..bootstrap import App
 from ..domain.access import Principal
+from ..domain.lifecycle import ACTOR_NAMES
 from ..service.ports import CaseScope, RoundRecord, UnitRecord
 from ..service.tokens import authenticate
 
-ROLE_ZH = {"unit": "创建单位", "coordinator": "协调人员", "auditor": "审计人员", "admin": "管理员"}
+ROLE_ZH = ACTOR_NAMES  # what a bureau calls each role (one table, the domain's)
 ZH = {
     "not_found": "未找到", "already_exists": "已存在", "action_refused": "当前状态不允许该操作",
     "conflict": "数据已被他人修改，请刷新后重试", "invalid_input": "输入有误", "incomplete": "材料不完整",

@@ -98,7 +98,8 @@ def add_jurisdiction(body: JurisdictionIn,
                      who: Annotated[Principal, Depends(role_in("coordinator", "admin", doing="add jurisdictions"))],
                      application: Application) -> JurisdictionOut:
     """Add a jurisdiction (a coordinator: under their own)."""
-    return jurisdiction_out(create_jurisdiction(application.db, body.model_dump(), within_path=who.jurisdiction_path))
+    return jurisdiction_out(create_jurisdiction(application.db, body.model_dump(), within_path=who.jurisdiction_path,
+                                                actor=who.actor, now=application.clock.now()))
 
 
 @router.get("/units", tags=["directory"])
@@ -120,7 +121,7 @@ def add_unit(body: UnitIn, who: Annotated[Principal, Depends(role_in("coordinato
              application: Application) -> UnitOut:
     """Add a unit (the same checks as a roster row)."""
     return unit_out(create_unit(application.db, body.model_dump(exclude_none=True), application.clock.now(),
-                                within_path=who.jurisdiction_path))
+                                within_path=who.jurisdiction_path, actor=who.actor))
 
 
 @router.post("/units/import", tags=["directory"],
@@ -146,7 +147,8 @@ async def import_units(request: Request,
     limits = SheetLimits.from_settings(application.settings)
     data = await read_body(request, limits.max_bytes)
     result = await run_in_threadpool(import_units_data, application.db, data, filename, application.clock.now(),
-                                     update=update, within_path=who.jurisdiction_path, limits=limits)
+                                     update=update, within_path=who.jurisdiction_path, limits=limits,
+                                     actor=who.actor)
     return ImportOut(created=result.created, updated=result.updated, unchanged=result.unchanged)
 
 
@@ -160,7 +162,8 @@ def change_unit(unit: SeenUnit, body: UnitChange,
                 who: Annotated[Principal, Depends(role_in("coordinator", "admin", doing="change units"))],
                 application: Application) -> UnitOut:
     """Change a unit's name, category, contacts, or the year it was certified before the system."""
-    return unit_out(update_unit(application.db, unit.id, body.model_dump(exclude_unset=True), application.clock.now()))
+    return unit_out(update_unit(application.db, unit.id, body.model_dump(exclude_unset=True), application.clock.now(),
+                                actor=who.actor))
 
 
 @router.put("/units/{unit_id}/contacts", tags=["directory"])

@@ -34,6 +34,7 @@ _NO_STORE = (b"cache-control", b"no-store")
 # The routes whose body is a file, and the setting that bounds it.
 UPLOADS = ((re.compile(r"^/api/v1/cases/\d+/(evidence|documents)$"), ("evidence_max_bytes", "upload_max_bytes")),
            (re.compile(r"^/api/v1/rounds/[^/]+/duties/[^/]+$"), ("evidence_max_bytes",)),
+           (re.compile(r"^/api/v1/cases/\d+/score-sheet\.xlsx$"), ("roster_max_bytes",)),
            (re.compile(r"^/api/v1/units/import$"), ("roster_max_bytes",)))
 
 

@@ -19,7 +19,7 @@ from ..service.histories import events_csv_lines, events_jsonl, round_events
 from ..service.oversight import file_round, filing_csv, get_filing, list_filings, list_spot_checks, spot_check
 from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
 from ..service.reports import at_risk as risky
-from ..service.reports import lagging_units
+from ..service.reports import lagging_units, milestone_names
 from ..service.reports import progress as progress_of
 from ..service.rounds import OpenedRound, open_round, register_unit, roll_over
 from .common import (
@@ -210,7 +210,8 @@ def progress_xlsx(rnd: SeenRound, who: Reading, application: Application,
                   jurisdiction: str | None = Query(None, max_length=64)) -> Response:
     jid, path = _subtree(application, who, rnd, jurisdiction)
     lagging = lagging_units(application.db, application.calendars, rnd.id, path)
-    return Response(progress_xlsx_bytes(progress_of(application.db, rnd.id, path), lagging), media_type=XLSX,
+    names = milestone_names(application.db, application.calendars, rnd.id)
+    return Response(progress_xlsx_bytes(progress_of(application.db, rnd.id, path), lagging, names), media_type=XLSX,
                     headers=attachment(f"{rnd.id}-{jid}-progress.xlsx"))
 
 

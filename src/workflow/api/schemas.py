@@ -433,6 +433,8 @@ class AuditOut(Out):
     events: int
     duty_streams: int
     duty_events: int
+    operator_streams: int = Field(0, description="the operator audit log's streams (whole-system scope only)")
+    operator_events: int = 0
     findings: list[Finding]
     checkpoint: CheckpointCheckOut | None = Field(
         default=None, description="the latest signed checkpoint checked against the chains (null: none kept)")

@@ -26,6 +26,9 @@ class Principal:
     unit_id: int | None = None
     jurisdiction_path: str | None = None  # "/shanxi/shanxi-taiyuan/" for coordinators and auditors
     unit_path: str | None = None  # a unit's: the path of the jurisdiction it belongs to
+    account_id: int | None = None  # the account the token belongs to (None: a token made before accounts)
+    account_name: str | None = None  # its display name
+    channel: str = "api"
 
     def __post_init__(self) -> None:
         if self.role in ("coordinator", "auditor") and not self.jurisdiction_path:
@@ -42,9 +45,8 @@ class Principal:
 
     @property
     def actor(self) -> Actor:
-        if self.role == "unit":
-            return Actor("unit", str(self.unit_id))
-        return Actor(self.role, self.name)
+        ident = str(self.unit_id) if self.role == "unit" else self.name
+        return Actor(self.role, ident, self.account_id, self.account_name, self.channel)
 
     def sees(self, unit_id: int, jurisdiction_path: str) -> bool:
         if self.role == "admin":
@@ -54,6 +56,13 @@ class Principal:
         if self.role == "unit":
             return unit_id == self.unit_id
         return self.jurisdiction_path is not None and jurisdiction_path.startswith(self.jurisdiction_path)
+
+    def sees_path(self, jurisdiction_path: str) -> bool:
+        """Whether a jurisdiction (by its path) is in this principal's subtree."""
+        if self.role == "admin":
+            return True
+        return (not self.unresolved and self.jurisdiction_path is not None
+                and jurisdiction_path.startswith(self.jurisdiction_path))
 
     @property
     def read_only(self) -> bool:

@@ -18,27 +18,68 @@ from .rubric import Rubric
 SHEET_PAYLOAD_VERSION = 2
 
 ACTOR_KINDS = ("unit", "coordinator", "auditor", "admin", "system")
+# How a person reached the system (recorded in every event they cause).
+CHANNELS = ("api", "cli", "console", "scheduler", "simulation")
+# What a display name may not hold: the separators of the actor text, and control characters.
+NAME_FORBIDDEN = frozenset(";=\n\r\t\x00")
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acts: ``kind:id``, e.g. ``coordinator:wang.li`` or ``system:sweep``."""
+    """Who acts: ``kind:id`` (e.g. ``coordinator:wang.li``, ``unit:12``, ``system:sweep``) and,
+    for a person, the account that acted, its display name at that moment and the channel
+    (``api``, ``cli``, ``console``, ``scheduler``). As text (what events store and hash):
+    ``coordinator:wang.li;account=7;name=王科长;via=api`` — the first part alone for events
+    written before accounts existed and for the system's own jobs (``system:sweep;via=scheduler``)."""
 
     kind: str
     id: str
+    account: int | None = None
+    name: str | None = None
+    channel: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Actor:
-        kind, sep, ident = (text or "").partition(":")
+        """An actor from its text (an event's ``actor``); InvalidInput for text that is not one."""
+        head, *parts = (text or "").split(";")
+        kind, sep, ident = head.partition(":")
         if not sep or kind not in ACTOR_KINDS or not ident.strip():
             raise InvalidInput(
                 f"actor {text!r} must look like KIND:ID with KIND one of {', '.join(ACTOR_KINDS)}",
-                [],
+                [], f"操作人 {text!r} 应写作 类别:标识，类别为 {', '.join(ACTOR_KINDS)} 之一",
             )
-        return cls(kind, ident.strip())
+        fields: dict[str, str] = {}
+        for part in parts:
+            key, eq, value = part.partition("=")
+            if not eq or key not in ("account", "name", "via") or key in fields:
+                raise InvalidInput(f"actor {text!r}: {part!r} is not account=N, name=… or via=CHANNEL", [],
+                                   f"操作人 {text!r}：{part!r} 不是 account=编号、name=姓名 或 via=渠道")
+            fields[key] = value
+        account = fields.get("account")
+        if account is not None and not account.isdigit():
+            raise InvalidInput(f"actor {text!r}: account must be a number", [], f"操作人 {text!r}：account 须为数字")
+        return cls(kind, ident.strip(), None if account is None else int(account), fields.get("name"),
+                   fields.get("via"))
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.id}"
+        text = f"{self.kind}:{self.id}"
+        if self.account is not None:
+            text += f";account={self.account}"
+        if self.name is not None:
+            text += f";name={self.name}"
+        if self.channel is not None:
+            text += f";via={self.channel}"
+        return text
+
+    def via(self, channel: str) -> Actor:
+        """The same actor, acting through ``channel``."""
+        return Actor(self.kind, self.id, self.account, self.name, channel)
+
+    @property
+    def label(self) -> str:
+        """What a person reads: the display name (with the account) or the kind:id."""
+        who = self.name if self.name else f"{self.kind}:{self.id}"
+        return who if self.account is None else f"{who}（账号 {self.account}）"
 
     def may(self, action: str) -> bool:
         by = ACTIONS[action].by

@@ -14,7 +14,8 @@ from ..domain.events import GENESIS_HASH, Event
 from ..domain.rubric import Rubric
 from .ports import EventSource
 
-_NAMES = {"case": "case", "duties": "duty stream", "filing": "filing batch", "checkpoint": "checkpoint"}
+_NAMES = {"case": "case", "duties": "duty stream", "filing": "filing batch", "checkpoint": "checkpoint",
+          "operator": "operator stream"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class AuditReport:
     events: int = 0
     duty_streams: int = 0
     duty_events: int = 0
+    operator_streams: int = 0
+    operator_events: int = 0
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -135,6 +138,7 @@ def verify(source: EventSource, *, scoped: bool = False) -> AuditReport:
         row = next(cases, None)
         group = next(groups, None)
     _verify_duties(source, report)
+    _verify_operator(source, report)
     _verify_filings(source, report, filed, seen, scoped)
     return report
 
@@ -170,6 +174,34 @@ def _verify_filings(source: EventSource, report: AuditReport, filed: dict[int, l
             elif found is not None and all(c.get("case_id") != case_id for c in found.cases):
                 report.findings.append(Finding(case_id, seq, f"CaseFiled names filing batch {named}, which does "
                                                              "not list this case"))
+
+
+def _verify_operator(source: EventSource, report: AuditReport) -> None:
+    """Each operator stream: numbered from 1 without a gap, each event linked to the one before
+    and its hash equal to its content's (the streams have no projection to replay)."""
+    current: str | None = None
+    prev, expected_seq, broken = GENESIS_HASH, 1, False
+    for event in source.all_operator_events():
+        if event.stream_name != current:
+            current, prev, expected_seq, broken = event.stream_name, GENESIS_HASH, 1, False
+            report.operator_streams += 1
+        report.operator_events += 1
+        if broken:
+            continue
+        name = event.stream()
+        bad = None
+        if event.seq != expected_seq:
+            bad = Finding(name, event.seq, sequence_gap(expected_seq, event.seq), "operator")
+        elif event.prev_hash != prev:
+            bad = Finding(name, event.seq, "previous-hash link does not match the event before it", "operator")
+        elif event.expected_hash() != event.hash:
+            bad = Finding(name, event.seq, f"{event.type}: stored hash does not match its content (altered)",
+                          "operator")
+        if bad is not None:
+            report.findings.append(bad)
+            broken = True
+            continue
+        prev, expected_seq = event.hash, expected_seq + 1
 
 
 def _verify_duties(source: EventSource, report: AuditReport) -> None:

@@ -21,11 +21,13 @@ BODY, an object:
   SHA-256 (hex) of canonical(its BODY)
 - ``created_at``: the time, ISO 8601 in UTC with microseconds (``2021-10-12T02:00:00.000000+00:00``)
 - ``key_id``: the SHA-256 (hex) of the raw 32-byte Ed25519 public key that signed it
-- ``counts``: ``{"cases", "case_events", "duty_streams", "duty_events"}`` (events counted as the
-  sum of the heads' sequence numbers)
+- ``counts``: ``{"cases", "case_events", "duty_streams", "duty_events", "operator_streams",
+  "operator_events"}`` (events counted as the sum of the heads' sequence numbers; checkpoints
+  written before the operator log have only the first four)
 - ``chains``: the head of every chain, each ``[kind, key, seq, hash]``: kind ``"case"`` (key: the
   case id in decimal) in case id order, then kind ``"duties"`` (key: ``"round/jurisdiction"``) in
-  key order (Unicode code points); ``seq`` the last event's sequence number, ``hash`` its hash
+  key order (Unicode code points), then kind ``"operator"`` (key: ``"operator/<stream>"``) in key
+  order; ``seq`` the last event's sequence number, ``hash`` its hash
 - ``merkle_root``: the Merkle tree hash (hex) of ``chains``
 
 canonical(x): JSON with the keys of every object sorted, no whitespace (separators ``,`` and
@@ -50,15 +52,16 @@ from typing import Any, NamedTuple
 
 from ..domain.dates import BUSINESS_TZ, require_aware
 from ..domain.duties import stream_key
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, zh_of
 from ..domain.events import GENESIS_HASH, Chained, chain_hash, utc_iso
 from .audit import Finding
 from .ports import ChainHead, CheckpointSigner, CheckpointStore, CheckpointVerifier, EventSource, OutboxEntry, Storage
 
 FORMAT = "workflow-checkpoint/1"
-KINDS = ("case", "duties")
+KINDS = ("case", "duties", "operator")
 _FIELDS = frozenset({"format", "sequence", "previous", "created_at", "key_id", "counts", "chains", "merkle_root"})
 _COUNTS = ("cases", "case_events", "duty_streams", "duty_events")
+_OPERATOR_COUNTS = ("operator_streams", "operator_events")  # absent from checkpoints made before the operator log
 
 
 class CheckpointDamaged(DomainError):
@@ -68,7 +71,11 @@ class CheckpointDamaged(DomainError):
 
 
 class Unreadable(ValueError):
-    """A checkpoint file that is not a checkpoint (why, in a few words)."""
+    """A checkpoint file that is not a checkpoint (why, in a few words; ``zh``: the same in Chinese)."""
+
+    def __init__(self, message: str, zh: str) -> None:
+        super().__init__(message)
+        self.zh = zh
 
 
 def canonical(value: Any) -> bytes:
@@ -81,8 +88,8 @@ def leaf(head: ChainHead) -> list[Any]:
 
 
 def chain_order(head: ChainHead) -> tuple[int, int, str]:
-    """Cases by id (as a number), then duty streams by key."""
-    return (0, int(head.key), "") if head.kind == "case" else (1, 0, head.key)
+    """Cases by id (as a number), then duty streams by key, then operator streams by key."""
+    return (0, int(head.key), "") if head.kind == "case" else (1 if head.kind == "duties" else 2, 0, head.key)
 
 
 def merkle_root(heads: Sequence[ChainHead]) -> str:
@@ -126,8 +133,10 @@ def new_checkpoint(heads: Iterable[ChainHead], now: datetime, previous: Checkpoi
     chains = tuple(sorted(heads, key=chain_order))
     cases = [h for h in chains if h.kind == "case"]
     streams = [h for h in chains if h.kind == "duties"]
+    operator = [h for h in chains if h.kind == "operator"]
     counts = {"cases": len(cases), "case_events": sum(h.seq for h in cases), "duty_streams": len(streams),
-              "duty_events": sum(h.seq for h in streams)}
+              "duty_events": sum(h.seq for h in streams), "operator_streams": len(operator),
+              "operator_events": sum(h.seq for h in operator)}
     return Checkpoint(1 if previous is None else previous.sequence + 1,
                       require_aware(now, "now").astimezone(UTC), None if previous is None else previous.digest(),
                       key_id, counts, chains, merkle_root(chains))
@@ -144,26 +153,29 @@ def parse(data: bytes) -> tuple[Any, bytes]:
     try:
         document = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise Unreadable("it is not UTF-8 text") from None
+        raise Unreadable("it is not UTF-8 text", "不是 UTF-8 文本") from None
     except ValueError as exc:
-        raise Unreadable(f"it is not JSON ({getattr(exc, 'msg', exc)})") from None
+        raise Unreadable(f"it is not JSON ({getattr(exc, 'msg', exc)})",
+                         f"不是 JSON（{getattr(exc, 'msg', exc)}）") from None
     if not isinstance(document, dict) or set(document) != {"checkpoint", "signature"} \
             or not isinstance(document["signature"], str):
-        raise Unreadable('it is not {"checkpoint": ..., "signature": ...}')
+        raise Unreadable('it is not {"checkpoint": ..., "signature": ...}',
+                         '不是 {"checkpoint": ..., "signature": ...} 的格式')
     try:
         signature = base64.b64decode(document["signature"], validate=True)
     except binascii.Error:
-        raise Unreadable("its signature is not base64") from None
+        raise Unreadable("its signature is not base64", "签名不是 base64 编码") from None
     return document["checkpoint"], signature
 
 
 def checkpoint_from(body: Any) -> Checkpoint:
     """The checkpoint a (signed) body describes; Unreadable when a field is missing or malformed."""
     if not isinstance(body, dict) or set(body) != _FIELDS or body["format"] != FORMAT:
-        raise Unreadable(f"it is not a {FORMAT} body")
+        raise Unreadable(f"it is not a {FORMAT} body", f"不是 {FORMAT} 格式的检查点内容")
     try:
         chains = tuple(_head(item) for item in body["chains"])
         counts = {name: body["counts"][name] for name in _COUNTS}
+        counts.update({name: body["counts"][name] for name in _OPERATOR_COUNTS if name in body["counts"]})
         created = datetime.fromisoformat(body["created_at"])
         checkpoint = Checkpoint(body["sequence"], created, body["previous"], body["key_id"], counts, chains,
                                 body["merkle_root"])
@@ -171,9 +183,9 @@ def checkpoint_from(body: Any) -> Checkpoint:
     except (KeyError, TypeError, ValueError):
         same = False
     if not same:
-        raise Unreadable("a field is missing or malformed")
+        raise Unreadable("a field is missing or malformed", "有字段缺失或格式有误")
     if list(chains) != sorted(chains, key=chain_order) or len({(h.kind, h.key) for h in chains}) != len(chains):
-        raise Unreadable("its chains are not in order, or one is listed twice")
+        raise Unreadable("its chains are not in order, or one is listed twice", "所列链条顺序有误，或有重复")
     return checkpoint
 
 
@@ -198,7 +210,8 @@ class Written:
 def _damaged(store: CheckpointStore, sequence: int, why: Exception) -> CheckpointDamaged:
     return CheckpointDamaged(f"checkpoint #{sequence} ({store.name(sequence)}) cannot be read: {why}; run "
                              "`workflow audit verify --checkpoints`",
-                             f"第{sequence}号检查点文件无法读取，请运行 workflow audit verify --checkpoints 检查")
+                             f"第 {sequence} 号检查点文件（{store.name(sequence)}）无法读取："
+                             f"{zh_of(why) or f'读取出错（{why}）'}；请运行 workflow audit verify --checkpoints 检查")
 
 
 def _stored(store: CheckpointStore, sequence: int) -> Checkpoint:
@@ -396,7 +409,8 @@ def _chains(source: EventSource) -> Iterator[tuple[tuple[str, str], list[Chained
     """Every stored chain's events, chain by chain (cases, then duty streams)."""
     key: tuple[str, str] | None = None
     events: list[Chained] = []
-    for event in itertools.chain(_stream(source.all_events(), "case"), _stream(source.all_duty_events(), "duties")):
+    for event in itertools.chain(_stream(source.all_events(), "case"), _stream(source.all_duty_events(), "duties"),
+                                 _stream(source.all_operator_events(), "operator")):
         if event[0] != key:
             if key is not None:
                 yield key, events

@@ -38,7 +38,7 @@ from .ports import Calendars, CaseStore, OutboxEntry, OwingCase, RoundRecord, St
 
 log = structlog.get_logger(__name__)
 
-SWEEPER = Actor("system", "sweep")
+SWEEPER = Actor("system", "sweep", channel="scheduler")
 BATCH = 500  # cases per transaction when recording misses
 RECTIFICATION = "rectification"
 _AFTER = timedelta(days=31)  # a milestone's holiday data matters until a month after it is due

@@ -17,6 +17,7 @@ from ..domain.dates import require_aware
 from ..domain.errors import AlreadyExists, InvalidInput, NotFound, Problem, ProblemList
 from ..domain.units import (
     JURISDICTION_LEVEL_ALIASES,
+    JURISDICTION_LEVEL_NAMES,
     JURISDICTION_LEVELS,
     UnitDraft,
     check_contact,
@@ -34,7 +35,7 @@ class ImportResult:
     unchanged: int
 
 
-def import_jurisdiction_rows(db: Storage, sheet: Any, source: str) -> ImportResult:
+def import_jurisdiction_rows(db: Storage, sheet: Any, source: str, *, actor: Actor, now: datetime) -> ImportResult:
     """Jurisdictions from a roster's rows (id, name, level, parent): every bad row reported with
     its line, nothing imported; a known jurisdiction is renamed, never moved."""
     with db.unit_of_work(core=True) as uow:
@@ -53,17 +54,21 @@ def import_jurisdiction_rows(db: Storage, sheet: Any, source: str) -> ImportResu
             if draft is None:
                 continue
             if draft.id in seen:
-                problems.add(f"{where}.id", f"{draft.id!r} is also on line {seen[draft.id]}")
+                problems.add(f"{where}.id", f"{draft.id!r} is also on line {seen[draft.id]}",
+                             f"{draft.id!r} 与第 {seen[draft.id]} 行重复")
                 continue
             seen[draft.id] = row.line
             old = existing.get(draft.id)
             if old is not None and (old.level != draft.level or old.parent_id != draft.parent_id):
                 problems.add(f"{where}.id", f"{draft.id!r} exists as a {old.level} under {old.parent_id}; "
-                                            "moving a jurisdiction is not an import")
+                                            "moving a jurisdiction is not an import",
+                             f"{draft.id!r} 已是 {old.parent_id or '（无上级）'} 下的"
+                             f"{JURISDICTION_LEVEL_NAMES.get(old.level, old.level)}级地区（{old.level}）；"
+                             "导入不能调整地区的级别或上级")
                 continue
             levels[draft.id] = draft.level
             drafts.append(draft)
-        problems.raise_if_any(f"{source}: {problems.count} problem(s); nothing imported")
+        _refuse_if_any(problems, source, "地区")
         paths = {j.id: j.path for j in existing.values()}
         created = updated = unchanged = 0
         for d in sorted(drafts, key=lambda d: JURISDICTION_LEVELS.index(d.level)):  # parents first
@@ -77,8 +82,21 @@ def import_jurisdiction_rows(db: Storage, sheet: Any, source: str) -> ImportResu
                 updated += 1
             else:
                 unchanged += 1
+        if created or updated:
+            uow.operator.append("jurisdictions", "JurisdictionsImported", str(actor), now, {
+                "source": source, "created": created, "updated": updated, "unchanged": unchanged,
+                "jurisdictions": sorted(d.id for d in drafts)[:LISTED]})
         uow.commit()
     return ImportResult(created, updated, unchanged)
+
+
+LISTED = 1000  # ids listed in an import's operator event (the counts are always whole)
+
+
+def _refuse_if_any(problems: ProblemList, source: str, what_zh: str) -> None:
+    """An import with problems: refused whole, every problem named (``what_zh``: what it imports)."""
+    problems.raise_if_any(f"{source}: {problems.count} problem(s); nothing imported",
+                          f"{source}：共{problems.count}处问题，未导入任何{what_zh}")
 
 
 def _new_unit(d: UnitDraft) -> NewUnit:
@@ -87,7 +105,7 @@ def _new_unit(d: UnitDraft) -> NewUnit:
 
 
 def import_unit_rows(db: Storage, sheet: Any, source: str, now: datetime, *, update: bool = False,
-                     within_path: str | None = None) -> ImportResult:
+                     within_path: str | None = None, actor: Actor) -> ImportResult:
     """Units from a roster's rows. Any bad row: every problem reported with its line, nothing written.
 
     A unit is known by (jurisdiction, name). An existing unit is an error unless ``update`` is
@@ -111,16 +129,19 @@ def import_unit_rows(db: Storage, sheet: Any, source: str, now: datetime, *, upd
                 continue
             key = (draft.jurisdiction_id, draft.name)
             if key in seen:
-                problems.add(f"{where}.name", f"{draft.name} ({draft.jurisdiction_id}) is also on line {seen[key]}")
+                problems.add(f"{where}.name", f"{draft.name} ({draft.jurisdiction_id}) is also on line {seen[key]}",
+                             f"{draft.name}（{draft.jurisdiction_id}）与第 {seen[key]} 行重复")
                 continue
             seen[key] = row.line
             if key in existing and not update:
                 problems.add(f"{where}.name", f"{draft.name} ({draft.jurisdiction_id}) already exists "
-                                              f"(unit {existing[key].id}); use --update to replace it")
+                                              f"(unit {existing[key].id}); use --update to replace it",
+                             f"{draft.name}（{draft.jurisdiction_id}）已是单位 {existing[key].id}，可用 --update 替换")
                 continue
             drafts.append(draft)
-        problems.raise_if_any(f"{source}: {problems.count} problem(s); nothing imported")
+        _refuse_if_any(problems, source, "单位")
         created = updated = unchanged = 0
+        changed: list[int] = []
         for d in drafts:
             new = _new_unit(d)
             old = existing.get((d.jurisdiction_id, d.name))
@@ -133,35 +154,49 @@ def import_unit_rows(db: Storage, sheet: Any, source: str, now: datetime, *, upd
                                                 certified_year=new.certified_year, certified_note=new.certified_note,
                                                 updated_at=now))
                 updated += 1
+                if len(changed) < LISTED:
+                    changed.append(old.id)
             else:
                 unchanged += 1
+        if created or updated:
+            uow.operator.append("units", "UnitsImported", str(actor), now, {
+                "source": source, "created": created, "updated": updated, "unchanged": unchanged,
+                "updated_units": changed})
         uow.commit()
     return ImportResult(created, updated, unchanged)
 
 
-def add_coordinator(db: Storage, jurisdiction_id: str, name: str, email: str) -> CoordinatorRecord:
+def add_coordinator(db: Storage, jurisdiction_id: str, name: str, email: str, *, actor: Actor,
+                    now: datetime) -> CoordinatorRecord:
     """Add a coordinator; the jurisdiction must exist and the email look like one."""
     problems = ProblemList()
     with db.unit_of_work(core=True) as uow:
         if uow.directory.jurisdiction(jurisdiction_id) is None:
-            problems.add("jurisdiction", f"unknown jurisdiction {jurisdiction_id!r}")
+            problems.add("jurisdiction", f"unknown jurisdiction {jurisdiction_id!r}",
+                         f"地区 {jurisdiction_id!r} 不存在")
         contact = check_contact({"name": name, "email": email}, "coordinator", problems, address=check_address)
         if contact is not None and not contact.email:
-            problems.add("coordinator.email", "an email is needed (digests are mailed)")
-        problems.raise_if_any("cannot add coordinator")
+            problems.add("coordinator.email", "an email is needed (digests are mailed)",
+                         "须填写邮箱（汇总通知通过邮件发送）")
+        problems.raise_if_any("cannot add coordinator", f"无法在地区 {jurisdiction_id!r} 添加协调人员")
         assert contact is not None
         email = contact.email  # the normal form, so one address is one coordinator
         if any(c.jurisdiction_id == jurisdiction_id and c.email.lower() == email.lower()
                for c in uow.directory.coordinators()):
-            raise AlreadyExists(f"{email} is already a coordinator of {jurisdiction_id}")
+            raise AlreadyExists(f"{email} is already a coordinator of {jurisdiction_id}",
+                                f"{email} 已是地区 {jurisdiction_id} 的协调人员")
         coordinator = uow.directory.add_coordinator(jurisdiction_id, name.strip(), email)
+        uow.operator.append("coordinators", "CoordinatorAdded", str(actor), now, {
+            "coordinator": coordinator.id, "jurisdiction_id": jurisdiction_id, "name": coordinator.name,
+            "email": email})
         uow.commit()
     return coordinator
 
 
 # ---------------------------------------------------------------- one at a time (the API)
 
-def create_jurisdiction(db: Storage, data: dict[str, Any], *, within_path: str | None = None) -> JurisdictionRecord:
+def create_jurisdiction(db: Storage, data: dict[str, Any], *, within_path: str | None = None, actor: Actor,
+                        now: datetime) -> JurisdictionRecord:
     """Add one jurisdiction under an existing parent (inside ``within_path`` when given)."""
     problems = ProblemList()
     with db.unit_of_work(core=True) as uow:
@@ -169,32 +204,41 @@ def create_jurisdiction(db: Storage, data: dict[str, Any], *, within_path: str |
         visible = {k: j.level for k, j in known.items() if within_path is None or j.path.startswith(within_path)}
         draft = check_jurisdiction(data, "jurisdiction", visible, problems)
         if draft is not None and within_path is not None and draft.parent_id is None:
-            problems.add("jurisdiction.parent", "a coordinator adds jurisdictions under their own")
-        problems.raise_if_any("cannot add the jurisdiction")
+            problems.add("jurisdiction.parent", "a coordinator adds jurisdictions under their own",
+                         "协调人员只能在本地区之下添加地区")
+        problems.raise_if_any("cannot add the jurisdiction", "无法添加该地区")
         assert draft is not None
         if draft.id in known:
-            raise AlreadyExists(f"jurisdiction {draft.id!r} already exists", jurisdiction_id=draft.id)
+            raise AlreadyExists(f"jurisdiction {draft.id!r} already exists", f"地区 {draft.id!r} 已存在",
+                                jurisdiction_id=draft.id)
         parent_path = known[draft.parent_id].path if draft.parent_id else "/"
         record = JurisdictionRecord(draft.id, draft.name, draft.level, draft.parent_id, parent_path + draft.id + "/")
         uow.directory.add_jurisdiction(record)
+        uow.operator.append("jurisdictions", "JurisdictionCreated", str(actor), now, {
+            "jurisdiction_id": record.id, "name": record.name, "level": record.level, "parent_id": record.parent_id})
         uow.commit()
     return record
 
 
-def create_unit(db: Storage, data: dict[str, Any], now: datetime, *, within_path: str | None = None) -> UnitRecord:
+def create_unit(db: Storage, data: dict[str, Any], now: datetime, *, within_path: str | None = None,
+                actor: Actor) -> UnitRecord:
     """Add one unit; the same checks as a roster row."""
     require_aware(now, "now")
     problems = ProblemList()
     with db.unit_of_work(core=True) as uow:
         levels = {j.id: j.level for j in uow.directory.jurisdictions(within_path)}
         draft = check_unit(data, "unit", levels, problems, address=check_address)
-        problems.raise_if_any("cannot add the unit")
+        problems.raise_if_any("cannot add the unit", "无法添加该单位")
         assert draft is not None
         exists = uow.directory.unit_named(draft.jurisdiction_id, draft.name)
         if exists is not None:
             raise AlreadyExists(f"{draft.name} ({draft.jurisdiction_id}) already exists (unit {exists.id})",
+                                f"{draft.name}（{draft.jurisdiction_id}）已存在（单位 {exists.id}）",
                                 unit_id=exists.id)
         unit = uow.directory.add_unit(_new_unit(draft), now)
+        uow.operator.append("units", "UnitCreated", str(actor), now, {
+            "unit": unit.id, "jurisdiction_id": unit.jurisdiction_id, "name": unit.name, "level": unit.level,
+            "category": unit.category})
         uow.commit()
     return unit
 
@@ -202,17 +246,18 @@ def create_unit(db: Storage, data: dict[str, Any], now: datetime, *, within_path
 UNIT_FIELDS = ("name", "category", "contacts", "certified_year", "certified_note")
 
 
-def update_unit(db: Storage, unit_id: int, changes: dict[str, Any], now: datetime) -> UnitRecord:
+def update_unit(db: Storage, unit_id: int, changes: dict[str, Any], now: datetime, *, actor: Actor) -> UnitRecord:
     """Change a unit's name, category, contacts, or the year it was certified before the system
     kept the province's rounds (its jurisdiction and level stay)."""
     require_aware(now, "now")
     problems = ProblemList()
     for key in sorted(set(changes) - set(UNIT_FIELDS)):
-        problems.add(f"unit.{key}", f"cannot be changed (changeable: {', '.join(UNIT_FIELDS)})")
+        problems.add(f"unit.{key}", f"cannot be changed (changeable: {', '.join(UNIT_FIELDS)})",
+                     f"不能修改（可修改：{'、'.join(UNIT_FIELDS)}）")
     with db.unit_of_work(core=True) as uow:
         unit = uow.directory.unit(unit_id)
         if unit is None:
-            raise NotFound(f"unit {unit_id} does not exist")
+            raise NotFound(f"unit {unit_id} does not exist", f"单位 {unit_id} 不存在")
         merged = {"name": unit.name, "jurisdiction": unit.jurisdiction_id, "level": unit.level,
                   "category": unit.category, "contacts": unit.contacts, "certified_year": unit.certified_year,
                   "certified_note": unit.certified_note}
@@ -221,14 +266,18 @@ def update_unit(db: Storage, unit_id: int, changes: dict[str, Any], now: datetim
         assert jurisdiction is not None
         draft = check_unit(merged, "unit", {unit.jurisdiction_id: jurisdiction.level}, problems,
                            address=check_address)
-        problems.raise_if_any(f"cannot change unit {unit_id}")
+        problems.raise_if_any(f"cannot change unit {unit_id}", f"无法修改单位 {unit_id}")
         assert draft is not None
         if draft.name != unit.name and uow.directory.unit_named(unit.jurisdiction_id, draft.name) is not None:
-            raise AlreadyExists(f"{draft.name} ({unit.jurisdiction_id}) already exists")
+            raise AlreadyExists(f"{draft.name} ({unit.jurisdiction_id}) already exists",
+                                f"{draft.name}（{unit.jurisdiction_id}）已存在")
         new = _new_unit(draft)
         saved = uow.directory.save_unit(replace(unit, name=new.name, category=new.category, contacts=new.contacts,
                                                 certified_year=new.certified_year,
                                                 certified_note=new.certified_note, updated_at=now))
+        diff = {k: getattr(saved, k) for k in UNIT_FIELDS if getattr(saved, k) != getattr(unit, k)}
+        if diff:
+            uow.operator.append("units", "UnitChanged", str(actor), now, {"unit": unit_id, "changed": diff})
         uow.commit()
     return saved
 
@@ -267,14 +316,18 @@ def give_contact_form(db: Storage, unit_id: int, contacts: list[dict[str, Any]] 
     with db.unit_of_work(core=True) as uow:
         unit = uow.directory.unit(unit_id)
         if unit is None:
-            raise NotFound(f"unit {unit_id} does not exist", unit_id=unit_id)
+            raise NotFound(f"unit {unit_id} does not exist", f"单位 {unit_id} 不存在", unit_id=unit_id)
         on_file = checked if checked is not None else list(unit.contacts)
         if not on_file:
             raise InvalidInput(f"unit {unit_id} has no contact on file to confirm: fill in the form",
                                [Problem("contacts", "no contact on file", "尚无联系人信息，请填写联系人信息表")],
-                               "尚无联系人信息可确认，请填写联系人信息表", unit_id=unit_id)
+                               f"尚无联系人信息可确认（单位 {unit_id}），请填写联系人信息表", unit_id=unit_id)
         if checked is not None:
+            before = unit.contacts
             unit = uow.directory.save_unit(replace(unit, contacts=checked, updated_at=now))
+            if unit.contacts != before:
+                uow.operator.append("units", "UnitChanged", str(actor), now,
+                                    {"unit": unit_id, "changed": {"contacts": unit.contacts}, "by": "contact form"})
         how = "form" if checked is not None else "confirmed"
         recorded = []
         for case_id in uow.open_case_ids(unit_id):
@@ -286,6 +339,6 @@ def give_contact_form(db: Storage, unit_id: int, contacts: list[dict[str, Any]] 
         if how == "confirmed" and not recorded:
             raise InvalidInput(f"unit {unit_id} has no open case whose round still needs the contact form",
                                [Problem("contacts", "nothing to confirm", "本轮联系人信息已确认或没有进行中的创建")],
-                               "没有需要确认联系人的进行中创建", unit_id=unit_id)
+                               f"没有需要确认联系人的进行中创建（单位 {unit_id}）", unit_id=unit_id)
         uow.commit()
     return ContactFormResult(unit, recorded)

@@ -25,7 +25,7 @@ from ..domain.errors import ConflictError, DomainError
 from .cases import take
 from .ports import Calendars, CaseReferent, CoordinatorRecord, OutboxRecord, RoundRecord, Storage
 
-DISPATCHER = Actor("system", "dispatch")
+DISPATCHER = Actor("system", "dispatch", channel="scheduler")
 CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
 DUTY_KINDS = ("duty_reminder", "duty_missed")
 NEEDS_TEXT = {"attachment": "请在系统中登记完成并上传相关材料",

@@ -25,6 +25,7 @@ from ..domain.case import CaseState, Notice, RoundContext
 from ..domain.duties import DutyEvent, DutyStream
 from ..domain.events import Event
 from ..domain.lifecycle import Owing
+from ..domain.operator import OperatorEvent
 from ..domain.rubric import Rubric
 
 # ---------------------------------------------------------------- records (what the stores hold)
@@ -107,6 +108,32 @@ class TokenRecord:
     path: str | None = None  # the jurisdiction's path (a coordinator's or an auditor's scope)
     unit_path: str | None = None  # a unit token's: the path of the unit's jurisdiction
     revoked_by: str | None = None  # the actor who revoked it
+    account_id: int | None = None  # the account it belongs to (None: made before accounts)
+    account_login: str | None = None  # joined from the account
+    account_name: str | None = None
+    account_disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """A person who signs in: their role and scope (a unit, or a jurisdiction subtree), how to
+    reach them, and how they sign in (an argon2id hash of their password, for the console)."""
+
+    id: int
+    login: str  # unique in the system: what they sign in with and what ``--actor`` names
+    name: str  # display name, unique within the account's jurisdiction
+    role: str
+    unit_id: int | None
+    jurisdiction_id: str | None
+    email: str | None
+    phone: str | None
+    password_hash: str | None
+    created_at: datetime
+    created_by: str
+    home: str  # the jurisdiction the name is unique within ("" for an admin)
+    disabled_at: datetime | None = None
+    disabled_by: str | None = None
+    path: str | None = None  # joined: the scope's path (a unit account: its unit's jurisdiction's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +304,8 @@ class CaseReferent:
 class ChainHead:
     """The last stored event of one hash chain: a case's events, or a duty stream's."""
 
-    kind: str  # "case" or "duties"
-    key: str  # the case id as text, or the duty stream's key (round/jurisdiction)
+    kind: str  # "case", "duties" or "operator"
+    key: str  # the case id as text, the duty stream's key (round/jurisdiction), or the operator stream
     seq: int  # the last event's sequence number (= how many events the chain has, when intact)
     hash: str  # the last event's stored hash
 
@@ -329,9 +356,42 @@ class TokenStore(Protocol):
     def all(self) -> list[TokenRecord]: ...
 
     def add(self, *, name: str, role: str, unit_id: int | None, jurisdiction_id: str | None, token_hash: str,
-            created_at: datetime, created_by: str, expires_at: datetime | None) -> int: ...
+            created_at: datetime, created_by: str, expires_at: datetime | None,
+            account_id: int | None = None) -> int: ...
 
     def revoke(self, token_id: int, now: datetime, by: str) -> bool: ...
+
+
+class AccountStore(Protocol):
+    """People's accounts (the ``AccountStore`` port)."""
+
+    def get(self, account_id: int) -> AccountRecord | None: ...
+
+    def by_login(self, login: str) -> AccountRecord | None: ...
+
+    def by_name(self, home: str, name: str) -> AccountRecord | None: ...
+
+    def all(self, within_path: str | None = None) -> list[AccountRecord]: ...
+
+    def add(self, account: AccountRecord) -> int:
+        """Store a new account (its ``id`` ignored); its id (AlreadyExists for a login or a name taken)."""
+        ...
+
+    def save(self, account: AccountRecord) -> None:
+        """Store an account's changed fields."""
+        ...
+
+
+class OperatorLog(Protocol):
+    """The operator audit log: one hash-chained stream per kind of thing changed."""
+
+    def append(self, stream: str, type_: str, actor: str, now: datetime, payload: dict[str, Any]) -> OperatorEvent:
+        """Chain an event to the stream's head, in this transaction."""
+        ...
+
+    def events(self, stream: str | None = None) -> list[OperatorEvent]:
+        """The stream's events (every stream's: by stream, then seq)."""
+        ...
 
 
 class RoundStore(Protocol):
@@ -483,6 +543,12 @@ class Stores(Protocol):
     def tokens(self) -> TokenStore: ...
 
     @property
+    def accounts(self) -> AccountStore: ...
+
+    @property
+    def operator(self) -> OperatorLog: ...
+
+    @property
     def rounds(self) -> RoundStore: ...
 
     @property
@@ -568,7 +634,13 @@ class EventSource(Protocol):
 
     def chain_heads(self) -> Iterator[ChainHead]:
         """The last stored event of every chain (read from the events, never from the case or
-        stream rows): cases in id order, then duty streams in (round, jurisdiction) order."""
+        stream rows): cases in id order, then duty streams in (round, jurisdiction) order, then
+        the operator streams by name (only for the whole database, not a subtree)."""
+        ...
+
+    def all_operator_events(self) -> Iterator[OperatorEvent]:
+        """Every operator event, by stream then seq (none for a subtree: the streams are the
+        system's)."""
         ...
 
     def all_filings(self) -> Iterator[FilingRecord]:

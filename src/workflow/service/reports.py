@@ -14,6 +14,7 @@ from typing import Any
 from ..domain.calendar import Target
 from ..domain.errors import NotFound
 from ..domain.lifecycle import STATES
+from ..domain.units import UNIT_LEVEL_NAMES
 from .ports import RoundRecord, Storage
 
 CERTIFIED_STATES = ("certified", "filed")
@@ -127,7 +128,7 @@ class Progress:
 def _round(db: Storage, round_id: str) -> RoundRecord:
     rnd = db.rounds.round(round_id)
     if rnd is None:
-        raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+        raise NotFound(f"round {round_id!r} does not exist", f"轮次 {round_id!r} 不存在", round_id=round_id)
     return rnd
 
 
@@ -176,7 +177,7 @@ def progress(db: Storage, round_id: str, root_path: str) -> Progress:
     return Progress(rnd.id, rnd.year, rnd.target_share, [rows[j.id] for j in jurisdictions])
 
 
-LEVEL_NAMES = {"provincial": "省级", "city": "市级", "county": "县级"}
+LEVEL_NAMES = UNIT_LEVEL_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +233,15 @@ class Lagging:
     category: str
     state: str
     missed: tuple[tuple[str, date | None], ...]  # (what a bureau calls the milestone, its due date)
+
+
+def milestone_names(db: Storage, calendars: Any, round_id: str) -> dict[str, str]:
+    """The round's milestones by id → their names in its calendar (and the rectification's)."""
+    calendar = calendars.get(_round(db, round_id).calendar_id)
+    names = {m.id: m.name for m in calendar.milestones}
+    if calendar.rectification is not None:
+        names["rectification"] = calendar.rectification.name
+    return names
 
 
 def lagging_units(db: Storage, calendars: Any, round_id: str, root_path: str) -> list[Lagging]:

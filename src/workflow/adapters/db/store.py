@@ -26,12 +26,16 @@ from ...domain.duties import stream_key
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
 from ...domain.events import GENESIS_HASH, Event, canonical_json
 from ...domain.lifecycle import TERMINAL_STATES
+from ...domain.operator import OperatorEvent
+from ...domain.operator import stream_key as operator_key
 from ...domain.policy import policy_from_dict
 from ...domain.rubric import rubric_from_dict
 from ...service.ports import ChainHead, FilingRecord, Remembered
+from .accounts import SqlAccounts
 from .directory import SqlDirectory
 from .duty_store import SqlDuties
 from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
+from .operator_log import SqlOperatorLog, all_operator_events
 from .outbox import SqlOutbox
 from .oversight import SqlOversight
 from .read import SqlReadModels
@@ -90,6 +94,9 @@ class _Within:
 
     def chain_heads(self) -> Iterator[ChainHead]:
         return self.db.chain_heads(self.path)
+
+    def all_operator_events(self) -> Iterator[OperatorEvent]:
+        return self.db.all_operator_events(self.path)
 
     def all_filings(self) -> Iterator[FilingRecord]:
         return self.db.all_filings(self.path)
@@ -251,6 +258,14 @@ class SqlCaseStore:
         return SqlTokens(self.connection)
 
     @property
+    def accounts(self) -> SqlAccounts:
+        return SqlAccounts(self.connection)
+
+    @property
+    def operator(self) -> SqlOperatorLog:
+        return SqlOperatorLog(self.connection)
+
+    @property
     def rounds(self) -> SqlRounds:
         return SqlRounds(self.connection)
 
@@ -282,7 +297,7 @@ class SqlCaseStore:
         self._cur.execute(self._sql["round"], {"id": round_id})
         row = self._cur.fetchone()
         if row is None:
-            raise NotFound(f"round {round_id!r} does not exist", round_id=round_id)
+            raise NotFound(f"round {round_id!r} does not exist", f"轮次 {round_id!r} 不存在", round_id=round_id)
         policy = policy_from_dict(self._codec.json_in(row[1]), f"round {round_id} policy")
         rubric = rubric_from_dict(self._codec.json_in(row[4]), f"round {round_id} rubric")
         documents = tuple(RequiredDocument(**d) for d in self._codec.json_in(row[5]) or ())
@@ -299,7 +314,7 @@ class SqlCaseStore:
         self._cur.execute(self._sql["get_case"], {"id": case_id})
         row = self._cur.fetchone()
         if row is None:
-            raise NotFound(f"case {case_id} does not exist", case_id=case_id)
+            raise NotFound(f"case {case_id} does not exist", f"案件 {case_id} 不存在", case_id=case_id)
         case = self._case(row)
         # The JSON columns as read: written back as they are when a transition leaves them alone.
         self._texts[case_id] = ((case.self_entries, row[14]), (case.evidence, row[15]), (case.missed, row[16]),
@@ -325,15 +340,15 @@ class SqlCaseStore:
         self.round_context(round_id)
         self._cur.execute(self._sql["unit_exists"], {"id": unit_id})
         if self._cur.fetchone() is None:
-            raise NotFound(f"unit {unit_id} does not exist", unit_id=unit_id)
+            raise NotFound(f"unit {unit_id} does not exist", f"单位 {unit_id} 不存在", unit_id=unit_id)
         if self.find(round_id, unit_id) is not None:
             raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
-                                round_id=round_id, unit_id=unit_id)
+                                f"单位 {unit_id} 在轮次 {round_id} 中已有案件", round_id=round_id, unit_id=unit_id)
         if carried_over_from is not None:  # rare (a carried-over unit): checked, not left to the foreign key
             self._cur.execute(self._sql["case_exists"], {"id": carried_over_from})
             if self._cur.fetchone() is None:
                 raise NotFound(f"case {carried_over_from} (carried over from) does not exist",
-                               case_id=carried_over_from)
+                               f"结转来源案件 {carried_over_from} 不存在", case_id=carried_over_from)
         c = self._codec
         try:
             self._cur.execute(self._sql["insert_case"], {
@@ -341,6 +356,7 @@ class SqlCaseStore:
                 "carried_over_from": carried_over_from, "now": c.dt_out(now)})
         except self._db.integrity_errors as exc:  # registered at the same moment by someone else
             raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
+                                f"单位 {unit_id} 在轮次 {round_id} 中已有案件",
                                 round_id=round_id, unit_id=unit_id) from exc
         (case_id,) = self._cur.fetchone()
         event = registration_event(case_id, round_id, unit_id, actor, now, carried_over_from)
@@ -375,6 +391,7 @@ class SqlCaseStore:
         if self._cur.rowcount != 1:
             raise ConflictError(
                 f"case {before.id} changed since it was read (expected version {before.version}); reload and retry",
+                f"案件 {before.id} 在读取后已被他人修改（读取时为第 {before.version} 版），请刷新后重试",
                 case_id=before.id, expected_version=before.version)
         try:
             self._cur.execute(self._sql["insert_event"], {
@@ -382,7 +399,9 @@ class SqlCaseStore:
                 "occurred_at": when, "payload": event.payload_json, "prev_hash": event.prev_hash, "hash": event.hash,
             })
         except self._db.integrity_errors as exc:
-            raise ConflictError(f"case {before.id}: event #{event.seq} already exists", case_id=before.id) from exc
+            raise ConflictError(f"case {before.id}: event #{event.seq} already exists",
+                                f"案件 {before.id}：第 {event.seq} 号事件已存在，请刷新后重试",
+                                case_id=before.id) from exc
 
     def notify(self, case: CaseState, notice: Notice, now: datetime) -> None:
         """Write the notice to the outbox in this transaction (once per dedupe key)."""
@@ -408,7 +427,8 @@ class SqlCaseStore:
                                                       "created_at": self._codec.dt_out(now)})
         except self._db.integrity_errors as exc:
             self._cur.execute("ROLLBACK TO SAVEPOINT remember")
-            raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request", key=key) from exc
+            raise ConflictError(f"idempotency key {key!r} is being used by a concurrent request",
+                                f"幂等键 {key!r} 正被另一个同时进行的请求使用", key=key) from exc
         self._cur.execute("RELEASE SAVEPOINT remember")
 
     def _text(self, case_id: int, column: int, value: Any, encode: Any) -> Any:
@@ -482,6 +502,8 @@ class Database:
         # The stores, each read on a connection of its own (writes go through a unit of work).
         self.directory = _each_call(engine, SqlDirectory)
         self.tokens = _each_call(engine, SqlTokens)
+        self.accounts = _each_call(engine, SqlAccounts)
+        self.operator = _each_call(engine, SqlOperatorLog)
         self.rounds = _each_call(engine, SqlRounds)
         self.outbox = _each_call(engine, SqlOutbox)
         self.oversight = _each_call(engine, SqlOversight)
@@ -594,6 +616,19 @@ class Database:
                 "ON m.round_id = d.round_id AND m.jurisdiction_id = d.jurisdiction_id AND m.seq = d.seq "
                 "ORDER BY d.round_id, d.jurisdiction_id", params):
             yield ChainHead("duties", stream_key(round_id, jurisdiction_id), seq, hash_)
+        if within_path is None:  # the operator streams are the whole system's
+            for stream, seq, hash_ in self.stream(
+                    "SELECT o.stream, o.seq, o.hash FROM operator_events o JOIN (SELECT stream, MAX(seq) AS seq "
+                    "FROM operator_events GROUP BY stream) m ON m.stream = o.stream AND m.seq = o.seq "
+                    "ORDER BY o.stream"):
+                yield ChainHead("operator", operator_key(stream), seq, hash_)
+
+    def all_operator_events(self, within_path: str | None = None) -> Iterator[OperatorEvent]:
+        """Every operator event, by stream then seq (none for a subtree)."""
+        if within_path is not None:
+            return
+        with self.engine.connect() as conn:
+            yield from all_operator_events(conn)
 
     def all_filings(self, within_path: str | None = None) -> Iterator[FilingRecord]:
         """Every filing batch of a jurisdiction in the subtree or above it, in id order."""

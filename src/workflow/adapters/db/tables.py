@@ -255,6 +255,61 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     revoked_by: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    account_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=True,
+                                                                     index=True))
+
+
+class Account(SQLModel, table=True):
+    """A person who signs in: role and scope, contact, argon2id password hash (console)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("home", "name", name="uq_account_home_name"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    login: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    unit_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("units.id"), nullable=True))
+    jurisdiction_id: str | None = Field(default=None, sa_column=Column(String(64), ForeignKey("jurisdictions.id"),
+                                                                          nullable=True))
+    home: str = Field(sa_column=Column(String(64), nullable=False))  # where the name is unique ("" admin)
+    email: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
+    phone: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    password_hash: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    created_by: str = Field(sa_column=Column(String(400), nullable=False))
+    disabled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    disabled_by: str | None = Field(default=None, sa_column=Column(String(400), nullable=True))
+
+
+class OperatorStream(SQLModel, table=True):
+    """The head of an operator stream (the version guards concurrent appends)."""
+
+    __tablename__ = "operator_streams"
+
+    stream: str = Field(sa_column=Column(String(32), primary_key=True))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    last_hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class OperatorEvent(SQLModel, table=True):
+    """The operator audit log, hash-chained per stream. Database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "operator_events"
+    __table_args__ = (UniqueConstraint("stream", "seq", name="uq_operator_event_seq"),)
+
+    position: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    stream: str = Field(sa_column=Column(String(32), nullable=False))
+    seq: int = Field(sa_column=Column(Integer, nullable=False))
+    type: str = Field(sa_column=Column(String(64), nullable=False))
+    actor: str = Field(sa_column=Column(String(400), nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
 
 
 class SpotCheck(SQLModel, table=True):
@@ -340,6 +395,9 @@ coordinators = _core(Coordinator)
 outbox = _core(Outbox)
 sweep_marks = _core(SweepMark)
 api_tokens = _core(ApiToken)
+accounts = _core(Account)
+operator_streams = _core(OperatorStream)
+operator_events = _core(OperatorEvent)
 spot_checks = _core(SpotCheck)
 filing_batches = _core(FilingBatch)
 idempotency_keys = _core(IdempotencyKey)

@@ -7,14 +7,15 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from ...service.ports import TokenRecord
-from .tables import api_tokens, jurisdictions, units
+from .tables import accounts, api_tokens, jurisdictions, units
 from .writes import insert_new
 
 _UnitPlace = jurisdictions.alias("unit_place")
 _COLUMNS = (api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.unit_id, api_tokens.c.jurisdiction_id,
             api_tokens.c.created_at, api_tokens.c.created_by, api_tokens.c.expires_at, api_tokens.c.revoked_at,
             jurisdictions.c.path,
-            _UnitPlace.c.path, api_tokens.c.revoked_by)
+            _UnitPlace.c.path, api_tokens.c.revoked_by, api_tokens.c.account_id, accounts.c.login, accounts.c.name,
+            accounts.c.disabled_at.is_not(None))
 
 
 class SqlTokens:
@@ -28,7 +29,8 @@ class SqlTokens:
         # one query: the token, its jurisdiction's path, and (a unit token) where its unit sits
         return (select(*_COLUMNS).outerjoin(jurisdictions, jurisdictions.c.id == api_tokens.c.jurisdiction_id)
                 .outerjoin(units, units.c.id == api_tokens.c.unit_id)
-                .outerjoin(_UnitPlace, _UnitPlace.c.id == units.c.jurisdiction_id))
+                .outerjoin(_UnitPlace, _UnitPlace.c.id == units.c.jurisdiction_id)
+                .outerjoin(accounts, accounts.c.id == api_tokens.c.account_id))
 
     def by_hash(self, token_hash: str) -> TokenRecord | None:
         row = self.conn.execute(self._select().where(api_tokens.c.token_hash == token_hash)).first()
@@ -38,10 +40,11 @@ class SqlTokens:
         return [TokenRecord(*row) for row in self.conn.execute(self._select().order_by(api_tokens.c.id))]
 
     def add(self, *, name: str, role: str, unit_id: int | None, jurisdiction_id: str | None, token_hash: str,
-            created_at: datetime, created_by: str, expires_at: datetime | None) -> int:
+            created_at: datetime, created_by: str, expires_at: datetime | None, account_id: int | None = None) -> int:
         return int(insert_new(self.conn, insert(api_tokens).values(
             name=name, role=role, unit_id=unit_id, jurisdiction_id=jurisdiction_id, token_hash=token_hash,
-            created_at=created_at, created_by=created_by, expires_at=expires_at).returning(api_tokens.c.id),
+            created_at=created_at, created_by=created_by, expires_at=expires_at, account_id=account_id)
+            .returning(api_tokens.c.id),
             "a token with this secret already exists"))
 
     def revoke(self, token_id: int, now: datetime, by: str) -> bool:
