@@ -128,6 +128,12 @@ def test_the_demo_twice_changes_nothing_and_audits_clean(tmp_path: Path, db_url:
     assert (tmp_path / "calendars" / f"{first.calendar_id}.yaml").exists()
     report = verify(application.db)
     assert report.ok, report.findings[:3]
+    assert report.operator_events > 0 and report.operator_streams >= 5  # who set up the directory and people
+    # the demo's history names its people: each unit's clerk, the province's coordinator, via the CLI
+    by_type = {e.type: e.actor for e in application.db.all_events() if e.case_id <= 35}
+    assert by_type["CaseCertified"].startswith("coordinator:coord-shanxi;account=")
+    assert by_type["CaseCertified"].endswith(";name=王科长;via=cli")
+    assert ";account=" in by_type["SelfAssessmentSubmitted"] and by_type["SelfAssessmentSubmitted"].startswith("unit:")
 
 
 def test_the_demo_calendar_moves_every_date_by_the_same_days() -> None:
@@ -165,7 +171,10 @@ def test_the_demo_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "35 cases (certified 8," in done.stdout and "评价验收  (in 10 days)" in done.stdout
     assert "round shanxi-2021: 35 cases" in done.stdout and "workflow serve" in done.stdout
-    assert "account" not in done.stdout.lower()
+    # its people: an account for each role, the one to make a token with named
+    assert "demo-admin (admin)" in done.stdout and "coord-shanxi (王科长, coordinator)" in done.stdout
+    assert "audit-shanxi (省局审计员, auditor)" in done.stdout and "unit01 … unit35" in done.stdout
+    assert "tokens create --account coord-shanxi --actor demo-admin" in done.stdout
     again = subprocess.run([WORKFLOW, "demo"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "loaded before, nothing changed" in again.stdout, again.stderr
     # `workflow serve`: its first sweep, then its dispatcher (every 2 s here, 30 s by default)

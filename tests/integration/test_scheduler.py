@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from workflow.adapters.db.engine import make_engine
-from workflow.adapters.scheduler import LOCK_KEY, LeaderLock, LeaderLoop, build_scheduler
+from workflow.adapters.scheduler import LOCK_KEY, LeaderLock, LeaderLoop, build_scheduler, schema_key
 from workflow.clock import BUSINESS_TZ
 
 
@@ -38,9 +38,11 @@ def test_a_dead_leaders_lock_is_free_postgres(pg_url: str) -> None:
     leader, follower = LeaderLock(engine, "leader"), LeaderLock(engine, "follower")
     assert leader.try_acquire()
     with engine.begin() as conn:
+        key = schema_key(conn.execute(text("SELECT current_schema()")).scalar())
         killed = conn.execute(text(
             "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
-            "AND l.objid = :key AND l.granted"), {"key": LOCK_KEY}).scalar()
+            "AND l.classid = :k1 AND l.objid = :k2 AND l.objsubid = 2 AND l.granted"),
+            {"k1": LOCK_KEY, "k2": key}).scalar()
     assert killed
     assert not leader.still_held()
     assert follower.try_acquire()
@@ -88,3 +90,30 @@ def test_jobs_fire_hourly_at_nine_and_every_thirty_seconds() -> None:
     assert jobs["dispatch"].trigger.get_next_fire_time(first, first) - first == timedelta(seconds=30)
     for job in jobs.values():  # a missed run after downtime runs once, never dropped, never a burst
         assert job.misfire_grace_time is None and job.coalesce and job.max_instances == 1
+
+
+def test_two_installations_in_one_postgresql_database_each_elect_a_scheduler(pg_url: str) -> None:
+    """The lock is keyed by the schema: a second installation (another schema of the same
+    database) elects its own leader instead of waiting on the first's."""
+    import uuid
+
+    from ..conftest import PG_URL, pg_schema_url
+
+    other = f"wf_lock_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{other}"'))
+    mine, theirs = make_engine(pg_url), make_engine(pg_schema_url(other))
+    try:
+        first, second, rival = LeaderLock(mine, "mine"), LeaderLock(theirs, "theirs"), LeaderLock(mine, "rival")
+        assert first.try_acquire() and second.try_acquire()  # both lead, each in its schema
+        assert not rival.try_acquire()  # but one per installation
+        assert "mine" in (first.holder() or "") and "theirs" in (second.holder() or "")
+        first.release()
+        second.release()
+    finally:
+        mine.dispose()
+        theirs.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{other}" CASCADE'))
+        admin.dispose()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ from ..clock import BUSINESS_TZ
 
 log = structlog.get_logger(__name__)
 LOCK_KEY = 0x6A_6E_6A_67  # "jnjg" (节能机关): the advisory lock every scheduler process asks for
+
+
+def schema_key(schema: str) -> int:
+    """The lock's second key: the schema the installation lives in, so that two installations
+    in one PostgreSQL database (each in its schema) each elect their own scheduler."""
+    return zlib.crc32(schema.encode("utf-8")) & 0x7FFF_FFFF
 
 
 class LeaderLock:
@@ -51,7 +58,9 @@ class LeaderLock:
             url = self.engine.url.set(drivername="postgresql")
             conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
                                    application_name=f"workflow-scheduler {self.name}")
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+            schema = conn.execute("SELECT current_schema()").fetchone()
+            key = schema_key(str(schema[0] if schema else ""))
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_KEY, key)).fetchone()
             got = row is not None and bool(row[0])
             if got:
                 self._conn = conn
@@ -101,9 +110,12 @@ class LeaderLock:
             from sqlalchemy import text
 
             with self.engine.connect() as conn:
+                key = schema_key(str(conn.execute(text("SELECT current_schema()")).scalar() or ""))
                 row = conn.execute(text(
                     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.objid = :key AND l.granted"), {"key": LOCK_KEY}).first()
+                    "WHERE l.locktype = 'advisory' AND l.classid = :k1 AND l.objid = :k2 AND l.objsubid = 2 "
+                    "AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                    {"k1": LOCK_KEY, "k2": key}).first()
             return None if row is None else row[0]
         path = Path(self.engine.url.database or "workflow.db").with_suffix(".scheduler.lock")
         try:
