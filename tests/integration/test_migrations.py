@@ -60,3 +60,35 @@ def test_a_round_opened_before_sheets_gets_its_rubric_snapshot(empty_url: str) -
         ctx = uow.round_context("shanxi-2021")
     assert ctx.rubric.id == "shanxi-2020" and len(ctx.rubric.criteria()) == 42
     engine.dispose()
+
+
+def test_tokens_made_before_accounts_get_an_account_each(empty_url: str) -> None:
+    """0008: every token gets an account of its own (its name, role and scope; as old as the
+    token), and still authenticates as the same principal, now with its account."""
+    from datetime import UTC, datetime
+
+    from workflow.service.tokens import _hash, authenticate
+
+    engine = make_engine(empty_url)
+    upgrade(engine, "0007")
+    made = datetime(2021, 6, 1, 1, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO jurisdictions VALUES ('shanxi', '山西省', 'province', NULL, '/shanxi/')"))
+        for name, role, jurisdiction, secret in (("王科长", "coordinator", "shanxi", "wf_a"),
+                                                  ("王科长", "auditor", "shanxi", "wf_b"), ("运维", "admin", None, "wf_c")):
+            conn.execute(text(
+                "INSERT INTO api_tokens (name, role, jurisdiction_id, token_hash, created_at, created_by) "
+                "VALUES (:n, :r, :j, :h, :at, 'admin:x')"), {"n": name, "r": role, "j": jurisdiction,
+                                                            "h": _hash(secret), "at": made})
+    upgrade(engine)
+    db = Database(engine)
+    accounts = db.accounts.all()
+    assert [(a.login, a.name, a.role, a.created_by, a.created_at) for a in accounts] == [
+        ("token-1", "王科长", "coordinator", "system:migration-0008", made),
+        ("token-2", "王科长 (2)", "auditor", "system:migration-0008", made),  # the name is taken in shanxi
+        ("token-3", "运维", "admin", "system:migration-0008", made)]
+    who = authenticate(db, "wf_a", made)
+    assert who is not None and (who.account_id, who.name, who.jurisdiction_path) == (accounts[0].id, "token-1",
+                                                                                    "/shanxi/")
+    assert str(who.actor) == f"coordinator:token-1;account={accounts[0].id};name=王科长;via=api"
+    engine.dispose()

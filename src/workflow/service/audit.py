@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ..domain.case import CaseState, CorruptHistory, apply
 from ..domain.duties import CorruptDutyHistory, DutyEvent, DutyStream, apply_duty, stream_key
 from ..domain.events import GENESIS_HASH, Event
+from ..domain.operator import OperatorEvent
 from ..domain.rubric import Rubric
 from .ports import EventSource
 
@@ -176,6 +177,19 @@ def _verify_filings(source: EventSource, report: AuditReport, filed: dict[int, l
                                                              "not list this case"))
 
 
+def link_finding(name: str, kind: str, event: DutyEvent | OperatorEvent, expected_seq: int,
+                 prev: str) -> Finding | None:
+    """What is wrong with a stream's event as a link of its chain (its number, its link to the
+    one before, its hash of its content); None when nothing is."""
+    if event.seq != expected_seq:
+        return Finding(name, event.seq, sequence_gap(expected_seq, event.seq), kind)
+    if event.prev_hash != prev:
+        return Finding(name, event.seq, "previous-hash link does not match the event before it", kind)
+    if event.expected_hash() != event.hash:
+        return Finding(name, event.seq, f"{event.type}: stored hash does not match its content (altered)", kind)
+    return None
+
+
 def _verify_operator(source: EventSource, report: AuditReport) -> None:
     """Each operator stream: numbered from 1 without a gap, each event linked to the one before
     and its hash equal to its content's (the streams have no projection to replay)."""
@@ -188,15 +202,7 @@ def _verify_operator(source: EventSource, report: AuditReport) -> None:
         report.operator_events += 1
         if broken:
             continue
-        name = event.stream()
-        bad = None
-        if event.seq != expected_seq:
-            bad = Finding(name, event.seq, sequence_gap(expected_seq, event.seq), "operator")
-        elif event.prev_hash != prev:
-            bad = Finding(name, event.seq, "previous-hash link does not match the event before it", "operator")
-        elif event.expected_hash() != event.hash:
-            bad = Finding(name, event.seq, f"{event.type}: stored hash does not match its content (altered)",
-                          "operator")
+        bad = link_finding(event.stream(), "operator", event, expected_seq, prev)
         if bad is not None:
             report.findings.append(bad)
             broken = True
@@ -221,14 +227,8 @@ def _verify_duties(source: EventSource, report: AuditReport) -> None:
         state, prev = DutyStream(*key), GENESIS_HASH
         bad = None
         for expected_seq, event in enumerate(events, start=1):
-            if event.seq != expected_seq:
-                bad = Finding(name, event.seq, sequence_gap(expected_seq, event.seq), "duties")
-            elif event.prev_hash != prev:
-                bad = Finding(name, event.seq, "previous-hash link does not match the event before it", "duties")
-            elif event.expected_hash() != event.hash:
-                bad = Finding(name, event.seq, f"{event.type}: stored hash does not match its content (altered)",
-                              "duties")
-            else:
+            bad = link_finding(name, "duties", event, expected_seq, prev)
+            if bad is None:
                 try:
                     state = apply_duty(state, event)
                 except (CorruptDutyHistory, KeyError, ValueError) as exc:

@@ -9,7 +9,6 @@ token's name as display name, its role and scope), recorded as created by
 ``system:migration-0008``; the operator streams start empty (what was changed before this
 revision was never recorded).
 """
-from datetime import datetime, timezone
 from typing import Sequence, Union
 
 from alembic import op
@@ -88,12 +87,12 @@ def upgrade() -> None:
 
 
 def _accounts_for_old_tokens(bind: sa.Connection) -> None:
-    now = datetime.now(timezone.utc)
     rows = bind.execute(sa.text(
-        "SELECT t.id, t.name, t.role, t.unit_id, t.jurisdiction_id, u.jurisdiction_id "
+        "SELECT t.id, t.name, t.role, t.unit_id, t.jurisdiction_id, u.jurisdiction_id, t.created_at "
         "FROM api_tokens t LEFT JOIN units u ON u.id = t.unit_id ORDER BY t.id")).all()
     taken: set[tuple[str, str]] = set()
-    for token_id, name, role, unit_id, jurisdiction_id, unit_place in rows:
+    # each account is as old as its token (the person has acted since then)
+    for token_id, name, role, unit_id, jurisdiction_id, unit_place, created_at in rows:
         home = (unit_place if role == "unit" else jurisdiction_id) or ""
         display = (name or f"token {token_id}")[:40]
         if (home, display) in taken:
@@ -103,7 +102,7 @@ def _accounts_for_old_tokens(bind: sa.Connection) -> None:
             "INSERT INTO accounts (login, name, role, unit_id, jurisdiction_id, home, created_at, created_by) "
             "VALUES (:login, :name, :role, :unit, :jur, :home, :at, 'system:migration-0008')"),
             {"login": f"token-{token_id}", "name": display, "role": role, "unit": unit_id,
-             "jur": jurisdiction_id, "home": home, "at": now})
+             "jur": jurisdiction_id, "home": home, "at": created_at})
         account_id = bind.execute(sa.text("SELECT id FROM accounts WHERE login = :login"),
                                   {"login": f"token-{token_id}"}).scalar_one()
         bind.execute(sa.text("UPDATE api_tokens SET account_id = :a WHERE id = :t"), {"a": account_id, "t": token_id})
