@@ -80,7 +80,7 @@ class SqlDirectory:
             require(self.conn, jurisdictions, record.parent_id, "jurisdiction")
         insert_new(self.conn, insert(jurisdictions).values(id=record.id, name=record.name, level=record.level,
                                                  parent_id=record.parent_id, path=record.path),
-                     f"jurisdiction {record.id!r} already exists")
+                     f"jurisdiction {record.id!r} already exists", f"辖区 {record.id!r} 已存在")
 
     def rename_jurisdiction(self, jurisdiction_id: str, name: str) -> None:
         self.conn.execute(update(jurisdictions).where(jurisdictions.c.id == jurisdiction_id).values(name=name))
@@ -91,7 +91,7 @@ class SqlDirectory:
             jurisdiction_id=unit.jurisdiction_id, name=unit.name, level=unit.level, category=unit.category,
             contacts=unit.contacts, certified_year=unit.certified_year, certified_note=unit.certified_note,
             created_at=now, updated_at=now).returning(units.c.id),
-            f"{unit.name} ({unit.jurisdiction_id}) already exists")
+            f"{unit.name} ({unit.jurisdiction_id}) already exists", f"{unit.name}（{unit.jurisdiction_id}）已存在")
         record = self.unit(unit_id)
         assert record is not None
         return record
@@ -104,15 +104,16 @@ class SqlDirectory:
                     certified_year=unit.certified_year, certified_note=unit.certified_note,
                     updated_at=unit.updated_at))
         except IntegrityError as exc:
-            raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists") from exc
+            raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists",
+                                f"{unit.name}（{unit.jurisdiction_id}）已存在") from exc
         record = self.unit(unit.id) if done.rowcount else None
         if record is None:
-            raise NotFound(f"unit {unit.id} does not exist", unit_id=unit.id)
+            raise NotFound(f"unit {unit.id} does not exist", f"单位 {unit.id} 不存在", unit_id=unit.id)
         return record
 
     def add_coordinator(self, jurisdiction_id: str, name: str, email: str) -> CoordinatorRecord:
         require(self.conn, jurisdictions, jurisdiction_id, "jurisdiction")
         coordinator_id = insert_new(self.conn, insert(coordinators).values(
             jurisdiction_id=jurisdiction_id, name=name, email=email, active=True).returning(coordinators.c.id),
-            f"{email} is already a coordinator of {jurisdiction_id}")
+            f"{email} is already a coordinator of {jurisdiction_id}", f"{email} 已是 {jurisdiction_id} 的联络员")
         return next(c for c in self.coordinators() if c.id == coordinator_id)

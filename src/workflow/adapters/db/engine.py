@@ -25,7 +25,9 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False, 
         database = parsed.database
         if not database or database == ":memory:" or database.startswith("file:"):
             raise ConfigError(f"SQLite needs a database file (sqlite:///path/to/file.db), got {url!r}: "
-                             "an in-memory database is not shared between connections")
+                              "an in-memory database is not shared between connections",
+                              f"SQLite 需要一个数据库文件（sqlite:///path/to/file.db），收到 {url!r}："
+                              "内存数据库无法在连接间共享")
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, echo=echo, **kwargs)
         _configure_sqlite(engine, busy_timeout_ms)

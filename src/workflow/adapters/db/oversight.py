@@ -46,7 +46,8 @@ class SqlOversight:
         insert_new(self.conn, insert(spot_checks).values(
             id=record.id, round_id=record.round_id, jurisdiction_id=record.jurisdiction_id, seed=record.seed,
             share=record.share, population=record.population, drawn=record.drawn, drawn_at=record.drawn_at,
-            drawn_by=record.drawn_by), f"spot check {record.id} already exists", spot_check=record.id)
+            drawn_by=record.drawn_by), f"spot check {record.id} already exists", f"抽查 {record.id} 已存在",
+            spot_check=record.id)
 
     def spot_checks(self, round_id: str, within_path: str | None = None) -> list[SpotCheckRecord]:
         rows = self.conn.execute(
@@ -66,7 +67,7 @@ class SqlOversight:
         insert_new(self.conn, insert(filing_batches).values(
             id=record.id, round_id=record.round_id, jurisdiction_id=record.jurisdiction_id, cases=record.cases,
             totals=record.totals, filed_at=record.filed_at, filed_by=record.filed_by),
-            f"filing batch {record.id} already exists", batch_id=record.id)
+            f"filing batch {record.id} already exists", f"备案批次 {record.id} 已存在", batch_id=record.id)
 
     def _filings(self, *where: Any) -> list[FilingRecord]:
         rows = self.conn.execute(

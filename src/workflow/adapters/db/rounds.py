@@ -56,7 +56,8 @@ class SqlRounds:
             with self.conn.begin_nested():
                 self._insert(record)
         except IntegrityError as exc:  # opened at the same moment by someone else
-            raise AlreadyExists(f"round {record.id} is already open", round_id=record.id) from exc
+            raise AlreadyExists(f"round {record.id} is already open", f"轮次 {record.id} 已开启",
+                                round_id=record.id) from exc
 
     def _insert(self, record: RoundRecord) -> None:
         self.conn.execute(insert(rounds).values(

@@ -23,7 +23,7 @@ class SqlSimulations:
 
     def start(self, digest: str, scenario: str) -> None:
         insert_new(self.conn, insert(simulation_progress).values(digest=digest, scenario=scenario[-500:]),
-                   "a run of this scenario was started here already")
+                   "a run of this scenario was started here already", "此处已开始过该情景的演练")
 
     def finish_day(self, digest: str, day: date) -> None:
         self.conn.execute(update(simulation_progress).where(simulation_progress.c.digest == digest)
@@ -38,4 +38,4 @@ class SqlSimulations:
         shown = why if len(why) <= 100 else why[:99] + "…"  # the column holds 100 characters: say it was cut
         insert_new(self.conn, insert(idempotency_keys).values(key=f"{key}:refused", what="refused", ref=shown,
                                                              fingerprint="", created_at=now),
-                   f"the refusal of {key} is recorded already")
+                   f"the refusal of {key} is recorded already", f"{key} 的拒绝记录已存在")

@@ -45,7 +45,7 @@ class SqlTokens:
             name=name, role=role, unit_id=unit_id, jurisdiction_id=jurisdiction_id, token_hash=token_hash,
             created_at=created_at, created_by=created_by, expires_at=expires_at, account_id=account_id)
             .returning(api_tokens.c.id),
-            "a token with this secret already exists"))
+            "a token with this secret already exists", "已有相同密钥的令牌"))
 
     def revoke(self, token_id: int, now: datetime, by: str) -> bool:
         done = self.conn.execute(update(api_tokens).where(api_tokens.c.id == token_id,
