@@ -469,11 +469,24 @@ class _Run:
                 uow.simulations.remember_refusal(key, refusal(exc), self.clock.now())
                 uow.commit()
 
+    def _contact_form_given_today(self, unit_id: int, now: datetime) -> bool:
+        """Whether the unit's latest case recorded a contact form on this simulated day (the form
+        has no idempotency key: a day resumed after a kill must not give it twice)."""
+        cases = self.db.read.unit_case_ids(unit_id)
+        if not cases:
+            return False
+        events = read_case(self.db, cases[-1], events=True).events
+        today = now.astimezone(BUSINESS_TZ).date()
+        return any(e.type == "ContactFormGiven" and e.occurred_at.astimezone(BUSINESS_TZ).date() == today
+                   for e in events)
+
     def _unit_act(self, step: Step, name: str, unit_id: int, key: str) -> None:
         now, unit = self.clock.now(), Actor("unit", str(unit_id), channel="simulation")
         if step.do in ("contacts", "confirm_contact"):
             contact = dict(step.params.get("contact") or {"name": "联络员", "phone": "0351-0000000",
                                                            "email": f"unit{unit_id}@example.gov.cn"})
+            if self._contact_form_given_today(unit_id, now):  # a resumed day: given before the kill
+                return
             give_contact_form(self.db, unit_id, [contact] if step.do == "contacts" else None, unit, now)
             return
         cases = self.db.read.unit_case_ids(unit_id)
