@@ -18,8 +18,8 @@ from pathlib import Path
 
 from workflow.config import REPO_ROOT
 
-from .rendering import MISSING, SKIP_REASON, to_pdf, to_png
-from .world import NAMES, build_world, fresh_database, write_workbooks
+from .rendering import MISSING, SKIP_REASON, to_png
+from .world import NAMES, print_all
 
 OUT = REPO_ROOT / "docs" / "printing"
 
@@ -30,14 +30,7 @@ def main() -> int:
         return 1
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        db = fresh_database(folder)
-        try:
-            build_world(db, folder)
-            books = write_workbooks(db, folder)
-        finally:
-            db.engine.dispose()
-        pdfs = to_pdf(books.files(), folder / "pdf", folder / "libreoffice-profile")
+        _, pdfs = print_all(Path(tmp))
         for name, pdf in zip(NAMES, pdfs, strict=True):
             sys.stdout.write(f"{to_png(pdf, OUT / f'{name}.png')}\n")
     return 0

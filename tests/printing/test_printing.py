@@ -25,8 +25,8 @@ from workflow.adapters.case_list_xlsx import HEADER as CASE_LIST_HEADER
 from workflow.adapters.score_sheet_xlsx import criterion_text
 from workflow.domain.lifecycle import STATE_NAMES
 
-from .rendering import MISSING, SKIP_REASON, Word, flat, is_a4, overlapping, page_sizes, page_texts, page_words, to_pdf
-from .world import ROUND, SHEET_CASE, Workbooks, build_world, fresh_database, write_workbooks
+from .rendering import MISSING, SKIP_REASON, Word, flat, is_a4, overlapping, page_sizes, page_texts, page_words
+from .world import ROUND, SHEET_CASE, Workbooks, print_all
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)
 
@@ -46,14 +46,7 @@ class Printed:
 
 @pytest.fixture(scope="module")
 def printed(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Printed]:
-    folder = tmp_path_factory.mktemp("printing")
-    db = fresh_database(folder, sqlite_template)
-    try:
-        build_world(db, folder)
-        books = write_workbooks(db, folder)
-    finally:
-        db.engine.dispose()
-    pdfs = to_pdf(books.files(), folder / "pdf", folder / "libreoffice-profile")
+    books, pdfs = print_all(tmp_path_factory.mktemp("printing"), sqlite_template)
     yield Printed(books, {pdf.stem: pdf for pdf in pdfs})
 
 

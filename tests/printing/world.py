@@ -95,3 +95,16 @@ def fresh_database(folder: Path, template: Path | None = None) -> Database:
     if template is None:
         upgrade(engine)
     return Database(engine)
+
+
+def print_all(folder: Path, template: Path | None = None) -> tuple[Workbooks, list[Path]]:
+    """The world's workbooks written in ``folder`` and printed to PDF by LibreOffice (one run)."""
+    from .rendering import to_pdf
+
+    db = fresh_database(folder, template)
+    try:
+        build_world(db, folder)
+        books = write_workbooks(db, folder)
+    finally:
+        db.engine.dispose()
+    return books, to_pdf(books.files(), folder / "pdf", folder / "libreoffice-profile")
