@@ -122,6 +122,30 @@ def db_current() -> None:
                   f"{head_revision(application.engine)}")
 
 
+@db_app.command("recount")
+def db_recount(repair: bool = typer.Option(False, "--repair", help="write the recount over the kept counts")) -> None:
+    """Check the counts kept for the progress report against a recount of the case and unit
+    rows (``audit verify`` does too); with --repair, replace them with the recount."""
+    from .adapters.db import counts
+
+    application = _app()
+    with application.engine.connect() as conn:
+        found = counts.differences(None, counts.OnConnection(conn).rows)
+    for line in found[:50]:
+        err.print(f"  {line}")
+    if not found:
+        console.print("progress counts agree with a recount of the rows / 进度统计与逐行重新统计一致")
+        return
+    if not repair:
+        err.print(f"progress counts differ from a recount in {len(found)} place(s); run `workflow db recount "
+                  f"--repair` to rewrite them / 进度统计有 {len(found)} 处与重新统计不一致，"
+                  "可运行 `workflow db recount --repair` 重写")
+        raise typer.Exit(1)
+    case_rows, agency_rows = counts.repair(application.engine)
+    console.print(f"progress counts rewritten from the rows: {case_rows} case count rows, {agency_rows} unit count "
+                  f"rows / 已按逐行重新统计重写进度统计：案件 {case_rows} 行，单位 {agency_rows} 行")
+
+
 # ------------------------------------------------------------------ jurisdictions
 @jur_app.command("import")
 def jurisdictions_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),

@@ -151,19 +151,18 @@ def test_case_groups_count_by_jurisdiction_state_overdue_and_misses(world: World
 
 
 def test_agency_groups_count_units_and_the_certified(world: World) -> None:
-    def groups(province: str, year: int, root: str) -> list[AgencyGroup]:
-        return sorted(world.db.read.agency_groups(province, year, root), key=lambda g: (g.jurisdiction_id, g.level))
+    def groups(year: int, root: str) -> list[AgencyGroup]:
+        return sorted(world.db.read.agency_groups(year, root), key=lambda g: (g.jurisdiction_id, g.level))
 
-    assert groups("shanxi", 2021, "/shanxi/") == [
+    assert groups(2021, "/shanxi/") == [
         AgencyGroup("shanxi", "provincial", 3, 1),  # 省直甲 certified in the 2021 round
         AgencyGroup("shanxi-datong", "city", 1, 1),  # 大同戊 certified before the system, in 2020
         AgencyGroup("shanxi-taiyuan", "city", 1, 0),
         AgencyGroup("shanxi-taiyuan-xiaodian", "county", 1, 0)]
-    assert groups("shanxi", 2020, "/shanxi/shanxi-datong/") == [AgencyGroup("shanxi-datong", "city", 1, 1)]
-    assert groups("shanxi", 2020, "/shanxi/")[0] == AgencyGroup("shanxi", "provincial", 3, 0)
-    assert groups("shanxi", 2019, "/shanxi/shanxi-datong/") == [AgencyGroup("shanxi-datong", "city", 1, 0)]
-    assert groups("hunan", 2021, "/shanxi/")[0] == AgencyGroup("shanxi", "provincial", 3, 0)  # other province's round
-    assert groups("hunan", 2021, "/hunan/") == [AgencyGroup("hunan-changsha", "city", 1, 0)]
+    assert groups(2020, "/shanxi/shanxi-datong/") == [AgencyGroup("shanxi-datong", "city", 1, 1)]
+    assert groups(2020, "/shanxi/")[0] == AgencyGroup("shanxi", "provincial", 3, 0)
+    assert groups(2019, "/shanxi/shanxi-datong/") == [AgencyGroup("shanxi-datong", "city", 1, 0)]
+    assert groups(2021, "/hunan/") == [AgencyGroup("hunan-changsha", "city", 1, 0)]
 
 
 def test_case_states_and_cases_by_id(world: World) -> None:

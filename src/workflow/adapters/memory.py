@@ -962,11 +962,11 @@ class MemoryReadModels(_Store):
         return [CaseGroup(j, state, overdue, tuple(m for m, _ in missed), n)
                 for (j, state, overdue, missed), n in sorted(counted.items())]
 
-    def agency_groups(self, province_id: str, year: int, root_path: str) -> list[AgencyGroup]:
+    def agency_groups(self, year: int, root_path: str) -> list[AgencyGroup]:
         """The units of the subtree by jurisdiction and level, and how many are certified by the
         end of ``year`` (in a round of the province to that year, or before the system)."""
         s = self._v.state()
-        rounds = {r.id for r in s.rounds.values() if r.province_id == province_id and r.year <= year}
+        rounds = {r.id for r in s.rounds.values() if r.year <= year}  # a unit's rounds are its province's
         done = {c.unit_id for c in s.cases.values() if c.round_id in rounds and c.state in CERTIFIED_STATES}
         counts: dict[tuple[str, str], list[int]] = {}
         for unit_id, u in sorted(s.units.items()):
@@ -1316,6 +1316,9 @@ class _Within:
                 found.append(_filing_out(s, record))
         return iter(found)
 
+    def count_differences(self) -> list[str]:
+        return []  # the in-memory read models count on demand: nothing kept to differ
+
 
 class MemoryDatabase:
     """The in-memory ``Storage``: units of work to write, stores to read (each call reads the
@@ -1441,3 +1444,6 @@ class MemoryDatabase:
 
     def all_filings(self) -> Iterator[FilingRecord]:
         return self.within(None).all_filings()
+
+    def count_differences(self) -> list[str]:
+        return []  # the in-memory read models count on demand: nothing kept to differ

@@ -16,7 +16,7 @@ from ..domain.rubric import Rubric
 from .ports import EventSource
 
 _NAMES = {"case": "case", "duties": "duty stream", "filing": "filing batch", "checkpoint": "checkpoint",
-          "operator": "operator stream"}
+          "operator": "operator stream", "counts": "progress counts"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,8 @@ def verify(source: EventSource, *, scoped: bool = False) -> AuditReport:
     _verify_duties(source, report)
     _verify_operator(source, report)
     _verify_filings(source, report, filed, seen, scoped)
+    for i, line in enumerate(source.count_differences(), start=1):
+        report.findings.append(Finding(f"#{i}", None, f"{line} (repair: workflow db recount --repair)", "counts"))
     return report
 
 

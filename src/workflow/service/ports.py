@@ -510,7 +510,11 @@ class ReadModels(Protocol):
 
     def case_groups(self, round_id: str, root_path: str) -> list[CaseGroup]: ...
 
-    def agency_groups(self, province_id: str, year: int, root_path: str) -> list[AgencyGroup]: ...
+    def agency_groups(self, year: int, root_path: str) -> list[AgencyGroup]:
+        """The units of the subtree by jurisdiction and level, and how many count as certified by
+        the end of ``year``: certified or filed in a round of that year or earlier and not
+        withdrawn since, or certified before the system (a unit's rounds are its province's)."""
+        ...
 
     def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None) -> list[OwingCase]: ...
 
@@ -646,6 +650,11 @@ class EventSource(Protocol):
     def all_filings(self) -> Iterator[FilingRecord]:
         """Every filing batch that may list a case of this source (its jurisdiction in the
         subtree, or above it), in id order."""
+        ...
+
+    def count_differences(self) -> list[str]:
+        """Where the counts kept for the reports differ from a recount of the rows, one line
+        each (a store that counts on demand keeps nothing to differ)."""
         ...
 
 

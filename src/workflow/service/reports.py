@@ -158,7 +158,7 @@ def progress(db: Storage, round_id: str, root_path: str) -> Progress:
             row.overdue += group.count if group.overdue else 0
             for m in group.missed:
                 row.missed[m] = row.missed.get(m, 0) + group.count
-    for agencies in db.read.agency_groups(rnd.province_id, rnd.year, root_path):
+    for agencies in db.read.agency_groups(rnd.year, root_path):
         for a in ancestors.get(agencies.jurisdiction_id, ()):
             row = rows[a]
             row.agencies += agencies.count

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...domain.errors import AlreadyExists, NotFound
 from ...service.ports import CoordinatorRecord, JurisdictionRecord, NewUnit, UnitRecord
+from .counts import OnConnection, recertify, unit_added
 from .tables import coordinators, jurisdictions, units
 from .writes import insert_new, require
 
@@ -90,8 +91,9 @@ class SqlDirectory:
         unit_id = insert_new(self.conn, insert(units).values(
             jurisdiction_id=unit.jurisdiction_id, name=unit.name, level=unit.level, category=unit.category,
             contacts=unit.contacts, certified_year=unit.certified_year, certified_note=unit.certified_note,
-            created_at=now, updated_at=now).returning(units.c.id),
+            certified_since=unit.certified_year or 0, created_at=now, updated_at=now).returning(units.c.id),
             f"{unit.name} ({unit.jurisdiction_id}) already exists", f"{unit.name}（{unit.jurisdiction_id}）已存在")
+        unit_added(OnConnection(self.conn).run, unit.jurisdiction_id, unit.level, unit.certified_year)
         record = self.unit(unit_id)
         assert record is not None
         return record
@@ -106,6 +108,8 @@ class SqlDirectory:
         except IntegrityError as exc:
             raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists",
                                 f"{unit.name}（{unit.jurisdiction_id}）已存在") from exc
+        if done.rowcount:
+            recertify(OnConnection(self.conn).run, unit.id)  # its certified_year may have changed
         record = self.unit(unit.id) if done.rowcount else None
         if record is None:
             raise NotFound(f"unit {unit.id} does not exist", f"单位 {unit.id} 不存在", unit_id=unit.id)

@@ -6,10 +6,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, and_, func, select
 from sqlalchemy import case as sa_case
 
-from ...domain.lifecycle import CERTIFIED_STATES, Owing
+from ...domain.lifecycle import Owing
 from ...service.ports import (
     AgencyGroup,
     CaseFilter,
@@ -22,7 +22,7 @@ from ...service.ports import (
 )
 from .directory import within
 from .outbox import owing_clause
-from .tables import cases, duty_events, events, jurisdictions, outbox, rounds, units
+from .tables import agency_counts, case_counts, cases, duty_events, events, jurisdictions, outbox, units
 
 
 def _owing(row: Any) -> OwingCase:
@@ -77,25 +77,29 @@ class SqlReadModels:
                                  ).first() is not None
 
     def case_groups(self, round_id: str, root_path: str) -> list[CaseGroup]:
+        """From the counts kept with every transition (``case_counts``), not the case rows."""
         rows = self.conn.execute(
-            select(units.c.jurisdiction_id, cases.c.state, cases.c.overdue, cases.c.missed, func.count())
-            .join(units, units.c.id == cases.c.unit_id).join(jurisdictions,
-                                                             jurisdictions.c.id == units.c.jurisdiction_id)
-            .where(cases.c.round_id == round_id, within(jurisdictions.c.path, root_path))
-            .group_by(units.c.jurisdiction_id, cases.c.state, cases.c.overdue, cases.c.missed))
-        return [CaseGroup(j, state, bool(overdue), tuple(m for m, _ in json.loads(missed)) if missed else (), int(n))
+            select(case_counts.c.jurisdiction_id, case_counts.c.state, case_counts.c.overdue, case_counts.c.missed,
+                   func.sum(case_counts.c.n))
+            .join(jurisdictions, jurisdictions.c.id == case_counts.c.jurisdiction_id)
+            .where(case_counts.c.round_id == round_id, case_counts.c.n != 0, within(jurisdictions.c.path, root_path))
+            .group_by(case_counts.c.jurisdiction_id, case_counts.c.state, case_counts.c.overdue,
+                      case_counts.c.missed))
+        return [CaseGroup(j, state, bool(overdue), tuple(missed.split(",")) if missed else (), int(n))
                 for j, state, overdue, missed, n in rows]
 
-    def agency_groups(self, province_id: str, year: int, root_path: str) -> list[AgencyGroup]:
-        done = select(cases.c.unit_id).join(rounds, rounds.c.id == cases.c.round_id).where(
-            rounds.c.province_id == province_id, rounds.c.year <= year, cases.c.state.in_(CERTIFIED_STATES))
-        certified = or_(units.c.id.in_(done), units.c.certified_year <= year)
+    def agency_groups(self, year: int, root_path: str) -> list[AgencyGroup]:
+        """From the counts kept with every change of a unit or a certification (``agency_counts``):
+        a unit is certified by ``year`` when it counts as certified from that year or earlier (its
+        cases are all in rounds of its own province)."""
+        since = agency_counts.c.certified_since
         rows = self.conn.execute(
-            select(units.c.jurisdiction_id, units.c.level, func.count(), func.sum(sa_case((certified, 1), else_=0)))
-            .join(jurisdictions, jurisdictions.c.id == units.c.jurisdiction_id).where(within(jurisdictions.c.path,
-                                                                                             root_path))
-            .group_by(units.c.jurisdiction_id, units.c.level))
-        return [AgencyGroup(j, level, int(n), int(c or 0)) for j, level, n, c in rows]
+            select(agency_counts.c.jurisdiction_id, agency_counts.c.level, func.sum(agency_counts.c.n),
+                   func.sum(sa_case((and_(since > 0, since <= year), agency_counts.c.n), else_=0)))
+            .join(jurisdictions, jurisdictions.c.id == agency_counts.c.jurisdiction_id)
+            .where(within(jurisdictions.c.path, root_path))
+            .group_by(agency_counts.c.jurisdiction_id, agency_counts.c.level))
+        return [AgencyGroup(j, level, int(n), int(c or 0)) for j, level, n, c in rows if n]
 
     def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None) -> list[OwingCase]:
         rows = self.conn.execute(select(*_OWING_COLUMNS).join(units, units.c.id == cases.c.unit_id)

@@ -25,12 +25,13 @@ from ...domain.case import CaseState, Notice, RoundContext, apply, registration_
 from ...domain.duties import stream_key
 from ...domain.errors import AlreadyExists, ConflictError, NotFound
 from ...domain.events import GENESIS_HASH, Event, canonical_json
-from ...domain.lifecycle import TERMINAL_STATES
+from ...domain.lifecycle import CERTIFIED_STATES, TERMINAL_STATES
 from ...domain.operator import OperatorEvent
 from ...domain.operator import stream_key as operator_key
 from ...domain.policy import policy_from_dict
 from ...domain.rubric import rubric_from_dict
 from ...service.ports import ChainHead, FilingRecord, Remembered
+from . import counts
 from .accounts import SqlAccounts
 from .directory import SqlDirectory
 from .duty_store import SqlDuties
@@ -100,6 +101,9 @@ class _Within:
 
     def all_filings(self) -> Iterator[FilingRecord]:
         return self.db.all_filings(self.path)
+
+    def count_differences(self) -> list[str]:
+        return self.db.count_differences(self.path)
 
 
 _CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
@@ -402,6 +406,19 @@ class SqlCaseStore:
             raise ConflictError(f"case {before.id}: event #{event.seq} already exists",
                                 f"案件 {before.id}：第 {event.seq} 号事件已存在，请刷新后重试",
                                 case_id=before.id) from exc
+        self._count(before, after)
+
+    def _count(self, before: CaseState, after: CaseState) -> None:
+        """Keep the progress counts (adapters/db/counts.py) in this transaction."""
+        was = None if before.version == 0 else (before.state, before.overdue, counts.missed_key(before.missed))
+        now = (after.state, after.overdue, counts.missed_key(after.missed))
+        certified = (before.state in CERTIFIED_STATES) != (after.state in CERTIFIED_STATES)
+        if was == now and not certified:
+            return
+        run = counts.OnCursor(self._cur, self._codec.sqlite).run
+        counts.move_case(run, after.round_id, after.unit_id, was, now)
+        if certified:
+            counts.recertify(run, after.unit_id)
 
     def notify(self, case: CaseState, notice: Notice, now: datetime) -> None:
         """Write the notice to the outbox in this transaction (once per dedupe key)."""
@@ -622,6 +639,11 @@ class Database:
                     "FROM operator_events GROUP BY stream) m ON m.stream = o.stream AND m.seq = o.seq "
                     "ORDER BY o.stream"):
                 yield ChainHead("operator", operator_key(stream), seq, hash_)
+
+    def count_differences(self, within_path: str | None = None) -> list[str]:
+        """Where the progress counts kept with every change differ from a recount of the rows."""
+        with self.engine.connect() as conn:
+            return counts.differences(within_path, counts.OnConnection(conn).rows)
 
     def all_operator_events(self, within_path: str | None = None) -> Iterator[OperatorEvent]:
         """Every operator event, by stream then seq (none for a subtree)."""

@@ -56,6 +56,35 @@ class Unit(SQLModel, table=True):
     certified_note: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    # The first year the unit counts as certified (a round's certification or certified_year);
+    # 0: never. Kept with ``agency_counts`` (adapters/db/counts.py).
+    certified_since: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+
+
+class CaseCount(SQLModel, table=True):
+    """A round's cases of one jurisdiction, unit level, state, overdue flag and misses, counted
+    in the transaction of every transition (the progress report reads these, not the cases)."""
+
+    __tablename__ = "case_counts"
+
+    round_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    level: str = Field(sa_column=Column(String(16), primary_key=True))
+    state: str = Field(sa_column=Column(String(32), primary_key=True))
+    overdue: bool = Field(sa_column=Column(Boolean, primary_key=True))
+    missed: str = Field(sa_column=Column(String(400), primary_key=True))  # milestone ids, comma-joined
+    n: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class AgencyCount(SQLModel, table=True):
+    """Every unit of one jurisdiction and level by the year it counts as certified from (0: never)."""
+
+    __tablename__ = "agency_counts"
+
+    jurisdiction_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    level: str = Field(sa_column=Column(String(16), primary_key=True))
+    certified_since: int = Field(sa_column=Column(Integer, primary_key=True))
+    n: int = Field(sa_column=Column(Integer, nullable=False))
 
 
 class Round(SQLModel, table=True):
@@ -402,3 +431,5 @@ spot_checks = _core(SpotCheck)
 filing_batches = _core(FilingBatch)
 idempotency_keys = _core(IdempotencyKey)
 simulation_progress = _core(SimulationProgress)
+case_counts = _core(CaseCount)
+agency_counts = _core(AgencyCount)
