@@ -51,10 +51,15 @@ Experiments (not the product as shipped): ``--with-round-index`` adds ``CREATE I
 cases (round_id)`` to the run's copy; ``--servers N`` runs N ``workflow serve`` processes on
 the same file and spreads the load over them.
 
-Targets (issue): mixed p99 ≤ 50 ms with no errors; progress ≤ 100 ms; unit history ≤ 10 ms.
+``--workers N`` runs each server as ``workflow serve --workers N`` (the product's way to use
+several cores; the CPU of its worker processes is counted as the server's).
+
+Targets (issues): mixed p99 ≤ 50 ms at 200/s with no errors; progress ≤ 20 ms (the report reads
+the counts kept with every transition: its floor is those two reads in raw sqlite3; the GROUP BY
+over every case row it ran before is timed too); unit history ≤ 10 ms.
 
     python bench/api.py [--cases 100000] [--events-per-case 20] [--rate 200] [--seconds 30] [--dir DIR]
-                        [--with-round-index] [--servers N] [--audit] [--fresh] [--keep]
+                        [--with-round-index] [--servers N] [--workers N] [--audit] [--fresh] [--keep]
 """
 from __future__ import annotations
 
@@ -90,7 +95,7 @@ T0 = datetime(2021, 6, 1, 1, 0, tzinfo=UTC)  # the round opens; wave k is k days
 OPENED_BY = "admin:bench"
 N_CITIES, N_COUNTIES = 11, 10
 CATEGORIES = ("党的机关", "人大机关", "行政机关", "政协机关", "监察机关", "审判机关", "检察机关", "人民团体", "参公事业单位")
-SEED_FORMAT = 1  # bump when the seeded data change: the cache key has it
+SEED_FORMAT = 2  # bump when the seeded data change: the cache key has it
 
 
 # ------------------------------------------------------------------ the province
@@ -304,6 +309,15 @@ def build(path: Path, n_cases: int, events_per_case: int) -> dict[str, float]:
     raw.execute("PRAGMA journal_mode=WAL")
     raw.close()
     took["cases"] = time.perf_counter() - t
+    # the raw load wrote no progress counts (a transition keeps them): count them as the
+    # migration that made them does
+    from workflow.adapters.db import counts
+
+    t = time.perf_counter()
+    engine = make_engine(f"sqlite:///{path}")
+    counts.repair(engine)
+    engine.dispose()
+    took["counts"] = time.perf_counter() - t
     return took
 
 
@@ -320,6 +334,9 @@ class _Sample:
     def all_events(self):
         with self.db.reader() as uow:
             return [e for i in self.ids for e in uow.events(i)]
+
+    def __getattr__(self, name: str) -> Any:  # the rest as the whole database has it (duty streams, counts, ...)
+        return getattr(self.db, name)
 
 
 def check(path: Path, n_cases: int, events_per_case: int, sample: int, full: bool) -> dict[str, Any]:
@@ -395,39 +412,54 @@ def hold_scheduler_lock(db_path: Path) -> Any:
 
 
 def make_tokens(url: str, n_units: int, n_unit_tokens: int) -> dict[str, Any]:
+    """An account and a token for each caller of the load: an admin, the province's
+    coordinator, a coordinator per city, ``n_unit_tokens`` units."""
     from workflow.adapters.db.engine import make_engine
     from workflow.adapters.db.store import Database
+    from workflow.service.accounts import create_account, principal_of
     from workflow.service.tokens import create_token
 
     db = Database(make_engine(url))
     now = datetime.now(UTC)
+    admin = create_account(db, by=None, login="bench-admin", name="bench admin", role="admin", now=now)
+    by = principal_of(admin, "cli")
 
-    def make(**kw: Any) -> str:
-        return create_token(db, created_by="admin:bench", now=now, **kw).secret
+    def make(login: str, name: str, role: str, **scope: Any) -> str:
+        account = admin if role == "admin" else create_account(db, by=by, login=login, name=name, role=role,
+                                                               now=now, **scope)
+        return create_token(db, account_id=account.id, by=by, now=now).secret
 
-    tokens = {"admin": make(name="bench admin", role="admin"),
-              "province": make(name="省局协调员", role="coordinator", jurisdiction_id="shanxi"),
-              "cities": [make(name=f"市协调员{c:02d}", role="coordinator", jurisdiction_id=f"shanxi-c{c:02d}")
+    tokens = {"admin": make("bench-admin", "bench admin", "admin"),
+              "province": make("province", "省局协调员", "coordinator", jurisdiction_id="shanxi"),
+              "cities": [make(f"city{c:02d}", f"市协调员{c:02d}", "coordinator", jurisdiction_id=f"shanxi-c{c:02d}")
                          for c in range(N_CITIES)],
               "units": {}}
     for u in random.Random(11).sample(range(1, n_units + 1), min(n_unit_tokens, n_units)):
-        tokens["units"][u] = make(name=f"单位{u:06d}", role="unit", unit_id=u)
+        tokens["units"][u] = make(f"unit{u:06d}", f"单位{u:06d}", "unit", unit_id=u)
     db.engine.dispose()
     return tokens
 
 
-def start_server(url: str, port: int, directory: Path, log_path: Path) -> subprocess.Popen:
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of a ``serve --workers N`` supervisor."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line]
+
+
+def start_server(url: str, port: int, directory: Path, log_path: Path, workers: int = 1) -> subprocess.Popen:
     env = dict(os.environ, WORKFLOW_DATABASE_URL=url, WORKFLOW_EVIDENCE_DIR=str(directory / "evidence"),
                WORKFLOW_MAILDIR=str(directory / "mail"))
     workflow = Path(sys.executable).parent / "workflow"
     log = open(log_path, "w")
     proc = subprocess.Popen([str(workflow), "serve", "--name", "bench-api", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--port", str(port), "--workers", str(workers)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     import httpx
 
     for _ in range(300):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200 and (
+                    workers == 1 or len(worker_pids(proc.pid)) == workers):
                 return proc
         except httpx.HTTPError:
             pass
@@ -687,6 +719,12 @@ def sequential(cfg: dict[str, Any]) -> dict[str, Any]:
         floor_progress(raw, None)
         paired("progress", cfg["progress_n"], lambda: None,
                lambda _: timed(f"/api/v1/rounds/{ROUND}/progress", plan.province), floor_progress)
+        scan_ms = []
+        for _ in range(min(cfg["progress_n"], 10)):  # the query the report ran before the counts were kept
+            t = time.perf_counter()
+            scan_progress(raw, None)
+            scan_ms.append((time.perf_counter() - t) * 1e3)
+        floors["progress_scan"] = summary(scan_ms)
         paired("unit_history", cfg["history_n"], lambda: rng.randint(1, plan.n),
                lambda u: timed(f"/api/v1/units/{u}/history", plan.admin), floor_unit_history)
         paired("history", cfg["history_n"], lambda: rng.randint(1, plan.n),
@@ -769,11 +807,25 @@ FLOOR_SQL = {
     "history": ("SELECT position, case_id, seq, type, actor, occurred_at, payload, prev_hash, hash FROM events "
                 "WHERE case_id = ? ORDER BY seq"),
     "unit_cases": "SELECT id FROM cases WHERE unit_id = ? ORDER BY id",
-    "progress": ("SELECT units.jurisdiction_id, cases.state, cases.overdue, cases.missed, count(*) AS count_1 "
-                 "FROM cases JOIN units ON units.id = cases.unit_id "
-                 "JOIN jurisdictions ON jurisdictions.id = units.jurisdiction_id "
-                 "WHERE cases.round_id = ? AND (jurisdictions.path LIKE ? || '%' ESCAPE '/') "
-                 "GROUP BY units.jurisdiction_id, cases.state, cases.overdue, cases.missed"),
+    # the two reads of the kept counts, as ``adapters/db/read.py`` makes them
+    "progress_cases": ("SELECT case_counts.jurisdiction_id, case_counts.state, case_counts.overdue, "
+                       "case_counts.missed, sum(case_counts.n) FROM case_counts "
+                       "JOIN jurisdictions ON jurisdictions.id = case_counts.jurisdiction_id "
+                       "WHERE case_counts.round_id = ? AND case_counts.n != 0 "
+                       "AND (jurisdictions.path LIKE ? || '%' ESCAPE '/') GROUP BY case_counts.jurisdiction_id, "
+                       "case_counts.state, case_counts.overdue, case_counts.missed"),
+    "progress_agencies": ("SELECT agency_counts.jurisdiction_id, agency_counts.level, sum(agency_counts.n), "
+                          "sum(CASE WHEN (agency_counts.certified_since > 0 AND agency_counts.certified_since <= ?) "
+                          "THEN agency_counts.n ELSE 0 END) FROM agency_counts "
+                          "JOIN jurisdictions ON jurisdictions.id = agency_counts.jurisdiction_id "
+                          "WHERE (jurisdictions.path LIKE ? || '%' ESCAPE '/') "
+                          "GROUP BY agency_counts.jurisdiction_id, agency_counts.level"),
+    # what the report read before the counts were kept: every case row of the round, grouped
+    "progress_scan": ("SELECT units.jurisdiction_id, cases.state, cases.overdue, cases.missed, count(*) AS count_1 "
+                      "FROM cases JOIN units ON units.id = cases.unit_id "
+                      "JOIN jurisdictions ON jurisdictions.id = units.jurisdiction_id "
+                      "WHERE cases.round_id = ? AND (jurisdictions.path LIKE ? || '%' ESCAPE '/') "
+                      "GROUP BY units.jurisdiction_id, cases.state, cases.overdue, cases.missed"),
 }
 
 
@@ -796,7 +848,12 @@ def floor_unit_history(conn: sqlite3.Connection, unit_id: int) -> None:
 
 def floor_progress(conn: sqlite3.Connection, _: Any) -> None:
     # the path bound as SQLAlchemy's startswith(autoescape=True) binds it ("/" is the escape character)
-    conn.execute(FLOOR_SQL["progress"], (ROUND, "//shanxi//")).fetchall()
+    conn.execute(FLOOR_SQL["progress_cases"], (ROUND, "//shanxi//")).fetchall()
+    conn.execute(FLOOR_SQL["progress_agencies"], (2021, "//shanxi//")).fetchall()
+
+
+def scan_progress(conn: sqlite3.Connection, _: Any) -> None:
+    conn.execute(FLOOR_SQL["progress_scan"], (ROUND, "//shanxi//")).fetchall()
 
 
 # ------------------------------------------------------------------ main
@@ -812,6 +869,7 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="rebuild the cached database")
     ap.add_argument("--audit", action="store_true", help="audit every seeded case and event (slow), not a sample")
     ap.add_argument("--unit-tokens", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=1, help="`workflow serve --workers N` (each server process)")
     ap.add_argument("--servers", type=int, default=1,
                     help="`workflow serve` processes on the same file (the load is spread over them)")
     ap.add_argument("--concurrency", type=int, default=256, help="most requests in flight at once (the load generator)")
@@ -862,12 +920,13 @@ def main() -> None:
     servers = []
     try:
         for port, log_path in zip(ports, log_paths):
-            servers.append(start_server(url, port, args.dir, log_path))
+            servers.append(start_server(url, port, args.dir, log_path, args.workers))
         cfg = {"bases": [f"http://127.0.0.1:{port}" for port in ports], "rate": args.rate, "seconds": args.seconds,
                "cases": args.cases,
                "tokens": {**tokens, "units": {str(u): s for u, s in tokens["units"].items()}},
                "versions": versions, "criteria": criteria, "seed": args.seed, "progress_n": args.progress_n,
-               "history_n": args.history_n, "db_path": str(work), "server_pids": [server.pid for server in servers],
+               "history_n": args.history_n, "db_path": str(work),
+               "server_pids": [p for server in servers for p in (server.pid, *worker_pids(server.pid))],
                "concurrency": args.concurrency}
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             client = pool.submit(loadgen, cfg).result()
@@ -888,6 +947,7 @@ def main() -> None:
     print(f"\nnproc {os.cpu_count()}; SQLite {sqlite3.sqlite_version}; {args.cases:,} cases × "
           f"{args.events_per_case} events; mixed load {args.rate:g}/s for {args.seconds:g} s"
           + (f"; {args.servers} server processes" if args.servers > 1 else "")
+          + (f"; serve --workers {args.workers}" if args.workers > 1 else "")
           + ("; EXPERIMENT: with an index on cases (round_id)" if args.with_round_index else ""), file=sys.stderr)
     print(f"mixed: {m['completed']:,}/{m['requests']:,} requests, sent at {m['sent_rate']:.1f}/s, completed at "
           f"{m['achieved_rate']:.1f}/s, p50 {m['all']['p50']:.1f} ms, p90 {m['all']['p90']:.1f}, "
@@ -909,12 +969,15 @@ def main() -> None:
         print(f"{name:<28}{v['n']:>6}{v['p50']:>9.2f}{v['p90']:>9.2f}{v['p99']:>9.2f}{v['max']:>9.2f}"
               + (f"{f['p50']:>11.3f}{ratios[name]:>8.3f}" if f is not None else f"{'—':>11}{'—':>8}"),
               file=sys.stderr)
+    scan = fl["progress_scan"]
+    print(f"{'(progress before the counts: the GROUP BY over every case row, raw sqlite3)':<28} p50 {scan['p50']:.2f} "
+          f"ms, max {scan['max']:.2f} ms", file=sys.stderr)
     print(f"\n{'list filter alone (20 each)':<28}{'p50':>9}{'p90':>9}{'max':>9}  ms", file=sys.stderr)
     for name, v in s["list_variants"].items():
         print(f"{name:<28}{v['p50']:>9.1f}{v['p90']:>9.1f}{v['max']:>9.1f}", file=sys.stderr)
     verdict = {
         "mixed_p99_le_50ms_no_errors": m["all"]["p99"] <= 50 and m["errors"] == 0,
-        "progress_le_100ms": s["progress"]["p50"] <= 100,
+        "progress_le_20ms": s["progress"]["p50"] <= 20,
         "unit_history_le_10ms": s["unit_history"]["p50"] <= 10,
     }
     print("\ntargets: " + "; ".join(f"{k} {'MET' if v else 'NOT MET'}" for k, v in verdict.items())
@@ -934,7 +997,7 @@ def main() -> None:
 
     print(json.dumps(rounded({
         "benchmark": "api", "nproc": os.cpu_count(), "with_round_index": args.with_round_index,
-        "servers": args.servers, "sqlite": sqlite3.sqlite_version, "cases": args.cases,
+        "servers": args.servers, "workers": args.workers, "sqlite": sqlite3.sqlite_version, "cases": args.cases,
         "events": args.cases * args.events_per_case, "rate": args.rate, "seconds": args.seconds,
         "seeding_s": seed_s if built else None, "copy_s": copy_s, "audit": checked,
         "mixed": {k: v for k, v in m.items() if k != "error_samples"}, "sequential": s,

@@ -1139,39 +1139,40 @@ def notifications_list(failed: bool = typer.Option(False, "--failed", help="only
 def serve(name: str | None = typer.Option(None, help="this process's name (shown as the scheduler holder)"),
           host: str = typer.Option("127.0.0.1", help="the HTTP API's address"),
           port: int = typer.Option(8000, min=1, max=65535, help="the HTTP API's port"),
-          api: bool = typer.Option(True, help="serve the HTTP API (--no-api: the scheduler only)")) -> None:
+          api: bool = typer.Option(True, help="serve the HTTP API (--no-api: the scheduler only)"),
+          workers: int = typer.Option(1, min=1, max=32, help="API processes on the port (each also competes to "
+                                                             "schedule; one is elected)")) -> None:
     """Run the system: the HTTP API, and the scheduler (sweep hourly and at 09:00
     Asia/Shanghai, dispatch every 30 s). Among several processes one is elected to
     schedule (PostgreSQL advisory lock; a lock file on SQLite); every process serves the API.
     A new SQLite database gets its schema on the first start; PostgreSQL, or an SQLite database
     at an older schema, is refused until `workflow db upgrade` has run."""
     import signal
-    import socket
     import threading
 
-    from .adapters.scheduler import LeaderLock, LeaderLoop, build_scheduler
     from .logging import configure_logging
+    from .serving import ENV_NAME, leader_loop, process_name
 
     application = _app(migrated=False)
     application.require_schema(create_new_sqlite=True)  # a new SQLite file: the schema; anything else: db upgrade
     configure_logging(application.settings.log_level)
     st = application.settings
-    process = name or f"{socket.gethostname()}:{os.getpid()}"
-    run_sweep, run_dispatch = _scheduled_jobs(application)
-    checkpoint_job = application.checkpoint_job()  # signed checkpoints of the audit chain (skipped without a key)
+    if workers > 1 and not api:
+        raise typer.BadParameter("--workers serves the API in each worker; it cannot go with --no-api "
+                                 "(--workers 与 --no-api 不能同时使用)")
+    process = process_name(name)
+    where = f"on {application.engine.url.render_as_string(hide_password=True)}; mail to {st.smtp_host or st.maildir}"
+    if workers > 1:
+        from .api.server import run_workers
 
-    def on_lead() -> None:  # the elected process catches up, then anchors the chains at once
-        run_sweep()
-        checkpoint_job()
-
-    loop = LeaderLoop(LeaderLock(application.engine, process),
-                      lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,
-                                              dispatch_seconds=st.dispatch_interval_seconds,
-                                              checkpoint=checkpoint_job,
-                                              checkpoint_minutes=st.checkpoint_interval_minutes),
-                      on_lead=on_lead)
-    console.print(f"workflow serving as {process} on {application.engine.url.render_as_string(hide_password=True)}; "
-                  f"mail to {st.smtp_host or st.maildir}" + (f"; API on http://{host}:{port}/docs" if api else ""))
+        console.print(f"workflow serving with {workers} workers {where}; API on http://{host}:{port}/docs")
+        application.engine.dispose()  # each worker opens its own connections
+        os.environ[ENV_NAME] = name or ""
+        run_workers("workflow.serving:worker_app", workers=workers, host=host, port=port,
+                    keep_alive=st.keep_alive_seconds)
+        return
+    loop = leader_loop(application, process)
+    console.print(f"workflow serving as {process} {where}" + (f"; API on http://{host}:{port}/docs" if api else ""))
     if not api:
         signal.signal(signal.SIGTERM, lambda *_: loop.stop())
         signal.signal(signal.SIGINT, lambda *_: loop.stop())
@@ -1188,39 +1189,6 @@ def serve(name: str | None = typer.Option(None, help="this process's name (shown
     finally:
         loop.stop()
         scheduler.join(timeout=30)
-
-
-def _scheduled_jobs(application: App) -> tuple[Any, Any]:
-    """The sweep and the dispatcher as the scheduler runs them: timed, and logged."""
-    import asyncio
-
-    import structlog
-
-    from .metrics import DISPATCH_SECONDS, SWEEP_SECONDS
-    from .service.deadlines import sweep
-    from .service.dispatch import dispatch
-
-    log = structlog.get_logger("workflow.serve")
-    transport, settings = application.transport(), application.dispatch_settings()
-
-    @SWEEP_SECONDS.time()
-    def run_sweep() -> None:
-        r = sweep(application.db, application.calendars, application.clock.now())
-        log.info("sweep", reminders=r.reminders, coordinator_reminders=r.coordinator_reminders, missed=r.missed,
-                 expired=r.expired, notices=r.unit_notices, digests=r.digests)
-        for line in r.skipped:
-            log.error("sweep skipped a round", reason=line)
-
-    @DISPATCH_SECONDS.time()
-    def run_dispatch() -> None:
-        r = asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(),
-                                 settings))
-        if r.claimed:
-            log.info("dispatch", sent=r.sent, retrying=r.retrying, failed=r.failed, cancelled=r.cancelled)
-        for line in r.errors:
-            log.error("dispatch", problem=line)
-
-    return run_sweep, run_dispatch
 
 
 # ------------------------------------------------------------------ tokens

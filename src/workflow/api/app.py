@@ -113,8 +113,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (507, "evidence could not be stored (disk full); nothing was attached"))}
 
 
-def create_app(application: App) -> FastAPI:
-    api = FastAPI(title="节约型机关创建 case tracker", version="1", responses=ERRORS,
+def create_app(application: App, lifespan: Any = None) -> FastAPI:
+    """The API over ``application``; ``lifespan``: what starts and stops with it (the scheduler
+    loop of a ``serve --workers`` worker)."""
+    api = FastAPI(lifespan=lifespan, title="节约型机关创建 case tracker", version="1", responses=ERRORS,
                   description="Cases of the yearly conservation-oriented agency rounds (节约型机关创建): "
                               "units, rounds, cases and their actions, sheets, evidence, reports, spot checks, "
                               "filing and the audit trail. Authenticate with `Authorization: Bearer <token>` "

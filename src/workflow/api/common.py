@@ -9,7 +9,7 @@ request, in the order a route declares them: scope (404) before role (403).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -17,7 +17,6 @@ import structlog
 from fastapi import Depends, Path, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from ..bootstrap import App
@@ -61,7 +60,10 @@ class ApiError(Exception):
         self.code, self.message, self.zh, self.details = code, message, zh, details
 
 
-def app_of(request: Request) -> App:
+async def app_of(request: Request) -> App:
+    """Async, as every dependency here: a sync one is run in the thread pool, a hand-off that
+    costs more than the work (the lookups below are one indexed query each, done on the loop;
+    the endpoint's own work goes to the pool once)."""
     application: App = request.app.state.application
     return application
 
@@ -79,8 +81,7 @@ async def principal(request: Request, application: Application,
     Async so that the actor it binds to the log context stays bound for the rest of the request."""
     found: Principal | None = getattr(request.state, "principal", None)
     if found is None and credentials is not None and credentials.scheme.lower() == "bearer":
-        found = await run_in_threadpool(authenticate, application.db, credentials.credentials.strip(),
-                                        application.clock.now())
+        found = authenticate(application.db, credentials.credentials.strip(), application.clock.now())
     if found is None:
         raise ApiError("unauthorized", "a valid bearer token is needed (workflow tokens create)",
                        zh="需要有效的访问令牌（由管理员用 workflow tokens create 发放）")
@@ -101,9 +102,9 @@ BatchId = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-
                               description="a filing batch id, e.g. shanxi-2021-filing-1")]
 
 
-def role_in(*roles: str, doing: str) -> Callable[[Principal], Principal]:
+def role_in(*roles: str, doing: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, if their role is one of ``roles`` (else 403)."""
-    def check(who: Caller) -> Principal:
+    async def check(who: Caller) -> Principal:
         if who.role not in roles:
             raise ApiError("forbidden", f"a {who.role} may not {doing}",
                            zh=f"{ROLE_ZH.get(who.role, who.role)}无权执行此操作", role=who.role,
@@ -113,22 +114,22 @@ def role_in(*roles: str, doing: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def writer(doing: str) -> Callable[[Principal], Principal]:
+def writer(doing: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: any caller but an auditor (who reads only)."""
     return role_in("unit", "coordinator", "admin", doing=doing)
 
 
 async def seen_case(case_id: CaseId, who: Caller, application: Application) -> CaseScope:
-    """The case, or 404 when it does not exist or is outside the caller's scope. Async (the
-    lookup in the thread pool) so that the case id it binds to the log context stays bound."""
-    scope = await run_in_threadpool(application.db.read.case_scope, case_id)
+    """The case, or 404 when it does not exist or is outside the caller's scope. Async so that
+    the case id it binds to the log context stays bound."""
+    scope = application.db.read.case_scope(case_id)
     if scope is None or not who.sees(scope.unit_id, scope.path):
         raise ApiError("not_found", f"case {case_id} does not exist", zh=f"案件 {case_id} 不存在", case_id=case_id)
     structlog.contextvars.bind_contextvars(case_id=case_id)
     return scope
 
 
-def seen_unit(unit_id: UnitId, who: Caller, application: Application) -> UnitRecord:
+async def seen_unit(unit_id: UnitId, who: Caller, application: Application) -> UnitRecord:
     unit = application.db.directory.unit(unit_id)
     if unit is None or not who.sees(unit.id, unit.path):
         raise ApiError("not_found", f"unit {unit_id} does not exist", zh=f"单位 {unit_id} 不存在", unit_id=unit_id)
@@ -148,7 +149,7 @@ def visible_round(application: App, round_id: str, who: Principal) -> RoundRecor
     return rnd
 
 
-def seen_round(round_id: RoundId, who: Caller, application: Application) -> RoundRecord:
+async def seen_round(round_id: RoundId, who: Caller, application: Application) -> RoundRecord:
     return round_or_404(application, round_id, who)
 
 
