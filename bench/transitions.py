@@ -32,6 +32,7 @@ from decimal import Decimal  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
 from workflow.adapters.calendar_files import CalendarCatalog  # noqa: E402
+from workflow.adapters.db import counts
 from workflow.adapters.db.engine import make_engine  # noqa: E402
 from workflow.adapters.db.migrate import upgrade  # noqa: E402
 from workflow.adapters.db.store import Database  # noqa: E402
@@ -91,11 +92,12 @@ def prepare(url: str, n: int) -> tuple[Database, list[tuple[int, int]]]:
     engine = make_engine(url)
     upgrade(engine)
     db = Database(engine)
-    import_jurisdictions(db, REPO_ROOT / "examples" / "jurisdictions.csv")
+    import_jurisdictions(db, REPO_ROOT / "examples" / "jurisdictions.csv", actor=Actor("admin", "bench"), now=T0)
     with engine.begin() as conn:
         conn.execute(insert(Unit), [dict(jurisdiction_id="shanxi", name=f"单位{i:06d}", level="provincial",
                                          category="行政机关", contacts=[], created_at=T0, updated_at=T0)
                                     for i in range(n)])
+    counts.repair(engine)  # the units inserted raw: their progress counts
     open_round(db, RubricCatalog(REPO_ROOT / "rubrics"), CalendarCatalog(REPO_ROOT / "calendars"),
                province_id="shanxi", year=2021, rubric_id="shanxi-2020", calendar_id="shanxi-2021",
                target_share="0.5", actor=Actor("admin", "bench"), now=T0)

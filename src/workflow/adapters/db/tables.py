@@ -66,6 +66,9 @@ class CaseCount(SQLModel, table=True):
     in the transaction of every transition (the progress report reads these, not the cases)."""
 
     __tablename__ = "case_counts"
+    # On SQLite the rows live in their key's B-tree (no rowid table beside the key's index):
+    # a transition's upsert writes one page, not two.
+    __table_args__ = {"sqlite_with_rowid": False}
 
     round_id: str = Field(sa_column=Column(String(64), primary_key=True))
     jurisdiction_id: str = Field(sa_column=Column(String(64), primary_key=True))
@@ -80,6 +83,7 @@ class AgencyCount(SQLModel, table=True):
     """Every unit of one jurisdiction and level by the year it counts as certified from (0: never)."""
 
     __tablename__ = "agency_counts"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     jurisdiction_id: str = Field(sa_column=Column(String(64), primary_key=True))
     level: str = Field(sa_column=Column(String(16), primary_key=True))

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("missed", sa.String(length=400), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("round_id", "jurisdiction_id", "level", "state", "overdue", "missed"),
+        sqlite_with_rowid=False,  # one B-tree: an upsert writes one page, not the table's and the key's
     )
     op.create_table(
         "agency_counts",
@@ -41,6 +42,7 @@ def upgrade() -> None:
         sa.Column("certified_since", sa.Integer(), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("jurisdiction_id", "level", "certified_since"),
+        sqlite_with_rowid=False,
     )
     # a plain ADD COLUMN (SQLite can add one with a constant default): a batch copy of units
     # would drop the table that cases and accounts refer to
