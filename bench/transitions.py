@@ -32,7 +32,7 @@ from decimal import Decimal  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
 from workflow.adapters.calendar_files import CalendarCatalog  # noqa: E402
-from workflow.adapters.db import counts
+from workflow.adapters.db import counts  # noqa: E402
 from workflow.adapters.db.engine import make_engine  # noqa: E402
 from workflow.adapters.db.migrate import upgrade  # noqa: E402
 from workflow.adapters.db.store import Database  # noqa: E402

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .adapters.progress_xlsx import progress_xlsx
-from .adapters.rosters import DEFAULT_LIMITS, SheetLimits, read_file, read_jurisdictions_csv, read_units
+from .adapters.rosters import DEFAULT_LIMITS, SheetLimits, read_file, read_jurisdictions_csv, stream_units
 from .adapters.score_sheet_xlsx import export_score_sheet, layout_for
 from .domain.case import Actor
 from .domain.errors import InvalidInput, Problem
@@ -34,8 +34,8 @@ def import_units_data(db: Storage, data: bytes, source: str, now: datetime, *, u
     """Import a unit roster (.csv UTF-8/GBK, or .xlsx); every bad row named, nothing imported. A
     roster past ``limits`` (bytes, rows, columns, cells, merged ranges, unpacked size) is refused
     whole before its rows are read."""
-    return import_unit_rows(db, read_units(data, source, limits), source, now, update=update,
-                            within_path=within_path, actor=actor)
+    with stream_units(data, source, limits) as rows:  # read as they are imported, never all kept
+        return import_unit_rows(db, rows, source, now, update=update, within_path=within_path, actor=actor)
 
 
 def import_units(db: Storage, path: Path, now: datetime, *, update: bool = False,

@@ -22,7 +22,11 @@ from .bootstrap import App, build
 ENV_NAME = "WORKFLOW_SERVE_NAME"  # the name the workers' scheduler holder is shown by (`serve --name`)
 
 
-def process_name(name: str | None) -> str:
+def process_name(name: str | None, worker: bool = False) -> str:
+    """The name the scheduler's holder is shown by: ``--name`` as given (a worker's with its pid
+    after it, as workers share the name), else host:pid."""
+    if name and not worker:
+        return name
     return f"{name or socket.gethostname()}:{os.getpid()}"
 
 
@@ -91,7 +95,7 @@ def worker_app() -> Any:
     application = build()
     configure_logging(application.settings.log_level)
     WorkerProtocol.header_timeout = application.settings.header_timeout_seconds
-    loop = leader_loop(application, process_name(os.environ.get(ENV_NAME)))
+    loop = leader_loop(application, process_name(os.environ.get(ENV_NAME), worker=True))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

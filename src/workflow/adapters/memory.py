@@ -477,6 +477,41 @@ class MemoryDirectory(_Store):
         return _coordinator_out(self._v.state(), self._v.state().coordinators[coordinator_id])
 
 
+    # -- many at once (a roster imported)
+    def unit_keys(self) -> dict[tuple[str, str], int]:
+        return {(u.jurisdiction_id, u.name): unit_id for unit_id, u in self._v.state().units.items()}
+
+    def unit_ids(self, within_path: str | None = None) -> list[int]:
+        s = self._v.state()
+        return [unit_id for unit_id, u in sorted(s.units.items())
+                if _under(s.jurisdictions[u.jurisdiction_id].path, within_path)]
+
+    def units_of(self, unit_ids: Sequence[int]) -> list[UnitRecord]:
+        s = self._v.state()
+        return [_unit_out(s, s.units[i]) for i in sorted(set(unit_ids)) if i in s.units]
+
+    def add_units(self, units: Sequence[NewUnit], now: datetime) -> int:
+        """``add_unit`` for each, in order: all of them, or (a refusal) none."""
+        self._v.writing()
+        s = self._v.state()
+        taken = set(self.unit_keys())
+        for unit in units:
+            _require(unit.jurisdiction_id in s.jurisdictions, f"jurisdiction {unit.jurisdiction_id!r}",
+                     jurisdiction_id=unit.jurisdiction_id)
+            if (unit.jurisdiction_id, unit.name) in taken:
+                raise AlreadyExists(f"{unit.name} ({unit.jurisdiction_id}) already exists",
+                                    f"{unit.name}（{unit.jurisdiction_id}）已存在")
+            taken.add((unit.jurisdiction_id, unit.name))
+        at = _utc(now)
+        table = self._v.table("units")
+        for unit in units:
+            unit_id = self._v.next_id("units")
+            table[unit_id] = UnitRecord(unit_id, unit.jurisdiction_id, unit.name, unit.level, unit.category,
+                                        list(_json(unit.contacts) or []), unit.certified_year, unit.certified_note,
+                                        at, at)
+        return len(units)
+
+
 class MemoryTokens(_Store):
     """API tokens, stored by their hash (the ``TokenStore`` port)."""
 
@@ -1182,6 +1217,53 @@ class MemoryCaseStore:
         MemoryOutbox(self._v)._write(dedupe_key=notice.dedupe_key, kind=notice.kind, round_id=case.round_id,
                                      case_id=case.id, coordinator_id=None, milestone=notice.milestone, tier=None,
                                      due_on=notice.due_on, context=None, now=now)
+
+    # -- many at once (a round opened, the sweep's misses): the one-at-a-time methods, for each
+    def get_many(self, case_ids: Sequence[int]) -> dict[int, CaseState]:
+        """The cases of ``case_ids`` that exist, as stored, by id."""
+        cases = self._v.state().cases
+        return {case_id: _case_out(cases[case_id]) for case_id in sorted(set(case_ids)) if case_id in cases}
+
+    def create_many(self, round_id: str, units: Sequence[tuple[int, int | None]], actor: str, now: datetime
+                    ) -> list[int]:
+        """``create`` for each (unit, carried over from), in order; every refusal is found before
+        anything is written. The new cases' ids, in the order given."""
+        self._v.writing()
+        self.round_context(round_id)
+        s = self._v.state()
+        taken = {c.unit_id for c in s.cases.values() if c.round_id == round_id}
+        for unit_id, carried_over_from in units:
+            _require(unit_id in s.units, f"unit {unit_id}", unit_id=unit_id)
+            if unit_id in taken:
+                raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
+                                    f"单位 {unit_id} 在轮次 {round_id} 中已有案件", round_id=round_id, unit_id=unit_id)
+            if carried_over_from is not None:
+                _require(carried_over_from in s.cases, f"case {carried_over_from}", case_id=carried_over_from)
+            taken.add(unit_id)
+        at = _utc(now)
+        created = []
+        for unit_id, carried_over_from in units:
+            case_id = self._v.next_id("cases")
+            event = registration_event(case_id, round_id, unit_id, actor, now, carried_over_from)
+            before = CaseState(case_id, round_id, unit_id, "registered", 0, GENESIS_HASH, carried_over_from,
+                               registered_at=at, updated_at=at)
+            self._v.table("cases")[case_id] = before
+            self.append(before, event, apply(None, event))
+            created.append(case_id)
+        return created
+
+    def append_many(self, changes: Sequence[tuple[CaseState, Event, CaseState]]) -> None:
+        """``append`` for each (before, event, after), in order (ConflictError as ``append``)."""
+        for before, event, after in changes:
+            self.append(before, event, after)
+
+    def notify_many(self, notices: Sequence[tuple[CaseState, Notice]], now: datetime) -> int:
+        """``notify`` for each (case, notice), in order: how many were written."""
+        self._v.writing()
+        outbox = MemoryOutbox(self._v)
+        return sum(outbox._write(dedupe_key=notice.dedupe_key, kind=notice.kind, round_id=case.round_id,
+                                 case_id=case.id, coordinator_id=None, milestone=notice.milestone, tier=None,
+                                 due_on=notice.due_on, context=None, now=now) for case, notice in notices)
 
     def recall(self, key: str) -> Remembered | None:
         """What the request with this idempotency key did, if it was carried out (or is, in this

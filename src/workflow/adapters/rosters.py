@@ -19,7 +19,7 @@ import posixpath
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -185,13 +185,18 @@ def check_extent(source: str, where: str, rows: int, columns: int, limits: Sheet
                f"{rows} 行 × {columns} 列 = {rows * columns} 个单元格，超过上限 {limits.max_cells}", source)
 
 
-def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
-             limits: SheetLimits = DEFAULT_LIMITS) -> Sheet:
-    """Read a CSV roster (see :func:`read_records`); each row is numbered by the line it starts on."""
+def _csv_opened(data: bytes, source: str, limits: SheetLimits) -> Iterator[tuple[int, list[str]]]:
+    """A CSV roster's numbered records, once it is within its limits."""
     check_size(data, source, limits)
     text = decode(data, source)
     _measure_csv(text, source, limits)
-    return read_records(_csv_records(text, source, limits), source, columns, required, limits.max_bytes)
+    return _csv_records(text, source, limits)
+
+
+def read_csv(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
+             limits: SheetLimits = DEFAULT_LIMITS) -> Sheet:
+    """Read a CSV roster (see :func:`read_records`); each row is numbered by the line it starts on."""
+    return read_records(_csv_opened(data, source, limits), source, columns, required, limits.max_bytes)
 
 
 # ---------------------------------------------------------------- .xlsx: the package, read once as a stream
@@ -621,11 +626,10 @@ def _xlsx_records(sheet: Any, merges: list[Merge], source: str,
                           f"无法读取的 .xlsx（{type(exc).__name__}）") from None
 
 
-def read_xlsx(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
-              limits: SheetLimits = DEFAULT_LIMITS) -> Sheet:
-    """Read the first worksheet of an .xlsx roster; rows are numbered as Excel shows them.
-    A merged cell's value counts for every cell it covers (a category merged down a column).
-    The whole package is checked first (:func:`check_package`); openpyxl then streams the sheet."""
+def _xlsx_opened(data: bytes, source: str, limits: SheetLimits
+                 ) -> tuple[Iterator[tuple[int, list[str]]], Callable[[], None]]:
+    """The first worksheet's numbered records, once the package is within its limits, and how to
+    close the workbook they stream from."""
     from openpyxl import load_workbook
     from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
@@ -641,10 +645,23 @@ def read_xlsx(data: bytes, source: str, columns: dict[str, tuple[str, ...]], req
             _unreadable(source, LookupError("no worksheet"))
         sheet.reset_dimensions()  # its rows as they are, not as the sheet declares them
         merges = merged.get(getattr(sheet, "_worksheet_path", ""), [])
-        # an .xlsx holds at most as much text as the largest CSV roster
-        return read_records(_xlsx_records(sheet, merges, source, limits), source, columns, required, limits.max_bytes)
-    finally:
+        return _xlsx_records(sheet, merges, source, limits), book.close
+    except BaseException:
         book.close()
+        raise
+
+
+def read_xlsx(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
+              limits: SheetLimits = DEFAULT_LIMITS) -> Sheet:
+    """Read the first worksheet of an .xlsx roster; rows are numbered as Excel shows them.
+    A merged cell's value counts for every cell it covers (a category merged down a column).
+    The whole package is checked first (:func:`check_package`); openpyxl then streams the sheet."""
+    records, close = _xlsx_opened(data, source, limits)
+    try:
+        # an .xlsx holds at most as much text as the largest CSV roster
+        return read_records(records, source, columns, required, limits.max_bytes)
+    finally:
+        close()
 
 
 def read_roster(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
@@ -714,7 +731,13 @@ def read_records(records: Iterator[tuple[int, list[str]]], source: str, columns:
     header, header_line = _header(records, source)
     keys = _keys(header, f"{source}:{header_line}", source, columns, required)
     problems = ProblemList()
-    rows: list[Row] = []
+    rows = list(_rows(records, source, keys, max_text, problems))
+    return Sheet(rows, problems.problems, problems.count)
+
+
+def _rows(records: Iterator[tuple[int, list[str]]], source: str, keys: list[str], max_text: int | None,
+          problems: ProblemList) -> Generator[Row, None, None]:
+    """The rows after the header, one at a time; a row that cannot be read goes to ``problems``."""
     seen: dict[str, str] = {}
     text = 0
     try:
@@ -731,15 +754,74 @@ def read_records(records: Iterator[tuple[int, list[str]]], source: str, columns:
             if max_text is not None and text > max_text:
                 refuse(f"{source}:{start}", f"more than {max_text} characters of text in its rows",
                        f"各行文字超过 {max_text} 个字符", source)
-            rows.append(Row(start, values))
+            yield Row(start, values)
     except _Unreadable as exc:
         problems.add(exc.where, exc.what, exc.zh)
-    return Sheet(rows, problems.problems, problems.count)
+
+
+class RowStream:
+    """A roster's rows, read as they are asked for and never all kept (:func:`stream_units`):
+    the same rows as :func:`read_roster`'s ``Sheet``, once. ``problems`` and ``problem_count``
+    (the rows that could not be read as rows) are whole once ``rows`` is read to its end. Close
+    it (``with``) when done: an .xlsx streams from an open workbook."""
+
+    def __init__(self, records: Iterator[tuple[int, list[str]]], source: str, keys: list[str],
+                 max_text: int | None, close: Callable[[], None] | None) -> None:
+        self._found = ProblemList()
+        self._rows = _rows(records, source, keys, max_text, self._found)
+        self._close = close
+
+    @property
+    def rows(self) -> Iterator[Row]:
+        return self._rows
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self._found.problems
+
+    @property
+    def problem_count(self) -> int:
+        return self._found.count
+
+    def close(self) -> None:
+        self._rows.close()
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    def __enter__(self) -> RowStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def stream_roster(data: bytes, source: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
+                  limits: SheetLimits = DEFAULT_LIMITS) -> RowStream:
+    """:func:`read_roster` without keeping the rows: the file is checked against its limits and
+    its header read now (refused at once, as there); the rows are read as they are asked for."""
+    if data[:4] == b"PK\x03\x04":
+        records, close = _xlsx_opened(data, source, limits)
+    else:
+        records, close = _csv_opened(data, source, limits), None
+    try:
+        header, header_line = _header(records, source)
+        keys = _keys(header, f"{source}:{header_line}", source, columns, required)
+    except BaseException:
+        if close is not None:
+            close()
+        raise
+    return RowStream(records, source, keys, limits.max_bytes, close)
 
 
 def read_units(data: bytes, source: str, limits: SheetLimits = DEFAULT_LIMITS) -> Sheet:
     """A unit roster, .csv or .xlsx."""
     return read_roster(data, source, UNIT_COLUMNS, ("name", "jurisdiction", "category"), limits)
+
+
+def stream_units(data: bytes, source: str, limits: SheetLimits = DEFAULT_LIMITS) -> RowStream:
+    """A unit roster, .csv or .xlsx, read row by row as it is imported (:func:`read_units`'s rows)."""
+    return stream_roster(data, source, UNIT_COLUMNS, ("name", "jurisdiction", "category"), limits)
 
 
 def read_file(path: Path, limits: SheetLimits = DEFAULT_LIMITS) -> bytes:

@@ -49,6 +49,29 @@ def take(uow: CaseStore, case: CaseState, action: str, data: Mapping[str, Any] |
     return after, event
 
 
+def take_many(uow: CaseStore, cases: Sequence[CaseState], action: str, data: Mapping[str, Any] | None,
+              actor: Actor, now: datetime, ctx: RoundContext | None = None) -> list[tuple[CaseState, Event]]:
+    """``take`` for many cases of one round at once: each case decided and applied on its own
+    (the same rules, its own hash chain), then the batch appended together (every case still
+    guarded by its version: ConflictError if any moved, and the unit of work must be rolled
+    back) with the notices the events imply. Returns each case after and its event, in order."""
+    if not cases:
+        return []
+    ctx = ctx or uow.round_context(cases[0].round_id)
+    changes = []
+    for case in cases:
+        if case.round_id != ctx.round_id:
+            raise ValueError(f"take_many takes the cases of one round: case {case.id} is of {case.round_id}, "
+                             f"not {ctx.round_id}")
+        event = decide(case, action, data, actor, now, ctx)
+        changes.append((case, event, apply(case, event)))
+    uow.append_many(changes)
+    notices = [(after, notice) for _, event, after in changes for notice in notices_for(event)]
+    if notices:
+        uow.notify_many(notices, now)
+    return [(after, event) for _, event, after in changes]
+
+
 def fingerprint(*parts: Any) -> str:
     """The sha256 of a request's parts (decimals and dates as text)."""
     text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))

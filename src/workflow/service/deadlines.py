@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 import structlog
 
 from ..domain.calendar import Calendar, Milestone, tier_due
-from ..domain.case import Actor
+from ..domain.case import Actor, Notice
 from ..domain.dates import business_date, require_aware
 from ..domain.duties import DutyStream, apply_duty, record_missed
 from ..domain.errors import ConflictError, DomainError
 from ..domain.lifecycle import TERMINAL_STATES
-from .cases import take
+from .cases import take, take_many
 from .duties import owners, waiting_cases
 from .ports import Calendars, CaseStore, OutboxEntry, OwingCase, RoundRecord, Storage, Workdays
 
@@ -214,18 +214,23 @@ def _record_misses(db: Storage, round_id: str, m: Milestone, due: date, now: dat
     data = {"milestone": m.id, "due_on": due, "noticed_on": business_date(now), "owed_in": m.owing.recorded()}
     for batch in _batches(ids, BATCH):
         def record(uow: CaseStore, batch: list[int] = batch) -> tuple[int, int]:
-            missed = notices = 0
+            """The batch's misses, decided case by case and written together (a statement for the
+            batch's case rows, one for its events, one for its notices)."""
+            found = uow.get_many(batch)
+            owing = []
             for case_id in batch:
-                case = uow.get(case_id)
+                case = found.get(case_id) or uow.get(case_id)  # (a case that is not there: NotFound)
                 if any(mid == m.id for mid, _ in case.missed):
                     continue  # recorded by another or an earlier, interrupted sweep
                 if case.state in TERMINAL_STATES or not m.owing.holds(case.state, case.contact_form):
                     continue  # moved on (submitted, withdrawn, closed, gave the form) since the ids were read
-                take(uow, case, "record_missed_deadline", data, SWEEPER, now)
-                missed += 1
-                if "unit" in m.escalate:
-                    notices += _unit_notice(uow, round_id, case_id, m.id, "missed", due, now)
-            return missed, notices
+                owing.append(case)
+            recorded = take_many(uow, owing, "record_missed_deadline", data, SWEEPER, now)
+            notices = 0
+            if "unit" in m.escalate:
+                notices = uow.notify_many([(case, Notice("missed", f"missed:{case.id}:{m.id}", m.id, due))
+                                           for case, _ in recorded], now)
+            return len(recorded), notices
 
         missed, notices = _retrying(db, record)
         report.missed += missed

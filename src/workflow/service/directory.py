@@ -23,9 +23,10 @@ from ..domain.units import (
     check_contact,
     check_jurisdiction,
     check_unit,
+    unit_row_as_dict,
 )
 from .cases import take
-from .ports import CoordinatorRecord, JurisdictionRecord, NewUnit, Storage, UnitRecord
+from .ports import CaseStore, CoordinatorRecord, JurisdictionRecord, NewUnit, Storage, UnitRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,66 +105,101 @@ def _new_unit(d: UnitDraft) -> NewUnit:
                    d.certified_year, d.certified_note or None)
 
 
+ADD_BATCH = 1000  # new units written per statement while a roster is imported
+
+
+class _UnitImport:
+    """A unit roster's rows as they are read: each checked, and written in batches while the
+    roster has no problem (the unit of work commits only if none has one, so a roster with a
+    problem still writes nothing); after the first problem the rest are only checked. Neither
+    the rows nor the units already known are held whole: their keys, and a batch at a time."""
+
+    def __init__(self, uow: CaseStore, source: str, now: datetime, update: bool, within_path: str | None) -> None:
+        self.uow, self.source, self.now, self.update = uow, source, now, update
+        self.levels = {j.id: j.level for j in uow.directory.jurisdictions(within_path)}
+        self.known = uow.directory.unit_keys()  # (jurisdiction, name) → id
+        self.problems = ProblemList()  # the rows' (the reader's own come first when reported)
+        self.seen: dict[tuple[str, str], int] = {}
+        self.pending: list[NewUnit] = []  # new units, written a batch at a time
+        self.replacing: list[tuple[int, NewUnit]] = []  # (``update``) known units and their rows, likewise
+        self.created = self.updated = self.unchanged = 0
+        self.changed: list[int] = []
+
+    def row(self, row: Any, writing: bool) -> None:
+        where = f"{self.source}:{row.line}"
+        draft = check_unit(unit_row_as_dict(row.values), where, self.levels, self.problems, address=check_address)
+        if draft is None:
+            return
+        key = (draft.jurisdiction_id, draft.name)
+        if key in self.seen:
+            self.problems.add(f"{where}.name", f"{draft.name} ({draft.jurisdiction_id}) is also on line "
+                                               f"{self.seen[key]}",
+                              f"{draft.name}（{draft.jurisdiction_id}）与第 {self.seen[key]} 行重复")
+            return
+        self.seen[key] = row.line
+        if key in self.known and not self.update:
+            self.problems.add(f"{where}.name", f"{draft.name} ({draft.jurisdiction_id}) already exists "
+                                               f"(unit {self.known[key]}); use --update to replace it",
+                              f"{draft.name}（{draft.jurisdiction_id}）已是单位 {self.known[key]}，可用 --update 替换")
+            return
+        if writing and not self.problems:
+            if key in self.known:
+                self.replacing.append((self.known[key], _new_unit(draft)))
+            else:
+                self.pending.append(_new_unit(draft))
+                self.created += 1
+            if len(self.pending) + len(self.replacing) >= ADD_BATCH:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the batch: the new units together; each known unit replaced if its row changes it."""
+        if self.pending:
+            self.uow.directory.add_units(self.pending, self.now)
+            self.pending = []
+        if self.replacing:
+            olds = {u.id: u for u in self.uow.directory.units_of([unit_id for unit_id, _ in self.replacing])}
+            for unit_id, new in self.replacing:
+                self.compare_and_save(olds[unit_id], new)
+            self.replacing = []
+
+    def compare_and_save(self, old: UnitRecord, new: NewUnit) -> None:
+        if (old.category, old.contacts, old.certified_year, old.certified_note) == (
+                new.category, new.contacts, new.certified_year, new.certified_note):
+            self.unchanged += 1
+            return
+        self.uow.directory.save_unit(replace(old, category=new.category, contacts=new.contacts,
+                                             certified_year=new.certified_year, certified_note=new.certified_note,
+                                             updated_at=self.now))
+        self.updated += 1
+        if len(self.changed) < LISTED:
+            self.changed.append(old.id)
+
+
 def import_unit_rows(db: Storage, sheet: Any, source: str, now: datetime, *, update: bool = False,
                      within_path: str | None = None, actor: Actor) -> ImportResult:
-    """Units from a roster's rows. Any bad row: every problem reported with its line, nothing written.
+    """Units from a roster's rows (a ``Sheet``, or a ``RowStream`` read as it goes). Any bad row:
+    every problem reported with its line, nothing written.
 
     A unit is known by (jurisdiction, name). An existing unit is an error unless ``update`` is
     set, in which case its category, contacts and certification before the system are replaced.
     With ``within_path`` (a coordinator's subtree) a row for a jurisdiction outside it is a problem.
     """
-    from ..domain.units import unit_row_as_dict
-
     require_aware(now, "now")
     with db.unit_of_work(core=True) as uow:
-        levels = {j.id: j.level for j in uow.directory.jurisdictions(within_path)}
-        existing = {(u.jurisdiction_id, u.name): u for u in uow.directory.units()}
+        run = _UnitImport(uow, source, now, update, within_path)
+        for row in sheet.rows:
+            run.row(row, writing=not (sheet.problems or sheet.problem_count))
         problems = ProblemList()
         problems.extend(sheet.problems, sheet.problem_count)  # the reader's first problems, and a count
-        seen: dict[tuple[str, str], int] = {}
-        drafts = []
-        for row in sheet.rows:
-            where = f"{source}:{row.line}"
-            draft = check_unit(unit_row_as_dict(row.values), where, levels, problems, address=check_address)
-            if draft is None:
-                continue
-            key = (draft.jurisdiction_id, draft.name)
-            if key in seen:
-                problems.add(f"{where}.name", f"{draft.name} ({draft.jurisdiction_id}) is also on line {seen[key]}",
-                             f"{draft.name}（{draft.jurisdiction_id}）与第 {seen[key]} 行重复")
-                continue
-            seen[key] = row.line
-            if key in existing and not update:
-                problems.add(f"{where}.name", f"{draft.name} ({draft.jurisdiction_id}) already exists "
-                                              f"(unit {existing[key].id}); use --update to replace it",
-                             f"{draft.name}（{draft.jurisdiction_id}）已是单位 {existing[key].id}，可用 --update 替换")
-                continue
-            drafts.append(draft)
+        problems.extend(run.problems.problems, run.problems.count)
         _refuse_if_any(problems, source, "单位")
-        created = updated = unchanged = 0
-        changed: list[int] = []
-        for d in drafts:
-            new = _new_unit(d)
-            old = existing.get((d.jurisdiction_id, d.name))
-            if old is None:
-                uow.directory.add_unit(new, now)
-                created += 1
-            elif (old.category, old.contacts, old.certified_year, old.certified_note) != (
-                    new.category, new.contacts, new.certified_year, new.certified_note):
-                uow.directory.save_unit(replace(old, category=new.category, contacts=new.contacts,
-                                                certified_year=new.certified_year, certified_note=new.certified_note,
-                                                updated_at=now))
-                updated += 1
-                if len(changed) < LISTED:
-                    changed.append(old.id)
-            else:
-                unchanged += 1
-        if created or updated:
+        run.flush()
+        if run.created or run.updated:
             uow.operator.append("units", "UnitsImported", str(actor), now, {
-                "source": source, "created": created, "updated": updated, "unchanged": unchanged,
-                "updated_units": changed})
+                "source": source, "created": run.created, "updated": run.updated, "unchanged": run.unchanged,
+                "updated_units": run.changed})
         uow.commit()
-    return ImportResult(created, updated, unchanged)
+    return ImportResult(run.created, run.updated, run.unchanged)
 
 
 def add_coordinator(db: Storage, jurisdiction_id: str, name: str, email: str, *, actor: Actor,

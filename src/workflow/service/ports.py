@@ -12,7 +12,7 @@ stores bound to its transaction (``uow.outbox``, ``uow.directory``, ``uow.rounds
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -349,6 +349,25 @@ class DirectoryStore(Protocol):
 
     def add_coordinator(self, jurisdiction_id: str, name: str, email: str) -> CoordinatorRecord: ...
 
+    # many at once (a roster imported)
+    def unit_keys(self) -> dict[tuple[str, str], int]:
+        """(jurisdiction, name) → id of every unit (what a roster's rows are known by), without
+        reading the units themselves."""
+        ...
+
+    def unit_ids(self, within_path: str | None = None) -> list[int]:
+        """The ids of the units of the subtree, in id order (``units`` without the records)."""
+        ...
+
+    def units_of(self, unit_ids: Sequence[int]) -> list[UnitRecord]:
+        """The units of these ids that exist, in id order."""
+        ...
+
+    def add_units(self, units: Sequence[NewUnit], now: datetime) -> int:
+        """``add_unit`` for each, in order (the same ids, refusals and counts), written together
+        and not read back: how many were added."""
+        ...
+
 
 class TokenStore(Protocol):
     def by_hash(self, token_hash: str) -> TokenRecord | None: ...
@@ -600,6 +619,28 @@ class CaseStore(Stores, Protocol):
 
     def notify(self, case: CaseState, notice: Notice, now: datetime) -> None:
         """Write a notice the event implies to the outbox, in this transaction, once per key."""
+        ...
+
+    # many at once (a round opened, the sweep's misses): what the one-at-a-time methods above do
+    # for each, with a statement per batch instead of one per case
+    def get_many(self, case_ids: Sequence[int]) -> dict[int, CaseState]:
+        """The cases of ``case_ids`` that exist, as stored, by id."""
+        ...
+
+    def create_many(self, round_id: str, units: Sequence[tuple[int, int | None]], actor: str, now: datetime
+                    ) -> list[int]:
+        """``create`` for each (unit, case carried over from), in order, with the same refusals
+        (AlreadyExists, NotFound): the new cases' ids, in the order given."""
+        ...
+
+    def append_many(self, changes: Sequence[tuple[CaseState, Event, CaseState]]) -> None:
+        """``append`` for each (before, event, after): ConflictError if any case is no longer at
+        its ``before.version`` (then roll the unit of work back: part of the batch may be written)."""
+        ...
+
+    def notify_many(self, notices: Sequence[tuple[CaseState, Notice]], now: datetime) -> int:
+        """``notify`` for each (case, notice), in order: how many were written (a key written
+        before is skipped)."""
         ...
 
     def recall(self, key: str) -> Remembered | None: ...

@@ -130,13 +130,10 @@ def _open(db: Storage, *, problems: ProblemList, round_id: str, province_id: str
             [t.to_data() for t in calendar.targets_for(year)], now, str(actor)))
         done = uow.rounds.units_done_by(province_id, year)
         carried = uow.rounds.not_certified_in(f"{province_id}-{year - 1}") if policy.carry_over else {}
-        units = [u.id for u in uow.directory.units(province.path)]
-        registered = 0
-        for unit_id in units:
-            if unit_id in done:
-                continue
-            uow.create(round_id, unit_id, str(actor), now, carried.get(unit_id))
-            registered += 1
+        units = uow.directory.unit_ids(province.path)
+        # a case for each unit not certified yet, registered as ``create`` does, a batch at a time
+        registered = len(uow.create_many(round_id, [(unit_id, carried.get(unit_id)) for unit_id in units
+                                                     if unit_id not in done], str(actor), now))
         uow.operator.append("rounds", "RoundOpened", str(actor), now, {
             "round": round_id, "province": province_id, "year": year, "rubric": rubric.id, "calendar": calendar.id,
             "target_share": share, "registered": registered})

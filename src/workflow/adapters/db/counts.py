@@ -242,3 +242,58 @@ class OnCursor:
     def run(self, name: str, params: dict[str, Any]) -> Any:
         self.cursor.execute(self.sql[name], params)
         return self.cursor.fetchone() if name == "unit_certification" else None
+
+
+# ---------------------------------------------------------------- many changes at once (the bulk paths)
+# A batch of changes (a round opened, the sweep's misses, a roster imported) moves many cases or
+# units at once: the moves are added up in Python first, then one upsert per key whose count
+# changes, in key order (the order ``move_case`` takes within one key's unit, so a batch and a
+# single change that cross never wait on each other in opposite order).
+
+BULK_SQL = {
+    "case_add": (
+        "INSERT INTO case_counts (round_id, jurisdiction_id, level, state, overdue, missed, n) "
+        "VALUES (:round_id, :jurisdiction_id, :level, :state, :overdue, :missed, :d) "
+        "ON CONFLICT (round_id, jurisdiction_id, level, state, overdue, missed) DO UPDATE "
+        "SET n = case_counts.n + excluded.n"),
+    "agency_add": SQL["agency_delta"],
+}
+PG_BULK_SQL = {k: _PARAM.sub(r"%(\1)s", v) for k, v in BULK_SQL.items()}
+
+# Run one statement for each parameter set, in order (a DB-API cursor's ``executemany``).
+RunMany = Callable[[str, list[dict[str, Any]]], Any]
+Counted = tuple[str, bool, str]  # what a case is counted by: state, overdue, missed
+CaseMove = tuple[str, str, str, Counted | None, Counted]  # round, jurisdiction, level, before (None: new), after
+
+
+def case_deltas(moves: Iterable[CaseMove]) -> Counter[CaseKey]:
+    """What the moves change, added up per key (keys that end where they began: 0)."""
+    deltas: Counter[CaseKey] = Counter()
+    for round_id, jurisdiction_id, level, before, after in moves:
+        if before == after:
+            continue
+        if before is not None:
+            deltas[(round_id, jurisdiction_id, level, *before)] -= 1
+        deltas[(round_id, jurisdiction_id, level, *after)] += 1
+    return deltas
+
+
+def move_cases(many: RunMany, sqlite: bool, deltas: Counter[CaseKey]) -> int:
+    """Apply the deltas to ``case_counts``: one upsert per key that changes, in key order; how many."""
+    rows = [{"round_id": r, "jurisdiction_id": j, "level": level, "state": state, "overdue": overdue,
+             "missed": missed, "d": d}
+            for (r, j, level, state, overdue, missed), d in sorted(deltas.items()) if d]
+    if rows:
+        many((BULK_SQL if sqlite else PG_BULK_SQL)["case_add"], rows)
+    return len(rows)
+
+
+def units_added(many: RunMany, sqlite: bool, units: Iterable[tuple[str, str, int | None]]) -> int:
+    """Count new units, given as (jurisdiction, level, year certified before the system): one
+    upsert per (jurisdiction, level, certified since), in key order (``unit_added`` for each); how many."""
+    added: Counter[AgencyKey] = Counter((j, level, since_of(year, None)) for j, level, year in units)
+    rows = [{"jurisdiction_id": j, "level": level, "since": since, "d": n}
+            for (j, level, since), n in sorted(added.items()) if n]
+    if rows:
+        many((BULK_SQL if sqlite else PG_BULK_SQL)["agency_add"], rows)
+    return len(rows)

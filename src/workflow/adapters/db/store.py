@@ -11,7 +11,8 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -45,6 +46,7 @@ from .simulations import SqlSimulations
 from .tokens import SqlTokens
 
 S = TypeVar("S")
+T = TypeVar("T")
 
 
 def _each_call(engine: Engine, store: Callable[[Connection], S]) -> S:
@@ -149,6 +151,42 @@ _PARAM = re.compile(r"(?<!:):(\w+)")
 
 def _pg(sql: str) -> str:
     return _PARAM.sub(r"%(\1)s", sql)
+
+
+# The bulk paths (``get_many``, ``create_many``, ``append_many``): a batch of ids is one parameter,
+# a JSON array on SQLite (one statement text whatever the batch's size, so it stays in the
+# driver's statement cache) and an array on PostgreSQL.
+_IN_IDS = {True: "IN (SELECT value FROM json_each(:ids))", False: "= ANY(:ids)"}
+_MANY_TEXT = {
+    "get_cases": f"SELECT {_CASE_COLUMNS} FROM cases WHERE id {{in_ids}} ORDER BY id",
+    "heads": "SELECT id, last_hash FROM cases WHERE id {in_ids}",
+    "unit_places": "SELECT id, jurisdiction_id, level FROM units WHERE id {in_ids}",
+    "round_cases": "SELECT unit_id, id FROM cases WHERE round_id = :round_id AND unit_id {in_ids}",
+    "cases_exist": "SELECT id FROM cases WHERE id {in_ids}",
+    # the one-at-a-time INSERT without its RETURNING (executemany returns no rows)
+    "insert_cases": _SQL["insert_case"].removesuffix(" RETURNING id"),
+}
+
+
+def _many_sql(sqlite: bool) -> dict[str, str]:
+    texts = {k: v.replace("{in_ids}", _IN_IDS[sqlite]) for k, v in _MANY_TEXT.items()}
+    return texts if sqlite else {k: _pg(v) for k, v in texts.items()}
+
+
+_MANY_SQL = {True: _many_sql(True), False: _many_sql(False)}
+_CHUNK = 1000  # ids per statement of a bulk read
+_NOTHING_READ: tuple[tuple[Any, Any], ...] = ((object(), None),) * 4  # a case row not read in this unit of work
+
+
+def _json_list(value: Any) -> str | None:
+    """A list column's text, as ``append`` writes it."""
+    return json.dumps(value, ensure_ascii=False) if value else None
+
+
+def _chunks(items: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
+    size = size or _CHUNK
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 class Codec:
@@ -454,6 +492,197 @@ class SqlCaseStore:
         if known is not None and known[column][0] is value:
             return known[column][1]
         return encode(value)
+
+    # -- many at once: a round opened, the sweep's misses (one statement per batch, not per case)
+    def _ids(self, ids: Sequence[int]) -> Any:
+        return json.dumps(list(ids)) if self._codec.sqlite else list(ids)
+
+    def _many(self, name: str, params: dict[str, Any]) -> list[Any]:
+        self._cur.execute(_MANY_SQL[self._codec.sqlite][name], params)
+        return list(self._cur.fetchall())
+
+    def get_many(self, case_ids: Sequence[int]) -> dict[int, CaseState]:
+        """The cases of ``case_ids`` that exist, as stored, by id (one query per thousand ids)."""
+        found: dict[int, CaseState] = {}
+        for chunk in _chunks(case_ids):
+            for row in self._many("get_cases", {"ids": self._ids(chunk)}):
+                case = self._case(row)
+                # as ``get``: the JSON columns as read, written back as they are when left alone
+                self._texts[case.id] = ((case.self_entries, row[14]), (case.evidence, row[15]),
+                                        (case.missed, row[16]), (case.documents, row[18]))
+                found[case.id] = case
+        return found
+
+    def _unit_places(self, unit_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """unit id → (jurisdiction, level) of those that exist."""
+        places: dict[int, tuple[str, str]] = {}
+        for chunk in _chunks(unit_ids):
+            places.update({r[0]: (r[1], r[2]) for r in self._many("unit_places", {"ids": self._ids(chunk)})})
+        return places
+
+    def create_many(self, round_id: str, units: Sequence[tuple[int, int | None]], actor: str, now: datetime
+                    ) -> list[int]:
+        """``create`` for each (unit, carried over from), with the same checks and refusals, a
+        thousand at a time (one INSERT statement for their case rows, then their registrations
+        appended as ``append_many`` does); the counts moved once for the whole call. The new
+        cases' ids, in the order given."""
+        self.round_context(round_id)
+        created: list[int] = []
+        deltas: Counter[counts.CaseKey] = Counter()
+        certified: set[int] = set()
+        for chunk in _chunks(units):
+            places = self._refuse_registrations(round_id, chunk)
+            changes = self._create_chunk(round_id, chunk, actor, now)
+            self._write_many(changes)
+            self._moves(changes, places, deltas, certified)
+            created += [before.id for before, _, _ in changes]
+        self._count_moves(deltas, certified)
+        return created
+
+    def _refuse_registrations(self, round_id: str, units: Sequence[tuple[int, int | None]]
+                              ) -> dict[int, tuple[str, str]]:
+        """What ``create`` refuses, for a batch: an unknown unit, a unit with a case in the round
+        (or twice in the batch), an unknown case carried over from. The units' places."""
+        unit_ids = [u for u, _ in units]
+        known = self._unit_places(unit_ids)
+        taken = {r[0] for r in self._many("round_cases", {"round_id": round_id, "ids": self._ids(unit_ids)})}
+        carried = [c for _, c in units if c is not None]
+        origins = {r[0] for r in self._many("cases_exist", {"ids": self._ids(carried)})} if carried else set()
+        seen: set[int] = set()
+        for unit_id, carried_over_from in units:
+            if unit_id not in known:
+                raise NotFound(f"unit {unit_id} does not exist", f"单位 {unit_id} 不存在", unit_id=unit_id)
+            if unit_id in taken or unit_id in seen:
+                raise AlreadyExists(f"unit {unit_id} already has a case in round {round_id}",
+                                    f"单位 {unit_id} 在轮次 {round_id} 中已有案件", round_id=round_id, unit_id=unit_id)
+            if carried_over_from is not None and carried_over_from not in origins:
+                raise NotFound(f"case {carried_over_from} (carried over from) does not exist",
+                               f"结转来源案件 {carried_over_from} 不存在", case_id=carried_over_from)
+            seen.add(unit_id)
+        return known
+
+    def _create_chunk(self, round_id: str, units: Sequence[tuple[int, int | None]], actor: str, now: datetime
+                      ) -> list[tuple[CaseState, Event, CaseState]]:
+        """The batch's case rows inserted (as ``create`` inserts one), and their registrations."""
+        at = self._codec.dt_out(now)
+        try:
+            self._cur.executemany(_MANY_SQL[self._codec.sqlite]["insert_cases"], [
+                {"round_id": round_id, "unit_id": unit_id, "last_hash": GENESIS_HASH,
+                 "carried_over_from": carried_over_from, "now": at} for unit_id, carried_over_from in units])
+        except self._db.integrity_errors as exc:  # registered at the same moment by someone else
+            raise AlreadyExists(f"a unit of the batch already has a case in round {round_id}",
+                                f"本批单位中已有单位在轮次 {round_id} 中登记了案件", round_id=round_id) from exc
+        ids = dict(self._many("round_cases", {"round_id": round_id, "ids": self._ids([u for u, _ in units])}))
+        changes = []
+        for unit_id, carried_over_from in units:
+            case_id = ids[unit_id]
+            event = registration_event(case_id, round_id, unit_id, actor, now, carried_over_from)
+            before = CaseState(case_id, round_id, unit_id, "registered", 0, GENESIS_HASH, carried_over_from,
+                               registered_at=now, updated_at=now)
+            changes.append((before, event, apply(None, event)))
+        return changes
+
+    def _row_params(self, before: CaseState, event: Event, after: CaseState) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The parameters ``append`` gives its UPDATE of the case row and its INSERT of the event
+        (the same values: tests/integration/test_bulk_writes.py compares every column written
+        both ways, so a column added to ``append`` must be added here too)."""
+        c = self._codec
+        when = f"{event.occurred_iso[:10]} {event.occurred_iso[11:26]}" if c.sqlite else event.occurred_at
+        # the JSON columns as read when the value is the very object read (as ``_text``), else encoded
+        known = self._texts.get(before.id) or _NOTHING_READ
+        row = {
+            "state": after.state, "version": after.version, "last_hash": after.last_hash,
+            "self_total": c.dec_out(after.self_total), "verified_total": c.dec_out(after.verified_total),
+            "recheck_total": c.dec_out(after.recheck_total), "passed": after.passed,
+            "rectification_due": c.date_out(after.rectification_due),
+            "updated_at": when if after.updated_at in (None, event.occurred_at) else c.dt_out(after.updated_at),
+            "self_entries": known[0][1] if known[0][0] is after.self_entries else (
+                None if after.self_entries is None else canonical_json(after.self_entries)),
+            "evidence": known[1][1] if known[1][0] is after.evidence else _json_list(after.evidence),
+            "missed": known[2][1] if known[2][0] is after.missed else _json_list(after.missed),
+            "overdue": after.overdue,
+            "documents": known[3][1] if known[3][0] is after.documents else _json_list(after.documents),
+            "contact_form": after.contact_form,
+            "id": before.id, "expected": before.version,
+        }
+        return row, {"case_id": event.case_id, "seq": event.seq, "type": event.type, "actor": event.actor,
+                     "occurred_at": when, "payload": event.payload_json, "prev_hash": event.prev_hash,
+                     "hash": event.hash}
+
+    def append_many(self, changes: Sequence[tuple[CaseState, Event, CaseState]]) -> None:
+        """``append`` for each (before, event, after), as one UPDATE statement and one INSERT
+        statement for the batch, and the counts moved once per key. A case no longer at its
+        ``before.version`` (or an event number taken) is ``ConflictError``, as ``append`` says it;
+        what the batch wrote before is then undone with the unit of work (roll it back)."""
+        if not changes:
+            return
+        self._write_many(changes)
+        deltas: Counter[counts.CaseKey] = Counter()
+        certified: set[int] = set()
+        self._moves(changes, None, deltas, certified)
+        self._count_moves(deltas, certified)
+
+    def _write_many(self, changes: Sequence[tuple[CaseState, Event, CaseState]]) -> None:
+        """The UPDATEs of the case rows (guarded by their versions) and the INSERTs of the events."""
+        params = [self._row_params(before, event, after) for before, event, after in changes]
+        self._cur.executemany(self._sql["update_case"], [row for row, _ in params])
+        if self._cur.rowcount != len(changes):
+            raise self._stale(changes)
+        try:
+            self._cur.executemany(self._sql["insert_event"], [event for _, event in params])
+        except self._db.integrity_errors as exc:
+            raise ConflictError(f"an event of cases {changes[0][0].id}–{changes[-1][0].id} already exists",
+                                f"案件 {changes[0][0].id}–{changes[-1][0].id} 中有事件已存在，请刷新后重试",
+                                case_id=changes[0][0].id) from exc
+
+    def _stale(self, changes: Sequence[tuple[CaseState, Event, CaseState]]) -> ConflictError:
+        """The ConflictError of the first case of the batch that was not at its version (its row
+        does not end with this batch's event: a concurrent writer's version may be the same number)."""
+        heads = dict(self._many("heads", {"ids": self._ids([b.id for b, _, _ in changes])}))
+        before = next((b for b, _, a in changes if heads.get(b.id) != a.last_hash), changes[0][0])
+        return ConflictError(
+            f"case {before.id} changed since it was read (expected version {before.version}); reload and retry",
+            f"案件 {before.id} 在读取后已被他人修改（读取时为第 {before.version} 版），请刷新后重试",
+            case_id=before.id, expected_version=before.version)
+
+    def _moves(self, changes: Sequence[tuple[CaseState, Event, CaseState]], places: dict[int, tuple[str, str]] | None,
+               deltas: Counter[counts.CaseKey], certified: set[int]) -> None:
+        """What ``_count`` does for each change, added to ``deltas`` (per count key) and
+        ``certified`` (the units whose certification may have changed)."""
+        moves: list[tuple[str, int, counts.Counted | None, counts.Counted]] = []
+        for before, _, after in changes:
+            was = None if before.version == 0 else (before.state, before.overdue, counts.missed_key(before.missed))
+            now = (after.state, after.overdue, counts.missed_key(after.missed))
+            if was != now:
+                moves.append((after.round_id, after.unit_id, was, now))
+            if (before.state in CERTIFIED_STATES) != (after.state in CERTIFIED_STATES):
+                certified.add(after.unit_id)
+        if moves and places is None:
+            places = self._unit_places(sorted({unit_id for _, unit_id, _, _ in moves}))
+        if moves and places is not None:
+            deltas.update(counts.case_deltas((round_id, *places[unit_id], was, now)
+                                             for round_id, unit_id, was, now in moves if unit_id in places))
+
+    def _count_moves(self, deltas: Counter[counts.CaseKey], certified: set[int]) -> None:
+        """The counts moved: one upsert per key that changes; then each unit whose certification
+        may have changed, once (``_count`` in this transaction, for many cases)."""
+        counts.move_cases(self._cur.executemany, self._codec.sqlite, deltas)
+        run = counts.OnCursor(self._cur, self._codec.sqlite).run
+        for unit_id in sorted(certified):
+            counts.recertify(run, unit_id)
+
+    def notify_many(self, notices: Sequence[tuple[CaseState, Notice]], now: datetime) -> int:
+        """``notify`` for each (case, notice), as one statement: how many were written (a key
+        written before is skipped)."""
+        if not notices:
+            return 0
+        c = self._codec
+        at = c.dt_out(now)
+        self._cur.executemany(self._sql["notice"], [
+            {"key": notice.dedupe_key, "kind": notice.kind, "round_id": case.round_id, "case_id": case.id,
+             "milestone": notice.milestone, "due_on": c.date_out(notice.due_on), "now": at}
+            for case, notice in notices])
+        return max(int(self._cur.rowcount), 0)
 
     def commit(self) -> None:
         self._cur.close()
