@@ -31,9 +31,10 @@ Timed:
    generator (``mixed``: open loop at ``--rate`` requests/s for ``--seconds``, latency from each
    request's planned time; 30% case lists, 20% one case, 20% a case's history, 10% a unit's
    history, 20% ``self_assess``) with a plan over the whole country (a random province per
-   request; admin, province and city coordinators, units). This process holds the scheduler's
-   advisory lock (``LeaderLock``'s keys for the schema) first, so no worker ever sweeps during the
-   run. Then each read alone, one after another, each API call followed at once by its floor:
+   request; admin, province and city coordinators, units). This process wins the scheduler's
+   election first (the product's ``LeaderLock`` on the server's URL: the advisory lock keys the
+   workers will ask for), so no worker ever sweeps during the run; a sweep mark appearing in the
+   schema during the run stops the benchmark. Then each read alone, one after another, each API call followed at once by its floor:
    the same SQL in raw psycopg on the same schema with the same parameters. CPU during the mixed
    load: the ``serve`` processes, the PostgreSQL processes, the load generator, the rest.
 2. ``sweep``: a copy of the cached schema (``INSERT … SELECT`` into a freshly migrated schema)
@@ -50,6 +51,11 @@ Timed:
 
     python bench/country.py [--cases 1000000] [--events-per-case 3] [--rate 500] [--seconds 30]
                             [--workers 3] [--pg URL] [--skip-mixed] [--skip-sweep] [--fresh] [--drop-cache]
+
+Experiments (not the product as shipped): ``--server-pool N`` (each server process keeps N pooled
+connections and opens no others: a ``sitecustomize`` on the server's ``PYTHONPATH`` wraps
+``make_engine``), ``--no-parallel-query`` (``-c max_parallel_workers_per_gather=0`` in the server
+URL's options), ``--cases-fillfactor PERCENT`` (the sweep's copy of ``cases`` with that fillfactor).
 
 Targets (the issue): mixed load at 500 requests/s with p99 ≤ 100 ms; a sweep of the whole
 country ≤ 10 s; each beside its floor. The last line is one JSON object.
