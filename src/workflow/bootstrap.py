@@ -145,6 +145,7 @@ class App:
 
 def build(settings: Settings | None = None, clock: Clock | None = None) -> App:
     settings = settings or Settings()
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                         pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
     return App(settings=settings, engine=engine, db=Database(engine), clock=clock or SystemClock(),
                calendars=CalendarCatalog(settings.calendars_dir))

@@ -17,6 +17,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; a SQLite file under ./var/ by default, postgresql+psycopg://... for PostgreSQL",
     )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    db_pool_size: int = Field(default=20, ge=1, le=500,
+                              description="PostgreSQL: connections each process keeps open (a connection per "
+                                          "request thread at peak, none opened and closed under load)")
+    db_max_overflow: int = Field(default=10, ge=0, le=500,
+                                 description="PostgreSQL: connections opened beyond the pool at a peak, closed after")
     rubrics_dir: Path = REPO_ROOT / "rubrics"
     calendars_dir: Path = REPO_ROOT / "calendars"
     evidence_dir: Path = Field(default=Path("var") / "evidence", description="where evidence files are kept")

@@ -117,3 +117,48 @@ def test_two_installations_in_one_postgresql_database_each_elect_a_scheduler(pg_
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{other}" CASCADE'))
         admin.dispose()
+
+
+def test_the_lock_connects_as_the_engine_does_when_options_hold_spaces(pg_url: str) -> None:
+    """A URL whose ``options`` carry several settings (a space between them): the scheduler's own
+    connection lands in the installation's schema, keys the lock on it, and ``holder`` sees it."""
+    import uuid
+
+    from ..conftest import PG_URL
+
+    other = f"wf_lock_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{other}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    spaced = make_engine(f"{PG_URL}{sep}options=-csearch_path%3D{other}%20-cstatement_timeout%3D60000")
+    try:
+        lock = LeaderLock(spaced, "spaced")
+        assert lock.try_acquire()
+        assert lock._conn.execute("SELECT current_schema()").fetchone()[0] == other
+        with admin.connect() as conn:
+            held = conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :k1 AND objid = :k2 "
+                "AND granted"), {"k1": LOCK_KEY, "k2": schema_key(other)}).scalar()
+        assert held == 1
+        assert "spaced" in (lock.holder() or "")
+        lock.release()
+    finally:
+        spaced.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{other}" CASCADE'))
+        admin.dispose()
+
+
+def test_the_postgresql_pool_is_sized_by_the_settings(pg_url: str, tmp_path) -> None:
+    """``WORKFLOW_DB_POOL_SIZE`` / ``WORKFLOW_DB_MAX_OVERFLOW`` reach the engine's pool."""
+    from workflow.bootstrap import build
+    from workflow.config import Settings
+
+    app = build(Settings(database_url=pg_url, db_pool_size=3, db_max_overflow=1, evidence_dir=tmp_path / "ev",
+                         maildir=tmp_path / "mail"))
+    try:
+        assert app.engine.pool.size() == 3
+        assert app.engine.pool._max_overflow == 1  # type: ignore[attr-defined]
+    finally:
+        app.close()

@@ -55,9 +55,12 @@ class LeaderLock:
         if self.engine.dialect.name == "postgresql":
             import psycopg
 
-            url = self.engine.url.set(drivername="postgresql")
-            conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
-                                   application_name=f"workflow-scheduler {self.name}")
+            # A dedicated connection with exactly the engine's parameters, as the dialect reads
+            # them from the URL (never the URL re-rendered: a space in ``options`` would come out
+            # as ``+``, which libpq does not decode, and the lock would key on the wrong schema).
+            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+            params = {**cparams, "autocommit": True, "application_name": f"workflow-scheduler {self.name}"}
+            conn = psycopg.connect(*cargs, **params)
             schema = conn.execute("SELECT current_schema()").fetchone()
             key = schema_key(str(schema[0] if schema else ""))
             row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_KEY, key)).fetchone()

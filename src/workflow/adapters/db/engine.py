@@ -17,7 +17,10 @@ from ...domain.errors import ConfigError
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False,
+                pool_size: int | None = None, max_overflow: int | None = None, **kwargs: Any) -> Engine:
+    """An engine with our settings. ``pool_size``/``max_overflow`` apply to PostgreSQL only (SQLite's
+    connections are cheap files; its default pool is kept)."""
     parsed = make_url(url)
     if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -33,6 +36,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False, 
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if pool_size is not None:
+        kwargs.setdefault("pool_size", pool_size)
+    if max_overflow is not None:
+        kwargs.setdefault("max_overflow", max_overflow)
     return create_engine(parsed, echo=echo, **kwargs)
 
 
