@@ -26,9 +26,10 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import string
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -40,13 +41,14 @@ from ..domain.case import CaseState, Notice, RoundContext, apply, registration_e
 from ..domain.duties import DutyEvent, DutyStatus, DutyStream, stream_key
 from ..domain.errors import AlreadyExists, ConflictError, NotFound
 from ..domain.events import GENESIS_HASH, Event
-from ..domain.lifecycle import CERTIFIED_STATES, TERMINAL_STATES, Owing
+from ..domain.lifecycle import CERTIFIED_STATES, STATES, TERMINAL_STATES, Owing
 from ..domain.operator import STREAMS as OPERATOR_STREAMS
 from ..domain.operator import OperatorEvent, new_operator_event
 from ..domain.operator import stream_key as operator_key
 from ..domain.policy import policy_from_dict
 from ..domain.rubric import Rubric, rubric_from_dict
 from ..service.ports import (
+    CASE_SORTS,
     AccountRecord,
     AgencyGroup,
     CaseFilter,
@@ -58,12 +60,14 @@ from ..service.ports import (
     CoordinatorRecord,
     FilingRecord,
     JurisdictionRecord,
+    LinkRecord,
     NewUnit,
     OutboxEntry,
     OutboxRecord,
     OwingCase,
     Remembered,
     RoundRecord,
+    SessionRecord,
     SpotCheckRecord,
     TimelineRow,
     TokenRecord,
@@ -149,6 +153,9 @@ class _State:
     simulations: dict[str, _Simulation] = field(default_factory=dict)
     accounts: dict[int, AccountRecord] = field(default_factory=dict)  # path None (joined)
     operator_events: dict[str, tuple[OperatorEvent, ...]] = field(default_factory=dict)  # stream → events
+    sessions: dict[int, tuple[str, SessionRecord]] = field(default_factory=dict)  # id → (secret hash, session)
+    failures: dict[str, tuple[int, datetime, datetime | None]] = field(default_factory=dict)  # login → failures
+    links: dict[int, tuple[str, LinkRecord]] = field(default_factory=dict)  # id → (secret hash, link)
 
 
 _TABLES = frozenset(f.name for f in fields(_State))
@@ -606,6 +613,73 @@ class MemoryAccounts(_Store):
                                                          disabled_at=_utc_or_none(account.disabled_at))
 
 
+class MemorySignIns(_Store):
+    """The console's sessions, failed sign-ins and password links (the ``SignInStore`` port)."""
+
+    def add_session(self, *, account_id: int, secret_hash: str, csrf: str, created_at: datetime,
+                    expires_at: datetime, address: str | None) -> int:
+        self._v.writing()
+        s = self._v.state()
+        _require(account_id in s.accounts, f"account {account_id}")
+        if any(h == secret_hash for h, _ in s.sessions.values()):
+            raise AlreadyExists("a session with this secret already exists", "已有相同密钥的会话")
+        session_id = self._v.next_id("sessions")
+        self._v.table("sessions")[session_id] = (secret_hash, SessionRecord(
+            session_id, account_id, csrf, _utc(created_at), _utc(expires_at)))
+        return session_id
+
+    def session(self, secret_hash: str) -> SessionRecord | None:
+        return next((r for h, r in self._v.state().sessions.values() if h == secret_hash), None)
+
+    def end_session(self, session_id: int, now: datetime) -> bool:
+        self._v.writing()
+        found = self._v.state().sessions.get(session_id)
+        if found is None or found[1].ended_at is not None:
+            return False
+        self._v.table("sessions")[session_id] = (found[0], replace(found[1], ended_at=_utc(now)))
+        return True
+
+    def end_sessions_of(self, account_id: int, now: datetime) -> int:
+        self._v.writing()
+        ids = [i for i, (_, r) in self._v.state().sessions.items() if r.account_id == account_id and r.ended_at is None]
+        return sum(self.end_session(i, now) for i in ids)
+
+    def failures(self, login: str) -> tuple[int, datetime | None, datetime | None]:
+        found = self._v.state().failures.get(login)
+        return (0, None, None) if found is None else found
+
+    def set_failures(self, login: str, failures: int, first_at: datetime, locked_until: datetime | None) -> None:
+        self._v.writing()
+        self._v.table("failures")[login] = (failures, _utc(first_at), _utc_or_none(locked_until))
+
+    def clear_failures(self, login: str) -> None:
+        self._v.writing()
+        self._v.table("failures").pop(login, None)
+
+    def add_link(self, *, account_id: int, purpose: str, secret_hash: str, created_at: datetime, created_by: str,
+                 expires_at: datetime) -> int:
+        self._v.writing()
+        s = self._v.state()
+        _require(account_id in s.accounts, f"account {account_id}")
+        if any(h == secret_hash for h, _ in s.links.values()):
+            raise AlreadyExists("a link with this secret already exists", "已有相同密钥的链接")
+        link_id = self._v.next_id("links")
+        self._v.table("links")[link_id] = (secret_hash, LinkRecord(link_id, account_id, purpose, _utc(created_at),
+                                                                   created_by, _utc(expires_at)))
+        return link_id
+
+    def link(self, secret_hash: str) -> LinkRecord | None:
+        return next((r for h, r in self._v.state().links.values() if h == secret_hash), None)
+
+    def use_link(self, link_id: int, now: datetime) -> bool:
+        self._v.writing()
+        found = self._v.state().links.get(link_id)
+        if found is None or found[1].used_at is not None:
+            return False
+        self._v.table("links")[link_id] = (found[0], replace(found[1], used_at=_utc(now)))
+        return True
+
+
 class MemoryOperatorLog(_Store):
     """The operator audit log (the ``OperatorLog`` port)."""
 
@@ -940,6 +1014,20 @@ class MemorySimulations(_Store):
 
 
 
+# A name searched for: A-Z as a-z, nothing else folded (as SQLite's lower() and PostgreSQL's in
+# the C collation).
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# A case list's sort key → the value it orders by (None: a total not given, last either way).
+_CASE_SORT_KEYS: dict[str, Callable[[CaseRow], Any]] = {
+    "id": lambda r: r.id,
+    "unit": lambda r: r.unit_name,  # by code point, as SQLite's BINARY and PostgreSQL's "C"
+    "self_total": lambda r: r.self_total,
+    "verified_total": lambda r: r.verified_total,
+    "updated": lambda r: r.updated_at,
+    "state": lambda r: STATES.index(r.state) if r.state in STATES else len(STATES),
+}
+
+
 class MemoryReadModels(_Store):
     """The read side: lists, scopes, reports' counts, what a notification refers to (the
     ``ReadModels`` port)."""
@@ -952,15 +1040,37 @@ class MemoryReadModels(_Store):
         return OwingCase(case.id, case.unit_id, unit.name, unit.jurisdiction_id, case.state, case.rectification_due)
 
     def case_rows(self, query: CaseFilter) -> list[CaseRow]:
-        """The cases the filter keeps (a filter of None or "" keeps every value), after
-        ``after_id``, in id order, at most ``limit``."""
+        """The cases the filter keeps (a filter of None or "" keeps every value) in ``query.sort``
+        order (ties by id; totals not given last either way): after ``after_id`` (with
+        ``sort="id"`` only), ``offset`` skipped, at most ``limit``."""
+        if query.sort not in CASE_SORTS:
+            raise ValueError(f"unknown sort {query.sort!r}; sorts: {', '.join(CASE_SORTS)}")
+        if query.sort != "id" and query.after_id:
+            raise ValueError(f"after_id pages the id order only; sort={query.sort} pages with offset")
         s = self._v.state()
-        found: list[CaseRow] = []
-        for case_id, c in sorted(s.cases.items()):
+        found = [CaseRow(c.id, c.round_id, c.unit_id, unit.name, unit.jurisdiction_id, unit.category, c.state,
+                         c.version, c.self_total, c.verified_total, c.recheck_total, c.rectification_due,
+                         cast(datetime, c.updated_at))
+                 for c, unit in self._kept(s, query) if c.id > query.after_id]
+        key, descending = query.sort.removeprefix("-"), query.sort.startswith("-")
+        if key != "id" or descending:
+            value = _CASE_SORT_KEYS[key]
+            given = [r for r in found if value(r) is not None]  # in id order: a stable sort keeps ties so
+            given.sort(key=value, reverse=descending)
+            found = given + [r for r in found if value(r) is None]
+        return found[query.offset:][:max(query.limit, 0)]
+
+    def case_count(self, query: CaseFilter) -> int:
+        """How many cases the filter keeps (``after_id``, ``offset``, ``limit`` and ``sort`` aside)."""
+        return sum(1 for _ in self._kept(self._v.state(), query))
+
+    def _kept(self, s: _State, query: CaseFilter) -> Iterator[tuple[CaseState, UnitRecord]]:
+        """The cases the filter keeps, with their units, in id order."""
+        name = None if not query.name else query.name.translate(_ASCII_LOWER)
+        for _, c in sorted(s.cases.items()):
             unit = s.units[c.unit_id]
             path = s.jurisdictions[unit.jurisdiction_id].path
-            if case_id <= query.after_id or not _under(path, query.within_path) \
-                    or not _under(path, query.filter_path):
+            if not _under(path, query.within_path) or not _under(path, query.filter_path):
                 continue
             wanted = ((c.round_id, query.round_id), (c.state, query.state), (c.unit_id, query.unit_id),
                       (unit.category, query.category), (unit.level, query.level))
@@ -968,10 +1078,11 @@ class MemoryReadModels(_Store):
                 continue
             if query.overdue is not None and c.overdue != query.overdue:
                 continue
-            found.append(CaseRow(c.id, c.round_id, c.unit_id, unit.name, unit.jurisdiction_id, unit.category,
-                                 c.state, c.version, c.self_total, c.verified_total, c.recheck_total,
-                                 c.rectification_due, cast(datetime, c.updated_at)))
-        return found[:max(query.limit, 0)]
+            if name is not None and name not in unit.name.translate(_ASCII_LOWER):
+                continue
+            if query.missed and not any(m == query.missed for m, _ in c.missed):
+                continue
+            yield c, unit
 
     def case_scope(self, case_id: int) -> CaseScope | None:
         s = self._v.state()
@@ -1110,6 +1221,10 @@ class MemoryCaseStore:
     @property
     def accounts(self) -> MemoryAccounts:
         return MemoryAccounts(self._bound())
+
+    @property
+    def sign_ins(self) -> MemorySignIns:
+        return MemorySignIns(self._bound())
 
     @property
     def operator(self) -> MemoryOperatorLog:
@@ -1454,6 +1569,10 @@ class MemoryDatabase:
     @property
     def accounts(self) -> MemoryAccounts:
         return MemoryAccounts(_Committed(self))
+
+    @property
+    def sign_ins(self) -> MemorySignIns:
+        return MemorySignIns(_Committed(self))
 
     @property
     def operator(self) -> MemoryOperatorLog:

@@ -6,7 +6,7 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -38,7 +38,15 @@ from ..service.evidence import (
 )
 from ..service.histories import events_csv, events_jsonl
 from ..service.ports import CaseRow, CaseScope
-from ..service.queries import list_cases, list_notifications, round_calendar
+from ..service.queries import (
+    CASE_SORTS,
+    MILESTONE_MAX,
+    NAME_MAX,
+    OFFSET_MAX,
+    list_cases,
+    list_notifications,
+    round_calendar,
+)
 from ..service.sheets import case_sheets
 from .common import (
     ROLE_ZH,
@@ -112,7 +120,7 @@ def quota(application: App) -> EvidenceQuota:
 
 @dataclass(frozen=True, slots=True)
 class CaseQuery:
-    """The filters of a case list, checked against the caller's scope."""
+    """The filters and the order of a case list, checked against the caller's scope."""
 
     who: Principal
     round: str | None
@@ -121,44 +129,86 @@ class CaseQuery:
     overdue: bool | None
     category: str | None
     level: str | None
+    name: str | None = None
+    missed: str | None = None
+    sort: str = "id"
 
-    def page(self, application: App, after: int, limit: int) -> list[CaseRow]:
+    def page(self, application: App, after: int, limit: int, offset: int = 0) -> list[CaseRow]:
         who = self.who
         return list_cases(application.db, round_id=self.round, state=self.state, jurisdiction_id=self.jurisdiction,
                           after_id=after, limit=limit, overdue=self.overdue, category=self.category,
                           level=self.level, unit_id=who.unit_id if who.role == "unit" else None,
-                          within_path=who.jurisdiction_path)
+                          within_path=who.jurisdiction_path, name=self.name, missed=self.missed, sort=self.sort,
+                          offset=offset)
+
+
+CaseSort = Literal["id", "-id", "unit", "-unit", "self_total", "-self_total", "verified_total", "-verified_total",
+                   "updated", "-updated", "state", "-state"]
+assert get_args(CaseSort) == CASE_SORTS  # one list of sorts: the service's
 
 
 async def case_query(who: Caller, application: Application, round: str | None = Query(None, max_length=80),
                state: str | None = Query(None, max_length=40), jurisdiction: str | None = Query(None, max_length=64),
                overdue: bool | None = None, category: str | None = Query(None, max_length=32),
-               level: str | None = Query(None, max_length=32)) -> CaseQuery:
+               level: str | None = Query(None, max_length=32),
+               name: str | None = Query(None, max_length=NAME_MAX, description=(
+                   f"a part of the unit's name (at most {NAME_MAX} characters), taken literally (% and _ are "
+                   "no wildcards), A-Z as a-z")),
+               missed: str | None = Query(None, max_length=MILESTONE_MAX, pattern=r"^\w*$", description=(
+                   "only the cases that missed this milestone (e.g. self_assessment), overdue still or not")),
+               sort: CaseSort = Query("id", description=(
+                   "the order: a key, or \"-\" and the key for descending; the id breaks ties; cases without "
+                   "a total come last either way; state is the lifecycle's order. sort=id pages with the "
+                   "cursor ``after``, any other sort with ``offset``"))) -> CaseQuery:
     if jurisdiction is not None:  # a jurisdiction outside the caller's scope does not exist for them
         scope_root(application, who, jurisdiction)
     if round is not None:  # an unknown round is an error, not an empty page
         round_or_404(application, round, who)
-    return CaseQuery(who, round, state, jurisdiction, overdue, category, level)
+    return CaseQuery(who, round, state, jurisdiction, overdue, category, level, name, missed, sort)
 
 
 Cases = Annotated[CaseQuery, Depends(case_query)]
 LIST_XLSX_MAX = 200_000  # a workbook of more is refused (narrow the filter), never cut silently
+XLSX_SORTED_PAGE = 5000  # rows read at a time for a workbook in another order than the id's
+
+
+class CaseListPage(CasePage):
+    """A page of the case list: ``next`` is the cursor of the id order's next page; another sort
+    pages by offset (``next_offset``)."""
+
+    next_offset: int | None = Field(None, description=(
+        "with a sort other than id: the ``offset`` of the next page (null on the last, and with sort=id, "
+        "whose next page is ``after=next``)"))
 
 
 @router.get("/cases.xlsx", tags=["cases"], response_class=Response, responses={200: {"content": {XLSX: {}}}})
 def cases_xlsx(query: Cases, application: Application) -> Response:
-    """Exactly the list ``GET /cases`` gives for these filters, as a workbook a clerk can file
-    and print (Chinese headers, state names beside their codes, Beijing time)."""
+    """Exactly the list ``GET /cases`` gives for these filters, in its order, as a workbook a
+    clerk can file and print (Chinese headers, state names beside their codes, Beijing time)."""
+    def pages() -> Iterator[list[CaseRow]]:
+        if query.sort == "id":  # by cursor
+            after = 0
+            while page := query.page(application, after, 1000):
+                yield page
+                after = page[-1].id
+        else:  # by offset, in larger pages (each one sorts the matching cases again; a case whose
+            # key changes meanwhile may move across a page's edge, as in any offset paging)
+            offset = 0
+            while page := query.page(application, 0, XLSX_SORTED_PAGE, offset):
+                yield page
+                offset += len(page)
+                if offset > LIST_XLSX_MAX:
+                    break
+
     def rows() -> Iterator[CaseRow]:
-        after, seen = 0, 0
-        while page := query.page(application, after, 1000):
+        seen = 0
+        for page in pages():
             seen += len(page)
             if seen > LIST_XLSX_MAX:
                 raise ApiError("invalid_input", f"more than {LIST_XLSX_MAX} cases match; narrow the filter",
                                problems=[{"where": "query", "what": f"more than {LIST_XLSX_MAX} cases",
                                           "zh": f"符合条件的案件超过 {LIST_XLSX_MAX} 件，请缩小筛选范围"}])
             yield from page
-            after = page[-1].id
     out = io.BytesIO()
     title = f"案件清单：{query.round or '全部轮次'}" + (f"，{query.jurisdiction}" if query.jurisdiction else "")
     case_list_xlsx(rows(), out, title)
@@ -167,18 +217,25 @@ def cases_xlsx(query: Cases, application: Application) -> Response:
 
 @router.get("/cases", tags=["cases"])
 def cases(query: Cases, application: Application,
-          after: int = Query(0, ge=0, le=2**31 - 1, description="cursor: cases with an id above this"),
-          limit: int = Query(100, ge=1, le=1000)) -> CasePage:
-    """Cases the caller may see, filtered, in pages (``next`` is the cursor of the next page)."""
-    rows = query.page(application, after, limit)
+          after: int = Query(0, ge=0, le=2**31 - 1, description="cursor (sort=id only): cases with an id above this"),
+          limit: int = Query(100, ge=1, le=1000),
+          offset: int = Query(0, ge=0, le=OFFSET_MAX, description=(
+              "cases skipped before the page: how a sort other than id pages (``next_offset``)"))) -> CaseListPage:
+    """Cases the caller may see, filtered, in pages. In id order (``sort=id``, the default) ``next``
+    is the cursor (``after``) of the next page; in any other order ``next`` is null and
+    ``next_offset`` is the ``offset`` of the next page."""
+    rows = query.page(application, after, limit, offset)
+    full = len(rows) == limit
     # rows typed by the read model, not validated again (``model_construct``): 100 validated
     # items were most of a page's cost in the web layer
-    return CasePage(items=[CaseItem.model_construct(
+    return CaseListPage(items=[CaseItem.model_construct(
         id=r.id, round_id=r.round_id, unit=UnitRef.model_construct(id=r.unit_id, name=r.unit_name),
         jurisdiction=r.jurisdiction_id,
         category=r.category, state=r.state, version=r.version, self_total=num(r.self_total),
         verified_total=num(r.verified_total), recheck_total=num(r.recheck_total),
-        rectification_due=iso(r.rectification_due)) for r in rows], next=rows[-1].id if len(rows) == limit else None)
+        rectification_due=iso(r.rectification_due)) for r in rows],
+        next=rows[-1].id if full and query.sort == "id" else None,
+        next_offset=offset + len(rows) if full and query.sort != "id" else None)
 
 
 @router.get("/cases/{case_id}", tags=["cases"])

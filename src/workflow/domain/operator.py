@@ -18,7 +18,7 @@ from .events import Chained, canonical_json, chain_hash, to_payload_value, utc_i
 # stream → its name in Chinese
 STREAMS: dict[str, str] = {
     "accounts": "账号", "tokens": "访问令牌", "jurisdictions": "辖区", "units": "单位与联系人",
-    "coordinators": "联络员", "rounds": "创建轮次",
+    "coordinators": "联络员", "rounds": "创建轮次", "sign_ins": "控制台登录",
 }
 # event type → its name in Chinese
 EVENT_NAMES: dict[str, str] = {
@@ -29,6 +29,8 @@ EVENT_NAMES: dict[str, str] = {
     "UnitCreated": "新增单位", "UnitChanged": "修改单位", "UnitsImported": "导入单位名册",
     "CoordinatorAdded": "新增联络员",
     "RoundOpened": "开启轮次", "RoundRolledOver": "结转轮次", "UnitRegistered": "补登记单位",
+    "SignedIn": "登录", "SignInFailed": "登录失败", "SignInLocked": "登录锁定", "SignedOut": "退出登录",
+    "LinkIssued": "发出邀请或重置链接", "LinkUsed": "通过链接设置密码",
 }
 
 

@@ -137,6 +137,31 @@ class AccountRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A signed-in browser of the console (the cookie's secret is never stored, only its hash)."""
+
+    id: int
+    account_id: int
+    csrf: str  # the token every form of this session carries
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """A one-time link to set a password: ``invitation`` (first sign-in) or ``reset``."""
+
+    id: int
+    account_id: int
+    purpose: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """A notification to deliver, once per ``dedupe_key``."""
 
@@ -223,8 +248,19 @@ class CaseFilter:
     overdue: bool | None = None
     category: str | None = None
     level: str | None = None
-    after_id: int = 0
+    after_id: int = 0  # the cursor of ``sort="id"`` (with any other sort: 0)
     limit: int = 100
+    name: str | None = None  # a part of the unit's name, matched literally (A-Z as a-z)
+    missed: str | None = None  # a milestone: only the cases with a recorded miss of it
+    sort: str = "id"  # one of CASE_SORTS (the id breaks ties, ascending; no total comes last)
+    offset: int = 0  # rows skipped before the page (the paging of a sort other than id)
+
+
+# How a case list may be ordered: a key ascending, or descending with "-" before it. The
+# totals' NULLs (none given yet) come last either way; ``state`` is the lifecycle's order
+# (``domain.lifecycle.STATES``), ``unit`` the unit's name by code point.
+CASE_SORTS: tuple[str, ...] = ("id", "-id", "unit", "-unit", "self_total", "-self_total", "verified_total",
+                               "-verified_total", "updated", "-updated", "state", "-state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +417,40 @@ class TokenStore(Protocol):
     def revoke(self, token_id: int, now: datetime, by: str) -> bool: ...
 
 
+class SignInStore(Protocol):
+    """The console's sessions, failed sign-ins by login, and one-time password links."""
+
+    def add_session(self, *, account_id: int, secret_hash: str, csrf: str, created_at: datetime,
+                    expires_at: datetime, address: str | None) -> int: ...
+
+    def session(self, secret_hash: str) -> SessionRecord | None: ...
+
+    def end_session(self, session_id: int, now: datetime) -> bool:
+        """End a session not ended yet (False: unknown or ended already)."""
+        ...
+
+    def end_sessions_of(self, account_id: int, now: datetime) -> int:
+        """End every open session of an account (a new password, a disabled account)."""
+        ...
+
+    def failures(self, login: str) -> tuple[int, datetime | None, datetime | None]:
+        """(failures counted, the first one's time, locked until) for a login; (0, None, None)."""
+        ...
+
+    def set_failures(self, login: str, failures: int, first_at: datetime, locked_until: datetime | None) -> None: ...
+
+    def clear_failures(self, login: str) -> None: ...
+
+    def add_link(self, *, account_id: int, purpose: str, secret_hash: str, created_at: datetime, created_by: str,
+                 expires_at: datetime) -> int: ...
+
+    def link(self, secret_hash: str) -> LinkRecord | None: ...
+
+    def use_link(self, link_id: int, now: datetime) -> bool:
+        """Mark a link used, if it was not (False: used already: a link works once)."""
+        ...
+
+
 class AccountStore(Protocol):
     """People's accounts (the ``AccountStore`` port)."""
 
@@ -519,7 +589,15 @@ class SimulationStore(Protocol):
 class ReadModels(Protocol):
     """The read side: lists, scopes, reports' counts, what a notification refers to."""
 
-    def case_rows(self, query: CaseFilter) -> list[CaseRow]: ...
+    def case_rows(self, query: CaseFilter) -> list[CaseRow]:
+        """The cases the filter keeps (a filter of None or "" keeps every value) in ``query.sort``
+        order: after ``after_id`` (only with ``sort="id"``), ``offset`` skipped, at most ``limit``
+        (ValueError for a sort not in CASE_SORTS, or an ``after_id`` with another sort)."""
+        ...
+
+    def case_count(self, query: CaseFilter) -> int:
+        """How many cases the filter keeps (``after_id``, ``offset``, ``limit`` and ``sort`` aside)."""
+        ...
 
     def case_scope(self, case_id: int) -> CaseScope | None: ...
 
@@ -567,6 +645,9 @@ class Stores(Protocol):
 
     @property
     def accounts(self) -> AccountStore: ...
+
+    @property
+    def sign_ins(self) -> SignInStore: ...
 
     @property
     def operator(self) -> OperatorLog: ...

@@ -3,14 +3,16 @@ reports, and what a notification refers to when it is sent."""
 from __future__ import annotations
 
 import json
+import string
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, Numeric, String, and_, cast, func, or_, select
 from sqlalchemy import case as sa_case
 
-from ...domain.lifecycle import Owing
+from ...domain.lifecycle import STATES, Owing
 from ...service.ports import (
+    CASE_SORTS,
     AgencyGroup,
     CaseFilter,
     CaseGroup,
@@ -33,6 +35,78 @@ _OWING_COLUMNS = (cases.c.id, cases.c.unit_id, units.c.name, units.c.jurisdictio
                   cases.c.rectification_due)
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _unit_name(dialect: str) -> Any:
+    """The unit's name compared by code point, as SQLite's BINARY collation and Python compare
+    (PostgreSQL's ``C`` collation: UTF-8 bytes; its database default may be a language's)."""
+    return units.c.name.collate("C") if dialect == "postgresql" else units.c.name
+
+
+def _case_order(query: CaseFilter, dialect: str) -> list[Any]:
+    """ORDER BY of a case list: the sort's key, the id breaking ties (ascending); totals not
+    given yet last either way. ValueError for a sort not in CASE_SORTS, or a cursor with
+    another sort than id."""
+    if query.sort not in CASE_SORTS:
+        raise ValueError(f"unknown sort {query.sort!r}; sorts: {', '.join(CASE_SORTS)}")
+    if query.sort != "id" and query.after_id:
+        raise ValueError(f"after_id pages the id order only; sort={query.sort} pages with offset")
+    key, descending = query.sort.removeprefix("-"), query.sort.startswith("-")
+    if key == "id":
+        return [cases.c.id.desc() if descending else cases.c.id]
+    column: Any = {
+        "unit": _unit_name(dialect),
+        # the totals are stored as their exact text: ordered as numbers
+        "self_total": cast(cases.c.self_total, Numeric()),
+        "verified_total": cast(cases.c.verified_total, Numeric()),
+        "updated": cases.c.updated_at,
+        "state": sa_case({s: i for i, s in enumerate(STATES)}, value=cases.c.state, else_=len(STATES)),
+    }[key]
+    ordered = column.desc() if descending else column.asc()
+    if key.endswith("_total"):
+        ordered = ordered.nulls_last()
+    return [ordered, cases.c.id]
+
+
+def _case_matches(q: Any, query: CaseFilter, dialect: str, *, units_too: bool = False) -> Any:
+    """The cases the filters and the scope keep, on a query of the case rows: joined to the units
+    and the places only when a filter (or ``units_too``: the order) needs them."""
+    places = query.within_path is not None or query.filter_path is not None
+    if places or units_too or query.category or query.level or query.name:
+        q = q.join(units, cases.c.unit_id == units.c.id)
+    if places:
+        q = (q.join(jurisdictions, units.c.jurisdiction_id == jurisdictions.c.id)
+             .where(within(jurisdictions.c.path, query.within_path), within(jurisdictions.c.path, query.filter_path)))
+    return _case_filters(q, query, dialect)
+
+
+def _case_filters(q: Any, query: CaseFilter, dialect: str) -> Any:
+    """The filters of a case list (the scope's paths aside) on a query that has the case rows
+    (and the units' for a filter on a unit)."""
+    for column, value in ((cases.c.round_id, query.round_id), (cases.c.state, query.state),
+                          (cases.c.unit_id, query.unit_id), (units.c.category, query.category),
+                          (units.c.level, query.level)):
+        if value is not None and value != "":
+            q = q.where(column == value)
+    if query.overdue is not None:
+        q = q.where(cases.c.overdue.is_(query.overdue))
+    if query.name:
+        # A-Z as a-z on both sides, nothing else folded (lower() of SQLite, and of PostgreSQL in
+        # the C collation); the text is matched literally (% _ / escaped).
+        q = q.where(func.lower(_unit_name(dialect), type_=String()).contains(query.name.translate(_ASCII_LOWER),
+                                                                               autoescape=True))
+    if query.missed:
+        # A miss is [milestone, [states that owe it]] in the case's JSON list: its head
+        # '["milestone", [' stands nowhere else (a list of states holds only strings), in the
+        # spacing ``append`` writes and the compact one (rows written by other tools).
+        spaced, compact = (json.dumps([query.missed, []], ensure_ascii=False, separators=seps)[:-2]
+                           for seps in ((", ", ": "), (",", ":")))
+        q = q.where(or_(cases.c.missed.contains(spaced, autoescape=True),
+                        cases.c.missed.contains(compact, autoescape=True)))
+    return q
+
+
 class SqlReadModels:
     WRITES: frozenset[str] = frozenset()
 
@@ -40,25 +114,44 @@ class SqlReadModels:
         self.conn = conn
 
     def case_rows(self, query: CaseFilter) -> list[CaseRow]:
-        q = (select(cases.c.id, cases.c.round_id, cases.c.unit_id, units.c.name, units.c.jurisdiction_id,
-                    units.c.category, cases.c.state,
-                    cases.c.version, cases.c.self_total, cases.c.verified_total, cases.c.recheck_total,
-                    cases.c.rectification_due,
-                    cases.c.updated_at)
-             .join(units, cases.c.unit_id == units.c.id).join(jurisdictions,
-                                                              units.c.jurisdiction_id == jurisdictions.c.id)
-             .where(cases.c.id > query.after_id, within(jurisdictions.c.path, query.within_path),
-                    within(jurisdictions.c.path, query.filter_path))
-             .order_by(cases.c.id).limit(query.limit))
-        for column, value in ((cases.c.round_id, query.round_id), (cases.c.state, query.state),
-                              (cases.c.unit_id, query.unit_id), (units.c.category, query.category),
-                              (units.c.level, query.level)):
-            if value is not None and value != "":
-                q = q.where(column == value)
-        if query.overdue is not None:
-            q = q.where(cases.c.overdue.is_(query.overdue))
+        dialect = self.conn.dialect.name
+        order = _case_order(query, dialect)
+        columns = (cases.c.id, cases.c.round_id, cases.c.unit_id, units.c.name, units.c.jurisdiction_id,
+                   units.c.category, cases.c.state,
+                   cases.c.version, cases.c.self_total, cases.c.verified_total, cases.c.recheck_total,
+                   cases.c.rectification_due,
+                   cases.c.updated_at)
+        if query.sort == "id":
+            # The cursor's page: a range scan in id order (of the round's index with a round) that
+            # stops after LIMIT rows.
+            q = (select(*columns)
+                 .join(units, cases.c.unit_id == units.c.id).join(jurisdictions,
+                                                                  units.c.jurisdiction_id == jurisdictions.c.id)
+                 .where(cases.c.id > query.after_id, within(jurisdictions.c.path, query.within_path),
+                        within(jurisdictions.c.path, query.filter_path))
+                 .order_by(*order).limit(query.limit))
+            if query.offset:
+                q = q.offset(query.offset)
+            q = _case_filters(q, query, dialect)
+        else:
+            # Any other order reads and sorts every case the filters keep: the ids alone (and the
+            # key), with only the joins the filters and the key need, then the page's rows. A
+            # deep offset keeps offset + limit of them in the sort, not as many whole rows.
+            page = (_case_matches(select(cases.c.id), query, dialect, units_too=query.sort.endswith("unit"))
+                    .order_by(*order).limit(query.limit))
+            if query.offset:
+                page = page.offset(query.offset)
+            ids = page.subquery("page")
+            q = (select(*columns).select_from(ids.join(cases, cases.c.id == ids.c.id)
+                                              .join(units, cases.c.unit_id == units.c.id))
+                 .order_by(*order))
         return [CaseRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12])
                 for r in self.conn.execute(q)]
+
+    def case_count(self, query: CaseFilter) -> int:
+        """Counted on the case rows, joined to the units and places only for a filter on them."""
+        q = _case_matches(select(func.count()).select_from(cases), query, self.conn.dialect.name)
+        return int(self.conn.execute(q).scalar_one())
 
     def case_scope(self, case_id: int) -> CaseScope | None:
         row = self.conn.execute(select(cases.c.id, cases.c.unit_id, cases.c.round_id, units.c.name,

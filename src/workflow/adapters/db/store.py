@@ -42,6 +42,7 @@ from .outbox import SqlOutbox
 from .oversight import SqlOversight
 from .read import SqlReadModels
 from .rounds import SqlRounds
+from .sign_ins import SqlSignIns
 from .simulations import SqlSimulations
 from .tokens import SqlTokens
 
@@ -302,6 +303,10 @@ class SqlCaseStore:
     @property
     def accounts(self) -> SqlAccounts:
         return SqlAccounts(self.connection)
+
+    @property
+    def sign_ins(self) -> SqlSignIns:
+        return SqlSignIns(self.connection)
 
     @property
     def operator(self) -> SqlOperatorLog:
@@ -749,6 +754,7 @@ class Database:
         self.directory = _each_call(engine, SqlDirectory)
         self.tokens = _each_call(engine, SqlTokens)
         self.accounts = _each_call(engine, SqlAccounts)
+        self.sign_ins = _each_call(engine, SqlSignIns)
         self.operator = _each_call(engine, SqlOperatorLog)
         self.rounds = _each_call(engine, SqlRounds)
         self.outbox = _each_call(engine, SqlOutbox)

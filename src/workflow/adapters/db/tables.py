@@ -315,6 +315,49 @@ class Account(SQLModel, table=True):
     disabled_by: str | None = Field(default=None, sa_column=Column(String(400), nullable=True))
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser: the cookie's secret stored as its SHA-256, its CSRF token, when it
+    ends (``expires_at``; ``ended_at`` on sign-out, a password change or a disabled account)."""
+
+    __tablename__ = "console_sessions"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
+    secret_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    csrf: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    address: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
+class SignInFailure(SQLModel, table=True):
+    """Failed sign-ins by login (known or not, so the answer never tells which), for the lockout."""
+
+    __tablename__ = "sign_in_failures"
+
+    login: str = Field(sa_column=Column(String(64), primary_key=True))
+    failures: int = Field(sa_column=Column(Integer, nullable=False))
+    first_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    locked_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class AccountLink(SQLModel, table=True):
+    """A one-time link to set a password: an invitation (first sign-in) or a reset. Mailed to
+    the person; stored as the SHA-256 of its secret; used once, before it expires."""
+
+    __tablename__ = "account_links"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
+    purpose: str = Field(sa_column=Column(String(16), nullable=False))  # invitation | reset
+    secret_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    created_by: str = Field(sa_column=Column(String(400), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
 class OperatorStream(SQLModel, table=True):
     """The head of an operator stream (the version guards concurrent appends)."""
 
@@ -429,6 +472,9 @@ outbox = _core(Outbox)
 sweep_marks = _core(SweepMark)
 api_tokens = _core(ApiToken)
 accounts = _core(Account)
+console_sessions = _core(ConsoleSession)
+sign_in_failures = _core(SignInFailure)
+account_links = _core(AccountLink)
 operator_streams = _core(OperatorStream)
 operator_events = _core(OperatorEvent)
 spot_checks = _core(SpotCheck)
