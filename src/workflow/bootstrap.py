@@ -62,6 +62,15 @@ class App:
                                  cert_bundle=str(st.smtp_ca_file) if st.smtp_ca_file else None)
         return MaildirTransport(st.maildir)
 
+    def sign_in_policy(self) -> Any:
+        from .service.sign_in import SignInPolicy
+
+        st = self.settings
+        return SignInPolicy(session_hours=st.session_hours, max_failures=st.signin_max_failures,
+                            failure_window_minutes=st.signin_failure_window_minutes,
+                            lock_minutes=st.signin_lock_minutes, invitation_days=st.invitation_days,
+                            reset_hours=st.reset_hours)
+
     def dispatch_settings(self) -> Any:
         from notifications import Address
 

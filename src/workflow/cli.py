@@ -1448,6 +1448,10 @@ def demo(db: str | None = typer.Option(None, help="database URL (default: the co
     console.print(f"accounts (--actor LOGIN): demo-admin (admin), {people}, and a clerk of each unit: "
                   f"{clerks[0] if clerks else ''} … {clerks[-1] if clerks else ''}")
     console.print("a token for the API: workflow tokens create --account coord-shanxi --actor demo-admin")
+    from .demo import DEMO_PASSWORD
+
+    console.print(f"the console (workflow serve, then http://127.0.0.1:8000/): sign in as coord-shanxi, "
+                  f"audit-shanxi or unit01 … with the demo password {DEMO_PASSWORD}")
     console.print(f"next: workflow serve (its first sweep sends today's reminders to {st.smtp_host or st.maildir}) · "
                   f"workflow rounds at-risk {r.round_id} --days 14 · workflow rounds reminders {r.round_id} · "
                   f"workflow rounds progress {r.round_id} · workflow cases list --round {r.round_id}")

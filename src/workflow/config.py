@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: int = Field(default=30, ge=1)
     log_level: str = "INFO"
 
+    # --- the console's sign-in (docs/security.md)
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30, description="how long a console session lasts")
+    signin_max_failures: int = Field(default=5, ge=1, le=100,
+                                     description="failed sign-ins within the window that lock a login")
+    signin_failure_window_minutes: float = Field(default=15.0, gt=0, description="the window failures count in")
+    signin_lock_minutes: float = Field(default=15.0, gt=0, description="how long a locked login stays locked")
+    invitation_days: float = Field(default=7.0, gt=0, le=90, description="how long an invitation link works")
+    reset_hours: float = Field(default=24.0, gt=0, le=24 * 14, description="how long a password-reset link works")
+    console_url: str | None = Field(default=None, description="the console's address as people reach it, for the "
+                                                              "links in mails (default: the address of the request)")
+    cookie_secure: bool | None = Field(default=None, description="Secure cookies: None = when the request came over "
+                                                                 "TLS (https, or a proxy saying so)")
+
     # --- bounds on what a request may make the server read or hold (docs/security.md)
     request_max_bytes: int = Field(default=1024 * 1024, ge=1024,
                                    description="largest request body other than a file upload")

@@ -48,7 +48,7 @@ from .domain.errors import AlreadyExists
 from .domain.rubric import Rubric, complete_sheet
 from .domain.state import Actor
 from .files import import_jurisdictions, import_units
-from .service.accounts import create_account, principal_of
+from .service.accounts import create_account, hash_password, principal_of
 from .service.cases import perform_action, perform_actions, read_case
 from .service.deadlines import sweep
 from .service.directory import add_coordinator, update_unit
@@ -66,6 +66,9 @@ EXAMPLES = REPO_ROOT / "examples"
 # jurisdiction's coordinator by its id, a unit by its id.
 _CAST: dict[str | int, Actor] = {}
 ADMIN_LOGIN = "demo-admin"
+# Every demo account signs in to the console with this password (a demo's, printed by the
+# command; a real installation's people set their own through their invitation link).
+DEMO_PASSWORD = "jieyue-demo-2021"
 COORDINATORS = {  # jurisdiction → (name, mail): the province's office and each city's
     "shanxi": ("王科长", "wang.kezhang@jgswj.shanxi.example"),
     **{f"shanxi-{city}": (name, f"{city}@jgswj.shanxi.example") for city, name in (
@@ -155,7 +158,7 @@ def _admin_account(application: Any, when: datetime) -> None:
     if admin is None:
         first = next((a for a in db.accounts.all() if a.role == "admin" and a.disabled_at is None), None)
         admin = create_account(db, by=None if first is None else principal_of(first, "cli"), login=ADMIN_LOGIN,
-                               name="演示管理员", role="admin", now=when)
+                               name="演示管理员", role="admin", password=DEMO_PASSWORD, now=when)
     _CAST["admin"] = principal_of(admin, "cli").actor
 
 
@@ -178,9 +181,11 @@ def demo_accounts(application: Any, now: datetime) -> list[AccountRecord]:
         wanted.append({"login": f"unit{unit.id:02d}", "name": f"{name}{unit.id}", "role": "unit", "unit_id": unit.id,
                        "key": unit.id})
     made = []
+    hashed = hash_password(DEMO_PASSWORD)  # once: argon2 is slow on purpose
     for spec in wanted:
         key = spec.pop("key")
-        account = db.accounts.by_login(spec["login"]) or create_account(db, by=admin, now=now, **spec)
+        account = db.accounts.by_login(spec["login"]) or create_account(db, by=admin, now=now,
+                                                                        password_hash=hashed, **spec)
         _CAST[key] = principal_of(account, "cli").actor
         made.append(account)
     return made

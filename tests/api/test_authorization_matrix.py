@@ -854,6 +854,7 @@ ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 422: "in
 def registered_routes(app: Any) -> set[tuple[str, str]]:
     return {(method, route.path) for route in iter_route_contexts(app.routes)
             if isinstance(route.original_route, APIRoute) and route.path not in FASTAPI_OWN
+            and not route.original_route.endpoint.__module__.startswith("workflow.web.")  # the console's pages
             for method in route.methods}
 
 

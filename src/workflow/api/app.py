@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..bootstrap import App
 from ..domain.errors import MAX_PROBLEMS, DomainError
 from ..metrics import LATENCY, REQUESTS
+from ..web.common import PageError, SignInNeeded, error_page, is_console_path
 from . import accounts, audit, cases, directory, operations, rounds, sheets
 from .common import ApiError, error, log
 from .guard import BodyTooLarge, Guard, closing, database_errors, database_unavailable, security_headers
@@ -130,6 +131,9 @@ def create_app(application: App, lifespan: Any = None) -> FastAPI:
     for module in (operations, cases, directory, rounds, audit, accounts, sheets):
         api.include_router(module.router)
     _offline_docs(api)
+    from ..web import install
+
+    install(api)  # the console at / (after the API: its routes never shadow one)
     return api
 
 
@@ -173,59 +177,101 @@ def _caller_errors(api: FastAPI) -> None:
     """What the caller did wrong: said, with every problem (the first MAX_PROBLEMS and a count)."""
 
     @api.exception_handler(DomainError)
-    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, exc: DomainError) -> Response:
         if exc.code in _SERVER_SIDE:  # the server's fault: its details (paths, settings) go to the log only
             log.error("server-side error", code=exc.code, error=exc.message)
-            return error(exc.code, _SERVER_SIDE[exc.code])
-        return error(exc.code, exc.message, zh=exc.message_zh, **_jsonable(exc.details))
+            return _answer(request, error(exc.code, _SERVER_SIDE[exc.code]))
+        return _answer(request, error(exc.code, exc.message, zh=exc.message_zh, **_jsonable(exc.details)))
 
     @api.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> Response:
         if exc.code in ("forbidden", "unauthorized"):
             log.warning("refused", code=exc.code, reason=exc.message)
-        return error(exc.code, exc.message, zh=exc.zh, **exc.details)
+        return _answer(request, error(exc.code, exc.message, zh=exc.zh, **exc.details))
+
+    @api.exception_handler(PageError)
+    async def page_error(request: Request, exc: PageError) -> Response:
+        if exc.status in (403, 404):
+            log.warning("refused", status=exc.status, reason=exc.message)
+        return error_page(request, exc.status, exc.message, exc.zh, exc.problems)
+
+    @api.exception_handler(SignInNeeded)
+    async def sign_in_needed(request: Request, _: SignInNeeded) -> Response:
+        from urllib.parse import quote
+
+        if request.method != "GET":
+            return error_page(request, 401, "your session has ended: sign in again, then send the form again",
+                              "登录已失效：请重新登录后再提交")
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
 
     @api.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         problems = [{"where": ".".join(str(p) for p in e["loc"]), "what": e["msg"]} for e in errors[:MAX_PROBLEMS]]
         counted: dict[str, Any] = {"problem_count": len(errors), "problems_listed": len(problems)} \
             if len(errors) > len(problems) else {}
-        return error("invalid_input", f"{len(errors)} invalid field(s)", problems=problems, **counted)
+        return _answer(request, error("invalid_input", f"{len(errors)} invalid field(s)", problems=problems,
+                                      **counted))
 
     @api.exception_handler(BodyTooLarge)
-    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
-        return closing(error("too_large", str(exc.detail), limit=exc.limit))
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return _answer(request, closing(error("too_large", str(exc.detail), limit=exc.limit)))
 
     @api.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large",
                 408: "request_timeout"}.get(exc.status_code, "bad_request")
         response = error(code, str(exc.detail), status=exc.status_code)
-        return closing(response) if exc.status_code in (408, 413) else response
+        return _answer(request, closing(response) if exc.status_code in (408, 413) else response)
+
+
+_ZH = {"not_found": "页面或记录不存在，或不在您的权限范围内", "method_not_allowed": "不支持此请求方式",
+       "too_large": "提交的内容超过了大小限制", "request_timeout": "提交的内容长时间未到达，请重新提交",
+       "invalid_input": "填写的内容有误", "conflict": "案件已被他人修改：请刷新页面查看最新情况后再操作",
+       "database_unavailable": "数据库暂时不可用，未作任何修改，请稍后重试",
+       "internal": "发生了意外错误（已记录日志），未作任何修改"}
+
+
+def _answer(request: Request, response: JSONResponse) -> Response:
+    """The API's JSON answer, or for the console the same refusal as a page (its message, in
+    Chinese first, and each problem where it is)."""
+    if not is_console_path(request.url.path):
+        return response
+    import json
+
+    body = json.loads(bytes(response.body))["error"]
+    code, message = body.get("code", ""), body.get("message", {})
+    page = error_page(request, response.status_code, message.get("en", ""), message.get("zh") or _ZH.get(code),
+                      body.get("details", {}).get("problems"))
+    for name in ("connection", "retry-after"):
+        if name in response.headers:
+            page.headers[name] = response.headers[name]
+    return page
 
 
 def _server_errors(api: FastAPI) -> None:
     """What went wrong on the server: the caller reads what happened and that nothing was
     changed; hosts, paths and driver messages go to the log only."""
 
-    async def database_down(_: Request, exc: Exception) -> JSONResponse:
-        return database_unavailable(exc)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        return _answer(request, database_unavailable(exc))
 
     for kind in database_errors():
         api.add_exception_handler(kind, database_down)
 
     @api.exception_handler(IntegrityError)
-    async def concurrent_write(_: Request, exc: IntegrityError) -> JSONResponse:
+    async def concurrent_write(request: Request, exc: IntegrityError) -> Response:
         # a unique key taken by a concurrent request between our check and our write
         log.warning("concurrent write", error=str(exc.orig))  # the driver's text names tables: log only
-        return error("conflict", "a concurrent request wrote the same record; nothing was changed, reload and retry",
-                     status=409)
+        return _answer(request, error("conflict", "a concurrent request wrote the same record; nothing was changed, "
+                                                  "reload and retry", status=409))
 
     @api.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error", error_type=type(exc).__name__, error=str(exc), exc_info=exc)
-        return error("internal", "an unexpected error; it has been logged with this request's id", status=500)
+        return _answer(request, error("internal", "an unexpected error; it has been logged with this request's id",
+                                      status=500))
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

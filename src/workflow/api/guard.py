@@ -18,11 +18,12 @@ import asyncio
 import re
 
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..bootstrap import App
 from ..service.tokens import authenticate
+from ..web.common import is_console_path
 from .common import error, log
 
 _HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
@@ -34,7 +35,10 @@ _NO_STORE = (b"cache-control", b"no-store")
 UPLOADS = ((re.compile(r"^/api/v1/cases/\d+/(evidence|documents)$"), ("evidence_max_bytes", "upload_max_bytes")),
            (re.compile(r"^/api/v1/rounds/[^/]+/duties/[^/]+$"), ("evidence_max_bytes",)),
            (re.compile(r"^/api/v1/cases/\d+/score-sheet\.xlsx$"), ("roster_max_bytes",)),
-           (re.compile(r"^/api/v1/units/import$"), ("roster_max_bytes",)))
+           (re.compile(r"^/api/v1/units/import$"), ("roster_max_bytes",)),
+           # the console's upload forms
+           (re.compile(r"^/cases/\d+/(evidence|documents)$"), ("evidence_max_bytes", "upload_max_bytes")),
+           (re.compile(r"^/cases/\d+/score-sheet$"), ("roster_max_bytes",)))
 
 
 class BodyTooLarge(HTTPException):
@@ -63,29 +67,70 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        api = scope["path"].startswith("/api/")
+        path = scope["path"]
+        api = path.startswith("/api/")
         headers = dict(scope.get("headers") or ())
         # HTTP/1.1: without a length or a transfer coding there is no body (RFC 9112 6.3)
         has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
-        if not (api and has_body):
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+        console = not api and is_console_path(path)
+        if not (api or console):  # the operations endpoints and the docs read no body
             await self.app(scope, receive, send)
             return
         try:
-            known = await self._authenticated(scope, headers)
+            if api:
+                known = await self._authenticated(scope, headers)
+            else:  # the console: a session first, except on the pages one reaches before signing in
+                known = path in ("/signin", "/forgot") or path.startswith("/link/") or \
+                    self._signed_in(scope, headers)
         except database_errors() as exc:  # as the routes answer it
             await closing(database_unavailable(exc))(scope, receive, send)
             return
-        if not known:
+        if not known and api:
             await closing(error("unauthorized", "a valid bearer token is needed before a request body is read "
                                                 "(workflow tokens create)"))(scope, receive, send)
+            return
+        if not known:  # a form sent after the session ended: nothing is read, the person signs in again
+            await closing(RedirectResponse("/signin", status_code=303))(scope, receive, send)  # type: ignore[arg-type]
             return
         limit = self.limit_for(scope["path"])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > limit:
-            await closing(error("too_large", f"the request body is {declared} bytes; the limit for this request is "
-                                             f"{limit}", limit=limit))(scope, receive, send)
+            message = f"the request body is {declared} bytes; the limit for this request is {limit}"
+            if console:
+                from starlette.requests import Request
+
+                from ..web.common import error_page
+
+                page = error_page(Request(scope), 413, message,
+                                  f"提交的内容有 {declared} 字节，超过了此处的上限 {limit} 字节")
+                page.headers["Connection"] = "close"
+                await page(scope, receive, send)
+                return
+            await closing(error("too_large", message, limit=limit))(scope, receive, send)
             return
         await self.app(scope, _bounded(receive, limit, self.application.settings.body_timeout_seconds), send)
+
+    def _signed_in(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        """The console: a live session cookie (kept for the page, which does not look it up again)."""
+        from http.cookies import SimpleCookie
+
+        from ..service.sign_in import session_of
+        from ..web.common import SESSION_COOKIE, Viewer
+
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(headers.get(b"cookie", b"").decode("latin-1"))
+        except Exception:  # a malformed cookie header: no session
+            return False
+        morsel = jar.get(SESSION_COOKIE)
+        found = session_of(self.application.db, morsel.value if morsel else "", self.application.clock.now())
+        if found is None:
+            return False
+        scope.setdefault("state", {})["viewer"] = Viewer(*found)
+        return True
 
     async def _authenticated(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
         scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")

@@ -107,8 +107,11 @@ def _record(db: Storage, stream_type: str, account: AccountRecord, by: Actor, no
 
 def create_account(db: Storage, *, by: Principal | None, login: str, name: str, role: str,
                    unit_id: int | None = None, jurisdiction_id: str | None = None, email: str | None = None,
-                   phone: str | None = None, password: str | None = None, now: datetime) -> AccountRecord:
-    """A new account. ``by`` None only for the first admin, when there is no account at all."""
+                   phone: str | None = None, password: str | None = None, now: datetime,
+                   password_hash: str | None = None) -> AccountRecord:
+    """A new account. ``by`` None only for the first admin, when there is no account at all.
+    ``password_hash``: a password hashed before (the demo's one password for all its people,
+    hashed once), instead of ``password``."""
     require_aware(now, "now")
     problems = ProblemList()
     if not isinstance(login, str) or not LOGIN.fullmatch(login):
@@ -130,14 +133,14 @@ def create_account(db: Storage, *, by: Principal | None, login: str, name: str, 
                          f"{home or '系统'} 内已有名为 {display!r} 的账号")
         problems.raise_if_any(f"cannot create the account {login!r}", f"无法创建账号 {login!r}")
         draft = AccountRecord(0, login, display, role, unit_id, jurisdiction_id, contact.get("email"),
-                              contact.get("phone"), None if password is None else hash_password(password), now, "",
-                              home)
+                              contact.get("phone"),
+                              password_hash if password is None else hash_password(password), now, "", home)
         actor = _creator(uow, by, replace(draft, path=_scope_path(uow, draft)))
         account_id = uow.accounts.add(replace(draft, created_by=str(actor)))
         made: AccountRecord | None = uow.accounts.get(account_id)
         assert made is not None
         _record(db, "AccountCreated", made, actor, now, uow, email=made.email, phone=made.phone,
-                password=password is not None)
+                password=password is not None or password_hash is not None)
         uow.commit()
     return made
 
@@ -253,6 +256,7 @@ def set_enabled(db: Storage, account_id: int, enabled: bool, *, by: Principal, n
         elif not enabled and account.disabled_at is None:
             after = replace(account, disabled_at=now, disabled_by=str(by.actor))
             uow.accounts.save(after)
+            uow.sign_ins.end_sessions_of(account.id, now)
             for token in uow.tokens.all():
                 if token.account_id == account.id and token.revoked_at is None:
                     uow.tokens.revoke(token.id, now, str(by.actor))
@@ -278,6 +282,7 @@ def set_password(db: Storage, account_id: int, password: str, *, by: Principal, 
             account = _managed(uow, account_id, by, f"set the password of account {account_id}",
                                f"设置账号 {account_id} 的密码")
         uow.accounts.save(replace(account, password_hash=hash_password(password)))
+        uow.sign_ins.end_sessions_of(account.id, now)  # signed in with the old one: signed out
         _record(db, "PasswordSet", account, by.actor, now, uow)  # never the password or its hash
         uow.commit()
 
