@@ -1,0 +1,180 @@
+"""审计 (GET /audit) and a unit's history (GET /units/{id}/history and its CSV), on the demo
+world over SQLite, signed in through the console's own sign-in."""
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.adapters.checkpoint_files import generate_key
+from workflow.adapters.db.engine import make_engine
+from workflow.adapters.db.store import Database
+from workflow.bootstrap import App
+from workflow.clock import BUSINESS_TZ, ManualClock
+from workflow.config import REPO_ROOT, Settings
+from workflow.demo import DEMO_PREFIX, EXAMPLE_ROUND, DemoResult, run_demo
+from workflow.service.queries import list_cases, unit_history
+
+NOW = datetime(2026, 11, 3, 10, 30, tzinfo=BUSINESS_TZ)
+
+
+def _settings(folder: Path, url: str, calendars: Path) -> Settings:
+    return Settings(database_url=url, maildir=folder / "mail", evidence_dir=folder / "evidence",
+                    calendars_dir=calendars, checkpoint_dir=folder / "checkpoints",
+                    checkpoint_key=folder / "keys" / "checkpoint-ed25519.pem")
+
+
+@pytest.fixture(scope="module")
+def demo_world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, DemoResult]:
+    """The demo loaded once per module (a database file and its calendars), copied per test."""
+    folder = tmp_path_factory.mktemp("audit-demo")
+    calendars = folder / "calendars"
+    shutil.copytree(REPO_ROOT / "calendars", calendars, ignore=shutil.ignore_patterns(f"{DEMO_PREFIX}*"))
+    path = folder / "demo.db"
+    shutil.copy(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    application = App(settings=_settings(folder, f"sqlite:///{path}", calendars), engine=engine,
+                      db=Database(engine), clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
+    result = run_demo(application)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path, calendars, result
+
+
+@pytest.fixture
+def world(demo_world: tuple[Path, Path, DemoResult], tmp_path: Path) -> Iterator[App]:
+    template, calendars, _ = demo_world
+    path = tmp_path / "w.db"
+    shutil.copy(template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    yield App(settings=_settings(tmp_path, f"sqlite:///{path}", calendars), engine=engine, db=Database(engine),
+              clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
+    engine.dispose()
+
+
+def signed_in(application: App, login: str) -> TestClient:
+    from workflow.api.app import create_app
+    from workflow.demo import DEMO_PASSWORD
+
+    client = TestClient(create_app(application), base_url="http://127.0.0.1")
+    answer = client.post("/signin", data={"login": login, "password": DEMO_PASSWORD}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def live_case_of(application: App, round_id: str, unit_id: int) -> int:
+    return next(c.id for c in list_cases(application.db, round_id=round_id, unit_id=unit_id, limit=10))
+
+
+def tamper(application: App, case_id: int, seq: int) -> None:
+    """Change a stored event behind the application's back, as someone with the database
+    owner's rights could (the append-only triggers dropped first; tests/integration/test_audit.py)."""
+    with application.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER events_no_update")
+        conn.exec_driver_sql("DROP TRIGGER events_no_delete")
+        changed = conn.exec_driver_sql(
+            "UPDATE events SET payload = '{\"note\":\"改过\"}' WHERE case_id = ? AND seq = ?", (case_id, seq))
+        assert changed.rowcount == 1
+
+
+# ---------------------------------------------------------------- /audit
+
+@pytest.mark.parametrize("login", ["audit-shanxi", "coord-shanxi", "demo-admin"])
+def test_the_clean_demo_has_no_findings_and_no_checkpoint_yet(world: App, login: str) -> None:
+    client = signed_in(world, login)
+    page = client.get("/audit")
+    assert page.status_code == 200, page.text
+    assert 'data-testid="audit-ok"' in page.text and "未发现问题" in page.text
+    assert 'data-testid="audit-findings"' not in page.text
+    assert 'data-testid="no-checkpoint"' in page.text and "尚未生成签名检查点" in page.text
+    assert "/units/单位编号/history.csv" in page.text
+    assert "<form method=\"post\"" not in page.text.split('<main id="main">', 1)[1]  # it changes nothing
+
+
+def test_a_unit_is_refused_the_audit_page_with_403(world: App) -> None:
+    answer = signed_in(world, "unit01").get("/audit")
+    assert answer.status_code == 403
+
+
+def test_a_tampered_event_is_a_finding_in_the_scope_that_holds_it(world: App,
+                                                                   demo_world: tuple[Path, Path, DemoResult]) -> None:
+    case_id = live_case_of(world, demo_world[2].round_id, 3)
+    tamper(world, case_id, 2)
+    page = signed_in(world, "audit-shanxi").get("/audit").text
+    assert 'data-testid="audit-findings"' in page and "发现 1 处问题" in page
+    assert f"案件 {case_id} · 第 2 条事件" in page and f'href="/cases/{case_id}"' in page
+    assert 'data-testid="audit-ok"' not in page
+    # 太原's coordinator checks 太原's subtree: the provincial unit's case is not in it
+    assert 'data-testid="audit-ok"' in signed_in(world, "coord-taiyuan").get("/audit").text
+
+
+def test_the_latest_signed_checkpoint_is_shown_and_checked(world: App,
+                                                          demo_world: tuple[Path, Path, DemoResult]) -> None:
+    from workflow.service.checkpoints import write_checkpoint
+
+    generate_key(world.settings.checkpoint_key)
+    done = write_checkpoint(world.db, world.checkpoint_store(), world.checkpoint_signer(), world.clock.now())
+    client = signed_in(world, "audit-shanxi")
+    page = client.get("/audit").text
+    assert f"#{done.checkpoint.sequence}" in page and "签名有效" in page and "与检查点记录一致" in page
+    assert done.checkpoint.merkle_root[:16] in page and "尚未生成签名检查点" not in page
+    tamper(world, live_case_of(world, demo_world[2].round_id, 3), 2)
+    page = client.get("/audit").text
+    assert "与检查点记录不一致" in page and 'data-testid="audit-findings"' in page
+
+
+def test_the_audit_form_opens_a_units_history(world: App) -> None:
+    client = signed_in(world, "audit-shanxi")
+    answer = client.get("/audit/unit?unit=3", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/units/3/history"
+    bad = client.get("/audit/unit?unit=abc")
+    assert bad.status_code == 422 and "单位编号" in bad.text
+
+
+# ---------------------------------------------------------------- a unit's history
+
+@pytest.mark.parametrize("login", ["audit-shanxi", "coord-shanxi", "demo-admin", "unit03"])
+def test_a_units_history_across_rounds(world: App, login: str, demo_world: tuple[Path, Path, DemoResult]) -> None:
+    result = demo_world[2]
+    live, example = live_case_of(world, result.round_id, 3), live_case_of(world, EXAMPLE_ROUND, 3)
+    client = signed_in(world, login)
+    page = client.get("/units/3/history")
+    assert page.status_code == 200, page.text
+    html = page.text
+    for case_id, round_id in ((live, result.round_id), (example, EXAMPLE_ROUND)):
+        assert f'href="/cases/{case_id}"' in html and round_id in html
+    assert "登记" in html and "评价验收" in html and "本轮结束未认定" in html  # event names in Chinese
+    assert "2021年5月26日 10:00" in html  # the example round opened on the notice's day, Beijing time
+    event = next(e for e in unit_history(world.db, 3)[1] if e.case_id == example)
+    assert f'title="{event.hash}">{event.hash[:12]}</code>' in html  # short, the whole on hover
+    assert 'href="/units/3/history.csv"' in html
+
+    only = client.get(f"/units/3/history?round={EXAMPLE_ROUND}").text
+    rows = re.findall(r'href="/cases/(\d+)"', only.split('data-testid="unit-history"', 1)[1])
+    assert rows and set(rows) == {str(example)}
+
+
+def test_a_units_history_outside_the_scope_is_404(world: App) -> None:
+    assert signed_in(world, "coord-taiyuan").get("/units/3/history").status_code == 404  # a provincial unit
+    assert signed_in(world, "coord-taiyuan").get("/units/3/history.csv").status_code == 404
+    unit = signed_in(world, "unit03")
+    assert unit.get("/units/4/history").status_code == 404  # another unit
+    assert unit.get("/units/4/history.csv").status_code == 404
+    assert unit.get("/units/999999/history").status_code == 404
+    assert unit.get("/units/3/history?round=nowhere-2026").status_code == 404
+
+
+def test_a_units_history_as_csv(world: App) -> None:
+    answer = signed_in(world, "audit-shanxi").get("/units/3/history.csv")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert "unit-3.csv" in answer.headers["content-disposition"]
+    lines = answer.text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("case_id,seq,event,type") and len(lines) > 10
+    assert any("登记" in line and "CaseRegistered" in line for line in lines)

@@ -1,0 +1,269 @@
+"""日程与通知 (GET /calendar) and sending a failed mail again (POST /outbox/{id}/resend), on
+the demo world over SQLite, signed in through the console's own sign-in."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from notifications.testing import InMemoryTransport
+from workflow.adapters.calendar_files import CalendarCatalog
+from workflow.adapters.db.engine import make_engine
+from workflow.adapters.db.store import Database
+from workflow.bootstrap import App
+from workflow.clock import BUSINESS_TZ, ManualClock
+from workflow.config import REPO_ROOT, Settings
+from workflow.demo import DEMO_PREFIX, DemoResult, run_demo
+from workflow.service.dispatch import dispatch
+from workflow.service.outbox_admin import RESEND_MARK
+from workflow.web.common import zh_date
+
+NOW = datetime(2026, 11, 3, 10, 30, tzinfo=BUSINESS_TZ)
+
+
+def _settings(folder: Path, url: str, calendars: Path) -> Settings:
+    return Settings(database_url=url, maildir=folder / "mail", evidence_dir=folder / "evidence",
+                    calendars_dir=calendars, checkpoint_dir=folder / "checkpoints",
+                    checkpoint_key=folder / "keys" / "checkpoint-ed25519.pem")
+
+
+@pytest.fixture(scope="module")
+def demo_world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, DemoResult]:
+    """The demo loaded once per module (a database file and its calendars), copied per test."""
+    folder = tmp_path_factory.mktemp("oversight-demo")
+    calendars = folder / "calendars"
+    shutil.copytree(REPO_ROOT / "calendars", calendars, ignore=shutil.ignore_patterns(f"{DEMO_PREFIX}*"))
+    path = folder / "demo.db"
+    shutil.copy(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    application = App(settings=_settings(folder, f"sqlite:///{path}", calendars), engine=engine,
+                      db=Database(engine), clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
+    result = run_demo(application)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path, calendars, result
+
+
+@pytest.fixture
+def world(demo_world: tuple[Path, Path, DemoResult], tmp_path: Path) -> Iterator[App]:
+    template, calendars, _ = demo_world
+    path = tmp_path / "w.db"
+    shutil.copy(template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    yield App(settings=_settings(tmp_path, f"sqlite:///{path}", calendars), engine=engine, db=Database(engine),
+              clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
+    engine.dispose()
+
+
+def signed_in(application: App, login: str) -> TestClient:
+    from workflow.api.app import create_app
+    from workflow.demo import DEMO_PASSWORD
+
+    client = TestClient(create_app(application), base_url="http://127.0.0.1")
+    answer = client.post("/signin", data={"login": login, "password": DEMO_PASSWORD}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has no form with a csrf field"
+    return found.group(1)
+
+
+def outbox(application: App) -> list[Any]:
+    return application.db.outbox.rows(limit=10_000)
+
+
+def failed_mail(application: App) -> int:
+    """Run the dispatcher against a server that refuses the unit's address for good (550):
+    case 23's 整改通知 fails; the other pending notice is stale and cancelled. The failed row's id."""
+    rows = {r.case_id: r for r in outbox(application) if r.status == "pending"}
+    row = next(r for r in rows.values() if r.kind == "rectification_notice" and r.case_id is not None
+               and application.db.read.case_states([r.case_id])[r.case_id].state == "rectification")
+    transport = InMemoryTransport()
+    for contact in application.db.read.case_states([row.case_id])[row.case_id].contacts:
+        transport.fail(contact["email"], permanent=True, code=550, detail="mailbox unavailable")
+    asyncio.run(dispatch(application.db, application.calendars, transport, application.clock.now(),
+                         application.dispatch_settings()))
+    failed = [r for r in outbox(application) if r.status == "failed"]
+    assert [r.id for r in failed] == [row.id]
+    return row.id
+
+
+# ---------------------------------------------------------------- the page
+
+@pytest.mark.parametrize("login", ["coord-shanxi", "audit-shanxi", "demo-admin"])
+def test_the_calendar_lists_the_rounds_milestones_with_chinese_dates(world: App, login: str,
+                                                                      demo_world: tuple[Path, Path, DemoResult]
+                                                                      ) -> None:
+    result = demo_world[2]
+    client = signed_in(world, login)
+    page = client.get(f"/calendar?round={result.round_id}")
+    assert page.status_code == 200, page.text
+    html = page.text
+    for due, name in result.schedule:
+        assert name in html
+        assert zh_date(due) in html  # e.g. 2026年11月13日
+    assert "各市级地区" in html and "10 个地区尚未完成，1 个已完成（共 11 个）" in html  # 太原 reported its year
+    assert "13 个案件尚未完成" in html  # the evaluation: submitted and verified cases in the province
+    assert "未来 30 天将发出的提醒" in html and "#23" in html  # the rectification reminders of case 23
+    assert "本轮本辖区没有发送失败的邮件" in html
+    assert 'action="/outbox/' not in html
+
+
+def test_the_calendar_defaults_to_the_latest_round_and_shows_a_citys_own_duties(world: App) -> None:
+    client = signed_in(world, "coord-taiyuan")
+    html = client.get("/calendar").text
+    assert "太原市" in html and "已完成" in html and "张主任" in html  # its report, recorded by its coordinator
+    assert "长治市" not in html  # another city's duty is not in its subtree
+
+
+def test_a_unit_is_refused_the_calendar_with_403(world: App) -> None:
+    client = signed_in(world, "unit01")
+    answer = client.get("/calendar")
+    assert answer.status_code == 403
+    assert "无权" in answer.text
+
+
+def test_another_jurisdiction_or_round_is_404(world: App) -> None:
+    client = signed_in(world, "coord-taiyuan")
+    assert client.get("/calendar?jurisdiction=shanxi-datong").status_code == 404
+    assert client.get("/calendar?jurisdiction=shanxi").status_code == 404  # its parent is outside it too
+    assert client.get("/calendar?round=nowhere-2026").status_code == 404
+
+
+# ---------------------------------------------------------------- sending a failed mail again
+
+def test_a_failed_mail_is_listed_and_sent_again_by_the_provinces_coordinator(world: App) -> None:
+    row_id = failed_mail(world)
+    client = signed_in(world, "coord-shanxi")
+    html = client.get("/calendar").text
+    listed = html[html.index('id="outbox"'):]
+    assert f'data-mail="{row_id}"' in listed and "550 mailbox unavailable" in listed
+    assert "@" in listed.split(f'data-mail="{row_id}"', 1)[1].split("</tr>", 1)[0]  # its recipients, as sent
+    assert f'action="/outbox/{row_id}/resend"' in listed
+    before = len(outbox(world))
+
+    answer = client.post(f"/outbox/{row_id}/resend", data={"csrf": csrf_of(html), "round": "", "jurisdiction": ""},
+                         follow_redirects=False)
+    assert answer.status_code == 303 and f"resent={row_id}" in answer.headers["location"]
+    rows = outbox(world)
+    assert len(rows) == before + 1
+    new = max(rows, key=lambda r: r.id)
+    original = next(r for r in rows if r.id == row_id)
+    assert new.status == "pending" and new.dedupe_key == f"{original.dedupe_key}{RESEND_MARK}{row_id}"
+    assert (new.kind, new.case_id, new.milestone, new.due_on) == (original.kind, original.case_id,
+                                                                 original.milestone, original.due_on)
+    assert json.loads(new.context or "{}")["resend_of"]["by"].startswith("coordinator:coord-shanxi")
+    assert original.status == "failed"  # the failed row stays as it was: the record of what happened
+
+    page = client.get(answer.headers["location"]).text
+    assert "已重新排入发送队列" in page and f"已重新发送为 #{new.id}（待发送）" in page
+    assert f'action="/outbox/{row_id}/resend"' not in page
+
+    # a second click (or a second coordinator) writes nothing
+    again = client.post(f"/outbox/{row_id}/resend", data={"csrf": csrf_of(html)}, follow_redirects=False)
+    assert again.status_code == 303 and "again=1" in again.headers["location"]
+    assert len(outbox(world)) == before + 1
+    assert "此前已重新发送过" in client.get(again.headers["location"]).text
+
+    # the dispatcher delivers it (the address accepts mail again)
+    report = asyncio.run(dispatch(world.db, world.calendars, InMemoryTransport(), world.clock.now(),
+                                  world.dispatch_settings()))
+    assert report.sent == 1
+    assert next(r for r in outbox(world) if r.id == new.id).status == "sent"
+
+
+def test_resend_without_or_with_a_wrong_csrf_is_403_and_changes_nothing(world: App) -> None:
+    row_id = failed_mail(world)
+    client = signed_in(world, "coord-shanxi")
+    before = outbox(world)
+    for data in ({}, {"csrf": "not-the-session-token"}):
+        answer = client.post(f"/outbox/{row_id}/resend", data=data, follow_redirects=False)
+        assert answer.status_code == 403
+        assert "CSRF" in answer.text
+    assert outbox(world) == before
+
+
+def test_another_citys_coordinator_gets_404_and_an_auditor_403(world: App) -> None:
+    row_id = failed_mail(world)
+    before = outbox(world)
+    taiyuan = signed_in(world, "coord-taiyuan")
+    html = taiyuan.get("/calendar").text
+    assert f'data-mail="{row_id}"' not in html  # a provincial unit's mail is not in 太原's subtree
+    answer = taiyuan.post(f"/outbox/{row_id}/resend", data={"csrf": csrf_of(html)}, follow_redirects=False)
+    assert answer.status_code == 404
+    assert taiyuan.post("/outbox/999999/resend", data={"csrf": csrf_of(html)}).status_code == 404
+
+    auditor = signed_in(world, "audit-shanxi")
+    html = auditor.get("/calendar").text
+    assert f'data-mail="{row_id}"' in html and f'action="/outbox/{row_id}/resend"' not in html  # read only
+    assert auditor.post(f"/outbox/{row_id}/resend", data={"csrf": csrf_of(html)}).status_code == 403
+    assert outbox(world) == before
+
+
+def test_only_a_failed_mail_is_sent_again(world: App) -> None:
+    row_id = failed_mail(world)
+    cancelled = next(r for r in outbox(world) if r.status == "cancelled")
+    client = signed_in(world, "demo-admin")
+    html = client.get("/calendar").text
+    before = outbox(world)
+    answer = client.post(f"/outbox/{cancelled.id}/resend", data={"csrf": csrf_of(html)})
+    assert answer.status_code == 409 and "只有发送失败的邮件可以重新发送" in answer.text
+    assert outbox(world) == before
+    assert client.post(f"/outbox/{row_id}/resend", data={"csrf": csrf_of(html)}, follow_redirects=False
+                       ).status_code == 303
+
+
+def test_a_long_list_of_failed_mails_is_paged_and_says_so(world: App) -> None:
+    row_id = failed_mail(world)
+    original = next(r for r in outbox(world) if r.id == row_id)
+    # 60 more failed mails of the same case (as a long outage would leave them)
+    from workflow.adapters.db.tables import outbox as outbox_table
+
+    with world.engine.begin() as conn:
+        conn.execute(insert(outbox_table), [
+            {"dedupe_key": f"test-failed-{n}", "kind": original.kind, "round_id": original.round_id,
+             "case_id": original.case_id, "milestone": original.milestone, "due_on": original.due_on,
+             "status": "failed", "attempts": 3, "next_attempt_at": world.clock.now(),
+             "created_at": world.clock.now(), "last_error": "gave up"} for n in range(60)])
+    client = signed_in(world, "coord-shanxi")
+    first = client.get("/calendar").text
+    assert "每页最多显示 50 封" in first and "共 61 封，显示第 1–50 封" in first and "第 1 / 2 页" in first
+    assert first.count("data-mail=") == 50
+    second = client.get("/calendar?mail_page=2").text
+    assert "显示第 51–61 封" in second and second.count("data-mail=") == 11
+    assert f'data-mail="{row_id}"' in second  # the oldest last
+
+
+def test_resend_is_idempotent_in_the_service_and_refuses_an_auditor(world: App) -> None:
+    from workflow.domain.access import Principal
+    from workflow.domain.errors import Forbidden, NotFound
+    from workflow.service.outbox_admin import failed_mails, resend
+
+    row_id = failed_mail(world)
+    admin = Principal(0, "ops", "admin")
+    elsewhere = Principal(0, "x", "coordinator", jurisdiction_path="/shanxi/shanxi-datong/")
+    auditor = Principal(0, "a", "auditor", jurisdiction_path="/shanxi/")
+    with pytest.raises(NotFound):
+        resend(world.db, row_id, elsewhere, world.clock.now())
+    with pytest.raises(Forbidden):
+        resend(world.db, row_id, auditor, world.clock.now())
+    assert resend(world.db, row_id, admin, world.clock.now()).created
+    assert not resend(world.db, row_id, admin, world.clock.now()).created
+    listed = failed_mails(world.db, admin)
+    assert [m.row.id for m in listed.mails] == [row_id] and listed.mails[0].resent_as is not None
+    assert failed_mails(world.db, elsewhere).mails == []
+    assert dataclasses.asdict(listed)["truncated"] is False
