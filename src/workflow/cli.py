@@ -1351,6 +1351,37 @@ def accounts_password(account_id: int, actor: str = ActorOption) -> None:
     console.print(f"account {account_id}: password set")
 
 
+@accounts_app.command("link")
+def accounts_link(account_id: int,
+                  purpose: str = typer.Option("invitation", help="invitation (first sign-in) or reset"),
+                  actor: str = ActorOption) -> None:
+    """Send a one-time link to set the account's password (an invitation, or a reset) to the
+    account's email, and print it (to hand over when there is no address or the mail fails).
+    The link points at WORKFLOW_CONSOLE_URL."""
+    import asyncio
+
+    from .domain.errors import ConfigError, InvalidInput
+    from .service.sign_in import PURPOSES, issue_link
+    from .web.common import zh_time
+    from .web.mail import link_url, mail_link
+
+    if purpose not in PURPOSES:
+        raise InvalidInput(f"--purpose must be one of {', '.join(PURPOSES)}; got {purpose!r}", [],
+                           f"--purpose 须为 {'、'.join(PURPOSES)} 之一；收到 {purpose!r}")
+    application = _app()
+    if not application.settings.console_url:  # before a link is made that no address could carry
+        raise ConfigError("WORKFLOW_CONSOLE_URL is not set: the address people open the console at is needed for "
+                          "the link (e.g. https://jgswj.example.gov.cn)",
+                          "未设置 WORKFLOW_CONSOLE_URL：生成链接需要控制台的访问地址")
+    link = issue_link(application.db, account_id, purpose, by=_principal(application, actor, *OPERATORS),
+                      now=application.clock.now(), policy=application.sign_in_policy())
+    url = link_url(application, None, link)
+    delivered, why = asyncio.run(mail_link(application, None, link))
+    console.print(f"{PURPOSES[purpose]} link for {link.account.login}, valid until {zh_time(link.record.expires_at)} "
+                  f"(Beijing time), once: {url}")
+    console.print(f"mailed to {link.account.email}" if delivered else f"not mailed: {why}")
+
+
 # ------------------------------------------------------------------ rubrics
 def _rubrics() -> RubricCatalog:
     from .adapters.rubric_files import RubricCatalog

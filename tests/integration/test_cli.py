@@ -888,3 +888,27 @@ def test_a_round_history_export_through_the_cli(shanxi: Path, tmp_path: Path) ->
     assert csv_out.read_text(encoding="utf-8-sig").splitlines()[1].split(",")[2] == "登记"
     p = run(shanxi, "rounds", "history", "shanxi-2021", str(tmp_path / "x.txt"), columns=200)
     assert p.returncode == 2 and ".jsonl or .csv" in p.stderr
+
+
+def test_a_sign_in_link_is_made_mailed_and_printed_from_the_command_line(shanxi: Path, tmp_path: Path) -> None:
+    """``workflow accounts link``: refused (nothing made) without the console's address; with it,
+    the one-time link is printed, mailed to the account's address, and opens the console's form."""
+    made = run(shanxi, "accounts", "create", "--login", "li-new", "--name", "李新", "--role", "unit", "--unit", "3",
+               "--email", "li.new@example.org", "--actor", ADMIN, columns=200)
+    account_id = int(re.search(r"account (\d+):", made.stdout).group(1))
+    refused = run(shanxi, "accounts", "link", str(account_id), "--actor", "wang")
+    assert_clean_refusal(refused, "config", "WORKFLOW_CONSOLE_URL")
+    env = {"WORKFLOW_CONSOLE_URL": "https://jgswj.example.gov.cn/", "WORKFLOW_MAILDIR": str(tmp_path / "mail")}
+    p = run(shanxi, "accounts", "link", str(account_id), "--actor", "wang", env=env, columns=300)
+    assert p.returncode == 0, p.stderr
+    link = re.search(r"https://jgswj\.example\.gov\.cn/link/([A-Za-z0-9_-]{20,})", p.stdout)
+    assert link and "mailed to li.new@example.org" in p.stdout
+    mails = list((tmp_path / "mail" / "new").iterdir())
+    assert len(mails) == 1
+    from email import message_from_bytes, policy
+
+    body = message_from_bytes(mails[0].read_bytes(), policy=policy.default).get_body().get_content()
+    assert link.group(0) in body and "只能使用一次" in body
+    assert_clean_refusal(run(shanxi, "accounts", "link", str(account_id), "--purpose", "other", "--actor", "wang",
+                             env=env), "invalid_input", "--purpose")
+    assert_clean_refusal(run(shanxi, "accounts", "link", str(account_id), "--actor", "zhang", env=env), "forbidden")

@@ -11,13 +11,19 @@ from fastapi import Request
 from notifications import Address, OutgoingMessage
 
 from ..bootstrap import App
+from ..domain.errors import ConfigError
 from ..service.sign_in import PURPOSES, Link
 from .common import log, zh_time
 
 
-def link_url(application: App, request: Request, link: Link) -> str:
-    base = (application.settings.console_url or str(request.base_url)).rstrip("/")
-    return f"{base}/link/{link.secret}"
+def link_url(application: App, request: Request | None, link: Link) -> str:
+    """The link's address: under ``WORKFLOW_CONSOLE_URL``, else the address the request came to."""
+    base = application.settings.console_url or (str(request.base_url) if request is not None else "")
+    if not base:
+        raise ConfigError("WORKFLOW_CONSOLE_URL is not set: the address people open the console at is needed for "
+                          "the link (e.g. https://jgswj.example.gov.cn)",
+                          "未设置 WORKFLOW_CONSOLE_URL：生成链接需要控制台的访问地址（例如 https://jgswj.example.gov.cn）")
+    return f"{base.rstrip('/')}/link/{link.secret}"
 
 
 def link_message(application: App, url: str, link: Link) -> OutgoingMessage:
@@ -37,7 +43,7 @@ def link_message(application: App, url: str, link: Link) -> OutgoingMessage:
                            subject=f"【节约型机关创建】账号{what}链接", text=text)
 
 
-async def mail_link(application: App, request: Request, link: Link) -> tuple[bool, str]:
+async def mail_link(application: App, request: Request | None, link: Link) -> tuple[bool, str]:
     """Mail the link to the account's address: (delivered, why not)."""
     if not link.account.email:
         return False, "该账号没有电子邮箱，请将链接当面或以其他方式交给本人"
