@@ -108,6 +108,12 @@ def test_a_newcomer_follows_the_readme(tmp_path: Path) -> None:
         cases = httpx.get(f"{base}/api/v1/cases?round=shanxi-2021", headers={"Authorization": f"Bearer {secret}"})
         assert cases.status_code == 200 and len(cases.json()["items"]) == 35
         assert httpx.get(f"{base}/docs").status_code == 200
+        # the console, as the README's first five minutes open it: the demo's coordinator signs in
+        with httpx.Client(base_url=base) as browser:
+            signed = browser.post("/signin", data={"login": "coord-shanxi", "password": "jieyue-demo-2021"})
+            assert signed.status_code == 303 and "wf_session" in signed.headers.get("set-cookie", "")
+            home = browser.get("/")
+            assert home.status_code == 200 and "创建进度" in home.text and "王科长" in home.text
         _a_day_in_the_round(clone, env, base)
     finally:
         proc.send_signal(signal.SIGTERM)
