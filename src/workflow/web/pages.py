@@ -5,18 +5,18 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..adapters.case_list_xlsx import case_list_xlsx
 from ..bootstrap import App
 from ..domain.access import Principal
 from ..domain.dates import business_date
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, InvalidInput
 from ..domain.guards import allowed_actions
 from ..domain.lifecycle import ACTIONS, STATE_NAMES, STATES
 from ..domain.units import UNIT_LEVELS
@@ -294,6 +294,13 @@ def batch(request: Request, me: Signed, csrf: Annotated[str, Form(max_length=100
 
 @router.get("/cases/{case_id}")
 def case_page(request: Request, me: Signed, case_id: CaseId) -> HTMLResponse:
+    return case_view(request, me, case_id)
+
+
+def case_view(request: Request, me: Viewer, case_id: int, status: int = 200,
+              refused: dict[str, Any] | None = None) -> HTMLResponse:
+    """The case's page; ``refused``: an action's form sent back (its action, the values as typed,
+    the problems), open, with each problem, nothing written."""
     application = app_of(request)
     scope = seen_case(application, me, case_id)
     now = application.clock.now()
@@ -305,10 +312,11 @@ def case_page(request: Request, me: Signed, case_id: CaseId) -> HTMLResponse:
     due = what_is_due(application.db, application.calendars, case_id, now)
     unit = application.db.directory.unit(c.unit_id)
     mails = list_notifications(application.db, case_id=case_id, limit=50)
-    return page(request, "case.html", c=c, ctx=ctx, scope=scope, unit=unit, events=list(reversed(found.events)),
+    return page(request, "case.html", status=status, c=c, ctx=ctx, scope=scope, unit=unit,
+                events=list(reversed(found.events)),
                 allowed=allowed, allowed_all=allowed_all, forms=FORMS, sheets=sheets, rubric=ctx.rubric, due=due,
                 evidence=list_evidence(application.db, case_id), documents=list_documents(application.db, case_id),
-                mails=mails, rectification_days=timedelta(days=20))
+                mails=mails, refused=refused or {})
 
 
 def _entries(form: Any, rubric: Any) -> dict[str, Any]:
@@ -346,14 +354,17 @@ async def act(request: Request, me: Signed, case_id: CaseId,
             if value:
                 data[field] = value
     try:
-        from starlette.concurrency import run_in_threadpool
-
         await run_in_threadpool(perform_action, application.db, case_id, action, data, me.who.actor,
                                 application.clock.now(), expected_version=int(version))
     except DomainError as exc:
         TRANSITIONS.labels(action, exc.code).inc()
         log.warning("action refused", action=action, reason=exc.code, case_id=case_id)
-        raise
+        if not isinstance(exc, InvalidInput):
+            raise
+        typed = {k.removeprefix("e_"): str(v)[:500] for k, v in form.items() if isinstance(v, str)}
+        return await run_in_threadpool(case_view, request, me, case_id, 422, {
+            "action": action, "typed": typed, "problems": exc.problems,
+            "message": exc.message_zh or exc.message})
     TRANSITIONS.labels(action, "ok").inc()
     log.info("action taken", action=action, case_id=case_id)
     return redirect(f"/cases/{case_id}?done={action}")
