@@ -175,3 +175,32 @@ def shot(page: Page, name: str) -> None:
     out = REPO / "docs" / "console"
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+
+
+# ---------------------------------------------------------------- appended: a page without JavaScript
+
+@pytest.fixture
+def page_without_js(browser: Browser) -> Iterator[Page]:
+    """Like ``page`` (1366×768, zh-CN, Asia/Shanghai, no request may leave the host: the test
+    fails at teardown otherwise), in a context with JavaScript disabled: what a page shows, and
+    how its forms work, without the console's scripts."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", service_workers="block", java_script_enabled=False)
+    blocked: list[str] = []
+
+    def guard(route: Route, request: Request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme in ("data", "about", "blob") or url.hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            blocked.append(request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    pg = context.new_page()
+    pg.blocked_urls = blocked  # type: ignore[attr-defined]
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not blocked, f"requests left the host: {', '.join(blocked)}"

@@ -3,70 +3,33 @@ world over SQLite, signed in through the console's own sign-in."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from workflow.adapters.calendar_files import CalendarCatalog
 from workflow.adapters.checkpoint_files import generate_key
-from workflow.adapters.db.engine import make_engine
-from workflow.adapters.db.store import Database
 from workflow.bootstrap import App
-from workflow.clock import BUSINESS_TZ, ManualClock
-from workflow.config import REPO_ROOT, Settings
-from workflow.demo import DEMO_PREFIX, EXAMPLE_ROUND, DemoResult, run_demo
+from workflow.clock import BUSINESS_TZ
+from workflow.demo import EXAMPLE_ROUND
 from workflow.service.queries import list_cases, unit_history
+
+from .worlds import CHECKPOINTS, DemoTemplate, demo_app, demo_template, signed_in
 
 NOW = datetime(2026, 11, 3, 10, 30, tzinfo=BUSINESS_TZ)
 
 
-def _settings(folder: Path, url: str, calendars: Path) -> Settings:
-    return Settings(database_url=url, maildir=folder / "mail", evidence_dir=folder / "evidence",
-                    calendars_dir=calendars, checkpoint_dir=folder / "checkpoints",
-                    checkpoint_key=folder / "keys" / "checkpoint-ed25519.pem")
-
-
 @pytest.fixture(scope="module")
-def demo_world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, DemoResult]:
+def demo_world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoTemplate:
     """The demo loaded once per module (a database file and its calendars), copied per test."""
-    folder = tmp_path_factory.mktemp("audit-demo")
-    calendars = folder / "calendars"
-    shutil.copytree(REPO_ROOT / "calendars", calendars, ignore=shutil.ignore_patterns(f"{DEMO_PREFIX}*"))
-    path = folder / "demo.db"
-    shutil.copy(sqlite_template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    application = App(settings=_settings(folder, f"sqlite:///{path}", calendars), engine=engine,
-                      db=Database(engine), clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
-    result = run_demo(application)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return path, calendars, result
+    return demo_template(tmp_path_factory, sqlite_template, NOW, name="audit-demo", **CHECKPOINTS)
 
 
 @pytest.fixture
-def world(demo_world: tuple[Path, Path, DemoResult], tmp_path: Path) -> Iterator[App]:
-    template, calendars, _ = demo_world
-    path = tmp_path / "w.db"
-    shutil.copy(template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    yield App(settings=_settings(tmp_path, f"sqlite:///{path}", calendars), engine=engine, db=Database(engine),
-              clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
-    engine.dispose()
-
-
-def signed_in(application: App, login: str) -> TestClient:
-    from workflow.api.app import create_app
-    from workflow.demo import DEMO_PASSWORD
-
-    client = TestClient(create_app(application), base_url="http://127.0.0.1")
-    answer = client.post("/signin", data={"login": login, "password": DEMO_PASSWORD}, follow_redirects=False)
-    assert answer.status_code == 303, answer.text
-    return client
+def world(demo_world: DemoTemplate, tmp_path: Path) -> Iterator[App]:
+    with demo_app(demo_world, tmp_path) as application:
+        yield application
 
 
 def live_case_of(application: App, round_id: str, unit_id: int) -> int:
@@ -103,9 +66,8 @@ def test_a_unit_is_refused_the_audit_page_with_403(world: App) -> None:
     assert answer.status_code == 403
 
 
-def test_a_tampered_event_is_a_finding_in_the_scope_that_holds_it(world: App,
-                                                                   demo_world: tuple[Path, Path, DemoResult]) -> None:
-    case_id = live_case_of(world, demo_world[2].round_id, 3)
+def test_a_tampered_event_is_a_finding_in_the_scope_that_holds_it(world: App, demo_world: DemoTemplate) -> None:
+    case_id = live_case_of(world, demo_world.round_id, 3)
     tamper(world, case_id, 2)
     page = signed_in(world, "audit-shanxi").get("/audit").text
     assert 'data-testid="audit-findings"' in page and "发现 1 处问题" in page
@@ -115,8 +77,7 @@ def test_a_tampered_event_is_a_finding_in_the_scope_that_holds_it(world: App,
     assert 'data-testid="audit-ok"' in signed_in(world, "coord-taiyuan").get("/audit").text
 
 
-def test_the_latest_signed_checkpoint_is_shown_and_checked(world: App,
-                                                          demo_world: tuple[Path, Path, DemoResult]) -> None:
+def test_the_latest_signed_checkpoint_is_shown_and_checked(world: App, demo_world: DemoTemplate) -> None:
     from workflow.service.checkpoints import write_checkpoint
 
     generate_key(world.settings.checkpoint_key)
@@ -125,7 +86,7 @@ def test_the_latest_signed_checkpoint_is_shown_and_checked(world: App,
     page = client.get("/audit").text
     assert f"#{done.checkpoint.sequence}" in page and "签名有效" in page and "与检查点记录一致" in page
     assert done.checkpoint.merkle_root[:16] in page and "尚未生成签名检查点" not in page
-    tamper(world, live_case_of(world, demo_world[2].round_id, 3), 2)
+    tamper(world, live_case_of(world, demo_world.round_id, 3), 2)
     page = client.get("/audit").text
     assert "与检查点记录不一致" in page and 'data-testid="audit-findings"' in page
 
@@ -141,8 +102,8 @@ def test_the_audit_form_opens_a_units_history(world: App) -> None:
 # ---------------------------------------------------------------- a unit's history
 
 @pytest.mark.parametrize("login", ["audit-shanxi", "coord-shanxi", "demo-admin", "unit03"])
-def test_a_units_history_across_rounds(world: App, login: str, demo_world: tuple[Path, Path, DemoResult]) -> None:
-    result = demo_world[2]
+def test_a_units_history_across_rounds(world: App, login: str, demo_world: DemoTemplate) -> None:
+    result = demo_world.result
     live, example = live_case_of(world, result.round_id, 3), live_case_of(world, EXAMPLE_ROUND, 3)
     client = signed_in(world, login)
     page = client.get("/units/3/history")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -15,51 +15,31 @@ import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
-from workflow.adapters.calendar_files import CalendarCatalog
-from workflow.adapters.db.engine import make_engine
-from workflow.adapters.db.migrate import upgrade
-from workflow.adapters.db.store import Database
 from workflow.api.app import create_app
 from workflow.bootstrap import App
-from workflow.clock import BUSINESS_TZ, ManualClock
-from workflow.config import REPO_ROOT, Settings
-from workflow.demo import DEMO_PASSWORD, DEMO_PREFIX, run_demo
+from workflow.clock import BUSINESS_TZ
+from workflow.demo import DEMO_PASSWORD, DemoResult
 from workflow.service.queries import list_cases
 from workflow.service.reports import progress
+
+from .worlds import csrf_of, demo_app, demo_template, signed_in
 
 TODAY = datetime(2026, 11, 20, 10, 30, tzinfo=BUSINESS_TZ)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("console")
-    calendars = tmp / "calendars"
-    shutil.copytree(REPO_ROOT / "calendars", calendars, ignore=shutil.ignore_patterns(f"{DEMO_PREFIX}*"))
-    url = f"sqlite:///{tmp / 'w.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    application = App(settings=Settings(database_url=url, maildir=tmp / "mail", evidence_dir=tmp / "evidence",
-                                        calendars_dir=calendars),
-                      engine=engine, db=Database(engine), clock=ManualClock(TODAY),
-                      calendars=CalendarCatalog(calendars))
-    result = run_demo(application)
-    yield application, result
-    engine.dispose()
+def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[tuple[App, DemoResult]]:
+    """The demo, once: one App for every test of the module."""
+    template = demo_template(tmp_path_factory, sqlite_template, TODAY, name="console")
+    with demo_app(template, tmp_path_factory.mktemp("console-app")) as application:
+        yield application, template.result
 
 
 def client(world, login: str | None = None) -> TestClient:
     application, _ = world
-    c = TestClient(create_app(application), base_url="http://127.0.0.1")
     if login is not None:
-        r = c.post("/signin", data={"login": login, "password": DEMO_PASSWORD}, follow_redirects=False)
-        assert r.status_code == 303, r.text[:500]
-    return c
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "the page has no form with a CSRF token"
-    return found.group(1)
+        return signed_in(application, login)
+    return TestClient(create_app(application), base_url="http://127.0.0.1")
 
 
 def state_of(world, case_id: int) -> tuple[str, int]:

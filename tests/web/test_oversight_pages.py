@@ -5,81 +5,36 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import re
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from notifications.testing import InMemoryTransport
-from workflow.adapters.calendar_files import CalendarCatalog
-from workflow.adapters.db.engine import make_engine
-from workflow.adapters.db.store import Database
 from workflow.bootstrap import App
-from workflow.clock import BUSINESS_TZ, ManualClock
-from workflow.config import REPO_ROOT, Settings
-from workflow.demo import DEMO_PREFIX, DemoResult, run_demo
+from workflow.clock import BUSINESS_TZ
 from workflow.service.dispatch import dispatch
 from workflow.service.outbox_admin import RESEND_MARK
 from workflow.web.common import zh_date
 
+from .worlds import CHECKPOINTS, DemoTemplate, csrf_of, demo_app, demo_template, signed_in
+
 NOW = datetime(2026, 11, 3, 10, 30, tzinfo=BUSINESS_TZ)
 
 
-def _settings(folder: Path, url: str, calendars: Path) -> Settings:
-    return Settings(database_url=url, maildir=folder / "mail", evidence_dir=folder / "evidence",
-                    calendars_dir=calendars, checkpoint_dir=folder / "checkpoints",
-                    checkpoint_key=folder / "keys" / "checkpoint-ed25519.pem")
-
-
 @pytest.fixture(scope="module")
-def demo_world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, DemoResult]:
+def demo_world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoTemplate:
     """The demo loaded once per module (a database file and its calendars), copied per test."""
-    folder = tmp_path_factory.mktemp("oversight-demo")
-    calendars = folder / "calendars"
-    shutil.copytree(REPO_ROOT / "calendars", calendars, ignore=shutil.ignore_patterns(f"{DEMO_PREFIX}*"))
-    path = folder / "demo.db"
-    shutil.copy(sqlite_template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    application = App(settings=_settings(folder, f"sqlite:///{path}", calendars), engine=engine,
-                      db=Database(engine), clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
-    result = run_demo(application)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return path, calendars, result
+    return demo_template(tmp_path_factory, sqlite_template, NOW, name="oversight-demo", **CHECKPOINTS)
 
 
 @pytest.fixture
-def world(demo_world: tuple[Path, Path, DemoResult], tmp_path: Path) -> Iterator[App]:
-    template, calendars, _ = demo_world
-    path = tmp_path / "w.db"
-    shutil.copy(template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    yield App(settings=_settings(tmp_path, f"sqlite:///{path}", calendars), engine=engine, db=Database(engine),
-              clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
-    engine.dispose()
-
-
-def signed_in(application: App, login: str) -> TestClient:
-    from workflow.api.app import create_app
-    from workflow.demo import DEMO_PASSWORD
-
-    client = TestClient(create_app(application), base_url="http://127.0.0.1")
-    answer = client.post("/signin", data={"login": login, "password": DEMO_PASSWORD}, follow_redirects=False)
-    assert answer.status_code == 303, answer.text
-    return client
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "the page has no form with a csrf field"
-    return found.group(1)
+def world(demo_world: DemoTemplate, tmp_path: Path) -> Iterator[App]:
+    with demo_app(demo_world, tmp_path) as application:
+        yield application
 
 
 def outbox(application: App) -> list[Any]:
@@ -106,9 +61,8 @@ def failed_mail(application: App) -> int:
 
 @pytest.mark.parametrize("login", ["coord-shanxi", "audit-shanxi", "demo-admin"])
 def test_the_calendar_lists_the_rounds_milestones_with_chinese_dates(world: App, login: str,
-                                                                      demo_world: tuple[Path, Path, DemoResult]
-                                                                      ) -> None:
-    result = demo_world[2]
+                                                                      demo_world: DemoTemplate) -> None:
+    result = demo_world.result
     client = signed_in(world, login)
     page = client.get(f"/calendar?round={result.round_id}")
     assert page.status_code == 200, page.text

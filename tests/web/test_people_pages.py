@@ -13,9 +13,7 @@ import email
 import email.policy
 import mailbox
 import re
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,64 +21,37 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from workflow.adapters.calendar_files import CalendarCatalog
-from workflow.adapters.db.engine import make_engine
-from workflow.adapters.db.store import Database
 from workflow.bootstrap import App
 from workflow.clock import BUSINESS_TZ, ManualClock
-from workflow.config import REPO_ROOT, Settings
-from workflow.demo import DEMO_PASSWORD, DEMO_PREFIX, run_demo
+from workflow.demo import DEMO_PASSWORD
 from workflow.files import import_units
 from workflow.service.ports import AccountRecord
 
 from ..support import OPERATOR, write_units_csv
+from .worlds import DemoTemplate, csrf_of, demo_app, demo_template, signed_in
 
 NOW = datetime(2026, 11, 3, 10, 30, tzinfo=BUSINESS_TZ)
 TAIYUAN_UNIT = "太原市机关事务管理局"
 NEW_PASSWORD = "new-secret-pass-42"
 LINK = re.compile(r"https?://[^\s]+/link/([A-Za-z0-9_-]{20,100})")
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-@dataclass
-class World:
-    db_file: Path
-    calendars: Path
 
 
 @pytest.fixture(scope="module")
-def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoTemplate:
     """The demo, once per module, with a unit of 太原."""
-    tmp = tmp_path_factory.mktemp("people")
-    calendars = tmp / "calendars"
-    shutil.copytree(REPO_ROOT / "calendars", calendars, ignore=shutil.ignore_patterns(f"{DEMO_PREFIX}*"))
-    db_file = tmp / "demo.db"
-    shutil.copy(sqlite_template, db_file)
-    engine = make_engine(f"sqlite:///{db_file}")
-    settings = Settings(database_url=f"sqlite:///{db_file}", maildir=tmp / "mail", evidence_dir=tmp / "evidence",
-                        calendars_dir=calendars)
-    application = App(settings=settings, engine=engine, db=Database(engine), clock=ManualClock(NOW),
-                      calendars=CalendarCatalog(calendars))
-    run_demo(application)
-    import_units(application.db, write_units_csv(tmp / "ty.csv", [(TAIYUAN_UNIT, "shanxi-taiyuan", "行政机关")]),
-                 NOW, actor=OPERATOR)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return World(db_file, calendars)
+    folder = tmp_path_factory.mktemp("people")
+
+    def taiyuan(application: App) -> None:
+        import_units(application.db, write_units_csv(folder / "ty.csv", [(TAIYUAN_UNIT, "shanxi-taiyuan", "行政机关")]),
+                     NOW, actor=OPERATOR)
+
+    return demo_template(folder, sqlite_template, NOW, after=taiyuan)
 
 
 @pytest.fixture
-def application(world: World, tmp_path: Path) -> Iterator[App]:
-    db_file = tmp_path / "workflow.db"
-    shutil.copy(world.db_file, db_file)
-    url = f"sqlite:///{db_file}"
-    engine = make_engine(url)
-    settings = Settings(database_url=url, maildir=tmp_path / "mail", evidence_dir=tmp_path / "evidence",
-                        calendars_dir=world.calendars, console_url=None)
-    yield App(settings=settings, engine=engine, db=Database(engine), clock=ManualClock(NOW),
-              calendars=CalendarCatalog(world.calendars))
-    engine.dispose()
+def application(world: DemoTemplate, tmp_path: Path) -> Iterator[App]:
+    with demo_app(world, tmp_path, console_url=None) as application:
+        yield application
 
 
 class Person:
@@ -103,13 +74,9 @@ def sign_in(application: App):  # type: ignore[no-untyped-def]
     api = create_app(application)
 
     def signed(login: str, password: str = DEMO_PASSWORD) -> Person:
-        client = TestClient(api)
-        r = client.post("/signin", data={"login": login, "password": password}, follow_redirects=False)
-        assert r.status_code == 303, (login, r.status_code, r.text[:500])
+        client = signed_in(application, login, password, api=api)
         home = client.get("/people" if login.startswith(("coord-", "demo-admin")) else "/")
-        found = CSRF.search(home.text)
-        assert found, home.text[:500]
-        return Person(client, found.group(1))
+        return Person(client, csrf_of(home.text))
 
     return signed
 

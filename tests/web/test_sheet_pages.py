@@ -9,9 +9,7 @@ copied for each test (the database and the evidence folder), so tests change not
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,66 +17,34 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from workflow.adapters.calendar_files import CalendarCatalog
-from workflow.adapters.db.engine import make_engine
-from workflow.adapters.db.store import Database
 from workflow.bootstrap import App
-from workflow.clock import BUSINESS_TZ, ManualClock
-from workflow.config import REPO_ROOT, Settings
-from workflow.demo import DEMO_PASSWORD, DEMO_PREFIX, run_demo
+from workflow.clock import BUSINESS_TZ
 from workflow.service.cases import read_case
 from workflow.service.evidence import list_documents, list_evidence
 from workflow.service.queries import list_cases
+
+from .worlds import DemoTemplate, csrf_of, demo_app, demo_template, signed_in
 
 NOW = datetime(2025, 11, 20, 10, 30, tzinfo=BUSINESS_TZ)
 UNIT = 31  # a unit that has done nothing yet in the demo's live round (registered)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
 PDF = b"%PDF-1.4\n% test\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 VERSION = re.compile(r'name="version" value="(\d+)"')
 
 
-@dataclass
-class World:
-    base: Path
-    calendars: Path
-    round_id: str
-
-
-def _settings(folder: Path, url: str, calendars: Path) -> Settings:
-    return Settings(database_url=url, evidence_dir=folder / "evidence", maildir=folder / "mail",
-                    calendars_dir=calendars, evidence_max_bytes=1024 * 1024)
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> World:
-    base = tmp_path_factory.mktemp("sheet-world")
-    calendars = base / "calendars"
-    shutil.copytree(REPO_ROOT / "calendars", calendars, ignore=shutil.ignore_patterns(f"{DEMO_PREFIX}*"))
-    shutil.copy(sqlite_template, base / "workflow.db")
-    engine = make_engine(f"sqlite:///{base / 'workflow.db'}")
-    application = App(settings=_settings(base, f"sqlite:///{base / 'workflow.db'}", calendars), engine=engine,
-                      db=Database(engine), clock=ManualClock(NOW), calendars=CalendarCatalog(calendars))
-    result = run_demo(application)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return World(base, calendars, result.round_id)
+def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> DemoTemplate:
+    return demo_template(tmp_path_factory, sqlite_template, NOW, name="sheet-world", evidence_max_bytes=1024 * 1024)
 
 
 @pytest.fixture
-def application(world: World, tmp_path: Path) -> Iterator[App]:
-    shutil.copy(world.base / "workflow.db", tmp_path / "workflow.db")
-    shutil.copytree(world.base / "evidence", tmp_path / "evidence")
-    url = f"sqlite:///{tmp_path / 'workflow.db'}"
-    engine = make_engine(url)
-    yield App(settings=_settings(tmp_path, url, world.calendars), engine=engine, db=Database(engine),
-              clock=ManualClock(NOW), calendars=CalendarCatalog(world.calendars))
-    engine.dispose()
+def application(world: DemoTemplate, tmp_path: Path) -> Iterator[App]:
+    with demo_app(world, tmp_path) as application:
+        yield application
 
 
 @pytest.fixture
-def case_id(application: App, world: World) -> int:
+def case_id(application: App, world: DemoTemplate) -> int:
     rows = list_cases(application.db, round_id=world.round_id, unit_id=UNIT, limit=5)
     assert len(rows) == 1 and rows[0].state == "registered"
     return rows[0].id
@@ -93,11 +59,8 @@ def signed(application: App) -> Iterator[object]:
     clients: list[TestClient] = []
 
     def sign_in(login: str) -> TestClient:
-        client = TestClient(api, base_url="http://127.0.0.1")
-        answer = client.post("/signin", data={"login": login, "password": DEMO_PASSWORD}, follow_redirects=False)
-        assert answer.status_code == 303, answer.text
-        clients.append(client)
-        return client
+        clients.append(signed_in(application, login, api=api))
+        return clients[-1]
 
     yield sign_in
     for client in clients:
@@ -109,7 +72,7 @@ def _form(client: TestClient, case_id: int) -> tuple[str, str, str]:
     page = client.get(f"/cases/{case_id}/sheet")
     assert page.status_code == 200, page.text
     version = VERSION.search(page.text)
-    return page.text, CSRF.search(page.text).group(1), version.group(1) if version else ""
+    return page.text, csrf_of(page.text), version.group(1) if version else ""
 
 
 def _events(application: App, case_id: int, kind: str) -> list:
@@ -261,10 +224,10 @@ def test_an_upload_without_the_csrf_token_is_refused_and_stores_nothing(applicat
 def test_another_unit_and_another_city_get_404(application, signed, case_id):
     own = signed("unit02")
     page = own.get("/")
-    csrf = CSRF.search(page.text).group(1)
+    csrf = csrf_of(page.text)
     sha = list_evidence(application.db, list_cases(application.db, unit_id=2, limit=5)[0].id)[0].sha256
     for client, token in ((own, csrf), (signed("coord-taiyuan"), None)):
-        token = token or CSRF.search(client.get("/").text).group(1)
+        token = token or csrf_of(client.get("/").text)
         assert client.get(f"/cases/{case_id}/sheet").status_code == 404
         assert client.post(f"/cases/{case_id}/sheet", data={"csrf": token, "version": "1", "e_1.1.1": "8"}
                            ).status_code == 404
@@ -283,7 +246,7 @@ def test_the_province_sees_the_sheet_read_only(application, signed, case_id, log
     page = client.get(f"/cases/{case_id}/sheet")
     assert page.status_code == 200 and 'data-testid="read-only"' in page.text
     assert 'name="e_' not in page.text and 'type="file"' not in page.text and "/act/submit" not in page.text
-    csrf = CSRF.search(page.text).group(1)  # (the sign-out form's)
+    csrf = csrf_of(page.text)  # (the sign-out form's)
     assert client.post(f"/cases/{case_id}/sheet", data={"csrf": csrf, "version": "1", "e_1.1.1": "8"}
                        ).status_code == 403
     assert client.post(f"/cases/{case_id}/evidence", data={"csrf": csrf, "criterion": "1.1.1"},
