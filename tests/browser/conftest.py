@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,16 +128,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A page in a fresh context. Requests to any host but 127.0.0.1/localhost are aborted and
-    listed in ``page.blocked_urls``; the test fails at teardown if that list is not empty.
-    Console errors and uncaught exceptions are collected in ``page.js_errors`` (not asserted)."""
-    # service_workers="block": a service worker's requests would bypass context.route.
+@contextmanager
+def _guarded_page(browser: Browser, **options: Any) -> Iterator[Page]:
+    """A page in a fresh context (1366×768, zh-CN, Asia/Shanghai) whose requests to any host but
+    127.0.0.1/localhost are aborted and listed in ``page.blocked_urls``; fails on leaving if that
+    list is not empty. ``service_workers="block"``: a service worker's requests would bypass the route."""
     context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
-                                  timezone_id="Asia/Shanghai", service_workers="block")
+                                  timezone_id="Asia/Shanghai", service_workers="block", **options)
     blocked: list[str] = []
-    js_errors: list[str] = []
 
     def guard(route: Route, request: Request) -> None:
         url = urlsplit(request.url)
@@ -148,15 +147,24 @@ def page(browser: Browser) -> Iterator[Page]:
 
     context.route("**/*", guard)
     pg = context.new_page()
-    pg.on("console", lambda msg: js_errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    pg.on("pageerror", lambda exc: js_errors.append(f"pageerror: {exc}"))
     pg.blocked_urls = blocked  # type: ignore[attr-defined]
-    pg.js_errors = js_errors  # type: ignore[attr-defined]
     try:
         yield pg
     finally:
         context.close()
     assert not blocked, f"requests left the host: {', '.join(blocked)}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A guarded page (``_guarded_page``); console errors and uncaught exceptions are collected
+    in ``page.js_errors`` (not asserted)."""
+    with _guarded_page(browser) as pg:
+        js_errors: list[str] = []
+        pg.on("console", lambda msg: js_errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+        pg.on("pageerror", lambda exc: js_errors.append(f"pageerror: {exc}"))
+        pg.js_errors = js_errors  # type: ignore[attr-defined]
+        yield pg
 
 
 def sign_in(page: Page, base: str, login: str, password: str) -> None:
@@ -181,26 +189,7 @@ def shot(page: Page, name: str) -> None:
 
 @pytest.fixture
 def page_without_js(browser: Browser) -> Iterator[Page]:
-    """Like ``page`` (1366×768, zh-CN, Asia/Shanghai, no request may leave the host: the test
-    fails at teardown otherwise), in a context with JavaScript disabled: what a page shows, and
-    how its forms work, without the console's scripts."""
-    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
-                                  timezone_id="Asia/Shanghai", service_workers="block", java_script_enabled=False)
-    blocked: list[str] = []
-
-    def guard(route: Route, request: Request) -> None:
-        url = urlsplit(request.url)
-        if url.scheme in ("data", "about", "blob") or url.hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            blocked.append(request.url)
-            route.abort()
-
-    context.route("**/*", guard)
-    pg = context.new_page()
-    pg.blocked_urls = blocked  # type: ignore[attr-defined]
-    try:
+    """Like ``page`` (no request may leave the host), in a context with JavaScript disabled: what
+    a page shows, and how its forms work, without the console's scripts."""
+    with _guarded_page(browser, java_script_enabled=False) as pg:
         yield pg
-    finally:
-        context.close()
-    assert not blocked, f"requests left the host: {', '.join(blocked)}"
