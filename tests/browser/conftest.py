@@ -1,7 +1,7 @@
 """Browser tests: Playwright driving the distribution's Chromium (``/usr/bin/chromium``, Debian's
 package; Playwright's own browser builds are never downloaded) against a real ``workflow serve``.
 
-Fixtures: ``browser`` (one Chromium per xdist worker), ``console`` (a server on a fresh SQLite
+Fixtures: ``browser`` (one Chromium per test module), ``console`` (a server on a fresh SQLite
 database with ``workflow demo`` loaded, one per test module and worker) and ``page`` (a new
 context per test, zh-CN, Asia/Shanghai, 1366×768, that lets no request leave the host).
 Helpers: ``sign_in(page, base, login, password)`` and ``shot(page, name)``.
@@ -58,9 +58,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Chromium, headless; one per xdist worker (session scope is per process)."""
+    """Chromium, headless; one per test module. Not per session: while Playwright's sync API is
+    started it marks an asyncio loop as running in this thread, so a test of another folder that
+    xdist runs next in the same worker would fail in ``asyncio.run()``. Stopping it at the end of
+    the module clears the loop (a test below checks)."""
     assert sync_playwright is not None
     p = sync_playwright().start()
     try:
