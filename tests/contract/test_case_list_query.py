@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from workflow.domain.errors import InvalidInput, NotFound
+from workflow.domain.lifecycle import OPEN_STATES, Owing
 from workflow.service.ports import CaseFilter, CaseRow, NewUnit, Storage
 from workflow.service.queries import CASE_SORTS, count_cases, list_cases
 
@@ -200,6 +201,16 @@ def test_the_count_is_what_the_list_lists(world: World) -> None:
         {"level": "provincial"}, {"name": "100%_"}, {"name": "abc"}, {"name": "ALPHA", "level": "provincial"},
         {"missed": "self_assessment"}, {"missed": "contact_form", "overdue": False},
         {"missed": "registered"}, {"name": "省直", "jurisdiction_id": "hunan"}, {"name": "nobody"},
+        # a round's cases by place, state, overdue and level: counted from the kept counts in SQL
+        {"round_id": "shanxi-2021", "state": "self_assessed"}, {"round_id": "shanxi-2021", "overdue": True},
+        {"round_id": "shanxi-2021", "overdue": False, "level": "provincial"},
+        {"round_id": "shanxi-2021", "within_path": "/shanxi/shanxi-taiyuan/"},
+        {"round_id": "shanxi-2021", "within_path": "/shanxi/", "jurisdiction_id": "shanxi-taiyuan-xiaodian"},
+        {"round_id": "hunan-2021", "within_path": "/shanxi/"}, {"round_id": "shanxi-2021", "state": "filed"},
+        # who owes a milestone (the console's 仍欠报的事项)
+        {"round_id": "shanxi-2021", "owing": Owing(("registered", "self_assessed"))},
+        {"round_id": "shanxi-2021", "owing": Owing(OPEN_STATES, contact_form_missing=True),
+         "within_path": "/shanxi/shanxi-taiyuan/"},
     ]
     for f in filters:
         assert count_cases(world.db, **f) == len(list_cases(world.db, limit=1000, **f)), f
@@ -262,3 +273,16 @@ def test_bounds_of_the_offset_the_name_and_the_milestone(world: World) -> None:
         list_cases(world.db, sort="nope", offset=-5, name="y" * 60, missed="a b")
     assert set(problems_of(refused)) == {"sort", "offset", "name", "missed"}
     assert listed(world, sort="unit", offset=1_000_000) == []
+
+
+def test_the_cases_that_owe_a_milestone(world: World) -> None:
+    """``owing``: exactly the cases the rule's ``owing_cases`` gives, in any sort; only in a round."""
+    for owing in (Owing(("registered", "self_assessed")), Owing(OPEN_STATES, contact_form_missing=True),
+                  Owing(("certified",))):
+        expected = [c.case_id for c in world.db.read.owing_cases("shanxi-2021", owing)]
+        assert [r.id for r in list_cases(world.db, round_id="shanxi-2021", owing=owing, limit=1000)] == expected
+        assert sorted(r.id for r in list_cases(world.db, round_id="shanxi-2021", owing=owing, sort="-unit",
+                                               limit=1000)) == expected
+    with pytest.raises(InvalidInput) as refused:
+        list_cases(world.db, owing=Owing(("registered",)))
+    assert [p.where for p in refused.value.problems] == ["owing"]

@@ -122,6 +122,23 @@ def test_owing_cases_by_states_and_contact_form(world: World) -> None:
     assert read.owing_cases("hunan-2021", Owing(("registered",)), "/shanxi/") == []
 
 
+def test_owing_cases_limited_and_counted(world: World) -> None:
+    """The count agrees with the list (each case once over several rules); ``limit`` takes the first."""
+    read = world.db.read
+    by_states, contact = Owing(("registered", "self_assessed")), Owing(OPEN_STATES, contact_form_missing=True)
+    assert read.owing_cases("shanxi-2021", contact, limit=2) == [owing(world, "省直甲"), owing(world, "太原丙", DUE)]
+    assert read.owing_count("shanxi-2021", [by_states]) == 3
+    assert read.owing_count("shanxi-2021", [contact]) == 4
+    # 省直乙 owes only by state; 小店丁 and 省直庚 by both: five cases, not seven
+    assert read.owing_count("shanxi-2021", [by_states, contact]) == 5
+    assert read.owing_count("shanxi-2021", [contact], "/shanxi/shanxi-taiyuan/") == 2
+    assert read.owing_count("shanxi-2021", [by_states], "/shanxi/shanxi-taiyuan/") == 1
+    assert read.owing_count("shanxi-2021", [Owing(("rectification",))]) == 1
+    assert read.owing_count("shanxi-2021", [Owing(("submitted", "verified"))]) == 0
+    assert read.owing_count("hunan-2021", [by_states], "/shanxi/") == 0
+    assert read.owing_count("shanxi-2021", []) == 0
+
+
 def test_overdue_cases_and_rectifications(world: World) -> None:
     read = world.db.read
     assert read.overdue_cases("shanxi-2021", "self_assessment") == [owing(world, n) for n in ("省直乙", "省直庚")]

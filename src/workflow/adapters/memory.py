@@ -51,6 +51,7 @@ from ..service.ports import (
     CASE_SORTS,
     AccountRecord,
     AgencyGroup,
+    AuditRunRecord,
     CaseFilter,
     CaseGroup,
     CaseReferent,
@@ -156,6 +157,7 @@ class _State:
     sessions: dict[int, tuple[str, SessionRecord]] = field(default_factory=dict)  # id → (secret hash, session)
     failures: dict[str, tuple[int, datetime, datetime | None]] = field(default_factory=dict)  # login → failures
     links: dict[int, tuple[str, LinkRecord]] = field(default_factory=dict)  # id → (secret hash, link)
+    audit_runs: dict[int, AuditRunRecord] = field(default_factory=dict)
 
 
 _TABLES = frozenset(f.name for f in fields(_State))
@@ -680,6 +682,54 @@ class MemorySignIns(_Store):
         return True
 
 
+class MemoryAuditRuns(_Store):
+    """The chain checks asked for and their results (the ``AuditRunStore`` port)."""
+
+    def add(self, *, scope: str, requested_by: str, requested_at: datetime) -> int:
+        self._v.writing()
+        run_id = self._v.next_id("audit_runs")
+        self._v.table("audit_runs")[run_id] = AuditRunRecord(run_id, scope, requested_by, _utc(requested_at), "queued")
+        return run_id
+
+    def get(self, run_id: int) -> AuditRunRecord | None:
+        return self._v.state().audit_runs.get(run_id)
+
+    def runs(self, scopes: Sequence[str], limit: int) -> list[AuditRunRecord]:
+        found = [r for _, r in sorted(self._v.state().audit_runs.items(), reverse=True) if r.scope in scopes]
+        return found[:limit]
+
+    def queued(self) -> list[AuditRunRecord]:
+        return [r for _, r in sorted(self._v.state().audit_runs.items()) if r.status == "queued"]
+
+    def claim(self, run_id: int, now: datetime) -> bool:
+        self._v.writing()
+        found = self._v.state().audit_runs.get(run_id)
+        if found is None or found.status != "queued":
+            return False
+        self._v.table("audit_runs")[run_id] = replace(found, status="running", started_at=_utc(now))
+        return True
+
+    def finish(self, run_id: int, now: datetime, *, ok: bool | None, result: dict[str, Any] | None,
+               error: str | None) -> None:
+        self._v.writing()
+        found = self._v.state().audit_runs.get(run_id)
+        if found is None or found.status != "running":
+            return
+        # as stored in SQL: the result through JSON (tuples become lists), the error at most 400 characters
+        self._v.table("audit_runs")[run_id] = replace(
+            found, status="failed" if error is not None else "done", finished_at=_utc(now), ok=ok,
+            result=None if result is None else json.loads(json.dumps(result, ensure_ascii=False)),
+            error=None if error is None else error[:400])
+
+    def interrupt(self, started_before: datetime, now: datetime, error: str) -> int:
+        self._v.writing()
+        stale = [r for r in self._v.state().audit_runs.values()
+                 if r.status == "running" and r.started_at is not None and r.started_at < started_before]
+        for r in stale:
+            self._v.table("audit_runs")[r.id] = replace(r, status="failed", finished_at=_utc(now), error=error[:400])
+        return len(stale)
+
+
 class MemoryOperatorLog(_Store):
     """The operator audit log (the ``OperatorLog`` port)."""
 
@@ -1082,6 +1132,8 @@ class MemoryReadModels(_Store):
                 continue
             if query.missed and not any(m == query.missed for m, _ in c.missed):
                 continue
+            if query.owing is not None and query.round_id and not query.owing.holds(c.state, c.contact_form):
+                continue
             yield c, unit
 
     def case_scope(self, case_id: int) -> CaseScope | None:
@@ -1123,12 +1175,20 @@ class MemoryReadModels(_Store):
             tally[1] += unit_id in done or (u.certified_year is not None and u.certified_year <= year)
         return [AgencyGroup(j, level, n, certified) for (j, level), (n, certified) in sorted(counts.items())]
 
-    def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None) -> list[OwingCase]:
+    def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None,
+                    limit: int | None = None) -> list[OwingCase]:
         """The round's cases (in the subtree) that owe by ``owing`` (``Owing.holds``), in id order."""
         s = self._v.state()
-        return [self._owing(s, c) for _, c in sorted(s.cases.items())
-                if c.round_id == round_id and owing.holds(c.state, c.contact_form)
-                and _under(self._path_of(s, c), within_path)]
+        found = [self._owing(s, c) for _, c in sorted(s.cases.items())
+                 if c.round_id == round_id and owing.holds(c.state, c.contact_form)
+                 and _under(self._path_of(s, c), within_path)]
+        return found if limit is None else found[:limit]
+
+    def owing_count(self, round_id: str, owings: Sequence[Owing], within_path: str | None = None) -> int:
+        s = self._v.state()
+        return sum(1 for c in s.cases.values()
+                   if c.round_id == round_id and any(o.holds(c.state, c.contact_form) for o in owings)
+                   and _under(self._path_of(s, c), within_path))
 
     def overdue_cases(self, round_id: str, milestone: str) -> list[OwingCase]:
         """The round's cases still overdue with a recorded miss of ``milestone``, in id order."""
@@ -1225,6 +1285,10 @@ class MemoryCaseStore:
     @property
     def sign_ins(self) -> MemorySignIns:
         return MemorySignIns(self._bound())
+
+    @property
+    def audit_runs(self) -> MemoryAuditRuns:
+        return MemoryAuditRuns(self._bound())
 
     @property
     def operator(self) -> MemoryOperatorLog:
@@ -1573,6 +1637,10 @@ class MemoryDatabase:
     @property
     def sign_ins(self) -> MemorySignIns:
         return MemorySignIns(_Committed(self))
+
+    @property
+    def audit_runs(self) -> MemoryAuditRuns:
+        return MemoryAuditRuns(_Committed(self))
 
     @property
     def operator(self) -> MemoryOperatorLog:

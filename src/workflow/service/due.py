@@ -148,15 +148,17 @@ class Upcoming:
     due_on: date
     days_before: int
     to: tuple[str, ...]
-    case_ids: tuple[int, ...]
+    case_ids: tuple[int, ...]  # every one, or the first ``sample`` of them (``cases`` counts them all)
+    cases: int
 
 
 def upcoming_reminders(db: Storage, calendars: Calendars, round_id: str, root_path: str, today: date,
-                       days: int) -> list[Upcoming]:
+                       days: int, sample: int | None = None) -> list[Upcoming]:
     """Every reminder due out from ``today`` to ``today + days`` for the round's cases in the
     subtree: the milestones' tiers (for the cases that owe them now) and each open
     rectification's tiers. A case that moves on before the day is not reminded (the dispatcher
-    checks again when it sends)."""
+    checks again when it sends). ``sample``: list only the first so many case ids of a
+    milestone's reminder, and count the rest (a page; the API lists them all)."""
     from datetime import timedelta
 
     calendar, dated = round_timeline(db, calendars, round_id)
@@ -168,8 +170,11 @@ def upcoming_reminders(db: Storage, calendars: Calendars, round_id: str, root_pa
             continue
         coming = [r for r in d.reminders if today <= r.on <= last]
         if coming:
-            owing = tuple(c.case_id for c in db.read.owing_cases(round_id, m.owing, root_path))
-            out += [Upcoming(r.on, d.id, d.name, d.due_on, r.days_before, r.to, owing) for r in coming if owing]
+            owing = tuple(c.case_id for c in db.read.owing_cases(round_id, m.owing, root_path, limit=sample))
+            count = len(owing) if sample is None or len(owing) < sample else \
+                db.read.owing_count(round_id, [m.owing], root_path)
+            out += [Upcoming(r.on, d.id, d.name, d.due_on, r.days_before, r.to, owing, count)
+                    for r in coming if owing]
     rule = calendar.rectification
     if rule is not None and rule.remind:
         paths = {j.id: j.path for j in db.directory.jurisdictions()}
@@ -180,5 +185,5 @@ def upcoming_reminders(db: Storage, calendars: Calendars, round_id: str, root_pa
             for r in _to_come(c.rectification_due, rule.tiers, rule.remind, today, workdays):
                 if r.on <= last:
                     out.append(Upcoming(r.on, "rectification", rule.name, c.rectification_due, r.days_before, r.to,
-                                        (c.case_id,)))
+                                        (c.case_id,), 1))
     return sorted(out, key=lambda u: (u.on, u.milestone, u.case_ids))

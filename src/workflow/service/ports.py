@@ -149,6 +149,22 @@ class SessionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditRunRecord:
+    """A check of the hash chains of one scope (``scope``: a jurisdiction path; "": every one)."""
+
+    id: int
+    scope: str
+    requested_by: str
+    requested_at: datetime
+    status: str  # queued | running | done | failed
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    ok: bool | None = None
+    result: dict[str, Any] | None = None  # counts, findings, the checkpoint compared (service.audit_runs)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LinkRecord:
     """A one-time link to set a password: ``invitation`` (first sign-in) or ``reset``."""
 
@@ -254,6 +270,7 @@ class CaseFilter:
     missed: str | None = None  # a milestone: only the cases with a recorded miss of it
     sort: str = "id"  # one of CASE_SORTS (the id breaks ties, ascending; no total comes last)
     offset: int = 0  # rows skipped before the page (the paging of a sort other than id)
+    owing: Owing | None = None  # only the cases that owe a milestone now, by its rule (with round_id)
 
 
 # How a case list may be ordered: a key ascending, or descending with "-" before it. The
@@ -451,6 +468,38 @@ class SignInStore(Protocol):
         ...
 
 
+class AuditRunStore(Protocol):
+    """The chain checks asked for and their results (the ``AuditRunStore`` port)."""
+
+    def add(self, *, scope: str, requested_by: str, requested_at: datetime) -> int:
+        """A queued run; its id."""
+        ...
+
+    def get(self, run_id: int) -> AuditRunRecord | None: ...
+
+    def runs(self, scopes: Sequence[str], limit: int) -> list[AuditRunRecord]:
+        """The latest runs of these scopes, newest (highest id) first."""
+        ...
+
+    def queued(self) -> list[AuditRunRecord]:
+        """The runs waiting, oldest first."""
+        ...
+
+    def claim(self, run_id: int, now: datetime) -> bool:
+        """Start a queued run (False: it is not queued any more: another process took it)."""
+        ...
+
+    def finish(self, run_id: int, now: datetime, *, ok: bool | None, result: dict[str, Any] | None,
+               error: str | None) -> None:
+        """A running run done (``error`` None) or failed."""
+        ...
+
+    def interrupt(self, started_before: datetime, now: datetime, error: str) -> int:
+        """Fail the runs still running that started before ``started_before`` (their process
+        stopped); how many."""
+        ...
+
+
 class AccountStore(Protocol):
     """People's accounts (the ``AccountStore`` port)."""
 
@@ -613,7 +662,15 @@ class ReadModels(Protocol):
         withdrawn since, or certified before the system (a unit's rounds are its province's)."""
         ...
 
-    def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None) -> list[OwingCase]: ...
+    def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None,
+                    limit: int | None = None) -> list[OwingCase]:
+        """The round's cases (in the subtree) that owe by ``owing``, in id order; the first
+        ``limit`` of them when given."""
+        ...
+
+    def owing_count(self, round_id: str, owings: Sequence[Owing], within_path: str | None = None) -> int:
+        """How many of the round's cases (in the subtree) owe by any of ``owings`` (each counted once)."""
+        ...
 
     def overdue_cases(self, round_id: str, milestone: str) -> list[OwingCase]:
         """The round's cases still overdue with a recorded miss of ``milestone``."""
@@ -648,6 +705,9 @@ class Stores(Protocol):
 
     @property
     def sign_ins(self) -> SignInStore: ...
+
+    @property
+    def audit_runs(self) -> AuditRunStore: ...
 
     @property
     def operator(self) -> OperatorLog: ...

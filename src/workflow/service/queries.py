@@ -11,7 +11,7 @@ from ..domain.dates import business_date
 from ..domain.duties import waiting_on
 from ..domain.errors import InvalidInput, NotFound, Problem
 from ..domain.events import Event
-from ..domain.lifecycle import STATES, state_zh
+from ..domain.lifecycle import STATES, Owing, state_zh
 from .cases import read_case
 from .ports import (
     CASE_SORTS,
@@ -43,35 +43,38 @@ def list_cases(db: Storage, *, round_id: str | None = None, state: str | None = 
                jurisdiction_id: str | None = None, after_id: int = 0, limit: int = 100,
                unit_id: int | None = None, within_path: str | None = None, overdue: bool | None = None,
                category: str | None = None, level: str | None = None, name: str | None = None,
-               missed: str | None = None, sort: str = "id", offset: int = 0) -> list[CaseRow]:
+               missed: str | None = None, sort: str = "id", offset: int = 0,
+               owing: Owing | None = None) -> list[CaseRow]:
     """Cases in ``sort`` order (one of :data:`CASE_SORTS`; ties by id), at most ``limit``.
     ``sort="id"`` pages by cursor: the cases with an id above ``after_id``; any other sort pages
     by ``offset`` (``after_id`` must stay 0). ``unit_id`` and ``within_path`` are the caller's
     scope (a unit's own cases; a jurisdiction subtree); the rest are filters: ``name`` a part of
     the unit's name (1-50 characters, taken literally, A-Z as a-z; blank: any name), ``missed``
-    a milestone the case missed (overdue still or not). A ``sort`` of "" is the id order.
+    a milestone the case missed (overdue still or not), ``owing`` a milestone's rule of who owes it
+    (``Milestone.owing``; with a round only). A ``sort`` of "" is the id order.
     InvalidInput for a sort, cursor, offset, name or milestone that cannot be (every problem at
     once); NotFound for an unknown state or jurisdiction."""
     return db.read.case_rows(_case_filter(
         db, round_id=round_id, state=state, jurisdiction_id=jurisdiction_id, unit_id=unit_id,
         within_path=within_path, overdue=overdue, category=category, level=level, name=name, missed=missed,
-        sort=sort, after_id=after_id, offset=offset, limit=limit))
+        sort=sort, after_id=after_id, offset=offset, limit=limit, owing=owing))
 
 
 def count_cases(db: Storage, *, round_id: str | None = None, state: str | None = None,
                 jurisdiction_id: str | None = None, unit_id: int | None = None, within_path: str | None = None,
                 overdue: bool | None = None, category: str | None = None, level: str | None = None,
-                name: str | None = None, missed: str | None = None) -> int:
+                name: str | None = None, missed: str | None = None, owing: Owing | None = None) -> int:
     """How many cases ``list_cases`` lists with these filters and scope, over all its pages."""
     return db.read.case_count(_case_filter(
         db, round_id=round_id, state=state, jurisdiction_id=jurisdiction_id, unit_id=unit_id,
-        within_path=within_path, overdue=overdue, category=category, level=level, name=name, missed=missed))
+        within_path=within_path, overdue=overdue, category=category, level=level, name=name, missed=missed,
+        owing=owing))
 
 
 def _case_filter(db: Storage, *, round_id: str | None, state: str | None, jurisdiction_id: str | None,
                  unit_id: int | None, within_path: str | None, overdue: bool | None, category: str | None,
                  level: str | None, name: str | None, missed: str | None, sort: str | None = "id",
-                 after_id: int = 0, offset: int = 0, limit: int = 100) -> CaseFilter:
+                 after_id: int = 0, offset: int = 0, limit: int = 100, owing: Owing | None = None) -> CaseFilter:
     """The read model's filter of a case list, every argument checked (all problems at once)."""
     if state is not None and state not in STATES:
         raise NotFound(f"unknown state {state!r}; states: {', '.join(STATES)}",
@@ -101,6 +104,9 @@ def _case_filter(db: Storage, *, round_id: str | None, state: str | None, jurisd
                                           f"{MILESTONE_MAX}); got {missed[:MILESTONE_MAX]!r}",
                                 f"须为时间节点编号，如 self_assessment（字母、数字和 _，至多 {MILESTONE_MAX} 个字符）；"
                                 f"填写的是 {missed[:MILESTONE_MAX]!r}"))
+    if owing is not None and not round_id:
+        problems.append(Problem("owing", "who owes a milestone is asked within a round: give the round",
+                                "按“仍欠报的事项”筛选须同时指定轮次"))
     if problems:
         raise InvalidInput("the case list cannot be read with these parameters", problems,
                            "案件清单的查询条件有误：" + "；".join(f"{p.where}：{p.zh}" for p in problems))
@@ -113,7 +119,7 @@ def _case_filter(db: Storage, *, round_id: str | None, state: str | None, jurisd
     return CaseFilter(round_id=round_id or None, state=state or None, within_path=within_path,
                       filter_path=filter_path, unit_id=unit_id, overdue=overdue, category=category or None,
                       level=level or None, after_id=after_id, limit=limit, name=name, missed=missed, sort=sort,
-                      offset=offset)
+                      offset=offset, owing=owing)
 
 
 def case_scope(db: Storage, case_id: int) -> CaseScope | None:

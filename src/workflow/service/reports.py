@@ -6,6 +6,7 @@ misses recorded per milestone. Each jurisdiction's row covers its whole subtree.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -204,23 +205,77 @@ def _rectifications_at_risk(db: Storage, calendar: Any, round_id: str, root_path
             and paths.get(c.jurisdiction_id, "").startswith(root_path)]
 
 
-def at_risk(db: Storage, calendars: Any, round_id: str, root_path: str, today: date,
-            within_days: int = 3) -> list[AtRisk]:
-    """Cases that still owe a milestone due within ``within_days`` from ``today`` (inclusive),
-    and cases whose rectification deadline falls in the same days."""
-    rnd = _round(db, round_id)
-    calendar = calendars.get(rnd.calendar_id)
-    out: list[AtRisk] = _rectifications_at_risk(db, calendar, round_id, root_path, today, within_days)
+def _due_within(calendar: Any, year: int, today: date, within_days: int) -> list[tuple[Any, date]]:
+    """The milestones a case owes (not a jurisdiction's duty, not for information) due from
+    ``today`` to ``within_days`` later, with their due dates, in date order."""
+    out = []
     for m in calendar.milestones:
         if m.informational or m.by_level:  # a jurisdiction's duty is on the duty board, not a case's
             continue
-        due = m.due_on(rnd.year)
-        if not today <= due <= today + timedelta(days=within_days):
-            continue
-        for c in db.read.owing_cases(round_id, m.owing, root_path):
+        due = m.due_on(year)
+        if today <= due <= today + timedelta(days=within_days):
+            out.append((m, due))
+    return sorted(out, key=lambda md: (md[1], md[0].id))
+
+
+def at_risk(db: Storage, calendars: Any, round_id: str, root_path: str, today: date,
+            within_days: int = 3, limit: int | None = None) -> list[AtRisk]:
+    """Cases that still owe a milestone due within ``within_days`` from ``today`` (inclusive),
+    and cases whose rectification deadline falls in the same days, by due date; the first
+    ``limit`` when given (``at_risk_count`` tells how many cases there are in all)."""
+    rnd = _round(db, round_id)
+    calendar = calendars.get(rnd.calendar_id)
+    out: list[AtRisk] = _rectifications_at_risk(db, calendar, round_id, root_path, today, within_days)
+    for m, due in _due_within(calendar, rnd.year, today, within_days):
+        # each source in (due, case id) order: its first ``limit`` are all the merged list can take from it
+        for c in db.read.owing_cases(round_id, m.owing, root_path, limit=limit):
             out.append(AtRisk(m.id, m.name, due, (due - today).days, c.case_id, c.unit_id, c.unit_name,
                               c.jurisdiction_id, c.state))
-    return sorted(out, key=lambda a: (a.due_on, a.milestone, a.case_id))
+    out.sort(key=lambda a: (a.due_on, a.milestone, a.case_id))
+    return out if limit is None else out[:limit]
+
+
+def at_risk_count(db: Storage, calendars: Any, round_id: str, root_path: str, today: date,
+                  within_days: int = 3) -> int:
+    """How many cases ``at_risk`` lists (each case once, however many deadlines it owes)."""
+    rnd = _round(db, round_id)
+    calendar = calendars.get(rnd.calendar_id)
+    owings = [m.owing for m, _ in _due_within(calendar, rnd.year, today, within_days)]
+    counted = db.read.owing_count(round_id, owings, root_path)
+    rectifying = {a.case_id for a in _rectifications_at_risk(db, calendar, round_id, root_path, today, within_days)}
+    if rectifying and owings:  # a case in rectification may also owe a milestone: count it once
+        also = {c.case_id for o in owings if "rectification" in o.states
+                for c in db.read.owing_cases(round_id, o, root_path) if c.case_id in rectifying}
+        rectifying -= also
+    return counted + len(rectifying)
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    """A deadline ahead and how many cases of the subtree still owe it."""
+
+    milestone: str  # a milestone's id, or "rectification" (the cases' own deadlines of that day)
+    name: str
+    due_on: date
+    days_left: int
+    cases: int
+
+
+def owed_ahead(db: Storage, calendars: Any, round_id: str, root_path: str, today: date,
+               within_days: int) -> list[Owed]:
+    """The deadlines due within ``within_days`` from ``today`` that cases of the subtree still
+    owe, in date order, with how many (counted, not listed: a province has 100,000 cases)."""
+    rnd = _round(db, round_id)
+    calendar = calendars.get(rnd.calendar_id)
+    out = []
+    for m, due in _due_within(calendar, rnd.year, today, within_days):
+        n = db.read.owing_count(round_id, [m.owing], root_path)
+        if n:
+            out.append(Owed(m.id, m.name, due, (due - today).days, n))
+    by_day = Counter(a.due_on for a in _rectifications_at_risk(db, calendar, round_id, root_path, today, within_days))
+    name = calendar.rectification.name if calendar.rectification is not None else "整改"
+    out += [Owed("rectification", name, due, (due - today).days, n) for due, n in by_day.items()]
+    return sorted(out, key=lambda o: (o.due_on, o.milestone))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,6 @@ subtree, the reminders due out, the spot-check draws and filing batches, and the
 subtree that failed (a coordinator sends one again)."""
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -18,8 +17,7 @@ from ..service.duties import duty_board
 from ..service.histories import who_acted
 from ..service.outbox_admin import STATUS_NAMES, failed_mails, resend
 from ..service.oversight import list_filings, list_spot_checks
-from ..service.reports import at_risk as risky
-from ..service.reports import milestone_names
+from ..service.reports import milestone_names, owed_ahead
 from ..service.reports import progress as progress_of
 from .common import PageError, Signed, Viewer, app_of, check_csrf, log, page, redirect
 from .pages import subtree, the_round, visible_rounds
@@ -72,8 +70,8 @@ def calendar_page(request: Request, me: Signed, round: str | None = Query(None, 
     calendar, dated = round_timeline(db, calendars, rnd.id)
     last_due = max((d.due_on for d in dated), default=today)
     # cases still owing each milestone still to come (as the home page and GET …/at-risk count them)
-    ahead = risky(db, calendars, rnd.id, path, today, max((last_due - today).days, 0))
-    owing_cases: Counter[str] = Counter(a.milestone for a in ahead if a.milestone != "rectification")
+    owing_cases = {o.milestone: o.cases for o in owed_ahead(db, calendars, rnd.id, path, today,
+                                                             max((last_due - today).days, 0))}
     missed = progress_of(db, rnd.id, path).rows[0].missed  # recorded misses of the milestones passed
     board = duty_board(db, calendars, rnd.id, path, today)
     by_duty: dict[str, list[Any]] = {}
@@ -95,7 +93,7 @@ def calendar_page(request: Request, me: Signed, round: str | None = Query(None, 
             "reminders": [{"on": r.on, "days_before": r.days_before, "to": _to_zh(r.to), "past": r.on < today}
                           for r in d.reminders],
         })
-    upcoming = upcoming_reminders(db, calendars, rnd.id, path, today, REMINDER_DAYS)
+    upcoming = upcoming_reminders(db, calendars, rnd.id, path, today, REMINDER_DAYS, sample=5)
     checks = list_spot_checks(db, rnd.id, path)
     filings = list_filings(db, rnd.id, path)
     drawn_ids = sorted({c for s in checks for c in s.drawn})

@@ -3,7 +3,6 @@ auditor's start), the case list, a case and its actions."""
 from __future__ import annotations
 
 import io
-from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Annotated, Any
@@ -27,6 +26,7 @@ from ..service.evidence import list_documents, list_evidence
 from ..service.ports import CaseRow, CaseScope, RoundRecord
 from ..service.queries import count_cases, list_cases, list_notifications
 from ..service.reports import at_risk as risky
+from ..service.reports import at_risk_count, owed_ahead
 from ..service.reports import progress as progress_of
 from ..service.sheets import case_sheets
 from .common import PageError, Signed, Viewer, app_of, back_to, check_csrf, log, page, redirect
@@ -34,6 +34,9 @@ from .common import PageError, Signed, Viewer, app_of, back_to, check_csrf, log,
 router = APIRouter(include_in_schema=False)
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PAGE = 50  # cases a page of the list shows
+DEADLINE_DAYS = 45  # home: the deadlines ahead within this many days, with how many still owe each
+SOON_DAYS = 7  # home: the cases owing a deadline within this many days ...
+SOON_SHOWN = 30  # ... of which the first are listed (the count says how many in all)
 LIST_XLSX_MAX = 200_000
 # What a coordinator may do from a case's page, each with the fields its form asks for.
 FORMS: dict[str, tuple[str, ...]] = {
@@ -110,15 +113,14 @@ def home(request: Request, me: Signed, round: str | None = Query(None, max_lengt
     report = progress_of(application.db, rnd.id, path)
     root, children = report.rows[0], [r for r in report.rows if r.depth == 1]
     today = business_date(application.clock.now())
-    risks = risky(application.db, application.calendars, rnd.id, path, today, 45)
-    owing: dict[tuple[str, str, Any, int], int] = Counter((a.milestone, a.name, a.due_on, a.days_left) for a in risks)
-    deadlines = sorted(owing.items(), key=lambda kv: kv[0][2])
-    soon = [a for a in risks if a.days_left <= 7][:30]
+    deadlines = owed_ahead(application.db, application.calendars, rnd.id, path, today, DEADLINE_DAYS)
+    soon = risky(application.db, application.calendars, rnd.id, path, today, SOON_DAYS, limit=SOON_SHOWN)
+    risk_count = at_risk_count(application.db, application.calendars, rnd.id, path, today, SOON_DAYS)
     up = None if path == me.who.jurisdiction_path or path == rnd.province_path else \
         path.rstrip("/").rsplit("/", 2)[-2]
     return page(request, "home_coordinator.html", rnd=rnd, rounds=visible_rounds(application, me.who), root=root,
                 children=children, levels=UNIT_LEVELS, jurisdiction=jid, name=name, deadlines=deadlines, soon=soon,
-                risk_count=len({a.case_id for a in risks if a.days_left <= 7}), up=up, report=report,
+                risk_count=risk_count, soon_shown=SOON_SHOWN, deadline_days=DEADLINE_DAYS, up=up, report=report,
                 target=report.target_share)
 
 
@@ -147,6 +149,9 @@ class ListQuery:
         self.level = _choice(q.get("level"), UNIT_LEVELS, "level", "级别")
         self.category = (q.get("category") or "")[:32] or None
         self.missed = (q.get("missed") or "")[:64] or None
+        self.owes = _choice(q.get("owes"), [m for m, _ in owed_milestones(application, rnd)], "owes", "仍欠报的事项")
+        self.owing = application.calendars.get(rnd.calendar_id).milestone(self.owes).owing \
+            if self.owes and rnd is not None else None
         self.name = (q.get("name") or "").strip()[:50] or None
         self.sort = (q.get("sort") or "id")[:20]  # the service says which sorts there are
         self.jurisdiction = (q.get("jurisdiction") or "")[:64] or None
@@ -159,7 +164,7 @@ class ListQuery:
         who = self.who
         return {"round_id": self.round, "state": self.state, "jurisdiction_id": self.jurisdiction,
                 "overdue": self.overdue, "category": self.category, "level": self.level, "name": self.name,
-                "missed": self.missed, "unit_id": who.unit_id if who.role == "unit" else None,
+                "missed": self.missed, "owing": self.owing, "unit_id": who.unit_id if who.role == "unit" else None,
                 "within_path": who.jurisdiction_path}
 
     def rows(self, application: App, offset: int, limit: int) -> list[CaseRow]:
@@ -170,7 +175,8 @@ class ListQuery:
 
         overdue = None if self.overdue is None else ("1" if self.overdue else "0")
         values = {"round": self.round, "state": self.state, "overdue": overdue,
-                  "level": self.level, "category": self.category, "missed": self.missed, "name": self.name,
+                  "level": self.level, "category": self.category, "missed": self.missed, "owes": self.owes,
+                  "name": self.name,
                   "sort": None if self.sort == "id" else self.sort, "jurisdiction": self.jurisdiction,
                   "page": None if self.page == 1 else self.page}
         values.update(change)
@@ -209,6 +215,7 @@ def cases(request: Request, me: Signed, round: str | None = Query(None, max_leng
     batchable = me.who.role in ("coordinator", "admin")
     return page(request, "cases.html", rnd=rnd, rounds=visible_rounds(application, me.who), rows=rows, q=query,
                 more=more, total=total, categories=categories, milestones=milestones, batchable=batchable,
+                owed=owed_milestones(application, rnd),
                 states=STATES, levels=UNIT_LEVELS, pass_mark=_pass_mark(application, rnd))
 
 
@@ -217,6 +224,15 @@ def _milestones(application: App, rnd: RoundRecord | None) -> list[tuple[str, st
         return []
     calendar = application.calendars.get(rnd.calendar_id)
     return [(m.id, m.name) for m in calendar.milestones if not m.informational]
+
+
+def owed_milestones(application: App, rnd: RoundRecord | None) -> list[tuple[str, str]]:
+    """The round's milestones a case owes (the list's “仍欠报的事项” filter): not for
+    information, not a jurisdiction's duty."""
+    if rnd is None:
+        return []
+    calendar = application.calendars.get(rnd.calendar_id)
+    return [(m.id, m.name) for m in calendar.milestones if not m.informational and not m.by_level]
 
 
 def _pass_mark(application: App, rnd: RoundRecord | None) -> Decimal | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -104,6 +105,8 @@ def _case_filters(q: Any, query: CaseFilter, dialect: str) -> Any:
                            for seps in ((", ", ": "), (",", ":")))
         q = q.where(or_(cases.c.missed.contains(spaced, autoescape=True),
                         cases.c.missed.contains(compact, autoescape=True)))
+    if query.owing is not None and query.round_id:
+        q = q.where(owing_clause(query.owing, query.round_id))
     return q
 
 
@@ -149,7 +152,22 @@ class SqlReadModels:
                 for r in self.conn.execute(q)]
 
     def case_count(self, query: CaseFilter) -> int:
-        """Counted on the case rows, joined to the units and places only for a filter on them."""
+        """A round's cases filtered only by place, state, overdue and level: summed from the
+        counts kept with every transition (``case_counts``: a few hundred rows for a province,
+        not its 100,000 cases). Any other filter: counted on the case rows, joined to the units
+        and places only for a filter on them."""
+        if query.round_id and query.unit_id is None and not query.name and not query.category \
+                and not query.missed and query.owing is None:
+            q = (select(func.coalesce(func.sum(case_counts.c.n), 0))
+                 .join(jurisdictions, jurisdictions.c.id == case_counts.c.jurisdiction_id)
+                 .where(case_counts.c.round_id == query.round_id, within(jurisdictions.c.path, query.within_path),
+                        within(jurisdictions.c.path, query.filter_path)))
+            for column, value in ((case_counts.c.state, query.state), (case_counts.c.level, query.level)):
+                if value:
+                    q = q.where(column == value)
+            if query.overdue is not None:
+                q = q.where(case_counts.c.overdue.is_(query.overdue))
+            return int(self.conn.execute(q).scalar_one())
         q = _case_matches(select(func.count()).select_from(cases), query, self.conn.dialect.name)
         return int(self.conn.execute(q).scalar_one())
 
@@ -194,12 +212,31 @@ class SqlReadModels:
             .group_by(agency_counts.c.jurisdiction_id, agency_counts.c.level))
         return [AgencyGroup(j, level, int(n), int(c or 0)) for j, level, n, c in rows if n]
 
-    def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None) -> list[OwingCase]:
-        rows = self.conn.execute(select(*_OWING_COLUMNS).join(units, units.c.id == cases.c.unit_id)
-                                 .join(jurisdictions, jurisdictions.c.id == units.c.jurisdiction_id)
-                                 .where(owing_clause(owing, round_id), within(jurisdictions.c.path, within_path))
-                                 .order_by(cases.c.id))
-        return [_owing(r) for r in rows]
+    def owing_cases(self, round_id: str, owing: Owing, within_path: str | None = None,
+                    limit: int | None = None) -> list[OwingCase]:
+        query = (select(*_OWING_COLUMNS).join(units, units.c.id == cases.c.unit_id)
+                 .join(jurisdictions, jurisdictions.c.id == units.c.jurisdiction_id)
+                 .where(owing_clause(owing, round_id), within(jurisdictions.c.path, within_path))
+                 .order_by(cases.c.id))
+        return [_owing(r) for r in self.conn.execute(query if limit is None else query.limit(limit))]
+
+    def owing_count(self, round_id: str, owings: Sequence[Owing], within_path: str | None = None) -> int:
+        if not owings:
+            return 0
+        if not any(o.contact_form_missing for o in owings):
+            # by states alone: from the counts kept with every transition (a case has one state)
+            states = sorted({state for o in owings for state in o.states})
+            return int(self.conn.execute(
+                select(func.coalesce(func.sum(case_counts.c.n), 0))
+                .join(jurisdictions, jurisdictions.c.id == case_counts.c.jurisdiction_id)
+                .where(case_counts.c.round_id == round_id, case_counts.c.state.in_(states),
+                       within(jurisdictions.c.path, within_path))).scalar_one())
+        query = select(func.count()).select_from(cases).where(or_(*(owing_clause(o, round_id) for o in owings)))
+        if within_path is not None:
+            query = query.where(cases.c.unit_id.in_(
+                select(units.c.id).join(jurisdictions, jurisdictions.c.id == units.c.jurisdiction_id)
+                .where(within(jurisdictions.c.path, within_path))))
+        return int(self.conn.execute(query).scalar_one())
 
     def overdue_cases(self, round_id: str, milestone: str) -> list[OwingCase]:
         # The LIKE only narrows the rows read (the id may also stand in a miss's owed_in list, and
