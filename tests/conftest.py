@@ -24,7 +24,7 @@ PG_URL = os.environ.get("WORKFLOW_TEST_DATABASE_URL", "")
 PG_SKIP_REASON = "PostgreSQL not configured: set WORKFLOW_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 # Every table a test writes: TRUNCATE … CASCADE also empties the tables that refer to these.
 TABLES = ("events, cases, rounds, units, jurisdictions, idempotency_keys, simulation_progress, operator_events, "
-          "case_counts, agency_counts, sign_in_failures")
+          "case_counts, agency_counts, sign_in_failures, audit_runs")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

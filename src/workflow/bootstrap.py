@@ -109,6 +109,31 @@ class App:
                 return Ed25519Verifier.from_file(path)
         return None
 
+    def audit_checkpoints(self) -> Any:
+        """Where a background chain check reads the latest signed checkpoint, and the key that
+        checks it (``service.audit_runs.Checkpoints``; an unusable key file is logged and said)."""
+        from .domain.errors import DomainError
+        from .service.audit_runs import Checkpoints, log
+
+        try:
+            return Checkpoints(self.checkpoint_store(), self.checkpoint_verifier())
+        except DomainError as exc:  # the operator's to fix (logged), not the check's end
+            log.error("checkpoint key unusable", error=exc.message)
+            return Checkpoints(self.checkpoint_store(), None, exc.message_zh or exc.message)
+
+    def run_audit_checks(self) -> list[int]:
+        """Run the chain checks waiting (``service.audit_runs.run_queued``); their ids."""
+        from .service.audit_runs import run_queued
+
+        return run_queued(self.db, self.clock.now, self.audit_checkpoints)
+
+    def nightly_audit(self) -> list[int]:
+        """The scheduler's nightly check of every jurisdiction's chains (and any check waiting)."""
+        from .service.audit_runs import EVERYTHING, SCHEDULER, request_check
+
+        request_check(self.db, EVERYTHING, SCHEDULER, self.clock.now())
+        return self.run_audit_checks()
+
     def checkpoint_job(self) -> Any:
         """The scheduler's checkpoint job: a checkpoint when a chain moved since the last one, and
         once a day the latest one's anchor mailed to the provinces' coordinators."""

@@ -70,6 +70,14 @@ def leader_loop(application: App, process: str) -> Any:
     run_sweep, run_dispatch = scheduled_jobs(application)
     checkpoint_job = application.checkpoint_job()  # signed checkpoints of the audit chain (skipped without a key)
 
+    def nightly_audit() -> None:  # every chain checked, kept for the console's audit page; never raises
+        import structlog
+
+        try:
+            application.nightly_audit()
+        except Exception as exc:
+            structlog.get_logger("workflow.serve").error("nightly audit check failed", error=str(exc))
+
     def on_lead() -> None:  # the elected process catches up, then anchors the chains at once
         run_sweep()
         checkpoint_job()
@@ -78,7 +86,8 @@ def leader_loop(application: App, process: str) -> Any:
                       lambda: build_scheduler(run_sweep, run_dispatch, sweep_minutes=st.sweep_interval_minutes,
                                               dispatch_seconds=st.dispatch_interval_seconds,
                                               checkpoint=checkpoint_job,
-                                              checkpoint_minutes=st.checkpoint_interval_minutes),
+                                              checkpoint_minutes=st.checkpoint_interval_minutes,
+                                              audit=nightly_audit),
                       on_lead=on_lead)
 
 

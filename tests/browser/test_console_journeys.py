@@ -405,11 +405,13 @@ def test_coordinator_verifies_rectification_recheck_and_auditor_reads_history(co
                 ("申请复核验收", unit), ("复核验收", coordinator)]
     assert [(e["what"], e["who"].split()[-1]) for e in events[-len(expected):]] == expected, events
     snap(page, "auditor-unit-history")
-    # (an auditor's menu has two links named 审计: its home and the check; this is the check)
-    page.get_by_role("navigation", name="主菜单").locator("a[href='/audit']").click()
+    page.get_by_role("navigation", name="主菜单").get_by_role("link", name="审计核验").click()
     page.wait_for_url(f"{console.base}/audit")
-    assert page.locator("[data-testid=audit-ok]").is_visible()
+    # the check runs in the background: the page says it waits, refreshes itself, then shows the result
+    page.get_by_test_id("audit-run").click()
+    page.locator("[data-testid=audit-ok]").wait_for(timeout=30_000)
     assert page.locator("[data-testid=audit-findings]").count() == 0
+    assert page.locator("[data-testid=audit-waiting]").count() == 0
     snap(page, "auditor-audit")
 
 

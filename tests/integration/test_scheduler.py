@@ -162,3 +162,35 @@ def test_the_postgresql_pool_is_sized_by_the_settings(pg_url: str, tmp_path) -> 
         assert app.engine.pool._max_overflow == 1  # type: ignore[attr-defined]
     finally:
         app.close()
+
+
+def test_every_chain_is_checked_at_half_past_two_beijing_time() -> None:
+    """The nightly check the console's audit page shows (service/audit_runs), when given."""
+    scheduler = build_scheduler(lambda: None, lambda: None, sweep_minutes=60, dispatch_seconds=30,
+                                audit=lambda: None)
+    scheduler.start(paused=True)
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    scheduler.shutdown(wait=False)
+    assert set(jobs) == {"sweep", "sweep-0900", "dispatch", "audit-0230"}
+    night = jobs["audit-0230"].trigger.get_next_fire_time(None, datetime(2021, 10, 20, 8, 15, tzinfo=BUSINESS_TZ))
+    assert night == datetime(2021, 10, 21, 2, 30, tzinfo=BUSINESS_TZ)
+    assert jobs["audit-0230"].misfire_grace_time is None and jobs["audit-0230"].coalesce
+
+
+def test_the_nightly_check_runs_every_chain_and_keeps_its_result(tmp_path) -> None:
+    """``App.nightly_audit``: a check of every jurisdiction queued, run and kept (done, ok)."""
+    from workflow.bootstrap import build
+    from workflow.config import Settings
+    from workflow.service.audit_runs import EVERYTHING, SCHEDULER
+
+    application = build(Settings(database_url=f"sqlite:///{tmp_path}/n.db", checkpoint_dir=tmp_path / "cp",
+                                 checkpoint_key=tmp_path / "key"))
+    from workflow.adapters.db.migrate import upgrade
+
+    upgrade(application.engine)
+    ran = application.nightly_audit()
+    assert len(ran) == 1
+    run = application.db.audit_runs.get(ran[0])
+    assert run is not None and run.scope == EVERYTHING and run.requested_by == SCHEDULER
+    assert run.status == "done" and run.ok is True and run.result is not None
+    assert run.result["counts"]["cases"] == 0 and run.result["checkpoint"] == {"present": False, "ok": None}

@@ -49,32 +49,118 @@ def tamper(application: App, case_id: int, seq: int) -> None:
 
 # ---------------------------------------------------------------- /audit
 
+def check_now(client, expect_new: bool = True) -> str:
+    """Press 立即核验: the check is queued and run after the response (TestClient runs the
+    background task before it returns); the page it leads to."""
+    from .worlds import csrf_of
+
+    page = client.get("/audit")
+    answer = client.post("/audit/run", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert f"new={int(expect_new)}" in answer.headers["location"]
+    return client.get("/audit").text
+
+
 @pytest.mark.parametrize("login", ["audit-shanxi", "coord-shanxi", "demo-admin"])
 def test_the_clean_demo_has_no_findings_and_no_checkpoint_yet(world: App, login: str) -> None:
     client = signed_in(world, login)
     page = client.get("/audit")
     assert page.status_code == 200, page.text
-    assert 'data-testid="audit-ok"' in page.text and "未发现问题" in page.text
-    assert 'data-testid="audit-findings"' not in page.text
-    assert 'data-testid="no-checkpoint"' in page.text and "尚未生成签名检查点" in page.text
+    assert 'data-testid="audit-none"' in page.text  # nothing checked yet: the page never checks itself
+    assert 'data-testid="audit-ok"' not in page.text and 'data-testid="audit-findings"' not in page.text
     assert "/units/单位编号/history.csv" in page.text
-    assert "<form method=\"post\"" not in page.text.split('<main id="main">', 1)[1]  # it changes nothing
+    html = check_now(client)
+    assert 'data-testid="audit-ok"' in html and "未发现问题" in html
+    assert 'data-testid="audit-findings"' not in html and 'data-testid="audit-waiting"' not in html
+    assert 'data-testid="no-checkpoint"' in html and "尚未生成签名检查点" in html
+    assert 'http-equiv="refresh"' not in html  # nothing waiting: no refresh
 
 
 def test_a_unit_is_refused_the_audit_page_with_403(world: App) -> None:
-    answer = signed_in(world, "unit01").get("/audit")
-    assert answer.status_code == 403
+    client = signed_in(world, "unit01")
+    assert client.get("/audit").status_code == 403
+    from .worlds import csrf_of
+
+    token = csrf_of(client.get("/").text)
+    assert client.post("/audit/run", data={"csrf": token}).status_code == 403
+    assert world.db.audit_runs.queued() == [] and world.db.audit_runs.runs(["", "/shanxi/"], 10) == []
+
+
+def test_a_check_without_the_csrf_token_is_refused_and_queues_nothing(world: App) -> None:
+    client = signed_in(world, "audit-shanxi")
+    assert client.post("/audit/run", data={"csrf": "forged"}).status_code == 403
+    assert world.db.audit_runs.runs(["", "/shanxi/"], 10) == []
 
 
 def test_a_tampered_event_is_a_finding_in_the_scope_that_holds_it(world: App, demo_world: DemoTemplate) -> None:
     case_id = live_case_of(world, demo_world.round_id, 3)
     tamper(world, case_id, 2)
-    page = signed_in(world, "audit-shanxi").get("/audit").text
+    page = check_now(signed_in(world, "audit-shanxi"))
     assert 'data-testid="audit-findings"' in page and "发现 1 处问题" in page
     assert f"案件 {case_id} · 第 2 条事件" in page and f'href="/cases/{case_id}"' in page
     assert 'data-testid="audit-ok"' not in page
-    # 太原's coordinator checks 太原's subtree: the provincial unit's case is not in it
+    # 太原's coordinator sees the province's check, which covers 太原: the provincial unit's case is not in 太原
+    taiyuan = signed_in(world, "coord-taiyuan").get("/audit").text
+    assert 'data-testid="audit-ok"' in taiyuan and "另有 1 处问题属于其他地区" in taiyuan
+    assert f"案件 {case_id}" not in taiyuan
+    # and a check of 太原's own subtree finds nothing
+    own = check_now(signed_in(world, "coord-taiyuan"))
+    assert 'data-testid="audit-ok"' in own and "另有" not in own and "/shanxi/shanxi-taiyuan/" in own
+
+
+def test_the_nightly_check_of_everything_covers_every_scope(world: App, demo_world: DemoTemplate) -> None:
+    """The scheduler's check (scope: every jurisdiction) is what a page shows until a newer one of
+    the person's own scope; its findings shown by where they are."""
+    from workflow.service.audit_runs import EVERYTHING, SCHEDULER, request_check, run_queued
+
+    case_id = live_case_of(world, demo_world.round_id, 3)
+    tamper(world, case_id, 2)
+    run, new = request_check(world.db, EVERYTHING, SCHEDULER, world.clock.now())
+    assert new and request_check(world.db, EVERYTHING, SCHEDULER, world.clock.now()) == (run, False)
+    waiting = signed_in(world, "coord-taiyuan").get("/audit").text
+    assert 'data-testid="audit-waiting"' in waiting and "全库的核验排队等候" in waiting
+    assert '<meta http-equiv="refresh" content="5; url=/audit">' in waiting
+    assert run_queued(world.db, world.clock.now) == [run.id]
+    assert run_queued(world.db, world.clock.now) == []  # nothing left: a run is run once
+    admin = signed_in(world, "demo-admin").get("/audit").text
+    assert "发现 1 处问题" in admin and f"案件 {case_id}" in admin
+    province = signed_in(world, "audit-shanxi").get("/audit").text
+    assert "发现 1 处问题" in province and "全库或上级范围的核验" in province
     assert 'data-testid="audit-ok"' in signed_in(world, "coord-taiyuan").get("/audit").text
+
+
+def test_a_second_request_while_one_waits_is_the_same_check(world: App) -> None:
+    from workflow.service.audit_runs import request_check
+
+    first, new = request_check(world.db, "/shanxi/", "audit-shanxi", world.clock.now())
+    again, new_again = request_check(world.db, "/shanxi/", "coord-shanxi", world.clock.now())
+    assert new and not new_again and again.id == first.id
+    page = signed_in(world, "audit-shanxi").get("/audit").text
+    assert 'data-testid="audit-waiting"' in page and 'data-testid="audit-run" disabled' in page
+
+
+def test_a_check_that_fails_says_so_and_a_stale_one_is_interrupted(world: App) -> None:
+    from datetime import timedelta
+
+    from workflow.service.audit_runs import STALE_AFTER, run_queued
+
+    with world.db.unit_of_work(core=True) as uow:
+        stale = uow.audit_runs.add(scope="/shanxi/", requested_by="audit-shanxi",
+                                   requested_at=world.clock.now() - STALE_AFTER - timedelta(hours=1))
+        assert uow.audit_runs.claim(stale, world.clock.now() - STALE_AFTER - timedelta(minutes=1))
+        uow.commit()
+
+    def broken() -> object:
+        raise OSError("/srv/secret/path unreadable")
+
+    with world.db.unit_of_work(core=True) as uow:
+        failing = uow.audit_runs.add(scope="/shanxi/", requested_by="audit-shanxi", requested_at=world.clock.now())
+        uow.commit()
+    assert run_queued(world.db, world.clock.now, broken) == [failing]  # type: ignore[arg-type]
+    assert world.db.audit_runs.get(stale).status == "failed"  # type: ignore[union-attr]
+    page = signed_in(world, "audit-shanxi").get("/audit").text
+    assert 'data-testid="audit-failed"' in page and "未能完成" in page and "OSError" in page
+    assert "/srv/secret" not in page  # never a server path
 
 
 def test_the_latest_signed_checkpoint_is_shown_and_checked(world: App, demo_world: DemoTemplate) -> None:
@@ -83,11 +169,13 @@ def test_the_latest_signed_checkpoint_is_shown_and_checked(world: App, demo_worl
     generate_key(world.settings.checkpoint_key)
     done = write_checkpoint(world.db, world.checkpoint_store(), world.checkpoint_signer(), world.clock.now())
     client = signed_in(world, "audit-shanxi")
-    page = client.get("/audit").text
+    assert 'data-testid="checkpoint-newer"' in client.get("/audit").text  # no check has compared it yet
+    page = check_now(client)
     assert f"#{done.checkpoint.sequence}" in page and "签名有效" in page and "与检查点记录一致" in page
     assert done.checkpoint.merkle_root[:16] in page and "尚未生成签名检查点" not in page
+    assert 'data-testid="checkpoint-newer"' not in page
     tamper(world, live_case_of(world, demo_world.round_id, 3), 2)
-    page = client.get("/audit").text
+    page = check_now(client)
     assert "与检查点记录不一致" in page and 'data-testid="audit-findings"' in page
 
 

@@ -312,3 +312,32 @@ def test_the_list_of_who_still_owes_a_milestone(world) -> None:
     r = c.get(f"/cases?round={result.round_id}&owes=nonsense")
     assert r.status_code == 422 and "仍欠报的事项" in r.text
 
+
+def test_the_header_names_the_persons_scope(world) -> None:
+    """Who is signed in and their scope by name (the jurisdiction's, the unit's), not an id."""
+    application, _ = world
+    directory = application.db.directory
+    expected = {"coord-shanxi": directory.jurisdiction("shanxi").name,
+                "coord-taiyuan": directory.jurisdiction("shanxi-taiyuan").name,
+                "unit01": directory.unit(1).name, "demo-admin": "全部"}
+    for login, name in expected.items():
+        html = client(world, login).get("/").text
+        assert f'<span class="scope" title="权限范围">范围：{name}</span>' in html, login
+
+
+def test_the_verify_forms_fields_say_what_they_take(world) -> None:
+    """A criterion scored per occurrence takes a count (its label says 次数 and how much each is
+    worth); any other takes points up to its cap (its label says so)."""
+    application, result = world
+    case_id = next(x.id for x in list_cases(application.db, round_id=result.round_id, state="submitted"))
+    page = client(world, "coord-shanxi").get(f"/cases/{case_id}").text.replace("\n", " ")
+    fields = re.findall(r'<label class="sr" for="verify-([0-9.]+)">([^<]*)</label>\s*<input id="verify-\1"([^>]*)>',
+                        page)
+    assert fields
+    counted = [(code, label) for code, label, attrs in fields if "data-count" in attrs]
+    scored = [(code, label) for code, label, attrs in fields if "data-count" not in attrs]
+    assert counted and scored  # the rubric has both kinds
+    for code, label in counted:
+        assert label.startswith(f"{code} 核查") and "数（每" in label and "得分" not in label, label
+    for code, label in scored:
+        assert label.startswith(f"{code} 核查得分（最高 ") and label.endswith(" 分）"), label

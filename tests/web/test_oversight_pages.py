@@ -215,8 +215,13 @@ def test_resend_is_idempotent_in_the_service_and_refuses_an_auditor(world: App) 
         resend(world.db, row_id, elsewhere, world.clock.now())
     with pytest.raises(Forbidden):
         resend(world.db, row_id, auditor, world.clock.now())
+    assert world.db.operator.events("mail") == []  # refusals record nothing
     assert resend(world.db, row_id, admin, world.clock.now()).created
     assert not resend(world.db, row_id, admin, world.clock.now()).created
+    # who sent which mail again is on the operator log, once (the second press added nothing)
+    [logged] = world.db.operator.events("mail")
+    assert logged.type == "MailResent" and logged.actor.startswith("admin:ops")
+    assert logged.payload["row"] == row_id and logged.payload["key"].endswith(f":resend:{row_id}")
     listed = failed_mails(world.db, admin)
     assert [m.row.id for m in listed.mails] == [row_id] and listed.mails[0].resent_as is not None
     assert failed_mails(world.db, elsewhere).mails == []

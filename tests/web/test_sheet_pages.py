@@ -322,3 +322,36 @@ def test_a_complete_sheet_with_its_evidence_and_documents_is_submitted(applicati
     assert read_case(application.db, case_id).case.state == "submitted"
     page = client.get(f"/cases/{case_id}/sheet").text  # now read-only: nothing more to fill in
     assert 'name="e_' not in page and 'type="file"' not in page and 'data-testid="read-only"' in page
+
+
+def test_a_file_is_removed_from_its_criterion_and_the_removal_is_in_the_history(application, signed, case_id):
+    client = signed(f"unit{UNIT:02d}")
+    _, csrf, _ = _form(client, case_id)
+    sent = client.post(f"/cases/{case_id}/evidence", data={"csrf": csrf, "criterion": "3.1.2"},
+                       files=[("files", ("照明改造.pdf", PDF, "application/pdf")),
+                              ("files", ("灯具照片.png", PNG, "image/png"))], follow_redirects=False)
+    assert sent.status_code == 303
+    page, csrf, _ = _form(client, case_id)
+    png = next(e for e in list_evidence(application.db, case_id) if e.filename == "灯具照片.png")
+    value = f"evidence|3.1.2|{png.sha256}"
+    assert f'form="rm" name="remove" value="{value}"' in _row(page, "3.1.2")
+    # without the session's token: refused, nothing removed
+    assert client.post(f"/cases/{case_id}/files/remove", data={"csrf": "x", "remove": value}).status_code == 403
+    assert len(list_evidence(application.db, case_id)) == 2
+    # a value that is not a file's: 422 naming the field, nothing removed
+    bad = client.post(f"/cases/{case_id}/files/remove", data={"csrf": csrf, "remove": "evidence|3.1.2|../../x"})
+    assert bad.status_code == 422 and "remove" in bad.text and len(list_evidence(application.db, case_id)) == 2
+    done = client.post(f"/cases/{case_id}/files/remove", data={"csrf": csrf, "remove": value}, follow_redirects=False)
+    assert done.status_code == 303 and "removed=1" in done.headers["location"]
+    assert [e.filename for e in list_evidence(application.db, case_id)] == ["照明改造.pdf"]
+    [removed] = _events(application, case_id, "EvidenceRemoved")
+    assert removed.payload["sha256"] == png.sha256 and "via=console" in removed.actor
+    assert "已删除该文件" in client.get(done.headers["location"]).text
+    # the province's coordinator sees the sheet but no remove button, and may not remove
+    coordinator = signed("coord-shanxi")
+    assert 'name="remove"' not in coordinator.get(f"/cases/{case_id}/sheet").text
+    token = csrf_of(coordinator.get(f"/cases/{case_id}/sheet").text)
+    pdf = list_evidence(application.db, case_id)[0]
+    refused = coordinator.post(f"/cases/{case_id}/files/remove",
+                               data={"csrf": token, "remove": f"evidence|3.1.2|{pdf.sha256}"})
+    assert refused.status_code == 403 and len(list_evidence(application.db, case_id)) == 1

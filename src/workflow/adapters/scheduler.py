@@ -161,15 +161,19 @@ class CheckpointJob:
 
 def build_scheduler(sweep: Callable[[], Any], dispatch: Callable[[], Any], *, sweep_minutes: int,
                     dispatch_seconds: int, checkpoint: Callable[[], Any] | None = None,
-                    checkpoint_minutes: int = 60) -> BackgroundScheduler:
+                    checkpoint_minutes: int = 60, audit: Callable[[], Any] | None = None) -> BackgroundScheduler:
     """Sweep hourly and at 09:00 Asia/Shanghai (morning reminders), dispatch every N seconds,
-    and (given ``checkpoint``, e.g. a ``CheckpointJob``) checkpoint the audit chain every N
-    minutes. A missed run (the process was down) runs once when it comes back, never in a burst."""
+    (given ``checkpoint``, e.g. a ``CheckpointJob``) checkpoint the audit chain every N minutes,
+    and (given ``audit``) check every chain at 02:30 Asia/Shanghai. A missed run (the process
+    was down) runs once when it comes back, never in a burst."""
     scheduler = BackgroundScheduler(timezone=BUSINESS_TZ, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
     if checkpoint is not None:
         scheduler.add_job(checkpoint, IntervalTrigger(minutes=checkpoint_minutes, timezone=BUSINESS_TZ),
                           id="checkpoint", name="checkpoint of the audit chain")
+    if audit is not None:
+        scheduler.add_job(audit, CronTrigger(hour=2, minute=30, timezone=BUSINESS_TZ), id="audit-0230",
+                          name="check of every hash chain (02:30 Asia/Shanghai)")
     scheduler.add_job(sweep, IntervalTrigger(minutes=sweep_minutes, timezone=BUSINESS_TZ), id="sweep",
                       name="sweep (interval)")
     scheduler.add_job(sweep, CronTrigger(hour=9, minute=0, timezone=BUSINESS_TZ), id="sweep-0900",

@@ -168,5 +168,9 @@ def resend(db: Storage, row_id: int, by: Principal, now: datetime, *, scan: int 
                         context=context)
     with db.unit_of_work(core=True) as uow:
         written = uow.outbox.add([entry], now)
+        if written:  # who sent which mail again, on the operator log (a second press adds nothing)
+            uow.operator.append("mail", "MailResent", str(by.actor), now,
+                                {"row": row.id, "key": key, "kind": row.kind, "case_id": row.case_id,
+                                 "round_id": row.round_id, "recipients": _recipients(row)})
         uow.commit()
     return Resent(row, key, written > 0)

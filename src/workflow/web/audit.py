@@ -2,26 +2,25 @@
 checkpoint, and a unit's history across years and rounds (a page and a CSV)."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ..bootstrap import App
-from ..domain.errors import DomainError
 from ..domain.events import Event
-from ..service.audit import verify
-from ..service.checkpoints import latest_checkpoint, verify_checkpoints
+from ..service.audit_runs import audit_view, request_check, scope_of
 from ..service.histories import events_csv, who_acted
 from ..service.ports import UnitRecord
 from ..service.queries import unit_history
-from .common import PageError, Signed, Viewer, app_of, log, page, redirect
+from .common import PageError, Signed, Viewer, app_of, check_csrf, log, page, redirect
 
 router = APIRouter(include_in_schema=False)
 UnitId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 READERS = ("auditor", "coordinator", "admin")
 KIND_ZH = {"case": "案件", "duties": "地区职责记录", "filing": "备案批次", "checkpoint": "签名检查点",
            "operator": "操作日志", "counts": "进度统计", "directory": "检查点目录"}
+RUN_STATUS_ZH = {"queued": "排队等候", "running": "正在核验", "done": "已完成", "failed": "未能完成"}
 
 
 def _reader(me: Viewer) -> None:
@@ -30,44 +29,41 @@ def _reader(me: Viewer) -> None:
                         "创建单位无权进行审计核验（仅供审计人员、协调人员和管理员使用）")
 
 
-def _checkpoint(application: App, me: Viewer) -> dict[str, Any]:
-    """The latest signed checkpoint, whether its signature holds, and whether the chains of the
-    person's scope still hold what it saw (as GET /api/v1/audit/verify and …/checkpoints/latest)."""
-    scope = me.who.jurisdiction_path
-    store = application.checkpoint_store()
-    if not store.sequences():
-        return {"present": False}
-    try:
-        verifier = application.checkpoint_verifier()
-        key_problem = None
-    except DomainError as exc:  # an unusable key file: the operator's to fix (logged), not the audit's end
-        log.error("checkpoint key unusable", error=exc.message)
-        verifier, key_problem = None, exc.message_zh or exc.message
-    try:
-        opened = latest_checkpoint(store, verifier)
-    except DomainError as exc:  # the latest file is damaged: that is a finding, shown as such
-        return {"present": True, "damaged": exc.message_zh or exc.message, "damaged_en": exc.message}
-    out: dict[str, Any] = {"present": True, "opened": opened, "key_problem": key_problem, "checked": None}
-    if verifier is not None:
-        out["checked"] = verify_checkpoints(application.db.within(scope), store, verifier, scoped=scope is not None,
-                                            latest_only=True)
-    return out
+def run_checks(application: App) -> None:
+    """Run the queued checks (after the response, in the server's worker threads)."""
+    application.run_audit_checks()
 
 
 @router.get("/audit")
 def audit_page(request: Request, me: Signed) -> HTMLResponse:
-    """Verify every hash chain of the person's scope (cases, duty streams, operator log), each
-    case against the replay of its events, and the latest signed checkpoint."""
+    """The latest check of the hash chains that covers the person's scope (every chain, every
+    case against the replay of its events, the latest signed checkpoint), the checks waiting or
+    running, and a button to check now: a check runs in the background, never while the page
+    waits (service/audit_runs)."""
     _reader(me)
     application = app_of(request)
-    scope = me.who.jurisdiction_path
-    report = verify(application.db.within(scope), scoped=scope is not None)
-    checkpoint = _checkpoint(application, me)
-    checked = checkpoint.get("checked")
-    ok = report.ok and not checkpoint.get("damaged") and (checked is None or checked.ok)
-    log.info("audit check", ok=ok, findings=len(report.findings))
-    return page(request, "audit.html", report=report, checkpoint=checkpoint, ok=ok, kind_zh=KIND_ZH,
-                scope=scope or "/")
+    view = audit_view(application.db, me.who)
+    latest_kept = None
+    try:
+        sequences = application.checkpoint_store().sequences()
+        latest_kept = sequences[-1] if sequences else None
+    except OSError as exc:  # the folder cannot be listed: the operator's to fix
+        log.error("checkpoint folder unreadable", error=str(exc))
+    return page(request, "audit.html", view=view, kind_zh=KIND_ZH, status_zh=RUN_STATUS_ZH,
+                scope=view.scope or "/", latest_kept=latest_kept, refresh=view.waiting is not None)
+
+
+@router.post("/audit/run")
+def audit_run(request: Request, me: Signed, background: BackgroundTasks,
+              csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    """Ask for a check of the person's scope now: queued (or the one already waiting), run after
+    the response; the page shows it waiting, then its result."""
+    check_csrf(me, csrf)
+    _reader(me)
+    application = app_of(request)
+    run, new = request_check(application.db, scope_of(me.who), me.who.name, application.clock.now())
+    background.add_task(run_checks, application)
+    return redirect(f"/audit?run={run.id}&new={int(new)}#chains")
 
 
 @router.get("/audit/unit")

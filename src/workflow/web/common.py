@@ -49,10 +49,12 @@ def zh_date(value: date | datetime | str | None) -> str:
     return f"{value.year}年{value.month}月{value.day}日"
 
 
-def zh_time(value: datetime | None) -> str:
-    """2021年10月20日 09:30 in Beijing time."""
+def zh_time(value: datetime | str | None) -> str:
+    """2021年10月20日 09:30 in Beijing time (of a time, or of one in ISO 8601 with its offset)."""
     if value is None:
         return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     local = value.astimezone(BUSINESS_TZ)
     return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
 
@@ -153,9 +155,27 @@ def check_csrf(me: Viewer, given: str | None) -> None:
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     me = getattr(request.state, "viewer", None)
-    html = TEMPLATES.get_template(template).render(request=request, me=me, now=app_of(request).clock.now(),
-                                                   status=status, **context)
+    application = app_of(request)
+    html = TEMPLATES.get_template(template).render(request=request, me=me, now=application.clock.now(),
+                                                   status=status, scope_name=_scope_name(application, me), **context)
     return HTMLResponse(html, status_code=status, headers=page_headers())
+
+
+def _scope_name(application: App, me: Viewer | None) -> str:
+    """What the header says the person's scope is: 全部, the unit's name, the jurisdiction's name."""
+    if me is None:
+        return ""
+    who = me.who
+    try:
+        if who.role == "unit" and who.unit_id is not None:
+            unit = application.db.directory.unit(who.unit_id)
+            return unit.name if unit is not None else me.scope_zh
+        if who.role != "admin" and who.jurisdiction_path:
+            found = application.db.directory.jurisdiction(who.jurisdiction_path.strip("/").rsplit("/", 1)[-1])
+            return found.name if found is not None else me.scope_zh
+    except Exception as exc:  # a header must not cost the page (logged)
+        log.error("scope name unreadable", error=str(exc))
+    return me.scope_zh
 
 
 def page_headers() -> dict[str, str]:

@@ -17,10 +17,10 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -67,6 +67,8 @@ def sheet_page(request: Request, me: Signed, case_id: CaseId) -> HTMLResponse:
         notice = "已保存自评表。"
     elif (q.get("uploaded") or "").isdigit():
         notice = f"已上传 {int(q['uploaded'])} 个文件。"
+    elif q.get("removed") == "1":
+        notice = "已删除该文件（删除记录保留在案件历史中）。"
     return _render(request, me, case_id, notice=notice)
 
 
@@ -248,6 +250,36 @@ async def _upload(request: Request, me: Viewer, case_id: int, kind: str) -> Resp
     log.info("files attached", case_id=case_id, kind=kind, files=len(results))
     anchor = f"c-{target}" if kind == "evidence" else f"doc-{target}"
     return redirect(f"/cases/{case_id}/sheet?uploaded={len(results)}#{quote(anchor, safe='.-_')}")
+
+
+# ---------------------------------------------------------------- removing a file
+
+_REMOVE = re.compile(r"^(evidence|document)\|([A-Za-z0-9._-]{1,64})\|([0-9a-f]{64})$")
+
+
+@router.post("/cases/{case_id}/files/remove")
+def remove_file(request: Request, me: Signed, case_id: CaseId, csrf: Annotated[str, Form(max_length=100)] = "",
+                remove: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """Take a file off a criterion (``evidence|<criterion>|<sha256>``) or a required document
+    (``document|<document>|<sha256>``): an event on the case (the file stays in the store and
+    in the history)."""
+    check_csrf(me, csrf)
+    application = app_of(request)
+    seen_case(application, me, case_id)
+    found = _REMOVE.match(remove.strip())
+    if found is None:
+        raise PageError(422, "remove must be evidence|<criterion>|<sha256> or document|<document>|<sha256>",
+                        "要删除的文件无法识别，请回到自评表页面重新操作",
+                        [{"where": "remove", "what": "evidence|criterion|sha256 or document|id|sha256",
+                          "zh": "格式应为 材料类别|编号|文件摘要"}])
+    kind, target, sha256 = found.groups()
+    action, field = ("remove_evidence", "criterion") if kind == "evidence" else ("remove_document", "document")
+    _may(me, action)
+    perform_action(application.db, case_id, action, {field: target, "sha256": sha256}, me.who.actor,
+                   application.clock.now())
+    log.info("file removed", case_id=case_id, kind=kind, target=target)
+    anchor = f"c-{target}" if kind == "evidence" else f"doc-{target}"
+    return redirect(f"/cases/{case_id}/sheet?removed=1#{quote(anchor, safe='.-_')}")
 
 
 # ---------------------------------------------------------------- downloads and previews

@@ -34,6 +34,7 @@ from ...domain.rubric import rubric_from_dict
 from ...service.ports import ChainHead, FilingRecord, Remembered
 from . import counts
 from .accounts import SqlAccounts
+from .audit_runs import SqlAuditRuns
 from .directory import SqlDirectory
 from .duty_store import SqlDuties
 from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
@@ -307,6 +308,10 @@ class SqlCaseStore:
     @property
     def sign_ins(self) -> SqlSignIns:
         return SqlSignIns(self.connection)
+
+    @property
+    def audit_runs(self) -> SqlAuditRuns:
+        return SqlAuditRuns(self.connection)
 
     @property
     def operator(self) -> SqlOperatorLog:
@@ -755,6 +760,7 @@ class Database:
         self.tokens = _each_call(engine, SqlTokens)
         self.accounts = _each_call(engine, SqlAccounts)
         self.sign_ins = _each_call(engine, SqlSignIns)
+        self.audit_runs = _each_call(engine, SqlAuditRuns)
         self.operator = _each_call(engine, SqlOperatorLog)
         self.rounds = _each_call(engine, SqlRounds)
         self.outbox = _each_call(engine, SqlOutbox)

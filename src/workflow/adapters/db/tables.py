@@ -358,6 +358,25 @@ class AccountLink(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
+class AuditRun(SQLModel, table=True):
+    """A check of the hash chains (and of the latest signed checkpoint) of one scope, asked for
+    on the console or by the nightly job, run in the background: its state and, when done, its
+    counts and findings (JSON; at most ``service.audit_runs.FINDINGS_KEPT`` findings kept)."""
+
+    __tablename__ = "audit_runs"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    scope: str = Field(sa_column=Column(String(400), nullable=False))  # a jurisdiction path; "": every one
+    requested_by: str = Field(sa_column=Column(String(400), nullable=False))
+    requested_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))  # queued | running | done | failed
+    started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    ok: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(String(400), nullable=True))
+
+
 class OperatorStream(SQLModel, table=True):
     """The head of an operator stream (the version guards concurrent appends)."""
 
@@ -475,6 +494,7 @@ accounts = _core(Account)
 console_sessions = _core(ConsoleSession)
 sign_in_failures = _core(SignInFailure)
 account_links = _core(AccountLink)
+audit_runs = _core(AuditRun)
 operator_streams = _core(OperatorStream)
 operator_events = _core(OperatorEvent)
 spot_checks = _core(SpotCheck)
