@@ -8,6 +8,7 @@ jurisdiction for its own units' cases that wait for it. Misses are recorded by t
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -80,13 +81,19 @@ def duty_board(db: Storage, calendars: Calendars, round_id: str, within_path: st
     calendar: Calendar = calendars.get(rnd.calendar_id)
     streams = db.duties.streams(round_id)
     jurisdictions = {j.id: j for j in db.directory.jurisdictions()}
+    # the round's cases by jurisdiction and state, from the kept counts (not the 100,000 case rows)
+    groups = [g for g in db.read.case_groups(round_id, rnd.province_path) if g.count]
+    with_cases = sorted({g.jurisdiction_id for g in groups})
     rows: list[DutyRow] = []
     for duty in calendar.duties():
         if duty.by_level:
             owing = [(j.id, 0) for j in owners(db, rnd, duty.owed_by)]
-        else:
-            waiting = waiting_cases(db, round_id, duty)
-            owing = [(j, len(waiting.get(j, ()))) for j in db.read.jurisdictions_with_cases(round_id)]
+        else:  # a bureau's duty: the cases waiting for it (in one of the states that owe it)
+            waiting: Counter[str] = Counter()
+            for g in groups:
+                if g.state in duty.owes_states:
+                    waiting[g.jurisdiction_id] += g.count
+            owing = [(j, waiting.get(j, 0)) for j in with_cases]
         for jurisdiction_id, count in owing:
             jurisdiction = jurisdictions[jurisdiction_id]
             if jurisdiction.path.startswith(within_path):
