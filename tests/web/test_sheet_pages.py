@@ -172,12 +172,17 @@ def test_a_stale_form_is_answered_with_the_values_kept(application, signed, case
 
 # ---------------------------------------------------------------- uploads
 
-def test_two_files_uploaded_at_once_are_both_evidence_of_the_criterion(application, signed, case_id):
-    client = signed(f"unit{UNIT:02d}")
+def _upload_two(client: TestClient, case_id: int):
+    """A PDF and a PNG sent at once as evidence of 3.1.2 (the answer, not followed)."""
     _, csrf, _ = _form(client, case_id)
-    sent = client.post(f"/cases/{case_id}/evidence", data={"csrf": csrf, "criterion": "3.1.2"},
+    return client.post(f"/cases/{case_id}/evidence", data={"csrf": csrf, "criterion": "3.1.2"},
                        files=[("files", ("照明改造.pdf", PDF, "application/pdf")),
                               ("files", ("灯具照片.png", PNG, "image/png"))], follow_redirects=False)
+
+
+def test_two_files_uploaded_at_once_are_both_evidence_of_the_criterion(application, signed, case_id):
+    client = signed(f"unit{UNIT:02d}")
+    sent = _upload_two(client, case_id)
     assert sent.status_code == 303 and sent.headers["location"].startswith(f"/cases/{case_id}/sheet?uploaded=2")
     listed = list_evidence(application.db, case_id)
     assert sorted((e.criterion, e.filename, e.type) for e in listed) == [
@@ -326,11 +331,7 @@ def test_a_complete_sheet_with_its_evidence_and_documents_is_submitted(applicati
 
 def test_a_file_is_removed_from_its_criterion_and_the_removal_is_in_the_history(application, signed, case_id):
     client = signed(f"unit{UNIT:02d}")
-    _, csrf, _ = _form(client, case_id)
-    sent = client.post(f"/cases/{case_id}/evidence", data={"csrf": csrf, "criterion": "3.1.2"},
-                       files=[("files", ("照明改造.pdf", PDF, "application/pdf")),
-                              ("files", ("灯具照片.png", PNG, "image/png"))], follow_redirects=False)
-    assert sent.status_code == 303
+    assert _upload_two(client, case_id).status_code == 303
     page, csrf, _ = _form(client, case_id)
     png = next(e for e in list_evidence(application.db, case_id) if e.filename == "灯具照片.png")
     value = f"evidence|3.1.2|{png.sha256}"
