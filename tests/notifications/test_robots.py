@@ -1,0 +1,149 @@
+"""WeCom, DingTalk and webhook robots (``notifications/robots.py``): each platform's format and
+limit, DingTalk's signed URL and the webhook's HMAC, and every outcome the outbox acts on —
+against fake robot servers on 127.0.0.1 that check the format and the signature and can fail."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from notifications.robots import (
+    CUT_NOTE,
+    DINGTALK_MAX_BYTES,
+    WECOM_MAX_BYTES,
+    WECOM_TEXT_MAX_BYTES,
+    Robot,
+    RobotMessage,
+    RobotTransport,
+    cut,
+    dingtalk_payload,
+    request_for,
+    wecom_payload,
+)
+
+from ..robot_servers import RobotServers
+
+NOW = datetime(2021, 10, 17, 1, 0, tzinfo=UTC)  # 09:00 Beijing time, three days before October 20
+MSG = RobotMessage("<r-1@workflow.test>", "【提醒】自评材料报送截止：2021年10月20日",
+                   "太原市机关事务管理局：\n贵单位尚未报送自评材料，截止日期为2021年10月20日，还有3天。")
+
+
+@pytest.fixture(scope="module")
+def robots():
+    with RobotServers() as servers:
+        yield servers
+
+
+def send(robot: Robot, msg: RobotMessage = MSG, timeout: float = 1.0):
+    [result] = asyncio.run(RobotTransport(timeout=timeout).send_many([(robot, msg, NOW)]))
+    return result
+
+
+# ---------------------------------------------------------------- formats
+
+def test_text_is_cut_at_a_character_within_the_limit_and_says_so() -> None:
+    assert cut("短文", 100) == "短文"
+    long = "节约型机关" * 1000  # 15,000 bytes
+    out = cut(long, 4096)
+    assert len(out.encode()) <= 4096 and out.endswith(CUT_NOTE) and out.startswith("节约型机关")
+    out.encode().decode()  # whole characters only
+
+
+def test_wecom_sends_markdown_and_a_text_message_when_someone_is_to_be_mentioned() -> None:
+    payload = wecom_payload(MSG)
+    assert payload["msgtype"] == "markdown" and payload["markdown"]["content"].startswith(f"### {MSG.title}\n")
+    long = RobotMessage("id", "标题", "正文" * 3000, ("13800001111",))
+    text = wecom_payload(long)
+    assert text["msgtype"] == "text" and text["text"]["mentioned_mobile_list"] == ["13800001111"]
+    assert len(text["text"]["content"].encode()) <= WECOM_TEXT_MAX_BYTES
+    assert len(wecom_payload(RobotMessage("id", "t", "字" * 5000))["markdown"]["content"].encode()) <= WECOM_MAX_BYTES
+
+
+def test_dingtalk_writes_each_mention_into_the_text_even_when_it_cuts() -> None:
+    msg = RobotMessage("id", "标题", "字" * 5000, ("13800001111", "13900002222"))
+    payload = dingtalk_payload(msg)
+    text = payload["markdown"]["text"]
+    assert len(text.encode()) <= DINGTALK_MAX_BYTES and CUT_NOTE in text
+    assert text.endswith("@13800001111 @13900002222")
+    assert payload["at"] == {"atMobiles": ["13800001111", "13900002222"], "isAtAll": False}
+
+
+def test_dingtalks_url_is_signed_as_its_documentation_says() -> None:
+    url, _, _ = request_for(Robot("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=t", "SECabc"),
+                            MSG, NOW)
+    query = parse_qs(urlsplit(url).query)
+    stamp = query["timestamp"][0]
+    assert stamp == str(int(NOW.timestamp() * 1000))  # milliseconds
+    expected = base64.b64encode(hmac.new(b"SECabc", f"{stamp}\nSECabc".encode(), hashlib.sha256).digest()).decode()
+    assert query["sign"] == [expected] and query["access_token"] == ["t"]
+
+
+def test_a_webhook_without_a_secret_or_an_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="secret"):
+        Robot("webhook", "http://127.0.0.1/hook")
+    with pytest.raises(ValueError, match="unknown robot kind"):
+        Robot("feishu", "http://127.0.0.1/hook")
+
+
+# ---------------------------------------------------------------- against the fake servers
+
+@pytest.mark.parametrize("kind", ["wecom", "dingtalk", "webhook"])
+def test_each_platform_accepts_the_message_as_formatted_and_signed(robots: RobotServers, kind: str) -> None:
+    before = len(robots.received[kind])
+    result = send(robots.robot(kind))
+    assert result.ok, result
+    got = robots.received[kind][before:]
+    assert len(got) == 1
+    if kind == "wecom":
+        assert MSG.title in got[0]["markdown"]["content"]
+    elif kind == "dingtalk":
+        assert got[0]["markdown"]["title"] == MSG.title and got[0]["timestamp"] == int(NOW.timestamp() * 1000)
+    else:
+        assert got[0] == {"id": MSG.message_id, "title": MSG.title, "text": MSG.text, "mentions": []}
+
+
+def test_a_mention_reaches_dingtalk_and_wecom(robots: RobotServers) -> None:
+    msg = RobotMessage("<r-2@workflow.test>", "逾期提醒", "请尽快报送。", ("13800001111",))
+    assert send(robots.robot("dingtalk"), msg).ok and send(robots.robot("wecom"), msg).ok
+    assert robots.received["dingtalk"][-1]["at"]["atMobiles"] == ["13800001111"]
+    assert robots.received["wecom"][-1]["text"]["mentioned_mobile_list"] == ["13800001111"]
+
+
+@pytest.mark.parametrize("kind, wrong", [("wecom", {"key": "stolen"}), ("dingtalk", {"secret": "SECwrong"}),
+                                         ("dingtalk", {"key": "gone"}), ("webhook", {"secret": "guessed"})])
+def test_a_wrong_key_or_signature_is_permanent_with_the_platforms_reason(robots: RobotServers, kind: str,
+                                                                         wrong: dict[str, str]) -> None:
+    result = send(robots.robot(kind, **wrong))
+    assert not result.ok and result.permanent
+    assert result.detail  # the platform's own words: "sign not match", "invalid webhook url", 401 …
+    assert robots.refused[kind]
+
+
+@pytest.mark.parametrize("kind", ["wecom", "dingtalk", "webhook"])
+@pytest.mark.parametrize("mode, permanent, retry_after", [
+    ("500", False, None), ("400", True, None), ("429", False, 7), ("timeout", False, None)])
+def test_failures_are_temporary_or_permanent_as_the_outbox_needs(robots: RobotServers, kind: str, mode: str,
+                                                                  permanent: bool, retry_after: int | None) -> None:
+    robots.fail(kind, mode)
+    result = send(robots.robot(kind), timeout=0.5)
+    assert not result.ok and result.permanent is permanent, result
+    assert result.retry_after == retry_after
+    assert send(robots.robot(kind)).ok  # the next one goes through
+
+
+@pytest.mark.parametrize("kind, code", [("wecom", 45009), ("dingtalk", 130101)])
+def test_a_platforms_own_rate_limit_is_temporary_and_waits(robots: RobotServers, kind: str, code: int) -> None:
+    robots.fail(kind, "rate")
+    result = send(robots.robot(kind))
+    assert not result.ok and not result.permanent and result.code == code and result.retry_after == 60
+
+
+def test_an_unreachable_robot_is_temporary() -> None:
+    result = send(Robot("wecom", "http://127.0.0.1:9/cgi-bin/webhook/send?key=x"))
+    assert not result.ok and not result.permanent and "cannot reach" in result.detail
+
