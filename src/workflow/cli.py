@@ -54,12 +54,14 @@ filings_app = typer.Typer(help="Filing batches (备案): certified cases filed w
                                "at a time (the only way a case is filed).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts for people (账号): role, scope, contact, password; tokens belong to them.",
                            no_args_is_help=True)
+channels_app = typer.Typer(help="Robot channels (企业微信/钉钉群机器人, a bureau's webhook) notifications also go to.",
+                           no_args_is_help=True)
 for sub, name in ((db_app, "db"), (jur_app, "jurisdictions"), (units_app, "units"), (rounds_app, "rounds"),
                   (cases_app, "cases"), (audit_app, "audit"), (rubrics_app, "rubrics"),
                   (evidence_app, "evidence"), (coord_app, "coordinators"), (notif_app, "notifications"),
                   (tokens_app, "tokens"), (documents_app, "documents"), (duties_app, "duties"),
                   (calendars_app, "calendars"), (spot_app, "spot-checks"), (filings_app, "filings"),
-                  (accounts_app, "accounts")):
+                  (accounts_app, "accounts"), (channels_app, "channels")):
     app.add_typer(sub, name=name)
 
 ActorOption = typer.Option(..., "--actor", envvar="WORKFLOW_ACTOR",
@@ -1641,3 +1643,53 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------- channels
+
+@channels_app.command("add")
+def channels_add(kind: str = typer.Option(..., help="wecom | dingtalk | webhook"),
+                 url: str = typer.Option(..., help="the robot's webhook address (it carries the key: keep it private)"),
+                 audience: str = typer.Option(..., help="units (reaches units with no email) | coordinators | unit"),
+                 name: str = typer.Option(..., help="what the group is called, e.g. 太原市创建工作群"),
+                 jurisdiction: str | None = typer.Option(None, help="the jurisdiction's group (units, coordinators)"),
+                 unit: int | None = typer.Option(None, help="the unit's own channel (audience unit)"),
+                 secret: str | None = typer.Option(None, envvar="WORKFLOW_CHANNEL_SECRET",
+                                                   help="DingTalk's SEC… or the webhook's HMAC key (or "
+                                                        "WORKFLOW_CHANNEL_SECRET: kept off the shell's history)"),
+                 actor: str = ActorOption) -> None:
+    """Send notifications to a group robot too (decision 53: who gets what)."""
+    from .service.channels import add_channel, masked
+
+    application = _app()
+    c = add_channel(application.db, _principal(application, actor, *OPERATORS), application.clock.now(),
+                    jurisdiction_id=jurisdiction, kind=kind, url=url, audience=audience, name=name, secret=secret,
+                    unit_id=unit)
+    console.print(f"channel {c.id}: {c.name} ({c.kind}, {c.audience}) {masked(c.url)}")
+
+
+@channels_app.command("list")
+def channels_list(actor: str = ActorOption) -> None:
+    """The channels of the actor's subtree (their addresses masked)."""
+    from notifications.robots import KIND_NAMES
+
+    from .service.channels import AUDIENCES, list_channels, masked
+
+    application = _app()
+    table = Table("id", "name", "kind", "audience", "jurisdiction", "unit", "address", "signed", "state")
+    for c in list_channels(application.db, _principal(application, actor)):
+        table.add_row(str(c.id), c.name, KIND_NAMES.get(c.kind, c.kind), AUDIENCES.get(c.audience, c.audience),
+                      c.jurisdiction_id, _fmt(c.unit_id), masked(c.url), "yes" if c.secret else "no",
+                      "disabled" if c.disabled_at else "enabled")
+    console.print(table)
+
+
+@channels_app.command("disable")
+def channels_disable(channel_id: int, actor: str = ActorOption) -> None:
+    """Stop sending to a channel (what is still waiting for it is cancelled)."""
+    from .service.channels import disable_channel
+
+    application = _app()
+    c = disable_channel(application.db, _principal(application, actor, *OPERATORS), channel_id,
+                        application.clock.now())
+    console.print(f"channel {c.id} ({c.name}) disabled")

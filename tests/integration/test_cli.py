@@ -912,3 +912,33 @@ def test_a_sign_in_link_is_made_mailed_and_printed_from_the_command_line(shanxi:
     assert_clean_refusal(run(shanxi, "accounts", "link", str(account_id), "--purpose", "other", "--actor", "wang",
                              env=env), "invalid_input", "--purpose")
     assert_clean_refusal(run(shanxi, "accounts", "link", str(account_id), "--actor", "zhang", env=env), "forbidden")
+
+
+# ---------------------------------------------------------------- channels
+def test_channels_are_added_listed_masked_and_disabled_from_the_command_line(shanxi: Path) -> None:
+    url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
+    added = run(shanxi, "channels", "add", "--kind", "wecom", "--url", url, "--audience", "units",
+                "--jurisdiction", "shanxi-taiyuan", "--name", "太原市创建工作群", "--actor", "zhang", columns=200)
+    assert added.returncode == 0, added.stderr
+    assert "channel 1: 太原市创建工作群 (wecom, units) https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…5aaa" \
+        in added.stdout and "693a91f6" not in added.stdout
+    signed = run(shanxi, "channels", "add", "--kind", "dingtalk", "--url",
+                 "https://oapi.dingtalk.com/robot/send?access_token=abc123", "--audience", "coordinators",
+                 "--jurisdiction", "shanxi", "--name", "省局协调群", "--actor", "wang",
+                 env={"WORKFLOW_CHANNEL_SECRET": "SECsecret"}, columns=200)
+    assert signed.returncode == 0, signed.stderr
+    listed = run(shanxi, "channels", "list", "--actor", "wang", columns=250)
+    assert listed.returncode == 0 and "太原市创建工作群" in listed.stdout and "省局协调群" in listed.stdout
+    assert "693a91f6" not in listed.stdout and "SECsecret" not in listed.stdout and "abc123" not in listed.stdout
+    # a city's coordinator sees its own, not the province's; may not add one for the province
+    city = run(shanxi, "channels", "list", "--actor", "zhang", columns=250)
+    assert "太原市创建工作群" in city.stdout and "省局协调群" not in city.stdout
+    refused = run(shanxi, "channels", "add", "--kind", "wecom", "--url", url, "--audience", "units",
+                  "--jurisdiction", "shanxi", "--name", "省群", "--actor", "zhang")
+    assert_clean_refusal(refused, "not_found", "shanxi")
+    bad = run(shanxi, "channels", "add", "--kind", "feishu", "--url", "nope", "--audience", "units",
+              "--jurisdiction", "shanxi", "--name", "x", "--actor", "wang")
+    assert_clean_refusal(bad, "invalid_input", "kind", "url")
+    done = run(shanxi, "channels", "disable", "1", "--actor", "zhang")
+    assert done.returncode == 0 and "channel 1 (太原市创建工作群) disabled" in done.stdout
+    assert "disabled" in run(shanxi, "channels", "list", "--actor", "zhang", columns=250).stdout

@@ -58,6 +58,7 @@ from ..service.ports import (
     CaseRow,
     CaseScope,
     ChainHead,
+    ChannelRecord,
     CoordinatorRecord,
     FilingRecord,
     JurisdictionRecord,
@@ -158,6 +159,7 @@ class _State:
     failures: dict[str, tuple[int, datetime, datetime | None]] = field(default_factory=dict)  # login → failures
     links: dict[int, tuple[str, LinkRecord]] = field(default_factory=dict)  # id → (secret hash, link)
     audit_runs: dict[int, AuditRunRecord] = field(default_factory=dict)
+    channels: dict[int, ChannelRecord] = field(default_factory=dict)
 
 
 _TABLES = frozenset(f.name for f in fields(_State))
@@ -730,6 +732,36 @@ class MemoryAuditRuns(_Store):
         return len(stale)
 
 
+class MemoryChannels(_Store):
+    """The robot channels (the ``ChannelStore`` port)."""
+
+    def add(self, channel: ChannelRecord) -> int:
+        self._v.writing()
+        s = self._v.state()
+        _require(channel.jurisdiction_id in s.jurisdictions, f"jurisdiction {channel.jurisdiction_id!r}")
+        if channel.unit_id is not None:
+            _require(channel.unit_id in s.units, f"unit {channel.unit_id}", unit_id=channel.unit_id)
+        channel_id = self._v.next_id("channels")
+        self._v.table("channels")[channel_id] = replace(channel, id=channel_id, created_at=_utc(channel.created_at))
+        return channel_id
+
+    def get(self, channel_id: int) -> ChannelRecord | None:
+        return self._v.state().channels.get(channel_id)
+
+    def channels(self, within_path: str | None = None) -> list[ChannelRecord]:
+        s = self._v.state()
+        return [c for _, c in sorted(s.channels.items())
+                if _under(s.jurisdictions[c.jurisdiction_id].path, within_path)]
+
+    def disable(self, channel_id: int, now: datetime) -> bool:
+        self._v.writing()
+        found = self._v.state().channels.get(channel_id)
+        if found is None or found.disabled_at is not None:
+            return False
+        self._v.table("channels")[channel_id] = replace(found, disabled_at=_utc(now))
+        return True
+
+
 class MemoryOperatorLog(_Store):
     """The operator audit log (the ``OperatorLog`` port)."""
 
@@ -819,7 +851,8 @@ class MemoryOutbox(_Store):
 
     # -- writing
     def _write(self, *, dedupe_key: str, kind: str, round_id: str, case_id: int | None, coordinator_id: int | None,
-               milestone: str, tier: int | None, due_on: date, context: str | None, now: datetime) -> int:
+               milestone: str, tier: int | None, due_on: date, context: str | None, now: datetime,
+               channel_id: int | None = None) -> int:
         """Insert a pending row unless its dedupe key was written before: how many were written."""
         self._v.writing()
         s = self._v.state()
@@ -828,13 +861,15 @@ class MemoryOutbox(_Store):
             _require(case_id in s.cases, f"case {case_id}", case_id=case_id)
         if coordinator_id is not None:
             _require(coordinator_id in s.coordinators, f"coordinator {coordinator_id}", coordinator_id=coordinator_id)
+        if channel_id is not None:
+            _require(channel_id in s.channels, f"channel {channel_id}")
         at = _utc(now)
         if dedupe_key in s.dedupe:
             return 0
         row_id = self._v.next_id("outbox")
         self._v.table("outbox")[row_id] = OutboxRecord(
             row_id, dedupe_key, kind, round_id, case_id, coordinator_id, milestone, tier, due_on, context, "pending",
-            0, at, None, None, None, None, at, None)
+            0, at, None, None, None, None, at, None, channel_id)
         self._v.table("dedupe")[dedupe_key] = row_id
         return 1
 
@@ -855,7 +890,7 @@ class MemoryOutbox(_Store):
         return sum(self._write(dedupe_key=e.dedupe_key, kind=e.kind, round_id=e.round_id, case_id=e.case_id,
                                coordinator_id=e.coordinator_id, milestone=e.milestone, tier=e.tier, due_on=e.due_on,
                                context=None if e.context is None else json.dumps(e.context, ensure_ascii=False),
-                               now=now) for e in entries)
+                               now=now, channel_id=e.channel_id) for e in entries)
 
     # -- delivering
     def claim(self, now: datetime, lease_until: datetime, batch: int) -> list[OutboxRecord]:
@@ -1291,6 +1326,10 @@ class MemoryCaseStore:
         return MemoryAuditRuns(self._bound())
 
     @property
+    def channels(self) -> MemoryChannels:
+        return MemoryChannels(self._bound())
+
+    @property
     def operator(self) -> MemoryOperatorLog:
         return MemoryOperatorLog(self._bound())
 
@@ -1641,6 +1680,10 @@ class MemoryDatabase:
     @property
     def audit_runs(self) -> MemoryAuditRuns:
         return MemoryAuditRuns(_Committed(self))
+
+    @property
+    def channels(self) -> MemoryChannels:
+        return MemoryChannels(_Committed(self))
 
     @property
     def operator(self) -> MemoryOperatorLog:

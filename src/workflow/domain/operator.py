@@ -19,7 +19,7 @@ from .events import Chained, canonical_json, chain_hash, to_payload_value, utc_i
 STREAMS: dict[str, str] = {
     "accounts": "账号", "tokens": "访问令牌", "jurisdictions": "辖区", "units": "单位与联系人",
     "coordinators": "联络员", "rounds": "创建轮次", "sign_ins": "控制台登录",
-    "mail": "邮件重发",
+    "mail": "邮件重发", "channels": "推送渠道",
 }
 # event type → its name in Chinese
 EVENT_NAMES: dict[str, str] = {
@@ -33,6 +33,7 @@ EVENT_NAMES: dict[str, str] = {
     "SignedIn": "登录", "SignInFailed": "登录失败", "SignInLocked": "登录锁定", "SignedOut": "退出登录",
     "LinkIssued": "发出邀请或重置链接", "LinkUsed": "通过链接设置密码",
     "MailResent": "重新发送失败的邮件",
+    "ChannelAdded": "添加推送渠道", "ChannelDisabled": "停用推送渠道",
 }
 
 

@@ -17,13 +17,24 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from notifications import Address, Attachment, OutgoingMessage, Rendered, Transport, deadline_event, render
+from notifications.robots import Robot, RobotMessage, RobotTransport
 
 from ..domain.calendar import Calendar
 from ..domain.case import Actor
 from ..domain.dates import business_date, require_aware
 from ..domain.errors import ConflictError, DomainError
 from .cases import take
-from .ports import Calendars, CaseReferent, CoordinatorRecord, OutboxRecord, RoundRecord, Storage
+from .channels import deliveries_for
+from .ports import (
+    Calendars,
+    CaseReferent,
+    ChannelRecord,
+    CoordinatorRecord,
+    OutboxEntry,
+    OutboxRecord,
+    RoundRecord,
+    Storage,
+)
 
 DISPATCHER = Actor("system", "dispatch", channel="scheduler")
 CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
@@ -121,7 +132,8 @@ def _load(db: Storage, rows: list[OutboxRecord]) -> _Batch:
     return _Batch(rounds, cases, coordinators)
 
 
-def _unit_recipients(row: OutboxRecord, case: CaseReferent, calendar: Calendar) -> list[Address]:
+def _unit_recipients(row: OutboxRecord, case: CaseReferent, calendar: Calendar, need_email: bool = True
+                     ) -> list[Address]:
     if row.kind in ("reminder", "missed") and \
             not calendar.milestone(row.milestone).owing.holds(case.state, case.contact_form):
         raise _Skip("cancelled", f"case is {case.state}: it no longer owes {row.milestone}"
@@ -130,7 +142,7 @@ def _unit_recipients(row: OutboxRecord, case: CaseReferent, calendar: Calendar) 
             case.state != "rectification" or case.rectification_due != row.due_on):
         raise _Skip("cancelled", f"case is {case.state}, due {case.rectification_due}: this reminder is stale")
     emails = [Address(c["email"], c.get("name", "")) for c in (case.contacts or []) if c.get("email")]
-    if not emails:
+    if not emails and need_email:
         raise _Skip("failed", f"unit {case.unit_name} has no contact email (附件2 not on file)")
     return emails
 
@@ -177,7 +189,8 @@ def _case_message(calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: Rou
     """A mail to a unit about its case: a reminder, a miss, the 整改通知 and its reminders."""
     today, due = business_date(now), row.due_on
     case = batch.cases[row.case_id or 0]
-    to = _unit_recipients(row, case, calendar)
+    # a channel's delivery (row.channel_id) reads only the mail's subject and text: no address needed
+    to = _unit_recipients(row, case, calendar, need_email=row.channel_id is None) or [settings.sender]
     name, todo = _what(calendar, row)
     context: dict[str, Any] = {"unit_name": case.unit_name, "case_id": row.case_id,
                                "round_title": calendar.title_for(rnd.year), "due_date": due, "what_to_do": todo}
@@ -266,20 +279,32 @@ def _duty_message(db: Storage, calendar: Calendar, batch: _Batch, row: OutboxRec
 
 
 async def dispatch(db: Storage, calendars: Calendars, transport: Transport, now: datetime,
-                   settings: DispatchSettings = DispatchSettings()) -> DispatchReport:
-    """Deliver what is due now; call again for more (each call handles at most one batch)."""
+                   settings: DispatchSettings = DispatchSettings(), robots: RobotTransport | None = None
+                   ) -> DispatchReport:
+    """Deliver what is due now; call again for more (each call handles at most one batch).
+    A mail row's channel deliveries (``service/channels.deliveries_for``) are written with its
+    outcome and delivered by a later batch, through ``robots`` (default: over HTTP)."""
     require_aware(now, "now")
     report = DispatchReport()
     rows = _claim(db, now, settings)
     report.claimed = len(rows)
     outgoing: list[tuple[OutboxRecord, OutgoingMessage]] = []
+    to_robots: list[tuple[OutboxRecord, ChannelRecord, RobotMessage]] = []
     outcomes: list[tuple[int, dict[str, Any]]] = []
     if not rows:
         return report
     batch = _load(db, rows)
+    channels = {c.id: c for c in db.channels.channels()} if any(r.channel_id for r in rows) else {}
     for row in rows:
         try:
-            outgoing.append((row, _build(db, calendars, batch, row, now, settings)))
+            msg = _build(db, calendars, batch, row, now, settings)
+            if row.channel_id is None:
+                outgoing.append((row, msg))
+                continue
+            channel = channels.get(row.channel_id)
+            if channel is None or channel.disabled_at is not None:
+                raise _Skip("cancelled", "the channel was disabled")
+            to_robots.append((row, channel, RobotMessage(msg.message_id, msg.subject, msg.text)))
         except _Skip as skip:
             outcomes.append((row.id, {"status": skip.status, "last_error": skip.reason, "claimed_until": None}))
             report.cancelled += skip.status == "cancelled"
@@ -304,20 +329,42 @@ async def dispatch(db: Storage, calendars: Calendars, transport: Transport, now:
             else:
                 outcomes.append((row.id, _retry(row, f"{result.code or ''} {result.detail}".strip(), now, settings,
                                                 report)))
-    _record(db, rows, outcomes, now, report)
+    if to_robots:
+        answered = await (robots or RobotTransport()).send_many(
+            [(Robot(c.kind, c.url, c.secret), m, now) for _, c, m in to_robots])
+        for (row, channel, m), sent in zip(to_robots, answered):
+            where = json.dumps([f"{channel.kind}:{channel.name}"], ensure_ascii=False)
+            error = f"{sent.code or ''} {sent.detail}".strip()
+            if sent.ok:
+                report.sent += 1
+                outcomes.append((row.id, {"status": "sent", "sent_at": now, "message_id": m.message_id,
+                                          "recipients": where, "claimed_until": None, "attempts": row.attempts + 1,
+                                          "last_error": None}))
+            elif sent.permanent:
+                report.failed += 1
+                outcomes.append((row.id, {"status": "failed", "attempts": row.attempts + 1, "recipients": where,
+                                          "last_error": error, "claimed_until": None}))
+            else:
+                outcomes.append((row.id, _retry(row, error, now, settings, report, wait=sent.retry_after)))
+    cancelled = {row_id for row_id, values in outcomes if values.get("status") == "cancelled"}
+    fanned = deliveries_for(db, [r for r in rows if r.id not in cancelled])
+    _record(db, rows, outcomes, now, report, fanned)
     return report
 
 
 def _record(db: Storage, rows: list[OutboxRecord], outcomes: list[tuple[int, dict[str, Any]]], now: datetime,
-            report: DispatchReport) -> None:
-    """Write every outcome, and for a case's mail that failed its NotificationFailed event, in
-    one transaction. Only the holder of a row's lease writes it: if the lease ran out and
-    another dispatcher took the row, this one's outcome is dropped (that one decides)."""
+            report: DispatchReport, deliveries: list[OutboxEntry] | None = None) -> None:
+    """Write every outcome, the channel deliveries of the batch's mails, and for a case's mail
+    that failed its NotificationFailed event, in one transaction. Only the holder of a row's
+    lease writes it: if the lease ran out and another dispatcher took the row, this one's
+    outcome is dropped (that one decides)."""
     by_id = {row.id: row for row in rows}
     for attempt in range(5):
         lost, notes = [], []
         try:
             with db.unit_of_work(core=True) as uow:
+                if deliveries:
+                    uow.outbox.add(deliveries, now)
                 for row_id, values in outcomes:
                     row = by_id[row_id]
                     if not uow.outbox.settle(row_id, row.claimed_until, values):
@@ -342,8 +389,9 @@ def _record(db: Storage, rows: list[OutboxRecord], outcomes: list[tuple[int, dic
         return
 
 
-def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport
-           ) -> dict[str, Any]:
+def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport,
+           wait: int | None = None) -> dict[str, Any]:
+    """Again later: after the backoff, or after ``wait`` seconds when the receiver asked for longer."""
     attempts = row.attempts + 1
     if attempts >= settings.max_attempts:
         report.failed += 1
@@ -351,4 +399,4 @@ def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSetti
                 "claimed_until": None}
     report.retrying += 1
     return {"status": "pending", "attempts": attempts, "last_error": error, "claimed_until": None,
-            "next_attempt_at": now + backoff(attempts, settings)}
+            "next_attempt_at": now + max(backoff(attempts, settings), timedelta(seconds=wait or 0))}

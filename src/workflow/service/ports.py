@@ -190,6 +190,7 @@ class OutboxEntry:
     coordinator_id: int | None = None
     tier: int | None = None
     context: dict[str, Any] | None = None
+    channel_id: int | None = None  # a robot channel's delivery of the notification; None: the mail
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,26 @@ class OutboxRecord:
     recipients: str | None
     created_at: datetime
     sent_at: datetime | None
+    channel_id: int | None = None  # a robot channel's delivery; None: the mail
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """A group robot (WeCom, DingTalk) or a bureau's webhook that notifications also go to:
+    a jurisdiction's group for its units (``units``: reaches a unit with no email) or for its
+    coordinators (``coordinators``: their digests), or one unit's own (``unit``)."""
+
+    id: int
+    jurisdiction_id: str
+    unit_id: int | None
+    audience: str  # units | coordinators | unit
+    kind: str  # wecom | dingtalk | webhook
+    url: str  # a secret: it carries the robot's key or token
+    secret: str | None
+    name: str
+    created_at: datetime
+    created_by: str
+    disabled_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +521,22 @@ class AuditRunStore(Protocol):
         ...
 
 
+class ChannelStore(Protocol):
+    """The robot channels notifications also go to (the ``ChannelStore`` port)."""
+
+    def add(self, channel: ChannelRecord) -> int: ...
+
+    def get(self, channel_id: int) -> ChannelRecord | None: ...
+
+    def channels(self, within_path: str | None = None) -> list[ChannelRecord]:
+        """Every channel (enabled or not) of the jurisdictions in the subtree, by id."""
+        ...
+
+    def disable(self, channel_id: int, now: datetime) -> bool:
+        """Stop sending to a channel (False: unknown or disabled already)."""
+        ...
+
+
 class AccountStore(Protocol):
     """People's accounts (the ``AccountStore`` port)."""
 
@@ -708,6 +745,9 @@ class Stores(Protocol):
 
     @property
     def audit_runs(self) -> AuditRunStore: ...
+
+    @property
+    def channels(self) -> ChannelStore: ...
 
     @property
     def operator(self) -> OperatorLog: ...

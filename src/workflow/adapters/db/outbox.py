@@ -36,7 +36,7 @@ def outbox_record(row: Any) -> OutboxRecord:
     return OutboxRecord(row.id, row.dedupe_key, row.kind, row.round_id, row.case_id, row.coordinator_id,
                         row.milestone, row.tier, row.due_on, row.context, row.status, row.attempts,
                         row.next_attempt_at, row.claimed_until, row.last_error, row.message_id, row.recipients,
-                        row.created_at, row.sent_at)
+                        row.created_at, row.sent_at, row.channel_id)
 
 
 class SqlOutbox:
@@ -83,7 +83,7 @@ class SqlOutbox:
                 dedupe_key=e.dedupe_key, kind=e.kind, round_id=e.round_id, case_id=e.case_id,
                 coordinator_id=e.coordinator_id, milestone=e.milestone, tier=e.tier, due_on=e.due_on,
                 context=None if e.context is None else json.dumps(e.context, ensure_ascii=False),
-                status="pending", attempts=0, next_attempt_at=now, created_at=now,
+                status="pending", attempts=0, next_attempt_at=now, created_at=now, channel_id=e.channel_id,
             ).on_conflict_do_nothing(index_elements=["dedupe_key"]))
         return written
 

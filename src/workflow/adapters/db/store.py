@@ -35,6 +35,7 @@ from ...service.ports import ChainHead, FilingRecord, Remembered
 from . import counts
 from .accounts import SqlAccounts
 from .audit_runs import SqlAuditRuns
+from .channels import SqlChannels
 from .directory import SqlDirectory
 from .duty_store import SqlDuties
 from .engine import SQLITE_BEGIN_OPTION, prepare_sqlite_connection
@@ -312,6 +313,10 @@ class SqlCaseStore:
     @property
     def audit_runs(self) -> SqlAuditRuns:
         return SqlAuditRuns(self.connection)
+
+    @property
+    def channels(self) -> SqlChannels:
+        return SqlChannels(self.connection)
 
     @property
     def operator(self) -> SqlOperatorLog:
@@ -761,6 +766,7 @@ class Database:
         self.accounts = _each_call(engine, SqlAccounts)
         self.sign_ins = _each_call(engine, SqlSignIns)
         self.audit_runs = _each_call(engine, SqlAuditRuns)
+        self.channels = _each_call(engine, SqlChannels)
         self.operator = _each_call(engine, SqlOperatorLog)
         self.rounds = _each_call(engine, SqlRounds)
         self.outbox = _each_call(engine, SqlOutbox)

@@ -256,6 +256,27 @@ class Outbox(SQLModel, table=True):
     recipients: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, as sent
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    channel_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("channels.id"), nullable=True))
+
+
+class Channel(SQLModel, table=True):
+    """A group robot or a bureau's webhook that notifications also go to (``ChannelRecord``)."""
+
+    __tablename__ = "channels"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    jurisdiction_id: str = Field(sa_column=Column(String(64), ForeignKey("jurisdictions.id"), nullable=False,
+                                                  index=True))
+    unit_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("units.id"), nullable=True,
+                                                                  index=True))
+    audience: str = Field(sa_column=Column(String(16), nullable=False))  # units | coordinators | unit
+    kind: str = Field(sa_column=Column(String(16), nullable=False))  # wecom | dingtalk | webhook
+    url: str = Field(sa_column=Column(String(1000), nullable=False))
+    secret: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    created_by: str = Field(sa_column=Column(String(400), nullable=False))
+    disabled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class SweepMark(SQLModel, table=True):
@@ -495,6 +516,7 @@ console_sessions = _core(ConsoleSession)
 sign_in_failures = _core(SignInFailure)
 account_links = _core(AccountLink)
 audit_runs = _core(AuditRun)
+channels = _core(Channel)
 operator_streams = _core(OperatorStream)
 operator_events = _core(OperatorEvent)
 spot_checks = _core(SpotCheck)

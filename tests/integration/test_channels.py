@@ -1,0 +1,181 @@
+"""Notifications through robot channels beside the mail (``service/channels.py``, the dispatcher),
+on SQLite and PostgreSQL, against the fake WeCom, DingTalk and webhook servers: a unit with no
+email is reached through its jurisdiction's group, a unit's own webhook gets its notices, the
+coordinators' group gets their reminder once (not once per coordinator), each delivery once per
+reason and channel, a rate limit waits as the platform says, a disabled channel gets nothing."""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifications.robots import RobotTransport
+from notifications.testing import InMemoryTransport
+from workflow.adapters.db.store import Database
+from workflow.domain.access import Principal
+from workflow.domain.errors import Forbidden, InvalidInput, NotFound
+from workflow.service.channels import add_channel, disable_channel, list_channels, masked
+from workflow.service.deadlines import sweep
+from workflow.service.directory import add_coordinator
+from workflow.service.dispatch import DispatchReport, dispatch
+
+from ..robot_servers import RobotServers
+from ..support import CALENDARS, OPERATOR
+from .test_dispatch import SETTINGS, at, build, outbox
+
+ADMIN = Principal(0, "ops", "admin")
+DAY = date(2021, 9, 30)  # the first reminders of the self-assessment (due October 20)
+
+
+@pytest.fixture(scope="module")
+def robots():
+    with RobotServers() as servers:
+        yield servers
+
+
+def run(db: Database, now: Any, transport: InMemoryTransport) -> DispatchReport:
+    """Dispatch until nothing more is claimed at ``now`` (the mails, then their channels' rows)."""
+    total = DispatchReport()
+    for _ in range(20):
+        report = asyncio.run(dispatch(db, CALENDARS, transport, now, SETTINGS, RobotTransport(timeout=1.0)))
+        if report.claimed == 0:
+            return total
+        for name in ("claimed", "sent", "retrying", "failed", "cancelled"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+    raise AssertionError("dispatch keeps claiming rows")
+
+
+def world(db: Database, tmp_path: Path, robots: RobotServers) -> dict[str, Any]:
+    """省甲厅 with an email and its own webhook, 省乙厅 with a phone only; two coordinators of the
+    province; the province's units group on WeCom and its coordinators' group on DingTalk."""
+    w = build(db, tmp_path, [("省甲厅", "jia@units.example.cn"), ("省乙厅", "")], contact_phone="0351-7654321")
+    now = at(date(2021, 5, 26), 8)
+    for name, email in (("王科长", "wang@jgswj.example.cn"), ("李科员", "li@jgswj.example.cn")):
+        add_coordinator(db, "shanxi", name, email, actor=OPERATOR, now=now)
+    wecom, dingtalk, hook = robots.robot("wecom"), robots.robot("dingtalk"), robots.robot("webhook")
+    groups = {
+        "units": add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="wecom", url=wecom.url,
+                             audience="units", name="山西省创建单位群"),
+        "coordinators": add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="dingtalk", url=dingtalk.url,
+                                    secret=dingtalk.secret, audience="coordinators", name="省局协调人员群"),
+        "own": add_channel(db, ADMIN, now, jurisdiction_id=None, kind="webhook", url=hook.url, secret=hook.secret,
+                           audience="unit", unit_id=w.unit["省甲厅"], name="省甲厅办公系统"),
+    }
+    return {"world": w, "channels": groups}
+
+
+def channel_rows(db: Database) -> list[Any]:
+    return [r for r in outbox(db) if r.channel_id is not None]
+
+
+def test_each_channel_gets_what_it_is_for_once(db: Database, tmp_path: Path, robots: RobotServers) -> None:
+    made = world(db, tmp_path, robots)
+    units, coordinators, own = (made["channels"][k].id for k in ("units", "coordinators", "own"))
+    before = {k: len(robots.received[k]) for k in ("wecom", "dingtalk", "webhook")}
+    sweep(db, CALENDARS, at(DAY))
+    mail = InMemoryTransport()
+    run(db, at(DAY), mail)
+    got = {k: robots.received[k][before[k]:] for k in before}
+    # the unit with no email: its reminder through the units' group, and the mail failed as before
+    assert len(got["wecom"]) == 1 and "省乙厅" in got["wecom"][0]["markdown"]["content"]
+    assert "自评" in got["wecom"][0]["markdown"]["content"]
+    # the unit with an email: the mail, and its own webhook; not the group
+    assert [m["title"] for m in got["webhook"]] and "省甲厅" in got["webhook"][0]["text"]
+    assert mail.to("jia@units.example.cn")
+    assert got["dingtalk"] == []  # nothing for the coordinators yet
+    # October 21: both missed the self-assessment; the coordinators' digest: two mails, one group message
+    missed = date(2021, 10, 21)
+    sweep(db, CALENDARS, at(missed))
+    run(db, at(missed), mail)
+    got = {k: robots.received[k][before[k]:] for k in before}
+    digests = [r for r in outbox(db) if r.kind == "digest"]
+    assert len([r for r in digests if r.channel_id is None]) == 2
+    assert len([r for r in digests if r.channel_id == coordinators]) == 1
+    assert len(got["dingtalk"]) == 1 and "省甲厅" in got["dingtalk"][0]["markdown"]["text"]
+    assert len(got["wecom"]) == 2 and len(got["webhook"]) == 2  # each unit's miss notice, where it is reached
+    rows = channel_rows(db)
+    assert {r.channel_id for r in rows} == {units, coordinators, own}
+    assert all(r.status == "sent" and r.message_id for r in rows), [(r.dedupe_key, r.status, r.last_error)
+                                                                     for r in rows]
+    assert json.loads(next(r.recipients for r in rows if r.channel_id == units)) == ["wecom:山西省创建单位群"]
+    # again the same day: nothing more anywhere
+    sweep(db, CALENDARS, at(missed, 10))
+    assert run(db, at(missed, 10), mail).claimed == 0
+    assert {k: len(robots.received[k]) for k in before} == {k: before[k] + len(got[k]) for k in before}
+
+
+def test_a_rate_limit_waits_as_the_platform_says_then_delivers(db: Database, tmp_path: Path,
+                                                               robots: RobotServers) -> None:
+    made = world(db, tmp_path, robots)
+    units = made["channels"]["units"].id
+    sweep(db, CALENDARS, at(DAY))
+    robots.fail("wecom", "429")  # Retry-After: 7 (seconds), shorter than the first backoff (1 minute)
+    before = len(robots.received["wecom"])
+    run(db, at(DAY), InMemoryTransport())
+    [row] = [r for r in channel_rows(db) if r.channel_id == units]
+    assert row.status == "pending" and row.attempts == 1 and "429" in row.last_error
+    assert row.next_attempt_at >= at(DAY) + timedelta(minutes=1)  # the backoff, the longer of the two
+    run(db, at(DAY) + timedelta(minutes=2), InMemoryTransport())
+    [row] = [r for r in channel_rows(db) if r.channel_id == units]
+    assert row.status == "sent" and len(robots.received["wecom"]) == before + 1
+
+
+def test_a_refused_signature_fails_for_good_and_is_recorded_on_the_case(db: Database, tmp_path: Path,
+                                                                        robots: RobotServers) -> None:
+    w = build(db, tmp_path, [("省乙厅", "")], contact_phone="0351-7654321")
+    now = at(date(2021, 5, 26), 8)
+    wrong = robots.robot("dingtalk", secret="SECnot-the-robots")
+    add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="dingtalk", url=wrong.url, secret=wrong.secret,
+                audience="units", name="签名配错的群")
+    sweep(db, CALENDARS, at(DAY))
+    run(db, at(DAY), InMemoryTransport())
+    [row] = channel_rows(db)
+    assert row.status == "failed" and "310000" in row.last_error and "sign not match" in row.last_error
+    from workflow.service.cases import read_case
+
+    failures = [e for e in read_case(db, w.case["省乙厅"], events=True).events if e.type == "NotificationFailed"]
+    assert any(e.payload["notification"] == row.dedupe_key for e in failures)
+
+
+def test_a_disabled_channel_gets_nothing_more(db: Database, tmp_path: Path, robots: RobotServers) -> None:
+    made = world(db, tmp_path, robots)
+    for channel in made["channels"].values():
+        disable_channel(db, ADMIN, channel.id, at(DAY, 8))
+    before = {k: len(robots.received[k]) for k in ("wecom", "dingtalk", "webhook")}
+    sweep(db, CALENDARS, at(DAY))
+    run(db, at(DAY), InMemoryTransport())
+    assert channel_rows(db) == [] and {k: len(robots.received[k]) for k in before} == before
+
+
+def test_adding_a_channel_checks_everything_at_once_and_who_may(db: Database, tmp_path: Path) -> None:
+    build(db, tmp_path, [("省甲厅", "jia@units.example.cn")])
+    now = at(date(2021, 5, 26), 8)
+    with pytest.raises(InvalidInput) as refused:
+        add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="feishu", url="ftp://x", audience="all", name="")
+    assert {p.where for p in refused.value.problems} == {"kind", "url", "audience", "name"}
+    assert all(p.zh for p in refused.value.problems)
+    with pytest.raises(InvalidInput) as refused:
+        add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="webhook", url="https://hook.example.cn/x",
+                    audience="unit", name="无密钥")
+    assert {p.where for p in refused.value.problems} == {"secret", "unit"}
+    city = Principal(0, "zhang", "coordinator", jurisdiction_path="/shanxi/shanxi-taiyuan/")
+    with pytest.raises(NotFound):  # the province is outside a city's scope
+        add_channel(db, city, now, jurisdiction_id="shanxi", kind="wecom", url="https://qyapi.weixin.qq.com/x?key=k",
+                    audience="units", name="省群")
+    auditor = Principal(0, "a", "auditor", jurisdiction_path="/shanxi/")
+    with pytest.raises(Forbidden):
+        add_channel(db, auditor, now, jurisdiction_id="shanxi", kind="wecom",
+                    url="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abcdef123456", audience="units",
+                    name="省群")
+    made = add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="wecom",
+                       url="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abcdef123456", audience="units",
+                       name="省群")
+    assert masked(made.url) == "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…3456"
+    assert [c.id for c in list_channels(db, auditor)] == [made.id]
+    assert list_channels(db, city) == []
+    [logged] = db.operator.events("channels")
+    assert logged.type == "ChannelAdded" and "abcdef" not in json.dumps(logged.payload, ensure_ascii=False)
