@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from notifications import Address, Attachment, OutgoingMessage, Rendered, Transport, deadline_event, render
+from notifications import (
+    Address,
+    Attachment,
+    DeliveryResult,
+    OutgoingMessage,
+    Rendered,
+    Transport,
+    deadline_event,
+    render,
+)
 from notifications.robots import Robot, RobotMessage, RobotTransport
 
 from ..domain.calendar import Calendar
@@ -228,7 +237,10 @@ def _coordinator_message(db: Storage, calendar: Calendar, batch: _Batch, row: Ou
         raise _Skip("cancelled", "every case listed has moved on since")
     name, _ = _what(calendar, row)
     due = row.due_on
-    context: dict[str, Any] = {"coordinator_name": coordinator.name, "jurisdiction_name": coordinator.jurisdiction_name,
+    # a coordinators' group (a channel's delivery) is greeted as a group, not as the coordinator
+    # whose mail it stands beside
+    greeting = coordinator.name if row.channel_id is None else f"{coordinator.jurisdiction_name or ''}各位协调人员"
+    context: dict[str, Any] = {"coordinator_name": greeting, "jurisdiction_name": coordinator.jurisdiction_name,
                                "round_title": calendar.title_for(rnd.year)}
     if row.kind == "coordinator_reminder":
         context.update(milestone_name=name, due_date=due, days_left=(due - today).days, rows=rows)
@@ -314,42 +326,34 @@ async def dispatch(db: Storage, calendars: Calendars, transport: Transport, now:
                                             settings, report)))
     if outgoing:
         results = await transport.send_many([(msg, now) for _, msg in outgoing])
-        for (row, msg), result in zip(outgoing, results):
-            recipients = json.dumps([a.email for a in msg.to])
-            if result.ok:
-                report.sent += 1
-                outcomes.append((row.id, {"status": "sent", "sent_at": now, "message_id": msg.message_id,
-                                          "recipients": recipients, "claimed_until": None,
-                                          "attempts": row.attempts + 1, "last_error": None}))
-            elif result.permanent:
-                report.failed += 1
-                outcomes.append((row.id, {"status": "failed", "attempts": row.attempts + 1, "recipients": recipients,
-                                          "last_error": f"{result.code or ''} {result.detail}".strip(),
-                                          "claimed_until": None}))
-            else:
-                outcomes.append((row.id, _retry(row, f"{result.code or ''} {result.detail}".strip(), now, settings,
-                                                report)))
+        outcomes += [(row.id, _outcome(row, result, msg.message_id, json.dumps([a.email for a in msg.to]), now,
+                                       settings, report)) for (row, msg), result in zip(outgoing, results)]
     if to_robots:
         answered = await (robots or RobotTransport()).send_many(
             [(Robot(c.kind, c.url, c.secret), m, now) for _, c, m in to_robots])
-        for (row, channel, m), sent in zip(to_robots, answered):
-            where = json.dumps([f"{channel.kind}:{channel.name}"], ensure_ascii=False)
-            error = f"{sent.code or ''} {sent.detail}".strip()
-            if sent.ok:
-                report.sent += 1
-                outcomes.append((row.id, {"status": "sent", "sent_at": now, "message_id": m.message_id,
-                                          "recipients": where, "claimed_until": None, "attempts": row.attempts + 1,
-                                          "last_error": None}))
-            elif sent.permanent:
-                report.failed += 1
-                outcomes.append((row.id, {"status": "failed", "attempts": row.attempts + 1, "recipients": where,
-                                          "last_error": error, "claimed_until": None}))
-            else:
-                outcomes.append((row.id, _retry(row, error, now, settings, report, wait=sent.retry_after)))
+        outcomes += [(row.id, _outcome(row, sent, m.message_id,
+                                       json.dumps([f"{channel.kind}:{channel.name}"], ensure_ascii=False), now,
+                                       settings, report, wait=sent.retry_after))
+                     for (row, channel, m), sent in zip(to_robots, answered)]
     cancelled = {row_id for row_id, values in outcomes if values.get("status") == "cancelled"}
     fanned = deliveries_for(db, [r for r in rows if r.id not in cancelled])
     _record(db, rows, outcomes, now, report, fanned)
     return report
+
+
+def _outcome(row: OutboxRecord, result: DeliveryResult, message_id: str, recipients: str, now: datetime,
+             settings: DispatchSettings, report: DispatchReport, wait: int | None = None) -> dict[str, Any]:
+    """What a delivery's result writes on its row: sent, failed for good, or again later."""
+    error = f"{result.code or ''} {result.detail}".strip()
+    if result.ok:
+        report.sent += 1
+        return {"status": "sent", "sent_at": now, "message_id": message_id, "recipients": recipients,
+                "claimed_until": None, "attempts": row.attempts + 1, "last_error": None}
+    if result.permanent:
+        report.failed += 1
+        return {"status": "failed", "attempts": row.attempts + 1, "recipients": recipients, "last_error": error,
+                "claimed_until": None}
+    return _retry(row, error, now, settings, report, wait=wait)
 
 
 def _record(db: Storage, rows: list[OutboxRecord], outcomes: list[tuple[int, dict[str, Any]]], now: datetime,
