@@ -35,8 +35,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
@@ -199,3 +200,28 @@ class RobotTransport:
         except httpx.HTTPError as exc:  # refused, reset, DNS: try again later
             return RobotResult(msg.message_id, False, False, None, f"cannot reach the robot: {type(exc).__name__}")
         return outcome(robot, msg, response)
+
+
+class RobotFolder:
+    """Robot messages written to a folder instead of posted (rehearsals, ``workflow simulate``):
+    one JSON file a message, ``<n>-<kind>.json``, holding the request as it would go out — the
+    address with its key hidden, the headers, the body the platform would read. Idempotent by
+    message id (a message written before is not written again)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    async def send_many(self, messages: Sequence[tuple[Robot, RobotMessage, datetime]]) -> list[RobotResult]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        out = []
+        for robot, msg, now in messages:
+            name = hashlib.sha256(msg.message_id.encode()).hexdigest()[:16]
+            if not any(self.folder.glob(f"*-{robot.kind}-{name}.json")):
+                url, body, headers = request_for(robot, msg, now)
+                n = sum(1 for _ in self.folder.glob("*.json")) + 1
+                record = {"to": urlsplit(url)._replace(query="").geturl(), "headers": headers,
+                          "body": json.loads(body)}
+                (self.folder / f"{n:04d}-{robot.kind}-{name}.json").write_text(
+                    json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            out.append(RobotResult(msg.message_id, True, code=200))
+        return out

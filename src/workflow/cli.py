@@ -1508,15 +1508,20 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
 
     from rich.progress import Progress
 
+    from notifications.robots import RobotFolder
+
     from .simulate import load_scenario, run, timeline
 
     plan = load_scenario(scenario)  # every problem, with its line, before anything runs
     application, work = _simulation_app(plan, db, maildir, smtp)
+    # the channels' messages: written beside the mails as the platforms would receive them, never posted
+    robots = Path("var") / "simulate" / plan.path.stem / "robots" if maildir is None else maildir.parent / "robots"
     try:
         days = (plan.end - plan.start).days + 1
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(f"simulating {plan.title}", total=days)
-            result = run(plan, application, application.transport(), on_day=lambda _d: bar.advance(task))
+            result = run(plan, application, application.transport(), on_day=lambda _d: bar.advance(task),
+                         robots=RobotFolder(robots))
         if timeline_rows:
             _print_timeline(plan.title, timeline(application, result.round_ids), timeline_rows)
         for outcome in result.refused:
@@ -1526,6 +1531,8 @@ def simulate(scenario: Path = typer.Argument(..., help="the scenario file (YAML)
             console.print(f"resumed a run that had finished {result.resumed_after}")
         console.print(f"mails sent {result.mails_sent}, failed {result.mails_failed}; actions refused "
                       f"{len(result.refused)}; {result.days} days simulated")
+        if plan.channels:
+            console.print(f"robot messages {result.robot_messages}: {robots} (as each platform would receive them)")
         st = application.settings
         console.print(f"mails: {f'{st.smtp_host}:{st.smtp_port}' if smtp else st.maildir} · database: "
                       + ("temporary, removed at the end (--db URL keeps it)" if work else

@@ -43,7 +43,9 @@ CASE_ACTIONS = ("self_assess", "submit", "request_recheck", "verify", "certify",
 ROUND_ACTIONS = ("spot_check", "file", "open_round", "duty")
 SHEET_ACTIONS = ("self_assess", "verify", "recheck")
 ALL_DO = (*dict.fromkeys((*CASE_ACTIONS, "contacts", "confirm_contact")), *ROUND_ACTIONS)
-_KNOWN = {"title", "round", "start", "end", "jurisdictions", "units", "coordinators", "actions"}
+_KNOWN = {"title", "round", "start", "end", "jurisdictions", "units", "coordinators", "channels", "actions"}
+_CHANNEL_KEYS = {"jurisdiction", "kind", "audience", "name"}
+_CHANNEL_OPTIONAL = {"url", "secret", "unit"}
 _ROUND_KEYS = {"province", "year", "rubric"}
 _ROUND_OPTIONAL = {"calendar", "target_share"}
 _ACTION_KEYS = {"date", "do", "unit", "units", "except", "total", "entries", "evidence", "documents", "note", "reason",
@@ -74,6 +76,7 @@ class Scenario:
     unit_names: tuple[str, ...]
     coordinators: list[dict[str, Any]]
     steps: list[Step]
+    channels: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _date(value: Any, where: str, problems: list[Problem]) -> date | None:
@@ -147,6 +150,24 @@ def _coordinators(data: LineDict, at: Where, problems: list[Problem]) -> list[di
     return coordinators
 
 
+def _channels(data: LineDict, at: Where, known: set[str], problems: list[Problem]) -> list[dict[str, Any]]:
+    """Robot channels: {jurisdiction, kind, audience, name} and optionally url, secret, unit (a
+    unit's name). Without a url, a placeholder of the platform's (a rehearsal posts nothing: the
+    messages are written to a folder)."""
+    out = []
+    for i, c in enumerate(data.get("channels") or []):
+        if not isinstance(c, dict) or not set(c) >= _CHANNEL_KEYS or set(c) - _CHANNEL_KEYS - _CHANNEL_OPTIONAL:
+            problems.append(Problem(at(c if isinstance(c, dict) else data, f"channels[{i}]"),
+                                    "a channel is {jurisdiction, kind, audience, name} and may give url, secret, "
+                                    "unit"))
+            continue
+        if c.get("unit") is not None and str(c["unit"]) not in known:
+            problems.append(Problem(at(c, f"channels[{i}].unit"), f"unknown unit {c['unit']!r}"))
+            continue
+        out.append(dict(c))
+    return out
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read and check a scenario; every problem is reported with its line, before anything runs."""
     path = Path(path)
@@ -180,6 +201,7 @@ def load_scenario(path: Path) -> Scenario:
     roster, inline, names = _units(data, path.parent, at, problems)
     known = set(names)
     coordinators = _coordinators(data, at, problems)
+    channels = _channels(data, at, known, problems)
     steps: list[Step] = []
     actions = data.get("actions") or []
     if not isinstance(actions, list):
@@ -195,7 +217,7 @@ def load_scenario(path: Path) -> Scenario:
     assert start and end and jurisdictions
     steps.sort(key=lambda s: s.on)  # stable: the file's order within a day
     return Scenario(path, str(data.get("title") or path.stem), dict(rnd), start, end, jurisdictions, roster, inline,
-                    tuple(names), coordinators, steps)
+                    tuple(names), coordinators, steps, channels)
 
 
 def _sheet_total(value: Any, where: str, problems: list[Problem]) -> Decimal | None:
@@ -281,6 +303,7 @@ class SimulationResult:
     outcomes: list[Outcome] = field(default_factory=list)
     mails_sent: int = 0
     mails_failed: int = 0
+    robot_messages: int = 0  # channel deliveries sent (group robots, webhooks)
     resumed_after: date | None = None  # the last day a killed run had finished
 
     @property
@@ -309,8 +332,8 @@ class _Run:
 
     ADMIN = Actor("admin", "simulation", channel="simulation")
 
-    def __init__(self, scenario: Scenario, application: Any, transport: Any) -> None:
-        self.scenario, self.app, self.transport = scenario, application, transport
+    def __init__(self, scenario: Scenario, application: Any, transport: Any, robots: Any = None) -> None:
+        self.scenario, self.app, self.transport, self.robots = scenario, application, transport, robots
         self.db: Storage = application.db
         self.clock: ManualClock = application.clock
         self.digest = hashlib.sha256(scenario.path.read_bytes()).hexdigest()
@@ -355,6 +378,26 @@ class _Run:
             except AlreadyExists:
                 pass
         self.unit_ids = {u.name: u.id for u in self.db.directory.units()}
+        self._channels(now)
+
+    def _channels(self, now: datetime) -> None:
+        """The scenario's robot channels (by name: a resumed run adds none twice)."""
+        from .domain.access import Principal
+        from .service.channels import add_channel
+
+        have = {c.name for c in self.db.channels.channels()}
+        admin = Principal(0, "simulation", "admin", channel="simulation")
+        placeholder = {"wecom": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=simulation",
+                       "dingtalk": "https://oapi.dingtalk.com/robot/send?access_token=simulation",
+                       "webhook": "https://bureau.example/hook"}
+        for c in self.scenario.channels:
+            if c["name"] in have:
+                continue
+            unit = self.unit_ids.get(str(c["unit"])) if c.get("unit") is not None else None
+            add_channel(self.db, admin, now, jurisdiction_id=None if unit else str(c["jurisdiction"]),
+                        kind=str(c["kind"]), url=str(c.get("url") or placeholder.get(str(c["kind"]), "")),
+                        audience=str(c["audience"]), name=str(c["name"]),
+                        secret=str(c["secret"]) if c.get("secret") else None, unit_id=unit)
 
     def _first_round(self, now: datetime) -> None:
         r = self.scenario.round
@@ -382,7 +425,7 @@ class _Run:
             sweep(self.db, self.app.calendars, self.clock.now())
             for _ in range(100):  # every batch due this morning
                 report = asyncio.run(dispatch(self.db, self.app.calendars, self.transport, self.clock.now(),
-                                              settings))
+                                              settings, self.robots))
                 if report.claimed == 0:
                     break
             self.clock.set(_at(day, 10))
@@ -395,8 +438,10 @@ class _Run:
             if on_day is not None:
                 on_day(day)
             day += timedelta(days=1)
-        counts = self.db.outbox.count_by_status()
+        counts = self.db.outbox.count_by_status(mail_only=True)
         self.result.mails_sent, self.result.mails_failed = counts.get("sent", 0), counts.get("failed", 0)
+        every = self.db.outbox.count_by_status()
+        self.result.robot_messages = every.get("sent", 0) - self.result.mails_sent
 
     def _key(self, step: Step, unit_id: int | None = None) -> str:
         return f"simulate:{self.digest[:16]}:{step.line}:{unit_id or '-'}"
@@ -538,9 +583,10 @@ class _Run:
 
 
 def run(scenario: Scenario, application: Any, transport: Any, *,
-        on_day: Callable[[date], None] | None = None) -> SimulationResult:
-    """Run the scenario on ``application`` (its database must be empty; its clock a ManualClock)."""
-    simulation = _Run(scenario, application, transport)
+        on_day: Callable[[date], None] | None = None, robots: Any = None) -> SimulationResult:
+    """Run the scenario on ``application`` (its database must be empty; its clock a ManualClock);
+    ``robots``: where the channels' messages go (``notifications.robots.RobotFolder`` in a rehearsal)."""
+    simulation = _Run(scenario, application, transport, robots)
     simulation.start()
     simulation.days(on_day)
     return simulation.result

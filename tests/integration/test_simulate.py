@@ -132,8 +132,18 @@ def test_the_shanxi_example_round(tmp_path: Path) -> None:
     assert len(rechecked) == 3
     late = [e for e in lines if e["type"] == "DeadlineMissed" and e["payload"]["milestone"] == "self_assessment"]
     assert len(late) == 2  # 省信访局 (caught up) and 省贸促会 (never did)
-    sent = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone()[0]
+    sent = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent' AND channel_id IS NULL").fetchone()[0]
     assert len(list(mailbox.Maildir(tmp_path / "mail", create=False).keys())) == sent > 0
+    # the channels: the coordinators' digest in their WeCom group, 省贸促会 (no email) in the units' group
+    robots = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((tmp_path / "robots").glob("*.json"))]
+    channel_rows = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent' AND channel_id IS NOT NULL")
+    assert len(robots) == channel_rows.fetchone()[0] > 0 and f"robot messages {len(robots)}" in done.stdout
+    wecom = [r["body"]["markdown"]["content"] for r in robots if r["to"].startswith("https://qyapi.weixin.qq.com")]
+    assert any("各位协调人员" in text and "省贸促会" in text for text in wecom), wecom[:2]  # a digest of misses
+    dingtalk = [r for r in robots if r["to"].startswith("https://oapi.dingtalk.com")]
+    assert dingtalk and all("省贸促会" in r["body"]["markdown"]["text"] or "省信访局" in r["body"]["markdown"]["text"]
+                            for r in dingtalk)
+    assert all("key=" not in r["to"] and "access_token" not in r["to"] for r in robots)
     duties = [(r[0], r[1], json.loads(r[2])["duty"]) for r in conn.execute(
         "SELECT jurisdiction_id, type, payload FROM duty_events ORDER BY position")]
     assert ("shanxi-taiyuan", "DutyDone", "city_report") in duties

@@ -147,3 +147,19 @@ def test_an_unreachable_robot_is_temporary() -> None:
     result = send(Robot("wecom", "http://127.0.0.1:9/cgi-bin/webhook/send?key=x"))
     assert not result.ok and not result.permanent and "cannot reach" in result.detail
 
+
+
+def test_a_rehearsal_writes_each_message_once_as_the_platform_would_receive_it(tmp_path) -> None:
+    import json as _json
+
+    from notifications.robots import RobotFolder
+
+    folder = RobotFolder(tmp_path / "robots")
+    robot = Robot("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=secret-token", "SECabc")
+    for _ in range(2):  # a second delivery of the same message writes nothing more
+        [result] = asyncio.run(folder.send_many([(robot, MSG, NOW)]))
+        assert result.ok
+    [written] = list((tmp_path / "robots").glob("*.json"))
+    record = _json.loads(written.read_text(encoding="utf-8"))
+    assert record["to"] == "https://oapi.dingtalk.com/robot/send"  # the token and the signature left out
+    assert record["body"]["markdown"]["title"] == MSG.title and written.name.startswith("0001-dingtalk-")

@@ -942,8 +942,9 @@ class MemoryOutbox(_Store):
                  if (not status or row.status == status) and (case_id is None or row.case_id == case_id)]
         return found[:max(limit, 0)]
 
-    def count_by_status(self) -> dict[str, int]:
-        return dict(Counter(row.status for row in self._v.state().outbox.values()))
+    def count_by_status(self, mail_only: bool = False) -> dict[str, int]:
+        return dict(Counter(row.status for row in self._v.state().outbox.values()
+                            if not mail_only or row.channel_id is None))
 
 
 class MemoryOversight(_Store):

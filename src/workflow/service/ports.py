@@ -621,7 +621,9 @@ class OutboxStore(Protocol):
     def rows(self, *, status: str | None = None, case_id: int | None = None, limit: int = 200) -> list[OutboxRecord]:
         ...
 
-    def count_by_status(self) -> dict[str, int]: ...
+    def count_by_status(self, mail_only: bool = False) -> dict[str, int]:
+        """Rows by status (``mail_only``: the mails, not their channels' deliveries)."""
+        ...
 
 
 class OversightStore(Protocol):

@@ -121,6 +121,8 @@ class SqlOutbox:
             q = q.where(outbox.c.case_id == case_id)
         return [outbox_record(r) for r in self.conn.execute(q)]
 
-    def count_by_status(self) -> dict[str, int]:
-        return {status: int(n) for status, n in self.conn.execute(select(outbox.c.status, func.count())
-                                                                   .group_by(outbox.c.status))}
+    def count_by_status(self, mail_only: bool = False) -> dict[str, int]:
+        q = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+        if mail_only:
+            q = q.where(outbox.c.channel_id.is_(None))
+        return {status: int(n) for status, n in self.conn.execute(q)}
