@@ -98,6 +98,7 @@ def test_each_channel_gets_what_it_is_for_once(db: Database, tmp_path: Path, rob
     assert len(got["dingtalk"]) == 1 and "省甲厅" in got["dingtalk"][0]["markdown"]["text"]
     group_text = got["dingtalk"][0]["markdown"]["text"]
     assert "各位协调人员：" in group_text and "王科长" not in group_text and "李科员" not in group_text
+    assert "此消息由系统自动发送" in group_text and "此邮件" not in group_text
     assert len(got["wecom"]) == 2 and len(got["webhook"]) == 2  # each unit's miss notice, where it is reached
     rows = channel_rows(db)
     assert {r.channel_id for r in rows} == {units, coordinators, own}

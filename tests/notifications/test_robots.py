@@ -163,3 +163,17 @@ def test_a_rehearsal_writes_each_message_once_as_the_platform_would_receive_it(t
     record = _json.loads(written.read_text(encoding="utf-8"))
     assert record["to"] == "https://oapi.dingtalk.com/robot/send"  # the token and the signature left out
     assert record["body"]["markdown"]["title"] == MSG.title and written.name.startswith("0001-dingtalk-")
+
+
+def test_every_mail_template_ends_with_the_line_a_robot_message_replaces() -> None:
+    """The dispatcher turns the mail's "此邮件由系统自动发送" into "此消息…" for a robot: every text
+    template that says it was sent automatically says it in exactly those words."""
+    from pathlib import Path
+
+    import notifications
+    from workflow.service.dispatch import MAIL_FOOTER
+
+    templates = sorted((Path(notifications.__file__).parent / "templates").glob("*.txt"))
+    saying = [t for t in templates if "自动发送" in t.read_text(encoding="utf-8")]
+    assert len(saying) >= 10
+    assert all(MAIL_FOOTER in t.read_text(encoding="utf-8") for t in saying), [t.name for t in saying]

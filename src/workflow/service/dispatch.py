@@ -48,6 +48,9 @@ from .ports import (
 DISPATCHER = Actor("system", "dispatch", channel="scheduler")
 CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
 DUTY_KINDS = ("duty_reminder", "duty_missed")
+# the templates' last line says what it is; a robot's message is not a mail (a test holds every
+# template to this line, so a changed template cannot slip past the replacement)
+MAIL_FOOTER, ROBOT_FOOTER = "此邮件由系统自动发送，请勿直接回复。", "此消息由系统自动发送，请勿直接回复。"
 NEEDS_TEXT = {"attachment": "请在系统中登记完成并上传相关材料",
               "filing_batches": "请先在系统中建立备案批次，再登记完成",
               "spot_checks": "请在系统中登记抽查记录，再登记完成", "nothing": "请在系统中登记完成"}
@@ -316,7 +319,8 @@ async def dispatch(db: Storage, calendars: Calendars, transport: Transport, now:
             channel = channels.get(row.channel_id)
             if channel is None or channel.disabled_at is not None:
                 raise _Skip("cancelled", "the channel was disabled")
-            to_robots.append((row, channel, RobotMessage(msg.message_id, msg.subject, msg.text)))
+            to_robots.append((row, channel, RobotMessage(msg.message_id, msg.subject,
+                                                         msg.text.replace(MAIL_FOOTER, ROBOT_FOOTER))))
         except _Skip as skip:
             outcomes.append((row.id, {"status": skip.status, "last_error": skip.reason, "claimed_until": None}))
             report.cancelled += skip.status == "cancelled"
