@@ -226,3 +226,24 @@ def test_resend_is_idempotent_in_the_service_and_refuses_an_auditor(world: App) 
     assert [m.row.id for m in listed.mails] == [row_id] and listed.mails[0].resent_as is not None
     assert failed_mails(world.db, elsewhere).mails == []
     assert dataclasses.asdict(listed)["truncated"] is False
+
+
+def test_the_calendar_lists_the_subtrees_robot_channels_with_their_keys_hidden(world: App) -> None:
+    from workflow.domain.access import Principal
+    from workflow.service.channels import add_channel
+
+    assert 'data-testid="no-channels"' in signed_in(world, "coord-shanxi").get("/calendar").text
+    admin = Principal(0, "ops", "admin")
+    key = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
+    add_channel(world.db, admin, world.clock.now(), jurisdiction_id="shanxi-taiyuan", kind="wecom",
+                url=f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={key}", audience="units",
+                name="太原市创建工作群")
+    add_channel(world.db, admin, world.clock.now(), jurisdiction_id="shanxi-datong", kind="dingtalk",
+                url="https://oapi.dingtalk.com/robot/send?access_token=datong-token", secret="SECdatong",
+                audience="coordinators", name="大同市协调群")
+    province = signed_in(world, "coord-shanxi").get("/calendar").text
+    assert "太原市创建工作群" in province and "大同市协调群" in province and "企业微信群机器人" in province
+    assert key not in province and "datong-token" not in province and "SECdatong" not in province
+    assert "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…5aaa" in province
+    taiyuan = signed_in(world, "coord-taiyuan").get("/calendar").text
+    assert "太原市创建工作群" in taiyuan and "大同市协调群" not in taiyuan

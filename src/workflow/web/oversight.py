@@ -10,8 +10,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from notifications.robots import KIND_NAMES
+
 from ..domain.dates import business_date
 from ..domain.units import JURISDICTION_LEVEL_NAMES
+from ..service.channels import AUDIENCES, list_channels, masked
 from ..service.due import round_timeline, upcoming_reminders
 from ..service.duties import duty_board
 from ..service.histories import who_acted
@@ -102,13 +105,16 @@ def calendar_page(request: Request, me: Signed, round: str | None = Query(None, 
     first = (mail_page - 1) * MAIL_PAGE
     shown = mails.mails[first:first + MAIL_PAGE]
     names = milestone_names(db, calendars, rnd.id)
+    places = {j.id: j.path for j in db.directory.jurisdictions(path)}
+    channels = [c for c in list_channels(db, me.who) if c.jurisdiction_id in places]
     return page(request, "calendar.html", rnd=rnd, rounds=visible_rounds(application, me.who), jurisdiction=jid,
                 name=name, today=today, calendar=calendar, title=calendar.title_for(rnd.year), timeline=timeline,
                 rectification_days=rnd.policy.get("rectification_days"), board=board, duty_status=DUTY_STATUS_ZH,
                 upcoming=upcoming, reminder_days=REMINDER_DAYS, to_zh=_to_zh, checks=checks, drawn=drawn,
                 filings=filings, mails=mails, shown=shown, mail_page=mail_page, mail_first=first,
                 mail_pages=max(1, -(-len(mails.mails) // MAIL_PAGE)), mail_limit=MAIL_PAGE, names=names,
-                status_zh=STATUS_NAMES, who_acted=who_acted,
+                status_zh=STATUS_NAMES, who_acted=who_acted, channels=channels, masked=masked,
+                audiences=AUDIENCES, channel_kinds=KIND_NAMES,
                 can_resend=me.who.role in ("coordinator", "admin"), resent=resent, again=again)
 
 
