@@ -28,6 +28,7 @@ status, the platform's error code and ``Retry-After`` to choose between retrying
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -51,6 +52,10 @@ DINGTALK_MAX_BYTES = 4096  # no limit found in DingTalk's pages we could read: W
 CUT_NOTE = "\n\n……（内容过长，以上为节选，全文见邮件或平台）"
 RATE_LIMIT_CODES = {"wecom": {45009}, "dingtalk": {130101}}
 DEFAULT_RETRY_AFTER = 60  # seconds, when a platform limits the rate without saying for how long
+MAX_RETRY_AFTER = 6 * 3600  # a longer wait asked for is taken as this (the outbox's longest backoff)
+BUSY_CODES = {"wecom": {-1}}  # WeCom's 系统繁忙: "建议稍候重试"
+BUDGET = 120.0  # seconds a batch may spend on robots; the rest wait for the next batch
+OFFICIAL_HOSTS = {"wecom": "qyapi.weixin.qq.com", "dingtalk": "oapi.dingtalk.com"}
 TIMEOUT = 10.0
 
 
@@ -83,11 +88,29 @@ class RobotResult(DeliveryResult):
     retry_after: int | None = None  # seconds the platform asked us to wait (a rate limit)
 
 
+def masked(url: str) -> str:
+    """An address as people may see it: scheme and host; for the platforms' own hosts the path
+    and the last four characters of the query (the key or token); for any other, only the
+    last four characters of the path and query. Never a user name or password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an address that cannot be read)"
+    rest = parts.path + (f"?{parts.query}" if parts.query else "")
+    if host in OFFICIAL_HOSTS.values():
+        return f"{parts.scheme}://{host}{port}{parts.path}" + (f"?…{parts.query[-4:]}" if parts.query else "")
+    return f"{parts.scheme}://{host}{port}/" + (f"…{rest[-4:]}" if rest.strip("/") else "")
+
+
 def cut(text: str, limit: int, note: str = CUT_NOTE) -> str:
     """``text`` within ``limit`` bytes of UTF-8, cut at a character and ending with ``note``
     when it had to be cut."""
     if len(text.encode()) <= limit:
         return text
+    if len(note.encode()) >= limit:  # no room for the note: the text alone, cut
+        return text.encode()[:max(limit, 0)].decode(errors="ignore")
     room = limit - len(note.encode())
     out = text.encode()[:max(room, 0)].decode(errors="ignore")
     return out + note
@@ -149,57 +172,79 @@ def request_for(robot: Robot, msg: RobotMessage, now: datetime) -> tuple[str, by
 
 
 def _retry_after(response: httpx.Response) -> int:
-    value = response.headers.get("Retry-After", "")
-    return max(int(value), 1) if value.isdigit() else DEFAULT_RETRY_AFTER
+    """The seconds a platform asked us to wait (ASCII digits only; at most ``MAX_RETRY_AFTER``)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isascii() and value.isdigit():
+        return min(max(int(value), 1), MAX_RETRY_AFTER)
+    return DEFAULT_RETRY_AFTER
 
 
 def outcome(robot: Robot, msg: RobotMessage, response: httpx.Response) -> RobotResult:
-    """What the platform's answer means for the outbox."""
+    """What the platform's answer means for the outbox. Only a 2xx is delivered (a redirect is
+    not followed: the address moved, a person must fix it); a webhook's body is never quoted
+    back (it is a bureau's system, not a platform: its answer is not shown to people)."""
     status = response.status_code
-    if status == 429:
-        return RobotResult(msg.message_id, False, False, status, "rate limited (429)", _retry_after(response))
+    if status == 429 or status == 503:
+        return RobotResult(msg.message_id, False, False, status, f"busy ({status})", _retry_after(response))
     if status >= 500:
         return RobotResult(msg.message_id, False, False, status, f"server error {status}")
+    said = "" if robot.kind == "webhook" else f": {response.text[:200]}"
     if status >= 400:
-        return RobotResult(msg.message_id, False, True, status, f"refused {status}: {response.text[:200]}")
+        return RobotResult(msg.message_id, False, True, status, f"refused {status}{said}")
+    if status >= 300 or status < 200:
+        moved = httpx.URL(response.headers.get("Location", "")).host if response.headers.get("Location") else ""
+        return RobotResult(msg.message_id, False, True, status,
+                           f"answered {status} (redirected{' to ' + moved if moved else ''}): fix the address")
     if robot.kind == "webhook":
         return RobotResult(msg.message_id, True, code=status)
     try:
         answer = response.json()
-        code = int(answer.get("errcode", -1))
+        code = int(answer["errcode"])
         text = str(answer.get("errmsg", ""))[:200]
-    except (ValueError, AttributeError, TypeError):
-        return RobotResult(msg.message_id, False, False, status, f"an answer that is not the platform's JSON "
-                                                                  f"({response.text[:80]!r})")
+    except (ValueError, AttributeError, TypeError, KeyError, OverflowError):
+        return RobotResult(msg.message_id, False, False, status, "an answer that is not the platform's JSON")
     if code == 0:
         return RobotResult(msg.message_id, True, code=status)
     if code in RATE_LIMIT_CODES.get(robot.kind, ()):
         return RobotResult(msg.message_id, False, False, code, f"rate limited: {text}", _retry_after(response))
+    if code in BUSY_CODES.get(robot.kind, ()):
+        return RobotResult(msg.message_id, False, False, code, f"platform busy: {text}")
     return RobotResult(msg.message_id, False, True, code, f"errcode {code}: {text}")
 
 
 class RobotTransport:
-    """Delivers robot messages over HTTP (one client a batch)."""
+    """Delivers robot messages over HTTP (one client a batch), within ``budget`` seconds a batch:
+    the messages left when it is spent are answered "not tried" (temporary), so a platform's
+    outage never holds the dispatcher past its lease."""
 
-    def __init__(self, timeout: float = TIMEOUT) -> None:
+    def __init__(self, timeout: float = TIMEOUT, budget: float = BUDGET) -> None:
         self.timeout = timeout
+        self.budget = budget
 
     async def send_many(self, messages: Sequence[tuple[Robot, RobotMessage, datetime]]) -> list[RobotResult]:
         out = []
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.budget
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             for robot, msg, now in messages:
+                if loop.time() >= until:
+                    out.append(RobotResult(msg.message_id, False, False, None,
+                                           f"not tried: the batch's {self.budget:g} s for robots were spent"))
+                    continue
                 out.append(await self.send(client, robot, msg, now))
         return out
 
     async def send(self, client: httpx.AsyncClient, robot: Robot, msg: RobotMessage, now: datetime) -> RobotResult:
-        url, body, headers = request_for(robot, msg, now)
         try:
+            url, body, headers = request_for(robot, msg, now)
             response = await client.post(url, content=body, headers=headers)
+            return outcome(robot, msg, response)
         except httpx.TimeoutException:
             return RobotResult(msg.message_id, False, False, None, f"no answer within {self.timeout:g} s")
         except httpx.HTTPError as exc:  # refused, reset, DNS: try again later
             return RobotResult(msg.message_id, False, False, None, f"cannot reach the robot: {type(exc).__name__}")
-        return outcome(robot, msg, response)
+        except Exception as exc:  # a bad address or answer must not stop the batch (its mails are recorded)
+            return RobotResult(msg.message_id, False, False, None, f"cannot deliver: {type(exc).__name__}")
 
 
 class RobotFolder:
@@ -219,7 +264,7 @@ class RobotFolder:
             if not any(self.folder.glob(f"*-{robot.kind}-{name}.json")):
                 url, body, headers = request_for(robot, msg, now)
                 n = sum(1 for _ in self.folder.glob("*.json")) + 1
-                record = {"to": urlsplit(url)._replace(query="").geturl(), "headers": headers,
+                record = {"to": masked(urlsplit(url)._replace(query="").geturl()), "headers": headers,
                           "body": json.loads(body)}
                 (self.folder / f"{n:04d}-{robot.kind}-{name}.json").write_text(
                     json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

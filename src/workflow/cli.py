@@ -1671,7 +1671,7 @@ def channels_add(kind: str = typer.Option(..., help="wecom | dingtalk | webhook"
     application = _app()
     c = add_channel(application.db, _principal(application, actor, *OPERATORS), application.clock.now(),
                     jurisdiction_id=jurisdiction, kind=kind, url=url, audience=audience, name=name, secret=secret,
-                    unit_id=unit)
+                    unit_id=unit, any_host=application.settings.channels_any_host)
     console.print(f"channel {c.id}: {c.name} ({c.kind}, {c.audience}) {masked(c.url)}")
 
 

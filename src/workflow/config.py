@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     checkpoint_key: Path = Field(default=Path("var") / "keys" / "checkpoint-ed25519.pem",
                                  description="the Ed25519 private key that signs checkpoints (PEM)")
     checkpoint_interval_minutes: int = Field(default=60, ge=1, description="how often serve writes a checkpoint")
+    channels_any_host: bool = Field(default=False, description="let a WeCom/DingTalk channel call a host other than "
+                                    "the platform's own, or a channel plain http (a bureau's proxy)")
 
     # --- mail, metrics and connections
     smtp_allow_plaintext_login: bool = Field(default=False, description="send SMTP credentials without TLS "

@@ -397,7 +397,8 @@ class _Run:
             add_channel(self.db, admin, now, jurisdiction_id=None if unit else str(c["jurisdiction"]),
                         kind=str(c["kind"]), url=str(c.get("url") or placeholder.get(str(c["kind"]), "")),
                         audience=str(c["audience"]), name=str(c["name"]),
-                        secret=str(c["secret"]) if c.get("secret") else None, unit_id=unit)
+                        secret=str(c["secret"]) if c.get("secret") else None, unit_id=unit,
+                        any_host=True)  # a rehearsal posts nothing
 
     def _first_round(self, now: datetime) -> None:
         r = self.scenario.round

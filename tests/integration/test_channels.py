@@ -59,11 +59,12 @@ def world(db: Database, tmp_path: Path, robots: RobotServers) -> dict[str, Any]:
     wecom, dingtalk, hook = robots.robot("wecom"), robots.robot("dingtalk"), robots.robot("webhook")
     groups = {
         "units": add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="wecom", url=wecom.url,
-                             audience="units", name="山西省创建单位群"),
+                             audience="units", name="山西省创建单位群", any_host=True),
         "coordinators": add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="dingtalk", url=dingtalk.url,
-                                    secret=dingtalk.secret, audience="coordinators", name="省局协调人员群"),
+                                    secret=dingtalk.secret, audience="coordinators", name="省局协调人员群",
+                                    any_host=True),
         "own": add_channel(db, ADMIN, now, jurisdiction_id=None, kind="webhook", url=hook.url, secret=hook.secret,
-                           audience="unit", unit_id=w.unit["省甲厅"], name="省甲厅办公系统"),
+                           audience="unit", unit_id=w.unit["省甲厅"], name="省甲厅办公系统", any_host=True),
     }
     return {"world": w, "channels": groups}
 
@@ -133,7 +134,7 @@ def test_a_refused_signature_fails_for_good_and_is_recorded_on_the_case(db: Data
     now = at(date(2021, 5, 26), 8)
     wrong = robots.robot("dingtalk", secret="SECnot-the-robots")
     add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="dingtalk", url=wrong.url, secret=wrong.secret,
-                audience="units", name="签名配错的群")
+                audience="units", name="签名配错的群", any_host=True)
     sweep(db, CALENDARS, at(DAY))
     run(db, at(DAY), InMemoryTransport())
     [row] = channel_rows(db)
@@ -182,3 +183,62 @@ def test_adding_a_channel_checks_everything_at_once_and_who_may(db: Database, tm
     assert list_channels(db, city) == []
     [logged] = db.operator.events("channels")
     assert logged.type == "ChannelAdded" and "abcdef" not in json.dumps(logged.payload, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("url", ["https://qyapi.weixin.qq.com:abc/cgi-bin/webhook/send?key=k",
+                                 "https://qyapi.weixin.qq.com\u200b/cgi-bin/webhook/send?key=k",
+                                 "https://user:pw@qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
+                                 "http://[::1/x", "https://evil.example/cgi-bin/webhook/send?key=k",
+                                 "http://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"])
+def test_an_address_that_cannot_be_called_or_is_not_the_platforms_is_refused(db: Database, tmp_path: Path,
+                                                                              url: str) -> None:
+    build(db, tmp_path, [("省甲厅", "jia@units.example.cn")])
+    with pytest.raises(InvalidInput) as refused:
+        add_channel(db, ADMIN, at(DAY), jurisdiction_id="shanxi", kind="wecom", url=url, audience="units",
+                    name="省群")
+    assert [p.where for p in refused.value.problems] == ["url"] and refused.value.problems[0].zh
+    assert db.channels.channels() == []
+
+
+def test_a_channel_that_cannot_be_called_never_holds_up_the_mail(db: Database, tmp_path: Path) -> None:
+    """A bad address stored before it was checked (an older version, a hand edit): its messages
+    retry, and the batch's mails are recorded once — never sent again."""
+    from dataclasses import replace
+
+    w = build(db, tmp_path, [("省甲厅", "jia@units.example.cn"), ("省乙厅", "")], contact_phone="0351-7654321")
+    good = add_channel(db, ADMIN, at(DAY, 8), jurisdiction_id="shanxi", kind="wecom",
+                       url="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k", audience="units", name="好群")
+    with db.unit_of_work(core=True) as uow:  # behind the service's back
+        uow.channels.add(replace(good, url="https://qyapi.weixin.qq.com:abc/x?key=k", name="坏群"))
+        uow.commit()
+    sweep(db, CALENDARS, at(DAY))
+    mail = InMemoryTransport()
+    for minutes in range(0, 60, 5):
+        run(db, at(DAY) + timedelta(minutes=minutes), mail)
+    assert len(mail.to("jia@units.example.cn")) == 1  # the reminder, once
+    bad = [r for r in channel_rows(db) if r.channel_id != good.id]
+    assert bad and all(r.status == "pending" and "cannot" in r.last_error for r in bad)
+    assert w.case  # the world was built
+
+
+def test_a_failed_robot_message_is_sent_again_to_its_channel_not_by_mail(db: Database, tmp_path: Path,
+                                                                         robots: RobotServers) -> None:
+    from workflow.service.outbox_admin import resend
+
+    made = world(db, tmp_path, robots)
+    own = made["channels"]["own"].id
+    sweep(db, CALENDARS, at(DAY))
+    robots.fail("webhook", "400")
+    mail = InMemoryTransport()
+    run(db, at(DAY), mail)
+    [failed] = [r for r in channel_rows(db) if r.channel_id == own]
+    assert failed.status == "failed"
+    mails_before = len(mail.sent)
+    hooks_before = len(robots.received["webhook"])
+    done = resend(db, failed.id, ADMIN, at(DAY, 11))
+    assert done.created
+    run(db, at(DAY, 11), mail)
+    assert len(mail.sent) == mails_before  # no mail
+    assert len(robots.received["webhook"]) == hooks_before + 1
+    again = [r for r in channel_rows(db) if r.dedupe_key == done.dedupe_key]
+    assert [r.status for r in again] == ["sent"] and again[0].channel_id == own

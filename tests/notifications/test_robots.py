@@ -177,3 +177,87 @@ def test_every_mail_template_ends_with_the_line_a_robot_message_replaces() -> No
     bodies = [t for t in templates if not t.name.endswith(".subject.txt")]
     assert len(bodies) >= 9
     assert [t.name for t in bodies if MAIL_FOOTER not in t.read_text(encoding="utf-8")] == []
+
+
+def _answer(status: int, body: object = None, headers: dict[str, str] | None = None):
+    import httpx
+
+    content = body.encode() if isinstance(body, str) else _json_bytes(body)
+    return httpx.Response(status, content=content, headers=[(k.encode(), v.encode()) for k, v in (headers or {}).items()])
+
+
+def _json_bytes(body: object) -> bytes:
+    import json as _json
+
+    return b"" if body is None else _json.dumps(body, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("kind, status, body, headers, ok, permanent, retry_after", [
+    ("webhook", 302, None, {"Location": "https://moved.example/hook?token=x"}, False, True, None),  # not delivered
+    ("wecom", 200, {"errcode": -1, "errmsg": "系统繁忙"}, None, False, False, None),  # WeCom: retry later
+    ("wecom", 200, {"errmsg": "no code"}, None, False, False, None),  # not the platform's answer
+    ("dingtalk", 200, '{"errcode": 1e400}', None, False, False, None),  # an absurd number
+    ("wecom", 429, {}, {"Retry-After": "²"}, False, False, 60),  # not ASCII digits
+    ("wecom", 429, {}, {"Retry-After": "1000000000000"}, False, False, 6 * 3600),  # capped
+    ("webhook", 503, None, {"Retry-After": "30"}, False, False, 30),
+    ("webhook", 400, {"secret": "internal detail"}, None, False, True, None),
+])
+def test_every_answer_is_classified_and_none_raises(kind: str, status: int, body: object,
+                                                    headers: dict[str, str] | None, ok: bool, permanent: bool,
+                                                    retry_after: int | None) -> None:
+    from notifications.robots import outcome
+
+    robot = Robot(kind, "https://example.test/x", "s" if kind != "wecom" else None)
+    result = outcome(robot, MSG, _answer(status, body, headers))
+    assert (result.ok, result.permanent, result.retry_after) == (ok, permanent, retry_after), result
+    assert "internal detail" not in result.detail and "token=x" not in result.detail  # a webhook's body is not echoed
+
+
+def test_an_address_that_cannot_be_called_is_a_temporary_failure_not_an_exception() -> None:
+    result = send(Robot("wecom", "https://qyapi.weixin.qq.com:abc/cgi-bin/webhook/send?key=x"))
+    assert not result.ok and not result.permanent and result.detail.startswith("cannot")
+
+
+def test_a_batch_stops_calling_robots_when_its_time_is_spent(robots: RobotServers) -> None:
+    robots.fail("wecom", "timeout", "timeout")
+    transport = RobotTransport(timeout=0.3, budget=0.5)
+    results = asyncio.run(transport.send_many([(robots.robot("wecom"), MSG, NOW)] * 4))
+    assert not any(r.ok for r in results) and all(not r.permanent for r in results)
+    assert any("not tried" in r.detail for r in results)
+
+
+def test_addresses_are_shown_without_keys_or_passwords() -> None:
+    from notifications.robots import masked
+
+    assert masked("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-5aaa") == \
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…5aaa"
+    assert masked("https://user:p4ssw0rd@hook.example.cn/hooks/SECRETPATHTOKEN") == "https://hook.example.cn/…OKEN"
+    assert masked("http://[::1/x") == "(an address that cannot be read)"
+
+
+def test_cut_stays_within_a_limit_smaller_than_its_note() -> None:
+    assert len(cut("节约" * 100, 30).encode()) <= 30
+
+
+def test_no_log_line_carries_a_robots_key(robots: RobotServers, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from workflow.logging import configure_logging
+
+    from ..robot_servers import DINGTALK_TOKEN, WECOM_KEY
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("httpx", "httpcore")})
+    try:
+        configure_logging("INFO")  # the product's set-up (it replaces the root's handlers) ...
+        root.addHandler(caplog.handler)  # ... and the test's capture beside it
+        logging.getLogger("workflow.test").info("capture works")
+        assert send(robots.robot("wecom")).ok and send(robots.robot("dingtalk")).ok
+        messages = [r.getMessage() for r in caplog.records]
+    finally:
+        root.handlers[:], level, levels = saved
+        root.setLevel(level)
+        for name, value in levels.items():
+            logging.getLogger(name).setLevel(value)
+    assert "capture works" in messages
+    assert not [m for m in messages if WECOM_KEY in m or DINGTALK_TOKEN in m], messages

@@ -22,7 +22,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from notifications.robots import KIND_NAMES, KINDS, Robot
+import httpx
+
+from notifications.robots import KIND_NAMES, KINDS, OFFICIAL_HOSTS, Robot
+from notifications.robots import masked as masked  # the channels' addresses as shown
 
 from ..domain.access import Principal
 from ..domain.dates import require_aware
@@ -35,12 +38,31 @@ UNIT_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "re
 COORDINATOR_KINDS = ("coordinator_reminder", "digest")
 
 
-def masked(url: str) -> str:
-    """A channel's URL as shown: its host and path, the query (the key or token) hidden but for
-    its last four characters."""
-    parts = urlsplit(url)
-    tail = parts.query[-4:] if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?…{tail}" if parts.query else "")
+def _url_problem(kind: str, url: str, any_host: bool) -> tuple[str, str] | None:
+    """What is wrong with a robot's address (English, Chinese), or None."""
+    if not url or len(url) > URL_MAX or not url.isascii() or not url.isprintable() or any(c.isspace() for c in url):
+        return (f"the robot's webhook address, http(s)://…, at most {URL_MAX} characters of plain ASCII",
+                f"请填写机器人的 Webhook 地址（https:// 开头，不超过 {URL_MAX} 个字符，不含空格或全角字符）")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- a port that is not a number raises here
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        return "not an address that can be called", "地址格式不正确，请从机器人设置页面重新复制"
+    if parts.username or parts.password:
+        return "no user name or password in the address", "地址中不能包含用户名或密码"
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return "an http(s):// address with a host", "地址须以 https:// 开头并包含主机名"
+    if any_host:
+        return None
+    official = OFFICIAL_HOSTS.get(kind)
+    if parts.scheme != "https" or (official and parts.hostname != official):
+        where = f"https://{official}/…" if official else "https://…"
+        return (f"a {kind} robot's address is {where} (another host or plain http only with "
+                "WORKFLOW_CHANNELS_ANY_HOST, e.g. a bureau's own proxy)",
+                f"{KIND_NAMES.get(kind, kind)}的地址须为 {where}（其他主机或 http 地址须由管理员开启 "
+                "WORKFLOW_CHANNELS_ANY_HOST）")
+    return None
 
 
 def _may(by: Principal, path: str) -> None:
@@ -50,9 +72,12 @@ def _may(by: Principal, path: str) -> None:
 
 
 def add_channel(db: Storage, by: Principal, now: datetime, *, jurisdiction_id: str | None, kind: str, url: str,
-                audience: str, name: str, secret: str | None = None, unit_id: int | None = None) -> ChannelRecord:
+                audience: str, name: str, secret: str | None = None, unit_id: int | None = None,
+                any_host: bool = False) -> ChannelRecord:
     """A new channel, every problem of the input at once; recorded on the operator stream
-    ``channels`` (without its URL's key or its secret)."""
+    ``channels`` (without its URL's key or its secret). WeCom and DingTalk robots are called at
+    their platforms' own https hosts, a webhook over https, unless ``any_host`` (a bureau's proxy
+    on its intranet; the tests' servers on 127.0.0.1)."""
     require_aware(now, "now")
     problems = ProblemList()
     kind, audience = (kind or "").strip(), (audience or "").strip()
@@ -64,10 +89,9 @@ def add_channel(db: Storage, by: Principal, now: datetime, *, jurisdiction_id: s
     if audience not in AUDIENCES:
         problems.add("audience", f"one of {', '.join(AUDIENCES)}; got {audience[:20]!r}",
                      f"接收对象须为以下之一：{'、'.join(f'{v}（{k}）' for k, v in AUDIENCES.items())}")
-    parts = urlsplit(url) if len(url) <= URL_MAX else None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname or any(c.isspace() for c in url):
-        problems.add("url", f"the robot's webhook address, http(s)://…, at most {URL_MAX} characters",
-                     f"请填写机器人的 Webhook 地址（http:// 或 https:// 开头，不超过 {URL_MAX} 个字符）")
+    wrong = _url_problem(kind, url, any_host)
+    if wrong is not None:
+        problems.add("url", *wrong)
     if kind == "webhook" and not secret:
         problems.add("secret", "a webhook needs a secret to sign its messages (HMAC-SHA256)",
                      "自有系统接口须设置签名密钥（用于 HMAC-SHA256 签名）")

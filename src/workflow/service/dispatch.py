@@ -407,4 +407,5 @@ def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSetti
                 "claimed_until": None}
     report.retrying += 1
     return {"status": "pending", "attempts": attempts, "last_error": error, "claimed_until": None,
-            "next_attempt_at": now + max(backoff(attempts, settings), timedelta(seconds=wait or 0))}
+            "next_attempt_at": now + max(backoff(attempts, settings),
+                                         min(timedelta(seconds=wait or 0), settings.max_backoff))}

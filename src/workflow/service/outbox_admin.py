@@ -160,12 +160,17 @@ def resend(db: Storage, row_id: int, by: Principal, now: datetime, *, scan: int 
         raise ActionRefused(f"mail {row_id} is {row.status}: only a failed mail is sent again",
                             f"邮件 {row_id} 的状态为“{STATUS_NAMES.get(row.status, row.status)}”，"
                             "只有发送失败的邮件可以重新发送")
+    if row.channel_id is not None:  # a robot's message goes again to its channel, if it is still on
+        channel = db.channels.get(row.channel_id)
+        if channel is None or channel.disabled_at is not None:
+            raise ActionRefused(f"message {row_id} went to a channel that is disabled now: enable or add one first",
+                                f"消息 {row_id} 的推送渠道已停用，无法重新发送")
     context: dict[str, Any] = json.loads(row.context) if row.context else {}
     context["resend_of"] = {"row": row.id, "by": str(by.actor), "at": now.isoformat()}
     key = resend_key(row)
     entry = OutboxEntry(dedupe_key=key, kind=row.kind, round_id=row.round_id, milestone=row.milestone,
                         due_on=row.due_on, case_id=row.case_id, coordinator_id=row.coordinator_id, tier=row.tier,
-                        context=context)
+                        context=context, channel_id=row.channel_id)
     with db.unit_of_work(core=True) as uow:
         written = uow.outbox.add([entry], now)
         if written:  # who sent which mail again, on the operator log (a second press adds nothing)
