@@ -5,7 +5,7 @@ One uvicorn server in a thread answers the three platforms as their documentatio
 webhook's HMAC signature, each payload's shape, its limit and DingTalk's @ rule, and records what
 it accepted. ``fail(kind, *modes)`` makes the next deliveries to a platform fail, one mode each:
 ``"timeout"`` (no answer for longer than the client waits), ``"500"``, ``"400"``, ``"429"`` (with
-``Retry-After: 7``), ``"rate"`` (the platform's own rate-limit code, 200 with errcode).
+``Retry-After: 7``), ``"429long"`` (``Retry-After: 600``), ``"rate"`` (the platform's own rate-limit code, 200 with errcode).
 
     with RobotServers() as robots:
         robot = robots.robot("wecom")   # a notifications.robots.Robot pointing here
@@ -101,8 +101,9 @@ class RobotServers:
         if mode == "rate":
             code = {"wecom": 45009, "dingtalk": 130101}.get(kind, 0)
             return JSONResponse({"errcode": code, "errmsg": "api freq out of limit"})
-        if mode == "429":
-            return JSONResponse({"errcode": -1, "errmsg": "too many"}, status_code=429, headers={"Retry-After": "7"})
+        if mode in ("429", "429long"):
+            wait = "7" if mode == "429" else "600"
+            return JSONResponse({"errcode": -1, "errmsg": "too many"}, status_code=429, headers={"Retry-After": wait})
         return JSONResponse({"errcode": -1, "errmsg": f"failing with {mode}"}, status_code=int(mode))
 
     def _refuse(self, kind: str, why: str, errcode: int, status: int = 200) -> JSONResponse:

@@ -117,13 +117,16 @@ def test_a_rate_limit_waits_as_the_platform_says_then_delivers(db: Database, tmp
     made = world(db, tmp_path, robots)
     units = made["channels"]["units"].id
     sweep(db, CALENDARS, at(DAY))
-    robots.fail("wecom", "429")  # Retry-After: 7 (seconds), shorter than the first backoff (1 minute)
+    robots.fail("wecom", "429long")  # Retry-After: 600 seconds, longer than the first backoff
     before = len(robots.received["wecom"])
     run(db, at(DAY), InMemoryTransport())
     [row] = [r for r in channel_rows(db) if r.channel_id == units]
-    assert row.status == "pending" and row.attempts == 1 and "429" in row.last_error
-    assert row.next_attempt_at >= at(DAY) + timedelta(minutes=1)  # the backoff, the longer of the two
-    run(db, at(DAY) + timedelta(minutes=2), InMemoryTransport())
+    assert row.status == "pending" and "429" in row.last_error
+    assert row.attempts == 0  # a platform's rate limit is not one of the message's tries
+    assert row.next_attempt_at >= at(DAY) + timedelta(minutes=10)  # as the platform said
+    run(db, at(DAY) + timedelta(minutes=5), InMemoryTransport())
+    assert [r.status for r in channel_rows(db) if r.channel_id == units] == ["pending"]
+    run(db, at(DAY) + timedelta(minutes=11), InMemoryTransport())
     [row] = [r for r in channel_rows(db) if r.channel_id == units]
     assert row.status == "sent" and len(robots.received["wecom"]) == before + 1
 
@@ -242,3 +245,33 @@ def test_a_failed_robot_message_is_sent_again_to_its_channel_not_by_mail(db: Dat
     assert len(robots.received["webhook"]) == hooks_before + 1
     again = [r for r in channel_rows(db) if r.dedupe_key == done.dedupe_key]
     assert [r.status for r in again] == ["sent"] and again[0].channel_id == own
+
+
+def test_a_group_gets_at_most_ten_messages_a_batch(db: Database, tmp_path: Path, robots: RobotServers) -> None:
+    """Robots take 20 messages a minute: 25 units without email reach their group 10 a batch."""
+    build(db, tmp_path, [(f"省{i:02d}厅", "") for i in range(25)], contact_phone="0351-7654321")
+    wecom = robots.robot("wecom")
+    add_channel(db, ADMIN, at(DAY, 8), jurisdiction_id="shanxi", kind="wecom", url=wecom.url, audience="units",
+                name="省直单位群", any_host=True)
+    sweep(db, CALENDARS, at(DAY))
+    before = len(robots.received["wecom"])
+    sent = []
+    for minute in range(4):
+        run(db, at(DAY) + timedelta(minutes=minute), InMemoryTransport())
+        sent.append(len(robots.received["wecom"]) - before)
+    assert sent == [10, 20, 25, 25]
+    assert all(r.status == "sent" and r.attempts == 1 for r in channel_rows(db))
+
+
+def test_a_channel_disabled_after_its_rows_were_written_sends_nothing(db: Database, tmp_path: Path,
+                                                                      robots: RobotServers) -> None:
+    made = world(db, tmp_path, robots)
+    sweep(db, CALENDARS, at(DAY))
+    asyncio.run(dispatch(db, CALENDARS, InMemoryTransport(), at(DAY), SETTINGS, RobotTransport(timeout=1.0)))
+    assert channel_rows(db) and all(r.status == "pending" for r in channel_rows(db))  # written, not yet sent
+    for channel in made["channels"].values():
+        disable_channel(db, ADMIN, channel.id, at(DAY))
+    before = {k: len(robots.received[k]) for k in ("wecom", "dingtalk", "webhook")}
+    run(db, at(DAY), InMemoryTransport())
+    assert {k: len(robots.received[k]) for k in before} == before
+    assert {r.status for r in channel_rows(db)} == {"cancelled"}

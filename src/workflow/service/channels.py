@@ -179,12 +179,12 @@ def deliveries_for(db: Storage, rows: Iterable[OutboxRecord]) -> list[OutboxEntr
             targets = [c for c in enabled if c.audience == "unit" and c.unit_id == unit_id]
             if not any(contact.get("email") for contact in cases[row.case_id].contacts or []):
                 targets += _nearest_group(enabled, "units", paths.get(jurisdiction_id, ""), by_id)
-            out += [_entry(row, c, f"{row.dedupe_key}@ch{c.id}") for c in targets]
+            out += [_entry(row, c, row.dedupe_key, f"@ch{c.id}") for c in targets]
         elif row.kind in COORDINATOR_KINDS and row.coordinator_id in coordinators:
             jurisdiction_id = coordinators[row.coordinator_id].jurisdiction_id
             kind, _, rest = row.dedupe_key.partition(":")
             rest = rest.partition(":")[2]  # the coordinator's id left out: one message a group, not one a person
-            out += [_entry(row, c, f"{kind}:ch{c.id}:{rest}") for c in enabled
+            out += [_entry(row, c, f"{kind}:ch{c.id}:", rest) for c in enabled
                     if c.audience == "coordinators" and c.jurisdiction_id == jurisdiction_id]
     return out
 
@@ -201,9 +201,15 @@ def _nearest_group(enabled: list[ChannelRecord], audience: str, path: str, by_pa
     return []
 
 
-def _entry(row: OutboxRecord, channel: ChannelRecord, key: str) -> OutboxEntry:
+def _entry(row: OutboxRecord, channel: ChannelRecord, head: str, tail: str) -> OutboxEntry:
+    """The channel's row of ``row``; its key ``head + tail``, at most 200 characters, cut where it
+    is a mail's key (never the channel's part)."""
     import json
 
-    return OutboxEntry(dedupe_key=key[:200], kind=row.kind, round_id=row.round_id, milestone=row.milestone,
+    if "@ch" in tail:
+        key = head[:200 - len(tail)] + tail
+    else:
+        key = head + tail[:200 - len(head)]
+    return OutboxEntry(dedupe_key=key, kind=row.kind, round_id=row.round_id, milestone=row.milestone,
                        due_on=row.due_on, case_id=row.case_id, coordinator_id=row.coordinator_id, tier=row.tier,
                        context=json.loads(row.context) if row.context else None, channel_id=channel.id)

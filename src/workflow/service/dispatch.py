@@ -11,6 +11,7 @@ dedupe key, so a mail is recognisable as the same mail whatever happens.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -65,6 +66,7 @@ class DispatchSettings:
     max_backoff: timedelta = timedelta(hours=6)
     lease: timedelta = timedelta(minutes=10)
     batch: int = 200
+    robot_per_batch: int = 10  # a channel's messages a batch (dispatch every 30 s: the platforms' 20 a minute)
     # the latest checkpoint of the audit chain, quoted in coordinators' digests (None: not quoted)
     anchor: Callable[[], Mapping[str, Any] | None] | None = None
 
@@ -303,31 +305,9 @@ async def dispatch(db: Storage, calendars: Calendars, transport: Transport, now:
     report = DispatchReport()
     rows = _claim(db, now, settings)
     report.claimed = len(rows)
-    outgoing: list[tuple[OutboxRecord, OutgoingMessage]] = []
-    to_robots: list[tuple[OutboxRecord, ChannelRecord, RobotMessage]] = []
-    outcomes: list[tuple[int, dict[str, Any]]] = []
     if not rows:
         return report
-    batch = _load(db, rows)
-    channels = {c.id: c for c in db.channels.channels()} if any(r.channel_id for r in rows) else {}
-    for row in rows:
-        try:
-            msg = _build(db, calendars, batch, row, now, settings)
-            if row.channel_id is None:
-                outgoing.append((row, msg))
-                continue
-            channel = channels.get(row.channel_id)
-            if channel is None or channel.disabled_at is not None:
-                raise _Skip("cancelled", "the channel was disabled")
-            to_robots.append((row, channel, RobotMessage(msg.message_id, msg.subject,
-                                                         msg.text.replace(MAIL_FOOTER, ROBOT_FOOTER))))
-        except _Skip as skip:
-            outcomes.append((row.id, {"status": skip.status, "last_error": skip.reason, "claimed_until": None}))
-            report.cancelled += skip.status == "cancelled"
-            report.failed += skip.status == "failed"
-        except Exception as exc:  # a row that cannot be rendered must not block the others
-            outcomes.append((row.id, _retry(row, f"cannot build the message: {type(exc).__name__}: {exc}", now,
-                                            settings, report)))
+    outgoing, to_robots, outcomes = _prepare(db, calendars, rows, now, settings, report)
     if outgoing:
         results = await transport.send_many([(msg, now) for _, msg in outgoing])
         outcomes += [(row.id, _outcome(row, result, msg.message_id, json.dumps([a.email for a in msg.to]), now,
@@ -343,6 +323,46 @@ async def dispatch(db: Storage, calendars: Calendars, transport: Transport, now:
     fanned = deliveries_for(db, [r for r in rows if r.id not in cancelled])
     _record(db, rows, outcomes, now, report, fanned)
     return report
+
+
+def _prepare(db: Storage, calendars: Calendars, rows: list[OutboxRecord], now: datetime, settings: DispatchSettings,
+             report: DispatchReport) -> tuple[list[tuple[OutboxRecord, OutgoingMessage]],
+                                              list[tuple[OutboxRecord, ChannelRecord, RobotMessage]],
+                                              list[tuple[int, dict[str, Any]]]]:
+    """Each claimed row built: a mail to send, a robot message to post, or its outcome now
+    (cancelled, failed, again later). A channel takes at most ``robot_per_batch`` messages a
+    batch (the platforms take 20 a minute); the rest wait a minute, no attempt counted."""
+    outgoing: list[tuple[OutboxRecord, OutgoingMessage]] = []
+    to_robots: list[tuple[OutboxRecord, ChannelRecord, RobotMessage]] = []
+    outcomes: list[tuple[int, dict[str, Any]]] = []
+    batch = _load(db, rows)
+    channels = {c.id: c for c in db.channels.channels()} if any(r.channel_id for r in rows) else {}
+    taken: Counter[int] = Counter()
+    for row in rows:
+        try:
+            msg = _build(db, calendars, batch, row, now, settings)
+            if row.channel_id is None:
+                outgoing.append((row, msg))
+                continue
+            channel = channels.get(row.channel_id)
+            if channel is None or channel.disabled_at is not None:
+                raise _Skip("cancelled", "the channel was disabled")
+            taken[channel.id] += 1
+            if taken[channel.id] > settings.robot_per_batch:
+                report.retrying += 1
+                outcomes.append((row.id, {"status": "pending", "claimed_until": None,
+                                          "next_attempt_at": now + timedelta(minutes=1)}))
+                continue
+            to_robots.append((row, channel, RobotMessage(msg.message_id, msg.subject,
+                                                         msg.text.replace(MAIL_FOOTER, ROBOT_FOOTER))))
+        except _Skip as skip:
+            outcomes.append((row.id, {"status": skip.status, "last_error": skip.reason, "claimed_until": None}))
+            report.cancelled += skip.status == "cancelled"
+            report.failed += skip.status == "failed"
+        except Exception as exc:  # a row that cannot be rendered must not block the others
+            outcomes.append((row.id, _retry(row, f"cannot build the message: {type(exc).__name__}: {exc}", now,
+                                            settings, report)))
+    return outgoing, to_robots, outcomes
 
 
 def _outcome(row: OutboxRecord, result: DeliveryResult, message_id: str, recipients: str, now: datetime,
@@ -399,8 +419,10 @@ def _record(db: Storage, rows: list[OutboxRecord], outcomes: list[tuple[int, dic
 
 def _retry(row: OutboxRecord, error: str, now: datetime, settings: DispatchSettings, report: DispatchReport,
            wait: int | None = None) -> dict[str, Any]:
-    """Again later: after the backoff, or after ``wait`` seconds when the receiver asked for longer."""
-    attempts = row.attempts + 1
+    """Again later: after the backoff, or after ``wait`` seconds when the receiver asked for longer
+    (a platform's rate limit, which is not counted as an attempt: a busy group must not use up
+    the tries of its messages)."""
+    attempts = row.attempts + (0 if wait else 1)
     if attempts >= settings.max_attempts:
         report.failed += 1
         return {"status": "failed", "attempts": attempts, "last_error": f"gave up after {attempts} attempts: {error}",
