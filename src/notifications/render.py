@@ -61,7 +61,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Undefined, selec
 __all__ = ["KINDS", "Rendered", "cn_date", "render"]
 
 KINDS: tuple[str, ...] = ("reminder", "missed", "digest", "rectification", "coordinator_reminder",
-                          "rectification_notice", "duty_reminder", "duty_missed", "checkpoint")
+                          "rectification_notice", "duty_reminder", "duty_missed", "checkpoint", "revocation_notice")
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,7 @@ ACTOR_OF: dict[str, Actor] = {
     "record_notification_failure": SYSTEM,
     "close": COORDINATOR,
     "withdraw": COORDINATOR,
+    "revoke": COORDINATOR,
     "file": COORDINATOR,
     "record_spot_check": COORDINATOR,
 }
@@ -171,6 +172,7 @@ def valid_data(action: str, rubric: Rubric) -> dict[str, Any]:
         "recheck": {"entries": sheet(rubric, PASSING)},
         "close": {"reason": REASON},
         "withdraw": {"reason": REASON},
+        "revoke": {"reason": "抽查发现能耗数据不实", "decided_by": "province", "evidence": "晋直管函〔2022〕5号"},
         "file": {"batch": "2021-1"},
         "record_spot_check": {"draw": "shanxi-2021-spot-1", "seed": 42, "share": "0.1"},
         "record_missed_deadline": {"milestone": "self_assessment", "due_on": "2021-10-20",
@@ -202,6 +204,7 @@ EVENT_OF: dict[str, str] = {
     "record_notification_failure": "NotificationFailed",
     "close": "CaseClosed",
     "withdraw": "CaseWithdrawn",
+    "revoke": "TitleRevoked",
     "file": "CaseFiled",
     "record_spot_check": "SpotCheckDrawn",
 }
@@ -229,6 +232,7 @@ def path_to(state: str, score: str, rubric: Rubric) -> list[tuple[str, dict[str,
         "verified": verified,
         "certified": [*verified, ("certify", {})],
         "filed": [*verified, ("certify", {}), ("file", {})],
+        "revoked": [*verified, ("certify", {}), ("revoke", {"reason": REASON})],
         "rectification": [*verified, ("order_rectification", {})],
         "recheck": [*verified, ("order_rectification", {}), ("request_recheck", {})],
         "not_certified": [("close", {"reason": REASON})],
@@ -320,6 +324,7 @@ SCENARIOS: dict[str, tuple[str, str | None, datetime]] = {
     "not_certified": ("not_certified", None, NOW),
     "withdrawn": ("withdrawn", None, NOW),
     "filed": ("filed", None, NOW),
+    "revoked": ("revoked", None, NOW),
 }
 
 # scenario → {action that succeeds: destination}; anything else is refused.
@@ -340,12 +345,13 @@ _COMMON: dict[str, dict[str, str]] = {
                   "record_missed_deadline": "submitted", "record_notification_failure": "submitted"},
     "verified_passing": {"certify": "certified", "close": NC, "withdraw": WD, "give_contact_form": "verified",
                          "record_missed_deadline": "verified", "record_notification_failure": "verified"},
-    "certified": {"file": "filed", "withdraw": WD, "record_missed_deadline": "certified",
+    "certified": {"file": "filed", "withdraw": WD, "revoke": "revoked", "record_missed_deadline": "certified",
                   "give_contact_form": "certified",
                   "record_notification_failure": "certified", "record_spot_check": "certified"},
     "not_certified": {},
     "withdrawn": {},
-    "filed": {"record_spot_check": "filed"},
+    "filed": {"record_spot_check": "filed", "revoke": "revoked"},
+    "revoked": {},  # terminal: the unit takes part again in a later round
 }
 EXPECTED: dict[str, dict[str, dict[str, str]]] = {
     "shanxi": {
@@ -823,7 +829,7 @@ def test_system_may_close() -> None:
     ("rectification_overdue", ADMIN, {"extend_rectification", "attach_evidence", "remove_evidence",
                                       "attach_document", "remove_document", "withdraw"}),
     ("rectification_overdue", UNIT, {"attach_evidence", "remove_evidence", "attach_document", "remove_document"}),
-    ("certified", COORDINATOR, {"withdraw"}),  # filed only inside a filing batch
+    ("certified", COORDINATOR, {"withdraw", "revoke"}),  # filed only inside a filing batch
 ])
 def test_allowed_actions_filters_by_actor(scenario: str, actor: Actor, expected: set[str]) -> None:
     built, when = built_scenario("shanxi", scenario)

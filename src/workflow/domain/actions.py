@@ -173,6 +173,19 @@ def _withdrawal(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) -
     return {"reason": inp["reason"], "previous_state": case.state}
 
 
+REVOKERS = {"province": "省级机关事务管理局（回头看、抽查）", "national": "国管局（抽查评价结果）"}
+
+
+def _revocation(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) -> dict[str, Any]:
+    # decided_by is checked by its parser (domain/inputs.py): province when not given
+    out = {"reason": inp["reason"], "decided_by": str(inp.get("decided_by") or "province"),
+           "previous_state": case.state}
+    for key in ("evidence", "note"):
+        if inp.get(key):
+            out[key] = str(inp[key])
+    return out
+
+
 # ---------------------------------------------------------------- projections
 
 def _dec(value: Any) -> Decimal | None:
@@ -257,6 +270,7 @@ def _rules() -> dict[str, ActionRule]:
         "record_notification_failure": (None, _fields("notification", "kind", "error"), None),
         "fail": (None, _failure, None),
         "withdraw": (None, _withdrawal, None),
+        "revoke": (None, _revocation, None),
         "record_spot_check": (None, _fields("draw", "seed", "share"), None),
     }
     unknown = sorted(set(hooks) - set(ACTIONS))

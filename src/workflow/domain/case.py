@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from .actions import PROJECTIONS, RULES, CorruptHistory
+from .dates import business_date
 from .errors import ActionRefused, InvalidInput
 from .events import GENESIS_HASH, Event, new_event
 from .guards import GUARD_REASONS, GUARD_REASONS_ZH, GUARDS, allowed_actions, owns, refuse, submission_problems
@@ -150,6 +151,9 @@ def notices_for(event: Event) -> list[Notice]:
         due = date.fromisoformat(event.payload["due_on"])
         return [Notice("rectification_notice", f"rectification_notice:{event.case_id}:{due.isoformat()}",
                        "rectification", due)]
+    if event.type == "TitleRevoked":  # the unit is told at once (the dispatcher reads the reason from the event)
+        return [Notice("revocation_notice", f"revocation_notice:{event.case_id}", "revocation",
+                       business_date(event.occurred_at))]
     return []
 
 

@@ -166,6 +166,14 @@ def _how(value: Any) -> str:
     return str(value)
 
 
+def _decided_by(value: Any) -> str:
+    if value not in ("province", "national"):
+        raise BadValue(f"must be province (the province's spot check) or national (the national bureau), "
+                       f"got {str(value)[:40]!r}",
+                       f"须为 province（省级抽查、回头看）或 national（国管局抽查评价），填写的是 {str(value)[:40]!r}")
+    return str(value)
+
+
 def _contacts(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 50:
         raise BadValue(f"must be the number of contact persons, got {value!r}",
@@ -219,6 +227,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "document": _document,
     "how": _how,
     "contacts": _contacts,
+    "decided_by": _decided_by,
+    "evidence": _note,
 }
 
 

@@ -28,11 +28,12 @@ STATES: tuple[str, ...] = (
     "not_certified",
     "withdrawn",
     "filed",
+    "revoked",
 )
 # What a bureau calls each state (shown in reports, mails and exports beside the code).
 STATE_NAMES = {"registered": "已登记", "self_assessed": "已自评", "submitted": "已报送", "verified": "已评价验收",
                "rectification": "整改中", "recheck": "待复核验收", "certified": "已认定", "not_certified": "未通过",
-               "withdrawn": "已撤回", "filed": "已备案"}
+               "withdrawn": "已撤回", "filed": "已备案", "revoked": "已撤销称号"}
 # What a bureau calls each event (exports show it beside the code).
 EVENT_NAMES = {
     "CaseRegistered": "登记", "SelfAssessmentRecorded": "填写自评", "EvidenceAttached": "上传佐证材料",
@@ -42,7 +43,7 @@ EVENT_NAMES = {
     "CaseFailed": "评价未通过", "RectificationExtended": "延长整改期限", "RecheckRequested": "申请复核验收",
     "CaseRechecked": "复核验收", "RectificationExpired": "整改逾期", "DeadlineMissed": "逾期未报",
     "NotificationFailed": "通知发送失败", "CaseClosed": "本轮结束未认定", "CaseWithdrawn": "撤回",
-    "CaseFiled": "报国管局备案", "SpotCheckDrawn": "抽查抽中",
+    "CaseFiled": "报国管局备案", "SpotCheckDrawn": "抽查抽中", "TitleRevoked": "撤销节约型机关称号",
 }
 # What a bureau calls each kind of actor (the API's ``ROLE_ZH`` says the same of the roles).
 ACTOR_NAMES = {"unit": "创建单位", "coordinator": "协调人员", "auditor": "审计人员", "admin": "管理员",
@@ -60,7 +61,7 @@ def action_zh(action: str) -> str:
     return EVENT_NAMES.get(spec.event, action) if spec is not None else action
 
 
-TERMINAL_STATES = frozenset({"not_certified", "withdrawn", "filed"})
+TERMINAL_STATES = frozenset({"not_certified", "withdrawn", "filed", "revoked"})
 CERTIFIED_STATES = ("certified", "filed")
 # A miss "owed in" this is owed until the round's contact form is given (not by a state).
 CONTACT_FORM = "contact_form"
@@ -172,6 +173,12 @@ ACTIONS: dict[str, ActionSpec] = {
                    through="a filing batch (POST /api/v1/rounds/{id}/filings, workflow filings create)",
                    through_zh="备案批次（POST /api/v1/rounds/{id}/filings，workflow filings create）",
                    description="file the certified case with the national bureau (only inside a filing batch)"),
+        ActionSpec("revoke", "TitleRevoked", frozenset({COORDINATOR}), required=("reason",),
+                   optional=("decided_by", "evidence", "note"),
+                   description="take back a certified or filed unit's title (回头看): a failed spot check of the "
+                               "province (decided_by province) or the national bureau's result (national); with "
+                               "the reason and the evidence (a document's number); the unit may take part again "
+                               "in a later round"),
         ActionSpec("record_spot_check", "SpotCheckDrawn", frozenset({COORDINATOR}),
                    required=("draw", "seed", "share"), bookkeeping=True,
                    through="a spot check (POST /api/v1/rounds/{id}/spot-checks, workflow spot-checks draw)",
@@ -216,6 +223,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "withdraw", "source": _WITHDRAWABLE, "dest": "withdrawn"},
     {"trigger": "file", "source": "certified", "dest": "filed"},
     {"trigger": "record_spot_check", "source": ["certified", "filed"], "dest": "="},
+    {"trigger": "revoke", "source": ["certified", "filed"], "dest": "revoked"},
 ]
 
 

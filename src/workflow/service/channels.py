@@ -34,7 +34,8 @@ from .ports import ChannelRecord, OutboxEntry, OutboxRecord, Storage
 
 AUDIENCES = {"units": "本地区各创建单位（无邮箱的单位）", "coordinators": "本地区协调人员", "unit": "单个创建单位"}
 URL_MAX, SECRET_MAX, NAME_MAX = 1000, 200, 100
-UNIT_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
+UNIT_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice",
+              "revocation_notice")
 COORDINATOR_KINDS = ("coordinator_reminder", "digest")
 
 

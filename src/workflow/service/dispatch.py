@@ -47,7 +47,8 @@ from .ports import (
 )
 
 DISPATCHER = Actor("system", "dispatch", channel="scheduler")
-CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice")
+CASE_KINDS = ("reminder", "missed", "rectification", "rectification_missed", "rectification_notice",
+              "revocation_notice")
 DUTY_KINDS = ("duty_reminder", "duty_missed")
 # the templates' last line says what it is; a robot's message is not a mail (a test holds every
 # template to this line, so a changed template cannot slip past the replacement)
@@ -184,6 +185,8 @@ def _build(db: Storage, calendars: Calendars, batch: _Batch, row: OutboxRecord, 
             business_date(now) > row.due_on:
         raise _Skip("cancelled", f"the deadline {row.due_on} passed before this reminder went out "
                                  "(the miss is recorded and notified on its own)")
+    if row.kind == "revocation_notice":
+        return _revocation_message(db, calendar, batch, row, rnd, settings)
     if row.kind in CASE_KINDS:
         return _case_message(calendar, batch, row, rnd, now, settings)
     return _coordinator_message(db, calendar, batch, row, rnd, business_date(now), settings)
@@ -223,6 +226,26 @@ def _case_message(calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: Rou
         attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8", ics),)
     kind = row.kind if row.kind in ("reminder", "rectification", "rectification_notice") else "missed"
     return _message(row, render(kind, context), to, settings, attachments)
+
+
+def _revocation_message(db: Storage, calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord,
+                        settings: DispatchSettings) -> OutgoingMessage:
+    """The unit told its title was taken back: who decided, why, on what (from the event)."""
+    from ..domain.actions import REVOKERS
+    from .cases import read_case
+
+    case = batch.cases[row.case_id or 0]
+    to = _unit_recipients(row, case, calendar, need_email=row.channel_id is None) or [settings.sender]
+    events = read_case(db, row.case_id or 0, events=True).events
+    revoked = next((e for e in reversed(events) if e.type == "TitleRevoked"), None)
+    if revoked is None:
+        raise _Skip("cancelled", "the case's title was not revoked")
+    p = revoked.payload
+    context = {"unit_name": case.unit_name, "case_id": row.case_id, "round_title": calendar.title_for(rnd.year),
+               "decided_by": REVOKERS.get(p.get("decided_by", "province"), p.get("decided_by")),
+               "reason": p["reason"], "evidence": p.get("evidence"), "revoked_on": business_date(revoked.occurred_at),
+               "contact_line": calendar.contact}
+    return _message(row, render("revocation_notice", context), to, settings)
 
 
 def _coordinator(batch: _Batch, row: OutboxRecord) -> CoordinatorRecord:
