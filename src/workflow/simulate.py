@@ -39,7 +39,7 @@ from .service.rounds import open_round, roll_over
 
 UNIT_ACTIONS = ("self_assess", "submit", "request_recheck", "contacts", "confirm_contact")
 CASE_ACTIONS = ("self_assess", "submit", "request_recheck", "verify", "certify", "order_rectification", "fail",
-                "recheck", "withdraw", "close", "return", "extend_rectification")
+                "recheck", "withdraw", "close", "return", "extend_rectification", "revoke")
 ROUND_ACTIONS = ("spot_check", "file", "open_round", "duty")
 SHEET_ACTIONS = ("self_assess", "verify", "recheck")
 ALL_DO = (*dict.fromkeys((*CASE_ACTIONS, "contacts", "confirm_contact")), *ROUND_ACTIONS)
@@ -50,7 +50,7 @@ _ROUND_KEYS = {"province", "year", "rubric"}
 _ROUND_OPTIONAL = {"calendar", "target_share"}
 _ACTION_KEYS = {"date", "do", "unit", "units", "except", "total", "entries", "evidence", "documents", "note", "reason",
                 "days", "by", "share", "seed", "jurisdiction", "contact", "year", "rubric", "calendar", "target_share",
-                "duty", "file"}
+                "duty", "file", "decided_by"}
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ def _step(a: Any, where: str, start: date | None, end: date | None, known: set[s
             problems.append(Problem(where, f"{do} needs total (a complete sheet scoring it) or entries"))
         elif "total" in a:
             params["total"] = _sheet_total(a["total"], f"{where}.total", problems)
-    if do in ("withdraw", "close", "return", "extend_rectification") and not a.get("reason"):
+    if do in ("withdraw", "close", "return", "extend_rectification", "revoke") and not a.get("reason"):
         problems.append(Problem(f"{where}.reason", f"{do} needs a reason"))
     if do == "spot_check" and ("share" not in a or "seed" not in a):
         problems.append(Problem(where, "spot_check needs share and seed"))
@@ -541,7 +541,9 @@ class _Run:
         case_id = cases[-1]  # the latest round's
         actor = unit if step.do in UNIT_ACTIONS else Actor("coordinator", str(step.params.get("by") or "simulation"),
                                                            channel="simulation")
-        data: dict[str, Any] = {k: step.params[k] for k in ("note", "reason", "days") if k in step.params}
+        passed = ("note", "reason", "days", "decided_by", "evidence") if step.do == "revoke" else \
+            ("note", "reason", "days")  # (evidence: elsewhere whether self_assess attaches files)
+        data: dict[str, Any] = {k: step.params[k] for k in passed if k in step.params}
         if step.do in SHEET_ACTIONS:
             data["entries"] = self._sheet(step, read_case(self.db, case_id).ctx.rubric)
         if step.do == "submit" and step.params.get("documents", True):

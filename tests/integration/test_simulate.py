@@ -115,17 +115,23 @@ def result_end(scenario: Path):
 def test_the_shanxi_example_round(tmp_path: Path) -> None:
     db, events = tmp_path / "shanxi.db", tmp_path / "events.jsonl"
     done = _cli("simulate", str(EXAMPLES / "shanxi-2021.yaml"), "--db", f"sqlite:///{db}", "--maildir",
-                str(tmp_path / "mail"), "--events-out", str(events), "--timeline-rows", "5")
+                str(tmp_path / "mail"), "--events-out", str(events), "--timeline-rows", "5",
+                env={"COLUMNS": "260"})  # the summary's rows unwrapped
     assert done.returncode == 0, done.stderr
     # the calendar's target, over all 35 agencies of the province
-    assert "34/35 = 97.1% / 50% ✓" in done.stdout and "actions refused 0" in done.stdout
+    # (33: one filed unit's title was revoked after the national bureau's spot check)
+    assert "33/35 = 94.3% / 50% ✓" in done.stdout and "actions refused 0" in done.stdout
     # the bureaus' duties: 太原 reported its year, the 10 other cities did not; the province
     # recorded its spot checks and its filing with the national bureau
     assert "city_report: done 1, overdue 10" in done.stdout
     assert "spot_checks: done 1" in done.stdout and "national_filing: done 1" in done.stdout
     conn = sqlite3.connect(db)
     states = dict(conn.execute("SELECT state, count(*) FROM cases GROUP BY state"))
-    assert states == {"filed": 34, "registered": 1}
+    assert states == {"filed": 33, "revoked": 1, "registered": 1}
+    [revoked] = [json.loads(r[0]) for r in conn.execute("SELECT payload FROM events WHERE type = 'TitleRevoked'")]
+    assert revoked["decided_by"] == "national" and revoked["previous_state"] == "filed"
+    told = conn.execute("SELECT status FROM outbox WHERE kind = 'revocation_notice' AND channel_id IS NULL").fetchall()
+    assert told == [("sent",)]
     lines = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == conn.execute("SELECT count(*) FROM events").fetchone()[0]
     rechecked = {e["case_id"] for e in lines if e["type"] == "CaseRechecked"}
