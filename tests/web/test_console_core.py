@@ -341,3 +341,21 @@ def test_the_verify_forms_fields_say_what_they_take(world) -> None:
         assert label.startswith(f"{code} 核查") and "数（每" in label and "得分" not in label, label
     for code, label in scored:
         assert label.startswith(f"{code} 核查得分（最高 ") and label.endswith(" 分）"), label
+
+
+def test_a_certified_title_is_revoked_from_the_case_page(world) -> None:
+    application, result = world
+    c = client(world, "coord-shanxi")
+    case_id = next(x.id for x in list_cases(application.db, round_id=result.round_id, state="certified"))
+    page = c.get(f"/cases/{case_id}").text
+    assert 'data-action="revoke"' in page and 'name="decided_by"' in page and 'name="evidence"' in page
+    _, version = state_of(world, case_id)
+    bare = c.post(f"/cases/{case_id}/act/revoke", data={"csrf": csrf_of(page), "version": version})
+    assert bare.status_code == 422 and "reason" in bare.text and state_of(world, case_id)[0] == "certified"
+    done = c.post(f"/cases/{case_id}/act/revoke", data={
+        "csrf": csrf_of(page), "version": version, "reason": "回头看发现问题", "decided_by": "national",
+        "evidence": "国管局通报"}, follow_redirects=False)
+    assert done.status_code == 303, done.text[:1000]
+    assert state_of(world, case_id)[0] == "revoked"
+    history = c.get(f"/cases/{case_id}").text
+    assert "撤销节约型机关称号" in history and "已撤销称号" in history and "回头看发现问题" in history

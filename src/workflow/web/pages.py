@@ -43,7 +43,7 @@ FORMS: dict[str, tuple[str, ...]] = {
     "verify": ("entries", "note"), "recheck": ("entries", "note"), "certify": ("note",),
     "order_rectification": ("note",), "fail": ("note",), "return": ("reason",),
     "extend_rectification": ("reason", "days"), "withdraw": ("reason",), "close": ("reason",),
-    "submit": ("note",), "request_recheck": ("note",),
+    "submit": ("note",), "request_recheck": ("note",), "revoke": ("reason", "decided_by", "evidence", "note"),
 }
 
 
