@@ -54,6 +54,11 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         items=[dict(jurisdiction_name="山西省", rows=[dict(unit_name="甲局", case_id="C-1")]),
                dict(jurisdiction_name="太原市", rows=[])],
     ),
+    "revocation_notice": dict(
+        unit_name="某某市财政局", round_title=ROUND, as_of=date(2022, 3, 28), case_id="SX-2021-0022",
+        decided_by="国管局（抽查评价结果）", reason="能耗统计数据与实际不符", evidence="国管局抽查评价结果通报",
+        contact_line="山西省机关事务管理局 0351-2859734",
+    ),
     "checkpoint": dict(
         coordinator_name="王科长", round_title=ROUND, as_of=date(2021, 10, 21), sequence=12, chains=3500,
         created_at="2021-10-21 09:00", merkle_root="9481972c58e493ad2de8b4ecf82ea29e36bc558544677969d08107520889375d",

@@ -243,7 +243,7 @@ def _revocation_message(db: Storage, calendar: Calendar, batch: _Batch, row: Out
     p = revoked.payload
     context = {"unit_name": case.unit_name, "case_id": row.case_id, "round_title": calendar.title_for(rnd.year),
                "decided_by": REVOKERS.get(p.get("decided_by", "province"), p.get("decided_by")),
-               "reason": p["reason"], "evidence": p.get("evidence"), "revoked_on": business_date(revoked.occurred_at),
+               "reason": p["reason"], "evidence": p.get("evidence"), "as_of": business_date(revoked.occurred_at),
                "contact_line": calendar.contact}
     return _message(row, render("revocation_notice", context), to, settings)
 
