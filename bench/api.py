@@ -86,6 +86,7 @@ import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
@@ -454,12 +455,18 @@ def start_server(url: str, port: int, directory: Path, log_path: Path, workers: 
     proc = subprocess.Popen([str(workflow), "serve", "--name", "bench-api", "--host", "127.0.0.1",
                              "--port", str(port), "--workers", str(workers)], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
+    return wait_ready(proc, port, log_path, 300, lambda: workers == 1 or len(worker_pids(proc.pid)) == workers)
+
+
+def wait_ready(proc: subprocess.Popen, port: int, log_path: Path, tries: int,
+               also: Callable[[], bool] = lambda: True) -> subprocess.Popen:
+    """``proc`` once its /readyz answers 200 (and ``also`` holds), polled every 0.1 s ``tries``
+    times; killed, and an error naming its log, when it never does or exits."""
     import httpx
 
-    for _ in range(300):
+    for _ in range(tries):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200 and (
-                    workers == 1 or len(worker_pids(proc.pid)) == workers):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200 and also():
                 return proc
         except httpx.HTTPError:
             pass

@@ -159,19 +159,7 @@ def start_server(url: str, port: int, directory: Path, log_path: Path, now: str)
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-port", str(port),
                              "--now", now], env=env, stdout=log, stderr=subprocess.STDOUT)
-    import httpx
-
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"the server did not start; see {log_path}")
+    return api.wait_ready(proc, port, log_path, 600)
 
 
 def server_times(log_path: Path) -> dict[str, float]:

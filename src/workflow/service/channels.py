@@ -18,6 +18,7 @@ signs: both are kept in the database and never shown whole (``masked``).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -205,8 +206,6 @@ def _nearest_group(enabled: list[ChannelRecord], audience: str, path: str, by_pa
 def _entry(row: OutboxRecord, channel: ChannelRecord, head: str, tail: str) -> OutboxEntry:
     """The channel's row of ``row``; its key ``head + tail``, at most 200 characters, cut where it
     is a mail's key (never the channel's part)."""
-    import json
-
     if "@ch" in tail:
         key = head[:200 - len(tail)] + tail
     else:

@@ -29,11 +29,12 @@ from notifications import (
 )
 from notifications.robots import Robot, RobotMessage, RobotTransport
 
+from ..domain.actions import REVOKERS
 from ..domain.calendar import Calendar
 from ..domain.case import Actor
 from ..domain.dates import business_date, require_aware
 from ..domain.errors import ConflictError, DomainError
-from .cases import take
+from .cases import read_case, take
 from .channels import deliveries_for
 from .ports import (
     Calendars,
@@ -231,9 +232,6 @@ def _case_message(calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: Rou
 def _revocation_message(db: Storage, calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord,
                         settings: DispatchSettings) -> OutgoingMessage:
     """The unit told its title was taken back: who decided, why, on what (from the event)."""
-    from ..domain.actions import REVOKERS
-    from .cases import read_case
-
     case = batch.cases[row.case_id or 0]
     to = _unit_recipients(row, case, calendar, need_email=row.channel_id is None) or [settings.sender]
     events = read_case(db, row.case_id or 0, events=True).events

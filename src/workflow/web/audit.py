@@ -29,11 +29,6 @@ def _reader(me: Viewer) -> None:
                         "创建单位无权进行审计核验（仅供审计人员、协调人员和管理员使用）")
 
 
-def run_checks(application: App) -> None:
-    """Run the queued checks (after the response, in the server's worker threads)."""
-    application.run_audit_checks()
-
-
 @router.get("/audit")
 def audit_page(request: Request, me: Signed) -> HTMLResponse:
     """The latest check of the hash chains that covers the person's scope (every chain, every
@@ -62,7 +57,7 @@ def audit_run(request: Request, me: Signed, background: BackgroundTasks,
     _reader(me)
     application = app_of(request)
     run, new = request_check(application.db, scope_of(me.who), me.who.name, application.clock.now())
-    background.add_task(run_checks, application)
+    background.add_task(application.run_audit_checks)  # after the response, in a worker thread
     return redirect(f"/audit?run={run.id}&new={int(new)}#chains")
 
 
