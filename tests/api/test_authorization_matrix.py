@@ -416,6 +416,22 @@ def duty_report(round_id: Lazy, jurisdiction: str, duty: str = "city_report") ->
             "content": pdf("duty", 1, jurisdiction)}
 
 
+def draw(jurisdiction: str) -> Callable[[World], dict]:
+    return lambda world: {"round_id": SHANXI, "check_id": world.spot_checks()[jurisdiction]}
+
+
+def hunan_draw(world: World) -> dict:
+    return {**hunan(world), "check_id": "hunan-2021-spot-1"}
+
+
+def passed(case_id: int) -> dict[str, Any]:
+    return {"outcomes": [{"case_id": case_id, "outcome": "passed"}]}
+
+
+def national(case_id: int) -> dict[str, Any]:
+    return {"document": "国管节能〔2022〕21号", "results": [{"case_id": case_id, "outcome": "passed"}]}
+
+
 def batch(jurisdiction: str) -> Callable[[World], dict]:
     return lambda world: {"batch_id": world.filings()[jurisdiction]}
 
@@ -769,6 +785,30 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         admin__in=Cell(200, path={"round_id": SHANXI}, setup=World.spot_checks,
                        check=ids("shanxi-taiyuan", "shanxi", key="jurisdiction", items=None)),
     ),
+    # a draw of the city (case 36) and of the province (case 1, and 36)
+    ("POST", "/api/v1/rounds/{round_id}/spot-checks/{check_id}/outcomes"): endpoint(
+        unit__in=Cell(403, path=draw("shanxi-taiyuan"), json=passed(36)),
+        unit__out=Cell(404, path=hunan_draw, json=passed(36)),
+        coordinator__in=Cell(201, path=draw("shanxi-taiyuan"), json=passed(36)),
+        coordinator__out=Cell(404, path=hunan_draw, json=passed(36)),
+        coordinator__out__subtree=Cell(404, path=draw("shanxi"), json=passed(1)),
+        auditor__in=Cell(403, path=draw("shanxi-taiyuan"), json=passed(36)),
+        auditor__out=Cell(404, path=hunan_draw, json=passed(36)),
+        admin__in=Cell(201, path=draw("shanxi"), json=passed(1)),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/rounds/{round_id}/spot-checks/{check_id}/outcomes"): endpoint(
+        unit__in=Cell(403, path=draw("shanxi-taiyuan")),
+        unit__out=Cell(404, path=hunan_draw),
+        coordinator__in=Cell(200, path=draw("shanxi-taiyuan")),
+        coordinator__out=Cell(404, path=hunan_draw),
+        coordinator__out__subtree=Cell(404, path=draw("shanxi")),
+        auditor__in=Cell(200, path=draw("shanxi-taiyuan")),
+        auditor__out=Cell(404, path=hunan_draw),
+        auditor__out__subtree=Cell(404, path=draw("shanxi")),
+        admin__in=Cell(200, path=draw("shanxi")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
     # filing needs certified cases in the subtree (else 409): the in-scope cells certify one
     ("POST", "/api/v1/rounds/{round_id}/filings"): endpoint(
         each_round({"unit": (403, 404), "coordinator": (201, 404), "auditor": (403, 404), "admin": (201, None)},
@@ -790,6 +830,27 @@ TABLE: dict[tuple[str, str], Endpoint] = {
     # a filing batch: the city's (case 36) and the province's (case 1); a unit never reads
     # batches (403 before any look-up, so nothing is told about them)
     ("GET", "/api/v1/filings/{batch_id}"): endpoint(
+        unit__in=Cell(403, path=batch("shanxi")),
+        unit__out=Cell(403, path=batch("shanxi-taiyuan")),
+        coordinator__in=Cell(200, path=batch("shanxi-taiyuan")),
+        coordinator__out=Cell(404, path=batch("shanxi")),
+        auditor__in=Cell(200, path=batch("shanxi-taiyuan")),
+        auditor__out=Cell(404, path=batch("shanxi")),
+        admin__in=Cell(200, path=batch("shanxi")),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    # the national bureau's results: the role is checked before the batch is looked up
+    ("POST", "/api/v1/filings/{batch_id}/national-results"): endpoint(
+        unit__in=Cell(403, path=batch("shanxi"), json=national(1)),
+        unit__out=Cell(403, path=batch("shanxi-taiyuan"), json=national(36)),
+        coordinator__in=Cell(201, path=batch("shanxi-taiyuan"), json=national(36)),
+        coordinator__out=Cell(404, path=batch("shanxi"), json=national(1)),
+        auditor__in=Cell(403, path=batch("shanxi-taiyuan"), json=national(36)),
+        auditor__out=Cell(403, path=batch("shanxi"), json=national(1)),
+        admin__in=Cell(201, path=batch("shanxi"), json=national(1)),
+        admin__out=ADMIN_SEES_ALL,
+    ),
+    ("GET", "/api/v1/filings/{batch_id}/national-results"): endpoint(
         unit__in=Cell(403, path=batch("shanxi")),
         unit__out=Cell(403, path=batch("shanxi-taiyuan")),
         coordinator__in=Cell(200, path=batch("shanxi-taiyuan")),
@@ -845,6 +906,7 @@ TABLE: dict[tuple[str, str], Endpoint] = {
 
 # Path parameters for the no-token cells (401 comes before any look-up).
 PLACEHOLDERS = {"case_id": "1", "unit_id": "1", "round_id": SHANXI, "batch_id": "shanxi-2021-filing-1",
+                "check_id": "shanxi-2021-spot-1",
                 "sha256": "0" * 64, "action": "withdraw", "duty": "city_report",
                 "jurisdiction": "shanxi-taiyuan", "account_id": "1", "token_id": "1"}
 ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 422: "invalid_input"}

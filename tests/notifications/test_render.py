@@ -31,7 +31,7 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     ),
     "rectification": dict(
         unit_name="某某市财政局", round_title=ROUND, due_date=date(2021, 11, 10), days_left=20, case_id="HN-2021-0042",
-        verified_total="82.5", pass_mark="85",
+        verified_total="82.5", pass_mark="85", spot_findings="",
     ),
     "coordinator_reminder": dict(
         coordinator_name="张科长", jurisdiction_name="长沙市", round_title=ROUND, milestone_name="核查验收",
@@ -41,7 +41,7 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "rectification_notice": dict(
         unit_name="某某市财政局", round_title=ROUND, due_date=date(2021, 12, 1), days_left=20, case_id="SX-2021-0022",
         verified_total="76.5", pass_mark="80", what_to_do="未通过评价验收的部门需在20天之内完成整改，并申请复核验收。",
-        contact_line="山西省机关事务管理局 0351-2859734",
+        contact_line="山西省机关事务管理局 0351-2859734", spot_findings="",
     ),
     "duty_reminder": dict(
         coordinator_name="张主任", jurisdiction_name="太原市", round_title=ROUND, duty_name="年度创建总体情况报省机关事务管理局",
@@ -180,6 +180,19 @@ def test_the_rectification_notice_says_score_pass_mark_last_day_and_how_to_ask_f
     assert "经评价验收" in text and "76.5分" in text and "80分（含）" in text and "2021年12月1日" in text
     assert "复核验收申请" in text and "20天之内完成整改" in text and "0351-2859734" in text
     assert "经复核" not in text
+
+
+@pytest.mark.parametrize("kind", ["rectification_notice", "rectification"])
+def test_a_spot_checks_rectification_says_what_was_found_and_that_the_title_is_at_stake(kind: str) -> None:
+    context = {**CONTEXTS["rectification_notice"], "spot_findings": "能耗统计台账缺7月至9月数据\n垃圾分类未落实"}
+    rendered = render(kind, context)
+    for text in (rendered.text, rendered.html):
+        assert "经抽查" in text and "能耗统计台账缺7月至9月数据" in text and "垃圾分类未落实" in text
+        assert "76.5" not in text and "经评价验收" not in text  # no score: the problems are what to rectify
+    assert "76.5" not in rendered.subject
+    if kind == "rectification_notice":
+        assert "抽查发现问题" in rendered.subject
+        assert "撤销节约型机关称号" in rendered.text and "称号在整改期间暂停" in rendered.text
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -38,7 +38,7 @@ from workflow.domain.case import (
 )
 from workflow.domain.errors import ActionRefused, DomainError, Incomplete, InvalidInput
 from workflow.domain.events import GENESIS_HASH, Event, canonical_json, new_event
-from workflow.domain.policy import Policy
+from workflow.domain.policy import Policy, SpotCheckPolicy
 from workflow.domain.rubric import Rubric
 
 from ..support import RUBRICS, fake_sha, sheet_for
@@ -57,8 +57,9 @@ NOW = sh(2021, 11, 10, 10, 0)        # the day the tests verify/fail cases
 DUE = date(2021, 11, 30)             # NOW's business date + 20 (Shanxi)
 AFTER_DUE = sh(2021, 12, 1, 0, 0)
 
-SHANXI = Policy("rectification", 20, False)
-HUNAN = Policy("not_certified", None, True)
+# Shanxi: a spot check's problems are rectified within 20 days (the title held); Hunan: revoked.
+SHANXI = Policy("rectification", 20, False, SpotCheckPolicy("rectification", 20))
+HUNAN = Policy("not_certified", None, True, SpotCheckPolicy("revoke", None))
 POLICIES = {"shanxi": SHANXI, "hunan": HUNAN}
 
 UNIT_ID = 1                          # every test case belongs to unit 1 ...
@@ -154,7 +155,11 @@ ACTOR_OF: dict[str, Actor] = {
     "revoke": COORDINATOR,
     "file": COORDINATOR,
     "record_spot_check": COORDINATOR,
+    "pass_spot_check": COORDINATOR,
+    "order_spot_rectification": COORDINATOR,
 }
+DRAW = "shanxi-2021-spot-1"
+FINDINGS = "能耗统计台账缺2021年7月至9月"
 
 
 def valid_data(action: str, rubric: Rubric) -> dict[str, Any]:
@@ -174,7 +179,9 @@ def valid_data(action: str, rubric: Rubric) -> dict[str, Any]:
         "withdraw": {"reason": REASON},
         "revoke": {"reason": "抽查发现能耗数据不实", "decided_by": "province", "evidence": "晋直管函〔2022〕5号"},
         "file": {"batch": "2021-1"},
-        "record_spot_check": {"draw": "shanxi-2021-spot-1", "seed": 42, "share": "0.1"},
+        "record_spot_check": {"draw": DRAW, "seed": 42, "share": "0.1"},
+        "pass_spot_check": {"draw": DRAW},
+        "order_spot_rectification": {"draw": DRAW, "findings": FINDINGS, "evidence": "晋直管函〔2021〕60号"},
         "record_missed_deadline": {"milestone": "self_assessment", "due_on": "2021-10-20",
                                    "noticed_on": "2021-10-21", "owed_in": ["registered", "self_assessed"]},
         "record_notification_failure": {"notification": "reminder:1:self_assessment:7", "kind": "reminder",
@@ -207,17 +214,22 @@ EVENT_OF: dict[str, str] = {
     "revoke": "TitleRevoked",
     "file": "CaseFiled",
     "record_spot_check": "SpotCheckDrawn",
+    "pass_spot_check": "SpotCheckPassed",
+    "order_spot_rectification": "SpotRectificationOrdered",
 }
 ALL_ACTIONS = tuple(EVENT_OF)
 BOOKKEEPING = {"record_missed_deadline", "record_notification_failure", "record_spot_check", "give_contact_form",
-               "file"}
-# a spot check is drawn by a coordinator, a case filed inside a filing batch; the contact form is
-# given by the unit (through its form)
-SYSTEM_BOOKKEEPING = BOOKKEEPING - {"record_spot_check", "give_contact_form", "file"}
+               "file", "pass_spot_check", "order_spot_rectification"}
+# a spot check is drawn by a coordinator, its outcomes recorded by one, a case filed inside a filing
+# batch; the contact form is given by the unit (through its form)
+SYSTEM_BOOKKEEPING = BOOKKEEPING - {"record_spot_check", "give_contact_form", "file", "pass_spot_check",
+                                    "order_spot_rectification"}
 
 
 def path_to(state: str, score: str, rubric: Rubric) -> list[tuple[str, dict[str, Any]]]:
     """The shortest legal path from registration to ``state`` (``score`` = the verified total).
+    ``rectification@certified`` and the like: a spot check's rectification (or recheck) of a
+    certified (or filed) case, its title held.
 
     Evidence for KEPT is attached right after registration, so every case but the closed and
     withdrawn ones has a file to remove; a self-assessed case is ready to submit."""
@@ -238,7 +250,16 @@ def path_to(state: str, score: str, rubric: Rubric) -> list[tuple[str, dict[str,
         "not_certified": [("close", {"reason": REASON})],
         "withdrawn": [("withdraw", {"reason": REASON})],
     }
+    spot = ("order_spot_rectification", {"draw": DRAW, "findings": FINDINGS})
+    for held in ("certified", "filed"):
+        paths[f"rectification@{held}"] = [*paths[held], spot]
+        paths[f"recheck@{held}"] = [*paths[held], spot, ("request_recheck", {})]
     return paths[state]
+
+
+def state_of(key: str) -> str:
+    """The state of a ``path_to`` key (``rectification@filed`` → ``rectification``)."""
+    return key.partition("@")[0]
 
 
 @dataclasses.dataclass
@@ -271,7 +292,7 @@ def _built(state: str, policy: Policy, score: str, at: datetime) -> tuple[CaseSt
     built = registered(policy, at)
     for action, data in path_to(state, score, built.ctx.rubric):
         built.act(action, data, now=at)
-    assert built.case.state == state
+    assert built.case.state == state_of(state)
     return built.case, tuple(built.events)
 
 
@@ -325,6 +346,12 @@ SCENARIOS: dict[str, tuple[str, str | None, datetime]] = {
     "withdrawn": ("withdrawn", None, NOW),
     "filed": ("filed", None, NOW),
     "revoked": ("revoked", None, NOW),
+    # a spot check found problems: the title held while the unit rectifies (Shanxi's policy)
+    "spot_rectification_certified": ("rectification@certified", None, NOW),
+    "spot_rectification_filed": ("rectification@filed", None, NOW),
+    "spot_rectification_overdue": ("rectification@certified", None, AFTER_DUE),
+    "spot_recheck_certified": ("recheck@certified", None, NOW),
+    "spot_recheck_filed": ("recheck@filed", None, NOW),
 }
 
 # scenario → {action that succeeds: destination}; anything else is refused.
@@ -347,10 +374,11 @@ _COMMON: dict[str, dict[str, str]] = {
                          "record_missed_deadline": "verified", "record_notification_failure": "verified"},
     "certified": {"file": "filed", "withdraw": WD, "revoke": "revoked", "record_missed_deadline": "certified",
                   "give_contact_form": "certified",
-                  "record_notification_failure": "certified", "record_spot_check": "certified"},
+                  "record_notification_failure": "certified", "record_spot_check": "certified",
+                  "pass_spot_check": "certified"},
     "not_certified": {},
     "withdrawn": {},
-    "filed": {"record_spot_check": "filed", "revoke": "revoked"},
+    "filed": {"record_spot_check": "filed", "revoke": "revoked", "pass_spot_check": "filed"},
     "revoked": {},  # terminal: the unit takes part again in a later round
 }
 EXPECTED: dict[str, dict[str, dict[str, str]]] = {
@@ -373,6 +401,27 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
         "recheck": {"recheck": "certified", "withdraw": WD,  # with a passing recheck score
                     "give_contact_form": "recheck",
                     "record_missed_deadline": "recheck", "record_notification_failure": "recheck"},
+        # a spot check's problems: rectification with the title held (Shanxi's spot_check policy)
+        "certified": {**_COMMON["certified"], "order_spot_rectification": "rectification"},
+        "filed": {**_COMMON["filed"], "order_spot_rectification": "rectification"},
+        **{f"spot_rectification_{held}": {
+            "extend_rectification": "rectification", "request_recheck": "recheck", "revoke": "revoked",
+            "attach_evidence": "rectification", "remove_evidence": "rectification",
+            "attach_document": "rectification", "remove_document": "rectification",
+            "give_contact_form": "rectification", "withdraw": WD, "record_missed_deadline": "rectification",
+            "record_notification_failure": "rectification"} for held in ("certified", "filed")},
+        # late: the title is revoked (not "not certified": it had been granted)
+        "spot_rectification_overdue": {
+            "extend_rectification": "rectification", "expire_rectification": "revoked", "revoke": "revoked",
+            "attach_evidence": "rectification", "remove_evidence": "rectification",
+            "attach_document": "rectification", "remove_document": "rectification",
+            "give_contact_form": "rectification", "withdraw": WD, "record_missed_deadline": "rectification",
+            "record_notification_failure": "rectification"},
+        # a passing recheck gives the title back as it was: certified, or filed
+        **{f"spot_recheck_{held}": {
+            "recheck": held, "revoke": "revoked", "withdraw": WD, "give_contact_form": "recheck",
+            "record_missed_deadline": "recheck", "record_notification_failure": "recheck"}
+           for held in ("certified", "filed")},
     },
     "hunan": {
         **_COMMON,
@@ -381,7 +430,7 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
         # rectification and recheck cannot be reached under Hunan's policy
     },
 }
-HUNAN_UNREACHABLE = ("rectification", "recheck")
+HUNAN_UNREACHABLE = ("rectification", "recheck")  # neither after verification nor after a spot check
 
 # The states an action may lead to from a state (recheck decides by its score).
 DESTINATIONS: dict[str, dict[tuple[str, str], set[str]]] = {}
@@ -389,9 +438,9 @@ for _name, _table in EXPECTED.items():
     _dests: dict[tuple[str, str], set[str]] = {}
     for _scenario, _moves in _table.items():
         for _action, _dest in _moves.items():
-            _dests.setdefault((SCENARIOS[_scenario][0], _action), set()).add(_dest)
+            _dests.setdefault((state_of(SCENARIOS[_scenario][0]), _action), set()).add(_dest)
     if ("recheck", "recheck") in _dests:
-        _dests[("recheck", "recheck")].add(NC)
+        _dests[("recheck", "recheck")].update({NC, "revoked"})  # a failing recheck (a held title's is revoked)
     DESTINATIONS[_name] = _dests
 
 
@@ -408,8 +457,8 @@ TABLE_CASES = [
 
 def test_the_expected_table_covers_every_state_and_action() -> None:
     assert set(ALL_ACTIONS) == set(lifecycle.ACTIONS)
-    assert {SCENARIOS[s][0] for s in EXPECTED["shanxi"]} == set(lifecycle.STATES)
-    assert {SCENARIOS[s][0] for s in EXPECTED["hunan"]} == set(lifecycle.STATES) - set(HUNAN_UNREACHABLE)
+    assert {state_of(SCENARIOS[s][0]) for s in EXPECTED["shanxi"]} == set(lifecycle.STATES)
+    assert {state_of(SCENARIOS[s][0]) for s in EXPECTED["hunan"]} == set(lifecycle.STATES) - set(HUNAN_UNREACHABLE)
 
 
 # ---------------------------------------------------------------- 1. the whole table
@@ -1183,3 +1232,64 @@ def test_entries_have_at_most_two_decimal_places_and_six_digits(code: str, value
     found = problems(case_in("submitted", SHANXI), "verify", {"entries": entries})
     assert list(found) == ["entries"]
     assert found["entries"].startswith(f"{code}: ") and "at most 2 decimal places and 6 digits" in found["entries"]
+
+
+# ---------------------------------------------------------------- spot checks' outcomes (回头看)
+
+@pytest.mark.parametrize("held", ["certified", "filed"])
+def test_a_spot_checks_rectification_holds_the_title_and_a_failing_recheck_revokes_it(held: str) -> None:
+    built = case_in(f"recheck@{held}", SHANXI)
+    assert built.case.held_title == held
+    assert built.case.rectification_due == DUE
+    event = built.act("recheck", {"entries": sheet(SX, FAILING)})
+    assert (event.type, event.payload["passed"]) == ("CaseRechecked", False)
+    assert built.case.state == "revoked" and built.case.held_title is None
+    assert replay(built.events) == built.case
+
+
+@pytest.mark.parametrize("held", ["certified", "filed"])
+def test_a_passing_recheck_gives_the_title_back_as_it_was(held: str) -> None:
+    built = case_in(f"recheck@{held}", SHANXI)
+    built.act("recheck", {"entries": sheet(SX, PASSING)})
+    assert (built.case.state, built.case.held_title) == (held, None)
+    assert replay(built.events) == built.case
+
+
+def test_the_spot_rectification_event_records_the_findings_the_days_and_the_held_state() -> None:
+    built = case_in("filed", SHANXI)
+    event = built.act("order_spot_rectification", {"draw": DRAW, "findings": FINDINGS, "evidence": "晋直管函〔2021〕60号"})
+    assert event.payload == {"draw": DRAW, "findings": FINDINGS, "previous_state": "filed", "days": 20,
+                             "due_on": DUE.isoformat(), "evidence": "晋直管函〔2021〕60号"}
+    assert (built.case.state, built.case.held_title, built.case.rectification_due) == ("rectification", "filed", DUE)
+
+
+def test_an_expired_spot_rectification_revokes_the_title() -> None:
+    built = case_in("rectification@filed", SHANXI)
+    event = built.act("expire_rectification", now=AFTER_DUE)
+    assert event.type == "RectificationExpired"
+    assert (built.case.state, built.case.held_title) == ("revoked", None)
+    assert replay(built.events) == built.case
+
+
+def test_a_plain_rectification_cannot_be_revoked_and_fails_to_not_certified() -> None:
+    built = case_in("rectification", SHANXI)
+    err = refused(built, "revoke", {"reason": REASON})
+    assert "no title is held" in str(err)
+    built.act("expire_rectification", now=AFTER_DUE)
+    assert built.case.state == NC
+
+
+def test_findings_are_required_for_a_spot_rectification() -> None:
+    built = case_in("certified", SHANXI)
+    assert set(problems(built, "order_spot_rectification", {"draw": DRAW, "findings": "  "})) == {"findings"}
+
+
+def test_a_round_whose_policy_says_nothing_of_spot_checks_has_no_spot_rectification() -> None:
+    silent = Policy("rectification", 20, False)
+    rubric = SX
+    RUBRIC_OF[silent] = rubric
+    built = case_in("certified", silent)
+    err = refused(built, "order_spot_rectification", {"draw": DRAW, "findings": FINDINGS})
+    assert "has no order_spot_rectification" in str(err)
+    built.act("pass_spot_check", {"draw": DRAW})  # a pass needs no policy
+    assert built.case.state == "certified"

@@ -66,6 +66,7 @@ from ..service.ports import (
     NewUnit,
     OutboxEntry,
     OutboxRecord,
+    OutcomeRecord,
     OwingCase,
     Remembered,
     RoundRecord,
@@ -150,6 +151,7 @@ class _State:
     tokens: dict[int, _Token] = field(default_factory=dict)
     spot_checks: dict[str, SpotCheckRecord] = field(default_factory=dict)  # path "" (joined)
     filings: dict[str, FilingRecord] = field(default_factory=dict)  # path "" (joined)
+    outcomes: dict[tuple[str, int], OutcomeRecord] = field(default_factory=dict)  # (check, case)
     streams: dict[tuple[str, str], DutyStream] = field(default_factory=dict)  # (round, jurisdiction)
     duty_events: dict[tuple[str, str], tuple[DutyEvent, ...]] = field(default_factory=dict)
     simulations: dict[str, _Simulation] = field(default_factory=dict)
@@ -1010,6 +1012,22 @@ class MemoryOversight(_Store):
         return [_filing_out(s, r) for r in sorted(s.filings.values(), key=lambda r: (r.filed_at, r.id))
                 if r.round_id == round_id and _under(s.jurisdictions[r.jurisdiction_id].path, within_path)]
 
+    def add_outcome(self, record: OutcomeRecord) -> None:
+        """Store a case's outcome of a check (AlreadyExists when the case has one for it)."""
+        self._v.writing()
+        s = self._v.state()
+        key = (record.check_id, record.case_id)
+        if key in s.outcomes:
+            raise AlreadyExists(f"case {record.case_id} already has an outcome of {record.check_id}",
+                                f"案件 {record.case_id} 在 {record.check_id} 中已有结果")
+        _require(record.case_id in s.cases, f"case {record.case_id}", case_id=record.case_id)
+        self._v.table("outcomes")[key] = replace(record, recorded_at=_utc(record.recorded_at))
+
+    def outcomes(self, round_id: str, check_id: str | None = None) -> list[OutcomeRecord]:
+        s = self._v.state()
+        return [r for _, r in sorted(s.outcomes.items())
+                if r.round_id == round_id and check_id in (None, r.check_id)]
+
 
 class MemoryDuties(_Store):
     """The jurisdictions' duty streams: the projection and its hash-chained events, written
@@ -1246,7 +1264,7 @@ class MemoryReadModels(_Store):
             if c is not None:
                 unit = s.units[c.unit_id]
                 out[case_id] = CaseReferent(c.id, c.state, c.rectification_due, c.verified_total, c.contact_form,
-                                            c.overdue, unit.name, copy.deepcopy(unit.contacts))
+                                            c.overdue, unit.name, copy.deepcopy(unit.contacts), c.held_title)
         return out
 
     def cases_by_id(self, case_ids: list[int]) -> list[OwingCase]:

@@ -100,6 +100,8 @@ DutyName = Annotated[str, Path(min_length=1, max_length=64, pattern=CODE,
 JurisdictionCode = Annotated[str, Path(min_length=1, max_length=64, pattern=CODE, description="a jurisdiction id")]
 BatchId = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                               description="a filing batch id, e.g. shanxi-2021-filing-1")]
+CheckId = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                              description="a spot check's id (e.g. shanxi-2021-spot-1)")]
 
 
 def role_in(*roles: str, doing: str) -> Callable[[Principal], Awaitable[Principal]]:

@@ -1,7 +1,7 @@
 """Rounds, coordinators' reports, duties, spot checks (抽查) and filing batches (备案)."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -17,11 +17,18 @@ from ..service.due import round_timeline, upcoming_reminders
 from ..service.duties import DutyRow, duty_board, duty_history, record_duty
 from ..service.histories import events_csv_lines, events_jsonl, round_events
 from ..service.oversight import file_round, filing_csv, get_filing, list_filings, list_spot_checks, spot_check
-from ..service.ports import FilingRecord, RoundRecord, SpotCheckRecord
+from ..service.ports import FilingRecord, OutcomeRecord, RoundRecord, SpotCheckRecord
 from ..service.reports import at_risk as risky
 from ..service.reports import lagging_units, milestone_names
 from ..service.reports import progress as progress_of
 from ..service.rounds import OpenedRound, open_round, register_unit, roll_over
+from ..service.spot_outcomes import (
+    CONSEQUENCES,
+    OUTCOMES,
+    list_outcomes,
+    record_national_results,
+    record_spot_check_outcomes,
+)
 from .common import (
     CODE,
     XLSX,
@@ -29,6 +36,7 @@ from .common import (
     Application,
     BatchId,
     Caller,
+    CheckId,
     DutyName,
     JurisdictionCode,
     SeenRound,
@@ -52,6 +60,7 @@ from .schemas import (
     FilingTotals,
     JurisdictionRef,
     OpenedOut,
+    OutcomeOut,
     ProgressOut,
     RegisteredOut,
     ReminderOut,
@@ -106,6 +115,29 @@ class SpotCheckIn(BaseModel):
                                      description="subtree; default the caller's")
 
 
+_OUTCOME_EXAMPLE: dict[str, Any] = {"outcomes": [
+    {"case_id": 12, "outcome": "passed"},
+    {"case_id": 15, "outcome": "problems", "findings": "能耗统计台账缺7月至9月数据",
+     "evidence": "晋直管函〔2021〕60号"}]}
+
+
+class OutcomesIn(BaseModel):
+    """Checked by the service, every problem at once in both languages (not here, where a
+    wrong entry would stop at the first)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_OUTCOME_EXAMPLE]})
+    outcomes: list[Any] = Field(description="per case: case_id, outcome (passed | problems), findings (needed for "
+                                            "problems), evidence (a document's number)")
+
+
+class NationalResultsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"document": "国管节能〔2022〕21号", "results": _OUTCOME_EXAMPLE["outcomes"]}]})
+    document: str = Field(description="the national bureau's notice of its results (its number)")
+    results: list[Any] = Field(description="per case of the batch: case_id, outcome (passed | problems: the title "
+                                           "is revoked), findings, evidence (default: the document)")
+
+
 class FilingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"note": "2021年度第一批"}]})
     jurisdiction: str | None = Field(default=None, max_length=64, pattern=CODE,
@@ -125,6 +157,14 @@ def spot_out(s: SpotCheckRecord) -> SpotCheckOut:
     return SpotCheckOut(id=s.id, round_id=s.round_id, jurisdiction=s.jurisdiction_id, seed=s.seed,
                         share=format(s.share, "f"), population=len(s.population), drawn=s.drawn,
                         drawn_at=s.drawn_at.isoformat(), drawn_by=s.drawn_by)
+
+
+def outcome_out(r: OutcomeRecord) -> OutcomeOut:
+    return OutcomeOut(check=r.check_id, case_id=r.case_id, round_id=r.round_id, outcome=r.outcome,
+                      outcome_zh=OUTCOMES[r.outcome], consequence=r.consequence,
+                      consequence_zh=CONSEQUENCES[r.consequence], decided_by=r.decided_by, findings=r.findings,
+                      evidence=r.evidence, due_on=iso(r.due_on), recorded_at=r.recorded_at.isoformat(),
+                      recorded_by=r.recorded_by)
 
 
 def filing_out(b: FilingRecord) -> FilingOut:
@@ -316,6 +356,37 @@ def spot_checks(rnd: SeenRound,
     return [spot_out(s) for s in list_spot_checks(application.db, rnd.id, who.jurisdiction_path)]
 
 
+def _seen_check(application: Application, rnd: RoundRecord, check_id: str, who: Principal) -> SpotCheckRecord:
+    found = next((s for s in list_spot_checks(application.db, rnd.id, who.jurisdiction_path) if s.id == check_id),
+                 None)
+    if found is None:
+        raise ApiError("not_found", f"round {rnd.id} has no spot check {check_id}",
+                       zh=f"轮次 {rnd.id} 没有抽查 {check_id}", check=check_id)
+    return found
+
+
+@router.post("/rounds/{round_id}/spot-checks/{check_id}/outcomes", tags=["oversight"], status_code=201)
+def record_outcomes(rnd: SeenRound, check_id: CheckId, body: OutcomesIn,
+                    who: Annotated[Principal, Depends(role_in("coordinator", "admin",
+                                                              doing="record spot checks' outcomes"))],
+                    application: Application) -> list[OutcomeOut]:
+    """Record what the spot check found for some of its drawn cases: passed (the title stands)
+    or problems (with the findings): problems lead where the round's policy says, to a
+    rectification with its last day (the title held until the recheck) or to revocation. All
+    or nothing."""
+    check = _seen_check(application, rnd, check_id, who)
+    return [outcome_out(r) for r in record_spot_check_outcomes(
+        application.db, rnd.id, check.id, body.outcomes, actor=who.actor, now=application.clock.now())]
+
+
+@router.get("/rounds/{round_id}/spot-checks/{check_id}/outcomes", tags=["oversight"])
+def outcomes(rnd: SeenRound, check_id: CheckId,
+             who: Annotated[Principal, Depends(role_in("coordinator", "auditor", "admin", doing="read spot checks"))],
+             application: Application) -> list[OutcomeOut]:
+    check = _seen_check(application, rnd, check_id, who)
+    return [outcome_out(r) for r in list_outcomes(application.db, rnd.id, check.id)]
+
+
 @router.post("/rounds/{round_id}/filings", tags=["oversight"], status_code=201)
 def file_batch(rnd: SeenRound, body: FilingIn,
                who: Annotated[Principal, Depends(role_in("coordinator", "admin", doing="file cases"))],
@@ -356,6 +427,25 @@ def filing_as_csv(batch_id: BatchId, who: FilingReader, application: Application
 @router.get("/filings/{batch_id}", tags=["oversight"])
 def filing(batch_id: BatchId, who: FilingReader, application: Application) -> FilingOut:
     return filing_out(_seen_filing(application, batch_id, who))
+
+
+@router.post("/filings/{batch_id}/national-results", tags=["oversight"], status_code=201)
+def national_results(batch_id: BatchId, body: NationalResultsIn,
+                     who: Annotated[Principal, Depends(role_in("coordinator", "admin",
+                                                               doing="record the national bureau's results"))],
+                     application: Application) -> list[OutcomeOut]:
+    """Record the national bureau's results (国管局 抽查评价) for cases of this filing batch:
+    passed, or problems (the title is revoked, decided by the national bureau). All or nothing."""
+    batch = _seen_filing(application, batch_id, who)
+    return [outcome_out(r) for r in record_national_results(
+        application.db, batch.id, body.results, document=body.document, actor=who.actor,
+        now=application.clock.now())]
+
+
+@router.get("/filings/{batch_id}/national-results", tags=["oversight"])
+def national_results_of(batch_id: BatchId, who: FilingReader, application: Application) -> list[OutcomeOut]:
+    batch = _seen_filing(application, batch_id, who)
+    return [outcome_out(r) for r in list_outcomes(application.db, batch.round_id, batch.id)]
 
 
 

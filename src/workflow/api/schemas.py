@@ -393,6 +393,22 @@ class SpotCheckOut(Out):
     drawn_by: str
 
 
+class OutcomeOut(Out):
+    check: str = Field(description="the spot check's id, or the filing batch's for the national bureau's results")
+    case_id: int
+    round_id: str
+    outcome: str = Field(description="passed | problems")
+    outcome_zh: str
+    consequence: str = Field(description="none | rectification (the title held until the recheck) | revoked")
+    consequence_zh: str
+    decided_by: str = Field(description="province | national")
+    findings: str | None
+    evidence: str | None
+    due_on: str | None = Field(description="the rectification's last day (Beijing date)")
+    recorded_at: str
+    recorded_by: str
+
+
 class FiledCase(Out):
     case_id: int
     unit_id: int

@@ -180,6 +180,25 @@ def _revocation(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) -
     # decided_by is checked by its parser (domain/inputs.py): province when not given
     out = {"reason": inp["reason"], "decided_by": str(inp.get("decided_by") or "province"),
            "previous_state": case.state}
+    for key in ("evidence", "note", "draw"):
+        if inp.get(key):
+            out[key] = str(inp[key])
+    return out
+
+
+def _spot_passed(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) -> dict[str, Any]:
+    out = {"draw": str(inp["draw"]), "decided_by": str(inp.get("decided_by") or "province")}
+    for key in ("findings", "evidence", "note"):
+        if inp.get(key):
+            out[key] = str(inp[key])
+    return out
+
+
+def _spot_rectification(case: CaseState, inp: Input, ctx: RoundContext, now: datetime) -> dict[str, Any]:
+    spot = ctx.policy.spot_check
+    days = spot.rectification_days if spot is not None and spot.rectification_days else 0
+    out = {"draw": str(inp["draw"]), "findings": str(inp["findings"]), "previous_state": case.state,
+           "days": days, "due_on": business_date(now) + timedelta(days=days)}
     for key in ("evidence", "note"):
         if inp.get(key):
             out[key] = str(inp[key])
@@ -248,6 +267,10 @@ def _project_due(case: CaseState, p: Mapping[str, Any], event: Event, rubric: Ru
     return {"rectification_due": date.fromisoformat(p["due_on"])}
 
 
+def _project_held(case: CaseState, p: Mapping[str, Any], event: Event, rubric: Rubric | None) -> dict[str, Any]:
+    return {"rectification_due": date.fromisoformat(p["due_on"]), "held_title": p["previous_state"]}
+
+
 # ---------------------------------------------------------------- the table
 
 def _rules() -> dict[str, ActionRule]:
@@ -272,6 +295,8 @@ def _rules() -> dict[str, ActionRule]:
         "withdraw": (None, _withdrawal, None),
         "revoke": (None, _revocation, None),
         "record_spot_check": (None, _fields("draw", "seed", "share"), None),
+        "pass_spot_check": (None, _spot_passed, None),
+        "order_spot_rectification": (None, _spot_rectification, _project_held),
     }
     unknown = sorted(set(hooks) - set(ACTIONS))
     if unknown:

@@ -24,8 +24,7 @@ from .errors import ActionRefused, InvalidInput
 from .events import GENESIS_HASH, Event, new_event
 from .guards import GUARD_REASONS, GUARD_REASONS_ZH, GUARDS, allowed_actions, owns, refuse, submission_problems
 from .inputs import PARSERS, parse_input, problems_zh, read_input
-from .lifecycle import ACTIONS, ACTOR_NAMES, TRANSITIONS, Edge, action_zh, lifecycle_for, state_zh
-from .policy import Policy
+from .lifecycle import ACTIONS, ACTOR_NAMES, REPLAYED_GUARDS, TRANSITIONS, Edge, action_zh, state_zh
 from .rubric import Rubric, SheetScore, score_sheet
 from .state import SHEET_PAYLOAD_VERSION, Actor, CaseState, RoundContext, still_owed
 
@@ -147,7 +146,7 @@ def notices_for(event: Event) -> list[Notice]:
     """Ordering (or extending) rectification sends the unit its 整改通知 at once: the score, the
     pass mark, the last day, what to do and how to ask for the recheck (the reminders before
     the last day come from the sweep)."""
-    if event.type in ("RectificationOrdered", "RectificationExtended"):
+    if event.type in ("RectificationOrdered", "RectificationExtended", "SpotRectificationOrdered"):
         due = date.fromisoformat(event.payload["due_on"])
         return [Notice("rectification_notice", f"rectification_notice:{event.case_id}:{due.isoformat()}",
                        "rectification", due)]
@@ -168,35 +167,60 @@ def registration_event(case_id: int, round_id: str, unit_id: int, actor: Actor |
     return new_event(case_id, 1, REGISTERED, str(actor), now, payload, GENESIS_HASH)
 
 
-def _destinations() -> dict[str, dict[bool | None, str]]:
-    """Event type → where it leads, read from the transition table (the one source of truth).
-    An action with several destinations chooses by outcome (``passed`` in the payload)."""
-    out: dict[str, dict[bool | None, str]] = {}
+@dataclass(frozen=True, slots=True)
+class _Leads:
+    """Where an event leads from some states, when the guards a replay can check hold."""
+
+    sources: frozenset[str]
+    passed: bool | None  # the outcome (``passed`` in the payload) it needs, if any
+    held: tuple[str, ...]  # the replayed guards (lifecycle.REPLAYED_GUARDS) it needs
+    dest: str
+
+
+def _destinations() -> dict[str, list[_Leads]]:
+    """Event type → where it leads, read from the transition table (the one source of truth),
+    in the table's order. An action with several destinations chooses by outcome (``passed``
+    in the payload) and by the guards that read only the case (a held title)."""
+    out: dict[str, list[_Leads]] = {}
     for t in TRANSITIONS:
-        dests = out.setdefault(ACTIONS[t["trigger"]].event, {})
-        outcome = [c for c in t.get("conditions", ()) if c.startswith("outcome_")]
-        key = None if not outcome else outcome[0] == "outcome_passed"
-        if dests.get(key, t["dest"]) != t["dest"]:
-            raise ValueError(f"{t['trigger']} leads to both {dests[key]} and {t['dest']}")
-        dests[key] = t["dest"]
+        conditions = t.get("conditions", ())
+        outcome = [c for c in conditions if c.startswith("outcome_")]
+        sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+        leads = _Leads(frozenset(sources), None if not outcome else outcome[0] == "outcome_passed",
+                       tuple(c for c in conditions if c in REPLAYED_GUARDS), t["dest"])
+        known = out.setdefault(ACTIONS[t["trigger"]].event, [])
+        for other in known:
+            if (other.sources & leads.sources and (other.passed, other.held) == (leads.passed, leads.held)
+                    and other.dest != leads.dest):
+                raise ValueError(f"{t['trigger']} leads to both {other.dest} and {leads.dest}")
+        known.append(leads)
     return out
 
 
 _DEST = _destinations()
 _EVENT_TO_ACTION = {spec.event: name for name, spec in ACTIONS.items()}
 # Every state an event may follow, over every policy (the log is read without the policy files).
-_SOURCES: dict[str, frozenset[str]] = {}
+_SOURCES: dict[str, frozenset[str]] = {event: frozenset().union(*(lead.sources for lead in leads))
+                                       for event, leads in _DEST.items()}
 
 
 def _sources(event_type: str) -> frozenset[str]:
-    if event_type not in _SOURCES:
-        action = _EVENT_TO_ACTION[event_type]
-        states: set[str] = set()
-        for on_fail in ("rectification", "not_certified"):
-            lc = lifecycle_for(Policy(on_fail, 1 if on_fail == "rectification" else None, False))
-            states.update(lc.sources(action))
-        _SOURCES[event_type] = frozenset(states)
     return _SOURCES[event_type]
+
+
+def _dest(case: CaseState, event: Event) -> str:
+    for lead in _DEST[event.type]:
+        if case.state not in lead.sources:
+            continue
+        if lead.passed is not None and bool(event.payload["passed"]) != lead.passed:
+            continue
+        if all(GUARDS[g](case, _NO_ROUND, event.occurred_at, {}) for g in lead.held):
+            return case.state if lead.dest == "=" else lead.dest
+    raise CorruptHistory(f"case {case.id} event #{event.seq}: {event.type} leads nowhere from {case.state}")
+
+
+# The replayed guards read only the case; they are called without a round.
+_NO_ROUND: Any = None
 
 
 def apply(case: CaseState | None, event: Event, rubric: Rubric | None = None) -> CaseState:
@@ -212,12 +236,12 @@ def apply(case: CaseState | None, event: Event, rubric: Rubric | None = None) ->
     if case.state not in _sources(event.type):
         raise CorruptHistory(f"case {case.id} event #{event.seq}: {event.type} cannot follow state {case.state}")
     p = event.payload
-    dests = _DEST[event.type]
-    dest = dests[None] if None in dests else dests[bool(p["passed"])]
+    dest = _dest(case, event)
     project = PROJECTIONS[event.type]
     changes: dict[str, Any] = project(case, p, event, rubric) if project is not None else {}
-    changes.update(version=event.seq, last_hash=event.hash, updated_at=event.occurred_at,
-                   state=case.state if dest == "=" else dest)
+    changes.update(version=event.seq, last_hash=event.hash, updated_at=event.occurred_at, state=dest)
+    if dest not in ("rectification", "recheck"):
+        changes["held_title"] = None  # a spot check's rectification is over (or was never)
     missed = changes.get("missed", case.missed)
     contact_form = changes.get("contact_form", case.contact_form)
     changes["overdue"] = any(still_owed(owed, changes["state"], contact_form) for _, owed in missed)

@@ -14,6 +14,8 @@ from .lifecycle import ACTIONS, ACTOR_NAMES, SYSTEM, Edge, action_zh, state_zh
 from .rubric import SheetScore
 from .state import Actor, CaseState, RoundContext
 
+Guard = Callable[[CaseState, RoundContext, datetime, Mapping[str, Any]], bool]
+
 
 def _passed(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
     return case.passed is True
@@ -29,6 +31,18 @@ def _rectification_open(case: CaseState, ctx: RoundContext, now: datetime, inp: 
 
 def _rectification_expired(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
     return case.rectification_due is not None and now > end_of_business_day(case.rectification_due)
+
+
+def _held_title(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return case.held_title is not None
+
+
+def _no_held_title(case: CaseState, ctx: RoundContext, now: datetime, inp: Mapping[str, Any]) -> bool:
+    return case.held_title is None
+
+
+def _held(state: str) -> Guard:
+    return lambda case, ctx, now, inp: case.held_title == state
 
 
 def sheet_passes(sheet: SheetScore, ctx: RoundContext) -> bool:
@@ -72,7 +86,6 @@ def submission_problems(case: CaseState, ctx: RoundContext) -> list[Problem]:
     return problems
 
 
-Guard = Callable[[CaseState, RoundContext, datetime, Mapping[str, Any]], bool]
 GUARDS: dict[str, Guard] = {
     "passed": _passed,
     "failed": _failed,
@@ -81,6 +94,10 @@ GUARDS: dict[str, Guard] = {
     "outcome_passed": _outcome_passed,
     "outcome_failed": _outcome_failed,
     "sheet_ready": _sheet_ready,
+    "held_title": _held_title,
+    "no_held_title": _no_held_title,
+    "held_certified": _held("certified"),
+    "held_filed": _held("filed"),
 }
 GUARD_REASONS = {
     "passed": "the verified score is below the pass mark",
@@ -88,6 +105,7 @@ GUARD_REASONS = {
     "rectification_open": "the rectification deadline has passed",
     "rectification_expired": "the rectification deadline has not passed yet",
     "sheet_ready": "the self-assessment is incomplete or lacks evidence or documents",
+    "held_title": "the case is not a spot check's rectification (no title is held)",
 }
 GUARD_REASONS_ZH = {
     "passed": "核查得分低于合格分",
@@ -95,6 +113,7 @@ GUARD_REASONS_ZH = {
     "rectification_open": "整改期限已过",
     "rectification_expired": "整改期限尚未届满",
     "sheet_ready": "自评尚未完成，或缺少佐证材料、报送材料",
+    "held_title": "该案件不是抽查后的整改（没有暂停的称号）",
 }
 _GUARD_WHY = {why: guard for guard, why in GUARD_REASONS.items()}
 

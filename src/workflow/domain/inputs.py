@@ -229,6 +229,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "contacts": _contacts,
     "decided_by": _decided_by,
     "evidence": _note,
+    "findings": _reason,
 }
 
 

@@ -44,6 +44,7 @@ EVENT_NAMES = {
     "CaseRechecked": "复核验收", "RectificationExpired": "整改逾期", "DeadlineMissed": "逾期未报",
     "NotificationFailed": "通知发送失败", "CaseClosed": "本轮结束未认定", "CaseWithdrawn": "撤回",
     "CaseFiled": "报国管局备案", "SpotCheckDrawn": "抽查抽中", "TitleRevoked": "撤销节约型机关称号",
+    "SpotCheckPassed": "抽查通过", "SpotRectificationOrdered": "抽查发现问题，限期整改",
 }
 # What a bureau calls each kind of actor (the API's ``ROLE_ZH`` says the same of the roles).
 ACTOR_NAMES = {"unit": "创建单位", "coordinator": "协调人员", "auditor": "审计人员", "admin": "管理员",
@@ -113,6 +114,11 @@ class ActionSpec:
     through_zh: str = ""  # the same in Chinese
 
 
+_OUTCOMES = ("a spot check's outcomes (POST /api/v1/rounds/{id}/spot-checks/{check}/outcomes, workflow spot-checks "
+             "outcome) or the national bureau's results for a filing batch")
+_OUTCOMES_ZH = ("抽查结果（POST /api/v1/rounds/{id}/spot-checks/{check}/outcomes，workflow spot-checks outcome）"
+                "或国管局对备案批次的抽查评价结果")
+
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
@@ -174,7 +180,7 @@ ACTIONS: dict[str, ActionSpec] = {
                    through_zh="备案批次（POST /api/v1/rounds/{id}/filings，workflow filings create）",
                    description="file the certified case with the national bureau (only inside a filing batch)"),
         ActionSpec("revoke", "TitleRevoked", frozenset({COORDINATOR}), required=("reason",),
-                   optional=("decided_by", "evidence", "note"),
+                   optional=("decided_by", "evidence", "note", "draw"),
                    description="take back a certified or filed unit's title (回头看): a failed spot check of the "
                                "province (decided_by province) or the national bureau's result (national); with "
                                "the reason and the evidence (a document's number); the unit may take part again "
@@ -184,6 +190,16 @@ ACTIONS: dict[str, ActionSpec] = {
                    through="a spot check (POST /api/v1/rounds/{id}/spot-checks, workflow spot-checks draw)",
                    through_zh="抽查（POST /api/v1/rounds/{id}/spot-checks，workflow spot-checks draw）",
                    description="the case was drawn in a spot check (抽查) of certified cases"),
+        ActionSpec("pass_spot_check", "SpotCheckPassed", frozenset({COORDINATOR}), required=("draw",),
+                   optional=("decided_by", "findings", "evidence", "note"), bookkeeping=True,
+                   through=_OUTCOMES, through_zh=_OUTCOMES_ZH,
+                   description="a spot check (the province's, or the national bureau's result) found the "
+                               "certified or filed unit as it should be: the title stands"),
+        ActionSpec("order_spot_rectification", "SpotRectificationOrdered", frozenset({COORDINATOR}),
+                   required=("draw", "findings"), optional=("evidence", "note"), bookkeeping=True,
+                   through=_OUTCOMES, through_zh=_OUTCOMES_ZH,
+                   description="a spot check found problems and the province's policy is rectification: the "
+                               "title is held while the unit rectifies by the due date and is rechecked"),
     )
 }
 
@@ -208,23 +224,45 @@ TRANSITIONS: list[dict[str, Any]] = [
      "conditions": ["failed"], "policy": "rectification"},
     {"trigger": "fail", "source": "verified", "dest": "not_certified",
      "conditions": ["failed"], "policy": "not_certified"},
-    {"trigger": "extend_rectification", "source": "rectification", "dest": "rectification", "policy": "rectification"},
-    {"trigger": "request_recheck", "source": "rectification", "dest": "recheck",
-     "conditions": ["rectification_open"], "policy": "rectification"},
-    {"trigger": "recheck", "source": "recheck", "dest": "certified", "conditions": ["outcome_passed"],
+    # A rectification is the policy's after a failed verification, or its spot check's (the
+    # title held meanwhile, ``held_title``): both are extended, rechecked and expire alike.
+    *[edge for key in ("policy", "spot") for edge in (
+        {"trigger": "extend_rectification", "source": "rectification", "dest": "=", key: "rectification"},
+        {"trigger": "request_recheck", "source": "rectification", "dest": "recheck",
+         "conditions": ["rectification_open"], key: "rectification"})],
+    # After a spot check: passed, the title stands as it was (certified, or filed); failed or
+    # late, it is revoked.
+    {"trigger": "recheck", "source": "recheck", "dest": "filed", "conditions": ["held_filed", "outcome_passed"],
+     "spot": "rectification"},
+    {"trigger": "recheck", "source": "recheck", "dest": "certified",
+     "conditions": ["held_certified", "outcome_passed"], "spot": "rectification"},
+    {"trigger": "recheck", "source": "recheck", "dest": "revoked", "conditions": ["held_title", "outcome_failed"],
+     "spot": "rectification"},
+    {"trigger": "expire_rectification", "source": "rectification", "dest": "revoked",
+     "conditions": ["held_title", "rectification_expired"], "spot": "rectification"},
+    {"trigger": "recheck", "source": "recheck", "dest": "certified", "conditions": ["no_held_title", "outcome_passed"],
      "policy": "rectification"},
-    {"trigger": "recheck", "source": "recheck", "dest": "not_certified", "conditions": ["outcome_failed"],
-     "policy": "rectification"},
+    {"trigger": "recheck", "source": "recheck", "dest": "not_certified",
+     "conditions": ["no_held_title", "outcome_failed"], "policy": "rectification"},
     {"trigger": "expire_rectification", "source": "rectification", "dest": "not_certified",
-     "conditions": ["rectification_expired"], "policy": "rectification"},
+     "conditions": ["no_held_title", "rectification_expired"], "policy": "rectification"},
     {"trigger": "record_missed_deadline", "source": _WITHDRAWABLE, "dest": "="},
     {"trigger": "record_notification_failure", "source": _WITHDRAWABLE, "dest": "="},
     {"trigger": "close", "source": ["registered", "self_assessed", "submitted", "verified"], "dest": "not_certified"},
     {"trigger": "withdraw", "source": _WITHDRAWABLE, "dest": "withdrawn"},
     {"trigger": "file", "source": "certified", "dest": "filed"},
     {"trigger": "record_spot_check", "source": ["certified", "filed"], "dest": "="},
+    {"trigger": "pass_spot_check", "source": ["certified", "filed"], "dest": "="},
+    {"trigger": "order_spot_rectification", "source": ["certified", "filed"], "dest": "rectification",
+     "spot": "rectification"},
     {"trigger": "revoke", "source": ["certified", "filed"], "dest": "revoked"},
+    # a held title may be revoked before its recheck (the unit gave up, or worse was found)
+    {"trigger": "revoke", "source": ["rectification", "recheck"], "dest": "revoked", "conditions": ["held_title"],
+     "spot": "rectification"},
 ]
+# The guards a replay evaluates to know where an event led (they read only the case; the
+# others were checked when the event was decided, and ``outcome_`` ones read its ``passed``).
+REPLAYED_GUARDS = ("held_title", "no_held_title", "held_certified", "held_filed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +278,14 @@ class Lifecycle:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        selected = []
+        spot = policy.spot_check.on_problems if policy.spot_check is not None else None
+        selected: list[dict[str, Any]] = []
         for t in TRANSITIONS:
-            if t.get("policy") not in (None, policy.on_fail):
+            if t.get("policy") not in (None, policy.on_fail) or t.get("spot") not in (None, spot):
                 continue
-            selected.append({k: v for k, v in t.items() if k != "policy"})
+            edge = {k: v for k, v in t.items() if k not in ("policy", "spot")}
+            if edge not in selected:  # the same rectification edge of both the policy and the spot check
+                selected.append(edge)
         # The machine validates the declaration (unknown states raise) and is the graph.
         self.machine = Machine(model=None, states=list(STATES), transitions=selected, initial=None,
                                auto_transitions=False, send_event=True)

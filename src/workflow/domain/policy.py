@@ -1,4 +1,5 @@
-"""Province policy: what happens to a unit that fails verification.
+"""Province policy: what happens to a unit that fails verification, and to a certified unit
+whose spot check (抽查) finds problems.
 
 Loaded from the round's calendar file (``policy:`` block); a new province is a
 data file, never an ``if province == ...``.
@@ -12,6 +13,18 @@ from typing import Any, Literal
 from .errors import ProblemList
 
 OnFail = Literal["rectification", "not_certified"]
+OnProblems = Literal["rectification", "revoke"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpotCheckPolicy:
+    """What a spot check's problems lead to: ``rectification`` (the title is held while the
+    unit rectifies within ``rectification_days`` and is rechecked: passed, the title stands;
+    failed or late, it is revoked) or ``revoke`` (the title is revoked at once; the unit takes
+    part again in a later round)."""
+
+    on_problems: OnProblems
+    rectification_days: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +32,23 @@ class Policy:
     """``on_fail``: ``rectification`` (Shanxi: rectify within N days, then a recheck) or
     ``not_certified`` (Hunan: the unit is re-evaluated in the next year's round).
     ``carry_over``: a unit whose case ends not_certified is carried into the next round
-    and its new case records where it came from."""
+    and its new case records where it came from.
+    ``spot_check``: what a spot check's problems lead to; None for a round opened before the
+    calendar said (recording problems in such a round is refused, saying so)."""
 
     on_fail: OnFail
     rectification_days: int | None
     carry_over: bool
+    spot_check: SpotCheckPolicy | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """As kept with the round (and read back by ``policy_from_dict``)."""
+        out: dict[str, Any] = {"on_fail": self.on_fail, "rectification_days": self.rectification_days,
+                               "carry_over": self.carry_over}
+        if self.spot_check is not None:
+            out["spot_check"] = {"on_problems": self.spot_check.on_problems,
+                                 "rectification_days": self.spot_check.rectification_days}
+        return out
 
     @property
     def has_rectification(self) -> bool:
@@ -37,7 +62,7 @@ def policy_from_dict(data: Any, where: str) -> Policy:
                             f"got {type(data).__name__}",
                      f"须为含 on_fail、rectification_days、carry_over 的映射；实际是 {type(data).__name__}")
         problems.raise_if_any(f"invalid policy in {where}", f"{where} 的政策有误")
-    known = {"on_fail", "rectification_days", "carry_over"}
+    known = {"on_fail", "rectification_days", "carry_over", "spot_check"}
     for key in sorted(set(data) - known):
         problems.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})",
                      f"未知字段（可用字段：{'、'.join(sorted(known))}）")
@@ -57,5 +82,32 @@ def policy_from_dict(data: Any, where: str) -> Policy:
     if not isinstance(carry, bool):
         problems.add(f"{where}.carry_over", f"must be true or false, got {carry!r}",
                      f"须为 true 或 false，填写的是 {carry!r}")
+    spot = _spot_check(data.get("spot_check"), f"{where}.spot_check", problems) if "spot_check" in data else None
     problems.raise_if_any(f"invalid policy in {where}", f"{where} 的政策有误，共{problems.count}处")
-    return Policy(on_fail=on_fail, rectification_days=days, carry_over=carry)
+    return Policy(on_fail=on_fail, rectification_days=days, carry_over=carry, spot_check=spot)
+
+
+def _spot_check(data: Any, where: str, problems: ProblemList) -> SpotCheckPolicy | None:
+    if not isinstance(data, Mapping):
+        problems.add(where, f"must be a mapping with on_problems (and rectification_days); got {type(data).__name__}",
+                     f"须为含 on_problems（及 rectification_days）的映射；实际是 {type(data).__name__}")
+        return None
+    known = {"on_problems", "rectification_days"}
+    for key in sorted(set(data) - known):
+        problems.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})",
+                     f"未知字段（可用字段：{'、'.join(sorted(known))}）")
+    on_problems = data.get("on_problems")
+    if on_problems not in ("rectification", "revoke"):
+        problems.add(f"{where}.on_problems", f"must be 'rectification' or 'revoke', got {on_problems!r}",
+                     f"须为 'rectification'（限期整改后复核）或 'revoke'（撤销称号），填写的是 {on_problems!r}")
+    days = data.get("rectification_days")
+    if on_problems == "rectification":
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
+            problems.add(f"{where}.rectification_days", f"must be a whole number of days from 1 to 366, got {days!r}",
+                         f"须为1至366的整数天数，填写的是 {days!r}")
+    elif days is not None:
+        problems.add(f"{where}.rectification_days", "only allowed when on_problems is 'rectification'",
+                     "只有 on_problems 为 'rectification' 时才能填写")
+    if on_problems not in ("rectification", "revoke") or (on_problems == "rectification" and not isinstance(days, int)):
+        return None
+    return SpotCheckPolicy(on_problems, days)

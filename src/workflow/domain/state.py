@@ -132,6 +132,9 @@ class CaseState:
     documents: tuple[tuple[str, str, str], ...] = ()
     # The contact-person form (附件2) was given or confirmed for this round.
     contact_form: bool = False
+    # While a spot check's rectification runs: the state the title was in (certified or filed),
+    # to which a passed recheck returns it. None otherwise.
+    held_title: str | None = None
 
 
 def still_owed(owed_in: tuple[str, ...] | list[str], state: str, contact_form: bool) -> bool:

@@ -273,7 +273,7 @@ def _rectification(db: Storage, round_id: str, calendar: Calendar, today: date, 
                     notices += _unit_notice(uow, round_id, case_id, RECTIFICATION, "rectification_missed",
                                             case.rectification_due, now, key=f"rectification_missed:{case_id}")
             if "coordinators" in rule.escalate:  # in the same transaction: never an expiry without its digest
-                ended = [c for c in uow.read.cases_by_id(batch) if c.state == "not_certified"]
+                ended = [c for c in uow.read.cases_by_id(batch) if c.state in ("not_certified", "revoked")]
                 report.digests += _case_lists(
                     uow, round_id, RECTIFICATION, max(open_cases[c] for c in batch), now, ended, kind="digest",
                     key=f"{RECTIFICATION}:expired:{today.isoformat()}:{batch[0]}", with_due=True)

@@ -189,7 +189,7 @@ def _build(db: Storage, calendars: Calendars, batch: _Batch, row: OutboxRecord, 
     if row.kind == "revocation_notice":
         return _revocation_message(db, calendar, batch, row, rnd, settings)
     if row.kind in CASE_KINDS:
-        return _case_message(calendar, batch, row, rnd, now, settings)
+        return _case_message(db, calendar, batch, row, rnd, now, settings)
     return _coordinator_message(db, calendar, batch, row, rnd, business_date(now), settings)
 
 
@@ -202,7 +202,7 @@ def _what(calendar: Calendar, row: OutboxRecord) -> tuple[str, str]:
     return (rule.name, rule.what_to_do) if rule else ("整改", "")
 
 
-def _case_message(calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord, now: datetime,
+def _case_message(db: Storage, calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord, now: datetime,
                   settings: DispatchSettings) -> OutgoingMessage:
     """A mail to a unit about its case: a reminder, a miss, the 整改通知 and its reminders."""
     today, due = business_date(now), row.due_on
@@ -217,7 +217,9 @@ def _case_message(calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: Rou
     elif row.kind in ("rectification", "rectification_notice"):
         context.update(days_left=(due - today).days, pass_mark=points_text(rnd.pass_mark),
                        contact_line=calendar.contact,
-                       verified_total="" if case.verified_total is None else points_text(case.verified_total))
+                       verified_total="" if case.verified_total is None else points_text(case.verified_total),
+                       # a spot check's problems, not a score, are what to rectify
+                       spot_findings=_spot_findings(db, row.case_id or 0) if case.held_title is not None else "")
     else:
         context.update(milestone_name=name, noticed_on=today)
     attachments: tuple[Attachment, ...] = ()
@@ -227,6 +229,13 @@ def _case_message(calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: Rou
         attachments = (Attachment("deadline.ics", "text/calendar; method=PUBLISH; charset=utf-8", ics),)
     kind = row.kind if row.kind in ("reminder", "rectification", "rectification_notice") else "missed"
     return _message(row, render(kind, context), to, settings, attachments)
+
+
+def _spot_findings(db: Storage, case_id: int) -> str:
+    """What the spot check found, from the event that ordered its rectification."""
+    events = read_case(db, case_id, events=True).events
+    ordered = next((e for e in reversed(events) if e.type == "SpotRectificationOrdered"), None)
+    return str(ordered.payload["findings"]) if ordered is not None else ""
 
 
 def _revocation_message(db: Storage, calendar: Calendar, batch: _Batch, row: OutboxRecord, rnd: RoundRecord,

@@ -251,6 +251,25 @@ class SpotCheckRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    """What a spot check (``check_id``: the draw) or the national bureau's results for a filing
+    batch (``check_id``: the batch) found for one case, and what it led to (``consequence``:
+    ``none`` for a pass, ``rectification`` with ``due_on``, or ``revoked``)."""
+
+    check_id: str
+    case_id: int
+    round_id: str
+    outcome: str  # passed | problems
+    consequence: str  # none | rectification | revoked
+    decided_by: str  # province | national
+    findings: str | None
+    evidence: str | None
+    due_on: date | None
+    recorded_at: datetime
+    recorded_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class FilingRecord:
     id: str
     round_id: str
@@ -372,6 +391,7 @@ class CaseReferent:
     overdue: bool
     unit_name: str
     contacts: list[dict[str, Any]]
+    held_title: str | None = None  # a spot check's rectification (the title held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,6 +664,14 @@ class OversightStore(Protocol):
     def filing(self, batch_id: str) -> FilingRecord | None: ...
 
     def filings(self, round_id: str, within_path: str | None = None) -> list[FilingRecord]: ...
+
+    def add_outcome(self, record: OutcomeRecord) -> None:
+        """Store a case's outcome of a check (AlreadyExists when the case has one for it)."""
+        ...
+
+    def outcomes(self, round_id: str, check_id: str | None = None) -> list[OutcomeRecord]:
+        """The round's outcomes (of one check), by check and case."""
+        ...
 
 
 class DutyStore(Protocol):

@@ -125,8 +125,7 @@ def _open(db: Storage, *, problems: ProblemList, round_id: str, province_id: str
         policy = calendar.policy
         uow.rounds.add(RoundRecord(
             round_id, province_id, year, rubric.id, calendar.id, share, rubric.pass_mark, rubric.total,
-            {"on_fail": policy.on_fail, "rectification_days": policy.rectification_days,
-             "carry_over": policy.carry_over}, rubric_to_data(rubric), [d.to_data() for d in calendar.documents],
+            policy.to_data(), rubric_to_data(rubric), [d.to_data() for d in calendar.documents],
             [t.to_data() for t in calendar.targets_for(year)], now, str(actor)))
         done = uow.rounds.units_done_by(province_id, year)
         carried = uow.rounds.not_certified_in(f"{province_id}-{year - 1}") if policy.carry_over else {}

@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from ...service.ports import FilingRecord, SpotCheckRecord
+from ...service.ports import FilingRecord, OutcomeRecord, SpotCheckRecord
 from .directory import within
-from .tables import cases, filing_batches, jurisdictions, spot_checks, units
+from .tables import cases, filing_batches, jurisdictions, spot_check_outcomes, spot_checks, units
 from .writes import insert_new
 
 
@@ -20,7 +20,7 @@ def _json(value: Any) -> Any:
 
 class SqlOversight:
     # Writes: refused outside a unit of work (a write must commit with the rest, or not at all).
-    WRITES: frozenset[str] = frozenset({"add_spot_check", "add_filing"})
+    WRITES: frozenset[str] = frozenset({"add_spot_check", "add_filing", "add_outcome"})
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -83,3 +83,21 @@ class SqlOversight:
 
     def filings(self, round_id: str, within_path: str | None = None) -> list[FilingRecord]:
         return self._filings(filing_batches.c.round_id == round_id, within(jurisdictions.c.path, within_path))
+
+    def add_outcome(self, record: OutcomeRecord) -> None:
+        insert_new(self.conn, insert(spot_check_outcomes).values(
+            check_id=record.check_id, case_id=record.case_id, round_id=record.round_id, outcome=record.outcome,
+            consequence=record.consequence, decided_by=record.decided_by, findings=record.findings,
+            evidence=record.evidence, due_on=record.due_on, recorded_at=record.recorded_at,
+            recorded_by=record.recorded_by),
+            f"case {record.case_id} already has an outcome of {record.check_id}",
+            f"案件 {record.case_id} 在 {record.check_id} 中已有结果", check_id=record.check_id, case_id=record.case_id)
+
+    def outcomes(self, round_id: str, check_id: str | None = None) -> list[OutcomeRecord]:
+        t = spot_check_outcomes
+        query = select(t).where(t.c.round_id == round_id)
+        if check_id is not None:
+            query = query.where(t.c.check_id == check_id)
+        rows = self.conn.execute(query.order_by(t.c.check_id, t.c.case_id))
+        return [OutcomeRecord(r.check_id, r.case_id, r.round_id, r.outcome, r.consequence, r.decided_by, r.findings,
+                              r.evidence, r.due_on, r.recorded_at, r.recorded_by) for r in rows]

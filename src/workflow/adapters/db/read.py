@@ -259,11 +259,10 @@ class SqlReadModels:
             return {}
         rows = self.conn.execute(
             select(cases.c.id, cases.c.state, cases.c.rectification_due, cases.c.verified_total, cases.c.contact_form,
-                   cases.c.overdue,
-                   units.c.name, units.c.contacts).join(units,
-                                                        units.c.id == cases.c.unit_id).where(cases.c.id.in_(case_ids)))
+                   cases.c.overdue, units.c.name, units.c.contacts, cases.c.held_title)
+            .join(units, units.c.id == cases.c.unit_id).where(cases.c.id.in_(case_ids)))
         return {r[0]: CaseReferent(r[0], r[1], r[2], None if r[3] is None else Decimal(r[3]), bool(r[4]), bool(r[5]),
-                                   r[6], list(r[7] or [])) for r in rows}
+                                   r[6], list(r[7] or []), r[8]) for r in rows}
 
     def cases_by_id(self, case_ids: list[int]) -> list[OwingCase]:
         if not case_ids:

@@ -113,7 +113,7 @@ class _Within:
 
 _CASE_COLUMNS = ("id, round_id, unit_id, state, version, last_hash, carried_over_from, self_total, "
                  "verified_total, recheck_total, passed, rectification_due, registered_at, updated_at, "
-                 "self_entries, evidence, missed, overdue, documents, contact_form")
+                 "self_entries, evidence, missed, overdue, documents, contact_form, held_title")
 _EVENT_COLUMNS = "position, case_id, seq, type, actor, occurred_at, payload, prev_hash, hash"
 
 _SQL = {
@@ -129,7 +129,7 @@ _SQL = {
         "self_total = :self_total, verified_total = :verified_total, recheck_total = :recheck_total, "
         "passed = :passed, rectification_due = :rectification_due, updated_at = :updated_at, "
         "self_entries = :self_entries, evidence = :evidence, missed = :missed, overdue = :overdue, "
-        "documents = :documents, contact_form = :contact_form "
+        "documents = :documents, contact_form = :contact_form, held_title = :held_title "
         "WHERE id = :id AND version = :expected"
     ),
     "insert_event": (
@@ -241,7 +241,7 @@ class Codec:
             missed=tuple((m, tuple(states)) for m, states in json.loads(row[16])) if row[16] else (),
             overdue=bool(row[17]),
             documents=tuple(tuple(d) for d in json.loads(row[18])) if row[18] else (),
-            contact_form=bool(row[19]),
+            contact_form=bool(row[19]), held_title=row[20],
         )
 
     def event_from_row(self, row: Any) -> Event:
@@ -442,7 +442,7 @@ class SqlCaseStore:
             "overdue": after.overdue,
             "documents": self._text(before.id, 3, after.documents,
                                     lambda v: json.dumps(v, ensure_ascii=False) if v else None),
-            "contact_form": after.contact_form,
+            "contact_form": after.contact_form, "held_title": after.held_title,
             "id": before.id, "expected": before.version,
         })
         if self._cur.rowcount != 1:
@@ -617,7 +617,7 @@ class SqlCaseStore:
             "missed": known[2][1] if known[2][0] is after.missed else _json_list(after.missed),
             "overdue": after.overdue,
             "documents": known[3][1] if known[3][0] is after.documents else _json_list(after.documents),
-            "contact_form": after.contact_form,
+            "contact_form": after.contact_form, "held_title": after.held_title,
             "id": before.id, "expected": before.version,
         }
         return row, {"case_id": event.case_id, "seq": event.seq, "type": event.type, "actor": event.actor,

@@ -156,6 +156,8 @@ class Case(SQLModel, table=True):
     documents: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # The contact-person form (附件2) given or confirmed for this round.
     contact_form: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    # While a spot check's rectification runs: the state its title was in (certified or filed).
+    held_title: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
 
 
 class Event(SQLModel, table=True):
@@ -460,6 +462,27 @@ class FilingBatch(SQLModel, table=True):
     filed_by: str = Field(sa_column=Column(String(200), nullable=False))
 
 
+class SpotCheckOutcome(SQLModel, table=True):
+    """The outcome for one case of a spot check (``check_id``: the draw's id) or of the national
+    bureau's results for a filing batch (``check_id``: the batch's id): one per case and check.
+    The case carries the event it led to (SpotCheckPassed, SpotRectificationOrdered or
+    TitleRevoked), written in the same transaction."""
+
+    __tablename__ = "spot_check_outcomes"
+
+    check_id: str = Field(sa_column=Column(String(100), primary_key=True))
+    case_id: int = Field(sa_column=Column(Integer, ForeignKey("cases.id"), primary_key=True))
+    round_id: str = Field(sa_column=Column(String(64), ForeignKey("rounds.id"), nullable=False, index=True))
+    outcome: str = Field(sa_column=Column(String(16), nullable=False))  # passed | problems
+    consequence: str = Field(sa_column=Column(String(32), nullable=False))  # none | rectification | revoked
+    decided_by: str = Field(sa_column=Column(String(16), nullable=False))  # province | national
+    findings: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    evidence: str | None = Field(default=None, sa_column=Column(String(2000), nullable=True))
+    due_on: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    recorded_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    recorded_by: str = Field(sa_column=Column(String(400), nullable=False))
+
+
 class IdempotencyKey(SQLModel, table=True):
     """A request that was carried out, by the key its client gave: written in the same
     transaction as its result, so a retried request (a client that timed out, a simulation
@@ -521,6 +544,7 @@ operator_streams = _core(OperatorStream)
 operator_events = _core(OperatorEvent)
 spot_checks = _core(SpotCheck)
 filing_batches = _core(FilingBatch)
+spot_check_outcomes = _core(SpotCheckOutcome)
 idempotency_keys = _core(IdempotencyKey)
 simulation_progress = _core(SimulationProgress)
 case_counts = _core(CaseCount)
