@@ -403,6 +403,67 @@ def spot_checks_list(round_id: str) -> None:
     console.print(table)
 
 
+OutcomeOption = typer.Option(..., help="passed (the title stands) or problems (with --findings)")
+FindingsOption = typer.Option(None, help="what was found wrong (needed for problems)")
+EvidenceOption = typer.Option(None, help="the evidence: a document's number, a file's reference")
+
+
+def _print_outcomes(records: list[Any]) -> None:
+    from .service.spot_outcomes import CONSEQUENCES, OUTCOMES
+
+    table = Table("check", "case", "outcome", "leads to", "due", "decided by", "findings", "evidence", "recorded")
+    for r in records:
+        table.add_row(r.check_id, str(r.case_id), f"{r.outcome} {OUTCOMES[r.outcome]}",
+                      f"{r.consequence} {CONSEQUENCES[r.consequence]}", _fmt(r.due_on), r.decided_by,
+                      r.findings or "", r.evidence or "",
+                      f"{r.recorded_at.astimezone(BUSINESS_TZ):%Y-%m-%d %H:%M} {r.recorded_by}")
+    console.print(table)
+
+
+def _one_outcome(case_id: int, outcome: str, findings: str | None, evidence: str | None) -> list[dict[str, Any]]:
+    entry: dict[str, Any] = {"case_id": case_id, "outcome": outcome}
+    entry.update({k: v for k, v in (("findings", findings), ("evidence", evidence)) if v is not None})
+    return [entry]
+
+
+@spot_app.command("outcome")
+def spot_checks_outcome(round_id: str, check: str, case_id: int, outcome: str = OutcomeOption,
+                        findings: str | None = FindingsOption, evidence: str | None = EvidenceOption,
+                        actor: str = ActorOption) -> None:
+    """Record what a spot check found for one drawn case: passed, or problems (which lead where
+    the round's policy says: rectification with the title held, or revocation)."""
+    from .service.spot_outcomes import record_spot_check_outcomes
+
+    application = _app()
+    _print_outcomes(record_spot_check_outcomes(
+        application.db, round_id, check, _one_outcome(case_id, outcome, findings, evidence),
+        actor=_actor(application, actor, *OPERATORS), now=application.clock.now()))
+
+
+@spot_app.command("outcomes")
+def spot_checks_outcomes(round_id: str, check: str | None = typer.Argument(None, help="one check (default: all)")
+                         ) -> None:
+    """The outcomes recorded in a round (of one check, or of all, with the national bureau's results)."""
+    from .service.spot_outcomes import list_outcomes
+
+    _print_outcomes(list_outcomes(_app().db, round_id, check))
+
+
+@filings_app.command("national-result")
+def filings_national_result(batch_id: str, case_id: int, outcome: str = OutcomeOption,
+                            document: str = typer.Option(..., help="the national bureau's notice of its results"),
+                            findings: str | None = FindingsOption, evidence: str | None = EvidenceOption,
+                            actor: str = ActorOption) -> None:
+    """Record the national bureau's result (国管局 抽查评价) for one case of a filing batch:
+    passed, or problems (the title is revoked, decided by the national bureau)."""
+    from .service.spot_outcomes import record_national_results
+
+    application = _app()
+    _print_outcomes(record_national_results(
+        application.db, batch_id, _one_outcome(case_id, outcome, findings, evidence), document=document,
+        actor=_actor(application, actor, *OPERATORS), now=application.clock.now()))
+
+
 @filings_app.command("create")
 def filings_create(round_id: str, jurisdiction: str = typer.Option(..., help="the subtree whose cases are filed"),
                    note: str | None = typer.Option(None, help="e.g. 2021年度山西省节约型机关名单"),

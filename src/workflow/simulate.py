@@ -36,13 +36,17 @@ from .service.evidence import EvidenceQuota, attach_bytes, attach_document_bytes
 from .service.oversight import file_round, spot_check
 from .service.ports import Storage, TimelineRow
 from .service.rounds import open_round, roll_over
+from .service.spot_outcomes import record_national_results, record_spot_check_outcomes
 
 UNIT_ACTIONS = ("self_assess", "submit", "request_recheck", "contacts", "confirm_contact")
 CASE_ACTIONS = ("self_assess", "submit", "request_recheck", "verify", "certify", "order_rectification", "fail",
                 "recheck", "withdraw", "close", "return", "extend_rectification", "revoke")
+# what a spot check found for a unit's case (of the round's latest draw), and the national
+# bureau's result for it (of the latest filing batch)
+OUTCOME_ACTIONS = ("spot_check_outcome", "national_result")
 ROUND_ACTIONS = ("spot_check", "file", "open_round", "duty")
 SHEET_ACTIONS = ("self_assess", "verify", "recheck")
-ALL_DO = (*dict.fromkeys((*CASE_ACTIONS, "contacts", "confirm_contact")), *ROUND_ACTIONS)
+ALL_DO = (*dict.fromkeys((*CASE_ACTIONS, "contacts", "confirm_contact")), *OUTCOME_ACTIONS, *ROUND_ACTIONS)
 _KNOWN = {"title", "round", "start", "end", "jurisdictions", "units", "coordinators", "channels", "actions"}
 _CHANNEL_KEYS = {"jurisdiction", "kind", "audience", "name"}
 _CHANNEL_OPTIONAL = {"url", "secret", "unit"}
@@ -50,7 +54,7 @@ _ROUND_KEYS = {"province", "year", "rubric"}
 _ROUND_OPTIONAL = {"calendar", "target_share"}
 _ACTION_KEYS = {"date", "do", "unit", "units", "except", "total", "entries", "evidence", "documents", "note", "reason",
                 "days", "by", "share", "seed", "jurisdiction", "contact", "year", "rubric", "calendar", "target_share",
-                "duty", "file", "decided_by"}
+                "duty", "file", "decided_by", "outcome", "findings", "document"}
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,12 @@ def _step(a: Any, where: str, start: date | None, end: date | None, known: set[s
             params["total"] = _sheet_total(a["total"], f"{where}.total", problems)
     if do in ("withdraw", "close", "return", "extend_rectification", "revoke") and not a.get("reason"):
         problems.append(Problem(f"{where}.reason", f"{do} needs a reason"))
+    if do in OUTCOME_ACTIONS and a.get("outcome") not in ("passed", "problems"):
+        problems.append(Problem(f"{where}.outcome", f"{do} needs outcome: passed or problems"))
+    if do in OUTCOME_ACTIONS and a.get("outcome") == "problems" and not a.get("findings"):
+        problems.append(Problem(f"{where}.findings", f"{do} with problems needs findings"))
+    if do == "national_result" and not a.get("document"):
+        problems.append(Problem(f"{where}.document", "national_result needs the document (the bureau's notice)"))
     if do == "spot_check" and ("share" not in a or "seed" not in a):
         problems.append(Problem(where, "spot_check needs share and seed"))
     if do == "open_round" and "year" not in a:
@@ -539,6 +549,9 @@ class _Run:
         if not cases:
             raise DomainError(f"{name} has no case")
         case_id = cases[-1]  # the latest round's
+        if step.do in OUTCOME_ACTIONS:
+            self._outcome_act(step, name, case_id, key, now)
+            return
         actor = unit if step.do in UNIT_ACTIONS else Actor("coordinator", str(step.params.get("by") or "simulation"),
                                                            channel="simulation")
         passed = ("note", "reason", "days", "decided_by", "evidence") if step.do == "revoke" else \
@@ -552,6 +565,26 @@ class _Run:
         perform_action(self.db, case_id, step.do, data, actor, now, idempotency_key=key)
         if step.do == "self_assess" and step.params.get("evidence", True):
             self._attach_evidence(case_id, unit, now)
+
+    def _outcome_act(self, step: Step, name: str, case_id: int, key: str, now: datetime) -> None:
+        """What the round's latest spot check (or the national bureau, for the latest filing
+        batch) found for the unit's case."""
+        p, round_id = step.params, self.result.round_ids[-1]
+        coordinator = Actor("coordinator", str(p.get("by") or "simulation"), channel="simulation")
+        entry = {"case_id": case_id, "outcome": p["outcome"],
+                 **{k: str(p[k]) for k in ("findings", "evidence") if p.get(k)}}
+        if step.do == "national_result":
+            batches = self.db.oversight.filings(round_id)
+            if not batches:
+                raise DomainError(f"{name}: round {round_id} has no filing batch")
+            record_national_results(self.db, batches[-1].id, [entry], document=p["document"], actor=coordinator,
+                                    now=now, idempotency_key=key)
+        else:
+            checks = self.db.oversight.spot_checks(round_id)
+            if not checks:
+                raise DomainError(f"{name}: round {round_id} has no spot check")
+            record_spot_check_outcomes(self.db, round_id, checks[-1].id, [entry], actor=coordinator, now=now,
+                                       idempotency_key=key)
 
     @staticmethod
     def _sheet(step: Step, rubric: Rubric) -> dict[str, Any]:

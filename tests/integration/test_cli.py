@@ -825,6 +825,30 @@ def test_spot_checks_and_filing_batches_through_the_cli(shanxi: Path, tmp_path: 
     p = run(shanxi, "filings", "create", "shanxi-2021", "--jurisdiction", "shanxi", "--actor", COORDINATOR,
             columns=1000)
     assert p.returncode == 2 and "Traceback" not in p.stderr  # nothing certified is left to file
+    # what the spot check found: problems hold a drawn (filed) case's title for rectification
+    drawn = db_case_ids_drawn(shanxi)
+    p = run(shanxi, "spot-checks", "outcome", "shanxi-2021", "shanxi-2021-spot-1", str(drawn[0]),
+            "--outcome", "problems", "--actor", COORDINATOR, columns=1000)
+    assert_clean_refusal(p, "invalid_input", "outcomes[0].findings")
+    p = run(shanxi, "spot-checks", "outcome", "shanxi-2021", "shanxi-2021-spot-1", str(drawn[0]),
+            "--outcome", "problems", "--findings", "能耗台账缺失", "--evidence", "晋直管函〔2022〕5号",
+            "--actor", COORDINATOR, columns=300)
+    assert p.returncode == 0 and "rectification" in p.stdout and "能耗台账缺失" in p.stdout, p.stderr
+    # the national bureau's result for another case of the batch
+    other = next(c for c in (1, 2, 3) if c != drawn[0])
+    p = run(shanxi, "filings", "national-result", "shanxi-2021-filing-1", str(other), "--outcome", "problems",
+            "--findings", "实地抽查不合格", "--document", "国管节能〔2022〕21号", "--actor", COORDINATOR, columns=300)
+    assert p.returncode == 0 and "revoked" in p.stdout and "national" in p.stdout, p.stderr
+    p = run(shanxi, "spot-checks", "outcomes", "shanxi-2021", columns=300)
+    assert p.returncode == 0 and "shanxi-2021-filing-1" in p.stdout and "shanxi-2021-spot-1" in p.stdout, p.stdout
+
+
+def db_case_ids_drawn(path: Path) -> list[int]:
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        return Database(engine).oversight.spot_checks("shanxi-2021")[0].drawn
+    finally:
+        engine.dispose()
 
 
 def test_every_command_answers_help() -> None:

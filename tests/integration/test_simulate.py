@@ -74,6 +74,13 @@ def test_a_malformed_scenario_names_every_line_and_runs_nothing(tmp_path: Path) 
                      encoding="utf-8")
     with pytest.raises(InvalidInput, match="two units are named '甲单位'"):
         load_scenario(twins)
+    outcomes = tmp_path / "outcomes.yaml"
+    outcomes.write_text(SMALL + "  - {date: 2021-11-10, unit: 甲单位, do: spot_check_outcome, outcome: problems}\n"
+                        "  - {date: 2021-11-10, unit: 甲单位, do: national_result, outcome: fine}\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as caught:
+        load_scenario(outcomes)
+    found = {p.where.split(" ")[-1]: p.what for p in caught.value.problems}
+    assert found.keys() >= {f"actions[{n}].findings" for n in (5,)} | {"actions[6].outcome", "actions[6].document"}
     syntax = tmp_path / "syntax.yaml"
     syntax.write_text("title: [unclosed\n", encoding="utf-8")
     with pytest.raises(InvalidInput, match=r"syntax.yaml:2"):
@@ -130,12 +137,31 @@ def test_the_shanxi_example_round(tmp_path: Path) -> None:
     assert states == {"filed": 33, "revoked": 1, "registered": 1}
     [revoked] = [json.loads(r[0]) for r in conn.execute("SELECT payload FROM events WHERE type = 'TitleRevoked'")]
     assert revoked["decided_by"] == "national" and revoked["previous_state"] == "filed"
+    assert revoked["draw"] == "shanxi-2021-filing-1" and revoked["reason"] == "能耗统计数据与实际不符"
+    # the December spot check: three passed; 省国资委's problems held its title for 20 days of
+    # rectification, its recheck passed, and it was filed with the others
+    outcomes = conn.execute("SELECT o.check_id, u.name, o.outcome, o.consequence, o.due_on FROM spot_check_outcomes o "
+                            "JOIN cases c ON c.id = o.case_id JOIN units u ON u.id = c.unit_id "
+                            "ORDER BY o.check_id DESC, u.name").fetchall()
+    assert sorted(outcomes) == sorted([
+        ("shanxi-2021-spot-1", "省委统战部", "passed", "none", None),
+        ("shanxi-2021-spot-1", "省农业农村厅", "passed", "none", None),
+        ("shanxi-2021-spot-1", "省政府研究室", "passed", "none", None),
+        ("shanxi-2021-spot-1", "省国资委", "problems", "rectification", "2021-12-30"),
+        ("shanxi-2021-filing-1", "省委统战部", "passed", "none", None),
+        ("shanxi-2021-filing-1", "省招生考试管理中心", "problems", "revoked", None)])
+    held = conn.execute("SELECT e.type FROM events e JOIN cases c ON c.id = e.case_id JOIN units u ON u.id = c.unit_id "
+                        "WHERE u.name = '省国资委' ORDER BY e.seq").fetchall()
+    assert [t for (t,) in held][-5:] == ["SpotCheckDrawn", "SpotRectificationOrdered", "RecheckRequested",
+                                         "CaseRechecked", "CaseFiled"]
+    notice = [m for m in (tmp_path / "mail" / "new").iterdir() if "抽查发现问题" in _subject(m)]
+    assert len(notice) == 1 and "能耗计量台账缺2021年7月至9月数据" in _body(notice[0])
     told = conn.execute("SELECT status FROM outbox WHERE kind = 'revocation_notice' AND channel_id IS NULL").fetchall()
     assert told == [("sent",)]
     lines = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == conn.execute("SELECT count(*) FROM events").fetchone()[0]
     rechecked = {e["case_id"] for e in lines if e["type"] == "CaseRechecked"}
-    assert len(rechecked) == 3
+    assert len(rechecked) == 4  # three after the November evaluation, 省国资委 after the spot check
     late = [e for e in lines if e["type"] == "DeadlineMissed" and e["payload"]["milestone"] == "self_assessment"]
     assert len(late) == 2  # 省信访局 (caught up) and 省贸促会 (never did)
     sent = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent' AND channel_id IS NULL").fetchone()[0]
@@ -155,9 +181,11 @@ def test_the_shanxi_example_round(tmp_path: Path) -> None:
     assert ("shanxi-taiyuan", "DutyDone", "city_report") in duties
     assert sum(1 for d in duties if d[1:] == ("DutyMissed", "city_report")) == 10
     assert ("shanxi", "DutyDone", "national_filing") in duties
-    # the three rectifications got their 整改通知 at once, each
-    notices = conn.execute("SELECT count(*) FROM outbox WHERE kind = 'rectification_notice' AND status = 'sent'")
-    assert notices.fetchone()[0] == 3
+    # the four rectifications (three after the evaluation, one after the spot check) got their
+    # 整改通知 at once, each
+    notices = conn.execute("SELECT count(*) FROM outbox WHERE kind = 'rectification_notice' AND status = 'sent' "
+                           "AND channel_id IS NULL")
+    assert notices.fetchone()[0] == 4
     # every unit's own misses only: the bureau's evaluation is not a unit's miss
     assert not [e for e in lines if e["type"] == "DeadlineMissed" and e["payload"]["milestone"] == "evaluation"]
     audit = _cli("audit", "verify", env={"WORKFLOW_DATABASE_URL": f"sqlite:///{db}"})
@@ -256,3 +284,17 @@ def test_a_run_with_db_keeps_the_evidence_beside_it(tmp_path: Path) -> None:
         "SELECT count(DISTINCT json_extract(payload, '$.sha256')) FROM events WHERE type = 'EvidenceAttached'")
     assert attached > 0 and len(stored) >= attached  # every attached file is there to read
     assert _leftovers(tmp) == []
+
+
+def _subject(path: Path) -> str:
+    from email import message_from_bytes, policy
+
+    return str(message_from_bytes(path.read_bytes(), policy=policy.default)["Subject"])
+
+
+def _body(path: Path) -> str:
+    from email import message_from_bytes, policy
+
+    message = message_from_bytes(path.read_bytes(), policy=policy.default)
+    part = message.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
