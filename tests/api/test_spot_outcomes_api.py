@@ -53,7 +53,7 @@ def test_outcomes_of_a_draw_and_the_national_results_of_a_batch(client: Any, db:
     assert [(o["case_id"], o["consequence"], o["consequence_zh"], o["due_on"]) for o in done.json()] == [
         (1, "none", "称号保留", None), (2, "rectification", "限期整改（称号暂停）", "2021-11-01")]
     case = client.get("/api/v1/cases/2", headers=headers).json()
-    assert case["state"] == "rectification" and case["rectification_due"] == "2021-11-01"
+    assert (case["state"], case["rectification_due"], case["held_title"]) == ("rectification", "2021-11-01", "certified")
     listed = client.get(url, headers=client.token("auditor", jurisdiction_id="shanxi"))
     assert [o["case_id"] for o in listed.json()] == [1, 2]
     again = client.post(url, json={"outcomes": [{"case_id": 1, "outcome": "passed"}]}, headers=headers)

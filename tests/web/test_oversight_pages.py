@@ -247,3 +247,69 @@ def test_the_calendar_lists_the_subtrees_robot_channels_with_their_keys_hidden(w
     assert "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…5aaa" in province
     taiyuan = signed_in(world, "coord-taiyuan").get("/calendar").text
     assert "太原市创建工作群" in taiyuan and "大同市协调群" not in taiyuan
+
+
+# ---------------------------------------------------------------- spot checks' outcomes
+
+def test_a_coordinator_records_what_the_spot_check_found_and_the_title_is_held(world: App,
+                                                                               demo_world: DemoTemplate) -> None:
+    from workflow.domain.case import Actor
+    from workflow.service.cases import read_case
+    from workflow.service.oversight import spot_check
+
+    round_id = demo_world.result.round_id
+    check = spot_check(world.db, round_id, "shanxi", share="1", seed=5, actor=Actor("coordinator", "t"),
+                       now=world.clock.now())
+    first, second = check.drawn[:2]
+    client = signed_in(world, "coord-shanxi")
+    html = client.get(f"/calendar?round={round_id}").text
+    assert f'action="/spot-checks/{check.id}/outcome"' in html and "限期20天整改" in html
+    # problems need the findings: refused, every problem said in Chinese, nothing written
+    bad = client.post(f"/spot-checks/{check.id}/outcome", data={
+        "csrf": csrf_of(html), "round": round_id, "case_id": first, "outcome": "problems"}, follow_redirects=False)
+    assert bad.status_code == 422 and "发现问题时须填写问题情况" in bad.text and "outcomes[0].findings" in bad.text
+    assert read_case(world.db, first).case.state == "certified"
+    done = client.post(f"/spot-checks/{check.id}/outcome", data={
+        "csrf": csrf_of(html), "round": round_id, "case_id": first, "outcome": "problems",
+        "findings": "能耗统计台账缺失", "evidence": "实地抽查记录"}, follow_redirects=False)
+    assert done.status_code == 303 and f"recorded={first}" in done.headers["location"]
+    held = read_case(world.db, first).case
+    assert (held.state, held.held_title) == ("rectification", "certified")
+    assert "称号（已认定）在整改期间暂停" in client.get(f"/cases/{first}").text
+    client.post(f"/spot-checks/{check.id}/outcome", data={
+        "csrf": csrf_of(html), "round": round_id, "case_id": second, "outcome": "passed"}, follow_redirects=False)
+    page = client.get(done.headers["location"]).text
+    assert f"已记录案件 #{first} 的结果" in page
+    assert "发现问题 → 限期整改（称号暂停）" in page and "能耗统计台账缺失" in page and "通过 → 称号保留" in page
+    # an auditor reads the outcomes and records none
+    auditor = signed_in(world, "audit-shanxi")
+    seen = auditor.get(f"/calendar?round={round_id}").text
+    assert "能耗统计台账缺失" in seen and 'action="/spot-checks/' not in seen
+    refused = auditor.post(f"/spot-checks/{check.id}/outcome", data={
+        "csrf": csrf_of(seen), "round": round_id, "case_id": check.drawn[-1], "outcome": "passed"},
+        follow_redirects=False)
+    assert refused.status_code == 403
+
+
+def test_the_national_bureaus_result_for_a_filed_case_revokes_its_title(world: App, demo_world: DemoTemplate) -> None:
+    from workflow.domain.case import Actor
+    from workflow.service.cases import read_case
+    from workflow.service.oversight import file_round
+
+    round_id = demo_world.result.round_id
+    batch = file_round(world.db, round_id, "shanxi", actor=Actor("coordinator", "t"), now=world.clock.now())
+    case_id = batch.cases[0]["case_id"]
+    client = signed_in(world, "coord-shanxi")
+    html = client.get(f"/calendar?round={round_id}").text
+    assert f'action="/filings/{batch.id}/national-result"' in html
+    no_document = client.post(f"/filings/{batch.id}/national-result", data={
+        "csrf": csrf_of(html), "case_id": case_id, "outcome": "problems", "findings": "实地抽查不合格"},
+        follow_redirects=False)
+    assert no_document.status_code == 422 and "须填写国管局公布结果的文件" in no_document.text
+    done = client.post(f"/filings/{batch.id}/national-result", data={
+        "csrf": csrf_of(html), "case_id": case_id, "outcome": "problems", "findings": "实地抽查不合格",
+        "document": "国管节能〔2027〕3号"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert read_case(world.db, case_id).case.state == "revoked"
+    page = client.get(done.headers["location"]).text
+    assert f'data-national="{case_id}"' in page and "发现问题 → 撤销称号" in page and "国管节能〔2027〕3号" in page

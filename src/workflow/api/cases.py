@@ -254,8 +254,8 @@ def get_case(case: SeenCase, who: Caller, application: Application) -> CaseOut:
         contact_form=c.contact_form,
         documents=[RequiredDocument(id=d.id, name=d.name, attached=d.id in attached) for d in ctx.documents],
         self_total=num(c.self_total), verified_total=num(c.verified_total), recheck_total=num(c.recheck_total),
-        passed=c.passed, rectification_due=iso(c.rectification_due), carried_over_from=c.carried_over_from,
-        evidence_count=len(c.evidence),
+        passed=c.passed, rectification_due=iso(c.rectification_due), held_title=c.held_title,
+        carried_over_from=c.carried_over_from, evidence_count=len(c.evidence),
         allowed_actions=[] if who.read_only else allowed_actions(c, ctx, now, actor=who.actor))
 
 

@@ -134,6 +134,8 @@ class CaseOut(Out):
     recheck_total: Points | None
     passed: bool | None
     rectification_due: str | None
+    held_title: str | None = Field(description="a spot check's rectification: the state its title was in "
+                                               "(certified or filed), held until the recheck")
     carried_over_from: int | None
     evidence_count: int
     allowed_actions: list[str]

@@ -22,6 +22,14 @@ from ..service.outbox_admin import STATUS_NAMES, failed_mails, resend
 from ..service.oversight import list_filings, list_spot_checks
 from ..service.reports import milestone_names, owed_ahead
 from ..service.reports import progress as progress_of
+from ..service.spot_outcomes import (
+    CONSEQUENCES,
+    DECIDERS,
+    OUTCOMES,
+    list_outcomes,
+    record_national_results,
+    record_spot_check_outcomes,
+)
 from .common import PageError, Signed, Viewer, app_of, check_csrf, log, page, redirect
 from .pages import subtree, the_round, visible_rounds
 
@@ -61,7 +69,8 @@ def _to_zh(to: tuple[str, ...] | list[str]) -> str:
 def calendar_page(request: Request, me: Signed, round: str | None = Query(None, max_length=80),
                   jurisdiction: str | None = Query(None, max_length=64),
                   mail_page: int = Query(1, ge=1, le=10_000), resent: int | None = Query(None, ge=1),
-                  again: int | None = Query(None, ge=0, le=1)) -> HTMLResponse:
+                  again: int | None = Query(None, ge=0, le=1),
+                  recorded: int | None = Query(None, ge=1, le=2**31 - 1)) -> HTMLResponse:
     _reader(me)
     application = app_of(request)
     db, calendars = application.db, application.calendars
@@ -97,10 +106,6 @@ def calendar_page(request: Request, me: Signed, round: str | None = Query(None, 
                           for r in d.reminders],
         })
     upcoming = upcoming_reminders(db, calendars, rnd.id, path, today, REMINDER_DAYS, sample=5)
-    checks = list_spot_checks(db, rnd.id, path)
-    filings = list_filings(db, rnd.id, path)
-    drawn_ids = sorted({c for s in checks for c in s.drawn})
-    drawn = {c.case_id: c for c in db.read.cases_by_id(drawn_ids)} if drawn_ids else {}
     mails = failed_mails(db, me.who, rnd.id, path)
     first = (mail_page - 1) * MAIL_PAGE
     shown = mails.mails[first:first + MAIL_PAGE]
@@ -110,12 +115,93 @@ def calendar_page(request: Request, me: Signed, round: str | None = Query(None, 
     return page(request, "calendar.html", rnd=rnd, rounds=visible_rounds(application, me.who), jurisdiction=jid,
                 name=name, today=today, calendar=calendar, title=calendar.title_for(rnd.year), timeline=timeline,
                 rectification_days=rnd.policy.get("rectification_days"), board=board, duty_status=DUTY_STATUS_ZH,
-                upcoming=upcoming, reminder_days=REMINDER_DAYS, to_zh=_to_zh, checks=checks, drawn=drawn,
-                filings=filings, mails=mails, shown=shown, mail_page=mail_page, mail_first=first,
+                upcoming=upcoming, reminder_days=REMINDER_DAYS, to_zh=_to_zh, **_spot_checks(db, rnd, path),
+                mails=mails, shown=shown, mail_page=mail_page, mail_first=first,
                 mail_pages=max(1, -(-len(mails.mails) // MAIL_PAGE)), mail_limit=MAIL_PAGE, names=names,
                 status_zh=STATUS_NAMES, who_acted=who_acted, channels=channels, masked=masked,
                 audiences=AUDIENCES, channel_kinds=KIND_NAMES,
-                can_resend=me.who.role in ("coordinator", "admin"), resent=resent, again=again)
+                can_resend=me.who.role in ("coordinator", "admin"), resent=resent, again=again, recorded=recorded)
+
+
+CheckPath = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# Longer than the service allows (2,000 and 200 characters), so that it says what is wrong in both
+# languages; beyond these the form itself is refused.
+FindingsForm = Annotated[str, Form(max_length=4000)]
+EvidenceForm = Annotated[str, Form(max_length=1000)]
+
+
+def _recorder(me: Viewer) -> None:
+    if me.who.role not in ("coordinator", "admin"):
+        raise PageError(403, f"a {me.who.role} does not record spot checks' outcomes",
+                        "只有协调人员和管理员可以记录抽查结果")
+
+
+def _entry(case_id: int, outcome: str, findings: str, evidence: str) -> list[dict[str, Any]]:
+    entry: dict[str, Any] = {"case_id": case_id, "outcome": outcome}
+    entry.update({k: v for k, v in (("findings", findings), ("evidence", evidence)) if v.strip()})
+    return [entry]
+
+
+def _back(round_id: str, jurisdiction: str, anchor: str, **more: str) -> Response:
+    query = urlencode({**{k: v for k, v in {"round": round_id, "jurisdiction": jurisdiction}.items()
+                          if v and _plain(v)}, **more})
+    return redirect(f"/calendar?{query}#{anchor}")
+
+
+@router.post("/spot-checks/{check_id}/outcome")
+def spot_check_outcome(request: Request, me: Signed, check_id: CheckPath,
+                       case_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+                       outcome: Annotated[str, Form(max_length=20)] = "", findings: FindingsForm = "",
+                       evidence: EvidenceForm = "", csrf: Annotated[str, Form(max_length=100)] = "",
+                       round: Annotated[str, Form(max_length=80)] = "",
+                       jurisdiction: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """What the spot check found for one drawn case (service/spot_outcomes: problems lead where
+    the round's policy says)."""
+    check_csrf(me, csrf)
+    _recorder(me)
+    application = app_of(request)
+    rnd = the_round(application, me.who, round or None)
+    check = next((s for s in list_spot_checks(application.db, rnd.id, me.who.jurisdiction_path)
+                  if s.id == check_id), None) if rnd is not None else None
+    if rnd is None or check is None:
+        raise PageError(404, f"no spot check {check_id}", f"没有抽查 {check_id}")
+    [done] = record_spot_check_outcomes(application.db, rnd.id, check.id, _entry(case_id, outcome, findings, evidence),
+                                        actor=me.who.actor, now=application.clock.now())
+    log.info("spot check outcome recorded", check=check.id, case_id=case_id, consequence=done.consequence)
+    return _back(rnd.id, jurisdiction, "spot-checks", recorded=str(case_id))
+
+
+@router.post("/filings/{batch_id}/national-result")
+def national_result(request: Request, me: Signed, batch_id: CheckPath,
+                    case_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+                    outcome: Annotated[str, Form(max_length=20)] = "", findings: FindingsForm = "",
+                    evidence: EvidenceForm = "", document: EvidenceForm = "",
+                    csrf: Annotated[str, Form(max_length=100)] = "",
+                    jurisdiction: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """The national bureau's result for one case of a filing batch (problems revoke the title)."""
+    check_csrf(me, csrf)
+    _recorder(me)
+    application = app_of(request)
+    path = me.who.jurisdiction_path
+    batch = next((b for r in visible_rounds(application, me.who) for b in list_filings(application.db, r.id, path)
+                  if b.id == batch_id), None)
+    if batch is None:
+        raise PageError(404, f"no filing batch {batch_id}", f"没有备案批次 {batch_id}")
+    [done] = record_national_results(application.db, batch.id, _entry(case_id, outcome, findings, evidence),
+                                     document=document, actor=me.who.actor, now=application.clock.now())
+    log.info("national result recorded", batch=batch.id, case_id=case_id, consequence=done.consequence)
+    return _back(batch.round_id, jurisdiction, "filings", recorded=str(case_id))
+
+
+def _spot_checks(db: Any, rnd: Any, path: str) -> dict[str, Any]:
+    """The spot checks and filing batches of the subtree, with what each found per case."""
+    checks = list_spot_checks(db, rnd.id, path)
+    drawn_ids = sorted({c for s in checks for c in s.drawn})
+    return {"checks": checks, "filings": list_filings(db, rnd.id, path),
+            "drawn": {c.case_id: c for c in db.read.cases_by_id(drawn_ids)} if drawn_ids else {},
+            "outcomes": {(o.check_id, o.case_id): o for o in list_outcomes(db, rnd.id)},
+            "outcome_zh": OUTCOMES, "consequence_zh": CONSEQUENCES, "decider_zh": DECIDERS,
+            "spot_policy": (rnd.policy or {}).get("spot_check")}
 
 
 @router.post("/outbox/{row_id}/resend")
