@@ -432,6 +432,26 @@ def national(case_id: int) -> dict[str, Any]:
     return {"document": "国管节能〔2022〕21号", "results": [{"case_id": case_id, "outcome": "passed"}]}
 
 
+WECOM = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=matrix"
+
+
+def new_channel(jurisdiction: str) -> dict[str, Any]:
+    return {"jurisdiction": jurisdiction, "kind": "wecom", "audience": "units", "name": "创建单位群", "url": WECOM}
+
+
+def a_channel(jurisdiction: str) -> Callable[[World], dict]:
+    """A channel of the jurisdiction, added for the cell."""
+    def path(world: World) -> dict:
+        from workflow.domain.access import Principal
+        from workflow.service.channels import add_channel
+
+        admin = Principal(0, "admin", "admin")
+        made = add_channel(world.db, admin, NOW, jurisdiction_id=jurisdiction, kind="wecom", url=WECOM,
+                           audience="coordinators", name=f"{jurisdiction} 协调群")
+        return {"channel_id": made.id}
+    return path
+
+
 def batch(jurisdiction: str) -> Callable[[World], dict]:
     return lambda world: {"batch_id": world.filings()[jurisdiction]}
 
@@ -524,6 +544,22 @@ TABLE: dict[tuple[str, str], Endpoint] = {
         unit__in=Cell(403, path=a_token), unit__out=NO_RESOURCE, coordinator__in=Cell(403, path=a_token),
         coordinator__out=NO_RESOURCE, auditor__in=Cell(403, path=a_token), auditor__out=NO_RESOURCE,
         admin__in=Cell(204, path=a_token), admin__out=ADMIN_SEES_ALL),
+    # channels (decision 53): the city's coordinator configures the city's, not the province's
+    ("GET", "/api/v1/channels"): endpoint(
+        unit__in=Cell(403), unit__out=NO_RESOURCE, coordinator__in=Cell(200), coordinator__out=NO_RESOURCE,
+        auditor__in=Cell(200), auditor__out=NO_RESOURCE, admin__in=Cell(200), admin__out=ADMIN_SEES_ALL),
+    ("POST", "/api/v1/channels"): endpoint(
+        unit__in=Cell(403, json=new_channel("shanxi")), unit__out=Cell(403, json=new_channel("hunan")),
+        coordinator__in=Cell(201, json=new_channel("shanxi-taiyuan")),
+        coordinator__out=Cell(404, json=new_channel("shanxi")),
+        auditor__in=Cell(403, json=new_channel("shanxi-taiyuan")), auditor__out=Cell(403, json=new_channel("shanxi")),
+        admin__in=Cell(201, json=new_channel("shanxi")), admin__out=ADMIN_SEES_ALL),
+    ("POST", "/api/v1/channels/{channel_id}/disable"): endpoint(
+        unit__in=Cell(403, path=a_channel("shanxi")), unit__out=Cell(403, path=a_channel("hunan")),
+        coordinator__in=Cell(200, path=a_channel("shanxi-taiyuan")),
+        coordinator__out=Cell(404, path=a_channel("shanxi")),
+        auditor__in=Cell(403, path=a_channel("shanxi-taiyuan")), auditor__out=Cell(403, path=a_channel("shanxi")),
+        admin__in=Cell(200, path=a_channel("shanxi")), admin__out=ADMIN_SEES_ALL),
     ("GET", "/api/v1/audit/operator-events"): endpoint(
         unit__in=Cell(403), unit__out=NO_RESOURCE, coordinator__in=Cell(403), coordinator__out=NO_RESOURCE,
         auditor__in=Cell(403), auditor__out=NO_RESOURCE, admin__in=Cell(200), admin__out=ADMIN_SEES_ALL),
@@ -906,7 +942,7 @@ TABLE: dict[tuple[str, str], Endpoint] = {
 
 # Path parameters for the no-token cells (401 comes before any look-up).
 PLACEHOLDERS = {"case_id": "1", "unit_id": "1", "round_id": SHANXI, "batch_id": "shanxi-2021-filing-1",
-                "check_id": "shanxi-2021-spot-1",
+                "check_id": "shanxi-2021-spot-1", "channel_id": "1",
                 "sha256": "0" * 64, "action": "withdraw", "duty": "city_report",
                 "jurisdiction": "shanxi-taiyuan", "account_id": "1", "token_id": "1"}
 ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 422: "invalid_input"}

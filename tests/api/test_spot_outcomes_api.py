@@ -72,3 +72,15 @@ def test_outcomes_of_a_draw_and_the_national_results_of_a_batch(client: Any, db:
     not_in_batch = client.post(f"/api/v1/filings/{batch['id']}/national-results", headers=headers, json={
         "document": "国管节能〔2022〕21号", "results": [{"case_id": 2, "outcome": "passed"}]})
     assert not_in_batch.status_code == 422 and "results[0].case_id" in not_in_batch.text
+
+
+def test_a_spot_checks_outcome_is_not_an_action_by_name(client: Any, db: Any) -> None:
+    certify(db, 1)
+    headers = client.token("coordinator", jurisdiction_id="shanxi")
+    for action, body in (("pass_spot_check", {"draw": "x"}),
+                         ("order_spot_rectification", {"draw": "x", "findings": "能耗台账缺失"})):
+        version = client.get("/api/v1/cases/1", headers=headers).json()["version"]
+        r = client.post(f"/api/v1/cases/1/actions/{action}", json={"version": version, "data": body}, headers=headers)
+        assert r.status_code == 403, r.text
+        assert "spot-checks/{check}/outcomes" in r.json()["error"]["message"]["en"]
+    assert client.get("/api/v1/cases/1", headers=headers).json()["state"] == "certified"

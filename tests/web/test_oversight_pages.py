@@ -313,3 +313,27 @@ def test_the_national_bureaus_result_for_a_filed_case_revokes_its_title(world: A
     assert read_case(world.db, case_id).case.state == "revoked"
     page = client.get(done.headers["location"]).text
     assert f'data-national="{case_id}"' in page and "发现问题 → 撤销称号" in page and "国管节能〔2027〕3号" in page
+
+
+def test_a_coordinator_adds_and_stops_a_group_robot_in_the_console(world: App) -> None:
+    client = signed_in(world, "coord-shanxi")
+    html = client.get("/calendar").text
+    assert 'action="/channels"' in html
+    bad = client.post("/channels", data={"csrf": csrf_of(html), "name": "", "kind": "fax", "audience": "units",
+                                         "url": "http://example.com/"}, follow_redirects=False)
+    assert bad.status_code == 422 and "渠道类型须为以下之一" in bad.text and "请填写渠道名称" in bad.text
+    assert world.db.channels.channels(None) == []
+    done = client.post("/channels", data={
+        "csrf": csrf_of(html), "name": "省直创建单位群", "kind": "wecom", "audience": "units", "jurisdiction": "shanxi",
+        "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abcdef123456"}, follow_redirects=False)
+    assert done.status_code == 303 and "channel=added" in done.headers["location"]
+    [made] = world.db.channels.channels(None)
+    page = client.get(done.headers["location"]).text
+    assert "已添加推送渠道" in page and f'data-channel="{made.id}"' in page and "abcdef123456" not in page
+    auditor = signed_in(world, "audit-shanxi")
+    seen = auditor.get("/calendar").text
+    assert "省直创建单位群" in seen and 'action="/channels"' not in seen
+    assert auditor.post(f"/channels/{made.id}/disable", data={"csrf": csrf_of(seen)},
+                        follow_redirects=False).status_code == 403
+    off = client.post(f"/channels/{made.id}/disable", data={"csrf": csrf_of(page)}, follow_redirects=False)
+    assert off.status_code == 303 and world.db.channels.get(made.id).disabled_at is not None

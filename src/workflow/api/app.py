@@ -25,7 +25,7 @@ from ..bootstrap import App
 from ..domain.errors import MAX_PROBLEMS, DomainError
 from ..metrics import LATENCY, REQUESTS
 from ..web.common import PageError, SignInNeeded, error_page, is_console_path
-from . import accounts, audit, cases, directory, operations, rounds, sheets
+from . import accounts, audit, cases, channels, directory, operations, rounds, sheets
 from .common import ApiError, error, log
 from .guard import BodyTooLarge, Guard, closing, database_errors, database_unavailable, security_headers
 from .schemas import ErrorBody
@@ -128,7 +128,7 @@ def create_app(application: App, lifespan: Any = None) -> FastAPI:
     api.add_middleware(RequestContext)
     _caller_errors(api)
     _server_errors(api)
-    for module in (operations, cases, directory, rounds, audit, accounts, sheets):
+    for module in (operations, cases, directory, rounds, audit, accounts, sheets, channels):
         api.include_router(module.router)
     _offline_docs(api)
     from ..web import install

@@ -14,7 +14,7 @@ from notifications.robots import KIND_NAMES
 
 from ..domain.dates import business_date
 from ..domain.units import JURISDICTION_LEVEL_NAMES
-from ..service.channels import AUDIENCES, list_channels, masked
+from ..service.channels import AUDIENCES, add_channel, disable_channel, list_channels, masked
 from ..service.due import round_timeline, upcoming_reminders
 from ..service.duties import duty_board
 from ..service.histories import who_acted
@@ -70,7 +70,8 @@ def calendar_page(request: Request, me: Signed, round: str | None = Query(None, 
                   jurisdiction: str | None = Query(None, max_length=64),
                   mail_page: int = Query(1, ge=1, le=10_000), resent: int | None = Query(None, ge=1),
                   again: int | None = Query(None, ge=0, le=1),
-                  recorded: int | None = Query(None, ge=1, le=2**31 - 1)) -> HTMLResponse:
+                  recorded: int | None = Query(None, ge=1, le=2**31 - 1),
+                  channel: str | None = Query(None, max_length=20)) -> HTMLResponse:
     _reader(me)
     application = app_of(request)
     db, calendars = application.db, application.calendars
@@ -120,7 +121,8 @@ def calendar_page(request: Request, me: Signed, round: str | None = Query(None, 
                 mail_pages=max(1, -(-len(mails.mails) // MAIL_PAGE)), mail_limit=MAIL_PAGE, names=names,
                 status_zh=STATUS_NAMES, who_acted=who_acted, channels=channels, masked=masked,
                 audiences=AUDIENCES, channel_kinds=KIND_NAMES,
-                can_resend=me.who.role in ("coordinator", "admin"), resent=resent, again=again, recorded=recorded)
+                can_resend=me.who.role in ("coordinator", "admin"), resent=resent, again=again, recorded=recorded,
+                channel_done=CHANNEL_DONE.get(channel or ""))
 
 
 CheckPath = Annotated[str, Path(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -202,6 +204,40 @@ def _spot_checks(db: Any, rnd: Any, path: str) -> dict[str, Any]:
             "outcomes": {(o.check_id, o.case_id): o for o in list_outcomes(db, rnd.id)},
             "outcome_zh": OUTCOMES, "consequence_zh": CONSEQUENCES, "decider_zh": DECIDERS,
             "spot_policy": (rnd.policy or {}).get("spot_check")}
+
+
+CHANNEL_DONE = {"added": "已添加推送渠道。", "disabled": "已停用推送渠道。"}
+
+
+@router.post("/channels")
+def add_channel_form(request: Request, me: Signed, csrf: Annotated[str, Form(max_length=100)] = "",
+                     round: Annotated[str, Form(max_length=80)] = "", name: Annotated[str, Form(max_length=400)] = "",
+                     kind: Annotated[str, Form(max_length=40)] = "", audience: Annotated[str, Form(max_length=40)] = "",
+                     jurisdiction: Annotated[str, Form(max_length=64)] = "",
+                     unit: Annotated[str, Form(max_length=12)] = "", url: Annotated[str, Form(max_length=2000)] = "",
+                     secret: Annotated[str, Form(max_length=400)] = "") -> Response:
+    """Add a group robot or webhook (service/channels: every problem of the input at once)."""
+    check_csrf(me, csrf)
+    application = app_of(request)
+    unit_id = int(unit) if unit.strip().isdigit() else None
+    if unit.strip() and unit_id is None:
+        raise PageError(422, "the unit must be a number", "单位编号须为数字", [{"where": "unit", "what": "not a number",
+                                                                               "zh": "单位编号须为数字"}])
+    add_channel(application.db, me.who, application.clock.now(), jurisdiction_id=jurisdiction.strip() or None,
+                kind=kind, url=url, audience=audience, name=name, secret=secret or None, unit_id=unit_id,
+                any_host=application.settings.channels_any_host)
+    return _back(round, jurisdiction, "channels", channel="added")
+
+
+@router.post("/channels/{channel_id}/disable")
+def disable_channel_form(request: Request, me: Signed, channel_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                         csrf: Annotated[str, Form(max_length=100)] = "",
+                         round: Annotated[str, Form(max_length=80)] = "",
+                         jurisdiction: Annotated[str, Form(max_length=64)] = "") -> Response:
+    check_csrf(me, csrf)
+    application = app_of(request)
+    disable_channel(application.db, me.who, channel_id, application.clock.now())
+    return _back(round, jurisdiction, "channels", channel="disabled")
 
 
 @router.post("/outbox/{row_id}/resend")
