@@ -57,7 +57,8 @@ def test_opening_shanxi_registers_the_35_units_with_the_round_rules(db: Database
         rnd = conn.execute(select(Round.__table__)).mappings().one()
         states = conn.execute(select(Case.state, func.count()).group_by(Case.state)).all()
     assert (rnd["pass_mark"], rnd["max_total"]) == (Decimal(80), Decimal(100))
-    assert rnd["policy"] == {"on_fail": "rectification", "rectification_days": 20, "carry_over": False}
+    assert rnd["policy"] == {"on_fail": "rectification", "rectification_days": 20, "carry_over": False,
+                             "spot_check": {"on_problems": "rectification", "rectification_days": 20}}
     assert states == [("registered", 35)]
     assert verify(db).ok
 
