@@ -1,4 +1,4 @@
-"""Crash: a simulated round in a subprocess, killed with SIGKILL at 50 random database
+"""Crash: a simulated round in a subprocess, killed with SIGKILL at 25 random database
 commits (inside transitions, sweeps, dispatch and imports; just before or just after the
 commit), restarted each time until it completes. Afterwards the audit check passes and the
 events and delivered mails equal, one for one, those of an uninterrupted run of the same
@@ -19,7 +19,8 @@ import pytest
 from workflow.config import REPO_ROOT
 
 WORKFLOW = str(Path(sys.executable).parent / "workflow")
-KILLS = int(os.environ.get("WORKFLOW_CRASH_KILLS", "50"))
+# 25 by default (each kill is a process start, ~2 s on CI's machine); 200 with --run-slow
+KILLS = int(os.environ.get("WORKFLOW_CRASH_KILLS", "25"))
 
 
 def _scenario(tmp_path: Path) -> Path:
@@ -81,7 +82,7 @@ def test_killed_at_random_commits_a_round_ends_as_if_never_interrupted(tmp_path:
         done = _simulate(scenario, db, maildir)
         assert done.returncode == 0, done.stderr
         assert "resumed a run that had finished" in done.stdout
-    assert kills >= min(KILLS, 40), f"only {kills} kills before the run completed"
+    assert kills >= KILLS // 2, f"only {kills} kills before the run completed"  # spread over the whole run
 
     audit = subprocess.run([WORKFLOW, "audit", "verify"], env={**{k: v for k, v in os.environ.items()
                                                                 if not k.startswith("WORKFLOW_")},

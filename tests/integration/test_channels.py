@@ -275,3 +275,33 @@ def test_a_channel_disabled_after_its_rows_were_written_sends_nothing(db: Databa
     run(db, at(DAY), InMemoryTransport())
     assert {k: len(robots.received[k]) for k in before} == before
     assert {r.status for r in channel_rows(db)} == {"cancelled"}
+
+
+def test_a_units_contact_with_a_mobile_is_mentioned_in_its_group(db: Database, tmp_path: Path,
+                                                                  robots: RobotServers) -> None:
+    """附件2's 联系方式 is one field: a mobile number there is @-ed (WeCom: a text message with
+    mentioned_mobile_list; DingTalk: at.atMobiles and the @ in the text); a landline is not."""
+    build(db, tmp_path, [("省乙厅", "")], contact_phone="139 1234-5678")
+    now = at(date(2021, 5, 26), 8)
+    wecom, dingtalk = robots.robot("wecom"), robots.robot("dingtalk")
+    add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="wecom", url=wecom.url, audience="units",
+                name="山西省创建单位群", any_host=True)
+    add_channel(db, ADMIN, now, jurisdiction_id="shanxi", kind="dingtalk", url=dingtalk.url, secret=dingtalk.secret,
+                audience="units", name="省直单位钉钉群", any_host=True)
+    before = {k: len(robots.received[k]) for k in ("wecom", "dingtalk")}
+    sweep(db, CALENDARS, at(DAY))
+    run(db, at(DAY), InMemoryTransport())
+    [w] = robots.received["wecom"][before["wecom"]:]
+    assert w["msgtype"] == "text" and w["text"]["mentioned_mobile_list"] == ["13912345678"]
+    assert "省乙厅" in w["text"]["content"]
+    [d] = robots.received["dingtalk"][before["dingtalk"]:]
+    assert d["at"]["atMobiles"] == ["13912345678"] and "@13912345678" in d["markdown"]["text"]
+    assert all(r.status == "sent" for r in channel_rows(db))
+
+
+def test_mobiles_of_contacts() -> None:
+    from workflow.service.channels import mobiles_of
+
+    assert mobiles_of([{"phone": "0351-2859734"}, {"phone": "+86 138-0000-1111"}, {"phone": "13800001111"},
+                       {"name": "无电话"}, {"phone": "12345678901"}]) == ("13800001111",)
+    assert mobiles_of(None) == ()

@@ -19,8 +19,10 @@ signs: both are kept in the database and never shown whole (``masked``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -158,6 +160,20 @@ def disable_channel(db: Storage, by: Principal, channel_id: int, now: datetime) 
 
 
 # ---------------------------------------------------------------- what the dispatcher writes
+
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+
+
+def mobiles_of(contacts: Iterable[Mapping[str, Any]] | None) -> tuple[str, ...]:
+    """The mainland mobile numbers among a unit's contacts (附件2's 联系方式 is one field: a
+    landline such as 0351-2859734 is not one), to @ them in a group robot's message."""
+    out: list[str] = []
+    for contact in contacts or ():
+        number = re.sub(r"[\s-]", "", str(contact.get("phone") or "")).removeprefix("+86")
+        if _MOBILE.fullmatch(number) and number not in out:
+            out.append(number)
+    return tuple(out)
+
 
 def deliveries_for(db: Storage, rows: Iterable[OutboxRecord]) -> list[OutboxEntry]:
     """The channel deliveries of mail rows (``channel_id`` None; a resend has none): see the

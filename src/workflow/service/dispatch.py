@@ -35,7 +35,7 @@ from ..domain.case import Actor
 from ..domain.dates import business_date, require_aware
 from ..domain.errors import ConflictError, DomainError
 from .cases import read_case, take
-from .channels import deliveries_for
+from .channels import deliveries_for, mobiles_of
 from .ports import (
     Calendars,
     CaseReferent,
@@ -383,8 +383,11 @@ def _prepare(db: Storage, calendars: Calendars, rows: list[OutboxRecord], now: d
                 outcomes.append((row.id, {"status": "pending", "claimed_until": None,
                                           "next_attempt_at": now + timedelta(minutes=1)}))
                 continue
+            # a unit's own people are @-ed in its group by their mobile numbers (none: no @)
+            case = batch.cases.get(row.case_id or 0) if channel.audience in ("units", "unit") else None
             to_robots.append((row, channel, RobotMessage(msg.message_id, msg.subject,
-                                                         msg.text.replace(MAIL_FOOTER, ROBOT_FOOTER))))
+                                                         msg.text.replace(MAIL_FOOTER, ROBOT_FOOTER),
+                                                         mobiles_of(case.contacts) if case else ())))
         except _Skip as skip:
             outcomes.append((row.id, {"status": skip.status, "last_error": skip.reason, "claimed_until": None}))
             report.cancelled += skip.status == "cancelled"
