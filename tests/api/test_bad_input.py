@@ -3,8 +3,10 @@
 details.problems (with the row for a roster), and NOTHING written: every table that a
 request could touch and the evidence folder are the same before and after.
 
-Runs on SQLite and, with WORKFLOW_TEST_DATABASE_URL, on PostgreSQL. Known bugs are strict
-xfails whose reason starts with "BUG:".
+Runs on SQLite and, with WORKFLOW_TEST_DATABASE_URL, on PostgreSQL — but the JSON bodies and
+the malformed JSON (~170 requests refused by request validation or by a service's check of the
+whole input, before its one transaction) run on SQLite only: PostgreSQL answers them the same
+way and cost a minute of CI. Known bugs are strict xfails whose reason starts with "BUG:".
 """
 from __future__ import annotations
 
@@ -166,6 +168,10 @@ BAD_BODIES = [
 ]
 
 
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 @pytest.mark.parametrize("role,method,url,body,expected", [pytest.param(*row[1:], id=row[0]) for row in BAD_BODIES])
 def test_bad_json_bodies_list_every_problem_and_write_nothing(api, db, evidence_dir, role, method, url, body,
                                                               expected) -> None:
@@ -200,6 +206,7 @@ JSON_ENDPOINTS = [
 ]
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("raw,content_type,status,code,what", [pytest.param(*row[1:], id=row[0]) for row in MALFORMED])
 def test_malformed_json_is_refused_and_writes_nothing(api, db, evidence_dir, raw, content_type, status, code,
                                                       what) -> None:

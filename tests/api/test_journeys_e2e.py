@@ -13,6 +13,7 @@ import io
 import json
 import mailbox
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -38,11 +39,19 @@ def _token(env: dict[str, str], login: str, name: str, role: str, *scope: str) -
     return {"Authorization": f"Bearer {secret}"}
 
 
-@pytest.fixture
-def system(tmp_path: Path):
+def _env(folder: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k != "COLUMNS"}
-    env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
-               WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), WORKFLOW_DISPATCH_INTERVAL_SECONDS="1", COLUMNS="200")
+    env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{folder}/w.db", WORKFLOW_MAILDIR=str(folder / "mail"),
+               WORKFLOW_EVIDENCE_DIR=str(folder / "ev"), WORKFLOW_DISPATCH_INTERVAL_SECONDS="1", COLUMNS="200")
+    return env
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, str]]]:
+    """The demo's example round, a coordinator who receives the digests and the people's tokens,
+    made through the CLI once per module (each test serves a copy of the database)."""
+    folder = tmp_path_factory.mktemp("e2e")
+    env = _env(folder)
     _cli(env, "demo", "--example-only")
     _cli(env, "coordinators", "add", "shanxi", "王科长", "wang@jgswj.shanxi.example",  # receives the digests
          "--actor", ADMIN_LOGIN)
@@ -50,9 +59,18 @@ def system(tmp_path: Path):
               "unit2": _token(env, "rd.bgt", "省人大办公厅", "unit", "--unit", "2"),
               "coordinator": _token(env, "wang", "王科长", "coordinator", "--jurisdiction", "shanxi"),
               "auditor": _token(env, "shenji", "审计员", "auditor", "--jurisdiction", "shanxi")}
-    proc, base = start_serve(env, tmp_path / "serve.log", "--name", "e2e")
+    return folder, tokens
+
+
+@pytest.fixture
+def system(prepared: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path):
+    template, tokens = prepared
+    folder = tmp_path / "system"
+    shutil.copytree(template, folder)  # the database and whatever the demo wrote beside it
+    env = _env(folder)
+    proc, base = start_serve(env, folder / "serve.log", "--name", "e2e")
     with httpx.Client(base_url=base, timeout=30) as http:
-        yield http, tokens, tmp_path
+        yield http, tokens, folder
     stop(proc)
 
 

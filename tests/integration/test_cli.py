@@ -1,6 +1,12 @@
-"""The installed ``workflow`` command, run as a user runs it: in a subprocess, on a SQLite file.
+"""The ``workflow`` command on a SQLite file, as a user runs it: its arguments, a clean
+environment (only what the test sets), its working folder, its terminal width, its output,
+error output and exit code.
 
-Each run costs about a second (interpreter start and imports), so the Shanxi demo
+A process costs ~1.5 s to start (the interpreter and the imports), and this file runs ~150
+commands, so each is run in this process through the command's own entry point
+(``workflow.cli.main``) with the environment, the folder, ``sys.argv`` and the output streams
+swapped for the call; ``test_the_installed_command_runs_as_a_process`` (and every command, with
+``WORKFLOW_TEST_CLI=process``) runs the installed script in a subprocess. The Shanxi demo
 database (the 2021 example round and the demo's admin, then the accounts who act: two
 coordinators and some units' people, made through ``workflow accounts create``) is built once
 per module and copied, and preparatory actions that are not themselves under test (e.g. attaching evidence
@@ -58,8 +64,44 @@ def run(db_file: Path, *args: str, columns: int | None = None, cwd: Path | None 
     if columns is not None:
         clean["COLUMNS"] = str(columns)
     clean.update(env or {})
-    return subprocess.run([str(WORKFLOW), *args], capture_output=True, text=True, env=clean,
-                          cwd=cwd or db_file.parent, timeout=120)
+    if os.environ.get("WORKFLOW_TEST_CLI") == "process":
+        return run_process(list(args), clean, cwd or db_file.parent)
+    return _in_process(list(args), clean, cwd or db_file.parent)
+
+
+def run_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(WORKFLOW), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+def _in_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``workflow ARGS`` through ``workflow.cli.main`` in this process, as the process would see it."""
+    import contextlib
+
+    from rich.console import Console
+
+    from workflow import cli
+
+    out, errors = io.StringIO(), io.StringIO()
+    saved = (dict(os.environ), sys.argv, os.getcwd(), cli.console, cli.err)
+    code = 0
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        sys.argv = ["workflow", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(errors):
+            cli.console = Console(file=out, markup=False, highlight=False, soft_wrap=True)
+            cli.err = Console(file=errors, markup=False, highlight=False, soft_wrap=True)
+            try:
+                cli.main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        environ, sys.argv, folder, cli.console, cli.err = saved
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(folder)
+    return subprocess.CompletedProcess(["workflow", *args], code, out.getvalue(), errors.getvalue())
 
 
 def flat(s: str) -> str:
@@ -849,6 +891,19 @@ def db_case_ids_drawn(path: Path) -> list[int]:
         return Database(engine).oversight.spot_checks("shanxi-2021")[0].drawn
     finally:
         engine.dispose()
+
+
+def test_the_installed_command_runs_as_a_process(shanxi: Path) -> None:
+    """The console script itself (the other tests call its entry point in this process): an
+    answer, a refusal (exit 2, no traceback) and a listing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_") and k not in ("COLUMNS", "LINES")}
+    env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{shanxi}", COLUMNS="200")
+    p = run_process(["rounds", "list"], env, shanxi.parent)
+    assert p.returncode == 0 and "shanxi-2021" in p.stdout, p.stderr
+    p = run_process(["cases", "act", "1", "certify", "--actor", COORDINATOR], env, shanxi.parent)
+    assert_clean_refusal(p, "action_refused", "certify refused")
+    p = run_process(["--help"], env, shanxi.parent)
+    assert p.returncode == 0 and "Usage" in p.stdout
 
 
 def test_every_command_answers_help() -> None:
