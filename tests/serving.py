@@ -49,6 +49,42 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``workflow ARGS`` through ``workflow.cli.main`` in this process, as the installed script
+    would run it (~1.5 s cheaper: no interpreter start, no imports): ``env`` replaces the
+    environment and ``cwd`` the folder for the call, ``sys.argv`` and the output streams are
+    swapped (a terminal width is read from COLUMNS, as the process would), the exit code kept."""
+    import contextlib
+    import io
+    import os
+
+    from rich.console import Console
+
+    from workflow import cli
+
+    out, errors = io.StringIO(), io.StringIO()
+    saved = (dict(os.environ), sys.argv, os.getcwd(), cli.console, cli.err)
+    code = 0
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        sys.argv = ["workflow", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(errors):
+            cli.console = Console(file=out, markup=False, highlight=False, soft_wrap=True)
+            cli.err = Console(file=errors, markup=False, highlight=False, soft_wrap=True)
+            try:
+                cli.main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        environ, sys.argv, folder, cli.console, cli.err = saved
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(folder)
+    return subprocess.CompletedProcess(["workflow", *args], code, out.getvalue(), errors.getvalue())
+
+
 def cli_account(env: dict[str, str], login: str, name: str, role: str, *scope: str, actor: str | None = "ops",
                 token: bool = False, cwd: Path | None = None) -> str:
     """An account made through the CLI as an operator makes it: ``workflow accounts create`` by
@@ -57,7 +93,7 @@ def cli_account(env: dict[str, str], login: str, name: str, role: str, *scope: s
     (``workflow tokens create --account``, by ``actor`` or the account itself): its secret;
     otherwise the command's output."""
     def run(*args: str) -> str:
-        done = subprocess.run([WORKFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+        done = run_cli(list(args), env, cwd or Path.cwd())
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done.stdout
 

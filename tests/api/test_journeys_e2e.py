@@ -14,7 +14,6 @@ import json
 import mailbox
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,12 +22,12 @@ import pytest
 
 from workflow.demo import ADMIN_LOGIN
 
-from ..serving import WORKFLOW, cli_account, start_serve, stop
+from ..serving import cli_account, run_cli, start_serve, stop
 from ..support import RUBRICS, sheet_for
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([WORKFLOW, *args], env=env, capture_output=True, text=True, timeout=120)
+    done = run_cli(list(args), env, Path.cwd())
     assert done.returncode == 0, done.stderr
     return done.stdout
 

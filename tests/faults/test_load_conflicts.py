@@ -1,4 +1,4 @@
-"""Load with conflicts: 50 concurrent clients take conflicting actions on 100 cases for 20
+"""Load with conflicts: 50 concurrent clients take conflicting actions on 100 cases for 15
 seconds (a minute or more with WORKFLOW_LOAD_SECONDS=60) against `workflow serve` (SQLite).
 Every answer is 2xx, 409 or 422 — never 5xx — and afterwards every case equals the replay of its events (`workflow audit verify`)."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ from workflow.simulate import complete_sheet
 from ..serving import WORKFLOW, cli_account, start_serve, stop
 from ..support import RUBRICS
 
-SECONDS = float(os.environ.get("WORKFLOW_LOAD_SECONDS", "20"))  # a minute or more: WORKFLOW_LOAD_SECONDS=60
+SECONDS = float(os.environ.get("WORKFLOW_LOAD_SECONDS", "15"))  # a minute or more: WORKFLOW_LOAD_SECONDS=60
 CLIENTS, CASES = 50, 100
 
 

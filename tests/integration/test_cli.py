@@ -41,6 +41,7 @@ from workflow.domain.rubric import Rubric, diff_rubrics
 from workflow.files import import_units
 from workflow.service.cases import perform_action
 
+from ..serving import run_cli
 from ..support import EXAMPLES, OPERATOR, RUBRICS, fake_sha, open_shanxi, ready_to_submit, sheet_for
 
 WORKFLOW = Path(sys.executable).parent / "workflow"
@@ -66,42 +67,11 @@ def run(db_file: Path, *args: str, columns: int | None = None, cwd: Path | None 
     clean.update(env or {})
     if os.environ.get("WORKFLOW_TEST_CLI") == "process":
         return run_process(list(args), clean, cwd or db_file.parent)
-    return _in_process(list(args), clean, cwd or db_file.parent)
+    return run_cli(list(args), clean, cwd or db_file.parent)
 
 
 def run_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(WORKFLOW), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
-
-
-def _in_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``workflow ARGS`` through ``workflow.cli.main`` in this process, as the process would see it."""
-    import contextlib
-
-    from rich.console import Console
-
-    from workflow import cli
-
-    out, errors = io.StringIO(), io.StringIO()
-    saved = (dict(os.environ), sys.argv, os.getcwd(), cli.console, cli.err)
-    code = 0
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        os.chdir(cwd)
-        sys.argv = ["workflow", *args]
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(errors):
-            cli.console = Console(file=out, markup=False, highlight=False, soft_wrap=True)
-            cli.err = Console(file=errors, markup=False, highlight=False, soft_wrap=True)
-            try:
-                cli.main()
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    finally:
-        environ, sys.argv, folder, cli.console, cli.err = saved
-        os.environ.clear()
-        os.environ.update(environ)
-        os.chdir(folder)
-    return subprocess.CompletedProcess(["workflow", *args], code, out.getvalue(), errors.getvalue())
 
 
 def flat(s: str) -> str:

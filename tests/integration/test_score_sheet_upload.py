@@ -33,6 +33,7 @@ from workflow.service.sheet_upload import record_sheet_upload
 from workflow.service.sheets import case_sheets
 
 from ..api.conftest import client as api_client  # noqa: F401  (the API's test client, as a fixture here)
+from ..serving import run_cli
 from ..support import COORDINATOR, RUBRICS, open_shanxi, ready_to_submit, sheet_for, unit_actor
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
@@ -307,8 +308,7 @@ def test_uploaded_through_the_cli(sqlite_url: str, sqlite_db: Database, tmp_path
     env |= {"WORKFLOW_DATABASE_URL": sqlite_url, "COLUMNS": "200"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(WORKFLOW), "cases", "upload-sheet", *args, "--actor", login], capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=120)
+        return run_cli(["cases", "upload-sheet", *args, "--actor", login], env, tmp_path)
 
     p = run("1", str(tmp_path / "bad.xlsx"))
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr

@@ -21,7 +21,7 @@ from workflow.demo import ADMIN_LOGIN
 from workflow.domain.errors import ConflictError
 from workflow.service.evidence import EvidenceQuota, QuotaExceeded, attach_bytes, list_evidence
 
-from ..serving import WORKFLOW, cli_account
+from ..serving import cli_account, run_cli
 from ..support import open_shanxi, unit_actor
 
 NOW = datetime(2021, 10, 12, 2, 0, tzinfo=UTC)
@@ -154,7 +154,7 @@ def test_the_cli_attach_commands_keep_the_quota(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
     env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
                WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), WORKFLOW_EVIDENCE_QUOTA_FILES="1", COLUMNS="200")
-    subprocess.run([WORKFLOW, "demo", "--example-only"], env=env, check=True, capture_output=True, timeout=120)
+    assert run_cli(["demo", "--example-only"], env, tmp_path).returncode == 0
     cli_account(env, "sw.bgt", "省委办公厅", "unit", "--unit", "1", actor=ADMIN_LOGIN)  # by the demo's admin
     files = []
     for n in (1, 2):
@@ -162,8 +162,7 @@ def test_the_cli_attach_commands_keep_the_quota(tmp_path) -> None:
         files[-1].write_bytes(pdf(n, 500))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([WORKFLOW, *args, "--actor", "unit:sw.bgt"], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return run_cli([*args, "--actor", "unit:sw.bgt"], env, tmp_path)
 
     assert run("evidence", "attach", "1", "1.1.1", str(files[0])).returncode == 0
     for refused in (run("evidence", "attach", "1", "2.1.1", str(files[1])),

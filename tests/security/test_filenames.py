@@ -6,7 +6,6 @@ is written. Ordinary names (Chinese, spaces, quotes, ``+ - @``) are kept as give
 from __future__ import annotations
 
 import os
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from workflow.demo import ADMIN_LOGIN
 from workflow.domain.errors import InvalidInput
 from workflow.service.evidence import EvidenceQuota, attach_bytes, list_evidence
 
-from ..serving import WORKFLOW, cli_account
+from ..serving import cli_account, run_cli
 from ..support import open_shanxi, unit_actor
 
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
@@ -107,13 +106,12 @@ def test_the_cli_refuses_a_file_whose_name_disguises_it(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
     env.update(WORKFLOW_DATABASE_URL=f"sqlite:///{tmp_path}/w.db", WORKFLOW_MAILDIR=str(tmp_path / "mail"),
                WORKFLOW_EVIDENCE_DIR=str(tmp_path / "ev"), COLUMNS="200")
-    subprocess.run([WORKFLOW, "demo", "--example-only"], env=env, check=True, capture_output=True, timeout=120)
+    assert run_cli(["demo", "--example-only"], env, tmp_path).returncode == 0
     cli_account(env, "sw.bgt", "省委办公厅", "unit", "--unit", "1", actor=ADMIN_LOGIN)  # by the demo's admin
     disguised = tmp_path / BAD_NAMES["right-to-left override"]
     disguised.write_bytes(PDF)
     for command in (["evidence", "attach", "1", "1.1.1"], ["documents", "attach", "1", "self_report"]):
-        done = subprocess.run([WORKFLOW, *command, str(disguised), "--actor", "unit:sw.bgt"], env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = run_cli([*command, str(disguised), "--actor", "unit:sw.bgt"], env, tmp_path)
         assert done.returncode == 2, done.stdout + done.stderr
         assert "\\u202e" in done.stderr and "bidirectional" in done.stderr
     assert not (tmp_path / "ev").exists() or not any(p.is_file() for p in (tmp_path / "ev").rglob("*"))
