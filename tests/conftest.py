@@ -31,35 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run the long scale and soak tests")
 
 
-# The longest tests first (measured on CI's 2-core machine, longest first), so that the workers
-# start them at once and finish together on short ones (``--dist load`` hands the first quarter
-# of the tests out in turn, then one at a time to whichever worker is free); the others keep
-# their order.
-LONGEST_FIRST = (
-    "tests/integration/test_readme.py::test_a_newcomer_follows_the_readme",
-    "tests/faults/test_crash.py",
-    "tests/browser/test_console_journeys.py",
-    "tests/integration/test_simulate.py",
-    "tests/security/test_spreadsheet_memory.py",
-    "tests/faults/test_load_conflicts.py",
-    "tests/security/test_downloads.py",
-    "tests/browser/test_console_a11y.py",
-    "tests/faults/test_processes.py",
-    "tests/integration/test_demo.py",
-    "tests/integration/test_serve_workers.py",
-    "tests/api/test_journeys_e2e.py",
-    "tests/integration/test_serve.py",
-    "tests/security/test_spreadsheets.py",
-    "tests/browser/",
-)
-
-
-def _first(item: pytest.Item) -> int:
-    return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=_first)  # stable: the same order in every worker, as xdist requires
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")
