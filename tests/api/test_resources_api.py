@@ -345,14 +345,18 @@ def test_request_id_metrics_and_unknown_paths(client) -> None:
 def test_refusals_are_logged_with_the_actor(client, capsys) -> None:
     import logging
 
+    import structlog
+
     from workflow.logging import configure_logging
 
+    saved = structlog.get_config()
     configure_logging("INFO")
     try:
         client.post("/api/v1/cases/1/actions/verify", json={"version": 1, "data": {"entries": {}}},
                     headers={**client.token("unit", unit_id=1), "X-Request-ID": "req-42"})
     finally:
         logging.getLogger().handlers[:] = []
+        structlog.configure(**saved)  # the product's set-up caches loggers: not for the tests after this one
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     refused = [entry for entry in lines if entry.get("event") == "action refused"]
     assert refused and refused[0]["actor"].split(";")[0] == "unit:1" and refused[0]["request_id"] == "req-42"

@@ -246,8 +246,11 @@ def test_no_log_line_carries_a_robots_key(robots: RobotServers, caplog: pytest.L
 
     from ..robot_servers import DINGTALK_TOKEN, WECOM_KEY
 
+    import structlog
+
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("httpx", "httpcore")})
+    structlog_config = structlog.get_config()
     try:
         configure_logging("INFO")  # the product's set-up (it replaces the root's handlers) ...
         root.addHandler(caplog.handler)  # ... and the test's capture beside it
@@ -256,6 +259,7 @@ def test_no_log_line_carries_a_robots_key(robots: RobotServers, caplog: pytest.L
         messages = [r.getMessage() for r in caplog.records]
     finally:
         root.handlers[:], level, levels = saved
+        structlog.configure(**structlog_config)  # the product's set-up caches loggers: not for later tests
         root.setLevel(level)
         for name, value in levels.items():
             logging.getLogger(name).setLevel(value)
