@@ -62,22 +62,12 @@ def policy_from_dict(data: Any, where: str) -> Policy:
                             f"got {type(data).__name__}",
                      f"须为含 on_fail、rectification_days、carry_over 的映射；实际是 {type(data).__name__}")
         problems.raise_if_any(f"invalid policy in {where}", f"{where} 的政策有误")
-    known = {"on_fail", "rectification_days", "carry_over", "spot_check"}
-    for key in sorted(set(data) - known):
-        problems.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})",
-                     f"未知字段（可用字段：{'、'.join(sorted(known))}）")
+    _unknown(data, {"on_fail", "rectification_days", "carry_over", "spot_check"}, where, problems)
     on_fail = data.get("on_fail")
     if on_fail not in ("rectification", "not_certified"):
         problems.add(f"{where}.on_fail", f"must be 'rectification' or 'not_certified', got {on_fail!r}",
                      f"须为 'rectification'（整改后复核）或 'not_certified'（不予认定），填写的是 {on_fail!r}")
-    days = data.get("rectification_days")
-    if on_fail == "rectification":
-        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
-            problems.add(f"{where}.rectification_days", f"must be a whole number of days from 1 to 366, got {days!r}",
-                         f"须为1至366的整数天数，填写的是 {days!r}")
-    elif days is not None:
-        problems.add(f"{where}.rectification_days", "only allowed when on_fail is 'rectification'",
-                     "只有 on_fail 为 'rectification' 时才能填写")
+    days = _days(data, on_fail == "rectification", "on_fail", where, problems)
     carry = data.get("carry_over")
     if not isinstance(carry, bool):
         problems.add(f"{where}.carry_over", f"must be true or false, got {carry!r}",
@@ -92,22 +82,31 @@ def _spot_check(data: Any, where: str, problems: ProblemList) -> SpotCheckPolicy
         problems.add(where, f"must be a mapping with on_problems (and rectification_days); got {type(data).__name__}",
                      f"须为含 on_problems（及 rectification_days）的映射；实际是 {type(data).__name__}")
         return None
-    known = {"on_problems", "rectification_days"}
-    for key in sorted(set(data) - known):
-        problems.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})",
-                     f"未知字段（可用字段：{'、'.join(sorted(known))}）")
+    _unknown(data, {"on_problems", "rectification_days"}, where, problems)
     on_problems = data.get("on_problems")
     if on_problems not in ("rectification", "revoke"):
         problems.add(f"{where}.on_problems", f"must be 'rectification' or 'revoke', got {on_problems!r}",
                      f"须为 'rectification'（限期整改后复核）或 'revoke'（撤销称号），填写的是 {on_problems!r}")
+    days = _days(data, on_problems == "rectification", "on_problems", where, problems)
+    if on_problems not in ("rectification", "revoke") or (on_problems == "rectification" and not isinstance(days, int)):
+        return None
+    return SpotCheckPolicy(on_problems, days)
+
+
+def _unknown(data: Mapping[str, Any], known: set[str], where: str, problems: ProblemList) -> None:
+    for key in sorted(set(data) - known, key=str):
+        problems.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})",
+                     f"未知字段（可用字段：{'、'.join(sorted(known))}）")
+
+
+def _days(data: Mapping[str, Any], needed: bool, by: str, where: str, problems: ProblemList) -> Any:
+    """``rectification_days``: 1–366 when the rule (``by``) is rectification, else absent."""
     days = data.get("rectification_days")
-    if on_problems == "rectification":
+    if needed:
         if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
             problems.add(f"{where}.rectification_days", f"must be a whole number of days from 1 to 366, got {days!r}",
                          f"须为1至366的整数天数，填写的是 {days!r}")
     elif days is not None:
-        problems.add(f"{where}.rectification_days", "only allowed when on_problems is 'rectification'",
-                     "只有 on_problems 为 'rectification' 时才能填写")
-    if on_problems not in ("rectification", "revoke") or (on_problems == "rectification" and not isinstance(days, int)):
-        return None
-    return SpotCheckPolicy(on_problems, days)
+        problems.add(f"{where}.rectification_days", f"only allowed when {by} is 'rectification'",
+                     f"只有 {by} 为 'rectification' 时才能填写")
+    return days
