@@ -242,11 +242,11 @@ def test_cut_stays_within_a_limit_smaller_than_its_note() -> None:
 def test_no_log_line_carries_a_robots_key(robots: RobotServers, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
+    import structlog
+
     from workflow.logging import configure_logging
 
     from ..robot_servers import DINGTALK_TOKEN, WECOM_KEY
-
-    import structlog
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("httpx", "httpcore")})
