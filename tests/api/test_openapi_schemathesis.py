@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 from workflow.api.app import create_app
 from workflow.domain.lifecycle import ACTIONS
 
-MAX_EXAMPLES = 6
+MAX_EXAMPLES = 3
 CONFIG = schemathesis.Config.from_dict({
     "seed": 2021,  # the same examples every run
     "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},

@@ -1,4 +1,4 @@
-"""Crash: a simulated round in a subprocess, killed with SIGKILL at 20 random database
+"""Crash: a simulated round in a subprocess, killed with SIGKILL at 15 random database
 commits (inside transitions, sweeps, dispatch and imports; just before or just after the
 commit), restarted each time until it completes. Afterwards the audit check passes and the
 events and delivered mails equal, one for one, those of an uninterrupted run of the same
@@ -19,8 +19,8 @@ import pytest
 from workflow.config import REPO_ROOT
 
 WORKFLOW = str(Path(sys.executable).parent / "workflow")
-# 20 by default (each kill is a process start, ~2 s on CI's machine); 200 with --run-slow
-KILLS = int(os.environ.get("WORKFLOW_CRASH_KILLS", "20"))
+# 15 by default (each kill is a process start, ~2 s on CI's machine); 200 with --run-slow
+KILLS = int(os.environ.get("WORKFLOW_CRASH_KILLS", "15"))
 
 
 def _scenario(tmp_path: Path) -> Path:
